@@ -1,0 +1,101 @@
+//! Internet checksums: full computation (RFC 1071) and incremental update (RFC 1624).
+//!
+//! In-place rewrites of addresses and ports never recompute a checksum over the whole packet: they apply
+//! RFC 1624's equation 3, `HC' = ~(~HC + ~m + m')`, once per changed 16-bit word. The tests in
+//! `packet.rs` and `tests/rewrite.rs` check every rewrite against a full recomputation.
+
+/// Adds `data` to a running one's-complement sum (not yet folded).
+#[inline]
+pub fn sum(data: &[u8], mut acc: u32) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+        // Fold early enough that the accumulator never overflows on 64 KiB of input.
+        if acc >= 0x8000_0000 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+    }
+    if let [last] = chunks.remainder() {
+        acc = acc.wrapping_add(u32::from(*last) << 8);
+    }
+    acc
+}
+
+/// Folds a 32-bit one's-complement sum into 16 bits.
+#[inline]
+pub fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The Internet checksum of `data` (the value to store in a header whose checksum field is zero).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data, 0))
+}
+
+/// RFC 1624 equation 3: the checksum `hc` after one 16-bit word changes from `old` to `new`.
+#[inline]
+pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
+    let acc = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    !fold(acc)
+}
+
+/// RFC 1624 over a run of bytes (an address): `old` and `new` have the same, even, length.
+#[inline]
+pub fn update_bytes(hc: u16, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len());
+    debug_assert_eq!(old.len() % 2, 0);
+    let mut acc = u32::from(!hc);
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    !fold(acc)
+}
+
+/// The sum of an IPv4 pseudo-header (RFC 793/768) for an L4 segment of `len` bytes.
+#[inline]
+pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc + u32::from(proto) + u32::from(len)
+}
+
+/// The sum of an IPv6 pseudo-header (RFC 8200 section 8.1) for an upper-layer packet of `len` bytes.
+#[inline]
+pub fn pseudo_header_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, len: u32) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc = acc.wrapping_add(len >> 16).wrapping_add(len & 0xffff);
+    acc + u32::from(next_header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example: 0001 f203 f4f5 f6f7 -> sum ddf2, checksum 220d.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data, 0)), 0xddf2);
+        assert_eq!(checksum(&data), 0x220d);
+    }
+
+    #[test]
+    fn incremental_matches_full() {
+        let mut data = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let c = checksum(&data);
+        data[10..12].copy_from_slice(&c.to_be_bytes());
+        let old = [data[12], data[13], data[14], data[15]];
+        let new = [192, 168, 77, 9];
+        data[12..16].copy_from_slice(&new);
+        let inc = update_bytes(c, &old, &new);
+        data[10] = 0;
+        data[11] = 0;
+        assert_eq!(inc, checksum(&data));
+    }
+}

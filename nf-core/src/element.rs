@@ -1,0 +1,284 @@
+//! The `Element` trait: ports, push and pull over batches, tasks, handlers.
+//!
+//! A custom element is one struct and one `impl Element` block: only [`Element::class_name`] and
+//! [`Element::push`] are required; ports default to one agnostic input and one agnostic output (`"1/1"`,
+//! `"a/a"`). Sources and pull consumers are *tasks* ([`Element::run_task`]) that the router schedules.
+
+use crate::batch::{Batch, Outputs};
+use crate::packet::Timestamp;
+use std::any::Any;
+
+/// Gives `&mut dyn Any` for every element, so that code holding a graph can reach a concrete element
+/// ([`crate::Router::element_mut`]). Implemented for every type: elements do not write it.
+pub trait AsAny: Any {
+    /// `self` as `Any`.
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as `Any`, mutable.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// How many ports an element has on one side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortCount {
+    /// Fewest ports.
+    pub min: usize,
+    /// Most ports (`usize::MAX`: unbounded).
+    pub max: usize,
+}
+
+impl PortCount {
+    /// Exactly `n` ports.
+    pub const fn exactly(n: usize) -> Self {
+        PortCount { min: n, max: n }
+    }
+    /// Between `min` and `max` ports.
+    pub const fn range(min: usize, max: usize) -> Self {
+        PortCount { min, max }
+    }
+    /// At least `min` ports.
+    pub const fn at_least(min: usize) -> Self {
+        PortCount { min, max: usize::MAX }
+    }
+}
+
+impl std::fmt::Display for PortCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (a, b) if a == b => write!(f, "{a}"),
+            (0, usize::MAX) => write!(f, "-"),
+            (a, usize::MAX) => write!(f, "{a}-"),
+            (a, b) => write!(f, "{a}-{b}"),
+        }
+    }
+}
+
+/// Push, pull or agnostic (decided by what the port is connected to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processing {
+    /// The upstream element calls this one (`h` in Click's notation).
+    Push,
+    /// The downstream element asks this one (`l`).
+    Pull,
+    /// Either, fixed when the graph is checked (`a`).
+    Agnostic,
+}
+
+/// An element's ports: counts on each side and Click's processing code (`"h/h"`, `"a/a"`, `"h/l"`, `"a/ah"`:
+/// inputs before the slash, outputs after; the last letter of a side applies to its remaining ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Input ports.
+    pub inputs: PortCount,
+    /// Output ports.
+    pub outputs: PortCount,
+    /// Processing code.
+    pub processing: &'static str,
+}
+
+impl PortSpec {
+    /// One agnostic input, one agnostic output: the default.
+    pub const SIMPLE: PortSpec = PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "a/a");
+    /// A push source: no input, one push output.
+    pub const SOURCE: PortSpec = PortSpec::new(PortCount::exactly(0), PortCount::exactly(1), "h/h");
+    /// A sink: one agnostic input, no output.
+    pub const SINK: PortSpec = PortSpec::new(PortCount::exactly(1), PortCount::exactly(0), "a/a");
+
+    /// A port specification.
+    pub const fn new(inputs: PortCount, outputs: PortCount, processing: &'static str) -> Self {
+        PortSpec { inputs, outputs, processing }
+    }
+
+    fn side(&self, input: bool) -> &'static str {
+        let mut it = self.processing.splitn(2, '/');
+        let i = it.next().unwrap_or("a");
+        let o = it.next().unwrap_or(i);
+        if input {
+            i
+        } else {
+            o
+        }
+    }
+
+    /// Processing of input `port`.
+    pub fn input(&self, port: usize) -> Processing {
+        code(self.side(true), port)
+    }
+
+    /// Processing of output `port`.
+    pub fn output(&self, port: usize) -> Processing {
+        code(self.side(false), port)
+    }
+}
+
+fn code(side: &str, port: usize) -> Processing {
+    let b = side.as_bytes();
+    let c = b.get(port).or_else(|| b.last()).copied().unwrap_or(b'a');
+    match c {
+        b'h' => Processing::Push,
+        b'l' => Processing::Pull,
+        _ => Processing::Agnostic,
+    }
+}
+
+/// A handler an element offers: a named value to read, or a knob to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandlerSpec {
+    /// Name (`count`, `reset`, ...).
+    pub name: &'static str,
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// One line of documentation.
+    pub doc: &'static str,
+}
+
+impl HandlerSpec {
+    /// A read handler.
+    pub const fn read(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec { name, read: true, write: false, doc }
+    }
+    /// A write handler.
+    pub const fn write(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec { name, read: false, write: true, doc }
+    }
+    /// A read-write handler.
+    pub const fn read_write(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec { name, read: true, write: true, doc }
+    }
+}
+
+/// What an element learns when the graph is set up.
+#[derive(Debug, Clone)]
+pub struct InitContext<'a> {
+    /// The element's name in the graph.
+    pub name: &'a str,
+    /// Connected input ports.
+    pub ninputs: usize,
+    /// Connected output ports.
+    pub noutputs: usize,
+    /// This copy's shard index (0 when not sharded).
+    pub shard: usize,
+    /// Number of shards (1 when not sharded).
+    pub shards: usize,
+    /// Bit `i` set if input `i` resolved to pull.
+    pub pull_inputs: u64,
+    /// Bit `i` set if output `i` resolved to pull.
+    pub pull_outputs: u64,
+}
+
+/// What a task reports after a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// It did work; run it again soon.
+    Busy,
+    /// Nothing to do right now (an empty queue, a rate limit).
+    Idle,
+    /// Finished for good (a source at the end of its input).
+    Done,
+}
+
+/// A scheduled element's view of the router: pull from its inputs, read the clock.
+pub struct TaskContext<'a> {
+    pub(crate) puller: &'a mut dyn Puller,
+    pub(crate) me: usize,
+    pub(crate) now: Timestamp,
+    pub(crate) shard: (usize, usize),
+}
+
+/// Pulls packets through the graph for a task (implemented by the router).
+pub(crate) trait Puller {
+    fn pull_input(&mut self, elem: usize, port: usize, max: usize, into: &mut Batch) -> usize;
+}
+
+impl TaskContext<'_> {
+    /// Pulls up to `max` packets from input `port` into `into`; returns how many arrived.
+    pub fn pull(&mut self, port: usize, max: usize, into: &mut Batch) -> usize {
+        self.puller.pull_input(self.me, port, max, into)
+    }
+    /// The time at the start of this scheduling round.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+    /// This shard's index and the number of shards.
+    pub fn shard(&self) -> (usize, usize) {
+        self.shard
+    }
+}
+
+/// A packet-processing element.
+///
+/// Packets left in the input batch when [`push`](Self::push) returns are dropped (their buffers go back to
+/// the pool): an element that drops a packet simply does not forward it, and counts it if it matters.
+pub trait Element: AsAny + Send {
+    /// The class name (as written in configurations).
+    fn class_name(&self) -> &'static str;
+
+    /// The ports. Called after configuration, so it may depend on arguments (e.g. `Tee(3)`).
+    fn ports(&self) -> PortSpec {
+        PortSpec::SIMPLE
+    }
+
+    /// Called once the graph is checked, with the number of connected ports.
+    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes a batch that arrived on push input `port`, moving packets to `out`.
+    fn push(&mut self, port: usize, batch: &mut Batch, out: &mut Outputs) {
+        let _ = (port, out);
+        batch.clear();
+    }
+
+    /// For elements with pull outputs (queues): moves up to `max` packets for output `port` into `into`.
+    fn pull(&mut self, port: usize, max: usize, into: &mut Batch) -> usize {
+        let _ = (port, max, into);
+        0
+    }
+
+    /// True if the router must schedule [`run_task`](Self::run_task) (sources, `Unqueue`, pull sinks).
+    fn is_task(&self) -> bool {
+        false
+    }
+
+    /// True if the run ends when this task is [`TaskStatus::Done`] (Click's `STOP true`).
+    fn stops_router(&self) -> bool {
+        false
+    }
+
+    /// One scheduling round of a task: produce packets into `out`, or pull through `ctx`.
+    fn run_task(&mut self, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+        let _ = (ctx, out);
+        TaskStatus::Done
+    }
+
+    /// The handlers this element offers.
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        &[]
+    }
+
+    /// Reads handler `name`.
+    fn read_handler(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
+
+    /// Writes handler `name`.
+    fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let _ = value;
+        Err(format!("no write handler `{name}`"))
+    }
+
+    /// Called when the run ends (flush files, report).
+    fn cleanup(&mut self) {}
+}

@@ -1,0 +1,123 @@
+//! `IPClassifier` and `IPFilter`: tcpdump-like expressions over IP headers.
+
+use super::expr::{Expr, View};
+use crate::args::{Args, RawArg};
+use crate::batch::{Batch, Outputs};
+use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
+use crate::error::ConfigError;
+
+/// Sends each packet to the output of the first expression it matches (see [`expr`](super::expr) for the
+/// language: `tcp dst port 80`, `src net 10.0.0.0/8`, `udp`, `icmp`, `ip proto 47`, `and`/`or`/`not`, and
+/// `-` for everything). Packets that match none, or are not IP, are dropped and counted.
+///
+/// The IP header is found at the network-header annotation (set by `CheckIPHeader`), or at the data start.
+///
+/// # Ports
+/// One push input; one push output per expression.
+///
+/// # Handlers
+/// `dropped` (read).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 10, FLOWS 10, PROTO mixed, STOP true) -> Strip(14) -> CheckIPHeader
+///       -> c :: IPClassifier(tcp, udp, -);
+///     c[0] -> t :: Counter -> Discard; c[1] -> u :: Counter -> Discard; c[2] -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("t", "count").unwrap(), "5");
+/// assert_eq!(r.read_handler("u", "count").unwrap(), "5");
+/// ```
+#[derive(Debug, Clone)]
+pub struct IPClassifier {
+    exprs: Vec<Expr>,
+    outputs: Vec<Option<usize>>,
+    filter: bool,
+    dropped: u64,
+}
+
+impl IPClassifier {
+    /// A classifier from expressions (output `i` for expression `i`).
+    pub fn new(exprs: &[&str]) -> Result<Self, String> {
+        let exprs: Vec<Expr> = exprs.iter().map(|e| Expr::parse(e)).collect::<Result<_, _>>()?;
+        let outputs = (0..exprs.len()).map(Some).collect();
+        Ok(IPClassifier { exprs, outputs, filter: false, dropped: 0 })
+    }
+
+    pub(crate) fn from_raw(args: &Args, raw: Vec<RawArg>) -> Result<Self, ConfigError> {
+        if raw.is_empty() {
+            return Err(args.error("needs at least one expression"));
+        }
+        let mut exprs = Vec::new();
+        for r in raw {
+            exprs.push(Expr::parse(&r.text).map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?);
+        }
+        let outputs = (0..exprs.len()).map(Some).collect();
+        Ok(IPClassifier { exprs, outputs, filter: false, dropped: 0 })
+    }
+
+    /// An `IPFilter` from its rules (`allow EXPR`, `deny EXPR`, `drop EXPR`, `N EXPR`).
+    pub(crate) fn filter_from_raw(args: &Args, raw: Vec<RawArg>) -> Result<Self, ConfigError> {
+        if raw.is_empty() {
+            return Err(args.error("needs at least one rule"));
+        }
+        let mut exprs = Vec::new();
+        let mut outputs = Vec::new();
+        for r in raw {
+            let t = r.text.trim();
+            let (action, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+            let out = match action.to_ascii_lowercase().as_str() {
+                "allow" | "accept" => Some(0),
+                "deny" | "drop" | "reject" => None,
+                n => Some(n.parse::<usize>().map_err(|_| {
+                    args.error_at(r.span, format!("rule `{t}` must start with allow, deny, drop or an output number"))
+                })?),
+            };
+            let e = Expr::parse(rest).map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?;
+            exprs.push(e);
+            outputs.push(out);
+        }
+        Ok(IPClassifier { exprs, outputs, filter: true, dropped: 0 })
+    }
+
+    /// The output for a packet's view (`None`: drop).
+    #[inline]
+    pub fn classify(&self, v: &View) -> Option<usize> {
+        let i = self.exprs.iter().position(|e| e.eval(v))?;
+        self.outputs[i]
+    }
+}
+
+const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("dropped", "packets that matched nothing (or were denied)")];
+
+impl Element for IPClassifier {
+    fn class_name(&self) -> &'static str {
+        if self.filter { "IPFilter" } else { "IPClassifier" }
+    }
+    fn ports(&self) -> PortSpec {
+        let n = if self.filter {
+            self.outputs.iter().flatten().max().map_or(1, |m| m + 1)
+        } else {
+            self.exprs.len()
+        };
+        let outs = if self.filter { PortCount::range(1, n) } else { PortCount::exactly(n) };
+        PortSpec::new(PortCount::exactly(1), outs, "h/h")
+    }
+    #[inline]
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        let mut dropped = 0;
+        let this = &*self;
+        batch.classify_to(out, |p| {
+            let l3 = p.anno.l3_offset.map_or(p.data_offset(), usize::from);
+            let r = View::parse(p.buffer(), l3).and_then(|v| this.classify(&v));
+            dropped += u64::from(r.is_none());
+            r
+        });
+        self.dropped += dropped;
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        (name == "dropped").then(|| self.dropped.to_string())
+    }
+}

@@ -1,0 +1,16 @@
+//! The standard element library, grouped as Click groups it.
+
+pub mod ethernet;
+pub mod ip;
+pub mod standard;
+pub mod tcpudp;
+
+use crate::registry::Registry;
+
+/// Registers every element class of nf-core.
+pub fn register(r: &mut Registry) {
+    standard::register(r);
+    ip::register(r);
+    ethernet::register(r);
+    tcpudp::register(r);
+}

@@ -1,0 +1,50 @@
+//! `Unstrip`: puts stripped bytes back at the front of each packet.
+
+use crate::batch::{Batch, Outputs};
+use crate::element::Element;
+
+/// Adds `N` bytes back in front of each packet's data (the bytes `Strip` left as headroom reappear
+/// unchanged; with too little headroom the data moves into a larger buffer).
+///
+/// # Ports
+/// One agnostic input, one agnostic output.
+///
+/// # Arguments
+/// `N` (mandatory).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config(
+///     "InfiniteSource(LENGTH 64, LIMIT 2, STOP true) -> Strip(14) -> Unstrip(14) -> c :: Counter -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("c", "byte_count").unwrap(), "128");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Unstrip {
+    n: usize,
+}
+
+impl Unstrip {
+    /// Unstrips `n` bytes.
+    pub fn new(n: usize) -> Self {
+        Unstrip { n }
+    }
+}
+
+impl Element for Unstrip {
+    fn class_name(&self) -> &'static str {
+        "Unstrip"
+    }
+    #[inline]
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        let n = self.n;
+        for p in batch.iter_mut() {
+            if p.headroom() >= n {
+                // The stripped bytes are still there: only move the data start back.
+                let _ = p.push(n);
+            } else {
+                p.push(n).fill(0);
+            }
+        }
+        out.port(0).append(batch);
+    }
+}

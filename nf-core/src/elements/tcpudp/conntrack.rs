@@ -1,0 +1,437 @@
+//! `ConnTrack`: a connection tracker (per-flow TCP and UDP state with timeouts, in a bounded table).
+
+use crate::batch::{Batch, Outputs};
+use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::flow::FlowKey;
+use crate::packet::{Link, Packet, Timestamp, proto};
+use crate::state::{StateTable, Stateful, WhenFull};
+
+/// TCP connection states (as Linux conntrack names them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// SYN seen from the originator.
+    SynSent,
+    /// SYN-ACK seen from the responder.
+    SynRecv,
+    /// Handshake complete.
+    Established,
+    /// One side sent FIN.
+    FinWait,
+    /// The other side sent its FIN too.
+    LastAck,
+    /// Both FINs acknowledged.
+    TimeWait,
+    /// Reset.
+    Close,
+}
+
+/// The protocol state of a tracked flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtoState {
+    /// TCP.
+    Tcp(TcpState),
+    /// UDP: `assured` once both directions were seen.
+    Udp {
+        /// Both directions seen.
+        assured: bool,
+    },
+    /// Any other protocol (ICMP echo included): replied once both directions were seen.
+    Other {
+        /// Both directions seen.
+        replied: bool,
+    },
+}
+
+/// One tracked connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The five-tuple of the first packet (the originator's direction).
+    pub origin: FlowKey,
+    /// Protocol state.
+    pub state: ProtoState,
+    /// Packets original / reply.
+    pub packets: [u64; 2],
+    /// Bytes original / reply.
+    pub bytes: [u64; 2],
+    /// First packet time.
+    pub first_seen: Timestamp,
+    /// Last packet time.
+    pub last_seen: Timestamp,
+    /// Seconds of idleness after which the entry expires in its current state.
+    pub timeout_secs: u32,
+}
+
+/// Timeouts in seconds, per state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP handshake (SYN sent, SYN received).
+    pub tcp_handshake: u32,
+    /// TCP established.
+    pub tcp_established: u32,
+    /// TCP closing (FIN wait, last ACK, time wait).
+    pub tcp_closing: u32,
+    /// TCP after a reset.
+    pub tcp_close: u32,
+    /// UDP with one direction seen.
+    pub udp_unreplied: u32,
+    /// UDP with both directions seen.
+    pub udp_assured: u32,
+    /// Other protocols.
+    pub other: u32,
+}
+
+impl Default for Timeouts {
+    /// Linux's defaults, except TCP established (5 days in Linux) which is 2 hours here.
+    fn default() -> Self {
+        Timeouts {
+            tcp_handshake: 120,
+            tcp_established: 7200,
+            tcp_closing: 120,
+            tcp_close: 10,
+            udp_unreplied: 30,
+            udp_assured: 120,
+            other: 30,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of a state.
+    pub fn for_state(&self, s: ProtoState) -> u32 {
+        match s {
+            ProtoState::Tcp(TcpState::SynSent | TcpState::SynRecv) => self.tcp_handshake,
+            ProtoState::Tcp(TcpState::Established) => self.tcp_established,
+            ProtoState::Tcp(TcpState::FinWait | TcpState::LastAck | TcpState::TimeWait) => self.tcp_closing,
+            ProtoState::Tcp(TcpState::Close) => self.tcp_close,
+            ProtoState::Udp { assured: false } => self.udp_unreplied,
+            ProtoState::Udp { assured: true } => self.udp_assured,
+            ProtoState::Other { .. } => self.other,
+        }
+    }
+}
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// Tracks TCP, UDP and other IP flows, both directions in one entry, in a bounded table with idle
+/// timeouts. Reports inserts, state transitions and removals to the table's
+/// [`StateSink`](crate::state::StateSink) (the white-box driver replicates them to a minion). Packets are
+/// not changed.
+///
+/// A new TCP flow must begin with a SYN (a mid-stream packet of an unknown flow is "untracked" unless
+/// `LOOSE true`, as Linux's `nf_conntrack_tcp_loose`). Untracked packets (not IP, no room, mid-stream) leave
+/// on output 1 if it is connected, else on output 0 like the rest. Expiry is driven by packet timestamps
+/// and a sweep of a few entries per batch, so offline traces expire as they would have live.
+///
+/// # Ports
+/// One push input; one or two push outputs.
+///
+/// # Arguments
+/// `CAPACITY` (default 65536, divided among shards); `WHEN_FULL` (`evict` or `reject`, default evict);
+/// `LOOSE` (default false); `LINK` (`ether` or `ip`, default ether: where the data starts when no
+/// network-header annotation is set); timeouts in seconds: `TCP_ESTABLISHED` (7200), `TCP_HANDSHAKE`
+/// (120), `TCP_CLOSING` (120), `UDP` (assured, 120), `UDP_UNREPLIED` (30), `OTHER` (30).
+///
+/// # Handlers
+/// `count` (tracked packets), `flows` (entries), `inserts`, `updates`, `closed`, `expired`, `evicted`,
+/// `rejected`, `untracked` (read); `table` (read: up to 100 entries); `capacity` (read); `clear` (write).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config(
+///     "InfiniteSource(LIMIT 1000, FLOWS 100, PROTO udp, STOP true) -> ct :: ConnTrack -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("ct", "flows").unwrap(), "100");
+/// ```
+pub struct ConnTrack {
+    table: StateTable<FlowKey, Connection>,
+    capacity: usize,
+    when_full: WhenFull,
+    timeouts: Timeouts,
+    loose: bool,
+    link: Link,
+    has_untracked_output: bool,
+    count: u64,
+    untracked: u64,
+}
+
+impl std::fmt::Debug for ConnTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTrack").field("table", &self.table).field("count", &self.count).finish()
+    }
+}
+
+impl ConnTrack {
+    /// A tracker of at most `capacity` flows.
+    pub fn new(capacity: usize) -> Self {
+        ConnTrack {
+            table: StateTable::new(capacity, WhenFull::Evict),
+            capacity,
+            when_full: WhenFull::Evict,
+            timeouts: Timeouts::default(),
+            loose: false,
+            link: Link::Ethernet,
+            has_untracked_output: false,
+            count: 0,
+            untracked: 0,
+        }
+    }
+
+    /// Sets the timeouts.
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+
+    /// What to do when full.
+    pub fn when_full(mut self, w: WhenFull) -> Self {
+        self.table = StateTable::new(self.capacity, w);
+        self.when_full = w;
+        self
+    }
+
+    /// Accept mid-stream TCP packets of unknown flows as new flows.
+    pub fn loose(mut self, loose: bool) -> Self {
+        self.loose = loose;
+        self
+    }
+
+    /// Where packet data starts when no network-header annotation is set.
+    pub fn link(mut self, link: Link) -> Self {
+        self.link = link;
+        self
+    }
+
+    /// The tracked connection of a five-tuple (either direction).
+    pub fn lookup(&self, key: &FlowKey) -> Option<&Connection> {
+        let (c, _) = key.canonical();
+        self.table.lookup(c.rss_hash(), &c)
+    }
+
+    /// Tracks one packet; returns false if it could not be tracked.
+    #[inline]
+    pub fn track(&mut self, p: &mut Packet) -> bool {
+        let Ok(h) = p.locate(self.link) else { return false };
+        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else { return false };
+        let hash = match p.anno.flow_hash {
+            Some(x) => x,
+            None => {
+                let x = key.rss_hash();
+                p.anno.flow_hash = Some(x);
+                x
+            }
+        };
+        let (canon, _) = key.canonical();
+        let now = p.anno.timestamp;
+        let len = p.len() as u64;
+        let flags = match (h.proto, h.l4) {
+            (proto::TCP, Some(l4)) => p.buffer().get(l4 + 13).copied().unwrap_or(0),
+            _ => 0,
+        };
+        let t = self.timeouts;
+        match self.table.find(hash, &canon) {
+            Some(e) => {
+                let Some(c) = self.table.value_mut(e) else { return false };
+                let dir = usize::from(key != c.origin);
+                c.packets[dir] += 1;
+                c.bytes[dir] += len;
+                c.last_seen = now;
+                let old = c.state;
+                let new = next_state(old, dir == 1, flags);
+                c.state = new;
+                c.timeout_secs = t.for_state(new);
+                let expires = now.add_nanos(u64::from(c.timeout_secs) * 1_000_000_000);
+                self.table.touch(e, expires);
+                if new != old {
+                    // Closed flows stay (short timeout) so that retransmitted FINs and RSTs still match.
+                    self.table.notify_update(e, now);
+                }
+                true
+            }
+            None => {
+                let state = match h.proto {
+                    proto::TCP => {
+                        if flags & SYN != 0 && flags & ACK == 0 {
+                            ProtoState::Tcp(TcpState::SynSent)
+                        } else if self.loose && flags & RST == 0 {
+                            ProtoState::Tcp(TcpState::Established)
+                        } else {
+                            return false;
+                        }
+                    }
+                    proto::UDP => ProtoState::Udp { assured: false },
+                    _ => ProtoState::Other { replied: false },
+                };
+                let timeout_secs = t.for_state(state);
+                let conn = Connection {
+                    origin: key,
+                    state,
+                    packets: [1, 0],
+                    bytes: [len, 0],
+                    first_seen: now,
+                    last_seen: now,
+                    timeout_secs,
+                };
+                let expires = now.add_nanos(u64::from(timeout_secs) * 1_000_000_000);
+                self.table.insert(hash, canon, conn, now, expires).is_some()
+            }
+        }
+    }
+}
+
+/// The TCP/UDP state after a packet (`reply`: it travels against the originator's direction).
+pub fn next_state(s: ProtoState, reply: bool, flags: u8) -> ProtoState {
+    use TcpState::*;
+    match s {
+        ProtoState::Udp { assured } => ProtoState::Udp { assured: assured || reply },
+        ProtoState::Other { replied } => ProtoState::Other { replied: replied || reply },
+        ProtoState::Tcp(t) => {
+            if flags & RST != 0 {
+                return ProtoState::Tcp(Close);
+            }
+            let n = match t {
+                SynSent if reply && flags & SYN != 0 && flags & ACK != 0 => SynRecv,
+                SynRecv if !reply && flags & ACK != 0 && flags & SYN == 0 => Established,
+                Established | SynRecv if flags & FIN != 0 => FinWait,
+                FinWait if flags & FIN != 0 => LastAck,
+                LastAck if flags & ACK != 0 && flags & FIN == 0 => TimeWait,
+                // A new SYN on a closed tuple reopens it.
+                Close | TimeWait if flags & SYN != 0 && flags & ACK == 0 && !reply => SynSent,
+                o => o,
+            };
+            ProtoState::Tcp(n)
+        }
+    }
+}
+
+impl Stateful for ConnTrack {
+    type Key = FlowKey;
+    type Value = Connection;
+    fn table(&self) -> &StateTable<FlowKey, Connection> {
+        &self.table
+    }
+    fn table_mut(&mut self) -> &mut StateTable<FlowKey, Connection> {
+        &mut self.table
+    }
+}
+
+const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("count", "packets tracked"),
+    HandlerSpec::read("flows", "entries in the table"),
+    HandlerSpec::read("inserts", "flows inserted"),
+    HandlerSpec::read("updates", "state transitions"),
+    HandlerSpec::read("closed", "flows removed after closing"),
+    HandlerSpec::read("expired", "flows expired"),
+    HandlerSpec::read("evicted", "flows evicted to make room"),
+    HandlerSpec::read("rejected", "new flows refused: table full"),
+    HandlerSpec::read("untracked", "packets that could not be tracked"),
+    HandlerSpec::read("capacity", "most entries"),
+    HandlerSpec::read("table", "up to 100 entries"),
+    HandlerSpec::write("clear", "empty the table (not reported)"),
+];
+
+impl Element for ConnTrack {
+    fn class_name(&self) -> &'static str {
+        "ConnTrack"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
+    }
+    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        self.has_untracked_output = ctx.noutputs > 1;
+        if ctx.shards > 1 {
+            self.table = StateTable::new(self.capacity.div_ceil(ctx.shards), self.when_full);
+        }
+        Ok(())
+    }
+    #[inline]
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        let n = batch.len() as u64;
+        let side = self.has_untracked_output;
+        let mut untracked = 0;
+        if let Some(last) = batch.as_slice().last() {
+            let now = last.anno.timestamp;
+            self.table.sweep(now, 8);
+        }
+        let this = &mut *self;
+        batch.classify_to(out, |p| {
+            if this.track(p) {
+                Some(0)
+            } else {
+                untracked += 1;
+                Some(usize::from(side))
+            }
+        });
+        self.count += n - untracked;
+        self.untracked += untracked;
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        let s = self.table.stats();
+        Some(match name {
+            "count" => self.count.to_string(),
+            "flows" => self.table.len().to_string(),
+            "inserts" => s.inserts.to_string(),
+            "updates" => s.updates.to_string(),
+            "closed" => s.closed.to_string(),
+            "expired" => s.expired.to_string(),
+            "evicted" => s.evicted.to_string(),
+            "rejected" => s.rejected.to_string(),
+            "untracked" => self.untracked.to_string(),
+            "capacity" => self.table.capacity().to_string(),
+            "table" => {
+                let mut v = Vec::new();
+                self.table.for_each(|_, c| {
+                    if v.len() < 100 {
+                        v.push(format!("{} {:?} pkts={}/{}", c.origin, c.state, c.packets[0], c.packets[1]));
+                    }
+                });
+                v.join("\n")
+            }
+            _ => return None,
+        })
+    }
+    fn write_handler(&mut self, name: &str, _value: &str) -> Result<(), String> {
+        match name {
+            "clear" => {
+                self.table.clear();
+                Ok(())
+            }
+            _ => Err(format!("no write handler `{name}`")),
+        }
+    }
+}
+
+/// Registers `ConnTrack`.
+pub fn register(r: &mut crate::registry::Registry) {
+    r.register("ConnTrack", "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)", |a| {
+        let cap: usize = a.read_p_or("CAPACITY", 65536)?;
+        let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
+        let when_full = match wf.as_str() {
+            "evict" => WhenFull::Evict,
+            "reject" => WhenFull::Reject,
+            o => return Err(a.error(format!("WHEN_FULL must be evict or reject, not `{o}`"))),
+        };
+        let link: String = a.read_or("LINK", "ether".to_string())?;
+        let link = match link.as_str() {
+            "ether" | "ethernet" => Link::Ethernet,
+            "ip" => Link::Ip,
+            o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+        };
+        let d = Timeouts::default();
+        let t = Timeouts {
+            tcp_established: a.read_or("TCP_ESTABLISHED", d.tcp_established)?,
+            tcp_handshake: a.read_or("TCP_HANDSHAKE", d.tcp_handshake)?,
+            tcp_closing: a.read_or("TCP_CLOSING", d.tcp_closing)?,
+            tcp_close: d.tcp_close,
+            udp_assured: a.read_or("UDP", d.udp_assured)?,
+            udp_unreplied: a.read_or("UDP_UNREPLIED", d.udp_unreplied)?,
+            other: a.read_or("OTHER", d.other)?,
+        };
+        let loose = a.read_or("LOOSE", false)?;
+        Ok(ConnTrack::new(cap).with_timeouts(t).when_full(when_full).loose(loose).link(link))
+    });
+}

@@ -1,0 +1,61 @@
+//! # nf-core
+//!
+//! The foundation of the NF SDK: packets, flow keys, Click-style elements, graphs, the configuration
+//! language and the runtime, and a library of standard elements.
+//!
+//! - [`Packet`]: a pooled `bytes::BytesMut` frame with headroom and annotations; header access through
+//!   `etherparse`; in-place rewrites with incremental checksums ([`checksum`]).
+//! - [`FlowKey`]: IPv4/IPv6 five-tuples, canonical form, the symmetric Toeplitz (RSS) hash ([`toeplitz`]).
+//! - [`Element`]: push and pull over [`Batch`]es, tasks, handlers. [`Graph`] builds graphs in code;
+//!   [`Config`] parses Click's language; [`Registry`] names the classes; [`Router`] and [`ShardedRouter`] run.
+//! - [`state`]: the `StateSink` seam through which state leaves a stateful element, and the bounded
+//!   [`StateTable`](state::StateTable) it lives in.
+//!
+//! ```
+//! use nf_core::{Config, Registry, Router};
+//! let text = "InfiniteSource(LIMIT 1000, FLOWS 10, PROTO mixed, STOP true)
+//!               -> Strip(14) -> CheckIPHeader -> c :: IPClassifier(tcp, udp, -);
+//!             c[0] -> tcp :: Counter -> Discard;
+//!             c[1] -> udp :: Counter -> Discard;
+//!             c[2] -> Discard;";
+//! let cfg = Config::parse("example", text, &Default::default()).unwrap();
+//! let mut router = Router::new(cfg.build(&Registry::standard()).unwrap()).unwrap();
+//! router.run().unwrap();
+//! assert_eq!(router.read_handler("tcp", "count").unwrap(), "500");
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod batch;
+pub mod checksum;
+pub mod config;
+pub mod element;
+pub mod elements;
+pub mod error;
+pub mod flow;
+pub mod graph;
+pub mod packet;
+pub mod pool;
+pub mod registry;
+pub mod router;
+pub mod state;
+pub mod testing;
+pub mod toeplitz;
+pub mod traffic;
+
+pub use args::Args;
+pub use batch::{BATCH_SIZE, Batch, Outputs};
+pub use config::Config;
+pub use element::{Element, HandlerSpec, InitContext, PortCount, PortSpec, Processing, TaskContext, TaskStatus};
+pub use error::{ConfigError, ConfigErrors, Error};
+pub use flow::FlowKey;
+pub use graph::{ElementId, Graph};
+pub use packet::{Annotations, HeaderInfo, IpVersion, Link, Packet, PacketError, Timestamp};
+pub use registry::Registry;
+pub use router::{HandlerValue, Router, ShardedRouter, StopHandle};
+
+/// Registers nf-core's element classes (the same as [`Registry::standard`] starts with).
+pub fn register(r: &mut Registry) {
+    elements::register(r);
+}

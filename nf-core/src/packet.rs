@@ -1,0 +1,586 @@
+//! Packets: a pooled `bytes::BytesMut` frame with headroom, annotations, header access and in-place rewrites.
+//!
+//! A [`Packet`] owns one buffer. Its data starts `headroom` bytes into the buffer, so that an encapsulating
+//! element can [`push`](Packet::push) a header in front without copying the payload, and a decapsulating one
+//! can [`pull`](Packet::pull) one off. Header offsets in the [`Annotations`] are relative to the start of
+//! the buffer, so they stay valid when the data start moves (Click's `Strip(14)` then `CheckIPHeader` idiom).
+//!
+//! Rewrites of addresses and ports ([`Packet::set_ip_src`], [`Packet::set_src_port`], ...) change the bytes
+//! in place and update the IPv4 header checksum and the TCP/UDP/ICMPv6 checksum incrementally (RFC 1624).
+
+use crate::checksum;
+use crate::pool;
+use bytes::BytesMut;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A point in time, in nanoseconds since the Unix epoch (the timestamp annotation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(d.as_nanos() as u64)
+    }
+    /// From seconds and nanoseconds.
+    pub const fn from_parts(secs: u64, nanos: u32) -> Self {
+        Timestamp(secs * 1_000_000_000 + nanos as u64)
+    }
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// Nanoseconds from `earlier` to `self` (0 if `earlier` is later).
+    pub const fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+    /// `self` plus `nanos`.
+    pub const fn add_nanos(self, nanos: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(nanos))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+    }
+}
+
+/// Per-packet metadata carried beside the bytes (Click's annotations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// When the packet was received or generated.
+    pub timestamp: Timestamp,
+    /// The flow hash (symmetric Toeplitz over the five-tuple), once computed.
+    pub flow_hash: Option<u32>,
+    /// Free slots for users' elements.
+    pub user: [u64; 4],
+    /// The input port or device queue the packet arrived on.
+    pub input_port: u16,
+    /// Offset of the network (IP) header from the start of the buffer, once known.
+    pub l3_offset: Option<u16>,
+    /// Offset of the transport header from the start of the buffer, once known.
+    pub l4_offset: Option<u16>,
+    /// The paint annotation (Click's `Paint`), also used as a tag by steering elements.
+    pub paint: u8,
+}
+
+/// What can go wrong when reading or changing a packet's headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PacketError {
+    /// The packet is shorter than the operation needs.
+    #[error("packet too short: need {need} bytes, have {have}")]
+    TooShort {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The headers do not parse.
+    #[error("malformed headers: {0}")]
+    Malformed(String),
+    /// The packet is not IP (e.g. ARP), or has no transport header where one is needed.
+    #[error("not applicable: {0}")]
+    NotApplicable(&'static str),
+    /// An IPv4 address given for an IPv6 packet or the other way round.
+    #[error("address family does not match the packet")]
+    FamilyMismatch,
+}
+
+/// IP version of a located packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVersion {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// Where a packet's IP and transport headers are (offsets from the start of the buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// IP version.
+    pub version: IpVersion,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the transport header, if this is the first (or only) fragment and it is present.
+    pub l4: Option<usize>,
+    /// The transport protocol number (after IPv6 extension headers).
+    pub proto: u8,
+    /// True for a non-first fragment or a fragment at all (no complete transport header follows).
+    pub fragment: bool,
+}
+
+/// The link layer at which a packet's data starts, for [`Packet::locate`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet II (optionally with 802.1Q/802.1ad tags).
+    #[default]
+    Ethernet,
+    /// Raw IP (v4 or v6, told by the version nibble).
+    Ip,
+}
+
+/// IANA protocol numbers used throughout the SDK.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv4 in IP (RFC 2003).
+    pub const IPIP: u8 = 4;
+    /// GRE.
+    pub const GRE: u8 = 47;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// A network packet: an owned, pooled frame with headroom and annotations.
+pub struct Packet {
+    buf: BytesMut,
+    head: usize,
+    /// The packet's annotations.
+    pub anno: Annotations,
+}
+
+impl Drop for Packet {
+    #[inline]
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.buf));
+    }
+}
+
+impl fmt::Debug for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packet")
+            .field("len", &self.len())
+            .field("headroom", &self.head)
+            .field("anno", &self.anno)
+            .finish()
+    }
+}
+
+impl Clone for Packet {
+    /// A copy of the data (with the same headroom) and annotations in a pooled buffer.
+    fn clone(&self) -> Self {
+        let mut p = Packet::with_headroom(self.head, self.data());
+        p.anno = self.anno;
+        // Offsets are relative to the buffer start: keep them valid in the copy.
+        if p.head != self.head {
+            let delta = p.head as isize - self.head as isize;
+            p.shift_offsets(delta);
+        }
+        p
+    }
+}
+
+impl Packet {
+    /// A packet holding a copy of `data`, with [`pool::DEFAULT_HEADROOM`] bytes of headroom, in a pooled buffer.
+    #[inline]
+    pub fn from_slice(data: &[u8]) -> Packet {
+        let mut buf = pool::take(pool::DEFAULT_HEADROOM + data.len());
+        buf.extend_from_slice(data);
+        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+    }
+
+    /// A packet holding a copy of `data` with at least `headroom` bytes in front of it.
+    pub fn with_headroom(headroom: usize, data: &[u8]) -> Packet {
+        if headroom == pool::DEFAULT_HEADROOM {
+            return Packet::from_slice(data);
+        }
+        let mut buf = pool::take(headroom + data.len());
+        buf.resize(headroom, 0);
+        buf.extend_from_slice(data);
+        Packet { buf, head: headroom, anno: Annotations::default() }
+    }
+
+    /// A packet of `len` zero bytes.
+    pub fn zeroed(len: usize) -> Packet {
+        let mut buf = pool::take(pool::DEFAULT_HEADROOM + len);
+        buf.resize(pool::DEFAULT_HEADROOM + len, 0);
+        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+    }
+
+    /// Wraps an existing buffer whose data starts at `headroom` (clamped to the buffer's length).
+    pub fn from_bytes_mut(buf: BytesMut, headroom: usize) -> Packet {
+        let head = headroom.min(buf.len());
+        Packet { buf, head, anno: Annotations::default() }
+    }
+
+    /// The packet's bytes.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    /// The packet's bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.head..]
+    }
+
+    /// Length of the data.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    /// True if the packet holds no data.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes free in front of the data.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
+    /// Bytes free after the data without reallocating.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// The whole buffer: headroom and data. Header offsets in the annotations index into it.
+    #[inline]
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The whole buffer, writable.
+    #[inline]
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Offset of the data start in the buffer (equal to [`headroom`](Self::headroom)).
+    #[inline]
+    pub fn data_offset(&self) -> usize {
+        self.head
+    }
+
+    fn shift_offsets(&mut self, delta: isize) {
+        let shift = |o: Option<u16>| o.and_then(|v| u16::try_from(v as isize + delta).ok());
+        self.anno.l3_offset = shift(self.anno.l3_offset);
+        self.anno.l4_offset = shift(self.anno.l4_offset);
+    }
+
+    /// Adds `n` bytes in front of the data and returns them for writing (Click's `push`).
+    ///
+    /// Uses the headroom when there is enough (no copy); otherwise moves the data into a larger buffer
+    /// (one copy) keeping [`pool::DEFAULT_HEADROOM`] free in front.
+    pub fn push(&mut self, n: usize) -> &mut [u8] {
+        if n > self.head {
+            let mut nb = pool::take(pool::DEFAULT_HEADROOM + n + self.len());
+            let room = pool::DEFAULT_HEADROOM + n;
+            nb.resize(room, 0);
+            nb.extend_from_slice(self.data());
+            let delta = room as isize - self.head as isize;
+            pool::give(std::mem::replace(&mut self.buf, nb));
+            self.head = room;
+            self.shift_offsets(delta);
+        }
+        self.head -= n;
+        let h = self.head;
+        &mut self.buf[h..h + n]
+    }
+
+    /// Removes `n` bytes from the front of the data (Click's `pull`); they become headroom.
+    pub fn pull(&mut self, n: usize) -> Result<(), PacketError> {
+        if n > self.len() {
+            return Err(PacketError::TooShort { need: n, have: self.len() });
+        }
+        self.head += n;
+        Ok(())
+    }
+
+    /// Adds `n` zero bytes at the end of the data and returns them for writing (Click's `put`).
+    pub fn put(&mut self, n: usize) -> &mut [u8] {
+        let old = self.buf.len();
+        self.buf.resize(old + n, 0);
+        &mut self.buf[old..]
+    }
+
+    /// Removes `n` bytes from the end of the data (Click's `take`).
+    pub fn take(&mut self, n: usize) -> Result<(), PacketError> {
+        if n > self.len() {
+            return Err(PacketError::TooShort { need: n, have: self.len() });
+        }
+        let l = self.buf.len() - n;
+        self.buf.truncate(l);
+        Ok(())
+    }
+
+    /// Cuts the data to at most `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.buf.truncate(self.head + len);
+        }
+    }
+
+    /// Gives up the packet's buffer and the offset of its data (the buffer does not return to the pool).
+    pub fn into_parts(mut self) -> (BytesMut, usize) {
+        let buf = std::mem::take(&mut self.buf);
+        (buf, self.head)
+    }
+
+    /// Parses the headers from the data start with `etherparse` (borrowed slices; nothing is copied).
+    pub fn sliced(&self, link: Link) -> Result<etherparse::SlicedPacket<'_>, PacketError> {
+        let r = match link {
+            Link::Ethernet => etherparse::SlicedPacket::from_ethernet(self.data()),
+            Link::Ip => etherparse::SlicedPacket::from_ip(self.data()),
+        };
+        r.map_err(|e| PacketError::Malformed(e.to_string()))
+    }
+
+    /// Finds the IP and transport headers and records their offsets in the annotations.
+    ///
+    /// When the network-header annotation is already set (by `CheckIPHeader`, say) it is trusted and the
+    /// link layer is not parsed again. Handles 802.1Q/802.1ad tags and IPv6 extension headers.
+    pub fn locate(&mut self, link: Link) -> Result<HeaderInfo, PacketError> {
+        let l3 = match self.anno.l3_offset {
+            Some(o) => usize::from(o),
+            None => match link {
+                Link::Ip => self.head,
+                Link::Ethernet => self.head + ethernet_payload_offset(self.data())?,
+            },
+        };
+        let info = locate_ip(&self.buf, l3)?;
+        self.anno.l3_offset = u16::try_from(info.l3).ok();
+        self.anno.l4_offset = info.l4.and_then(|o| u16::try_from(o).ok());
+        Ok(info)
+    }
+
+    /// The IP header and what follows, if [`locate`](Self::locate) (or `CheckIPHeader`) found it.
+    pub fn network_header(&self) -> Option<&[u8]> {
+        self.anno.l3_offset.and_then(|o| self.buf.get(usize::from(o)..))
+    }
+
+    /// The transport header and what follows, if known.
+    pub fn transport_header(&self) -> Option<&[u8]> {
+        self.anno.l4_offset.and_then(|o| self.buf.get(usize::from(o)..))
+    }
+
+    /// Rewrites the source IP address in place, updating checksums incrementally.
+    pub fn set_ip_src(&mut self, h: &HeaderInfo, addr: IpAddr) -> Result<(), PacketError> {
+        self.set_addr(h, addr, true)
+    }
+
+    /// Rewrites the destination IP address in place, updating checksums incrementally.
+    pub fn set_ip_dst(&mut self, h: &HeaderInfo, addr: IpAddr) -> Result<(), PacketError> {
+        self.set_addr(h, addr, false)
+    }
+
+    fn set_addr(&mut self, h: &HeaderInfo, addr: IpAddr, src: bool) -> Result<(), PacketError> {
+        let mut new = [0u8; 16];
+        let (off, n) = match (h.version, addr) {
+            (IpVersion::V4, IpAddr::V4(a)) => {
+                new[..4].copy_from_slice(&a.octets());
+                (h.l3 + if src { 12 } else { 16 }, 4)
+            }
+            (IpVersion::V6, IpAddr::V6(a)) => {
+                new.copy_from_slice(&a.octets());
+                (h.l3 + if src { 8 } else { 24 }, 16)
+            }
+            _ => return Err(PacketError::FamilyMismatch),
+        };
+        self.need(off + n)?;
+        let mut old = [0u8; 16];
+        old[..n].copy_from_slice(&self.buf[off..off + n]);
+        self.buf[off..off + n].copy_from_slice(&new[..n]);
+        if h.version == IpVersion::V4 {
+            let c = self.read16(h.l3 + 10);
+            self.write16(h.l3 + 10, checksum::update_bytes(c, &old[..n], &new[..n]));
+        }
+        self.update_l4_pseudo(h, &old[..n], &new[..n])
+    }
+
+    /// Rewrites the transport source port (TCP or UDP) in place, updating the checksum incrementally.
+    pub fn set_src_port(&mut self, h: &HeaderInfo, port: u16) -> Result<(), PacketError> {
+        self.set_port(h, port, 0)
+    }
+
+    /// Rewrites the transport destination port (TCP or UDP) in place, updating the checksum incrementally.
+    pub fn set_dst_port(&mut self, h: &HeaderInfo, port: u16) -> Result<(), PacketError> {
+        self.set_port(h, port, 2)
+    }
+
+    fn set_port(&mut self, h: &HeaderInfo, port: u16, at: usize) -> Result<(), PacketError> {
+        let l4 = h.l4.ok_or(PacketError::NotApplicable("no transport header"))?;
+        if h.proto != proto::TCP && h.proto != proto::UDP {
+            return Err(PacketError::NotApplicable("ports exist only in TCP and UDP"));
+        }
+        self.need(l4 + 4)?;
+        let old = self.read16(l4 + at);
+        self.write16(l4 + at, port);
+        if let Some(co) = self.l4_checksum_offset(h) {
+            let c = self.read16(co);
+            if !(h.proto == proto::UDP && c == 0 && h.version == IpVersion::V4) {
+                let mut v = checksum::update16(c, old, port);
+                if h.proto == proto::UDP && v == 0 {
+                    v = 0xffff;
+                }
+                self.write16(co, v);
+            }
+        }
+        Ok(())
+    }
+
+    fn l4_checksum_offset(&self, h: &HeaderInfo) -> Option<usize> {
+        let l4 = h.l4?;
+        let co = match h.proto {
+            proto::TCP => l4 + 16,
+            proto::UDP => l4 + 6,
+            proto::ICMPV6 => l4 + 2,
+            _ => return None,
+        };
+        (co + 2 <= self.buf.len()).then_some(co)
+    }
+
+    fn update_l4_pseudo(&mut self, h: &HeaderInfo, old: &[u8], new: &[u8]) -> Result<(), PacketError> {
+        if let Some(co) = self.l4_checksum_offset(h) {
+            let c = self.read16(co);
+            if h.proto == proto::UDP && c == 0 && h.version == IpVersion::V4 {
+                return Ok(()); // IPv4 UDP without a checksum stays without one.
+            }
+            let mut v = checksum::update_bytes(c, old, new);
+            if h.proto == proto::UDP && v == 0 {
+                v = 0xffff;
+            }
+            self.write16(co, v);
+        }
+        Ok(())
+    }
+
+    /// Decrements the IPv4 TTL or IPv6 hop limit in place (IPv4 checksum updated incrementally).
+    /// Returns the new value; a packet whose TTL is already 0 is left as is.
+    pub fn dec_ttl(&mut self, h: &HeaderInfo) -> Result<u8, PacketError> {
+        match h.version {
+            IpVersion::V4 => {
+                self.need(h.l3 + 20)?;
+                let ttl = self.buf[h.l3 + 8];
+                if ttl == 0 {
+                    return Ok(0);
+                }
+                let old = self.read16(h.l3 + 8);
+                self.buf[h.l3 + 8] = ttl - 1;
+                let new = self.read16(h.l3 + 8);
+                let c = self.read16(h.l3 + 10);
+                self.write16(h.l3 + 10, checksum::update16(c, old, new));
+                Ok(ttl - 1)
+            }
+            IpVersion::V6 => {
+                self.need(h.l3 + 40)?;
+                let hl = self.buf[h.l3 + 7];
+                let n = hl.saturating_sub(1);
+                self.buf[h.l3 + 7] = n;
+                Ok(n)
+            }
+        }
+    }
+
+    #[inline]
+    fn need(&self, end: usize) -> Result<(), PacketError> {
+        if end > self.buf.len() {
+            Err(PacketError::TooShort { need: end.saturating_sub(self.head), have: self.len() })
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn read16(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+    }
+
+    #[inline]
+    fn write16(&mut self, at: usize, v: u16) {
+        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Offset of the network header inside an Ethernet frame (after any VLAN tags), or an error.
+pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
+    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(|e| PacketError::Malformed(e.to_string()))?;
+    let mut off = 14;
+    let mut ether_type = eth.ether_type();
+    // 802.1Q / 802.1ad / QinQ tags: up to three.
+    for _ in 0..3 {
+        if ether_type != etherparse::EtherType::VLAN_TAGGED_FRAME
+            && ether_type != etherparse::EtherType::PROVIDER_BRIDGING
+            && ether_type != etherparse::EtherType::VLAN_DOUBLE_TAGGED_FRAME
+        {
+            break;
+        }
+        let tag = frame.get(off..).ok_or(PacketError::TooShort { need: off + 4, have: frame.len() })?;
+        let vlan =
+            etherparse::SingleVlanHeaderSlice::from_slice(tag).map_err(|e| PacketError::Malformed(e.to_string()))?;
+        ether_type = vlan.ether_type();
+        off += 4;
+    }
+    if ether_type == etherparse::EtherType::IPV4 || ether_type == etherparse::EtherType::IPV6 {
+        Ok(off)
+    } else {
+        Err(PacketError::NotApplicable("not an IP frame"))
+    }
+}
+
+/// Locates the headers of the IP packet at `buf[l3..]` with `etherparse`.
+pub fn locate_ip(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
+    let ip = buf.get(l3..).ok_or(PacketError::TooShort { need: l3, have: buf.len() })?;
+    let first = *ip.first().ok_or(PacketError::TooShort { need: 1, have: 0 })?;
+    match first >> 4 {
+        4 => {
+            let h = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let fragment = h.is_fragmenting_payload();
+            let first_frag = h.fragments_offset().value() == 0;
+            let ihl = usize::from(h.ihl()) * 4;
+            let proto = h.protocol().0;
+            let total = usize::from(h.total_len()).min(ip.len());
+            let l4 = (first_frag && transport_fits(proto, total.saturating_sub(ihl))).then_some(l3 + ihl);
+            Ok(HeaderInfo { version: IpVersion::V4, l3, l4, proto, fragment })
+        }
+        6 => {
+            let s = etherparse::Ipv6Slice::from_slice(ip).map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let payload = s.payload();
+            let proto = payload.ip_number.0;
+            let fragment = payload.fragmented;
+            let off = payload.payload.as_ptr() as usize - ip.as_ptr() as usize;
+            let l4 = (!fragment && transport_fits(proto, payload.payload.len())).then_some(l3 + off);
+            Ok(HeaderInfo { version: IpVersion::V6, l3, l4, proto, fragment })
+        }
+        v => Err(PacketError::Malformed(format!("IP version {v}"))),
+    }
+}
+
+fn transport_fits(proto: u8, len: usize) -> bool {
+    match proto {
+        proto::TCP => len >= 20,
+        proto::UDP => len >= 8,
+        proto::ICMP | proto::ICMPV6 => len >= 4,
+        _ => len > 0,
+    }
+}
+
+/// Reads an IPv4 or IPv6 address of `h`'s packet (`src` or destination).
+pub fn read_addr(buf: &[u8], h: &HeaderInfo, src: bool) -> Option<IpAddr> {
+    match h.version {
+        IpVersion::V4 => {
+            let o = h.l3 + if src { 12 } else { 16 };
+            let b: [u8; 4] = buf.get(o..o + 4)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        IpVersion::V6 => {
+            let o = h.l3 + if src { 8 } else { 24 };
+            let b: [u8; 16] = buf.get(o..o + 16)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+    }
+}

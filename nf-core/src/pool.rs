@@ -1,0 +1,111 @@
+//! A per-thread pool of packet buffers, so that steady-state processing allocates nothing.
+//!
+//! Every [`Packet`](crate::Packet) takes its buffer from the pool of the thread that creates it and gives it back
+//! to the pool of the thread that drops it. A pool is bounded ([`MAX_POOLED`] buffers): past that, buffers
+//! are freed, so memory stays bounded even when packets are created on one thread and dropped on another.
+//! Buffers keep [`DEFAULT_HEADROOM`] initialised bytes at their front while pooled, so that reuse costs only
+//! the copy of the packet's own bytes.
+
+use bytes::BytesMut;
+use std::cell::RefCell;
+
+/// Size of a pooled buffer: headroom plus the largest frame that is pooled.
+pub const BUFFER_SIZE: usize = 2048;
+/// Bytes kept free in front of a new packet's data, for encapsulation without a copy.
+pub const DEFAULT_HEADROOM: usize = 128;
+/// Most buffers one thread keeps for reuse (2048 x 2 KiB = 4 MiB).
+pub const MAX_POOLED: usize = 2048;
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), stats: PoolStats { allocated: 0, reused: 0, recycled: 0, freed: 0 } }) };
+}
+
+struct Pool {
+    bufs: Vec<BytesMut>,
+    stats: PoolStats,
+}
+
+/// Counters of the calling thread's pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Buffers allocated because the pool was empty (or the packet too large for a pooled buffer).
+    pub allocated: u64,
+    /// Buffers taken from the pool.
+    pub reused: u64,
+    /// Buffers given back to the pool.
+    pub recycled: u64,
+    /// Buffers freed because the pool was full or they did not fit it.
+    pub freed: u64,
+}
+
+/// The calling thread's pool counters.
+pub fn stats() -> PoolStats {
+    POOL.try_with(|p| p.borrow().stats).unwrap_or_default()
+}
+
+/// Fills the calling thread's pool with `n` buffers (up to [`MAX_POOLED`]) so that a run starts warm.
+pub fn prefill(n: usize) {
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        while p.bufs.len() < n.min(MAX_POOLED) {
+            p.bufs.push(fresh(BUFFER_SIZE));
+        }
+    });
+}
+
+/// Number of buffers in the calling thread's pool.
+pub fn pooled() -> usize {
+    POOL.try_with(|p| p.borrow().bufs.len()).unwrap_or(0)
+}
+
+fn fresh(capacity: usize) -> BytesMut {
+    let mut b = BytesMut::with_capacity(capacity.max(DEFAULT_HEADROOM));
+    b.resize(DEFAULT_HEADROOM, 0);
+    b
+}
+
+/// A buffer whose first `DEFAULT_HEADROOM` bytes are initialised and whose capacity is at least `capacity`.
+#[inline]
+pub(crate) fn take(capacity: usize) -> BytesMut {
+    let pooled = POOL
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            if capacity <= BUFFER_SIZE {
+                if let Some(b) = p.bufs.pop() {
+                    p.stats.reused += 1;
+                    return Some(b);
+                }
+            }
+            p.stats.allocated += 1;
+            None
+        })
+        .ok()
+        .flatten();
+    pooled.unwrap_or_else(|| fresh(capacity.max(BUFFER_SIZE)))
+}
+
+/// Gives a buffer back to the calling thread's pool (or frees it).
+#[inline]
+pub(crate) fn give(mut b: BytesMut) {
+    let cap = b.capacity();
+    if cap == 0 {
+        return;
+    }
+    let fits = (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap);
+    if fits {
+        if b.len() >= DEFAULT_HEADROOM {
+            b.truncate(DEFAULT_HEADROOM);
+        } else {
+            b.resize(DEFAULT_HEADROOM, 0);
+        }
+    }
+    let _ = POOL.try_with(move |p| {
+        let mut p = p.borrow_mut();
+        if fits && p.bufs.len() < MAX_POOLED {
+            p.bufs.push(b);
+            p.stats.recycled += 1;
+        } else {
+            p.stats.freed += 1;
+        }
+    });
+}
