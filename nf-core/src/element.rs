@@ -281,4 +281,10 @@ pub trait Element: AsAny + Send {
 
     /// Called when the run ends (flush files, report).
     fn cleanup(&mut self) {}
+
+    /// A failure that ended this element's work (a corrupt input file, a full disk); checked by the router
+    /// after the run, which then returns it as an error.
+    fn error(&self) -> Option<String> {
+        None
+    }
 }

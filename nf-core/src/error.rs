@@ -185,6 +185,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// An element failed while running (e.g. it met a corrupt input file).
+    #[error("element `{element}` ({class}): {message}")]
+    Element {
+        /// Element name.
+        element: String,
+        /// Element class.
+        class: String,
+        /// What went wrong.
+        message: String,
+    },
     /// No element of that name.
     #[error("no element named `{0}`")]
     NoSuchElement(String),

@@ -566,6 +566,11 @@ impl Router {
         for n in &mut self.nodes {
             n.elem.cleanup();
         }
+        for n in &self.nodes {
+            if let Some(message) = n.elem.error() {
+                return Err(Error::Element { element: n.name.clone(), class: n.elem.class_name().to_string(), message });
+            }
+        }
         Ok(())
     }
 

@@ -1,1 +1,29 @@
-//! stub
+//! # nf-drivers
+//!
+//! The driver layer of the NF SDK: it gets state out of a middlebox and packets in and out of a graph.
+//!
+//! - [`io`]: packet I/O elements for the configuration language: `FromPcap` / `ToPcap` (classic pcap in
+//!   microseconds and nanoseconds, and pcapng, read through a memory map in large sequential runs into pooled
+//!   buffers). Live I/O (AF_PACKET, TAP) and the state drivers (white-box, syslog, traffic observation) come
+//!   with the drivers issues.
+//!
+//! [`register`] adds this crate's element classes to a [`Registry`](nf_core::Registry).
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod io;
+
+pub use error::Error;
+
+/// Registers this crate's element classes (`FromPcap`, `ToPcap`).
+pub fn register(r: &mut nf_core::Registry) {
+    io::register(r);
+}
+
+/// A registry with nf-core's standard elements and this crate's.
+pub fn registry() -> nf_core::Registry {
+    let mut r = nf_core::Registry::standard();
+    register(&mut r);
+    r
+}

@@ -89,6 +89,19 @@ impl Config {
         ex.finish()
     }
 
+    /// Replaces the class and arguments of the element called `name` (a benchmark swapping a file source for
+    /// an in-memory one). Returns false if there is no such element.
+    pub fn replace_element(&mut self, name: &str, class: &str, args: &[&str]) -> bool {
+        match self.elements.iter_mut().find(|e| e.name == name) {
+            Some(e) => {
+                e.class = class.to_string();
+                e.args = args.iter().map(|a| RawArg { text: a.to_string(), span: e.args_span }).collect();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Reads a configuration file.
     pub fn from_file(path: &std::path::Path, params: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)

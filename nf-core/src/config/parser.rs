@@ -146,7 +146,13 @@ impl<'a> Parser<'a> {
                     self.bump();
                 }
                 _ => {
-                    stmts.push(self.stmt()?);
+                    let st = self.stmt()?;
+                    let braced = matches!(st, Stmt::ElementClass(_, _, ClassDef::Compound(_)));
+                    stmts.push(st);
+                    if braced && self.peek() != &Tok::Semi {
+                        // `elementclass X { ... }` needs no `;` after its closing brace.
+                        continue;
+                    }
                     match self.peek() {
                         Tok::Semi => {
                             self.bump();

@@ -1,1 +1,388 @@
-fn main() {}
+//! `nf`: the command-line tool of the NF SDK.
+//!
+//! - `nf run CONFIG [NAME=VALUE ...] [--shards N] [--stats]`: runs a configuration and prints every
+//!   element's handlers at the end.
+//! - `nf elements`: lists the element classes.
+//! - `nf pcap gen --packets N --flows F --size 64|imix OUT`: writes benchmark traffic.
+//! - `nf pcap info FILE`: counts a capture's packets.
+//! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
+
+use clap::{Parser, Subcommand};
+use nf_core::traffic::{Protocols, SizeMix, TrafficConfig, TrafficGen};
+use nf_core::{Config, Error, HandlerValue, Registry, Router, ShardedRouter, Timestamp};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "nf", version, about = "The NF SDK's command-line tool: run element graphs, generate traffic, benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a configuration until its sources are exhausted, then print every element's handlers.
+    Run {
+        /// The configuration file (Click's language).
+        config: PathBuf,
+        /// `NAME=VALUE` settings for `$NAME` in the configuration.
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Run N copies of the graph on N threads, packets dispatched by flow hash.
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        /// Also print the run time, the packet rate and the buffer pool's counters.
+        #[arg(long)]
+        stats: bool,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List the element classes that configurations may use.
+    Elements,
+    /// Capture-file tools.
+    Pcap {
+        #[command(subcommand)]
+        cmd: PcapCmd,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PcapCmd {
+    /// Write synthetic TCP/UDP traffic (valid checksums, a SYN first per TCP flow) to a pcap file.
+    Gen {
+        /// Packets to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Flows.
+        #[arg(long, default_value_t = 10_000)]
+        flows: usize,
+        /// Frame size: a number of bytes, or `imix`.
+        #[arg(long, default_value = "64")]
+        size: String,
+        /// `mixed`, `tcp` or `udp`.
+        #[arg(long, default_value = "mixed")]
+        proto: String,
+        /// Nanosecond timestamps.
+        #[arg(long)]
+        nano: bool,
+        /// Seed of the packet order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file.
+        out: PathBuf,
+    },
+    /// Count the packets and bytes of a capture file.
+    Info {
+        /// The capture.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Replay packets through a configuration and print Mpps and ns/packet.
+    Pipeline {
+        /// A named pipeline (`discard`, `classifier`, `conntrack`) or a configuration file whose source
+        /// element is called `src`.
+        pipeline: String,
+        /// Replay frames held in memory instead of reading `FILE` (separates processing from I/O).
+        #[arg(long)]
+        memory: bool,
+        /// Packets to replay (with --memory).
+        #[arg(long, default_value_t = 10_000_000)]
+        packets: u64,
+        /// Distinct frames held in memory (with --memory).
+        #[arg(long, default_value_t = 1_000_000)]
+        distinct: u64,
+        /// Flows (with --memory).
+        #[arg(long, default_value_t = 10_000)]
+        flows: usize,
+        /// Frame size (with --memory): bytes or `imix`.
+        #[arg(long, default_value = "64")]
+        size: String,
+        /// Shards (worker threads).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        /// Runs; the best and the median are reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// `NAME=VALUE` settings (e.g. `FILE=x.pcap`).
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+const PIPELINES: &[(&str, &str)] = &[
+    ("discard", include_str!("../../configs/bench-discard.click")),
+    ("classifier", include_str!("../../configs/bench-classifier.click")),
+    ("conntrack", include_str!("../../configs/bench-conntrack.click")),
+];
+
+fn registry() -> Registry {
+    nf_drivers::registry()
+}
+
+fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut m = BTreeMap::new();
+    for p in params {
+        let (k, v) = p.split_once('=').ok_or_else(|| format!("`{p}` is not NAME=VALUE"))?;
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{k}` is not a variable name (letters, digits, _)"));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
+fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
+    if shards <= 1 {
+        Ok(Runner::One(Router::new(cfg.build(reg)?)?))
+    } else {
+        Ok(Runner::Sharded(ShardedRouter::new(shards, |_| Ok(cfg.build(reg)?))?))
+    }
+}
+
+enum Runner {
+    One(Router),
+    Sharded(ShardedRouter),
+}
+
+impl Runner {
+    fn run(&mut self) -> Result<(), Error> {
+        match self {
+            Runner::One(r) => r.run(),
+            Runner::Sharded(s) => s.run(),
+        }
+    }
+    fn handlers(&self) -> Vec<HandlerValue> {
+        match self {
+            Runner::One(r) => r.handlers(),
+            Runner::Sharded(s) => s.handlers(),
+        }
+    }
+}
+
+const SOURCES: &[&str] = &["FromPcap", "Replay", "InfiniteSource", "RatedSource"];
+
+fn source_packets(h: &[HandlerValue]) -> u64 {
+    h.iter()
+        .filter(|v| v.handler == "count" && SOURCES.contains(&v.class.as_str()))
+        .filter_map(|v| v.value.parse::<u64>().ok())
+        .sum()
+}
+
+fn print_handlers(h: &[HandlerValue]) {
+    let width = h.iter().map(|v| v.element.len() + v.handler.len() + 1).max().unwrap_or(0);
+    for v in h {
+        let name = format!("{}.{}", v.element, v.handler);
+        if v.value.contains('\n') {
+            println!("{name}:");
+            for l in v.value.lines() {
+                println!("    {l}");
+            }
+        } else {
+            println!("{name:width$}  {}", v.value);
+        }
+    }
+}
+
+fn cmd_run(config: &Path, params: &[String], shards: usize, stats: bool, quiet: bool) -> Result<(), String> {
+    let params = parse_params(params)?;
+    let cfg = Config::from_file(config, &params).map_err(|e| e.to_string())?;
+    let reg = registry();
+    let mut r = build(&cfg, &reg, shards).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let res = r.run();
+    let dt = t0.elapsed();
+    let h = r.handlers();
+    if !quiet {
+        print_handlers(&h);
+    }
+    if stats {
+        let n = source_packets(&h);
+        let secs = dt.as_secs_f64();
+        eprintln!(
+            "run: {:.3} s, {} packets, {:.2} Mpps, {:.1} ns/packet, {} shard(s)",
+            secs,
+            n,
+            n as f64 / secs / 1e6,
+            secs * 1e9 / n.max(1) as f64,
+            shards.max(1)
+        );
+        let p = nf_core::pool::stats();
+        eprintln!("pool (main thread): allocated {} reused {} recycled {} freed {}", p.allocated, p.reused, p.recycled, p.freed);
+    }
+    res.map_err(|e| e.to_string())
+}
+
+fn cmd_elements() {
+    let reg = registry();
+    let w = reg.classes().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in reg.classes() {
+        println!("{:w$}  {}", c.name, c.doc);
+    }
+}
+
+fn parse_size(s: &str) -> Result<SizeMix, String> {
+    match s {
+        "imix" => Ok(SizeMix::Imix),
+        n => match n.parse::<usize>() {
+            Ok(v) if (54..=9000).contains(&v) => Ok(SizeMix::Fixed(v)),
+            _ => Err(format!("--size must be imix or a frame size from 54 to 9000, not `{n}`")),
+        },
+    }
+}
+
+fn parse_proto(s: &str) -> Result<Protocols, String> {
+    match s {
+        "mixed" => Ok(Protocols::Mixed),
+        "tcp" => Ok(Protocols::Tcp),
+        "udp" => Ok(Protocols::Udp),
+        o => Err(format!("--proto must be mixed, tcp or udp, not `{o}`")),
+    }
+}
+
+fn cmd_pcap_gen(packets: u64, flows: usize, size: &str, proto: &str, nano: bool, seed: u64, out: &Path) -> Result<(), String> {
+    if flows == 0 {
+        return Err("--flows must be at least 1".into());
+    }
+    let cfg = TrafficConfig { flows, size: parse_size(size)?, protocols: parse_proto(proto)?, seed, bidirectional: true };
+    let mut g = TrafficGen::new(cfg);
+    let mut w = nf_drivers::io::pcap::PcapFileWriter::create(out, 65535, nano, pcap_file::DataLink::ETHERNET)
+        .map_err(|e| e.to_string())?;
+    let t0 = Timestamp::from_parts(1_700_000_000, 0);
+    let step = packets.max(1).to_string().len();
+    let _ = step;
+    for i in 0..packets {
+        // One packet per microsecond of capture time.
+        w.write(t0.add_nanos(i * 1000), g.next_frame()).map_err(|e| e.to_string())?;
+        if packets >= 10_000_000 && i % 5_000_000 == 0 && i > 0 {
+            eprintln!("  {i} packets written");
+        }
+    }
+    w.close().map_err(|e| e.to_string())?;
+    eprintln!("wrote {packets} packets over {flows} flows to {}", out.display());
+    Ok(())
+}
+
+fn cmd_pcap_info(file: &Path) -> Result<(), String> {
+    let f = nf_drivers::io::pcap::CaptureFile::open(file).map_err(|e| e.to_string())?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let (mut first, mut last) = (None, Timestamp(0));
+    for r in f.records() {
+        let r = r.map_err(|e| e.to_string())?;
+        n += 1;
+        bytes += r.data.len() as u64;
+        first.get_or_insert(r.timestamp);
+        last = r.timestamp;
+    }
+    println!("file: {}", file.display());
+    println!("format: {:?}, link: {:?}", f.format(), f.link());
+    println!("packets: {n}");
+    println!("bytes: {bytes}");
+    if let Some(fst) = first {
+        println!("duration: {:.6} s", last.since(fst) as f64 / 1e9);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_bench(
+    pipeline: &str,
+    memory: bool,
+    packets: u64,
+    distinct: u64,
+    flows: usize,
+    size: &str,
+    shards: usize,
+    repeat: usize,
+    params: &[String],
+) -> Result<(), String> {
+    let params = parse_params(params)?;
+    let (name, text) = match PIPELINES.iter().find(|(n, _)| *n == pipeline) {
+        Some((n, t)) => (n.to_string(), t.to_string()),
+        None => {
+            let t = std::fs::read_to_string(pipeline).map_err(|e| format!("{pipeline}: {e} (named pipelines: discard, classifier, conntrack)"))?;
+            (pipeline.to_string(), t)
+        }
+    };
+    let mut params = params;
+    if memory {
+        params.entry("FILE".into()).or_insert_with(|| "unused".into());
+    }
+    let mut cfg = Config::parse(&name, &text, &params).map_err(|e| e.to_string())?;
+    if memory {
+        let l = match parse_size(size)? {
+            SizeMix::Imix => "imix".to_string(),
+            SizeMix::Fixed(n) => n.to_string(),
+        };
+        let args = [
+            format!("PACKETS {}", distinct.min(packets).max(1)),
+            format!("FLOWS {flows}"),
+            format!("LENGTH {l}"),
+            format!("LIMIT {packets}"),
+            "BURST 64".to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if !cfg.replace_element("src", "Replay", &args) {
+            return Err("the pipeline has no element called `src` to replace".into());
+        }
+    }
+    let reg = registry();
+    let mut results = Vec::new();
+    for i in 0..repeat.max(1) {
+        let mut r = build(&cfg, &reg, shards).map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        r.run().map_err(|e| e.to_string())?;
+        let dt = t0.elapsed().as_secs_f64();
+        let n = source_packets(&r.handlers());
+        let mpps = n as f64 / dt / 1e6;
+        println!("run {}: {n} packets in {:.3} s: {:.2} Mpps, {:.2} ns/packet", i + 1, dt, mpps, dt * 1e9 / n.max(1) as f64);
+        results.push(mpps);
+    }
+    results.sort_by(|a, b| b.total_cmp(a));
+    let median = results[results.len() / 2];
+    println!(
+        "{name} ({} , {} shard(s)): best {:.2} Mpps ({:.2} ns/packet), median {:.2} Mpps",
+        if memory { "in memory" } else { "from file" },
+        shards.max(1),
+        results[0],
+        1e3 / results[0],
+        median
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Run { config, params, shards, stats, quiet } => cmd_run(&config, &params, shards, stats, quiet),
+        Cmd::Elements => {
+            cmd_elements();
+            Ok(())
+        }
+        Cmd::Pcap { cmd: PcapCmd::Gen { packets, flows, size, proto, nano, seed, out } } => {
+            cmd_pcap_gen(packets, flows, &size, &proto, nano, seed, &out)
+        }
+        Cmd::Pcap { cmd: PcapCmd::Info { file } } => cmd_pcap_info(&file),
+        Cmd::Bench { cmd: BenchCmd::Pipeline { pipeline, memory, packets, distinct, flows, size, shards, repeat, params } } => {
+            cmd_bench(&pipeline, memory, packets, distinct, flows, &size, shards, repeat, &params)
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

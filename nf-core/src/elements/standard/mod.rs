@@ -9,6 +9,7 @@ mod paint;
 mod paint_switch;
 mod print;
 mod queue;
+mod replay;
 mod round_robin_switch;
 mod set_timestamp;
 mod strip;
@@ -25,6 +26,7 @@ pub use paint::Paint;
 pub use paint_switch::PaintSwitch;
 pub use print::Print;
 pub use queue::Queue;
+pub use replay::Replay;
 pub use round_robin_switch::RoundRobinSwitch;
 pub use set_timestamp::SetTimestamp;
 pub use strip::Strip;
@@ -35,7 +37,7 @@ pub use unstrip::Unstrip;
 use crate::args::{Args, parse_hex};
 use crate::error::ConfigError;
 use crate::registry::Registry;
-use crate::traffic::Protocols;
+use crate::traffic::{Protocols, SizeMix, TrafficConfig};
 
 fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
     let rate: Option<f64> = if rated { Some(a.read_p_or("RATE", 10.0)?) } else { None };
@@ -111,6 +113,37 @@ pub fn register(r: &mut Registry) {
     });
     r.register("InfiniteSource", "generates packets from templates (LENGTH, FLOWS, LIMIT, STOP)", |a| source(a, false));
     r.register("RatedSource", "generates packets from templates at RATE per second", |a| source(a, true));
+    r.register("Replay", "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, LIMIT)", |a| {
+        let packets: usize = a.read_or("PACKETS", 100_000)?;
+        let flows: usize = a.read_or("FLOWS", 10_000)?;
+        let length: String = a.read_or("LENGTH", "64".to_string())?;
+        let size = match length.as_str() {
+            "imix" => SizeMix::Imix,
+            n => match n.parse::<usize>() {
+                Ok(v) if (54..=9000).contains(&v) => SizeMix::Fixed(v),
+                _ => return Err(a.error(format!("LENGTH must be imix or 54..9000, not `{n}`"))),
+            },
+        };
+        let proto: String = a.read_or("PROTO", "mixed".to_string())?;
+        let protocols = match proto.as_str() {
+            "udp" => Protocols::Udp,
+            "tcp" => Protocols::Tcp,
+            "mixed" => Protocols::Mixed,
+            o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
+        };
+        let limit: Option<u64> = a.read("LIMIT")?;
+        let burst: usize = a.read_or("BURST", 32)?;
+        let stop: bool = a.read_or("STOP", true)?;
+        if packets == 0 {
+            return Err(a.error("PACKETS must be at least 1"));
+        }
+        let cfg = TrafficConfig { flows, size, protocols, ..Default::default() };
+        let mut r = Replay::generated(packets, cfg).burst(burst).stop(stop);
+        if let Some(l) = limit {
+            r = r.limit(l);
+        }
+        Ok(r)
+    });
     r.register("Print", "prints packets to standard error", |a| {
         let label: String = a.read_p_or("LABEL", String::new())?;
         let max: usize = a.read_or("MAXLENGTH", 24)?;

@@ -1,0 +1,267 @@
+//! `FromPcap`: replays a capture file into a graph.
+
+use super::pcap::{CaptureFile, Cursor};
+use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
+use nf_core::{Element, Outputs, Packet, Timestamp};
+use std::path::PathBuf;
+
+/// How many times to read the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passes {
+    /// This many times.
+    Count(u64),
+    /// Forever (until the run is stopped).
+    Forever,
+}
+
+/// Reads packets from a pcap or pcapng file (mapped into memory and read sequentially) into pooled
+/// buffers, a batch per scheduling round, with the capture timestamps as timestamp annotations. For raw-IP
+/// and Linux-cooked captures the network-header annotation is set.
+///
+/// When the file is exhausted the source is done and, with `STOP true` (the default, as Click's `STOP`),
+/// the run ends once the graph drains. `LOOP` reads the file again (timestamps keep increasing across
+/// passes). A truncated or corrupt file ends the source and the run with an error naming the byte offset.
+///
+/// In a sharded run, shard `k` of `n` reads every `n`-th batch of the file (the runtime then hands each
+/// packet to the shard that owns its flow).
+///
+/// # Ports
+/// No input; one push output.
+///
+/// # Arguments
+/// `FILE` (mandatory); `STOP` (default true); `LOOP` (`true` for forever, or a number of passes; default 1);
+/// `BURST` (default 32); `TIMING` (default false: when true, replay at the capture's pace).
+///
+/// # Handlers
+/// `count`, `byte_count`, `passes` (read); `error` (read: the failure that ended the source, if any).
+///
+/// # Safety of the memory map
+/// The file must not be truncated while it is replayed (see `io::mmap_unsafe`).
+pub struct FromPcap {
+    path: PathBuf,
+    file: Option<CaptureFile>,
+    cursor: Option<Cursor>,
+    stop: bool,
+    passes: Passes,
+    pass: u64,
+    burst: usize,
+    timing: bool,
+    shard: (usize, usize),
+    batch_no: u64,
+    count: u64,
+    bytes: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Timestamp,
+    pass_offset: u64,
+    wall_start: Option<Timestamp>,
+    l3: Option<usize>,
+    error: Option<String>,
+    done: bool,
+}
+
+impl std::fmt::Debug for FromPcap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FromPcap").field("path", &self.path).field("count", &self.count).finish()
+    }
+}
+
+impl FromPcap {
+    /// Reads `path` once.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FromPcap {
+            path: path.into(),
+            file: None,
+            cursor: None,
+            stop: true,
+            passes: Passes::Count(1),
+            pass: 0,
+            burst: 32,
+            timing: false,
+            shard: (0, 1),
+            batch_no: 0,
+            count: 0,
+            bytes: 0,
+            first_ts: None,
+            last_ts: Timestamp(0),
+            pass_offset: 0,
+            wall_start: None,
+            l3: None,
+            error: None,
+            done: false,
+        }
+    }
+    /// Ends the run when exhausted.
+    pub fn stop(mut self, stop: bool) -> Self {
+        self.stop = stop;
+        self
+    }
+    /// Number of passes over the file.
+    pub fn passes(mut self, p: Passes) -> Self {
+        self.passes = p;
+        self
+    }
+    /// Packets per round.
+    pub fn burst(mut self, n: usize) -> Self {
+        self.burst = n.max(1);
+        self
+    }
+    /// Replay at the capture's pace.
+    pub fn timing(mut self, t: bool) -> Self {
+        self.timing = t;
+        self
+    }
+    /// Packets read.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn end_of_pass(&mut self, f: &CaptureFile) -> bool {
+        self.pass += 1;
+        let more = match self.passes {
+            Passes::Forever => true,
+            Passes::Count(n) => self.pass < n,
+        };
+        if more {
+            match f.cursor() {
+                Ok(c) => self.cursor = Some(c),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return false;
+                }
+            }
+            // Keep time moving forward across passes.
+            let span = self.last_ts.0.saturating_sub(self.first_ts.map_or(0, |t| t.0)) + 1_000;
+            self.pass_offset += span;
+        }
+        more
+    }
+}
+
+const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("count", "packets read"),
+    HandlerSpec::read("byte_count", "bytes read"),
+    HandlerSpec::read("passes", "passes over the file begun"),
+    HandlerSpec::read("error", "the failure that ended the source, if any"),
+];
+
+impl Element for FromPcap {
+    fn class_name(&self) -> &'static str {
+        "FromPcap"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::SOURCE
+    }
+    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        let f = CaptureFile::open(&self.path).map_err(|e| e.to_string())?;
+        self.cursor = Some(f.cursor().map_err(|e| e.to_string())?);
+        self.l3 = f.link().network_offset();
+        self.file = Some(f);
+        self.shard = (ctx.shard, ctx.shards);
+        Ok(())
+    }
+    fn is_task(&self) -> bool {
+        true
+    }
+    fn stops_router(&self) -> bool {
+        self.stop
+    }
+    fn run_task(&mut self, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+        if self.done || self.cursor.is_none() {
+            return TaskStatus::Done;
+        }
+        let Some(file) = self.file.take() else { return TaskStatus::Done };
+        let status = self.read_batch(&file, ctx, out);
+        self.file = Some(file);
+        status
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        match name {
+            "count" => Some(self.count.to_string()),
+            "byte_count" => Some(self.bytes.to_string()),
+            "passes" => Some((self.pass + u64::from(!self.done)).to_string()),
+            "error" => Some(self.error.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+}
+
+impl FromPcap {
+    #[inline]
+    fn read_batch(&mut self, file: &CaptureFile, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+        let (me, n) = self.shard;
+        // In a sharded run, skip the batches that other shards read.
+        while n > 1 && self.batch_no % n as u64 != me as u64 {
+            self.batch_no += 1;
+            for _ in 0..self.burst {
+                let cursor = self.cursor.as_mut().expect("cursor set at initialize");
+                match cursor.skip(file) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if !self.end_of_pass(file) {
+                            self.done = true;
+                            return TaskStatus::Done;
+                        }
+                        return TaskStatus::Busy;
+                    }
+                    Err(e) => {
+                        self.error = Some(e.to_string());
+                        self.done = true;
+                        return TaskStatus::Done;
+                    }
+                }
+            }
+        }
+        self.batch_no += 1;
+        let o = out.port(0);
+        let mut produced = 0;
+        let mut bytes = 0u64;
+        while produced < self.burst {
+            let cursor = self.cursor.as_mut().expect("cursor set at initialize");
+            let saved = cursor.clone_position();
+            match cursor.next(file) {
+                Ok(Some(r)) => {
+                    let first = *self.first_ts.get_or_insert(r.timestamp);
+                    if self.timing {
+                        let wall = *self.wall_start.get_or_insert(ctx.now());
+                        if ctx.now().since(wall) < r.timestamp.since(first) {
+                            cursor.restore_position(saved);
+                            break;
+                        }
+                    }
+                    let mut p = Packet::from_slice(r.data);
+                    p.anno.timestamp = Timestamp(r.timestamp.0 + self.pass_offset);
+                    if let Some(l3) = self.l3 {
+                        p.anno.l3_offset = u16::try_from(p.data_offset() + l3).ok();
+                    }
+                    self.last_ts = r.timestamp;
+                    bytes += r.data.len() as u64;
+                    o.push(p);
+                    produced += 1;
+                }
+                Ok(None) => {
+                    if !self.end_of_pass(file) {
+                        self.done = true;
+                        break;
+                    }
+                    if n > 1 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        self.count += produced as u64;
+        self.bytes += bytes;
+        if self.done && produced == 0 { TaskStatus::Done } else { TaskStatus::Busy }
+    }
+}

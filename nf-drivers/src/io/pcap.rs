@@ -1,0 +1,446 @@
+//! Capture files: classic pcap (microsecond and nanosecond, either byte order) and pcapng, read with the
+//! `pcap-file` crate's slice parsers over a memory map (or an in-memory buffer), and written with its writer.
+
+use crate::error::Error;
+use nf_core::Timestamp;
+use pcap_file::pcap::{PcapHeader, PcapParser};
+use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::{DataLink, PcapError, TsResolution};
+use std::path::{Path, PathBuf};
+
+/// The largest record a reader accepts (a larger length field means a corrupt file).
+pub const MAX_RECORD: u32 = 262_144;
+
+/// Where packet data starts, by the capture's link type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkLayer {
+    /// Ethernet frames.
+    Ethernet,
+    /// Raw IP packets (the network header is at offset 0).
+    RawIp,
+    /// Linux cooked capture (SLL): the network header is at offset 16.
+    LinuxSll,
+    /// Something else (passed through unchanged; IP elements will not find headers).
+    Other(u32),
+}
+
+impl LinkLayer {
+    fn from_datalink(d: DataLink) -> Self {
+        match d {
+            DataLink::ETHERNET => LinkLayer::Ethernet,
+            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => LinkLayer::RawIp,
+            DataLink::LINUX_SLL => LinkLayer::LinuxSll,
+            o => LinkLayer::Other(u32::from(o)),
+        }
+    }
+    /// Offset of the network header in a packet of this link type, if fixed.
+    pub fn network_offset(self) -> Option<usize> {
+        match self {
+            LinkLayer::RawIp => Some(0),
+            LinkLayer::LinuxSll => Some(16),
+            _ => None,
+        }
+    }
+}
+
+/// One packet record of a capture.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// Capture time.
+    pub timestamp: Timestamp,
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// The packet's length on the wire.
+    pub orig_len: u32,
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+}
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A capture file held in memory (mapped or read), ready to be walked by [`Cursor`]s.
+pub struct CaptureFile {
+    path: PathBuf,
+    bytes: Bytes,
+    link: LinkLayer,
+    format: Format,
+    start: usize,
+}
+
+impl std::fmt::Debug for CaptureFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureFile").field("path", &self.path).field("link", &self.link).field("format", &self.format).finish()
+    }
+}
+
+/// The file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Classic pcap with microsecond timestamps.
+    PcapMicros,
+    /// Classic pcap with nanosecond timestamps.
+    PcapNanos,
+    /// pcapng.
+    PcapNg,
+}
+
+fn capture_err(path: &Path, offset: usize, reason: impl Into<String>) -> Error {
+    Error::Capture { path: path.to_path_buf(), offset: offset as u64, reason: reason.into() }
+}
+
+impl CaptureFile {
+    /// Opens `path` through a memory map.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let bytes = if len == 0 { Bytes::Owned(Vec::new()) } else { Bytes::Mapped(super::mmap_unsafe::map(&f).map_err(io)?) };
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Reads `path` into memory with ordinary reads (no memory map).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let v = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(path, Bytes::Owned(v))
+    }
+
+    /// A capture held in a buffer (tests, fuzzing); `name` is used in errors.
+    pub fn from_vec(name: impl AsRef<Path>, data: Vec<u8>) -> Result<Self, Error> {
+        Self::from_bytes(name.as_ref(), Bytes::Owned(data))
+    }
+
+    fn from_bytes(path: &Path, bytes: Bytes) -> Result<Self, Error> {
+        let data: &[u8] = match &bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        };
+        if data.len() < 4 {
+            return Err(capture_err(path, 0, "too short for a capture file header"));
+        }
+        let magic = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+        let (format, link, start) = if magic == 0x0a0d0d0a {
+            let (rem, mut parser) =
+                PcapNgParser::new(data).map_err(|e| capture_err(path, 0, format!("pcapng section header: {}", describe(&e))))?;
+            // The link type comes from the first interface description block.
+            let mut link = LinkLayer::Ethernet;
+            let mut probe = rem;
+            for _ in 0..16 {
+                match parser.next_block(probe) {
+                    Ok((r, Block::InterfaceDescription(idb))) => {
+                        link = LinkLayer::from_datalink(idb.linktype);
+                        let _ = r;
+                        break;
+                    }
+                    Ok((r, _)) => probe = r,
+                    Err(_) => break,
+                }
+            }
+            (Format::PcapNg, link, 0)
+        } else {
+            let (rem, parser) = PcapParser::new(data).map_err(|e| capture_err(path, 0, format!("pcap header: {}", describe(&e))))?;
+            let h: PcapHeader = parser.header();
+            let f = if h.ts_resolution == TsResolution::NanoSecond { Format::PcapNanos } else { Format::PcapMicros };
+            (f, LinkLayer::from_datalink(h.datalink), data.len() - rem.len())
+        };
+        Ok(CaptureFile { path: path.to_path_buf(), bytes, link, format, start })
+    }
+
+    /// The bytes of the whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+
+    /// The link layer of the packets.
+    pub fn link(&self) -> LinkLayer {
+        self.link
+    }
+
+    /// The format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The path (or name) of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A cursor at the first record.
+    pub fn cursor(&self) -> Result<Cursor, Error> {
+        Cursor::new(self)
+    }
+
+    /// Every record, in order (stops at the first error, which it yields).
+    pub fn records(&self) -> Records<'_> {
+        Records { file: self, cursor: self.cursor().ok(), failed: false }
+    }
+}
+
+fn describe(e: &PcapError) -> String {
+    match e {
+        PcapError::IncompleteBuffer => "truncated".into(),
+        o => o.to_string(),
+    }
+}
+
+/// A position in a capture file. It owns no borrow, so an element can keep it beside the file.
+pub struct Cursor {
+    pos: usize,
+    pcap: Option<PcapParser>,
+    ng: Option<PcapNgParser>,
+    nanos: bool,
+    /// Per pcapng interface: (units per second as a divisor of 1e9, or a power-of-two resolution).
+    ng_units: Vec<TsUnit>,
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").field("pos", &self.pos).finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum TsUnit {
+    Pow10(u8),
+    Pow2(u8),
+}
+
+impl TsUnit {
+    fn to_nanos(self, raw: u64) -> u64 {
+        match self {
+            TsUnit::Pow10(n) if n <= 9 => raw.saturating_mul(10u64.pow(u32::from(9 - n))),
+            TsUnit::Pow10(n) => raw / 10u64.pow(u32::from(n.min(19) - 9)),
+            TsUnit::Pow2(n) => ((u128::from(raw) * 1_000_000_000) >> n.min(63)) as u64,
+        }
+    }
+}
+
+impl Cursor {
+    fn new(file: &CaptureFile) -> Result<Self, Error> {
+        let data = file.bytes();
+        let mut c = Cursor { pos: file.start, pcap: None, ng: None, nanos: file.format == Format::PcapNanos, ng_units: Vec::new() };
+        match file.format {
+            Format::PcapNg => {
+                let (rem, p) = PcapNgParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
+                c.pos = data.len() - rem.len();
+                c.ng = Some(p);
+            }
+            _ => {
+                let (_, p) = PcapParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
+                c.pcap = Some(p);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Byte offset of the next record.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A saved position, to come back to with [`restore_position`](Self::restore_position).
+    pub fn clone_position(&self) -> usize {
+        self.pos
+    }
+
+    /// Returns to a position saved from this cursor (a record boundary).
+    pub fn restore_position(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// The next record of `file` (`Ok(None)` at the end), or an error naming the byte offset.
+    #[inline]
+    pub fn next<'a>(&mut self, file: &'a CaptureFile) -> Result<Option<Record<'a>>, Error> {
+        let data = file.bytes();
+        loop {
+            let at = self.pos;
+            let rest = &data[at..];
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            if let Some(p) = &self.pcap {
+                return match p.next_raw_packet(rest) {
+                    Ok((rem, raw)) => {
+                        if raw.incl_len > MAX_RECORD {
+                            return Err(capture_err(&file.path, at, format!("record length {} is too large (corrupt file?)", raw.incl_len)));
+                        }
+                        let frac = u64::from(raw.ts_frac);
+                        let ns = if self.nanos { frac } else { frac * 1000 };
+                        self.pos = data.len() - rem.len();
+                        let slice: &'a [u8] = &data[at + 16..self.pos];
+                        Ok(Some(Record {
+                            timestamp: Timestamp(u64::from(raw.ts_sec) * 1_000_000_000 + ns),
+                            data: slice,
+                            orig_len: raw.orig_len,
+                            offset: at as u64,
+                        }))
+                    }
+                    Err(PcapError::IncompleteBuffer) => Err(capture_err(
+                        &file.path,
+                        at,
+                        format!("truncated record ({} bytes left, the record needs more)", rest.len()),
+                    )),
+                    Err(e) => Err(capture_err(&file.path, at, e.to_string())),
+                };
+            }
+            let ng = self.ng.as_mut().ok_or_else(|| capture_err(&file.path, at, "no parser"))?;
+            match ng.next_block(rest) {
+                Ok((rem, block)) => {
+                    self.pos = data.len() - rem.len();
+                    match block {
+                        Block::InterfaceDescription(idb) => {
+                            let mut unit = TsUnit::Pow10(6);
+                            for o in &idb.options {
+                                if let pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfTsResol(r) = o {
+                                    unit = if r & 0x80 == 0 { TsUnit::Pow10(*r) } else { TsUnit::Pow2(r & 0x7f) };
+                                }
+                            }
+                            self.ng_units.push(unit);
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            let unit = self.ng_units.get(epb.interface_id as usize).copied().unwrap_or(TsUnit::Pow10(6));
+                            let raw = epb.timestamp.as_nanos() as u64;
+                            let d = epb.data.as_ref();
+                            // The block borrows `rest`; find the data's place in the file to return a long borrow.
+                            let off = d.as_ptr() as usize - data.as_ptr() as usize;
+                            let slice: &'a [u8] = &data[off..off + d.len()];
+                            return Ok(Some(Record { timestamp: Timestamp(unit.to_nanos(raw)), data: slice, orig_len: epb.original_len, offset: at as u64 }));
+                        }
+                        Block::SimplePacket(spb) => {
+                            let d = spb.data.as_ref();
+                            let off = d.as_ptr() as usize - data.as_ptr() as usize;
+                            let slice: &'a [u8] = &data[off..off + d.len()];
+                            return Ok(Some(Record { timestamp: Timestamp(0), data: slice, orig_len: spb.original_len, offset: at as u64 }));
+                        }
+                        Block::SectionHeader(_) => {
+                            self.ng_units.clear();
+                        }
+                        _ => {}
+                    }
+                }
+                Err(PcapError::IncompleteBuffer) => {
+                    return Err(capture_err(&file.path, at, format!("truncated block ({} bytes left)", rest.len())));
+                }
+                Err(e) => return Err(capture_err(&file.path, at, e.to_string())),
+            }
+        }
+    }
+
+    /// Skips the next record without returning it (cheaper than [`next`](Self::next) for classic pcap).
+    #[inline]
+    pub fn skip(&mut self, file: &CaptureFile) -> Result<bool, Error> {
+        if self.pcap.is_some() {
+            let data = file.bytes();
+            let rest = &data[self.pos..];
+            if rest.is_empty() {
+                return Ok(false);
+            }
+            if rest.len() < 16 {
+                return Err(capture_err(&file.path, self.pos, "truncated record header"));
+            }
+            let l = [rest[8], rest[9], rest[10], rest[11]];
+            let big = matches!(file.bytes()[..4], [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]);
+            let incl = if big { u32::from_be_bytes(l) } else { u32::from_le_bytes(l) };
+            if incl > MAX_RECORD || rest.len() < 16 + incl as usize {
+                // Let `next` produce the precise error.
+                return self.next(file).map(|r| r.is_some());
+            }
+            self.pos += 16 + incl as usize;
+            return Ok(true);
+        }
+        self.next(file).map(|r| r.is_some())
+    }
+}
+
+/// An iterator over a capture's records.
+pub struct Records<'a> {
+    file: &'a CaptureFile,
+    cursor: Option<Cursor>,
+    failed: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let c = self.cursor.as_mut()?;
+        match c.next(self.file) {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Writes classic pcap files that `tcpdump -r` reads.
+pub struct PcapFileWriter {
+    w: Option<pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>>>,
+    path: PathBuf,
+    snaplen: u32,
+}
+
+impl std::fmt::Debug for PcapFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapFileWriter").field("path", &self.path).finish()
+    }
+}
+
+impl PcapFileWriter {
+    /// Creates `path` (truncating it) with link type `link` and microsecond or nanosecond timestamps.
+    pub fn create(path: impl AsRef<Path>, snaplen: u32, nanos: bool, link: DataLink) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let f = std::fs::File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let header = PcapHeader {
+            snaplen,
+            datalink: link,
+            ts_resolution: if nanos { TsResolution::NanoSecond } else { TsResolution::MicroSecond },
+            ..Default::default()
+        };
+        let w = pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::with_capacity(1 << 20, f), header)
+            .map_err(|e| Error::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+        Ok(PcapFileWriter { w: Some(w), path, snaplen })
+    }
+
+    /// Appends a packet (cut to the snap length).
+    #[inline]
+    pub fn write(&mut self, ts: Timestamp, data: &[u8]) -> Result<(), Error> {
+        let Some(w) = self.w.as_mut() else {
+            return Err(Error::Io { path: self.path.clone(), source: std::io::Error::other("writer is closed") });
+        };
+        let cut = &data[..data.len().min(self.snaplen as usize)];
+        let d = std::time::Duration::from_nanos(ts.0);
+        let pkt = pcap_file::pcap::PcapPacket::new(d, data.len() as u32, cut);
+        w.write_packet(&pkt)
+            .map(|_| ())
+            .map_err(|e| Error::Io { path: self.path.clone(), source: std::io::Error::other(e.to_string()) })
+    }
+
+    /// Flushes what is buffered and closes the file. Later writes fail.
+    pub fn close(&mut self) -> Result<(), Error> {
+        use std::io::Write;
+        if let Some(w) = self.w.take() {
+            let mut inner = w.into_writer();
+            inner.flush().map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PcapFileWriter {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

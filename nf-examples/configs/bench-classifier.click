@@ -1,0 +1,6 @@
+// Benchmark: check IP headers and classify TCP / UDP / the rest, counting each (`FILE=x.pcap`).
+src :: FromPcap($FILE, BURST 64);
+src -> Strip(14) -> CheckIPHeader -> c :: IPClassifier(tcp, udp, -);
+c[0] -> tcp :: Counter -> Discard;
+c[1] -> udp :: Counter -> Discard;
+c[2] -> other :: Counter -> Discard;

@@ -1,0 +1,12 @@
+//! # nf-examples
+//!
+//! Runnable programs of the NF SDK: the `nf` command (`nf run`, `nf elements`, `nf pcap gen`,
+//! `nf bench pipeline`) and example configurations in `configs/`. The primary/minion failover pair and
+//! the failover lab come with the minion issue.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+/// The directory of the example configurations (for tests and tools that run them).
+pub fn configs_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+}
