@@ -50,10 +50,17 @@ impl Batch {
     pub fn pop(&mut self) -> Option<Packet> {
         self.pkts.pop()
     }
-    /// Drops every packet (their buffers go back to the pool).
+    /// Drops every packet (their buffers go back to the pool, borrowed once for the batch).
     #[inline]
     pub fn clear(&mut self) {
-        self.pkts.clear();
+        if self.pkts.is_empty() {
+            return;
+        }
+        crate::pool::with_local(|pool| {
+            for p in self.pkts.drain(..) {
+                p.release_in(pool);
+            }
+        });
     }
     /// The packets.
     #[inline]

@@ -110,6 +110,35 @@ impl FlowKey {
         toeplitz::symmetric().hash(&input[..n + 4])
     }
 
+    /// A well-mixed 32-bit hash of the key for hash tables (direction-dependent: hash the
+    /// [`canonical`](Self::canonical) key for a direction-free table).
+    ///
+    /// Not the RSS hash: the symmetric RSS key repeats every 16 bits, so its hash carries at most 16 bits of
+    /// entropy. That is enough to pick a queue or a shard, but makes long probe chains in a table.
+    #[inline]
+    pub fn table_hash(&self) -> u32 {
+        let bits = |a: IpAddr| -> u128 {
+            match a {
+                IpAddr::V4(v) => u128::from(u32::from(v)),
+                IpAddr::V6(v) => u128::from(v) ^ (1 << 127),
+            }
+        };
+        let (a, b) = (bits(self.src), bits(self.dst));
+        let mut h = (a as u64)
+            ^ ((a >> 64) as u64).rotate_left(23)
+            ^ (b as u64).rotate_left(32)
+            ^ ((b >> 64) as u64).rotate_left(47);
+        h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (u64::from(self.src_port) << 24 | u64::from(self.dst_port) << 8 | u64::from(self.proto));
+        // MurmurHash3's 64-bit finaliser.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        h as u32
+    }
+
     /// Extracts the key of a packet whose headers were located.
     pub fn from_headers(buf: &[u8], h: &HeaderInfo) -> Option<FlowKey> {
         let src = read_addr(buf, h, true)?;

@@ -56,7 +56,7 @@ pub struct Annotations {
     /// The flow hash (symmetric Toeplitz over the five-tuple), once computed.
     pub flow_hash: Option<u32>,
     /// Free slots for users' elements.
-    pub user: [u64; 4],
+    pub user: [u32; 4],
     /// The input port or device queue the packet arrived on.
     pub input_port: u16,
     /// Offset of the network (IP) header from the start of the buffer, once known.
@@ -186,6 +186,21 @@ impl Packet {
         let mut buf = pool::take(pool::DEFAULT_HEADROOM + data.len());
         buf.extend_from_slice(data);
         Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+    }
+
+    /// As [`from_slice`](Self::from_slice), taking the buffer from a pool borrowed for a whole batch
+    /// ([`pool::with_local`]).
+    #[inline]
+    pub fn from_slice_in(pool: &mut pool::LocalPool<'_>, data: &[u8]) -> Packet {
+        let mut buf = pool.take(pool::DEFAULT_HEADROOM + data.len());
+        buf.extend_from_slice(data);
+        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+    }
+
+    /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
+    #[inline]
+    pub fn release_in(mut self, pool: &mut pool::LocalPool<'_>) {
+        pool.give(std::mem::take(&mut self.buf));
     }
 
     /// A packet holding a copy of `data` with at least `headroom` bytes in front of it.

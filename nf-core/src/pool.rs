@@ -64,48 +64,103 @@ fn fresh(capacity: usize) -> BytesMut {
     b
 }
 
+impl Pool {
+    #[inline]
+    fn take(&mut self, capacity: usize) -> BytesMut {
+        if capacity <= BUFFER_SIZE {
+            if let Some(b) = self.bufs.pop() {
+                self.stats.reused += 1;
+                return b;
+            }
+        }
+        self.stats.allocated += 1;
+        fresh(capacity.max(BUFFER_SIZE))
+    }
+
+    #[inline]
+    fn give(&mut self, mut b: BytesMut) {
+        let cap = b.capacity();
+        if cap == 0 {
+            return;
+        }
+        if (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap) && self.bufs.len() < MAX_POOLED {
+            if b.len() >= DEFAULT_HEADROOM {
+                b.truncate(DEFAULT_HEADROOM);
+            } else {
+                b.resize(DEFAULT_HEADROOM, 0);
+            }
+            self.bufs.push(b);
+            self.stats.recycled += 1;
+        } else {
+            self.stats.freed += 1;
+        }
+    }
+}
+
+/// The calling thread's pool, borrowed once for a whole batch of allocations or releases.
+pub struct LocalPool<'a> {
+    pool: Option<std::cell::RefMut<'a, Pool>>,
+}
+
+impl std::fmt::Debug for LocalPool<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPool").finish_non_exhaustive()
+    }
+}
+
+impl LocalPool<'_> {
+    /// A buffer with `DEFAULT_HEADROOM` initialised bytes and room for `capacity` bytes in all.
+    #[inline]
+    pub(crate) fn take(&mut self, capacity: usize) -> BytesMut {
+        match self.pool.as_mut() {
+            Some(p) => p.take(capacity),
+            None => fresh(capacity.max(BUFFER_SIZE)),
+        }
+    }
+    /// Returns a buffer.
+    #[inline]
+    pub(crate) fn give(&mut self, b: BytesMut) {
+        if let Some(p) = self.pool.as_mut() {
+            p.give(b);
+        }
+    }
+}
+
+/// Runs `f` with the calling thread's pool borrowed once (packets made with
+/// [`Packet::from_slice_in`](crate::Packet::from_slice_in) inside `f` take their buffers from it).
+/// Packets dropped inside `f` free their buffers instead of pooling them.
+#[inline]
+pub fn with_local<R>(f: impl FnOnce(&mut LocalPool<'_>) -> R) -> R {
+    let mut f = Some(f);
+    let r = POOL.try_with(|p| {
+        let mut local = LocalPool { pool: p.try_borrow_mut().ok() };
+        (f.take().expect("called once"))(&mut local)
+    });
+    match r {
+        Ok(v) => v,
+        Err(_) => (f.take().expect("not called"))(&mut LocalPool { pool: None }),
+    }
+}
+
 /// A buffer whose first `DEFAULT_HEADROOM` bytes are initialised and whose capacity is at least `capacity`.
 #[inline]
 pub(crate) fn take(capacity: usize) -> BytesMut {
-    let pooled = POOL
-        .try_with(|p| {
-            let mut p = p.borrow_mut();
-            if capacity <= BUFFER_SIZE {
-                if let Some(b) = p.bufs.pop() {
-                    p.stats.reused += 1;
-                    return Some(b);
-                }
-            }
-            p.stats.allocated += 1;
-            None
-        })
-        .ok()
-        .flatten();
-    pooled.unwrap_or_else(|| fresh(capacity.max(BUFFER_SIZE)))
+    POOL.try_with(|p| match p.try_borrow_mut() {
+        Ok(mut p) => p.take(capacity),
+        Err(_) => fresh(capacity.max(BUFFER_SIZE)),
+    })
+    .unwrap_or_else(|_| fresh(capacity.max(BUFFER_SIZE)))
 }
 
 /// Gives a buffer back to the calling thread's pool (or frees it).
 #[inline]
-pub(crate) fn give(mut b: BytesMut) {
-    let cap = b.capacity();
-    if cap == 0 {
+pub(crate) fn give(b: BytesMut) {
+    if b.capacity() == 0 {
         return;
     }
-    let fits = (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap);
-    if fits {
-        if b.len() >= DEFAULT_HEADROOM {
-            b.truncate(DEFAULT_HEADROOM);
-        } else {
-            b.resize(DEFAULT_HEADROOM, 0);
-        }
-    }
     let _ = POOL.try_with(move |p| {
-        let mut p = p.borrow_mut();
-        if fits && p.bufs.len() < MAX_POOLED {
-            p.bufs.push(b);
-            p.stats.recycled += 1;
-        } else {
-            p.stats.freed += 1;
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.give(b);
         }
     });
 }

@@ -112,7 +112,8 @@ pub enum WhenFull {
 
 /// A bounded hash table of per-flow state with idle expiry and change reporting.
 ///
-/// Keys carry their precomputed hash (the packet's flow hash), so a lookup hashes nothing. Entries live in a
+/// Keys carry their precomputed hash (e.g. [`FlowKey::table_hash`](crate::FlowKey::table_hash)), so the
+/// table itself hashes nothing. Entries live in a
 /// slab; a sweep hand visits a few slots per call of [`sweep`](Self::sweep) and expires idle ones, so that
 /// expiry costs bounded work per batch and no timer wheel is needed.
 pub struct StateTable<K, V> {
@@ -141,15 +142,18 @@ impl<K, V> std::fmt::Debug for StateTable<K, V> {
 pub struct EntryRef(u32);
 
 impl<K: Eq + Clone, V> StateTable<K, V> {
-    /// A table of at most `capacity` entries (memory for them is reserved now, so inserts do not allocate).
+    /// A table of at most `capacity` entries. Memory grows with the number of entries (up to the
+    /// capacity) rather than being reserved up front, so that a large bound costs nothing until it is used and
+    /// a small working set stays in cache; once the working set is reached, inserts allocate nothing.
     pub fn new(capacity: usize, when_full: WhenFull) -> Self {
         let capacity = capacity.max(1);
+        let initial = capacity.min(1024);
         let mut index = HashMap::with_hasher(PrehashedState);
-        index.reserve(capacity);
+        index.reserve(initial);
         StateTable {
             index,
-            slots: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+            slots: Vec::with_capacity(initial),
+            free: Vec::with_capacity(initial),
             capacity,
             hand: 0,
             when_full,

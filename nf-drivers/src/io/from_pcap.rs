@@ -219,47 +219,50 @@ impl FromPcap {
         }
         self.batch_no += 1;
         let o = out.port(0);
-        let mut produced = 0;
         let mut bytes = 0u64;
-        while produced < self.burst {
-            let cursor = self.cursor.as_mut().expect("cursor set at initialize");
-            let saved = cursor.clone_position();
-            match cursor.next(file) {
-                Ok(Some(r)) => {
-                    let first = *self.first_ts.get_or_insert(r.timestamp);
-                    if self.timing {
-                        let wall = *self.wall_start.get_or_insert(ctx.now());
-                        if ctx.now().since(wall) < r.timestamp.since(first) {
-                            cursor.restore_position(saved);
+        let produced = nf_core::pool::with_local(|pool| {
+            let mut produced = 0;
+            while produced < self.burst {
+                let cursor = self.cursor.as_mut().expect("cursor set at initialize");
+                let saved = cursor.clone_position();
+                match cursor.next(file) {
+                    Ok(Some(r)) => {
+                        let first = *self.first_ts.get_or_insert(r.timestamp);
+                        if self.timing {
+                            let wall = *self.wall_start.get_or_insert(ctx.now());
+                            if ctx.now().since(wall) < r.timestamp.since(first) {
+                                cursor.restore_position(saved);
+                                break;
+                            }
+                        }
+                        let mut p = Packet::from_slice_in(pool, r.data);
+                        p.anno.timestamp = Timestamp(r.timestamp.0 + self.pass_offset);
+                        if let Some(l3) = self.l3 {
+                            p.anno.l3_offset = u16::try_from(p.data_offset() + l3).ok();
+                        }
+                        self.last_ts = r.timestamp;
+                        bytes += r.data.len() as u64;
+                        o.push(p);
+                        produced += 1;
+                    }
+                    Ok(None) => {
+                        if !self.end_of_pass(file) {
+                            self.done = true;
+                            break;
+                        }
+                        if n > 1 {
                             break;
                         }
                     }
-                    let mut p = Packet::from_slice(r.data);
-                    p.anno.timestamp = Timestamp(r.timestamp.0 + self.pass_offset);
-                    if let Some(l3) = self.l3 {
-                        p.anno.l3_offset = u16::try_from(p.data_offset() + l3).ok();
-                    }
-                    self.last_ts = r.timestamp;
-                    bytes += r.data.len() as u64;
-                    o.push(p);
-                    produced += 1;
-                }
-                Ok(None) => {
-                    if !self.end_of_pass(file) {
+                    Err(e) => {
+                        self.error = Some(e.to_string());
                         self.done = true;
                         break;
                     }
-                    if n > 1 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    self.error = Some(e.to_string());
-                    self.done = true;
-                    break;
                 }
             }
-        }
+            produced
+        });
         self.count += produced as u64;
         self.bytes += bytes;
         if self.done && produced == 0 { TaskStatus::Done } else { TaskStatus::Busy }

@@ -194,6 +194,8 @@ fn describe(e: &PcapError) -> String {
 /// A position in a capture file. It owns no borrow, so an element can keep it beside the file.
 pub struct Cursor {
     pos: usize,
+    /// Classic pcap: record headers are big-endian.
+    big_endian: bool,
     pcap: Option<PcapParser>,
     ng: Option<PcapNgParser>,
     nanos: bool,
@@ -226,7 +228,8 @@ impl TsUnit {
 impl Cursor {
     fn new(file: &CaptureFile) -> Result<Self, Error> {
         let data = file.bytes();
-        let mut c = Cursor { pos: file.start, pcap: None, ng: None, nanos: file.format == Format::PcapNanos, ng_units: Vec::new() };
+        let big_endian = matches!(data.get(..4), Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]));
+        let mut c = Cursor { pos: file.start, big_endian, pcap: None, ng: None, nanos: file.format == Format::PcapNanos, ng_units: Vec::new() };
         match file.format {
             Format::PcapNg => {
                 let (rem, p) = PcapNgParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
@@ -267,6 +270,28 @@ impl Cursor {
                 return Ok(None);
             }
             if let Some(p) = &self.pcap {
+                // Fast path: a whole record header is present and sane; read it in place.
+                if rest.len() >= 16 {
+                    let w = |i: usize| {
+                        let b = [rest[i], rest[i + 1], rest[i + 2], rest[i + 3]];
+                        if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+                    };
+                    let incl = w(8);
+                    let end = at + 16 + incl as usize;
+                    if incl <= MAX_RECORD && end <= data.len() {
+                        super::mmap_unsafe::prefetch(data, end + 384);
+                        let frac = u64::from(w(4));
+                        let ns = if self.nanos { frac } else { frac * 1000 };
+                        self.pos = end;
+                        return Ok(Some(Record {
+                            timestamp: Timestamp(u64::from(w(0)) * 1_000_000_000 + ns),
+                            data: &data[at + 16..end],
+                            orig_len: w(12),
+                            offset: at as u64,
+                        }));
+                    }
+                }
+                // Slow path (end of file, corrupt lengths): let `pcap-file` parse and explain.
                 return match p.next_raw_packet(rest) {
                     Ok((rem, raw)) => {
                         if raw.incl_len > MAX_RECORD {
@@ -347,8 +372,7 @@ impl Cursor {
                 return Err(capture_err(&file.path, self.pos, "truncated record header"));
             }
             let l = [rest[8], rest[9], rest[10], rest[11]];
-            let big = matches!(file.bytes()[..4], [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]);
-            let incl = if big { u32::from_be_bytes(l) } else { u32::from_le_bytes(l) };
+            let incl = if self.big_endian { u32::from_be_bytes(l) } else { u32::from_le_bytes(l) };
             if incl > MAX_RECORD || rest.len() < 16 + incl as usize {
                 // Let `next` produce the precise error.
                 return self.next(file).map(|r| r.is_some());

@@ -4,6 +4,7 @@ mod classifier;
 mod counter;
 mod discard;
 mod hash_switch;
+mod idle;
 mod infinite_source;
 mod paint;
 mod paint_switch;
@@ -21,6 +22,7 @@ pub use classifier::Classifier;
 pub use counter::Counter;
 pub use discard::Discard;
 pub use hash_switch::HashSwitch;
+pub use idle::Idle;
 pub use infinite_source::InfiniteSource;
 pub use paint::Paint;
 pub use paint_switch::PaintSwitch;
@@ -88,6 +90,7 @@ pub fn register(r: &mut Registry) {
         }
         Ok(d)
     });
+    r.register("Idle", "never produces packets; drops what it receives (keeps ports connected)", |_| Ok(Idle));
     r.register("Counter", "counts packets and bytes, and their rate", |_| Ok(Counter::new()));
     r.register("Tee", "copies each packet to every output", |a| Ok(Tee::new(a.read_p("N")?)));
     r.register("Paint", "sets the paint annotation", |a| Ok(Paint::new(a.read_mp("COLOR")?)));

@@ -206,7 +206,7 @@ impl ConnTrack {
     /// The tracked connection of a five-tuple (either direction).
     pub fn lookup(&self, key: &FlowKey) -> Option<&Connection> {
         let (c, _) = key.canonical();
-        self.table.lookup(c.rss_hash(), &c)
+        self.table.lookup(c.table_hash(), &c)
     }
 
     /// Tracks one packet; returns false if it could not be tracked.
@@ -214,15 +214,8 @@ impl ConnTrack {
     pub fn track(&mut self, p: &mut Packet) -> bool {
         let Ok(h) = p.locate(self.link) else { return false };
         let Some(key) = FlowKey::from_headers(p.buffer(), &h) else { return false };
-        let hash = match p.anno.flow_hash {
-            Some(x) => x,
-            None => {
-                let x = key.rss_hash();
-                p.anno.flow_hash = Some(x);
-                x
-            }
-        };
         let (canon, _) = key.canonical();
+        let hash = canon.table_hash();
         let now = p.anno.timestamp;
         let len = p.len() as u64;
         let flags = match (h.proto, h.l4) {

@@ -1,0 +1,31 @@
+//! `Idle`: never produces a packet, drops what it receives.
+
+use crate::batch::{Batch, Outputs};
+use crate::element::{Element, PortCount, PortSpec};
+
+/// Never pushes or pulls a packet: a placeholder that keeps ports connected (a graph fed from outside
+/// through [`Router::push_batch`](crate::Router::push_batch), an unused output). Packets pushed to it
+/// are dropped.
+///
+/// # Ports
+/// Any number of agnostic inputs and outputs.
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("Idle -> c :: Counter -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("c", "count").unwrap(), "0");
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Idle;
+
+impl Element for Idle {
+    fn class_name(&self) -> &'static str {
+        "Idle"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::at_least(0), PortCount::at_least(0), "a/a")
+    }
+    fn push(&mut self, _port: usize, batch: &mut Batch, _out: &mut Outputs) {
+        batch.clear();
+    }
+}
