@@ -1,1 +1,115 @@
-fn main(){}
+//! Criterion benchmarks of the per-packet building blocks: header parsing, flow keys and hashes,
+//! classification, checksum updates. `cargo bench -p nf-core`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use nf_core::elements::ip::expr::{Expr, View};
+use nf_core::elements::standard::Classifier;
+use nf_core::packet::Link;
+use nf_core::traffic::{TrafficConfig, TrafficGen};
+use nf_core::{FlowKey, Packet, checksum};
+use std::hint::black_box;
+
+fn frames(n: usize) -> Vec<Vec<u8>> {
+    let mut g = TrafficGen::new(TrafficConfig {
+        flows: 10_000,
+        ..Default::default()
+    });
+    (0..n).map(|_| g.next_frame().to_vec()).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let fs = frames(1024);
+    let mut pkts: Vec<Packet> = fs.iter().map(|f| Packet::from_slice(f)).collect();
+
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(pkts.len() as u64));
+    g.bench_function("locate (etherparse, eth/ipv4/l4)", |b| {
+        b.iter(|| {
+            for p in pkts.iter_mut() {
+                p.anno.l3_offset = None;
+                black_box(p.locate(Link::Ethernet).ok());
+            }
+        })
+    });
+    g.bench_function("etherparse SlicedPacket::from_ethernet", |b| {
+        b.iter(|| {
+            for f in &fs {
+                black_box(etherparse::SlicedPacket::from_ethernet(f).ok());
+            }
+        })
+    });
+    g.finish();
+
+    let keys: Vec<FlowKey> = pkts
+        .iter_mut()
+        .map(|p| FlowKey::from_packet(p, Link::Ethernet).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("flow");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("FlowKey::from_headers", |b| {
+        b.iter(|| {
+            for p in pkts.iter_mut() {
+                let h = p.locate(Link::Ethernet).unwrap();
+                black_box(FlowKey::from_headers(p.buffer(), &h));
+            }
+        })
+    });
+    g.bench_function("rss_hash (symmetric Toeplitz)", |b| {
+        b.iter(|| keys.iter().map(|k| k.rss_hash()).fold(0, |a, h| a ^ h))
+    });
+    g.bench_function("canonical + table_hash", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| k.canonical().0.table_hash())
+                .fold(0, |a, h| a ^ h)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("classify");
+    g.throughput(Throughput::Elements(fs.len() as u64));
+    let cls = Classifier::new(&["12/0800 23/06", "12/0800 23/11", "-"]).unwrap();
+    g.bench_function("Classifier (3 byte patterns)", |b| {
+        b.iter(|| {
+            fs.iter()
+                .map(|f| cls.classify(f).unwrap_or(9))
+                .sum::<usize>()
+        })
+    });
+    let exprs: Vec<Expr> = ["tcp dst port 80", "udp and src net 10.0.0.0/8", "-"]
+        .iter()
+        .map(|e| Expr::parse(e).unwrap())
+        .collect();
+    g.bench_function("IPClassifier (view + 3 expressions)", |b| {
+        b.iter(|| {
+            fs.iter()
+                .map(|f| {
+                    View::parse(f, 14)
+                        .map(|v| exprs.iter().position(|e| e.eval(&v)).unwrap_or(9))
+                        .unwrap_or(9)
+                })
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Elements(1));
+    let hdr = &fs[0][14..34];
+    g.bench_function("full IPv4 header", |b| {
+        b.iter(|| checksum::checksum(black_box(hdr)))
+    });
+    g.bench_function("RFC 1624 update (4-byte address)", |b| {
+        b.iter(|| {
+            checksum::update_bytes(
+                black_box(0x1234),
+                black_box(&[10, 0, 0, 1]),
+                black_box(&[192, 168, 1, 1]),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

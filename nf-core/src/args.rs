@@ -48,7 +48,8 @@ fn keyword_of(text: &str) -> Option<(String, String)> {
     let end = t.find(char::is_whitespace)?;
     let (k, rest) = t.split_at(end);
     let kw = k.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        && k.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     let rest = rest.trim();
     (kw && !rest.is_empty()).then(|| (k.to_string(), rest.to_string()))
 }
@@ -59,22 +60,47 @@ impl Args {
         let slots = raw
             .into_iter()
             .map(|r| match keyword_of(&r.text) {
-                Some((k, v)) => Slot { keyword: Some(k), value: v, span: r.span, used: false },
-                None => Slot { keyword: None, value: r.text, span: r.span, used: false },
+                Some((k, v)) => Slot {
+                    keyword: Some(k),
+                    value: v,
+                    span: r.span,
+                    used: false,
+                },
+                None => Slot {
+                    keyword: None,
+                    value: r.text,
+                    span: r.span,
+                    used: false,
+                },
             })
             .collect();
-        Args { class: class.to_string(), slots, src, whole }
+        Args {
+            class: class.to_string(),
+            slots,
+            src,
+            whole,
+        }
     }
 
     /// Arguments given in code (no source text; errors carry no location).
     pub fn from_strs(class: &str, args: &[&str]) -> Self {
-        let raw = args.iter().map(|a| RawArg { text: a.trim().to_string(), span: Span::default() }).collect();
+        let raw = args
+            .iter()
+            .map(|a| RawArg {
+                text: a.trim().to_string(),
+                span: Span::default(),
+            })
+            .collect();
         Args::new(class, raw, None, Span::default())
     }
 
     /// An error pointing at `span`.
     pub fn error_at(&self, span: Span, msg: impl Into<String>) -> ConfigError {
-        ConfigError::at(self.src.as_deref(), span, format!("{}: {}", self.class, msg.into()))
+        ConfigError::at(
+            self.src.as_deref(),
+            span,
+            format!("{}: {}", self.class, msg.into()),
+        )
     }
 
     /// An error pointing at the whole argument list.
@@ -91,16 +117,21 @@ impl Args {
     }
 
     fn keyword_index(&self, key: &str) -> Option<usize> {
-        self.slots.iter().position(|s| !s.used && s.keyword.as_deref() == Some(key))
+        self.slots
+            .iter()
+            .position(|s| !s.used && s.keyword.as_deref() == Some(key))
     }
 
     fn next_positional(&self) -> Option<usize> {
-        self.slots.iter().position(|s| !s.used && s.keyword.is_none())
+        self.slots
+            .iter()
+            .position(|s| !s.used && s.keyword.is_none())
     }
 
     /// A mandatory argument, given by keyword `key` or as the next positional argument.
     pub fn read_mp<T: FromArg>(&mut self, key: &str) -> Result<T, ConfigError> {
-        self.read_p(key)?.ok_or_else(|| self.error(format!("missing mandatory argument {key}")))
+        self.read_p(key)?
+            .ok_or_else(|| self.error(format!("missing mandatory argument {key}")))
     }
 
     /// An optional argument, given by keyword `key` or as the next positional argument.
@@ -138,9 +169,16 @@ impl Args {
     /// Every remaining positional argument, raw (for pattern lists such as `IPClassifier`'s).
     pub fn rest(&mut self) -> Vec<RawArg> {
         let mut v = Vec::new();
-        for s in self.slots.iter_mut().filter(|s| !s.used && s.keyword.is_none()) {
+        for s in self
+            .slots
+            .iter_mut()
+            .filter(|s| !s.used && s.keyword.is_none())
+        {
             s.used = true;
-            v.push(RawArg { text: s.value.clone(), span: s.span });
+            v.push(RawArg {
+                text: s.value.clone(),
+                span: s.span,
+            });
         }
         v
     }
@@ -205,7 +243,9 @@ int_arg!(u8, u16, u32, u64, usize, i32, i64);
 impl FromArg for f64 {
     const EXPECTED: &'static str = "a number";
     fn from_arg(s: &str) -> Result<Self, String> {
-        s.trim().parse().map_err(|_| format!("`{s}` is not a number"))
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number"))
     }
 }
 
@@ -231,7 +271,9 @@ impl FromArg for String {
 pub fn unquote(s: &str) -> Result<String, String> {
     let t = s.trim();
     if let Some(inner) = t.strip_prefix('"') {
-        let inner = inner.strip_suffix('"').ok_or_else(|| format!("unterminated string {t}"))?;
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| format!("unterminated string {t}"))?;
         let mut out = String::with_capacity(inner.len());
         let mut it = inner.chars();
         while let Some(c) = it.next() {
@@ -255,21 +297,27 @@ pub fn unquote(s: &str) -> Result<String, String> {
 impl FromArg for IpAddr {
     const EXPECTED: &'static str = "an IPv4 or IPv6 address";
     fn from_arg(s: &str) -> Result<Self, String> {
-        s.trim().parse().map_err(|_| format!("`{s}` is not an IP address"))
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address"))
     }
 }
 
 impl FromArg for Ipv4Addr {
     const EXPECTED: &'static str = "an IPv4 address";
     fn from_arg(s: &str) -> Result<Self, String> {
-        s.trim().parse().map_err(|_| format!("`{s}` is not an IPv4 address"))
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IPv4 address"))
     }
 }
 
 impl FromArg for Ipv6Addr {
     const EXPECTED: &'static str = "an IPv6 address";
     fn from_arg(s: &str) -> Result<Self, String> {
-        s.trim().parse().map_err(|_| format!("`{s}` is not an IPv6 address"))
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IPv6 address"))
     }
 }
 
@@ -280,7 +328,11 @@ pub struct EtherAddr(pub [u8; 6]);
 impl std::fmt::Display for EtherAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -293,7 +345,8 @@ impl FromArg for EtherAddr {
         }
         let mut b = [0u8; 6];
         for (o, p) in b.iter_mut().zip(&parts) {
-            *o = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not an Ethernet address"))?;
+            *o = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("`{s}` is not an Ethernet address"))?;
         }
         Ok(EtherAddr(b))
     }
@@ -313,11 +366,19 @@ impl IpPrefix {
     pub fn contains(&self, a: IpAddr) -> bool {
         match (self.addr, a) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len))
+                };
                 u32::from(a) & m == u32::from(n)
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len))
+                };
                 u128::from(a) & m == u128::from(n)
             }
             _ => false,
@@ -333,7 +394,9 @@ impl FromArg for IpPrefix {
             Some((a, l)) => (a, Some(l)),
             None => (t, None),
         };
-        let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match l {
             None => max,
@@ -341,7 +404,9 @@ impl FromArg for IpPrefix {
                 Ok(n) if n <= max => n,
                 _ => {
                     // A netmask (255.255.0.0) is accepted for IPv4.
-                    let m: Ipv4Addr = l.parse().map_err(|_| format!("`{l}` is not a prefix length"))?;
+                    let m: Ipv4Addr = l
+                        .parse()
+                        .map_err(|_| format!("`{l}` is not a prefix length"))?;
                     let m = u32::from(m);
                     if m.leading_ones() + m.trailing_zeros() != 32 {
                         return Err(format!("`{l}` is not a contiguous netmask"));
@@ -352,11 +417,19 @@ impl FromArg for IpPrefix {
         };
         let addr = match addr {
             IpAddr::V4(a) => {
-                let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(len))
+                };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
             }
             IpAddr::V6(a) => {
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(len))
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
             }
         };
@@ -372,9 +445,13 @@ impl FromArg for Duration {
     const EXPECTED: &'static str = "a duration such as 500ms or 2s";
     fn from_arg(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+        let v: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration"))?;
         let secs = match unit.trim() {
             "" | "s" | "sec" => v,
             "ms" => v / 1e3,
@@ -393,7 +470,12 @@ impl FromArg for Duration {
 
 /// Parses hex bytes (`0800`, `de ad be ef`, `0x0800`).
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let t: String = s.trim().trim_start_matches("0x").chars().filter(|c| !c.is_whitespace()).collect();
+    let t: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     if t.len() % 2 != 0 {
         return Err(format!("`{s}` has an odd number of hex digits"));
     }

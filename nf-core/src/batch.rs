@@ -19,7 +19,9 @@ pub struct Batch {
 impl Batch {
     /// An empty batch with room for `n` packets.
     pub fn with_capacity(n: usize) -> Self {
-        Batch { pkts: Vec::with_capacity(n) }
+        Batch {
+            pkts: Vec::with_capacity(n),
+        }
     }
     /// An empty batch with room for [`BATCH_SIZE`] packets.
     pub fn new() -> Self {
@@ -105,14 +107,23 @@ impl Batch {
     /// FastClick's `SimpleElement`: applies `f` to every packet and sends what it returns to output `port`
     /// (`None` drops the packet). When every packet survives, the batch moves as a whole.
     #[inline]
-    pub fn map_to(&mut self, out: &mut Outputs, port: usize, mut f: impl FnMut(&mut Packet) -> bool) {
+    pub fn map_to(
+        &mut self,
+        out: &mut Outputs,
+        port: usize,
+        mut f: impl FnMut(&mut Packet) -> bool,
+    ) {
         self.pkts.retain_mut(|p| f(p));
         out.port(port).append(self);
     }
 
     /// FastClick's `ClassifyElement`: sends every packet to the output `f` chooses (`None` drops it).
     #[inline]
-    pub fn classify_to(&mut self, out: &mut Outputs, mut f: impl FnMut(&mut Packet) -> Option<usize>) {
+    pub fn classify_to(
+        &mut self,
+        out: &mut Outputs,
+        mut f: impl FnMut(&mut Packet) -> Option<usize>,
+    ) {
         for mut p in self.pkts.drain(..) {
             if let Some(port) = f(&mut p) {
                 out.push(port, p);
@@ -129,7 +140,9 @@ impl Extend<Packet> for Batch {
 
 impl FromIterator<Packet> for Batch {
     fn from_iter<T: IntoIterator<Item = Packet>>(iter: T) -> Self {
-        Batch { pkts: iter.into_iter().collect() }
+        Batch {
+            pkts: iter.into_iter().collect(),
+        }
     }
 }
 
@@ -151,7 +164,10 @@ pub struct Outputs {
 impl Outputs {
     /// `n` empty output batches.
     pub fn new(n: usize) -> Self {
-        Outputs { ports: (0..n).map(|_| Batch::new()).collect(), dropped: 0 }
+        Outputs {
+            ports: (0..n).map(|_| Batch::new()).collect(),
+            dropped: 0,
+        }
     }
     /// Number of output ports.
     #[inline]

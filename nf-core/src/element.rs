@@ -46,7 +46,10 @@ impl PortCount {
     }
     /// At least `min` ports.
     pub const fn at_least(min: usize) -> Self {
-        PortCount { min, max: usize::MAX }
+        PortCount {
+            min,
+            max: usize::MAX,
+        }
     }
 }
 
@@ -94,18 +97,18 @@ impl PortSpec {
 
     /// A port specification.
     pub const fn new(inputs: PortCount, outputs: PortCount, processing: &'static str) -> Self {
-        PortSpec { inputs, outputs, processing }
+        PortSpec {
+            inputs,
+            outputs,
+            processing,
+        }
     }
 
     fn side(&self, input: bool) -> &'static str {
         let mut it = self.processing.splitn(2, '/');
         let i = it.next().unwrap_or("a");
         let o = it.next().unwrap_or(i);
-        if input {
-            i
-        } else {
-            o
-        }
+        if input { i } else { o }
     }
 
     /// Processing of input `port`.
@@ -140,20 +143,50 @@ pub struct HandlerSpec {
     pub write: bool,
     /// One line of documentation.
     pub doc: &'static str,
+    /// Shown in run reports ([`crate::Router::handlers`]); false for bulky values read on demand.
+    pub listed: bool,
 }
 
 impl HandlerSpec {
     /// A read handler.
     pub const fn read(name: &'static str, doc: &'static str) -> Self {
-        HandlerSpec { name, read: true, write: false, doc }
+        HandlerSpec {
+            name,
+            read: true,
+            write: false,
+            doc,
+            listed: true,
+        }
+    }
+    /// A read handler left out of run reports (a table dump), read by name only.
+    pub const fn read_on_demand(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec {
+            name,
+            read: true,
+            write: false,
+            doc,
+            listed: false,
+        }
     }
     /// A write handler.
     pub const fn write(name: &'static str, doc: &'static str) -> Self {
-        HandlerSpec { name, read: false, write: true, doc }
+        HandlerSpec {
+            name,
+            read: false,
+            write: true,
+            doc,
+            listed: false,
+        }
     }
     /// A read-write handler.
     pub const fn read_write(name: &'static str, doc: &'static str) -> Self {
-        HandlerSpec { name, read: true, write: true, doc }
+        HandlerSpec {
+            name,
+            read: true,
+            write: true,
+            doc,
+            listed: true,
+        }
     }
 }
 

@@ -15,7 +15,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// A source from a name and its text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
-        Arc::new(SourceFile { name: name.into(), text: text.into() })
+        Arc::new(SourceFile {
+            name: name.into(),
+            text: text.into(),
+        })
     }
 
     /// The 1-based line and column (in characters) of byte offset `at`.
@@ -33,11 +36,24 @@ impl SourceFile {
         let (line, col) = self.line_col(span.start);
         let start = floor_char_boundary(&self.text, span.start.min(self.text.len()));
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
-        let line_text = self.text[line_start..line_end].trim_end_matches('\r').to_string();
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let line_text = self.text[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
         let end = span.end.min(line_end).max(start);
-        let width = self.text[start..floor_char_boundary(&self.text, end)].chars().count().max(1);
-        Location { file: self.name.clone(), line, col, line_text, width }
+        let width = self.text[start..floor_char_boundary(&self.text, end)]
+            .chars()
+            .count()
+            .max(1);
+        Location {
+            file: self.name.clone(),
+            line,
+            col,
+            line_text,
+            width,
+        }
     }
 }
 
@@ -64,7 +80,10 @@ impl Span {
     }
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -97,11 +116,19 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error without a location (a graph built in code).
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError { message: message.into(), location: None, help: None }
+        ConfigError {
+            message: message.into(),
+            location: None,
+            help: None,
+        }
     }
     /// An error at `span` of `src`.
     pub fn at(src: Option<&SourceFile>, span: Span, message: impl Into<String>) -> Self {
-        ConfigError { message: message.into(), location: src.map(|s| s.locate(span)), help: None }
+        ConfigError {
+            message: message.into(),
+            location: src.map(|s| s.locate(span)),
+            help: None,
+        }
     }
     /// Adds a help line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -126,8 +153,12 @@ impl fmt::Display for ConfigError {
                 writeln!(f, "{pad}--> {}:{}:{}", l.file, l.line, l.col)?;
                 writeln!(f, "{pad} |")?;
                 writeln!(f, "{num} | {}", l.line_text)?;
-                let lead: String =
-                    l.line_text.chars().take(l.col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                let lead: String = l
+                    .line_text
+                    .chars()
+                    .take(l.col - 1)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
                 write!(f, "{pad} | {lead}{}", "^".repeat(l.width))?;
             }
         }

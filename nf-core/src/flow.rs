@@ -1,6 +1,6 @@
 //! Flow keys: IPv4 and IPv6 five-tuples, their direction-free canonical form and the symmetric RSS hash.
 
-use crate::packet::{proto, read_addr, HeaderInfo, Link, Packet, PacketError};
+use crate::packet::{HeaderInfo, Link, Packet, PacketError, proto, read_addr};
 use crate::toeplitz;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -55,20 +55,37 @@ impl fmt::Display for FlowKey {
             IpAddr::V4(a) => format!("{a}:{port}"),
             IpAddr::V6(a) => format!("[{a}]:{port}"),
         };
-        write!(f, "{p} {} -> {}", ep(&self.src, self.src_port), ep(&self.dst, self.dst_port))
+        write!(
+            f,
+            "{p} {} -> {}",
+            ep(&self.src, self.src_port),
+            ep(&self.dst, self.dst_port)
+        )
     }
 }
 
 impl FlowKey {
     /// A key from its parts.
     pub fn new(proto: u8, src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> Self {
-        FlowKey { src, dst, src_port, dst_port, proto }
+        FlowKey {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+        }
     }
 
     /// The key of the other direction.
     #[inline]
     pub fn reversed(&self) -> FlowKey {
-        FlowKey { src: self.dst, dst: self.src, src_port: self.dst_port, dst_port: self.src_port, proto: self.proto }
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+        }
     }
 
     /// True if this key is already in canonical order (source endpoint <= destination endpoint).
@@ -129,7 +146,9 @@ impl FlowKey {
             ^ (b as u64).rotate_left(32)
             ^ ((b >> 64) as u64).rotate_left(47);
         h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (u64::from(self.src_port) << 24 | u64::from(self.dst_port) << 8 | u64::from(self.proto));
+            ^ (u64::from(self.src_port) << 24
+                | u64::from(self.dst_port) << 8
+                | u64::from(self.proto));
         // MurmurHash3's 64-bit finaliser.
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -146,7 +165,10 @@ impl FlowKey {
         let (src_port, dst_port) = match (h.proto, h.l4) {
             (proto::TCP | proto::UDP, Some(l4)) => {
                 let p = buf.get(l4..l4 + 4)?;
-                (u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]]))
+                (
+                    u16::from_be_bytes([p[0], p[1]]),
+                    u16::from_be_bytes([p[2], p[3]]),
+                )
             }
             (proto::ICMP | proto::ICMPV6, Some(l4)) => {
                 let p = buf.get(l4..l4 + 8)?;
@@ -160,7 +182,13 @@ impl FlowKey {
             }
             _ => (0, 0),
         };
-        Some(FlowKey { src, dst, src_port, dst_port, proto: h.proto })
+        Some(FlowKey {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto: h.proto,
+        })
     }
 
     /// Locates the packet's headers (see [`Packet::locate`]) and returns its key.
@@ -252,8 +280,8 @@ mod tests {
 
     fn arb_ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
-            any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)),
-            any::<[u8; 16]>().prop_map(|b| IpAddr::from(b)),
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
         ]
     }
 

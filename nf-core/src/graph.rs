@@ -70,7 +70,14 @@ pub struct Graph {
 impl std::fmt::Debug for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Graph")
-            .field("elements", &self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>())
+            .field(
+                "elements",
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("edges", &self.edges)
             .finish()
     }
@@ -83,37 +90,63 @@ impl Graph {
     }
 
     pub(crate) fn with_source(src: Arc<SourceFile>) -> Self {
-        Graph { source: Some(src), ..Default::default() }
+        Graph {
+            source: Some(src),
+            ..Default::default()
+        }
     }
 
     /// Adds an element; the handle connects it and reads it back after the run.
     pub fn add<E: Element>(&mut self, name: &str, e: E) -> ElementId<E> {
         let index = self.add_boxed(name, Box::new(e));
-        ElementId { index, _t: PhantomData }
+        ElementId {
+            index,
+            _t: PhantomData,
+        }
     }
 
     /// Adds a boxed element; returns its index.
     pub fn add_boxed(&mut self, name: &str, e: Box<dyn Element>) -> usize {
-        self.nodes.push(GraphNode { name: name.to_string(), element: Some(e), span: None });
+        self.nodes.push(GraphNode {
+            name: name.to_string(),
+            element: Some(e),
+            span: None,
+        });
         self.nodes.len() - 1
     }
 
     pub(crate) fn add_boxed_at(&mut self, name: &str, e: Box<dyn Element>, span: Span) -> usize {
-        self.nodes.push(GraphNode { name: name.to_string(), element: Some(e), span: Some(span) });
+        self.nodes.push(GraphNode {
+            name: name.to_string(),
+            element: Some(e),
+            span: Some(span),
+        });
         self.nodes.len() - 1
     }
 
     pub(crate) fn add_placeholder(&mut self, name: &str, span: Span) {
-        self.nodes.push(GraphNode { name: name.to_string(), element: None, span: Some(span) });
+        self.nodes.push(GraphNode {
+            name: name.to_string(),
+            element: None,
+            span: Some(span),
+        });
     }
 
     /// Connects output `out` of element `from` to input `inp` of element `to` (indices from [`ElementId::id`]).
     pub fn connect(&mut self, from: usize, out: usize, to: usize, inp: usize) {
-        self.edges.push(Edge { from: (from, out), to: (to, inp), span: None });
+        self.edges.push(Edge {
+            from: (from, out),
+            to: (to, inp),
+            span: None,
+        });
     }
 
     pub(crate) fn connect_at(&mut self, from: (usize, usize), to: (usize, usize), span: Span) {
-        self.edges.push(Edge { from, to, span: Some(span) });
+        self.edges.push(Edge {
+            from,
+            to,
+            span: Some(span),
+        });
     }
 
     /// Connects output 0 of each element to input 0 of the next.

@@ -47,7 +47,9 @@ pub mod traffic;
 pub use args::Args;
 pub use batch::{BATCH_SIZE, Batch, Outputs};
 pub use config::Config;
-pub use element::{Element, HandlerSpec, InitContext, PortCount, PortSpec, Processing, TaskContext, TaskStatus};
+pub use element::{
+    Element, HandlerSpec, InitContext, PortCount, PortSpec, Processing, TaskContext, TaskStatus,
+};
 pub use error::{ConfigError, ConfigErrors, Error};
 pub use flow::FlowKey;
 pub use graph::{ElementId, Graph};

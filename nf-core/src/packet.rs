@@ -21,7 +21,9 @@ pub struct Timestamp(pub u64);
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Timestamp(d.as_nanos() as u64)
     }
     /// From seconds and nanoseconds.
@@ -44,7 +46,12 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -185,7 +192,11 @@ impl Packet {
     pub fn from_slice(data: &[u8]) -> Packet {
         let mut buf = pool::take(pool::DEFAULT_HEADROOM + data.len());
         buf.extend_from_slice(data);
-        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: pool::DEFAULT_HEADROOM,
+            anno: Annotations::default(),
+        }
     }
 
     /// As [`from_slice`](Self::from_slice), taking the buffer from a pool borrowed for a whole batch
@@ -194,7 +205,11 @@ impl Packet {
     pub fn from_slice_in(pool: &mut pool::LocalPool<'_>, data: &[u8]) -> Packet {
         let mut buf = pool.take(pool::DEFAULT_HEADROOM + data.len());
         buf.extend_from_slice(data);
-        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: pool::DEFAULT_HEADROOM,
+            anno: Annotations::default(),
+        }
     }
 
     /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
@@ -211,20 +226,32 @@ impl Packet {
         let mut buf = pool::take(headroom + data.len());
         buf.resize(headroom, 0);
         buf.extend_from_slice(data);
-        Packet { buf, head: headroom, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: headroom,
+            anno: Annotations::default(),
+        }
     }
 
     /// A packet of `len` zero bytes.
     pub fn zeroed(len: usize) -> Packet {
         let mut buf = pool::take(pool::DEFAULT_HEADROOM + len);
         buf.resize(pool::DEFAULT_HEADROOM + len, 0);
-        Packet { buf, head: pool::DEFAULT_HEADROOM, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: pool::DEFAULT_HEADROOM,
+            anno: Annotations::default(),
+        }
     }
 
     /// Wraps an existing buffer whose data starts at `headroom` (clamped to the buffer's length).
     pub fn from_bytes_mut(buf: BytesMut, headroom: usize) -> Packet {
         let head = headroom.min(buf.len());
-        Packet { buf, head, anno: Annotations::default() }
+        Packet {
+            buf,
+            head,
+            anno: Annotations::default(),
+        }
     }
 
     /// The packet's bytes.
@@ -310,7 +337,10 @@ impl Packet {
     /// Removes `n` bytes from the front of the data (Click's `pull`); they become headroom.
     pub fn pull(&mut self, n: usize) -> Result<(), PacketError> {
         if n > self.len() {
-            return Err(PacketError::TooShort { need: n, have: self.len() });
+            return Err(PacketError::TooShort {
+                need: n,
+                have: self.len(),
+            });
         }
         self.head += n;
         Ok(())
@@ -326,7 +356,10 @@ impl Packet {
     /// Removes `n` bytes from the end of the data (Click's `take`).
     pub fn take(&mut self, n: usize) -> Result<(), PacketError> {
         if n > self.len() {
-            return Err(PacketError::TooShort { need: n, have: self.len() });
+            return Err(PacketError::TooShort {
+                need: n,
+                have: self.len(),
+            });
         }
         let l = self.buf.len() - n;
         self.buf.truncate(l);
@@ -375,12 +408,16 @@ impl Packet {
 
     /// The IP header and what follows, if [`locate`](Self::locate) (or `CheckIPHeader`) found it.
     pub fn network_header(&self) -> Option<&[u8]> {
-        self.anno.l3_offset.and_then(|o| self.buf.get(usize::from(o)..))
+        self.anno
+            .l3_offset
+            .and_then(|o| self.buf.get(usize::from(o)..))
     }
 
     /// The transport header and what follows, if known.
     pub fn transport_header(&self) -> Option<&[u8]> {
-        self.anno.l4_offset.and_then(|o| self.buf.get(usize::from(o)..))
+        self.anno
+            .l4_offset
+            .and_then(|o| self.buf.get(usize::from(o)..))
     }
 
     /// Rewrites the source IP address in place, updating checksums incrementally.
@@ -428,9 +465,12 @@ impl Packet {
     }
 
     fn set_port(&mut self, h: &HeaderInfo, port: u16, at: usize) -> Result<(), PacketError> {
-        let l4 = h.l4.ok_or(PacketError::NotApplicable("no transport header"))?;
+        let l4 =
+            h.l4.ok_or(PacketError::NotApplicable("no transport header"))?;
         if h.proto != proto::TCP && h.proto != proto::UDP {
-            return Err(PacketError::NotApplicable("ports exist only in TCP and UDP"));
+            return Err(PacketError::NotApplicable(
+                "ports exist only in TCP and UDP",
+            ));
         }
         self.need(l4 + 4)?;
         let old = self.read16(l4 + at);
@@ -459,7 +499,12 @@ impl Packet {
         (co + 2 <= self.buf.len()).then_some(co)
     }
 
-    fn update_l4_pseudo(&mut self, h: &HeaderInfo, old: &[u8], new: &[u8]) -> Result<(), PacketError> {
+    fn update_l4_pseudo(
+        &mut self,
+        h: &HeaderInfo,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<(), PacketError> {
         if let Some(co) = self.l4_checksum_offset(h) {
             let c = self.read16(co);
             if h.proto == proto::UDP && c == 0 && h.version == IpVersion::V4 {
@@ -504,7 +549,10 @@ impl Packet {
     #[inline]
     fn need(&self, end: usize) -> Result<(), PacketError> {
         if end > self.buf.len() {
-            Err(PacketError::TooShort { need: end.saturating_sub(self.head), have: self.len() })
+            Err(PacketError::TooShort {
+                need: end.saturating_sub(self.head),
+                have: self.len(),
+            })
         } else {
             Ok(())
         }
@@ -523,7 +571,8 @@ impl Packet {
 
 /// Offset of the network header inside an Ethernet frame (after any VLAN tags), or an error.
 pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
-    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(|e| PacketError::Malformed(e.to_string()))?;
+    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame)
+        .map_err(|e| PacketError::Malformed(e.to_string()))?;
     let mut off = 14;
     let mut ether_type = eth.ether_type();
     // 802.1Q / 802.1ad / QinQ tags: up to three.
@@ -534,9 +583,12 @@ pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
         {
             break;
         }
-        let tag = frame.get(off..).ok_or(PacketError::TooShort { need: off + 4, have: frame.len() })?;
-        let vlan =
-            etherparse::SingleVlanHeaderSlice::from_slice(tag).map_err(|e| PacketError::Malformed(e.to_string()))?;
+        let tag = frame.get(off..).ok_or(PacketError::TooShort {
+            need: off + 4,
+            have: frame.len(),
+        })?;
+        let vlan = etherparse::SingleVlanHeaderSlice::from_slice(tag)
+            .map_err(|e| PacketError::Malformed(e.to_string()))?;
         ether_type = vlan.ether_type();
         off += 4;
     }
@@ -549,27 +601,48 @@ pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
 
 /// Locates the headers of the IP packet at `buf[l3..]` with `etherparse`.
 pub fn locate_ip(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
-    let ip = buf.get(l3..).ok_or(PacketError::TooShort { need: l3, have: buf.len() })?;
-    let first = *ip.first().ok_or(PacketError::TooShort { need: 1, have: 0 })?;
+    let ip = buf.get(l3..).ok_or(PacketError::TooShort {
+        need: l3,
+        have: buf.len(),
+    })?;
+    let first = *ip
+        .first()
+        .ok_or(PacketError::TooShort { need: 1, have: 0 })?;
     match first >> 4 {
         4 => {
-            let h = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let h = etherparse::Ipv4HeaderSlice::from_slice(ip)
+                .map_err(|e| PacketError::Malformed(e.to_string()))?;
             let fragment = h.is_fragmenting_payload();
             let first_frag = h.fragments_offset().value() == 0;
             let ihl = usize::from(h.ihl()) * 4;
             let proto = h.protocol().0;
             let total = usize::from(h.total_len()).min(ip.len());
-            let l4 = (first_frag && transport_fits(proto, total.saturating_sub(ihl))).then_some(l3 + ihl);
-            Ok(HeaderInfo { version: IpVersion::V4, l3, l4, proto, fragment })
+            let l4 = (first_frag && transport_fits(proto, total.saturating_sub(ihl)))
+                .then_some(l3 + ihl);
+            Ok(HeaderInfo {
+                version: IpVersion::V4,
+                l3,
+                l4,
+                proto,
+                fragment,
+            })
         }
         6 => {
-            let s = etherparse::Ipv6Slice::from_slice(ip).map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let s = etherparse::Ipv6Slice::from_slice(ip)
+                .map_err(|e| PacketError::Malformed(e.to_string()))?;
             let payload = s.payload();
             let proto = payload.ip_number.0;
             let fragment = payload.fragmented;
             let off = payload.payload.as_ptr() as usize - ip.as_ptr() as usize;
-            let l4 = (!fragment && transport_fits(proto, payload.payload.len())).then_some(l3 + off);
-            Ok(HeaderInfo { version: IpVersion::V6, l3, l4, proto, fragment })
+            let l4 =
+                (!fragment && transport_fits(proto, payload.payload.len())).then_some(l3 + off);
+            Ok(HeaderInfo {
+                version: IpVersion::V6,
+                l3,
+                l4,
+                proto,
+                fragment,
+            })
         }
         v => Err(PacketError::Malformed(format!("IP version {v}"))),
     }

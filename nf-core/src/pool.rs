@@ -133,7 +133,9 @@ impl LocalPool<'_> {
 pub fn with_local<R>(f: impl FnOnce(&mut LocalPool<'_>) -> R) -> R {
     let mut f = Some(f);
     let r = POOL.try_with(|p| {
-        let mut local = LocalPool { pool: p.try_borrow_mut().ok() };
+        let mut local = LocalPool {
+            pool: p.try_borrow_mut().ok(),
+        };
         (f.take().expect("called once"))(&mut local)
     });
     match r {

@@ -7,7 +7,8 @@ use crate::error::ConfigError;
 use std::collections::BTreeMap;
 
 /// Makes an element from its arguments.
-pub type Constructor = Box<dyn Fn(&mut Args) -> Result<Box<dyn Element>, ConfigError> + Send + Sync>;
+pub type Constructor =
+    Box<dyn Fn(&mut Args) -> Result<Box<dyn Element>, ConfigError> + Send + Sync>;
 
 /// One registered class.
 pub struct ClassInfo {
@@ -21,7 +22,10 @@ pub struct ClassInfo {
 
 impl std::fmt::Debug for ClassInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClassInfo").field("name", &self.name).field("doc", &self.doc).finish()
+        f.debug_struct("ClassInfo")
+            .field("name", &self.name)
+            .field("doc", &self.doc)
+            .finish()
     }
 }
 
@@ -51,12 +55,23 @@ impl Registry {
         E: Element,
         F: Fn(&mut Args) -> Result<E, ConfigError> + Send + Sync + 'static,
     {
-        self.register_boxed(name, doc, Box::new(move |a| f(a).map(|e| Box::new(e) as Box<dyn Element>)));
+        self.register_boxed(
+            name,
+            doc,
+            Box::new(move |a| f(a).map(|e| Box::new(e) as Box<dyn Element>)),
+        );
     }
 
     /// Registers a class with a constructor that returns a boxed element.
     pub fn register_boxed(&mut self, name: &str, doc: &str, constructor: Constructor) {
-        self.classes.insert(name.to_string(), ClassInfo { name: name.to_string(), doc: doc.to_string(), constructor });
+        self.classes.insert(
+            name.to_string(),
+            ClassInfo {
+                name: name.to_string(),
+                doc: doc.to_string(),
+                constructor,
+            },
+        );
     }
 
     /// The class called `name`.
@@ -71,7 +86,9 @@ impl Registry {
 
     /// Makes an element of class `name` from argument strings (for code that builds graphs by class name).
     pub fn make(&self, name: &str, args: &[&str]) -> Result<Box<dyn Element>, ConfigError> {
-        let c = self.get(name).ok_or_else(|| ConfigError::new(format!("unknown element class `{name}`")))?;
+        let c = self
+            .get(name)
+            .ok_or_else(|| ConfigError::new(format!("unknown element class `{name}`")))?;
         let mut a = Args::from_strs(name, args);
         let e = (c.constructor)(&mut a)?;
         a.complete()?;
@@ -96,7 +113,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -6,15 +6,15 @@
 //! so there is one virtual call per element per batch and no per-packet dispatch. Batches are recycled, so
 //! steady-state processing allocates nothing. Pull ports are served on demand for the tasks that pull.
 
-use crate::batch::{Batch, Outputs, BATCH_SIZE};
+use crate::batch::{BATCH_SIZE, Batch, Outputs};
 use crate::element::{Element, InitContext, Processing, Puller, TaskContext, TaskStatus};
 use crate::error::{ConfigError, ConfigErrors, Error, SourceFile, Span};
 use crate::flow::flow_hash;
 use crate::graph::{ElementId, Graph};
 use crate::packet::{Link, Timestamp};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
-use std::sync::Arc;
 
 const NONE: u32 = u32::MAX;
 
@@ -83,7 +83,14 @@ pub struct Router {
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("elements", &self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>())
+            .field(
+                "elements",
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("shard", &self.shard)
             .finish()
     }
@@ -116,13 +123,25 @@ impl Router {
 
     /// As [`Router::new`], for shard `shard` of `shards`.
     pub fn new_shard(graph: Graph, shard: usize, shards: usize) -> Result<Router, Error> {
-        let Graph { nodes: gnodes, edges, source } = graph;
-        let mut ck = Checker { src: source.as_deref(), errors: Vec::new() };
+        let Graph {
+            nodes: gnodes,
+            edges,
+            source,
+        } = graph;
+        let mut ck = Checker {
+            src: source.as_deref(),
+            errors: Vec::new(),
+        };
         let n = gnodes.len();
         if gnodes.iter().any(|g| g.element.is_none()) {
-            return Err(Error::Runtime("graph holds elements that failed to configure".into()));
+            return Err(Error::Runtime(
+                "graph holds elements that failed to configure".into(),
+            ));
         }
-        let elems: Vec<Box<dyn Element>> = gnodes.iter().map(|_| Box::new(Vacant) as Box<dyn Element>).collect();
+        let elems: Vec<Box<dyn Element>> = gnodes
+            .iter()
+            .map(|_| Box::new(Vacant) as Box<dyn Element>)
+            .collect();
         let mut elems = elems;
         let mut names = Vec::with_capacity(n);
         let mut spans = Vec::with_capacity(n);
@@ -141,7 +160,10 @@ impl Router {
         let mut n_out = vec![0usize; n];
         for e in &edges {
             if e.from.0 >= n || e.to.0 >= n {
-                ck.err(e.span, "connection names an element that does not exist".into());
+                ck.err(
+                    e.span,
+                    "connection names an element that does not exist".into(),
+                );
                 continue;
             }
             n_out[e.from.0] = n_out[e.from.0].max(e.from.1 + 1);
@@ -152,16 +174,35 @@ impl Router {
         }
         for i in 0..n {
             let s = specs[i];
-            for (side, have, count) in [("input", &mut n_in[i], s.inputs), ("output", &mut n_out[i], s.outputs)] {
+            for (side, have, count) in [
+                ("input", &mut n_in[i], s.inputs),
+                ("output", &mut n_out[i], s.outputs),
+            ] {
                 if *have > count.max {
-                    let e = edges
-                        .iter()
-                        .find(|e| if side == "input" { e.to.0 == i && e.to.1 >= count.max } else { e.from.0 == i && e.from.1 >= count.max });
-                    let port = if side == "input" { e.map(|e| e.to.1) } else { e.map(|e| e.from.1) }.unwrap_or(0);
-                    let msg = if count.max == 0 {
-                        format!("{} has no {side} ports, but {side} {port} is connected", label(i))
+                    let e = edges.iter().find(|e| {
+                        if side == "input" {
+                            e.to.0 == i && e.to.1 >= count.max
+                        } else {
+                            e.from.0 == i && e.from.1 >= count.max
+                        }
+                    });
+                    let port = if side == "input" {
+                        e.map(|e| e.to.1)
                     } else {
-                        format!("{} has {} {side} port(s) (numbered from 0), but {side} {port} is connected", label(i), count.max)
+                        e.map(|e| e.from.1)
+                    }
+                    .unwrap_or(0);
+                    let msg = if count.max == 0 {
+                        format!(
+                            "{} has no {side} ports, but {side} {port} is connected",
+                            label(i)
+                        )
+                    } else {
+                        format!(
+                            "{} has {} {side} port(s) (numbered from 0), but {side} {port} is connected",
+                            label(i),
+                            count.max
+                        )
                     };
                     ck.err(e.and_then(|e| e.span).or(spans[i]), msg);
                 }
@@ -171,12 +212,18 @@ impl Router {
             }
             for p in 0..n_in[i] {
                 if !edges.iter().any(|e| e.to == (i, p)) {
-                    ck.err(spans[i], format!("input {} of {} is not connected", ordinal(p), label(i)));
+                    ck.err(
+                        spans[i],
+                        format!("input {} of {} is not connected", ordinal(p), label(i)),
+                    );
                 }
             }
             for p in 0..n_out[i] {
                 if !edges.iter().any(|e| e.from == (i, p)) {
-                    ck.err(spans[i], format!("output {} of {} is not connected", ordinal(p), label(i)));
+                    ck.err(
+                        spans[i],
+                        format!("output {} of {} is not connected", ordinal(p), label(i)),
+                    );
                 }
             }
         }
@@ -190,7 +237,11 @@ impl Router {
         }
         let mut var = vec![M::Unknown; n];
         let port_mode = |var: &[M], i: usize, input: bool, p: usize| -> M {
-            let pr = if input { specs[i].input(p) } else { specs[i].output(p) };
+            let pr = if input {
+                specs[i].input(p)
+            } else {
+                specs[i].output(p)
+            };
             match pr {
                 Processing::Push => M::Push,
                 Processing::Pull => M::Pull,
@@ -238,9 +289,12 @@ impl Router {
                         label(e.to.0)
                     ),
                 );
-                ck.errors.last_mut().map(|x| {
-                    x.help = Some("put a Queue between a push output and a pull input, or an Unqueue between a pull output and a push input".into())
-                });
+                if let Some(x) = ck.errors.last_mut() {
+                    x.help = Some(
+                        "put a Queue between a push output and a pull input, or an Unqueue between a pull output and a push input"
+                            .into(),
+                    );
+                }
             }
         }
         // Multiplicity: a push output and a pull input each have exactly one connection.
@@ -249,7 +303,11 @@ impl Router {
             if dup_out && port_mode(&var, e.from.0, false, e.from.1) == M::Push {
                 ck.err(
                     e.span,
-                    format!("push output {} of {} is connected more than once", e.from.1, label(e.from.0)),
+                    format!(
+                        "push output {} of {} is connected more than once",
+                        e.from.1,
+                        label(e.from.0)
+                    ),
                 );
                 if let Some(x) = ck.errors.last_mut() {
                     x.help = Some("use a Tee to send copies to several elements".into());
@@ -257,11 +315,25 @@ impl Router {
             }
             let dup_in = edges[..k].iter().any(|f| f.to == e.to);
             if dup_in && port_mode(&var, e.to.0, true, e.to.1) == M::Pull {
-                ck.err(e.span, format!("pull input {} of {} is connected more than once", e.to.1, label(e.to.0)));
+                ck.err(
+                    e.span,
+                    format!(
+                        "pull input {} of {} is connected more than once",
+                        e.to.1,
+                        label(e.to.0)
+                    ),
+                );
             }
             let dup_pull_out = edges[..k].iter().any(|f| f.from == e.from);
             if dup_pull_out && port_mode(&var, e.from.0, false, e.from.1) == M::Pull {
-                ck.err(e.span, format!("pull output {} of {} is connected more than once", e.from.1, label(e.from.0)));
+                ck.err(
+                    e.span,
+                    format!(
+                        "pull output {} of {} is connected more than once",
+                        e.from.1,
+                        label(e.from.0)
+                    ),
+                );
             }
         }
         // Cycles: a push cycle or a pull cycle recurses forever; a Queue (push in, pull out) breaks both.
@@ -278,7 +350,10 @@ impl Router {
             if let Some((cycle, span)) = find_cycle(&adj) {
                 let path: Vec<String> = cycle.iter().map(|&i| names[i].clone()).collect();
                 let w = if mode == M::Push { "push" } else { "pull" };
-                ck.err(span, format!("{w} cycle without a queue: {}", path.join(" -> ")));
+                ck.err(
+                    span,
+                    format!("{w} cycle without a queue: {}", path.join(" -> ")),
+                );
                 if let Some(x) = ck.errors.last_mut() {
                     x.help = Some("a cycle needs a Queue (and an Unqueue) to break it".into());
                 }
@@ -301,7 +376,9 @@ impl Router {
                     in_conn[e.to.1] = (e.from.0 as u32, e.from.1 as u32);
                 }
             }
-            let out_native_pull = (0..n_out[i]).map(|p| specs[i].output(p) == Processing::Pull).collect();
+            let out_native_pull = (0..n_out[i])
+                .map(|p| specs[i].output(p) == Processing::Pull)
+                .collect();
             let is_source = n_in[i] == 0 && elem.is_task();
             let stops = elem.stops_router();
             nodes.push(RNode {
@@ -319,7 +396,9 @@ impl Router {
         let mut errors = Vec::new();
         for (i, node) in nodes.iter_mut().enumerate() {
             let mask = |count: usize, input: bool| -> u64 {
-                (0..count.min(64)).filter(|&p| port_mode(&var, i, input, p) == M::Pull).fold(0, |m, p| m | 1 << p)
+                (0..count.min(64))
+                    .filter(|&p| port_mode(&var, i, input, p) == M::Pull)
+                    .fold(0, |m, p| m | 1 << p)
             };
             let ctx = InitContext {
                 name: &node.name,
@@ -376,22 +455,40 @@ impl Router {
 
     /// The element behind a typed handle, mutable (attach a state sink, install state, change a parameter).
     pub fn element_mut<E: Element>(&mut self, id: ElementId<E>) -> Option<&mut E> {
-        self.nodes.get_mut(id.id())?.elem.as_any_mut().downcast_mut()
+        self.nodes
+            .get_mut(id.id())?
+            .elem
+            .as_any_mut()
+            .downcast_mut()
     }
 
     /// The element called `name`, if it is an `E`.
     pub fn element_by_name<E: Element>(&self, name: &str) -> Option<&E> {
-        self.nodes.iter().find(|n| n.name == name)?.elem.as_any().downcast_ref()
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)?
+            .elem
+            .as_any()
+            .downcast_ref()
     }
 
     /// The element called `name`, if it is an `E`, mutable.
     pub fn element_by_name_mut<E: Element>(&mut self, name: &str) -> Option<&mut E> {
-        self.nodes.iter_mut().find(|n| n.name == name)?.elem.as_any_mut().downcast_mut()
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)?
+            .elem
+            .as_any_mut()
+            .downcast_mut()
     }
 
     /// Reads handler `handler` of element `element`.
     pub fn read_handler(&self, element: &str, handler: &str) -> Result<String, Error> {
-        let n = self.nodes.iter().find(|n| n.name == element).ok_or_else(|| Error::NoSuchElement(element.into()))?;
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.name == element)
+            .ok_or_else(|| Error::NoSuchElement(element.into()))?;
         match handler {
             "class" => return Ok(n.elem.class_name().to_string()),
             "name" => return Ok(n.name.clone()),
@@ -405,20 +502,31 @@ impl Router {
     }
 
     /// Writes handler `handler` of element `element`.
-    pub fn write_handler(&mut self, element: &str, handler: &str, value: &str) -> Result<(), Error> {
-        let n = self.nodes.iter_mut().find(|n| n.name == element).ok_or_else(|| Error::NoSuchElement(element.into()))?;
-        n.elem.write_handler(handler, value).map_err(|message| Error::Handler {
-            element: element.into(),
-            handler: handler.into(),
-            message,
-        })
+    pub fn write_handler(
+        &mut self,
+        element: &str,
+        handler: &str,
+        value: &str,
+    ) -> Result<(), Error> {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == element)
+            .ok_or_else(|| Error::NoSuchElement(element.into()))?;
+        n.elem
+            .write_handler(handler, value)
+            .map_err(|message| Error::Handler {
+                element: element.into(),
+                handler: handler.into(),
+                message,
+            })
     }
 
     /// Every readable handler of every element, in graph order.
     pub fn handlers(&self) -> Vec<HandlerValue> {
         let mut v = Vec::new();
         for n in &self.nodes {
-            for h in n.elem.handlers().iter().filter(|h| h.read) {
+            for h in n.elem.handlers().iter().filter(|h| h.read && h.listed) {
                 if let Some(value) = n.elem.read_handler(h.name) {
                     v.push(HandlerValue {
                         element: n.name.clone(),
@@ -464,7 +572,10 @@ impl Router {
                 // A pull output holds packets only transiently inside `pull_input`.
                 continue;
             }
-            let mut b = self.spare.pop().unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
+            let mut b = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
             std::mem::swap(&mut b, &mut self.nodes[i].outs.batches_mut()[p]);
             self.push_into(j as usize, q as usize, &mut b);
             self.spare.push(b);
@@ -476,7 +587,12 @@ impl Router {
         let mut outs = std::mem::take(&mut self.nodes[t].outs);
         let (now, shard) = (self.now, self.shard);
         let status = {
-            let mut ctx = TaskContext { puller: self, me: t, now, shard };
+            let mut ctx = TaskContext {
+                puller: self,
+                me: t,
+                now,
+                shard,
+            };
             elem.run_task(&mut ctx, &mut outs)
         };
         self.nodes[t].elem = elem;
@@ -568,7 +684,11 @@ impl Router {
         }
         for n in &self.nodes {
             if let Some(message) = n.elem.error() {
-                return Err(Error::Element { element: n.name.clone(), class: n.elem.class_name().to_string(), message });
+                return Err(Error::Element {
+                    element: n.name.clone(),
+                    class: n.elem.class_name().to_string(),
+                    message,
+                });
             }
         }
         Ok(())
@@ -577,7 +697,9 @@ impl Router {
     // ---- sharded dispatch ----
 
     fn dispatch_outputs(&mut self, t: usize) {
-        let Some(mut d) = self.dispatch.take() else { return };
+        let Some(mut d) = self.dispatch.take() else {
+            return;
+        };
         let me = self.shard.0;
         let nsh = self.shard.1;
         let nouts = self.nodes[t].outs.len();
@@ -586,7 +708,10 @@ impl Router {
             if b.is_empty() {
                 continue;
             }
-            let mut keep = self.spare.pop().unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
+            let mut keep = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
             for mut pkt in b.drain() {
                 let h = flow_hash(&mut pkt, Link::Ethernet).unwrap_or(0);
                 let dest = ((u64::from(h) * nsh as u64) >> 32) as usize;
@@ -608,10 +733,18 @@ impl Router {
     }
 
     fn send_pending(&mut self, d: &mut Dispatch, dest: usize, elem: usize, port: usize) {
-        let fresh = d.ret_rx.try_recv().unwrap_or_else(|_| Batch::with_capacity(BATCH_SIZE));
+        let fresh = d
+            .ret_rx
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(BATCH_SIZE));
         let batch = std::mem::replace(&mut d.pending[dest], fresh);
         d.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut tr = Transfer { origin: self.shard.0, elem: elem as u32, port: port as u32, batch };
+        let mut tr = Transfer {
+            origin: self.shard.0,
+            elem: elem as u32,
+            port: port as u32,
+            batch,
+        };
         loop {
             match d.tx[dest].try_send(tr) {
                 Ok(()) => break,
@@ -645,7 +778,9 @@ impl Router {
     }
 
     fn poll_inbox(&mut self) -> bool {
-        let Some(d) = self.dispatch.take() else { return false };
+        let Some(d) = self.dispatch.take() else {
+            return false;
+        };
         let mut any = false;
         while let Ok(t) = d.rx.try_recv() {
             any = true;
@@ -658,7 +793,9 @@ impl Router {
 
 impl Puller for Router {
     fn pull_input(&mut self, elem: usize, port: usize, max: usize, into: &mut Batch) -> usize {
-        let Some(&(u, up)) = self.nodes[elem].in_conn.get(port) else { return 0 };
+        let Some(&(u, up)) = self.nodes[elem].in_conn.get(port) else {
+            return 0;
+        };
         if u == NONE {
             return 0;
         }
@@ -667,7 +804,10 @@ impl Puller for Router {
             return self.nodes[u].elem.pull(up, max, into);
         }
         // An agnostic element in pull context: pull its input 0, run it, take what reached output `up`.
-        let mut tmp = self.spare.pop().unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
+        let mut tmp = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
         let got = self.pull_input(u, 0, max, &mut tmp);
         if got == 0 {
             self.spare.push(tmp);
@@ -757,21 +897,32 @@ pub struct ShardedRouter {
 
 impl std::fmt::Debug for ShardedRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardedRouter").field("shards", &self.routers.len()).finish()
+        f.debug_struct("ShardedRouter")
+            .field("shards", &self.routers.len())
+            .finish()
     }
 }
 
 impl ShardedRouter {
     /// Builds `shards` routers, each from the graph `make(shard)` returns.
-    pub fn new(shards: usize, mut make: impl FnMut(usize) -> Result<Graph, Error>) -> Result<Self, Error> {
+    pub fn new(
+        shards: usize,
+        mut make: impl FnMut(usize) -> Result<Graph, Error>,
+    ) -> Result<Self, Error> {
         let shards = shards.max(1);
         let mut routers = Vec::with_capacity(shards);
         for s in 0..shards {
             routers.push(Router::new_shard(make(s)?, s, shards)?);
         }
         let stop = StopHandle::default();
-        let sources: usize = routers.iter().map(|r| r.tasks.iter().filter(|&&t| r.nodes[t].is_source).count()).sum();
-        let shared = Arc::new(ShardShared { active_sources: AtomicUsize::new(sources), in_flight: AtomicUsize::new(0) });
+        let sources: usize = routers
+            .iter()
+            .map(|r| r.tasks.iter().filter(|&&t| r.nodes[t].is_source).count())
+            .sum();
+        let shared = Arc::new(ShardShared {
+            active_sources: AtomicUsize::new(sources),
+            in_flight: AtomicUsize::new(0),
+        });
         let mut txs = Vec::new();
         let mut rxs = Vec::new();
         let mut rtxs = Vec::new();
@@ -792,7 +943,9 @@ impl ShardedRouter {
                     rx,
                     ret_tx: rtxs.clone(),
                     ret_rx: rrx,
-                    pending: (0..shards).map(|_| Batch::with_capacity(BATCH_SIZE)).collect(),
+                    pending: (0..shards)
+                        .map(|_| Batch::with_capacity(BATCH_SIZE))
+                        .collect(),
                     shared: shared.clone(),
                 });
             }
@@ -815,7 +968,12 @@ impl ShardedRouter {
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.and_then(|h| h.join().unwrap_or_else(|_| Err(Error::Runtime("a shard panicked".into())))))
+                .map(|h| {
+                    h.and_then(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::Runtime("a shard panicked".into())))
+                    })
+                })
                 .collect()
         });
         results.into_iter().collect()
@@ -840,12 +998,18 @@ impl ShardedRouter {
     /// joined with `/`.
     pub fn handlers(&self) -> Vec<HandlerValue> {
         let per: Vec<Vec<HandlerValue>> = self.routers.iter().map(|r| r.handlers()).collect();
-        let Some(first) = per.first() else { return Vec::new() };
+        let Some(first) = per.first() else {
+            return Vec::new();
+        };
         first
             .iter()
             .enumerate()
             .map(|(k, h)| {
-                let vals: Vec<&str> = per.iter().filter_map(|v| v.get(k)).map(|v| v.value.as_str()).collect();
+                let vals: Vec<&str> = per
+                    .iter()
+                    .filter_map(|v| v.get(k))
+                    .map(|v| v.value.as_str())
+                    .collect();
                 let ints: Option<Vec<u128>> = vals.iter().map(|v| v.parse::<u128>().ok()).collect();
                 let value = match ints {
                     Some(v) if h.handler != "rate" => v.iter().sum::<u128>().to_string(),

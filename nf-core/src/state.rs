@@ -201,24 +201,37 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     #[inline]
     pub fn find(&self, hash: u32, key: &K) -> Option<EntryRef> {
         // The lookup key is built by cloning `key`: for the small `Copy` keys of flow tables this is a copy.
-        self.index.get(&HashedKey { hash, key: key.clone() }).map(|&i| EntryRef(i))
+        self.index
+            .get(&HashedKey {
+                hash,
+                key: key.clone(),
+            })
+            .map(|&i| EntryRef(i))
     }
 
     /// The key and value of an entry.
     #[inline]
     pub fn get(&self, e: EntryRef) -> Option<(&K, &V)> {
-        self.slots.get(e.0 as usize)?.as_ref().map(|s| (&s.key.key, &s.value))
+        self.slots
+            .get(e.0 as usize)?
+            .as_ref()
+            .map(|s| (&s.key.key, &s.value))
     }
 
     /// The value of an entry, mutable. Changes made here are not reported; call [`notify_update`](Self::notify_update).
     #[inline]
     pub fn value_mut(&mut self, e: EntryRef) -> Option<&mut V> {
-        self.slots.get_mut(e.0 as usize)?.as_mut().map(|s| &mut s.value)
+        self.slots
+            .get_mut(e.0 as usize)?
+            .as_mut()
+            .map(|s| &mut s.value)
     }
 
     /// Looks a key up and returns its value.
     pub fn lookup(&self, hash: u32, key: &K) -> Option<&V> {
-        self.find(hash, key).and_then(|e| self.get(e)).map(|(_, v)| v)
+        self.find(hash, key)
+            .and_then(|e| self.get(e))
+            .map(|(_, v)| v)
     }
 
     /// Pushes the expiry of an entry to `expires`.
@@ -233,7 +246,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     pub fn notify_update(&mut self, e: EntryRef, now: Timestamp) {
         self.stats.updates += 1;
         if let (Some(sink), Some(Some(s))) = (self.sink.as_mut(), self.slots.get(e.0 as usize)) {
-            sink.on_change(&StateChange { kind: ChangeKind::Update, key: &s.key.key, value: &s.value, time: now });
+            sink.on_change(&StateChange {
+                kind: ChangeKind::Update,
+                key: &s.key.key,
+                value: &s.value,
+                time: now,
+            });
         }
     }
 
@@ -269,7 +287,14 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Inserts a new entry from traffic and reports it. Returns `None` (counted) if the table is full and
     /// may not evict. The key must not be present (use [`find`](Self::find) first).
-    pub fn insert(&mut self, hash: u32, key: K, value: V, now: Timestamp, expires: Timestamp) -> Option<EntryRef> {
+    pub fn insert(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> Option<EntryRef> {
         let Some(i) = self.alloc_slot(now) else {
             self.stats.rejected += 1;
             return None;
@@ -277,7 +302,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         self.stats.inserts += 1;
         self.place(i, hash, key, value, expires);
         if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.slots[i as usize].as_ref()) {
-            sink.on_change(&StateChange { kind: ChangeKind::Insert, key: &s.key.key, value: &s.value, time: now });
+            sink.on_change(&StateChange {
+                kind: ChangeKind::Insert,
+                key: &s.key.key,
+                value: &s.value,
+                time: now,
+            });
         }
         Some(EntryRef(i))
     }
@@ -285,12 +315,23 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     fn place(&mut self, i: u32, hash: u32, key: K, value: V, expires: Timestamp) {
         let hk = HashedKey { hash, key };
         self.index.insert(hk.clone(), i);
-        self.slots[i as usize] = Some(Slot { key: hk, value, expires });
+        self.slots[i as usize] = Some(Slot {
+            key: hk,
+            value,
+            expires,
+        });
     }
 
     /// Installs an entry that came from elsewhere (a minion applying a primary's state). Replaces an
     /// existing entry of the same key. Not reported to the sink.
-    pub fn install(&mut self, hash: u32, key: K, value: V, now: Timestamp, expires: Timestamp) -> Option<EntryRef> {
+    pub fn install(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> Option<EntryRef> {
         if let Some(e) = self.find(hash, &key) {
             if let Some(Some(s)) = self.slots.get_mut(e.0 as usize) {
                 s.value = value;
@@ -312,7 +353,9 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Removes the entry of `key` without reporting it (a minion applying a primary's delete).
     pub fn uninstall(&mut self, hash: u32, key: &K) -> bool {
-        let Some(e) = self.find(hash, key) else { return false };
+        let Some(e) = self.find(hash, key) else {
+            return false;
+        };
         if let Some(s) = self.slots[e.0 as usize].take() {
             self.index.remove(&s.key);
             self.free.push(e.0);
@@ -321,7 +364,9 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     }
 
     fn remove_at(&mut self, i: u32, reason: RemoveReason, now: Timestamp) {
-        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::take) else { return };
+        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
         self.index.remove(&s.key);
         self.free.push(i);
         match reason {
@@ -331,7 +376,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             RemoveReason::Deleted => {}
         }
         if let Some(sink) = self.sink.as_mut() {
-            sink.on_change(&StateChange { kind: ChangeKind::Remove(reason), key: &s.key.key, value: &s.value, time: now });
+            sink.on_change(&StateChange {
+                kind: ChangeKind::Remove(reason),
+                key: &s.key.key,
+                value: &s.value,
+                time: now,
+            });
         }
     }
 
@@ -380,7 +430,9 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();
         let mut t: StateTable<u32, u32> = StateTable::new(4, WhenFull::Evict);
-        t.set_sink(Box::new(move |c: &StateChange<'_, u32, u32>| l2.lock().unwrap().push((c.kind, *c.key))));
+        t.set_sink(Box::new(move |c: &StateChange<'_, u32, u32>| {
+            l2.lock().unwrap().push((c.kind, *c.key))
+        }));
         let now = Timestamp(1000);
         for k in 0..6u32 {
             assert!(t.insert(k * 7, k, k, now, Timestamp(10_000)).is_some());
@@ -390,8 +442,16 @@ mod tests {
         assert_eq!(t.sweep(Timestamp(20_000), 100), 4);
         assert!(t.is_empty());
         let log = log.lock().unwrap();
-        assert_eq!(log.iter().filter(|(k, _)| *k == ChangeKind::Insert).count(), 6);
-        assert_eq!(log.iter().filter(|(k, _)| *k == ChangeKind::Remove(RemoveReason::Expired)).count(), 4);
+        assert_eq!(
+            log.iter().filter(|(k, _)| *k == ChangeKind::Insert).count(),
+            6
+        );
+        assert_eq!(
+            log.iter()
+                .filter(|(k, _)| *k == ChangeKind::Remove(RemoveReason::Expired))
+                .count(),
+            4
+        );
     }
 
     #[test]

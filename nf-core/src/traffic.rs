@@ -47,7 +47,13 @@ pub struct TrafficConfig {
 
 impl Default for TrafficConfig {
     fn default() -> Self {
-        TrafficConfig { flows: 10_000, size: SizeMix::Fixed(64), protocols: Protocols::Mixed, seed: 1, bidirectional: true }
+        TrafficConfig {
+            flows: 10_000,
+            size: SizeMix::Fixed(64),
+            protocols: Protocols::Mixed,
+            seed: 1,
+            bidirectional: true,
+        }
     }
 }
 
@@ -89,8 +95,14 @@ impl TrafficGen {
                 };
                 Flow {
                     tcp,
-                    client: (Ipv4Addr::from(0x0a00_0000 | (i32 % 0xfffe + 1)), 1024 + (i32.wrapping_mul(7919) % 60000) as u16),
-                    server: (Ipv4Addr::from(0xc0a8_0000 | (i32 % 254 + 1)), if tcp { 80 } else { 53 }),
+                    client: (
+                        Ipv4Addr::from(0x0a00_0000 | (i32 % 0xfffe + 1)),
+                        1024 + (i32.wrapping_mul(7919) % 60000) as u16,
+                    ),
+                    server: (
+                        Ipv4Addr::from(0xc0a8_0000 | (i32 % 254 + 1)),
+                        if tcp { 80 } else { 53 },
+                    ),
                     sent: 0,
                     cseq: i32.wrapping_mul(2654435761),
                     sseq: i32.wrapping_mul(40503).wrapping_add(17),
@@ -154,16 +166,28 @@ impl TrafficGen {
         f.sent += 1;
         // Direction: requests on even steps, replies on odd ones (when bidirectional).
         let reply = bidir && k % 2 == 1;
-        let (src, dst) = if reply { (f.server, f.client) } else { (f.client, f.server) };
+        let (src, dst) = if reply {
+            (f.server, f.client)
+        } else {
+            (f.client, f.server)
+        };
         let mac_c = [0x02, 0, 0, 0, 0, 1];
         let mac_s = [0x02, 0, 0, 0, 0, 2];
-        let (ms, md) = if reply { (mac_s, mac_c) } else { (mac_c, mac_s) };
+        let (ms, md) = if reply {
+            (mac_s, mac_c)
+        } else {
+            (mac_c, mac_s)
+        };
         let base = PacketBuilder::ethernet2(ms, md).ipv4(src.0.octets(), dst.0.octets(), 64);
         self.frame.clear();
         let res = if f.tcp {
             let hdr = 14 + 20 + 20;
             let pay = len.saturating_sub(hdr);
-            let (seq, ack) = if reply { (f.sseq, f.cseq) } else { (f.cseq, f.sseq) };
+            let (seq, ack) = if reply {
+                (f.sseq, f.cseq)
+            } else {
+                (f.cseq, f.sseq)
+            };
             let mut b = base.tcp(src.1, dst.1, seq, 65535);
             b = match (k, bidir) {
                 (0, _) => b.syn(),
@@ -172,7 +196,11 @@ impl TrafficGen {
             };
             let pay = if k == 0 || (k == 1 && bidir) { 0 } else { pay };
             let r = b.write(&mut self.frame, &PAYLOAD[..pay.min(1500)]);
-            let adv = if k == 0 || (k == 1 && bidir) { 1 } else { pay as u32 };
+            let adv = if k == 0 || (k == 1 && bidir) {
+                1
+            } else {
+                pay as u32
+            };
             if reply {
                 f.sseq = f.sseq.wrapping_add(adv);
             } else {
@@ -181,7 +209,8 @@ impl TrafficGen {
             r
         } else {
             let pay = len.saturating_sub(14 + 20 + 8);
-            base.udp(src.1, dst.1).write(&mut self.frame, &PAYLOAD[..pay.min(1500)])
+            base.udp(src.1, dst.1)
+                .write(&mut self.frame, &PAYLOAD[..pay.min(1500)])
         };
         debug_assert!(res.is_ok());
         // Ethernet padding up to the requested frame size.
@@ -208,27 +237,41 @@ mod tests {
 
     #[test]
     fn frames_are_valid() {
-        let mut g = TrafficGen::new(TrafficConfig { flows: 10, ..Default::default() });
+        let mut g = TrafficGen::new(TrafficConfig {
+            flows: 10,
+            ..Default::default()
+        });
         for _ in 0..100 {
             let f = g.next_frame().to_vec();
             assert_eq!(f.len(), 64);
             let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
             assert!(p.transport.is_some());
         }
-        let mut g = TrafficGen::new(TrafficConfig { flows: 3, size: SizeMix::Imix, ..Default::default() });
+        let mut g = TrafficGen::new(TrafficConfig {
+            flows: 3,
+            size: SizeMix::Imix,
+            ..Default::default()
+        });
         let sizes: Vec<usize> = (0..12).map(|_| g.next_frame().len()).collect();
         assert!(sizes.contains(&576) && sizes.contains(&1500) && sizes.contains(&64));
     }
 
     #[test]
     fn first_tcp_packet_is_syn() {
-        let mut g = TrafficGen::new(TrafficConfig { flows: 4, protocols: Protocols::Tcp, ..Default::default() });
+        let mut g = TrafficGen::new(TrafficConfig {
+            flows: 4,
+            protocols: Protocols::Tcp,
+            ..Default::default()
+        });
         let mut seen = std::collections::HashSet::new();
         for _ in 0..16 {
             let f = g.next_frame().to_vec();
             let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
             if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport {
-                let key = (t.source_port().min(t.destination_port()), t.source_port().max(t.destination_port()));
+                let key = (
+                    t.source_port().min(t.destination_port()),
+                    t.source_port().max(t.destination_port()),
+                );
                 if seen.insert(key) {
                     assert!(t.syn() && !t.ack(), "first packet of a flow must be a SYN");
                 }

@@ -11,7 +11,7 @@ mod counting_alloc_unsafe {
     //! A counting global allocator: implementing `GlobalAlloc` is `unsafe` by definition.
     #![allow(unsafe_code)]
     use std::alloc::{GlobalAlloc, Layout, System};
-    
+
     pub struct Counting;
     thread_local! {
         /// Allocations made by this thread (tests run in parallel threads).
@@ -66,9 +66,17 @@ fn count_allocs_over(r: &mut Router, src: nf_core::ElementId<Replay>, n: u64) ->
 #[test]
 fn classifier_counter_discard_allocates_nothing_after_warmup() {
     let mut g = Graph::new();
-    let src = g.add("src", Replay::generated(10_000, TrafficConfig::default()).limit(u64::MAX));
-    let cls = g.add("cls", Classifier::new(&["12/0800 23/06", "12/0800 23/11", "-"]).unwrap());
-    let counters: Vec<_> = (0..3).map(|i| g.add(&format!("c{i}"), Counter::new())).collect();
+    let src = g.add(
+        "src",
+        Replay::generated(10_000, TrafficConfig::default()).limit(u64::MAX),
+    );
+    let cls = g.add(
+        "cls",
+        Classifier::new(&["12/0800 23/06", "12/0800 23/11", "-"]).unwrap(),
+    );
+    let counters: Vec<_> = (0..3)
+        .map(|i| g.add(&format!("c{i}"), Counter::new()))
+        .collect();
     g.connect(src.id(), 0, cls.id(), 0);
     for (i, c) in counters.iter().enumerate() {
         let d = g.add(&format!("d{i}"), Discard::new());
@@ -82,7 +90,10 @@ fn classifier_counter_discard_allocates_nothing_after_warmup() {
         r.run_round();
     }
     let n = count_allocs_over(&mut r, src, 100_000);
-    let seen: u64 = counters.iter().map(|c| r.element(*c).unwrap().count()).sum();
+    let seen: u64 = counters
+        .iter()
+        .map(|c| r.element(*c).unwrap().count())
+        .sum();
     assert!(seen >= 100_000);
     assert_eq!(n, 0, "allocations on the packet path after warm-up");
 }
@@ -90,7 +101,17 @@ fn classifier_counter_discard_allocates_nothing_after_warmup() {
 #[test]
 fn conntrack_allocates_nothing_once_its_flows_are_known() {
     let mut g = Graph::new();
-    let src = g.add("src", Replay::generated(20_000, TrafficConfig { flows: 2_000, ..Default::default() }).limit(u64::MAX));
+    let src = g.add(
+        "src",
+        Replay::generated(
+            20_000,
+            TrafficConfig {
+                flows: 2_000,
+                ..Default::default()
+            },
+        )
+        .limit(u64::MAX),
+    );
     let ct = g.add("ct", ConnTrack::new(65_536));
     let d = g.add("d", Discard::new());
     g.chain(&[src.id(), ct.id(), d.id()]);

@@ -53,7 +53,11 @@ fn compound_elements_parameters_and_defines() {
     let mut params = BTreeMap::new();
     params.insert("N".to_string(), "40".to_string());
     let cfg = Config::parse("t", text, &params).unwrap();
-    assert!(cfg.elements.iter().any(|e| e.name.contains("MarkTwice") || e.name.starts_with("MarkTwice@")));
+    assert!(
+        cfg.elements
+            .iter()
+            .any(|e| e.name.contains("MarkTwice") || e.name.starts_with("MarkTwice@"))
+    );
     let mut r = Router::new(cfg.build(&reg).unwrap()).unwrap();
     r.run().unwrap();
     // The command-line value overrides the define; the inner Paint(2) wins.
@@ -113,7 +117,11 @@ fn tee_round_robin_and_hash_switch() {
 fn check_ip_header_sends_bad_packets_to_its_second_output() {
     // A frame with a corrupted IPv4 checksum, and one too short to be IP.
     let mut good = Vec::new();
-    PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1, 2).write(&mut good, b"hi").unwrap();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut good, b"hi")
+        .unwrap();
     let mut bad = good.clone();
     bad[14 + 10] ^= 0xff;
     let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
@@ -129,13 +137,21 @@ fn check_ip_header_sends_bad_packets_to_its_second_output() {
     let r = run_config(&text).unwrap();
     assert_eq!(count(&r, "ok"), 3);
     assert_eq!(count(&r, "bad"), 3);
-    assert!(r.read_handler("c", "drop_details").unwrap().contains("bad_checksum=2"));
+    assert!(
+        r.read_handler("c", "drop_details")
+            .unwrap()
+            .contains("bad_checksum=2")
+    );
 }
 
 #[test]
 fn dec_ip_ttl_expires_ttl_one() {
     let mut f = Vec::new();
-    PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 1).udp(1, 2).write(&mut f, b"x").unwrap();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 1)
+        .udp(1, 2)
+        .write(&mut f, b"x")
+        .unwrap();
     let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
     let r = run_config(&format!(
         "InfiniteSource(DATA {hex}, LIMIT 4, STOP true) -> Strip(14) -> t :: DecIPTTL; t[0] -> live :: Counter -> Discard; t[1] -> dead :: Counter -> Discard;"
@@ -164,8 +180,6 @@ fn handlers_write_and_typed_access() {
 
 #[test]
 fn stop_handle_ends_an_endless_run() {
-    let mut r = nf_core::testing::run_config("InfiniteSource(LIMIT 1, STOP true) -> Discard;").unwrap();
-    let _ = r.rounds();
     let cfg = Config::parse("t", "s :: InfiniteSource -> Discard;", &BTreeMap::new()).unwrap();
     let mut r = Router::new(cfg.build(&Registry::standard()).unwrap()).unwrap();
     let h = r.stop_handle();
@@ -179,7 +193,9 @@ fn stop_handle_ends_an_endless_run() {
 }
 
 fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str, ts: u64) -> Packet {
-    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sp, dp, 100, 1000);
+    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, 100, 1000);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),
@@ -208,9 +224,11 @@ fn conntrack_follows_tcp_and_reports_through_the_sink() {
     let mut r = Router::new(g).unwrap();
     let log: Arc<Mutex<Vec<(ChangeKind, ProtoState)>>> = Arc::default();
     let l2 = log.clone();
-    r.element_mut(ct).unwrap().table_mut().set_sink(Box::new(move |ch: &StateChange<'_, FlowKey, nf_core::elements::tcpudp::Connection>| {
-        l2.lock().unwrap().push((ch.kind, ch.value.state));
-    }));
+    r.element_mut(ct).unwrap().table_mut().set_sink(Box::new(
+        move |ch: &StateChange<'_, FlowKey, nf_core::elements::tcpudp::Connection>| {
+            l2.lock().unwrap().push((ch.kind, ch.value.state));
+        },
+    ));
     let key = FlowKey::new(6, c.into(), 4000, s.into(), 80);
     let push = |r: &mut Router, p: Packet| {
         let mut b: nf_core::Batch = std::iter::once(p).collect();
@@ -224,7 +242,12 @@ fn conntrack_follows_tcp_and_reports_through_the_sink() {
     push(&mut r, tcp(c, 4000, s, 80, "FA", 3));
     push(&mut r, tcp(s, 80, c, 4000, "FA", 3));
     push(&mut r, tcp(c, 4000, s, 80, "A", 4));
-    let st = r.element(ct).unwrap().lookup(&key.reversed()).unwrap().state;
+    let st = r
+        .element(ct)
+        .unwrap()
+        .lookup(&key.reversed())
+        .unwrap()
+        .state;
     assert_eq!(st, ProtoState::Tcp(TcpState::TimeWait));
     assert_eq!(r.read_handler("ct", "untracked").unwrap(), "1");
     // An idle flow expires when later traffic arrives (the sweep runs per batch, on packet time).
@@ -244,15 +267,27 @@ fn conntrack_follows_tcp_and_reports_through_the_sink() {
             (ChangeKind::Update, ProtoState::Tcp(TcpState::TimeWait)),
         ]
     );
-    assert!(log.iter().any(|(k, _)| *k == ChangeKind::Remove(RemoveReason::Expired)));
+    assert!(
+        log.iter()
+            .any(|(k, _)| *k == ChangeKind::Remove(RemoveReason::Expired))
+    );
     // The table is bounded: 16 entries at most, the rest evicted and counted.
     assert_eq!(r.read_handler("ct", "flows").unwrap(), "16");
-    assert!(r.read_handler("ct", "evicted").unwrap().parse::<u64>().unwrap() >= 4);
+    assert!(
+        r.read_handler("ct", "evicted")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 4
+    );
 }
 
 #[test]
 fn sharded_runtime_keeps_each_flow_on_one_shard() {
-    let cfg = TrafficConfig { flows: 5000, ..Default::default() };
+    let cfg = TrafficConfig {
+        flows: 5000,
+        ..Default::default()
+    };
     let single = {
         let mut g = Graph::new();
         let s = g.add("src", Replay::generated(50_000, cfg).limit(200_000));
@@ -261,7 +296,10 @@ fn sharded_runtime_keeps_each_flow_on_one_shard() {
         g.chain(&[s.id(), ct.id(), d.id()]);
         let mut r = Router::new(g).unwrap();
         r.run().unwrap();
-        r.read_handler("ct", "flows").unwrap().parse::<u64>().unwrap()
+        r.read_handler("ct", "flows")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
     };
     assert_eq!(single, 5000);
     let mut sh = ShardedRouter::new(2, |_| {
@@ -288,9 +326,20 @@ fn sharded_runtime_keeps_each_flow_on_one_shard() {
         per_shard.push(n);
     }
     assert_eq!(keys.len() as u64, single);
-    assert!(per_shard.iter().all(|&n| n > 1000), "unbalanced shards: {per_shard:?}");
+    assert!(
+        per_shard.iter().all(|&n| n > 1000),
+        "unbalanced shards: {per_shard:?}"
+    );
     let h = sh.handlers();
-    let total: u64 = h.iter().filter(|v| v.element == "ct" && v.handler == "count").map(|v| v.value.parse::<u64>().unwrap()).sum();
-    let untracked: u64 = h.iter().filter(|v| v.element == "ct" && v.handler == "untracked").map(|v| v.value.parse::<u64>().unwrap()).sum();
+    let total: u64 = h
+        .iter()
+        .filter(|v| v.element == "ct" && v.handler == "count")
+        .map(|v| v.value.parse::<u64>().unwrap())
+        .sum();
+    let untracked: u64 = h
+        .iter()
+        .filter(|v| v.element == "ct" && v.handler == "untracked")
+        .map(|v| v.value.parse::<u64>().unwrap())
+        .sum();
     assert_eq!(total + untracked, 200_000);
 }

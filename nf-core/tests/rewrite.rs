@@ -2,9 +2,9 @@
 //! recomputation gives.
 
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use nf_core::Packet;
 use nf_core::checksum;
 use nf_core::packet::{IpVersion, Link, proto};
-use nf_core::Packet;
 use proptest::prelude::*;
 use std::net::IpAddr;
 
@@ -16,7 +16,15 @@ enum L4 {
     Icmp6,
 }
 
-fn build(v6: bool, l4: L4, src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+fn build(
+    v6: bool,
+    l4: L4,
+    src: [u8; 16],
+    dst: [u8; 16],
+    sp: u16,
+    dp: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let mut out = Vec::new();
     let mut s4 = [0u8; 4];
@@ -24,11 +32,31 @@ fn build(v6: bool, l4: L4, src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16, paylo
     let mut d4 = [0u8; 4];
     d4.copy_from_slice(&dst[..4]);
     match (v6, l4) {
-        (false, L4::Tcp) => eth.ipv4(s4, d4, 64).tcp(sp, dp, 1234, 1000).write(&mut out, payload).unwrap(),
-        (false, L4::Udp | L4::UdpNoChecksum | L4::Icmp6) => eth.ipv4(s4, d4, 64).udp(sp, dp).write(&mut out, payload).unwrap(),
-        (true, L4::Tcp) => eth.ipv6(src, dst, 64).tcp(sp, dp, 1234, 1000).write(&mut out, payload).unwrap(),
-        (true, L4::Udp | L4::UdpNoChecksum) => eth.ipv6(src, dst, 64).udp(sp, dp).write(&mut out, payload).unwrap(),
-        (true, L4::Icmp6) => eth.ipv6(src, dst, 64).icmpv6_echo_request(sp, dp).write(&mut out, payload).unwrap(),
+        (false, L4::Tcp) => eth
+            .ipv4(s4, d4, 64)
+            .tcp(sp, dp, 1234, 1000)
+            .write(&mut out, payload)
+            .unwrap(),
+        (false, L4::Udp | L4::UdpNoChecksum | L4::Icmp6) => eth
+            .ipv4(s4, d4, 64)
+            .udp(sp, dp)
+            .write(&mut out, payload)
+            .unwrap(),
+        (true, L4::Tcp) => eth
+            .ipv6(src, dst, 64)
+            .tcp(sp, dp, 1234, 1000)
+            .write(&mut out, payload)
+            .unwrap(),
+        (true, L4::Udp | L4::UdpNoChecksum) => eth
+            .ipv6(src, dst, 64)
+            .udp(sp, dp)
+            .write(&mut out, payload)
+            .unwrap(),
+        (true, L4::Icmp6) => eth
+            .ipv6(src, dst, 64)
+            .icmpv6_echo_request(sp, dp)
+            .write(&mut out, payload)
+            .unwrap(),
     }
     if let (false, L4::UdpNoChecksum) = (v6, l4) {
         // IPv4 UDP may carry no checksum (0): rewrites must keep it 0.
@@ -51,17 +79,20 @@ fn verify(frame: &[u8]) -> Result<(), String> {
             let hdr = h.to_header();
             match p.transport.as_ref() {
                 Some(TransportSlice::Tcp(t)) => {
-                    let c = t.calc_checksum_ipv4(hdr.source, hdr.destination).map_err(|e| e.to_string())?;
+                    let c = t
+                        .calc_checksum_ipv4(hdr.source, hdr.destination)
+                        .map_err(|e| e.to_string())?;
                     if c != t.checksum() {
                         return Err(format!("TCP checksum {:#x} != {:#x}", t.checksum(), c));
                     }
                 }
-                Some(TransportSlice::Udp(u)) => {
-                    if u.checksum() != 0 {
-                        let c = u.to_header().calc_checksum_ipv4(&hdr, u.payload()).map_err(|e| e.to_string())?;
-                        if c != u.checksum() {
-                            return Err(format!("UDP checksum {:#x} != {:#x}", u.checksum(), c));
-                        }
+                Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+                    let c = u
+                        .to_header()
+                        .calc_checksum_ipv4(&hdr, u.payload())
+                        .map_err(|e| e.to_string())?;
+                    if c != u.checksum() {
+                        return Err(format!("UDP checksum {:#x} != {:#x}", u.checksum(), c));
                     }
                 }
                 _ => {}
@@ -71,19 +102,28 @@ fn verify(frame: &[u8]) -> Result<(), String> {
             let hdr = ip.header().to_header();
             match p.transport.as_ref() {
                 Some(TransportSlice::Tcp(t)) => {
-                    let c = t.calc_checksum_ipv6(hdr.source, hdr.destination).map_err(|e| e.to_string())?;
+                    let c = t
+                        .calc_checksum_ipv6(hdr.source, hdr.destination)
+                        .map_err(|e| e.to_string())?;
                     if c != t.checksum() {
                         return Err(format!("TCP/6 checksum {:#x} != {:#x}", t.checksum(), c));
                     }
                 }
                 Some(TransportSlice::Udp(u)) => {
-                    let c = u.to_header().calc_checksum_ipv6(&hdr, u.payload()).map_err(|e| e.to_string())?;
+                    let c = u
+                        .to_header()
+                        .calc_checksum_ipv6(&hdr, u.payload())
+                        .map_err(|e| e.to_string())?;
                     if c != u.checksum() {
                         return Err(format!("UDP/6 checksum {:#x} != {:#x}", u.checksum(), c));
                     }
                 }
                 Some(TransportSlice::Icmpv6(i)) => {
-                    let c = i.header().icmp_type.calc_checksum(hdr.source, hdr.destination, i.payload()).map_err(|e| e.to_string())?;
+                    let c = i
+                        .header()
+                        .icmp_type
+                        .calc_checksum(hdr.source, hdr.destination, i.payload())
+                        .map_err(|e| e.to_string())?;
                     if c != i.checksum() {
                         return Err(format!("ICMPv6 checksum {:#x} != {:#x}", i.checksum(), c));
                     }
@@ -97,7 +137,12 @@ fn verify(frame: &[u8]) -> Result<(), String> {
 }
 
 fn l4_strategy() -> impl Strategy<Value = L4> {
-    prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::UdpNoChecksum), Just(L4::Icmp6)]
+    prop_oneof![
+        Just(L4::Tcp),
+        Just(L4::Udp),
+        Just(L4::UdpNoChecksum),
+        Just(L4::Icmp6)
+    ]
 }
 
 proptest! {

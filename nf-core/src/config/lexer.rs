@@ -81,7 +81,8 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
     let s = src.text.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
-    let err = |at: usize, len: usize, msg: &str| ConfigError::at(Some(src), Span::new(at, at + len), msg);
+    let err =
+        |at: usize, len: usize, msg: &str| ConfigError::at(Some(src), Span::new(at, at + len), msg);
     while i < s.len() {
         let c = s[i];
         if c.is_ascii_whitespace() {
@@ -94,7 +95,14 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
             }
             continue;
         }
-        if c == b'#' && (i == 0 || s[..i].iter().rev().take_while(|&&b| b != b'\n').all(|b| b.is_ascii_whitespace())) {
+        if c == b'#'
+            && (i == 0
+                || s[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| b != b'\n')
+                    .all(|b| b.is_ascii_whitespace()))
+        {
             while i < s.len() && s[i] != b'\n' {
                 i += 1;
             }
@@ -116,7 +124,11 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
             continue;
         }
         let start = i;
-        let simple = |t: Tok, n: usize| Token { tok: t, span: Span::new(start, start + n), inner: Span::default() };
+        let simple = |t: Tok, n: usize| Token {
+            tok: t,
+            span: Span::new(start, start + n),
+            inner: Span::default(),
+        };
         match c {
             b'-' if s.get(i + 1) == Some(&b'>') => {
                 out.push(simple(Tok::Arrow, 2));
@@ -155,9 +167,14 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
                 i += 1;
             }
             b'(' => {
-                let end = matching_paren(s, i).ok_or_else(|| err(i, 1, "unclosed `(`: no matching `)`"))?;
+                let end = matching_paren(s, i)
+                    .ok_or_else(|| err(i, 1, "unclosed `(`: no matching `)`"))?;
                 let text = src.text[i + 1..end].to_string();
-                out.push(Token { tok: Tok::Args(text), span: Span::new(i, end + 1), inner: Span::new(i + 1, end) });
+                out.push(Token {
+                    tok: Tok::Args(text),
+                    span: Span::new(i, end + 1),
+                    inner: Span::new(i + 1, end),
+                });
                 i = end + 1;
             }
             b')' => return Err(err(i, 1, "unexpected `)`")),
@@ -181,14 +198,24 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
                     }
                     i += 1;
                 }
-                out.push(Token { tok: Tok::Var(name), span: Span::new(start, i), inner: Span::default() });
+                out.push(Token {
+                    tok: Tok::Var(name),
+                    span: Span::new(start, i),
+                    inner: Span::default(),
+                });
             }
             c if c.is_ascii_digit() => {
                 while i < s.len() && s[i].is_ascii_digit() {
                     i += 1;
                 }
-                let n = src.text[start..i].parse().map_err(|_| err(start, i - start, "number too large"))?;
-                out.push(Token { tok: Tok::Int(n), span: Span::new(start, i), inner: Span::default() });
+                let n = src.text[start..i]
+                    .parse()
+                    .map_err(|_| err(start, i - start, "number too large"))?;
+                out.push(Token {
+                    tok: Tok::Int(n),
+                    span: Span::new(start, i),
+                    inner: Span::default(),
+                });
             }
             c if is_ident_start(c) => {
                 while i < s.len() && is_ident_char(s[i]) {
@@ -206,11 +233,19 @@ pub fn lex(src: &SourceFile) -> Result<Vec<Token>, ConfigError> {
             }
             _ => {
                 let ch = src.text[start..].chars().next().unwrap_or('?');
-                return Err(err(start, ch.len_utf8(), &format!("unexpected character `{ch}`")));
+                return Err(err(
+                    start,
+                    ch.len_utf8(),
+                    &format!("unexpected character `{ch}`"),
+                ));
             }
         }
     }
-    out.push(Token { tok: Tok::Eof, span: Span::new(s.len(), s.len()), inner: Span::default() });
+    out.push(Token {
+        tok: Tok::Eof,
+        span: Span::new(s.len(), s.len()),
+        inner: Span::default(),
+    });
     Ok(out)
 }
 
@@ -265,13 +300,14 @@ pub fn split_args(text: &str, base: usize) -> Vec<(String, Span)> {
     let mut cur_start: Option<usize> = None;
     let mut cur_end = 0;
     let mut i = 0;
-    let flush = |cur: &mut String, cs: &mut Option<usize>, ce: usize, out: &mut Vec<(String, Span)>| {
-        let t = cur.trim().to_string();
-        let st = cs.unwrap_or(ce);
-        out.push((t, Span::new(base + st, base + ce.max(st))));
-        cur.clear();
-        *cs = None;
-    };
+    let flush =
+        |cur: &mut String, cs: &mut Option<usize>, ce: usize, out: &mut Vec<(String, Span)>| {
+            let t = cur.trim().to_string();
+            let st = cs.unwrap_or(ce);
+            out.push((t, Span::new(base + st, base + ce.max(st))));
+            cur.clear();
+            *cs = None;
+        };
     while i < s.len() {
         let c = s[i];
         if c == b'/' && s.get(i + 1) == Some(&b'/') {

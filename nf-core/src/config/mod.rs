@@ -68,11 +68,21 @@ pub struct Config {
 impl Config {
     /// Parses a configuration. `params` sets `$NAME` variables (the `NAME=value` words of `nf run`); they
     /// override the configuration's own `define($NAME default)`.
-    pub fn parse(name: &str, text: &str, params: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub fn parse(
+        name: &str,
+        text: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let src = SourceFile::new(name, text);
         let toks = lexer::lex(&src)?;
         let body = parser::parse(&toks, &src)?;
-        let mut ex = Expander { src: src.clone(), nodes: Vec::new(), edges: Vec::new(), errors: Vec::new(), anon: 0 };
+        let mut ex = Expander {
+            src: src.clone(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            errors: Vec::new(),
+            anon: 0,
+        };
         let mut scope = Scope {
             prefix: String::new(),
             names: HashMap::new(),
@@ -95,7 +105,13 @@ impl Config {
         match self.elements.iter_mut().find(|e| e.name == name) {
             Some(e) => {
                 e.class = class.to_string();
-                e.args = args.iter().map(|a| RawArg { text: a.to_string(), span: e.args_span }).collect();
+                e.args = args
+                    .iter()
+                    .map(|a| RawArg {
+                        text: a.to_string(),
+                        span: e.args_span,
+                    })
+                    .collect();
                 true
             }
             None => false,
@@ -103,7 +119,10 @@ impl Config {
     }
 
     /// Reads a configuration file.
-    pub fn from_file(path: &std::path::Path, params: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub fn from_file(
+        path: &std::path::Path,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
         Config::parse(&path.display().to_string(), &text, params)
@@ -115,7 +134,11 @@ impl Config {
         let mut errors = Vec::new();
         for d in &self.elements {
             let Some(class) = registry.get(&d.class) else {
-                let mut e = ConfigError::at(Some(&self.source), d.class_span, format!("unknown element class `{}`", d.class));
+                let mut e = ConfigError::at(
+                    Some(&self.source),
+                    d.class_span,
+                    format!("unknown element class `{}`", d.class),
+                );
                 if let Some(s) = registry.suggest(&d.class) {
                     e = e.with_help(format!("did you mean `{s}`?"));
                 } else if !d.name.contains('@') {
@@ -127,7 +150,12 @@ impl Config {
                 g.add_placeholder(&d.name, d.class_span);
                 continue;
             };
-            let mut args = Args::new(&d.class, d.args.clone(), Some(self.source.clone()), d.args_span);
+            let mut args = Args::new(
+                &d.class,
+                d.args.clone(),
+                Some(self.source.clone()),
+                d.args_span,
+            );
             match (class.constructor)(&mut args).and_then(|e| args.complete().map(|_| e)) {
                 Ok(e) => {
                     g.add_boxed_at(&d.name, e, d.class_span);
@@ -159,7 +187,11 @@ struct NodeRef {
 
 enum Node {
     Real(ElementDecl),
-    Pseudo { owner: String, input: bool, span: Span },
+    Pseudo {
+        owner: String,
+        input: bool,
+        span: Span,
+    },
 }
 
 struct Scope {
@@ -228,7 +260,10 @@ impl Expander {
                     if let Some((from, out_port, from_span)) = prev {
                         let in_port = ep.in_port.map_or(0, |p| p.0);
                         let Some(dst) = r.map(|r| r.dst) else {
-                            return Err(self.err(ep.span, "`input` cannot receive connections inside its compound"));
+                            return Err(self.err(
+                                ep.span,
+                                "`input` cannot receive connections inside its compound",
+                            ));
                         };
                         self.edges.push(ConnectionDecl {
                             from: (from.src, out_port),
@@ -236,7 +271,10 @@ impl Expander {
                             span: from_span.to(ep.span),
                         });
                     } else if let Some((_, sp)) = ep.in_port {
-                        return Err(self.err(sp, "an input port needs a connection arriving from the left"));
+                        return Err(self.err(
+                            sp,
+                            "an input port needs a connection arriving from the left",
+                        ));
                     }
                     match r {
                         Some(r) => prev = Some((r, ep.out_port.map_or(0, |p| p.0), ep.span)),
@@ -244,7 +282,8 @@ impl Expander {
                             // `output` ends a chain inside a compound.
                             prev = None;
                             if let Some((_, sp)) = ep.out_port {
-                                return Err(self.err(sp, "`output` cannot send packets inside its compound"));
+                                return Err(self
+                                    .err(sp, "`output` cannot send packets inside its compound"));
                             }
                         }
                     }
@@ -263,13 +302,23 @@ impl Expander {
                 }
                 if let Some((pin, pout)) = scope.ports {
                     if n == "input" {
-                        return Ok(Some(NodeRef { src: pin, dst: usize::MAX }));
+                        return Ok(Some(NodeRef {
+                            src: pin,
+                            dst: usize::MAX,
+                        }));
                     }
                     if n == "output" {
-                        return Ok(Some(NodeRef { src: usize::MAX, dst: pout }));
+                        return Ok(Some(NodeRef {
+                            src: usize::MAX,
+                            dst: pout,
+                        }));
                     }
                 }
-                let c = ClassRef { name: n.clone(), span: *sp, args: None };
+                let c = ClassRef {
+                    name: n.clone(),
+                    span: *sp,
+                    args: None,
+                };
                 let name = self.anon_name(&c.name, scope);
                 self.instantiate(&name, &c, scope).map(Some)
             }
@@ -286,9 +335,18 @@ impl Expander {
         format!("{}{}@{}", scope.prefix, class, self.anon)
     }
 
-    fn declare(&mut self, n: &str, sp: Span, c: &ClassRef, scope: &mut Scope) -> Result<NodeRef, ConfigError> {
+    fn declare(
+        &mut self,
+        n: &str,
+        sp: Span,
+        c: &ClassRef,
+        scope: &mut Scope,
+    ) -> Result<NodeRef, ConfigError> {
         if n == "input" || n == "output" {
-            return Err(self.err(sp, format!("`{n}` is reserved for the ports of compound elements")));
+            return Err(self.err(
+                sp,
+                format!("`{n}` is reserved for the ports of compound elements"),
+            ));
         }
         if let Some((_, first)) = scope.names.get(n) {
             let (l, c) = self.src.line_col(first.start);
@@ -303,17 +361,30 @@ impl Expander {
     }
 
     fn find_class(scope: &Scope, name: &str) -> Option<ClassDef> {
-        scope.classes.iter().rev().find(|(n, _)| n == name).map(|(_, d)| d.clone())
+        scope
+            .classes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
     }
 
-    fn instantiate(&mut self, full: &str, c: &ClassRef, scope: &mut Scope) -> Result<NodeRef, ConfigError> {
+    fn instantiate(
+        &mut self,
+        full: &str,
+        c: &ClassRef,
+        scope: &mut Scope,
+    ) -> Result<NodeRef, ConfigError> {
         let mut class_name = c.name.clone();
         let mut def = Self::find_class(scope, &class_name);
         let mut hops = 0;
         while let Some(ClassDef::Synonym(target, _)) = &def {
             hops += 1;
             if hops > 16 {
-                return Err(self.err(c.span, format!("element class `{}` is defined in terms of itself", c.name)));
+                return Err(self.err(
+                    c.span,
+                    format!("element class `{}` is defined in terms of itself", c.name),
+                ));
             }
             class_name = target.clone();
             def = Self::find_class(scope, &class_name);
@@ -324,7 +395,10 @@ impl Expander {
         };
         let mut args = Vec::new();
         for (t, sp) in lexer::split_args(&args_text, args_span.start) {
-            args.push(RawArg { text: self.subst(&t, sp, scope)?, span: sp });
+            args.push(RawArg {
+                text: self.subst(&t, sp, scope)?,
+                span: sp,
+            });
         }
         match def {
             Some(ClassDef::Compound(body)) => self.expand_compound(full, c, &body, args, scope),
@@ -351,7 +425,13 @@ impl Expander {
         scope: &mut Scope,
     ) -> Result<NodeRef, ConfigError> {
         if scope.depth > 32 {
-            return Err(self.err(c.span, format!("compound `{}` nests more than 32 levels (recursive?)", c.name)));
+            return Err(self.err(
+                c.span,
+                format!(
+                    "compound `{}` nests more than 32 levels (recursive?)",
+                    c.name
+                ),
+            ));
         }
         if args.len() != body.formals.len() {
             return Err(self.err(
@@ -365,9 +445,17 @@ impl Expander {
             ));
         }
         let pin = self.nodes.len();
-        self.nodes.push(Node::Pseudo { owner: full.to_string(), input: true, span: c.span });
+        self.nodes.push(Node::Pseudo {
+            owner: full.to_string(),
+            input: true,
+            span: c.span,
+        });
         let pout = self.nodes.len();
-        self.nodes.push(Node::Pseudo { owner: full.to_string(), input: false, span: c.span });
+        self.nodes.push(Node::Pseudo {
+            owner: full.to_string(),
+            input: false,
+            span: c.span,
+        });
         let mut vars = scope.vars.clone();
         for ((f, _), a) in body.formals.iter().zip(args) {
             vars.insert(f.clone(), a.text);
@@ -382,7 +470,10 @@ impl Expander {
             depth: scope.depth + 1,
         };
         self.body(body, &mut inner);
-        Ok(NodeRef { src: pout, dst: pin })
+        Ok(NodeRef {
+            src: pout,
+            dst: pin,
+        })
     }
 
     /// Substitutes `$NAME` and `${NAME}` in argument text.
@@ -436,13 +527,17 @@ impl Expander {
 
     /// Splices compound pseudo-ports out and renumbers the real elements.
     fn finish(mut self) -> Result<Config, ConfigErrors> {
-        let is_pseudo = |nodes: &[Node], i: usize| matches!(nodes.get(i), Some(Node::Pseudo { .. }));
+        let is_pseudo =
+            |nodes: &[Node], i: usize| matches!(nodes.get(i), Some(Node::Pseudo { .. }));
         // Edges that touch `input`/`output` used in the wrong direction were marked with usize::MAX.
         let mut errors = Vec::new();
         let mut edges: Vec<ConnectionDecl> = Vec::new();
         for e in std::mem::take(&mut self.edges) {
             if e.from.0 == usize::MAX || e.to.0 == usize::MAX {
-                errors.push(self.err(e.span, "`output` can only receive, and `input` only send, inside a compound"));
+                errors.push(self.err(
+                    e.span,
+                    "`output` can only receive, and `input` only send, inside a compound",
+                ));
             } else {
                 edges.push(e);
             }
@@ -462,12 +557,19 @@ impl Expander {
                         errors.push(ConfigError::at(
                             Some(&self.src),
                             i.span,
-                            format!("compound element `{owner}` has no {side} port {} inside", i.to.1),
+                            format!(
+                                "compound element `{owner}` has no {side} port {} inside",
+                                i.to.1
+                            ),
                         ));
                     }
                 }
                 for o in outs {
-                    edges.push(ConnectionDecl { from: i.from, to: o.to, span: i.span });
+                    edges.push(ConnectionDecl {
+                        from: i.from,
+                        to: o.to,
+                        span: i.span,
+                    });
                 }
             }
             for o in &outgoing {
@@ -477,7 +579,10 @@ impl Expander {
                         errors.push(ConfigError::at(
                             Some(&self.src),
                             *span,
-                            format!("{side} port {} of compound element `{owner}` is not connected", o.from.1),
+                            format!(
+                                "{side} port {} of compound element `{owner}` is not connected",
+                                o.from.1
+                            ),
                         ));
                     }
                 }
@@ -496,8 +601,16 @@ impl Expander {
         }
         let connections = edges
             .into_iter()
-            .map(|e| ConnectionDecl { from: (map[e.from.0], e.from.1), to: (map[e.to.0], e.to.1), span: e.span })
+            .map(|e| ConnectionDecl {
+                from: (map[e.from.0], e.from.1),
+                to: (map[e.to.0], e.to.1),
+                span: e.span,
+            })
             .collect();
-        Ok(Config { elements, connections, source: self.src })
+        Ok(Config {
+            elements,
+            connections,
+            source: self.src,
+        })
     }
 }

@@ -121,7 +121,7 @@ impl<'a> Parser<'a> {
                             Some(self.src),
                             t.span,
                             format!("expected a `$parameter`, found {}", other.describe()),
-                        ))
+                        ));
                     }
                 }
                 match self.peek() {
@@ -132,7 +132,9 @@ impl<'a> Parser<'a> {
                         self.bump();
                         break;
                     }
-                    _ => return Err(self.err_here("expected `,` or `|` after a compound parameter")),
+                    _ => {
+                        return Err(self.err_here("expected `,` or `|` after a compound parameter"));
+                    }
                 }
             }
         }
@@ -163,7 +165,7 @@ impl<'a> Parser<'a> {
                             return Err(self.err_here(format!(
                                 "expected `;` or `->`, found {}",
                                 self.peek().describe()
-                            )))
+                            )));
                         }
                     }
                 }
@@ -179,26 +181,43 @@ impl<'a> Parser<'a> {
                     self.bump();
                     let nt = self.bump();
                     let Tok::Ident(name) = nt.tok else {
-                        return Err(ConfigError::at(Some(self.src), nt.span, "expected a class name after `elementclass`"));
+                        return Err(ConfigError::at(
+                            Some(self.src),
+                            nt.span,
+                            "expected a class name after `elementclass`",
+                        ));
                     };
                     return match self.peek().clone() {
                         Tok::LBrace => {
                             self.bump();
                             let body = self.body(true)?;
                             self.expect(&Tok::RBrace, "`}`")?;
-                            Ok(Stmt::ElementClass(name, nt.span, ClassDef::Compound(Rc::new(body))))
+                            Ok(Stmt::ElementClass(
+                                name,
+                                nt.span,
+                                ClassDef::Compound(Rc::new(body)),
+                            ))
                         }
                         Tok::Ident(syn) => {
                             let st = self.bump();
-                            Ok(Stmt::ElementClass(name, nt.span, ClassDef::Synonym(syn, st.span)))
+                            Ok(Stmt::ElementClass(
+                                name,
+                                nt.span,
+                                ClassDef::Synonym(syn, st.span),
+                            ))
                         }
-                        _ => Err(self.err_here("expected `{` or a class name after `elementclass NAME`")),
+                        _ => {
+                            Err(self
+                                .err_here("expected `{` or a class name after `elementclass NAME`"))
+                        }
                     };
                 }
                 "define" if matches!(self.peek_at(1), Tok::Args(_)) => {
                     self.bump();
                     let a = self.bump();
-                    let Tok::Args(text) = a.tok else { unreachable!() };
+                    let Tok::Args(text) = a.tok else {
+                        unreachable!()
+                    };
                     return Ok(Stmt::Define(text, a.inner));
                 }
                 "require" if matches!(self.peek_at(1), Tok::Args(_)) => {
@@ -220,7 +239,7 @@ impl<'a> Parser<'a> {
                                 Some(self.src),
                                 t.span,
                                 format!("expected an element name, found {}", o.describe()),
-                            ))
+                            ));
                         }
                     }
                     match self.peek() {
@@ -231,7 +250,9 @@ impl<'a> Parser<'a> {
                             self.bump();
                             break;
                         }
-                        _ => return Err(self.err_here("expected `,` or `::` in a declaration list")),
+                        _ => {
+                            return Err(self.err_here("expected `,` or `::` in a declaration list"));
+                        }
                     }
                 }
                 let class = self.class_ref()?;
@@ -257,12 +278,18 @@ impl<'a> Parser<'a> {
         };
         let args = if let Tok::Args(_) = self.peek() {
             let a = self.bump();
-            let Tok::Args(text) = a.tok else { unreachable!() };
+            let Tok::Args(text) = a.tok else {
+                unreachable!()
+            };
             Some((text, a.inner))
         } else {
             None
         };
-        Ok(ClassRef { name, span: t.span, args })
+        Ok(ClassRef {
+            name,
+            span: t.span,
+            args,
+        })
     }
 
     fn port(&mut self) -> PResult<Option<(usize, Span)>> {
@@ -294,8 +321,14 @@ impl<'a> Parser<'a> {
                     ElemRef::Decl(name, t.span, c)
                 } else if let Tok::Args(_) = self.peek() {
                     let a = self.bump();
-                    let Tok::Args(text) = a.tok else { unreachable!() };
-                    ElemRef::Anon(ClassRef { name, span: t.span, args: Some((text, a.inner)) })
+                    let Tok::Args(text) = a.tok else {
+                        unreachable!()
+                    };
+                    ElemRef::Anon(ClassRef {
+                        name,
+                        span: t.span,
+                        args: Some((text, a.inner)),
+                    })
                 } else {
                     ElemRef::Name(name, t.span)
                 }
@@ -305,12 +338,17 @@ impl<'a> Parser<'a> {
                     Some(self.src),
                     t.span,
                     format!("expected an element, found {}", other.describe()),
-                ))
+                ));
             }
         };
         let out_port = self.port()?;
         let end = self.toks[self.pos.saturating_sub(1)].span;
-        Ok(Endpoint { in_port, elem, out_port, span: start.to(end) })
+        Ok(Endpoint {
+            in_port,
+            elem,
+            out_port,
+            span: start.to(end),
+        })
     }
 }
 

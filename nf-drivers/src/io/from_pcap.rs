@@ -61,7 +61,10 @@ pub struct FromPcap {
 
 impl std::fmt::Debug for FromPcap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FromPcap").field("path", &self.path).field("count", &self.count).finish()
+        f.debug_struct("FromPcap")
+            .field("path", &self.path)
+            .field("count", &self.count)
+            .finish()
     }
 }
 
@@ -130,7 +133,11 @@ impl FromPcap {
                 }
             }
             // Keep time moving forward across passes.
-            let span = self.last_ts.0.saturating_sub(self.first_ts.map_or(0, |t| t.0)) + 1_000;
+            let span = self
+                .last_ts
+                .0
+                .saturating_sub(self.first_ts.map_or(0, |t| t.0))
+                + 1_000;
             self.pass_offset += span;
         }
         more
@@ -169,7 +176,9 @@ impl Element for FromPcap {
         if self.done || self.cursor.is_none() {
             return TaskStatus::Done;
         }
-        let Some(file) = self.file.take() else { return TaskStatus::Done };
+        let Some(file) = self.file.take() else {
+            return TaskStatus::Done;
+        };
         let status = self.read_batch(&file, ctx, out);
         self.file = Some(file);
         status
@@ -193,7 +202,12 @@ impl Element for FromPcap {
 
 impl FromPcap {
     #[inline]
-    fn read_batch(&mut self, file: &CaptureFile, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+    fn read_batch(
+        &mut self,
+        file: &CaptureFile,
+        ctx: &mut TaskContext<'_>,
+        out: &mut Outputs,
+    ) -> TaskStatus {
         let (me, n) = self.shard;
         // In a sharded run, skip the batches that other shards read.
         while n > 1 && self.batch_no % n as u64 != me as u64 {
@@ -265,6 +279,10 @@ impl FromPcap {
         });
         self.count += produced as u64;
         self.bytes += bytes;
-        if self.done && produced == 0 { TaskStatus::Done } else { TaskStatus::Busy }
+        if self.done && produced == 0 {
+            TaskStatus::Done
+        } else {
+            TaskStatus::Busy
+        }
     }
 }

@@ -72,7 +72,11 @@ pub struct CaptureFile {
 
 impl std::fmt::Debug for CaptureFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureFile").field("path", &self.path).field("link", &self.link).field("format", &self.format).finish()
+        f.debug_struct("CaptureFile")
+            .field("path", &self.path)
+            .field("link", &self.link)
+            .field("format", &self.format)
+            .finish()
     }
 }
 
@@ -88,24 +92,38 @@ pub enum Format {
 }
 
 fn capture_err(path: &Path, offset: usize, reason: impl Into<String>) -> Error {
-    Error::Capture { path: path.to_path_buf(), offset: offset as u64, reason: reason.into() }
+    Error::Capture {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason: reason.into(),
+    }
 }
 
 impl CaptureFile {
     /// Opens `path` through a memory map.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let f = std::fs::File::open(path).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
-        let bytes = if len == 0 { Bytes::Owned(Vec::new()) } else { Bytes::Mapped(super::mmap_unsafe::map(&f).map_err(io)?) };
+        let bytes = if len == 0 {
+            Bytes::Owned(Vec::new())
+        } else {
+            Bytes::Mapped(super::mmap_unsafe::map(&f).map_err(io)?)
+        };
         Self::from_bytes(path, bytes)
     }
 
     /// Reads `path` into memory with ordinary reads (no memory map).
     pub fn read(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let v = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let v = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(path, Bytes::Owned(v))
     }
 
@@ -124,8 +142,9 @@ impl CaptureFile {
         }
         let magic = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
         let (format, link, start) = if magic == 0x0a0d0d0a {
-            let (rem, mut parser) =
-                PcapNgParser::new(data).map_err(|e| capture_err(path, 0, format!("pcapng section header: {}", describe(&e))))?;
+            let (rem, mut parser) = PcapNgParser::new(data).map_err(|e| {
+                capture_err(path, 0, format!("pcapng section header: {}", describe(&e)))
+            })?;
             // The link type comes from the first interface description block.
             let mut link = LinkLayer::Ethernet;
             let mut probe = rem;
@@ -142,12 +161,27 @@ impl CaptureFile {
             }
             (Format::PcapNg, link, 0)
         } else {
-            let (rem, parser) = PcapParser::new(data).map_err(|e| capture_err(path, 0, format!("pcap header: {}", describe(&e))))?;
+            let (rem, parser) = PcapParser::new(data)
+                .map_err(|e| capture_err(path, 0, format!("pcap header: {}", describe(&e))))?;
             let h: PcapHeader = parser.header();
-            let f = if h.ts_resolution == TsResolution::NanoSecond { Format::PcapNanos } else { Format::PcapMicros };
-            (f, LinkLayer::from_datalink(h.datalink), data.len() - rem.len())
+            let f = if h.ts_resolution == TsResolution::NanoSecond {
+                Format::PcapNanos
+            } else {
+                Format::PcapMicros
+            };
+            (
+                f,
+                LinkLayer::from_datalink(h.datalink),
+                data.len() - rem.len(),
+            )
         };
-        Ok(CaptureFile { path: path.to_path_buf(), bytes, link, format, start })
+        Ok(CaptureFile {
+            path: path.to_path_buf(),
+            bytes,
+            link,
+            format,
+            start,
+        })
     }
 
     /// The bytes of the whole file.
@@ -180,7 +214,11 @@ impl CaptureFile {
 
     /// Every record, in order (stops at the first error, which it yields).
     pub fn records(&self) -> Records<'_> {
-        Records { file: self, cursor: self.cursor().ok(), failed: false }
+        Records {
+            file: self,
+            cursor: self.cursor().ok(),
+            failed: false,
+        }
     }
 }
 
@@ -228,16 +266,28 @@ impl TsUnit {
 impl Cursor {
     fn new(file: &CaptureFile) -> Result<Self, Error> {
         let data = file.bytes();
-        let big_endian = matches!(data.get(..4), Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]));
-        let mut c = Cursor { pos: file.start, big_endian, pcap: None, ng: None, nanos: file.format == Format::PcapNanos, ng_units: Vec::new() };
+        let big_endian = matches!(
+            data.get(..4),
+            Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d])
+        );
+        let mut c = Cursor {
+            pos: file.start,
+            big_endian,
+            pcap: None,
+            ng: None,
+            nanos: file.format == Format::PcapNanos,
+            ng_units: Vec::new(),
+        };
         match file.format {
             Format::PcapNg => {
-                let (rem, p) = PcapNgParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
+                let (rem, p) = PcapNgParser::new(data)
+                    .map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
                 c.pos = data.len() - rem.len();
                 c.ng = Some(p);
             }
             _ => {
-                let (_, p) = PcapParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
+                let (_, p) =
+                    PcapParser::new(data).map_err(|e| capture_err(&file.path, 0, describe(&e)))?;
                 c.pcap = Some(p);
             }
         }
@@ -274,7 +324,11 @@ impl Cursor {
                 if rest.len() >= 16 {
                     let w = |i: usize| {
                         let b = [rest[i], rest[i + 1], rest[i + 2], rest[i + 3]];
-                        if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+                        if self.big_endian {
+                            u32::from_be_bytes(b)
+                        } else {
+                            u32::from_le_bytes(b)
+                        }
                     };
                     let incl = w(8);
                     let end = at + 16 + incl as usize;
@@ -291,11 +345,33 @@ impl Cursor {
                         }));
                     }
                 }
-                // Slow path (end of file, corrupt lengths): let `pcap-file` parse and explain.
+                // Slow path (end of file, corrupt lengths): say which.
+                if rest.len() >= 16 {
+                    let l = [rest[8], rest[9], rest[10], rest[11]];
+                    let incl = if self.big_endian {
+                        u32::from_be_bytes(l)
+                    } else {
+                        u32::from_le_bytes(l)
+                    };
+                    if incl > MAX_RECORD {
+                        return Err(capture_err(
+                            &file.path,
+                            at,
+                            format!("record length {incl} is too large (corrupt file?)"),
+                        ));
+                    }
+                }
                 return match p.next_raw_packet(rest) {
                     Ok((rem, raw)) => {
                         if raw.incl_len > MAX_RECORD {
-                            return Err(capture_err(&file.path, at, format!("record length {} is too large (corrupt file?)", raw.incl_len)));
+                            return Err(capture_err(
+                                &file.path,
+                                at,
+                                format!(
+                                    "record length {} is too large (corrupt file?)",
+                                    raw.incl_len
+                                ),
+                            ));
                         }
                         let frac = u64::from(raw.ts_frac);
                         let ns = if self.nanos { frac } else { frac * 1000 };
@@ -311,12 +387,18 @@ impl Cursor {
                     Err(PcapError::IncompleteBuffer) => Err(capture_err(
                         &file.path,
                         at,
-                        format!("truncated record ({} bytes left, the record needs more)", rest.len()),
+                        format!(
+                            "truncated record ({} bytes left, the record needs more)",
+                            rest.len()
+                        ),
                     )),
                     Err(e) => Err(capture_err(&file.path, at, e.to_string())),
                 };
             }
-            let ng = self.ng.as_mut().ok_or_else(|| capture_err(&file.path, at, "no parser"))?;
+            let ng = self
+                .ng
+                .as_mut()
+                .ok_or_else(|| capture_err(&file.path, at, "no parser"))?;
             match ng.next_block(rest) {
                 Ok((rem, block)) => {
                     self.pos = data.len() - rem.len();
@@ -331,19 +413,33 @@ impl Cursor {
                             self.ng_units.push(unit);
                         }
                         Block::EnhancedPacket(epb) => {
-                            let unit = self.ng_units.get(epb.interface_id as usize).copied().unwrap_or(TsUnit::Pow10(6));
+                            let unit = self
+                                .ng_units
+                                .get(epb.interface_id as usize)
+                                .copied()
+                                .unwrap_or(TsUnit::Pow10(6));
                             let raw = epb.timestamp.as_nanos() as u64;
                             let d = epb.data.as_ref();
                             // The block borrows `rest`; find the data's place in the file to return a long borrow.
                             let off = d.as_ptr() as usize - data.as_ptr() as usize;
                             let slice: &'a [u8] = &data[off..off + d.len()];
-                            return Ok(Some(Record { timestamp: Timestamp(unit.to_nanos(raw)), data: slice, orig_len: epb.original_len, offset: at as u64 }));
+                            return Ok(Some(Record {
+                                timestamp: Timestamp(unit.to_nanos(raw)),
+                                data: slice,
+                                orig_len: epb.original_len,
+                                offset: at as u64,
+                            }));
                         }
                         Block::SimplePacket(spb) => {
                             let d = spb.data.as_ref();
                             let off = d.as_ptr() as usize - data.as_ptr() as usize;
                             let slice: &'a [u8] = &data[off..off + d.len()];
-                            return Ok(Some(Record { timestamp: Timestamp(0), data: slice, orig_len: spb.original_len, offset: at as u64 }));
+                            return Ok(Some(Record {
+                                timestamp: Timestamp(0),
+                                data: slice,
+                                orig_len: spb.original_len,
+                                offset: at as u64,
+                            }));
                         }
                         Block::SectionHeader(_) => {
                             self.ng_units.clear();
@@ -352,7 +448,11 @@ impl Cursor {
                     }
                 }
                 Err(PcapError::IncompleteBuffer) => {
-                    return Err(capture_err(&file.path, at, format!("truncated block ({} bytes left)", rest.len())));
+                    return Err(capture_err(
+                        &file.path,
+                        at,
+                        format!("truncated block ({} bytes left)", rest.len()),
+                    ));
                 }
                 Err(e) => return Err(capture_err(&file.path, at, e.to_string())),
             }
@@ -372,7 +472,11 @@ impl Cursor {
                 return Err(capture_err(&file.path, self.pos, "truncated record header"));
             }
             let l = [rest[8], rest[9], rest[10], rest[11]];
-            let incl = if self.big_endian { u32::from_be_bytes(l) } else { u32::from_le_bytes(l) };
+            let incl = if self.big_endian {
+                u32::from_be_bytes(l)
+            } else {
+                u32::from_le_bytes(l)
+            };
             if incl > MAX_RECORD || rest.len() < 16 + incl as usize {
                 // Let `next` produce the precise error.
                 return self.next(file).map(|r| r.is_some());
@@ -418,38 +522,66 @@ pub struct PcapFileWriter {
 
 impl std::fmt::Debug for PcapFileWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcapFileWriter").field("path", &self.path).finish()
+        f.debug_struct("PcapFileWriter")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 impl PcapFileWriter {
     /// Creates `path` (truncating it) with link type `link` and microsecond or nanosecond timestamps.
-    pub fn create(path: impl AsRef<Path>, snaplen: u32, nanos: bool, link: DataLink) -> Result<Self, Error> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        snaplen: u32,
+        nanos: bool,
+        link: DataLink,
+    ) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let f = std::fs::File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let f = std::fs::File::create(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let header = PcapHeader {
             snaplen,
             datalink: link,
-            ts_resolution: if nanos { TsResolution::NanoSecond } else { TsResolution::MicroSecond },
+            ts_resolution: if nanos {
+                TsResolution::NanoSecond
+            } else {
+                TsResolution::MicroSecond
+            },
             ..Default::default()
         };
-        let w = pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::with_capacity(1 << 20, f), header)
-            .map_err(|e| Error::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
-        Ok(PcapFileWriter { w: Some(w), path, snaplen })
+        let w = pcap_file::pcap::PcapWriter::with_header(
+            std::io::BufWriter::with_capacity(1 << 20, f),
+            header,
+        )
+        .map_err(|e| Error::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(PcapFileWriter {
+            w: Some(w),
+            path,
+            snaplen,
+        })
     }
 
     /// Appends a packet (cut to the snap length).
     #[inline]
     pub fn write(&mut self, ts: Timestamp, data: &[u8]) -> Result<(), Error> {
         let Some(w) = self.w.as_mut() else {
-            return Err(Error::Io { path: self.path.clone(), source: std::io::Error::other("writer is closed") });
+            return Err(Error::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("writer is closed"),
+            });
         };
         let cut = &data[..data.len().min(self.snaplen as usize)];
         let d = std::time::Duration::from_nanos(ts.0);
         let pkt = pcap_file::pcap::PcapPacket::new(d, data.len() as u32, cut);
-        w.write_packet(&pkt)
-            .map(|_| ())
-            .map_err(|e| Error::Io { path: self.path.clone(), source: std::io::Error::other(e.to_string()) })
+        w.write_packet(&pkt).map(|_| ()).map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 
     /// Flushes what is buffered and closes the file. Later writes fail.
@@ -457,7 +589,10 @@ impl PcapFileWriter {
         use std::io::Write;
         if let Some(w) = self.w.take() {
             let mut inner = w.into_writer();
-            inner.flush().map_err(|source| Error::Io { path: self.path.clone(), source })?;
+            inner.flush().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -35,7 +35,10 @@ pub struct ToPcap {
 
 impl std::fmt::Debug for ToPcap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToPcap").field("path", &self.path).field("count", &self.count).finish()
+        f.debug_struct("ToPcap")
+            .field("path", &self.path)
+            .field("count", &self.count)
+            .finish()
     }
 }
 
@@ -69,12 +72,18 @@ impl ToPcap {
     }
     /// Raw-IP link type instead of Ethernet.
     pub fn raw_ip(mut self, raw: bool) -> Self {
-        self.link = if raw { pcap_file::DataLink::RAW } else { pcap_file::DataLink::ETHERNET };
+        self.link = if raw {
+            pcap_file::DataLink::RAW
+        } else {
+            pcap_file::DataLink::ETHERNET
+        };
         self
     }
 
     fn write_batch(&mut self, batch: &Batch) {
-        let Some(w) = self.writer.as_mut() else { return };
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
         for p in batch.iter() {
             if let Err(e) = w.write(p.anno.timestamp, p.data()) {
                 self.error = Some(e.to_string());
@@ -87,8 +96,10 @@ impl ToPcap {
     }
 }
 
-const HANDLERS: &[HandlerSpec] =
-    &[HandlerSpec::read("count", "packets written"), HandlerSpec::read("byte_count", "bytes written")];
+const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("count", "packets written"),
+    HandlerSpec::read("byte_count", "bytes written"),
+];
 
 impl Element for ToPcap {
     fn class_name(&self) -> &'static str {
@@ -105,7 +116,10 @@ impl Element for ToPcap {
         } else {
             self.path.clone()
         };
-        self.writer = Some(PcapFileWriter::create(&path, self.snaplen, self.nanos, self.link).map_err(|e| e.to_string())?);
+        self.writer = Some(
+            PcapFileWriter::create(&path, self.snaplen, self.nanos, self.link)
+                .map_err(|e| e.to_string())?,
+        );
         self.pass_on = ctx.noutputs > 0;
         self.pulling = ctx.pull_inputs & 1 != 0;
         Ok(())
@@ -130,7 +144,11 @@ impl Element for ToPcap {
         }
         b.clear();
         self.scratch = b;
-        if n > 0 { TaskStatus::Busy } else { TaskStatus::Idle }
+        if n > 0 {
+            TaskStatus::Busy
+        } else {
+            TaskStatus::Idle
+        }
     }
     fn cleanup(&mut self) {
         if let Some(mut w) = self.writer.take() {

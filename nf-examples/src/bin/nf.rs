@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "nf", version, about = "The NF SDK's command-line tool: run element graphs, generate traffic, benchmark")]
+#[command(
+    name = "nf",
+    version,
+    about = "The NF SDK's command-line tool: run element graphs, generate traffic, benchmark"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -123,8 +127,14 @@ enum BenchCmd {
 
 const PIPELINES: &[(&str, &str)] = &[
     ("discard", include_str!("../../configs/bench-discard.click")),
-    ("classifier", include_str!("../../configs/bench-classifier.click")),
-    ("conntrack", include_str!("../../configs/bench-conntrack.click")),
+    (
+        "classifier",
+        include_str!("../../configs/bench-classifier.click"),
+    ),
+    (
+        "conntrack",
+        include_str!("../../configs/bench-conntrack.click"),
+    ),
 ];
 
 fn registry() -> Registry {
@@ -134,7 +144,9 @@ fn registry() -> Registry {
 fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut m = BTreeMap::new();
     for p in params {
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("`{p}` is not NAME=VALUE"))?;
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("`{p}` is not NAME=VALUE"))?;
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("`{k}` is not a variable name (letters, digits, _)"));
         }
@@ -147,7 +159,9 @@ fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
     if shards <= 1 {
         Ok(Runner::One(Router::new(cfg.build(reg)?)?))
     } else {
-        Ok(Runner::Sharded(ShardedRouter::new(shards, |_| Ok(cfg.build(reg)?))?))
+        Ok(Runner::Sharded(ShardedRouter::new(shards, |_| {
+            Ok(cfg.build(reg)?)
+        })?))
     }
 }
 
@@ -181,7 +195,11 @@ fn source_packets(h: &[HandlerValue]) -> u64 {
 }
 
 fn print_handlers(h: &[HandlerValue]) {
-    let width = h.iter().map(|v| v.element.len() + v.handler.len() + 1).max().unwrap_or(0);
+    let width = h
+        .iter()
+        .map(|v| v.element.len() + v.handler.len() + 1)
+        .max()
+        .unwrap_or(0);
     for v in h {
         let name = format!("{}.{}", v.element, v.handler);
         if v.value.contains('\n') {
@@ -195,7 +213,13 @@ fn print_handlers(h: &[HandlerValue]) {
     }
 }
 
-fn cmd_run(config: &Path, params: &[String], shards: usize, stats: bool, quiet: bool) -> Result<(), String> {
+fn cmd_run(
+    config: &Path,
+    params: &[String],
+    shards: usize,
+    stats: bool,
+    quiet: bool,
+) -> Result<(), String> {
     let params = parse_params(params)?;
     let cfg = Config::from_file(config, &params).map_err(|e| e.to_string())?;
     let reg = registry();
@@ -219,7 +243,10 @@ fn cmd_run(config: &Path, params: &[String], shards: usize, stats: bool, quiet: 
             shards.max(1)
         );
         let p = nf_core::pool::stats();
-        eprintln!("pool (main thread): allocated {} reused {} recycled {} freed {}", p.allocated, p.reused, p.recycled, p.freed);
+        eprintln!(
+            "pool (main thread): allocated {} reused {} recycled {} freed {}",
+            p.allocated, p.reused, p.recycled, p.freed
+        );
     }
     res.map_err(|e| e.to_string())
 }
@@ -237,7 +264,9 @@ fn parse_size(s: &str) -> Result<SizeMix, String> {
         "imix" => Ok(SizeMix::Imix),
         n => match n.parse::<usize>() {
             Ok(v) if (54..=9000).contains(&v) => Ok(SizeMix::Fixed(v)),
-            _ => Err(format!("--size must be imix or a frame size from 54 to 9000, not `{n}`")),
+            _ => Err(format!(
+                "--size must be imix or a frame size from 54 to 9000, not `{n}`"
+            )),
         },
     }
 }
@@ -251,26 +280,49 @@ fn parse_proto(s: &str) -> Result<Protocols, String> {
     }
 }
 
-fn cmd_pcap_gen(packets: u64, flows: usize, size: &str, proto: &str, nano: bool, seed: u64, out: &Path) -> Result<(), String> {
+fn cmd_pcap_gen(
+    packets: u64,
+    flows: usize,
+    size: &str,
+    proto: &str,
+    nano: bool,
+    seed: u64,
+    out: &Path,
+) -> Result<(), String> {
     if flows == 0 {
         return Err("--flows must be at least 1".into());
     }
-    let cfg = TrafficConfig { flows, size: parse_size(size)?, protocols: parse_proto(proto)?, seed, bidirectional: true };
+    let cfg = TrafficConfig {
+        flows,
+        size: parse_size(size)?,
+        protocols: parse_proto(proto)?,
+        seed,
+        bidirectional: true,
+    };
     let mut g = TrafficGen::new(cfg);
-    let mut w = nf_drivers::io::pcap::PcapFileWriter::create(out, 65535, nano, pcap_file::DataLink::ETHERNET)
-        .map_err(|e| e.to_string())?;
+    let mut w = nf_drivers::io::pcap::PcapFileWriter::create(
+        out,
+        65535,
+        nano,
+        pcap_file::DataLink::ETHERNET,
+    )
+    .map_err(|e| e.to_string())?;
     let t0 = Timestamp::from_parts(1_700_000_000, 0);
     let step = packets.max(1).to_string().len();
     let _ = step;
     for i in 0..packets {
         // One packet per microsecond of capture time.
-        w.write(t0.add_nanos(i * 1000), g.next_frame()).map_err(|e| e.to_string())?;
+        w.write(t0.add_nanos(i * 1000), g.next_frame())
+            .map_err(|e| e.to_string())?;
         if packets >= 10_000_000 && i % 5_000_000 == 0 && i > 0 {
             eprintln!("  {i} packets written");
         }
     }
     w.close().map_err(|e| e.to_string())?;
-    eprintln!("wrote {packets} packets over {flows} flows to {}", out.display());
+    eprintln!(
+        "wrote {packets} packets over {flows} flows to {}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -311,13 +363,17 @@ fn cmd_bench(
     let (name, text) = match PIPELINES.iter().find(|(n, _)| *n == pipeline) {
         Some((n, t)) => (n.to_string(), t.to_string()),
         None => {
-            let t = std::fs::read_to_string(pipeline).map_err(|e| format!("{pipeline}: {e} (named pipelines: discard, classifier, conntrack)"))?;
+            let t = std::fs::read_to_string(pipeline).map_err(|e| {
+                format!("{pipeline}: {e} (named pipelines: discard, classifier, conntrack)")
+            })?;
             (pipeline.to_string(), t)
         }
     };
     let mut params = params;
     if memory {
-        params.entry("FILE".into()).or_insert_with(|| "unused".into());
+        params
+            .entry("FILE".into())
+            .or_insert_with(|| "unused".into());
     }
     let mut cfg = Config::parse(&name, &text, &params).map_err(|e| e.to_string())?;
     if memory {
@@ -346,7 +402,13 @@ fn cmd_bench(
         let dt = t0.elapsed().as_secs_f64();
         let n = source_packets(&r.handlers());
         let mpps = n as f64 / dt / 1e6;
-        println!("run {}: {n} packets in {:.3} s: {:.2} Mpps, {:.2} ns/packet", i + 1, dt, mpps, dt * 1e9 / n.max(1) as f64);
+        println!(
+            "run {}: {n} packets in {:.3} s: {:.2} Mpps, {:.2} ns/packet",
+            i + 1,
+            dt,
+            mpps,
+            dt * 1e9 / n.max(1) as f64
+        );
         results.push(mpps);
     }
     results.sort_by(|a, b| b.total_cmp(a));
@@ -365,18 +427,48 @@ fn cmd_bench(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Run { config, params, shards, stats, quiet } => cmd_run(&config, &params, shards, stats, quiet),
+        Cmd::Run {
+            config,
+            params,
+            shards,
+            stats,
+            quiet,
+        } => cmd_run(&config, &params, shards, stats, quiet),
         Cmd::Elements => {
             cmd_elements();
             Ok(())
         }
-        Cmd::Pcap { cmd: PcapCmd::Gen { packets, flows, size, proto, nano, seed, out } } => {
-            cmd_pcap_gen(packets, flows, &size, &proto, nano, seed, &out)
-        }
-        Cmd::Pcap { cmd: PcapCmd::Info { file } } => cmd_pcap_info(&file),
-        Cmd::Bench { cmd: BenchCmd::Pipeline { pipeline, memory, packets, distinct, flows, size, shards, repeat, params } } => {
-            cmd_bench(&pipeline, memory, packets, distinct, flows, &size, shards, repeat, &params)
-        }
+        Cmd::Pcap {
+            cmd:
+                PcapCmd::Gen {
+                    packets,
+                    flows,
+                    size,
+                    proto,
+                    nano,
+                    seed,
+                    out,
+                },
+        } => cmd_pcap_gen(packets, flows, &size, &proto, nano, seed, &out),
+        Cmd::Pcap {
+            cmd: PcapCmd::Info { file },
+        } => cmd_pcap_info(&file),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Pipeline {
+                    pipeline,
+                    memory,
+                    packets,
+                    distinct,
+                    flows,
+                    size,
+                    shards,
+                    repeat,
+                    params,
+                },
+        } => cmd_bench(
+            &pipeline, memory, packets, distinct, flows, &size, shards, repeat, &params,
+        ),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,15 +100,23 @@ impl Element for EtherRewrite {
 
 /// Registers the Ethernet elements.
 pub fn register(r: &mut Registry) {
-    r.register("EtherEncap", "prepends an Ethernet header (ETHERTYPE, SRC, DST)", |a| {
-        let t: u16 = a.read_mp("ETHERTYPE")?;
-        let s: EtherAddr = a.read_mp("SRC")?;
-        let d: EtherAddr = a.read_mp("DST")?;
-        Ok(EtherEncap::new(t, s, d))
-    });
-    r.register("EtherRewrite", "rewrites Ethernet source and destination addresses", |a| {
-        let s: EtherAddr = a.read_mp("SRC")?;
-        let d: EtherAddr = a.read_mp("DST")?;
-        Ok(EtherRewrite::new(s, d))
-    });
+    r.register(
+        "EtherEncap",
+        "prepends an Ethernet header (ETHERTYPE, SRC, DST)",
+        |a| {
+            let t: u16 = a.read_mp("ETHERTYPE")?;
+            let s: EtherAddr = a.read_mp("SRC")?;
+            let d: EtherAddr = a.read_mp("DST")?;
+            Ok(EtherEncap::new(t, s, d))
+        },
+    );
+    r.register(
+        "EtherRewrite",
+        "rewrites Ethernet source and destination addresses",
+        |a| {
+            let s: EtherAddr = a.read_mp("SRC")?;
+            let d: EtherAddr = a.read_mp("DST")?;
+            Ok(EtherRewrite::new(s, d))
+        },
+    );
 }

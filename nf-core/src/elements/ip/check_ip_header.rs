@@ -52,7 +52,12 @@ pub struct CheckIPHeader {
 impl CheckIPHeader {
     /// Checks headers `offset` bytes into the data.
     pub fn new(offset: usize, verify_checksum: bool) -> Self {
-        CheckIPHeader { offset, verify_checksum, has_bad_output: false, drops: [0; 5] }
+        CheckIPHeader {
+            offset,
+            verify_checksum,
+            has_bad_output: false,
+            drops: [0; 5],
+        }
     }
 
     /// Checks one packet; on success sets its header annotations and trims padding.
@@ -63,7 +68,9 @@ impl CheckIPHeader {
         let ip = data.get(self.offset..).ok_or(BadReason::TooShort)?;
         let h = match etherparse::Ipv4HeaderSlice::from_slice(ip) {
             Ok(h) => h,
-            Err(etherparse::err::ipv4::HeaderSliceError::Len(_)) => return Err(BadReason::TooShort),
+            Err(etherparse::err::ipv4::HeaderSliceError::Len(_)) => {
+                return Err(BadReason::TooShort);
+            }
             Err(_) => return Err(BadReason::BadVersionOrLength),
         };
         let ihl = h.slice().len();
@@ -82,7 +89,11 @@ impl CheckIPHeader {
         let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
         p.truncate(keep);
         p.anno.l3_offset = u16::try_from(l3).ok();
-        p.anno.l4_offset = if first_fragment { u16::try_from(l3 + ihl).ok() } else { None };
+        p.anno.l4_offset = if first_fragment {
+            u16::try_from(l3 + ihl).ok()
+        } else {
+            None
+        };
         Ok(())
     }
 }

@@ -57,9 +57,23 @@ impl Element for DecIPTTL {
                 drops += 1;
                 return None;
             };
-            let version = if first >> 4 == 6 { IpVersion::V6 } else { IpVersion::V4 };
-            let h = HeaderInfo { version, l3, l4: None, proto: 0, fragment: false };
-            let ttl_at = if version == IpVersion::V4 { l3 + 8 } else { l3 + 7 };
+            let version = if first >> 4 == 6 {
+                IpVersion::V6
+            } else {
+                IpVersion::V4
+            };
+            let h = HeaderInfo {
+                version,
+                l3,
+                l4: None,
+                proto: 0,
+                fragment: false,
+            };
+            let ttl_at = if version == IpVersion::V4 {
+                l3 + 8
+            } else {
+                l3 + 7
+            };
             match p.buffer().get(ttl_at) {
                 Some(&t) if t > 1 => match p.dec_ttl(&h) {
                     Ok(_) => Some(0),

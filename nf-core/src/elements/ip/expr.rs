@@ -151,11 +151,17 @@ impl View {
             let t = &ip[o.min(ip.len())..];
             match proto {
                 proto::TCP if t.len() >= 14 => {
-                    view.ports = Some((u16::from_be_bytes([t[0], t[1]]), u16::from_be_bytes([t[2], t[3]])));
+                    view.ports = Some((
+                        u16::from_be_bytes([t[0], t[1]]),
+                        u16::from_be_bytes([t[2], t[3]]),
+                    ));
                     view.tcp_flags = t[13];
                 }
                 proto::UDP if t.len() >= 4 => {
-                    view.ports = Some((u16::from_be_bytes([t[0], t[1]]), u16::from_be_bytes([t[2], t[3]])));
+                    view.ports = Some((
+                        u16::from_be_bytes([t[0], t[1]]),
+                        u16::from_be_bytes([t[2], t[3]]),
+                    ));
                 }
                 proto::ICMP | proto::ICMPV6 if !t.is_empty() => view.icmp_type = Some(t[0]),
                 _ => {}
@@ -185,11 +191,15 @@ impl Expr {
                     None => v.proto == proto::TCP || v.proto == proto::UDP,
                 };
                 match v.ports {
-                    Some((s, t)) if proto_ok => dir_test(*d, (*lo..=*hi).contains(&s), (*lo..=*hi).contains(&t)),
+                    Some((s, t)) if proto_ok => {
+                        dir_test(*d, (*lo..=*hi).contains(&s), (*lo..=*hi).contains(&t))
+                    }
                     _ => false,
                 }
             }
-            Expr::TcpFlags(m) => v.proto == proto::TCP && v.ports.is_some() && v.tcp_flags & m == *m,
+            Expr::TcpFlags(m) => {
+                v.proto == proto::TCP && v.ports.is_some() && v.tcp_flags & m == *m
+            }
             Expr::IcmpType(t) => v.icmp_type == Some(*t),
             Expr::Frag(f) => v.frag == *f,
             Expr::Ttl(c, n) => c.test(u32::from(v.ttl), u32::from(*n)),
@@ -238,8 +248,11 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
         } else if c == b'(' || c == b')' {
             out.push((c as char).to_string());
             i += 1;
-        } else if s[i..].starts_with("&&") || s[i..].starts_with("||") || s[i..].starts_with("!=")
-            || s[i..].starts_with("<=") || s[i..].starts_with(">=")
+        } else if s[i..].starts_with("&&")
+            || s[i..].starts_with("||")
+            || s[i..].starts_with("!=")
+            || s[i..].starts_with("<=")
+            || s[i..].starts_with(">=")
         {
             out.push(s[i..i + 2].to_string());
             i += 2;
@@ -248,7 +261,10 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
             i += 1;
         } else {
             let st = i;
-            while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'(' | b')' | b'!' | b'<' | b'>' | b'=' | b'&' | b'|') {
+            while i < b.len()
+                && !b[i].is_ascii_whitespace()
+                && !matches!(b[i], b'(' | b')' | b'!' | b'<' | b'>' | b'=' | b'&' | b'|')
+            {
                 i += 1;
             }
             if i == st {
@@ -294,7 +310,8 @@ impl P {
         t
     }
     fn want(&mut self, what: &str) -> Result<String, String> {
-        self.next().ok_or_else(|| format!("expected {what} at the end of the expression"))
+        self.next()
+            .ok_or_else(|| format!("expected {what} at the end of the expression"))
     }
 
     fn or(&mut self) -> Result<Expr, String> {
@@ -368,7 +385,12 @@ impl P {
         };
         self.i += 1;
         // `src or dst`, `src and dst`
-        if matches!(self.peek(), Some("or" | "and")) && matches!(self.t.get(self.i + 1).map(String::as_str), Some("src" | "dst")) {
+        if matches!(self.peek(), Some("or" | "and"))
+            && matches!(
+                self.t.get(self.i + 1).map(String::as_str),
+                Some("src" | "dst")
+            )
+        {
             let both = self.peek() == Some("and");
             self.i += 2;
             return if both { Dir::Both } else { Dir::Either };
@@ -400,7 +422,9 @@ impl P {
                 }
                 Ok((lo, hi))
             }
-            None => named(&v).map(|p| (p, p)).ok_or_else(|| format!("`{v}` is not a port")),
+            None => named(&v)
+                .map(|p| (p, p))
+                .ok_or_else(|| format!("`{v}` is not a port")),
         }
     }
 
@@ -409,7 +433,9 @@ impl P {
         match kind.as_str() {
             "host" => {
                 let v = self.want("an address")?;
-                let a: IpAddr = v.parse().map_err(|_| format!("`{v}` is not an IP address"))?;
+                let a: IpAddr = v
+                    .parse()
+                    .map_err(|_| format!("`{v}` is not an IP address"))?;
                 let len = if a.is_ipv4() { 32 } else { 128 };
                 Ok(Expr::Net(d, IpPrefix { addr: a, len }))
             }
@@ -440,7 +466,9 @@ impl P {
                 Some("proto") => {
                     self.i += 1;
                     let v = self.want("a protocol")?;
-                    proto_number(&v).map(Expr::Proto).ok_or_else(|| format!("`{v}` is not a protocol"))
+                    proto_number(&v)
+                        .map(Expr::Proto)
+                        .ok_or_else(|| format!("`{v}` is not a protocol"))
                 }
                 Some("vers") => {
                     self.i += 1;
@@ -486,7 +514,9 @@ impl P {
             }
             "proto" => {
                 let v = self.want("a protocol")?;
-                proto_number(&v).map(Expr::Proto).ok_or_else(|| format!("`{v}` is not a protocol"))
+                proto_number(&v)
+                    .map(Expr::Proto)
+                    .ok_or_else(|| format!("`{v}` is not a protocol"))
             }
             "tcp" | "udp" | "icmp" | "icmp6" | "icmpv6" | "gre" | "esp" | "ah" | "sctp" => {
                 let p = proto_number(&w).ok_or("bad protocol")?;
@@ -510,11 +540,37 @@ impl P {
                         self.i += 1;
                         let v = self.want("an ICMP type")?;
                         let t = match v.as_str() {
-                            "echo" | "echo-request" => if p == proto::ICMP { 8 } else { 128 },
-                            "echo-reply" => if p == proto::ICMP { 0 } else { 129 },
-                            "unreachable" => if p == proto::ICMP { 3 } else { 1 },
-                            "time-exceeded" => if p == proto::ICMP { 11 } else { 3 },
-                            n => n.parse().map_err(|_| format!("`{n}` is not an ICMP type"))?,
+                            "echo" | "echo-request" => {
+                                if p == proto::ICMP {
+                                    8
+                                } else {
+                                    128
+                                }
+                            }
+                            "echo-reply" => {
+                                if p == proto::ICMP {
+                                    0
+                                } else {
+                                    129
+                                }
+                            }
+                            "unreachable" => {
+                                if p == proto::ICMP {
+                                    3
+                                } else {
+                                    1
+                                }
+                            }
+                            "time-exceeded" => {
+                                if p == proto::ICMP {
+                                    11
+                                } else {
+                                    3
+                                }
+                            }
+                            n => n
+                                .parse()
+                                .map_err(|_| format!("`{n}` is not an ICMP type"))?,
                         };
                         Ok(and(base, Expr::IcmpType(t)))
                     }
@@ -579,7 +635,16 @@ mod tests {
         assert!(t("ip ttl > 5 && !(ip ttl = 3)"));
         assert!(t("(udp || tcp) && src or dst host 192.168.0.1"));
         assert!(!t("ip6"));
-        for bad in ["", "tcp dst port", "src foo 1", "ip proto xyz", "(tcp", "tcp )", "dst port 9-1", "ip ttl > 300"] {
+        for bad in [
+            "",
+            "tcp dst port",
+            "src foo 1",
+            "ip proto xyz",
+            "(tcp",
+            "tcp )",
+            "dst port 9-1",
+            "ip ttl > 300",
+        ] {
             assert!(Expr::parse(bad).is_err(), "{bad} should not parse");
         }
     }

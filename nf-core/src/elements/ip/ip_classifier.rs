@@ -38,9 +38,17 @@ pub struct IPClassifier {
 impl IPClassifier {
     /// A classifier from expressions (output `i` for expression `i`).
     pub fn new(exprs: &[&str]) -> Result<Self, String> {
-        let exprs: Vec<Expr> = exprs.iter().map(|e| Expr::parse(e)).collect::<Result<_, _>>()?;
+        let exprs: Vec<Expr> = exprs
+            .iter()
+            .map(|e| Expr::parse(e))
+            .collect::<Result<_, _>>()?;
         let outputs = (0..exprs.len()).map(Some).collect();
-        Ok(IPClassifier { exprs, outputs, filter: false, dropped: 0 })
+        Ok(IPClassifier {
+            exprs,
+            outputs,
+            filter: false,
+            dropped: 0,
+        })
     }
 
     pub(crate) fn from_raw(args: &Args, raw: Vec<RawArg>) -> Result<Self, ConfigError> {
@@ -49,10 +57,18 @@ impl IPClassifier {
         }
         let mut exprs = Vec::new();
         for r in raw {
-            exprs.push(Expr::parse(&r.text).map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?);
+            exprs.push(
+                Expr::parse(&r.text)
+                    .map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?,
+            );
         }
         let outputs = (0..exprs.len()).map(Some).collect();
-        Ok(IPClassifier { exprs, outputs, filter: false, dropped: 0 })
+        Ok(IPClassifier {
+            exprs,
+            outputs,
+            filter: false,
+            dropped: 0,
+        })
     }
 
     /// An `IPFilter` from its rules (`allow EXPR`, `deny EXPR`, `drop EXPR`, `N EXPR`).
@@ -69,14 +85,23 @@ impl IPClassifier {
                 "allow" | "accept" => Some(0),
                 "deny" | "drop" | "reject" => None,
                 n => Some(n.parse::<usize>().map_err(|_| {
-                    args.error_at(r.span, format!("rule `{t}` must start with allow, deny, drop or an output number"))
+                    args.error_at(
+                        r.span,
+                        format!("rule `{t}` must start with allow, deny, drop or an output number"),
+                    )
                 })?),
             };
-            let e = Expr::parse(rest).map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?;
+            let e = Expr::parse(rest)
+                .map_err(|e| args.error_at(r.span, format!("bad expression: {e}")))?;
             exprs.push(e);
             outputs.push(out);
         }
-        Ok(IPClassifier { exprs, outputs, filter: true, dropped: 0 })
+        Ok(IPClassifier {
+            exprs,
+            outputs,
+            filter: true,
+            dropped: 0,
+        })
     }
 
     /// The output for a packet's view (`None`: drop).
@@ -87,11 +112,18 @@ impl IPClassifier {
     }
 }
 
-const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("dropped", "packets that matched nothing (or were denied)")];
+const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read(
+    "dropped",
+    "packets that matched nothing (or were denied)",
+)];
 
 impl Element for IPClassifier {
     fn class_name(&self) -> &'static str {
-        if self.filter { "IPFilter" } else { "IPClassifier" }
+        if self.filter {
+            "IPFilter"
+        } else {
+            "IPClassifier"
+        }
     }
     fn ports(&self) -> PortSpec {
         let n = if self.filter {
@@ -99,7 +131,11 @@ impl Element for IPClassifier {
         } else {
             self.exprs.len()
         };
-        let outs = if self.filter { PortCount::range(1, n) } else { PortCount::exactly(n) };
+        let outs = if self.filter {
+            PortCount::range(1, n)
+        } else {
+            PortCount::exactly(n)
+        };
         PortSpec::new(PortCount::exactly(1), outs, "h/h")
     }
     #[inline]

@@ -31,7 +31,10 @@ impl SetIPChecksum {
     }
 }
 
-const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("drops", "packets without a complete IPv4 header")];
+const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read(
+    "drops",
+    "packets without a complete IPv4 header",
+)];
 
 impl Element for SetIPChecksum {
     fn class_name(&self) -> &'static str {

@@ -42,11 +42,20 @@ pub struct Classifier {
 impl Classifier {
     /// A classifier from pattern texts.
     pub fn new(patterns: &[&str]) -> Result<Self, String> {
-        let patterns = patterns.iter().map(|p| parse_pattern(p)).collect::<Result<_, _>>()?;
-        Ok(Classifier { patterns, dropped: 0 })
+        let patterns = patterns
+            .iter()
+            .map(|p| parse_pattern(p))
+            .collect::<Result<_, _>>()?;
+        Ok(Classifier {
+            patterns,
+            dropped: 0,
+        })
     }
 
-    pub(crate) fn from_raw(args: &crate::args::Args, raw: Vec<RawArg>) -> Result<Self, crate::error::ConfigError> {
+    pub(crate) fn from_raw(
+        args: &crate::args::Args,
+        raw: Vec<RawArg>,
+    ) -> Result<Self, crate::error::ConfigError> {
         if raw.is_empty() {
             return Err(args.error("needs at least one pattern"));
         }
@@ -54,20 +63,29 @@ impl Classifier {
         for r in raw {
             patterns.push(parse_pattern(&r.text).map_err(|e| args.error_at(r.span, e))?);
         }
-        Ok(Classifier { patterns, dropped: 0 })
+        Ok(Classifier {
+            patterns,
+            dropped: 0,
+        })
     }
 
     /// The first pattern `data` matches.
     #[inline]
     pub fn classify(&self, data: &[u8]) -> Option<usize> {
-        self.patterns.iter().position(|clauses| clauses.iter().all(|c| matches(c, data)))
+        self.patterns
+            .iter()
+            .position(|clauses| clauses.iter().all(|c| matches(c, data)))
     }
 }
 
 #[inline]
 fn matches(c: &Clause, data: &[u8]) -> bool {
     let hit = match data.get(c.offset..c.offset + c.value.len()) {
-        Some(bytes) => bytes.iter().zip(&c.value).zip(&c.mask).all(|((b, v), m)| b & m == *v),
+        Some(bytes) => bytes
+            .iter()
+            .zip(&c.value)
+            .zip(&c.mask)
+            .all(|((b, v), m)| b & m == *v),
         None => false,
     };
     hit != c.negate
@@ -84,14 +102,20 @@ fn parse_pattern(p: &str) -> Result<Vec<Clause>, String> {
             Some(r) => (true, r),
             None => (false, word),
         };
-        let (off, rest) = w.split_once('/').ok_or_else(|| format!("clause `{word}` is not OFFSET/VALUE"))?;
-        let offset: usize = off.parse().map_err(|_| format!("`{off}` is not an offset"))?;
+        let (off, rest) = w
+            .split_once('/')
+            .ok_or_else(|| format!("clause `{word}` is not OFFSET/VALUE"))?;
+        let offset: usize = off
+            .parse()
+            .map_err(|_| format!("`{off}` is not an offset"))?;
         let (val, mask) = match rest.split_once('%') {
             Some((v, m)) => (v, Some(m)),
             None => (rest, None),
         };
         if val.is_empty() || val.len() % 2 != 0 {
-            return Err(format!("value `{val}` must have an even number of hex digits"));
+            return Err(format!(
+                "value `{val}` must have an even number of hex digits"
+            ));
         }
         let mut value = Vec::new();
         let mut vmask = Vec::new();
@@ -104,7 +128,9 @@ fn parse_pattern(p: &str) -> Result<Vec<Clause>, String> {
                 if c == b'?' {
                     continue;
                 }
-                let d = (c as char).to_digit(16).ok_or_else(|| format!("`{val}` is not hex"))? as u8;
+                let d = (c as char)
+                    .to_digit(16)
+                    .ok_or_else(|| format!("`{val}` is not hex"))? as u8;
                 v |= d << shift;
                 m |= 0xf << shift;
             }
@@ -123,19 +149,31 @@ fn parse_pattern(p: &str) -> Result<Vec<Clause>, String> {
         for (v, m) in value.iter_mut().zip(&vmask) {
             *v &= m;
         }
-        out.push(Clause { offset, value, mask: vmask, negate });
+        out.push(Clause {
+            offset,
+            value,
+            mask: vmask,
+            negate,
+        });
     }
     Ok(out)
 }
 
-const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("dropped", "packets that matched no pattern")];
+const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read(
+    "dropped",
+    "packets that matched no pattern",
+)];
 
 impl Element for Classifier {
     fn class_name(&self) -> &'static str {
         "Classifier"
     }
     fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::exactly(self.patterns.len()), "h/h")
+        PortSpec::new(
+            PortCount::exactly(1),
+            PortCount::exactly(self.patterns.len()),
+            "h/h",
+        )
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {

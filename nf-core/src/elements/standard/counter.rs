@@ -87,7 +87,11 @@ impl Element for Counter {
             "byte_count" => self.bytes.to_string(),
             "rate" => format!("{:.1}", self.rate()),
             "bit_rate" => {
-                let r = if self.count > 0 { self.rate() * 8.0 * self.bytes as f64 / self.count as f64 } else { 0.0 };
+                let r = if self.count > 0 {
+                    self.rate() * 8.0 * self.bytes as f64 / self.count as f64
+                } else {
+                    0.0
+                };
                 format!("{r:.1}")
             }
             _ => return None,

@@ -30,7 +30,12 @@ pub struct Discard {
 impl Discard {
     /// A `Discard`.
     pub fn new() -> Self {
-        Discard { count: 0, burst: 32, pulling: false, scratch: Batch::new() }
+        Discard {
+            count: 0,
+            burst: 32,
+            pulling: false,
+            scratch: Batch::new(),
+        }
     }
     /// Packets dropped.
     pub fn count(&self) -> u64 {
@@ -64,7 +69,11 @@ impl Element for Discard {
         let n = ctx.pull(0, self.burst, &mut self.scratch);
         self.count += n as u64;
         self.scratch.clear();
-        if n > 0 { TaskStatus::Busy } else { TaskStatus::Idle }
+        if n > 0 {
+            TaskStatus::Busy
+        } else {
+            TaskStatus::Idle
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
@@ -77,6 +86,11 @@ impl Element for Discard {
 impl Discard {
     /// A `Discard` that pulls from its input (use after a `Queue`).
     pub fn pulling(burst: usize) -> Self {
-        Discard { count: 0, burst: burst.max(1), pulling: true, scratch: Batch::new() }
+        Discard {
+            count: 0,
+            burst: burst.max(1),
+            pulling: true,
+            scratch: Batch::new(),
+        }
     }
 }

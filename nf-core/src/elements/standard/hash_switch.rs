@@ -32,7 +32,12 @@ pub struct HashSwitch {
 impl HashSwitch {
     /// Hashes `length` bytes at `offset`.
     pub fn new(offset: usize, length: usize) -> Self {
-        HashSwitch { offset, length, n: 1, dropped: 0 }
+        HashSwitch {
+            offset,
+            length,
+            n: 1,
+            dropped: 0,
+        }
     }
 }
 

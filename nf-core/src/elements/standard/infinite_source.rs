@@ -60,7 +60,16 @@ impl InfiniteSource {
 
     /// A source that repeats the given frames in turn.
     pub fn from_templates(templates: Vec<Vec<u8>>) -> Self {
-        InfiniteSource { templates, next: 0, limit: None, burst: 32, stop: false, active: true, count: 0, rate: None }
+        InfiniteSource {
+            templates,
+            next: 0,
+            limit: None,
+            burst: 32,
+            stop: false,
+            active: true,
+            count: 0,
+            rate: None,
+        }
     }
 
     /// Stops after `n` packets.
@@ -101,7 +110,11 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for InfiniteSource {
     fn class_name(&self) -> &'static str {
-        if self.rate.is_some() { "RatedSource" } else { "InfiniteSource" }
+        if self.rate.is_some() {
+            "RatedSource"
+        } else {
+            "InfiniteSource"
+        }
     }
     fn ports(&self) -> PortSpec {
         PortSpec::SOURCE
@@ -120,7 +133,11 @@ impl Element for InfiniteSource {
         if let Some(l) = self.limit {
             let left = l.saturating_sub(self.count);
             if left == 0 {
-                return if self.stop { TaskStatus::Done } else { TaskStatus::Idle };
+                return if self.stop {
+                    TaskStatus::Done
+                } else {
+                    TaskStatus::Idle
+                };
             }
             n = n.min(left as usize);
         }

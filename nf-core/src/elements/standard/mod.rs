@@ -42,7 +42,11 @@ use crate::registry::Registry;
 use crate::traffic::{Protocols, SizeMix, TrafficConfig};
 
 fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
-    let rate: Option<f64> = if rated { Some(a.read_p_or("RATE", 10.0)?) } else { None };
+    let rate: Option<f64> = if rated {
+        Some(a.read_p_or("RATE", 10.0)?)
+    } else {
+        None
+    };
     let data: Option<String> = a.read("DATA")?;
     let length: usize = a.read_or("LENGTH", 64)?;
     let flows: usize = a.read_or("FLOWS", 1)?;
@@ -61,7 +65,9 @@ fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
         o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
     };
     let mut s = match data {
-        Some(d) => InfiniteSource::from_templates(vec![parse_hex(&d).map_err(|e| a.error(format!("DATA: {e}")))?]),
+        Some(d) => InfiniteSource::from_templates(vec![
+            parse_hex(&d).map_err(|e| a.error(format!("DATA: {e}")))?,
+        ]),
         None => InfiniteSource::with_traffic(length, flows, protocols),
     };
     if limit >= 0 {
@@ -90,68 +96,127 @@ pub fn register(r: &mut Registry) {
         }
         Ok(d)
     });
-    r.register("Idle", "never produces packets; drops what it receives (keeps ports connected)", |_| Ok(Idle));
-    r.register("Counter", "counts packets and bytes, and their rate", |_| Ok(Counter::new()));
-    r.register("Tee", "copies each packet to every output", |a| Ok(Tee::new(a.read_p("N")?)));
-    r.register("Paint", "sets the paint annotation", |a| Ok(Paint::new(a.read_mp("COLOR")?)));
-    r.register("PaintSwitch", "chooses the output by the paint annotation", |_| Ok(PaintSwitch::new()));
-    r.register("Classifier", "chooses the output by byte patterns (12/0800, -)", |a| {
-        let raw = a.rest_raw();
-        Classifier::from_raw(a, raw)
+    r.register(
+        "Idle",
+        "never produces packets; drops what it receives (keeps ports connected)",
+        |_| Ok(Idle),
+    );
+    r.register(
+        "Counter",
+        "counts packets and bytes, and their rate",
+        |_| Ok(Counter::new()),
+    );
+    r.register("Tee", "copies each packet to every output", |a| {
+        Ok(Tee::new(a.read_p("N")?))
     });
-    r.register("Strip", "removes N bytes from the front", |a| Ok(Strip::new(a.read_mp("N")?)));
-    r.register("Unstrip", "puts N bytes back at the front", |a| Ok(Unstrip::new(a.read_mp("N")?)));
-    r.register("HashSwitch", "chooses the output by a hash of bytes (OFFSET, LENGTH)", |a| {
-        Ok(HashSwitch::new(a.read_mp("OFFSET")?, a.read_mp("LENGTH")?))
+    r.register("Paint", "sets the paint annotation", |a| {
+        Ok(Paint::new(a.read_mp("COLOR")?))
     });
-    r.register("RoundRobinSwitch", "sends packets to its outputs in turn", |_| Ok(RoundRobinSwitch::new()));
-    r.register("Queue", "a bounded FIFO between push and pull", |a| Ok(Queue::new(a.read_p_or("CAPACITY", 1000)?)));
-    r.register("Unqueue", "pulls packets and pushes them on", |a| Ok(Unqueue::new(a.read_p_or("BURST", 32)?)));
-    r.register("RatedUnqueue", "pulls at most RATE packets per second and pushes them on", |a| {
-        let rate: f64 = a.read_mp("RATE")?;
-        if rate <= 0.0 {
-            return Err(a.error("RATE must be positive"));
-        }
-        Ok(RatedUnqueue::new(rate, a.read_or("BURST", 32)?))
+    r.register(
+        "PaintSwitch",
+        "chooses the output by the paint annotation",
+        |_| Ok(PaintSwitch::new()),
+    );
+    r.register(
+        "Classifier",
+        "chooses the output by byte patterns (12/0800, -)",
+        |a| {
+            let raw = a.rest_raw();
+            Classifier::from_raw(a, raw)
+        },
+    );
+    r.register("Strip", "removes N bytes from the front", |a| {
+        Ok(Strip::new(a.read_mp("N")?))
     });
-    r.register("InfiniteSource", "generates packets from templates (LENGTH, FLOWS, LIMIT, STOP)", |a| source(a, false));
-    r.register("RatedSource", "generates packets from templates at RATE per second", |a| source(a, true));
-    r.register("Replay", "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, LIMIT)", |a| {
-        let packets: usize = a.read_or("PACKETS", 100_000)?;
-        let flows: usize = a.read_or("FLOWS", 10_000)?;
-        let length: String = a.read_or("LENGTH", "64".to_string())?;
-        let size = match length.as_str() {
-            "imix" => SizeMix::Imix,
-            n => match n.parse::<usize>() {
-                Ok(v) if (54..=9000).contains(&v) => SizeMix::Fixed(v),
-                _ => return Err(a.error(format!("LENGTH must be imix or 54..9000, not `{n}`"))),
-            },
-        };
-        let proto: String = a.read_or("PROTO", "mixed".to_string())?;
-        let protocols = match proto.as_str() {
-            "udp" => Protocols::Udp,
-            "tcp" => Protocols::Tcp,
-            "mixed" => Protocols::Mixed,
-            o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
-        };
-        let limit: Option<u64> = a.read("LIMIT")?;
-        let burst: usize = a.read_or("BURST", 32)?;
-        let stop: bool = a.read_or("STOP", true)?;
-        if packets == 0 {
-            return Err(a.error("PACKETS must be at least 1"));
-        }
-        let cfg = TrafficConfig { flows, size, protocols, ..Default::default() };
-        let mut r = Replay::generated(packets, cfg).burst(burst).stop(stop);
-        if let Some(l) = limit {
-            r = r.limit(l);
-        }
-        Ok(r)
+    r.register("Unstrip", "puts N bytes back at the front", |a| {
+        Ok(Unstrip::new(a.read_mp("N")?))
     });
+    r.register(
+        "HashSwitch",
+        "chooses the output by a hash of bytes (OFFSET, LENGTH)",
+        |a| Ok(HashSwitch::new(a.read_mp("OFFSET")?, a.read_mp("LENGTH")?)),
+    );
+    r.register(
+        "RoundRobinSwitch",
+        "sends packets to its outputs in turn",
+        |_| Ok(RoundRobinSwitch::new()),
+    );
+    r.register("Queue", "a bounded FIFO between push and pull", |a| {
+        Ok(Queue::new(a.read_p_or("CAPACITY", 1000)?))
+    });
+    r.register("Unqueue", "pulls packets and pushes them on", |a| {
+        Ok(Unqueue::new(a.read_p_or("BURST", 32)?))
+    });
+    r.register(
+        "RatedUnqueue",
+        "pulls at most RATE packets per second and pushes them on",
+        |a| {
+            let rate: f64 = a.read_mp("RATE")?;
+            if rate <= 0.0 {
+                return Err(a.error("RATE must be positive"));
+            }
+            Ok(RatedUnqueue::new(rate, a.read_or("BURST", 32)?))
+        },
+    );
+    r.register(
+        "InfiniteSource",
+        "generates packets from templates (LENGTH, FLOWS, LIMIT, STOP)",
+        |a| source(a, false),
+    );
+    r.register(
+        "RatedSource",
+        "generates packets from templates at RATE per second",
+        |a| source(a, true),
+    );
+    r.register(
+        "Replay",
+        "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, LIMIT)",
+        |a| {
+            let packets: usize = a.read_or("PACKETS", 100_000)?;
+            let flows: usize = a.read_or("FLOWS", 10_000)?;
+            let length: String = a.read_or("LENGTH", "64".to_string())?;
+            let size = match length.as_str() {
+                "imix" => SizeMix::Imix,
+                n => match n.parse::<usize>() {
+                    Ok(v) if (54..=9000).contains(&v) => SizeMix::Fixed(v),
+                    _ => return Err(a.error(format!("LENGTH must be imix or 54..9000, not `{n}`"))),
+                },
+            };
+            let proto: String = a.read_or("PROTO", "mixed".to_string())?;
+            let protocols = match proto.as_str() {
+                "udp" => Protocols::Udp,
+                "tcp" => Protocols::Tcp,
+                "mixed" => Protocols::Mixed,
+                o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
+            };
+            let limit: Option<u64> = a.read("LIMIT")?;
+            let burst: usize = a.read_or("BURST", 32)?;
+            let stop: bool = a.read_or("STOP", true)?;
+            if packets == 0 {
+                return Err(a.error("PACKETS must be at least 1"));
+            }
+            let cfg = TrafficConfig {
+                flows,
+                size,
+                protocols,
+                ..Default::default()
+            };
+            let mut r = Replay::generated(packets, cfg).burst(burst).stop(stop);
+            if let Some(l) = limit {
+                r = r.limit(l);
+            }
+            Ok(r)
+        },
+    );
     r.register("Print", "prints packets to standard error", |a| {
         let label: String = a.read_p_or("LABEL", String::new())?;
         let max: usize = a.read_or("MAXLENGTH", 24)?;
         let ts: bool = a.read_or("TIMESTAMP", false)?;
         Ok(Print::new(label, max, ts))
     });
-    r.register("SetTimestamp", "sets the timestamp annotation to now", |_| Ok(SetTimestamp));
+    r.register(
+        "SetTimestamp",
+        "sets the timestamp annotation to now",
+        |_| Ok(SetTimestamp),
+    );
 }

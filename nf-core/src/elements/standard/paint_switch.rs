@@ -27,8 +27,10 @@ impl PaintSwitch {
     }
 }
 
-const HANDLERS: &[crate::element::HandlerSpec] =
-    &[crate::element::HandlerSpec::read("dropped", "packets painted past the last output")];
+const HANDLERS: &[crate::element::HandlerSpec] = &[crate::element::HandlerSpec::read(
+    "dropped",
+    "packets painted past the last output",
+)];
 
 impl Element for PaintSwitch {
     fn class_name(&self) -> &'static str {

@@ -28,7 +28,11 @@ pub struct Print {
 impl Print {
     /// A printer.
     pub fn new(label: impl Into<String>, max: usize, timestamp: bool) -> Self {
-        Print { label: label.into(), max, timestamp }
+        Print {
+            label: label.into(),
+            max,
+            timestamp,
+        }
     }
 
     /// The line printed for a packet.

@@ -36,7 +36,12 @@ pub struct Queue {
 impl Queue {
     /// A queue of `capacity` packets.
     pub fn new(capacity: usize) -> Self {
-        Queue { q: VecDeque::with_capacity(capacity), capacity, drops: 0, highwater: 0 }
+        Queue {
+            q: VecDeque::with_capacity(capacity),
+            capacity,
+            drops: 0,
+            highwater: 0,
+        }
     }
     /// Packets waiting.
     pub fn len(&self) -> usize {
@@ -97,7 +102,10 @@ impl Element for Queue {
     fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
         match name {
             "capacity" => {
-                let c: usize = value.trim().parse().map_err(|_| format!("`{value}` is not a capacity"))?;
+                let c: usize = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{value}` is not a capacity"))?;
                 self.capacity = c;
                 while self.q.len() > c {
                     self.q.pop_back();

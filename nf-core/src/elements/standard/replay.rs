@@ -109,8 +109,10 @@ impl Replay {
     }
 }
 
-const HANDLERS: &[HandlerSpec] =
-    &[HandlerSpec::read("count", "packets sent"), HandlerSpec::read("byte_count", "bytes sent")];
+const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("count", "packets sent"),
+    HandlerSpec::read("byte_count", "bytes sent"),
+];
 
 impl Element for Replay {
     fn class_name(&self) -> &'static str {

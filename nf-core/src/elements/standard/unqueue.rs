@@ -26,7 +26,10 @@ pub struct Unqueue {
 impl Unqueue {
     /// Moves up to `burst` packets per round.
     pub fn new(burst: usize) -> Self {
-        Unqueue { burst: burst.max(1), count: 0 }
+        Unqueue {
+            burst: burst.max(1),
+            count: 0,
+        }
     }
 }
 
@@ -45,7 +48,11 @@ impl Element for Unqueue {
     fn run_task(&mut self, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
         let n = ctx.pull(0, self.burst, out.port(0));
         self.count += n as u64;
-        if n > 0 { TaskStatus::Busy } else { TaskStatus::Idle }
+        if n > 0 {
+            TaskStatus::Busy
+        } else {
+            TaskStatus::Idle
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
@@ -67,7 +74,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A bucket of `rate` tokens per second and `burst` tokens at most, starting full.
     pub fn new(rate: f64, burst: f64) -> Self {
-        TokenBucket { rate, burst, tokens: burst, last: None }
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: None,
+        }
     }
     /// Tokens available at `now` (refilled), at most `want`; they are taken.
     pub fn take(&mut self, now: Timestamp, want: usize) -> usize {
@@ -114,12 +126,19 @@ impl RatedUnqueue {
     /// `rate` packets per second, in bursts of at most `burst`.
     pub fn new(rate: f64, burst: usize) -> Self {
         let burst = burst.max(1);
-        RatedUnqueue { bucket: TokenBucket::new(rate, burst as f64), burst, rate, count: 0 }
+        RatedUnqueue {
+            bucket: TokenBucket::new(rate, burst as f64),
+            burst,
+            rate,
+            count: 0,
+        }
     }
 }
 
-const RU_HANDLERS: &[HandlerSpec] =
-    &[HandlerSpec::read("count", "packets moved"), HandlerSpec::read_write("rate", "packets per second")];
+const RU_HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("count", "packets moved"),
+    HandlerSpec::read_write("rate", "packets per second"),
+];
 
 impl Element for RatedUnqueue {
     fn class_name(&self) -> &'static str {
@@ -140,7 +159,11 @@ impl Element for RatedUnqueue {
         let n = ctx.pull(0, want, out.port(0));
         self.bucket.refund(want - n);
         self.count += n as u64;
-        if n > 0 { TaskStatus::Busy } else { TaskStatus::Idle }
+        if n > 0 {
+            TaskStatus::Busy
+        } else {
+            TaskStatus::Idle
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         RU_HANDLERS
@@ -156,7 +179,10 @@ impl Element for RatedUnqueue {
         if name != "rate" {
             return Err(format!("no write handler `{name}`"));
         }
-        let r: f64 = value.trim().parse().map_err(|_| format!("`{value}` is not a rate"))?;
+        let r: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{value}` is not a rate"))?;
         self.rate = r;
         self.bucket = TokenBucket::new(r, self.burst as f64);
         Ok(())

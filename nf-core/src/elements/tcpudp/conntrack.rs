@@ -101,7 +101,9 @@ impl Timeouts {
         match s {
             ProtoState::Tcp(TcpState::SynSent | TcpState::SynRecv) => self.tcp_handshake,
             ProtoState::Tcp(TcpState::Established) => self.tcp_established,
-            ProtoState::Tcp(TcpState::FinWait | TcpState::LastAck | TcpState::TimeWait) => self.tcp_closing,
+            ProtoState::Tcp(TcpState::FinWait | TcpState::LastAck | TcpState::TimeWait) => {
+                self.tcp_closing
+            }
             ProtoState::Tcp(TcpState::Close) => self.tcp_close,
             ProtoState::Udp { assured: false } => self.udp_unreplied,
             ProtoState::Udp { assured: true } => self.udp_assured,
@@ -158,7 +160,10 @@ pub struct ConnTrack {
 
 impl std::fmt::Debug for ConnTrack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnTrack").field("table", &self.table).field("count", &self.count).finish()
+        f.debug_struct("ConnTrack")
+            .field("table", &self.table)
+            .field("count", &self.count)
+            .finish()
     }
 }
 
@@ -212,8 +217,12 @@ impl ConnTrack {
     /// Tracks one packet; returns false if it could not be tracked.
     #[inline]
     pub fn track(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(self.link) else { return false };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else { return false };
+        let Ok(h) = p.locate(self.link) else {
+            return false;
+        };
+        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+            return false;
+        };
         let (canon, _) = key.canonical();
         let hash = canon.table_hash();
         let now = p.anno.timestamp;
@@ -225,7 +234,9 @@ impl ConnTrack {
         let t = self.timeouts;
         match self.table.find(hash, &canon) {
             Some(e) => {
-                let Some(c) = self.table.value_mut(e) else { return false };
+                let Some(c) = self.table.value_mut(e) else {
+                    return false;
+                };
                 let dir = usize::from(key != c.origin);
                 c.packets[dir] += 1;
                 c.bytes[dir] += len;
@@ -277,8 +288,12 @@ impl ConnTrack {
 pub fn next_state(s: ProtoState, reply: bool, flags: u8) -> ProtoState {
     use TcpState::*;
     match s {
-        ProtoState::Udp { assured } => ProtoState::Udp { assured: assured || reply },
-        ProtoState::Other { replied } => ProtoState::Other { replied: replied || reply },
+        ProtoState::Udp { assured } => ProtoState::Udp {
+            assured: assured || reply,
+        },
+        ProtoState::Other { replied } => ProtoState::Other {
+            replied: replied || reply,
+        },
         ProtoState::Tcp(t) => {
             if flags & RST != 0 {
                 return ProtoState::Tcp(Close);
@@ -320,7 +335,7 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("rejected", "new flows refused: table full"),
     HandlerSpec::read("untracked", "packets that could not be tracked"),
     HandlerSpec::read("capacity", "most entries"),
-    HandlerSpec::read("table", "up to 100 entries"),
+    HandlerSpec::read_on_demand("table", "up to 100 entries"),
     HandlerSpec::write("clear", "empty the table (not reported)"),
 ];
 
@@ -379,7 +394,10 @@ impl Element for ConnTrack {
                 let mut v = Vec::new();
                 self.table.for_each(|_, c| {
                     if v.len() < 100 {
-                        v.push(format!("{} {:?} pkts={}/{}", c.origin, c.state, c.packets[0], c.packets[1]));
+                        v.push(format!(
+                            "{} {:?} pkts={}/{}",
+                            c.origin, c.state, c.packets[0], c.packets[1]
+                        ));
                     }
                 });
                 v.join("\n")
@@ -400,31 +418,39 @@ impl Element for ConnTrack {
 
 /// Registers `ConnTrack`.
 pub fn register(r: &mut crate::registry::Registry) {
-    r.register("ConnTrack", "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)", |a| {
-        let cap: usize = a.read_p_or("CAPACITY", 65536)?;
-        let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
-        let when_full = match wf.as_str() {
-            "evict" => WhenFull::Evict,
-            "reject" => WhenFull::Reject,
-            o => return Err(a.error(format!("WHEN_FULL must be evict or reject, not `{o}`"))),
-        };
-        let link: String = a.read_or("LINK", "ether".to_string())?;
-        let link = match link.as_str() {
-            "ether" | "ethernet" => Link::Ethernet,
-            "ip" => Link::Ip,
-            o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
-        };
-        let d = Timeouts::default();
-        let t = Timeouts {
-            tcp_established: a.read_or("TCP_ESTABLISHED", d.tcp_established)?,
-            tcp_handshake: a.read_or("TCP_HANDSHAKE", d.tcp_handshake)?,
-            tcp_closing: a.read_or("TCP_CLOSING", d.tcp_closing)?,
-            tcp_close: d.tcp_close,
-            udp_assured: a.read_or("UDP", d.udp_assured)?,
-            udp_unreplied: a.read_or("UDP_UNREPLIED", d.udp_unreplied)?,
-            other: a.read_or("OTHER", d.other)?,
-        };
-        let loose = a.read_or("LOOSE", false)?;
-        Ok(ConnTrack::new(cap).with_timeouts(t).when_full(when_full).loose(loose).link(link))
-    });
+    r.register(
+        "ConnTrack",
+        "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)",
+        |a| {
+            let cap: usize = a.read_p_or("CAPACITY", 65536)?;
+            let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
+            let when_full = match wf.as_str() {
+                "evict" => WhenFull::Evict,
+                "reject" => WhenFull::Reject,
+                o => return Err(a.error(format!("WHEN_FULL must be evict or reject, not `{o}`"))),
+            };
+            let link: String = a.read_or("LINK", "ether".to_string())?;
+            let link = match link.as_str() {
+                "ether" | "ethernet" => Link::Ethernet,
+                "ip" => Link::Ip,
+                o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+            };
+            let d = Timeouts::default();
+            let t = Timeouts {
+                tcp_established: a.read_or("TCP_ESTABLISHED", d.tcp_established)?,
+                tcp_handshake: a.read_or("TCP_HANDSHAKE", d.tcp_handshake)?,
+                tcp_closing: a.read_or("TCP_CLOSING", d.tcp_closing)?,
+                tcp_close: d.tcp_close,
+                udp_assured: a.read_or("UDP", d.udp_assured)?,
+                udp_unreplied: a.read_or("UDP_UNREPLIED", d.udp_unreplied)?,
+                other: a.read_or("OTHER", d.other)?,
+            };
+            let loose = a.read_or("LOOSE", false)?;
+            Ok(ConnTrack::new(cap)
+                .with_timeouts(t)
+                .when_full(when_full)
+                .loose(loose)
+                .link(link))
+        },
+    );
 }

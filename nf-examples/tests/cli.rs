@@ -1,0 +1,199 @@
+//! The `nf` command as a user runs it: every example configuration, the subcommands, and clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args(args)
+        .output()
+        .expect("run nf")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nf-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn handler(out: &str, name: &str) -> Option<u64> {
+    out.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(name))
+            .then(|| it.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+fn gen_pcap(path: &Path, packets: &str) {
+    let o = nf(&[
+        "pcap",
+        "gen",
+        "--packets",
+        packets,
+        "--flows",
+        "100",
+        "--size",
+        "64",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+#[test]
+fn every_example_configuration_runs() {
+    let pcap = tmp("in.pcap");
+    gen_pcap(&pcap, "2000");
+    let out = tmp("out.pcap");
+    let mut ran = 0;
+    for e in std::fs::read_dir(nf_examples::configs_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("click") {
+            continue;
+        }
+        let o = nf(&[
+            "run",
+            p.to_str().unwrap(),
+            &format!("FILE={}", pcap.display()),
+            &format!("OUT={}", out.display()),
+        ]);
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{}: {se}", p.display());
+        assert!(!so.is_empty(), "{} printed no handlers", p.display());
+        ran += 1;
+    }
+    assert!(ran >= 5);
+}
+
+#[test]
+fn run_prints_handlers_with_exact_counts() {
+    let pcap = tmp("c.pcap");
+    gen_pcap(&pcap, "1000");
+    let cfg = nf_examples::configs_dir().join("bench-classifier.click");
+    let o = nf(&[
+        "run",
+        cfg.to_str().unwrap(),
+        &format!("FILE={}", pcap.display()),
+        "--stats",
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert_eq!(handler(&so, "src.count"), Some(1000));
+    assert_eq!(handler(&so, "tcp.count"), Some(500));
+    assert_eq!(handler(&so, "udp.count"), Some(500));
+    assert!(se.contains("Mpps"), "{se}");
+    // The same with two shards.
+    let o = nf(&[
+        "run",
+        cfg.to_str().unwrap(),
+        &format!("FILE={}", pcap.display()),
+        "--shards",
+        "2",
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert_eq!(handler(&so, "tcp.count"), Some(500));
+    // pcap-copy writes the TCP packets to OUT.
+    let out = tmp("copy.pcap");
+    let cfg = nf_examples::configs_dir().join("pcap-copy.click");
+    let o = nf(&[
+        "run",
+        cfg.to_str().unwrap(),
+        &format!("FILE={}", pcap.display()),
+        &format!("OUT={}", out.display()),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = nf(&["pcap", "info", out.to_str().unwrap()]);
+    let (so, _) = text(&o);
+    assert!(so.contains("packets: 500"), "{so}");
+}
+
+#[test]
+fn elements_lists_every_class_with_its_doc() {
+    let o = nf(&["elements"]);
+    let (so, _) = text(&o);
+    for c in [
+        "Classifier",
+        "IPClassifier",
+        "ConnTrack",
+        "FromPcap",
+        "ToPcap",
+        "Queue",
+        "RatedUnqueue",
+        "Tee",
+    ] {
+        assert!(
+            so.lines()
+                .any(|l| l.starts_with(c) && l.len() > c.len() + 5),
+            "{c} missing:\n{so}"
+        );
+    }
+}
+
+#[test]
+fn bench_pipeline_reports_rates() {
+    let o = nf(&[
+        "bench",
+        "pipeline",
+        "classifier",
+        "--memory",
+        "--packets",
+        "200000",
+        "--distinct",
+        "20000",
+        "--repeat",
+        "1",
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert!(so.contains("Mpps") && so.contains("ns/packet"), "{so}");
+}
+
+#[test]
+fn wrong_input_gives_clear_errors() {
+    let bad = tmp("bad.click");
+    std::fs::write(&bad, "InfiniteSource -> Countr -> Discard;\n").unwrap();
+    let o = nf(&["run", bad.to_str().unwrap()]);
+    let (_, se) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        se.contains("bad.click:1:19") && se.contains("did you mean `Counter`"),
+        "{se}"
+    );
+
+    let o = nf(&["run", "/nonexistent.click"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("cannot read /nonexistent.click"));
+
+    let o = nf(&["run", bad.to_str().unwrap(), "NOEQUALS"]);
+    assert!(text(&o).1.contains("`NOEQUALS` is not NAME=VALUE"));
+
+    let o = nf(&["pcap", "gen", "--size", "12", "x.pcap"]);
+    assert!(text(&o).1.contains("--size must be imix or a frame size"));
+
+    let o = nf(&["run", "--shards", "many", "x.click"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--shards"), "{}", text(&o).1);
+
+    let pcap = tmp("t.pcap");
+    gen_pcap(&pcap, "10");
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    bytes.truncate(bytes.len() - 5);
+    std::fs::write(&pcap, &bytes).unwrap();
+    let cfg = nf_examples::configs_dir().join("bench-discard.click");
+    let o = nf(&[
+        "run",
+        cfg.to_str().unwrap(),
+        &format!("FILE={}", pcap.display()),
+    ]);
+    let (_, se) = text(&o);
+    assert!(!o.status.success());
+    assert!(se.contains("at byte") && se.contains("truncated"), "{se}");
+}
