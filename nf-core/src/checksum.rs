@@ -5,20 +5,29 @@
 //! `packet.rs` and `tests/rewrite.rs` check every rewrite against a full recomputation.
 
 /// Adds `data` to a running one's-complement sum (not yet folded).
+///
+/// Sums 32-bit big-endian words into a 64-bit accumulator (one's-complement addition is associative, so
+/// the 16-bit halves fold correctly at the end), then the tail.
 #[inline]
-pub fn sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        // Fold early enough that the accumulator never overflows on 64 KiB of input.
-        if acc >= 0x8000_0000 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
+pub fn sum(data: &[u8], acc: u32) -> u32 {
+    let mut wide = u64::from(acc);
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        wide += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for c in &mut pairs {
+        wide += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    acc
+    if let [last] = pairs.remainder() {
+        wide += u64::from(*last) << 8;
+    }
+    // Fold 64 -> 32 bits (twice covers every carry).
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    let folded = (wide & 0xffff) + (wide >> 16);
+    folded as u32
 }
 
 /// Folds a 32-bit one's-complement sum into 16 bits.

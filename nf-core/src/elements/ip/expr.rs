@@ -67,7 +67,7 @@ pub enum Expr {
     /// Transport protocol number.
     Proto(u8),
     /// Address in a prefix (a host is a full-length prefix).
-    Net(Dir, IpPrefix),
+    Net(Dir, NetMatch),
     /// Port in a range; with a protocol, only for that protocol (else TCP or UDP).
     Port(Dir, Option<u8>, u16, u16),
     /// All the given TCP flag bits set.
@@ -88,6 +88,40 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+/// A prefix compiled for matching: the address family, network bits and mask as 128-bit integers
+/// (IPv4 in the low 32 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetMatch {
+    /// IPv4 (else IPv6).
+    pub v4: bool,
+    /// Network address.
+    pub net: u128,
+    /// Mask.
+    pub mask: u128,
+}
+
+impl From<IpPrefix> for NetMatch {
+    fn from(p: IpPrefix) -> Self {
+        match p.addr {
+            IpAddr::V4(a) => {
+                let m = if p.len == 0 { 0 } else { u32::MAX << (32 - u32::from(p.len)) };
+                NetMatch { v4: true, net: u128::from(u32::from(a) & m), mask: u128::from(m) }
+            }
+            IpAddr::V6(a) => {
+                let m = if p.len == 0 { 0 } else { u128::MAX << (128 - u32::from(p.len)) };
+                NetMatch { v4: false, net: u128::from(a) & m, mask: m }
+            }
+        }
+    }
+}
+
+impl NetMatch {
+    #[inline]
+    fn contains(&self, v4: bool, a: u128) -> bool {
+        self.v4 == v4 && a & self.mask == self.net
+    }
+}
+
 /// The fields of one IP packet that expressions test, read once per packet.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct View {
@@ -95,10 +129,10 @@ pub struct View {
     pub version: u8,
     /// Transport protocol.
     pub proto: u8,
-    /// Source address.
-    pub src: Option<IpAddr>,
-    /// Destination address.
-    pub dst: Option<IpAddr>,
+    /// Source address (IPv4 in the low 32 bits).
+    pub src: u128,
+    /// Destination address (IPv4 in the low 32 bits).
+    pub dst: u128,
     /// Ports, when the packet has a transport header with ports.
     pub ports: Option<(u16, u16)>,
     /// TCP flags byte.
@@ -125,8 +159,8 @@ impl View {
                 if ihl < 20 || ip.len() < ihl {
                     return None;
                 }
-                view.src = Some(IpAddr::from(<[u8; 4]>::try_from(&ip[12..16]).ok()?));
-                view.dst = Some(IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?));
+                view.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
+                view.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
                 view.ttl = ip[8];
                 view.tos = ip[1];
                 let fo = u16::from_be_bytes([ip[6], ip[7]]);
@@ -136,8 +170,8 @@ impl View {
             }
             6 => {
                 let h = crate::packet::locate_ip(buf, l3).ok()?;
-                view.src = Some(IpAddr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?));
-                view.dst = Some(IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?));
+                view.src = u128::from_be_bytes(<[u8; 16]>::try_from(&ip[8..24]).ok()?);
+                view.dst = u128::from_be_bytes(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
                 view.ttl = ip[7];
                 view.tos = (u16::from_be_bytes([ip[0], ip[1]]) >> 4) as u8;
                 (h.l4.map(|o| o - l3), h.proto, h.fragment)
@@ -180,10 +214,9 @@ impl Expr {
             Expr::False => false,
             Expr::Version(n) => v.version == *n,
             Expr::Proto(p) => v.proto == *p,
-            Expr::Net(d, pfx) => {
-                let s = v.src.is_some_and(|a| pfx.contains(a));
-                let t = v.dst.is_some_and(|a| pfx.contains(a));
-                dir_test(*d, s, t)
+            Expr::Net(d, m) => {
+                let v4 = v.version == 4;
+                dir_test(*d, m.contains(v4, v.src), m.contains(v4, v.dst))
             }
             Expr::Port(d, p, lo, hi) => {
                 let proto_ok = match p {
@@ -437,7 +470,7 @@ impl P {
                     .parse()
                     .map_err(|_| format!("`{v}` is not an IP address"))?;
                 let len = if a.is_ipv4() { 32 } else { 128 };
-                Ok(Expr::Net(d, IpPrefix { addr: a, len }))
+                Ok(Expr::Net(d, IpPrefix { addr: a, len }.into()))
             }
             "net" => {
                 let v = self.want("a prefix")?;
@@ -446,7 +479,7 @@ impl P {
                     self.i += 1;
                     text = format!("{v}/{}", self.want("a netmask")?);
                 }
-                Ok(Expr::Net(d, IpPrefix::from_arg(&text)?))
+                Ok(Expr::Net(d, IpPrefix::from_arg(&text)?.into()))
             }
             "port" => {
                 let (lo, hi) = self.port_range()?;
@@ -599,11 +632,12 @@ mod tests {
     use super::*;
 
     fn view(proto: u8, src: &str, sp: u16, dst: &str, dp: u16) -> View {
+        let a = |s: &str| u128::from(u32::from(s.parse::<std::net::Ipv4Addr>().unwrap()));
         View {
             version: 4,
             proto,
-            src: Some(src.parse().unwrap()),
-            dst: Some(dst.parse().unwrap()),
+            src: a(src),
+            dst: a(dst),
             ports: Some((sp, dp)),
             tcp_flags: 0x02,
             icmp_type: None,
