@@ -208,12 +208,12 @@ fn to_v6(a: IpAddr) -> [u8; 16] {
 /// Computes (and caches in the annotation) the packet's symmetric flow hash; `None` for non-IP packets.
 #[inline]
 pub fn flow_hash(p: &mut Packet, link: Link) -> Option<u32> {
-    if let Some(h) = p.anno.flow_hash {
+    if let Some(h) = p.anno.flow_hash() {
         return Some(h);
     }
     let k = FlowKey::from_packet(p, link).ok()?;
     let h = k.rss_hash();
-    p.anno.flow_hash = Some(h);
+    p.anno.set_flow_hash(Some(h));
     Some(h)
 }
 

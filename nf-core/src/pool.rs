@@ -3,8 +3,8 @@
 //! Every [`Packet`](crate::Packet) takes its buffer from the pool of the thread that creates it and gives it back
 //! to the pool of the thread that drops it. A pool is bounded ([`MAX_POOLED`] buffers): past that, buffers
 //! are freed, so memory stays bounded even when packets are created on one thread and dropped on another.
-//! Buffers keep [`DEFAULT_HEADROOM`] initialised bytes at their front while pooled, so that reuse costs only
-//! the copy of the packet's own bytes.
+//! Pooled buffers are fully initialised (a buffer's length is its capacity), so that reuse costs only the
+//! copy of the packet's own bytes.
 
 use bytes::BytesMut;
 use std::cell::RefCell;
@@ -59,8 +59,9 @@ pub fn pooled() -> usize {
 }
 
 fn fresh(capacity: usize) -> BytesMut {
-    let mut b = BytesMut::with_capacity(capacity.max(DEFAULT_HEADROOM));
-    b.resize(DEFAULT_HEADROOM, 0);
+    let mut b = BytesMut::zeroed(capacity.max(DEFAULT_HEADROOM));
+    let cap = b.capacity();
+    b.resize(cap, 0);
     b
 }
 
@@ -84,10 +85,9 @@ impl Pool {
             return;
         }
         if (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap) && self.bufs.len() < MAX_POOLED {
-            if b.len() >= DEFAULT_HEADROOM {
-                b.truncate(DEFAULT_HEADROOM);
-            } else {
-                b.resize(DEFAULT_HEADROOM, 0);
+            if b.len() != cap {
+                // A buffer that left through `Packet::into_parts`: make it whole again.
+                b.resize(cap, 0);
             }
             self.bufs.push(b);
             self.stats.recycled += 1;
@@ -109,7 +109,7 @@ impl std::fmt::Debug for LocalPool<'_> {
 }
 
 impl LocalPool<'_> {
-    /// A buffer with `DEFAULT_HEADROOM` initialised bytes and room for `capacity` bytes in all.
+    /// A fully initialised buffer of at least `capacity` bytes.
     #[inline]
     pub(crate) fn take(&mut self, capacity: usize) -> BytesMut {
         match self.pool.as_mut() {
@@ -144,7 +144,7 @@ pub fn with_local<R>(f: impl FnOnce(&mut LocalPool<'_>) -> R) -> R {
     }
 }
 
-/// A buffer whose first `DEFAULT_HEADROOM` bytes are initialised and whose capacity is at least `capacity`.
+/// A fully initialised buffer of at least `capacity` bytes.
 #[inline]
 pub(crate) fn take(capacity: usize) -> BytesMut {
     POOL.try_with(|p| match p.try_borrow_mut() {

@@ -88,12 +88,12 @@ impl CheckIPHeader {
         let keep = self.offset + total;
         let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
         p.truncate(keep);
-        p.anno.l3_offset = u16::try_from(l3).ok();
-        p.anno.l4_offset = if first_fragment {
+        p.anno.set_l3_offset(u16::try_from(l3).ok());
+        p.anno.set_l4_offset(if first_fragment {
             u16::try_from(l3 + ihl).ok()
         } else {
             None
-        };
+        });
         Ok(())
     }
 }

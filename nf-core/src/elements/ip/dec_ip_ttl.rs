@@ -52,7 +52,7 @@ impl Element for DecIPTTL {
         let exp_out = self.has_expired_output;
         let mut drops = 0;
         batch.classify_to(out, |p| {
-            let l3 = p.anno.l3_offset.map_or(p.data_offset(), usize::from);
+            let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
             let Some(&first) = p.buffer().get(l3) else {
                 drops += 1;
                 return None;

@@ -143,7 +143,7 @@ impl Element for IPClassifier {
         let mut dropped = 0;
         let this = &*self;
         batch.classify_to(out, |p| {
-            let l3 = p.anno.l3_offset.map_or(p.data_offset(), usize::from);
+            let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
             let r = View::parse(p.buffer(), l3).and_then(|v| this.classify(&v));
             dropped += u64::from(r.is_none());
             r

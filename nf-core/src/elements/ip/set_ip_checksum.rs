@@ -43,7 +43,7 @@ impl Element for SetIPChecksum {
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         let mut drops = 0;
         batch.map_to(out, 0, |p| {
-            let l3 = p.anno.l3_offset.map_or(p.data_offset(), usize::from);
+            let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
             let buf = p.buffer_mut();
             let Some(&first) = buf.get(l3) else {
                 drops += 1;
