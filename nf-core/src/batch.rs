@@ -118,13 +118,54 @@ impl Batch {
     }
 
     /// FastClick's `ClassifyElement`: sends every packet to the output `f` chooses (`None` drops it).
+    ///
+    /// Classification runs first over the whole batch; when every packet chose the same output (a header
+    /// check that passes everything, a filter that keeps all), the batch moves as a whole and no packet is
+    /// moved at all.
     #[inline]
     pub fn classify_to(
         &mut self,
         out: &mut Outputs,
         mut f: impl FnMut(&mut Packet) -> Option<usize>,
     ) {
-        for mut p in self.pkts.drain(..) {
+        let n = self.pkts.len();
+        if n == 0 {
+            return;
+        }
+        // While every packet goes where the first went, leave them in place.
+        let first = f(&mut self.pkts[0]);
+        let mut i = 1;
+        let mut diverged = None;
+        while i < n {
+            let port = f(&mut self.pkts[i]);
+            if port != first {
+                diverged = Some(port);
+                break;
+            }
+            i += 1;
+        }
+        let Some(at_i) = diverged else {
+            match first {
+                Some(port) if port < out.len() => out.port(port).append(self),
+                Some(_) => {
+                    out.dropped += n as u64;
+                    self.clear();
+                }
+                None => self.clear(),
+            }
+            return;
+        };
+        // Packet `i` went elsewhere: move the agreeing prefix, then packet `i`, then classify the rest.
+        let mut rest = self.pkts.drain(..);
+        for p in rest.by_ref().take(i) {
+            if let Some(port) = first {
+                out.push(port, p);
+            }
+        }
+        if let (Some(p), Some(port)) = (rest.next(), at_i) {
+            out.push(port, p);
+        }
+        for mut p in rest {
             if let Some(port) = f(&mut p) {
                 out.push(port, p);
             }

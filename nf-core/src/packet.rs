@@ -282,7 +282,12 @@ impl Packet {
     fn from_buffer(mut buf: BytesMut, head: usize, data: &[u8]) -> Packet {
         let tail = head + data.len();
         copy_small(&mut buf[head..tail], data);
-        Packet { buf, head: head as u32, tail: tail as u32, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: head as u32,
+            tail: tail as u32,
+            anno: Annotations::default(),
+        }
     }
 
     /// A packet holding a copy of `data`, with [`pool::DEFAULT_HEADROOM`] bytes of headroom, in a pooled buffer.
@@ -325,7 +330,12 @@ impl Packet {
         let head = headroom.min(tail);
         let cap = buf.capacity();
         buf.resize(cap, 0);
-        Packet { buf, head: head as u32, tail: tail as u32, anno: Annotations::default() }
+        Packet {
+            buf,
+            head: head as u32,
+            tail: tail as u32,
+            anno: Annotations::default(),
+        }
     }
 
     /// The packet's bytes.
@@ -419,7 +429,10 @@ impl Packet {
     #[inline]
     pub fn pull(&mut self, n: usize) -> Result<(), PacketError> {
         if n > self.len() {
-            return Err(PacketError::TooShort { need: n, have: self.len() });
+            return Err(PacketError::TooShort {
+                need: n,
+                have: self.len(),
+            });
         }
         self.head += n as u32;
         Ok(())
@@ -441,7 +454,10 @@ impl Packet {
     /// Removes `n` bytes from the end of the data (Click's `take`).
     pub fn take(&mut self, n: usize) -> Result<(), PacketError> {
         if n > self.len() {
-            return Err(PacketError::TooShort { need: n, have: self.len() });
+            return Err(PacketError::TooShort {
+                need: n,
+                have: self.len(),
+            });
         }
         self.tail -= n as u32;
         Ok(())
@@ -487,18 +503,23 @@ impl Packet {
         };
         let info = locate_ip(self.buffer(), l3)?;
         self.anno.set_l3_offset(u16::try_from(info.l3).ok());
-        self.anno.set_l4_offset(info.l4.and_then(|o| u16::try_from(o).ok()));
+        self.anno
+            .set_l4_offset(info.l4.and_then(|o| u16::try_from(o).ok()));
         Ok(info)
     }
 
     /// The IP header and what follows, if [`locate`](Self::locate) (or `CheckIPHeader`) found it.
     pub fn network_header(&self) -> Option<&[u8]> {
-        self.anno.l3_offset().and_then(|o| self.buffer().get(usize::from(o)..))
+        self.anno
+            .l3_offset()
+            .and_then(|o| self.buffer().get(usize::from(o)..))
     }
 
     /// The transport header and what follows, if known.
     pub fn transport_header(&self) -> Option<&[u8]> {
-        self.anno.l4_offset().and_then(|o| self.buffer().get(usize::from(o)..))
+        self.anno
+            .l4_offset()
+            .and_then(|o| self.buffer().get(usize::from(o)..))
     }
 
     /// Rewrites the source IP address in place, updating checksums incrementally.
@@ -651,7 +672,18 @@ impl Packet {
 }
 
 /// Offset of the network header inside an Ethernet frame (after any VLAN tags), or an error.
+#[inline]
 pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
+    // The common case: untagged IPv4 or IPv6.
+    if let Some(&[a, b]) = frame.get(12..14) {
+        if (a, b) == (0x08, 0x00) || (a, b) == (0x86, 0xdd) {
+            return Ok(14);
+        }
+    }
+    ethernet_payload_offset_slow(frame)
+}
+
+fn ethernet_payload_offset_slow(frame: &[u8]) -> Result<usize, PacketError> {
     let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame)
         .map_err(|e| PacketError::Malformed(e.to_string()))?;
     let mut off = 14;
@@ -680,8 +712,32 @@ pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
     }
 }
 
-/// Locates the headers of the IP packet at `buf[l3..]` with `etherparse`.
+/// Locates the headers of the IP packet at `buf[l3..]`: the common case (IPv4 without options, not a
+/// fragment, lengths consistent) is recognised directly; everything else (options, fragments, IPv6 and its
+/// extension headers, anything malformed) goes through `etherparse`, which validates and explains.
+#[inline]
 pub fn locate_ip(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
+    if let Some(ip) = buf.get(l3..l3 + 20) {
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let flags_frag = u16::from_be_bytes([ip[6], ip[7]]);
+        let avail = buf.len() - l3;
+        // Version 4, IHL 5, total length in [20, available], no MF flag and offset 0.
+        if ip[0] == 0x45 && (20..=avail).contains(&total) && flags_frag & 0x3fff == 0 {
+            let proto = ip[9];
+            let l4 = transport_fits(proto, total - 20).then_some(l3 + 20);
+            return Ok(HeaderInfo {
+                version: IpVersion::V4,
+                l3,
+                l4,
+                proto,
+                fragment: false,
+            });
+        }
+    }
+    locate_ip_slow(buf, l3)
+}
+
+fn locate_ip_slow(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
     let ip = buf.get(l3..).ok_or(PacketError::TooShort {
         need: l3,
         have: buf.len(),

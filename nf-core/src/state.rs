@@ -6,9 +6,7 @@
 //! [`StateTable::install`], which does not report (the state came from elsewhere). Drivers in `nf-drivers`
 //! attach sinks that turn changes into records for a state store.
 
-use crate::flow::{HashedKey, PrehashedState};
 use crate::packet::Timestamp;
-use std::collections::HashMap;
 
 /// Why an entry left a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,8 +92,12 @@ pub struct TableStats {
     pub rejected: u64,
 }
 
+// Aligned to a cache line so that an entry of up to 128 bytes spans one 128-byte pair of lines, which the
+// CPU's adjacent-line prefetcher loads together.
+#[repr(align(64))]
 struct Slot<K, V> {
-    key: HashedKey<K>,
+    hash: u32,
+    key: K,
     value: V,
     expires: Timestamp,
 }
@@ -112,15 +114,20 @@ pub enum WhenFull {
 
 /// A bounded hash table of per-flow state with idle expiry and change reporting.
 ///
+/// One array of slots holds the entries themselves (open addressing, linear probing, at most 3/4 full,
+/// deletion by backward shift so that there are no tombstones): a lookup touches one place in memory, and
+/// [`prefetch`](Self::prefetch) lets a batch start all its lookups' memory loads before using any.
 /// Keys carry their precomputed hash (e.g. [`FlowKey::table_hash`](crate::FlowKey::table_hash)), so the
-/// table itself hashes nothing. Entries live in a
-/// slab; a sweep hand visits a few slots per call of [`sweep`](Self::sweep) and expires idle ones, so that
-/// expiry costs bounded work per batch and no timer wheel is needed.
+/// table hashes nothing. The array grows with the number of entries up to what the capacity needs, so a large
+/// bound costs nothing until it is used; once the working set is reached, nothing allocates. A sweep hand
+/// visits a few slots per call of [`sweep`](Self::sweep) and expires idle entries: bounded work per batch,
+/// no timer wheel.
 pub struct StateTable<K, V> {
-    index: HashMap<HashedKey<K>, u32, PrehashedState>,
     slots: Vec<Option<Slot<K, V>>>,
-    free: Vec<u32>,
+    mask: usize,
+    len: usize,
     capacity: usize,
+    max_slots: usize,
     hand: usize,
     when_full: WhenFull,
     sink: Option<Box<dyn StateSink<K, V>>>,
@@ -130,31 +137,37 @@ pub struct StateTable<K, V> {
 impl<K, V> std::fmt::Debug for StateTable<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateTable")
-            .field("len", &self.index.len())
+            .field("len", &self.len)
             .field("capacity", &self.capacity)
+            .field("slots", &self.slots.len())
             .field("stats", &self.stats)
             .finish()
     }
 }
 
-/// A handle to an entry, valid until the entry is removed.
+/// A handle to an entry (its slot), valid until the next insert, install or removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef(u32);
 
+fn empty_slots<K, V>(n: usize) -> Vec<Option<Slot<K, V>>> {
+    let mut v = Vec::with_capacity(n);
+    v.resize_with(n, || None);
+    v
+}
+
 impl<K: Eq + Clone, V> StateTable<K, V> {
-    /// A table of at most `capacity` entries. Memory grows with the number of entries (up to the
-    /// capacity) rather than being reserved up front, so that a large bound costs nothing until it is used and
-    /// a small working set stays in cache; once the working set is reached, inserts allocate nothing.
+    /// A table of at most `capacity` entries.
     pub fn new(capacity: usize, when_full: WhenFull) -> Self {
         let capacity = capacity.max(1);
-        let initial = capacity.min(1024);
-        let mut index = HashMap::with_hasher(PrehashedState);
-        index.reserve(initial);
+        // At most 3/4 full: enough slots for `capacity` entries.
+        let max_slots = (capacity * 4 / 3 + 1).next_power_of_two().max(8);
+        let initial = max_slots.min(1024);
         StateTable {
-            index,
-            slots: Vec::with_capacity(initial),
-            free: Vec::with_capacity(initial),
+            slots: empty_slots(initial),
+            mask: initial - 1,
+            len: 0,
             capacity,
+            max_slots,
             hand: 0,
             when_full,
             sink: None,
@@ -179,12 +192,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.len
     }
 
     /// True if the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len == 0
     }
 
     /// Most entries.
@@ -197,16 +210,23 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         self.stats
     }
 
+    /// Starts loading the memory a lookup of `hash` will touch (call it for a whole batch, then look up).
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        std::hint::black_box(self.slots[hash as usize & self.mask].is_some());
+    }
+
     /// Finds the entry for `key` (whose hash is `hash`).
     #[inline]
     pub fn find(&self, hash: u32, key: &K) -> Option<EntryRef> {
-        // The lookup key is built by cloning `key`: for the small `Copy` keys of flow tables this is a copy.
-        self.index
-            .get(&HashedKey {
-                hash,
-                key: key.clone(),
-            })
-            .map(|&i| EntryRef(i))
+        let mut i = hash as usize & self.mask;
+        loop {
+            match &self.slots[i] {
+                None => return None,
+                Some(s) if s.hash == hash && s.key == *key => return Some(EntryRef(i as u32)),
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
     }
 
     /// The key and value of an entry.
@@ -215,7 +235,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         self.slots
             .get(e.0 as usize)?
             .as_ref()
-            .map(|s| (&s.key.key, &s.value))
+            .map(|s| (&s.key, &s.value))
     }
 
     /// The value of an entry, mutable. Changes made here are not reported; call [`notify_update`](Self::notify_update).
@@ -248,26 +268,27 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         if let (Some(sink), Some(Some(s))) = (self.sink.as_mut(), self.slots.get(e.0 as usize)) {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Update,
-                key: &s.key.key,
+                key: &s.key,
                 value: &s.value,
                 time: now,
             });
         }
     }
 
-    fn alloc_slot(&mut self, now: Timestamp) -> Option<u32> {
-        if self.index.len() >= self.capacity {
-            // Look a little way ahead of the hand for an expired entry, else evict under the hand.
+    /// Makes room for one more entry: grows the array, or sweeps and evicts when at capacity.
+    /// Returns false if there is no room (a full table that may not evict).
+    fn make_room(&mut self, now: Timestamp) -> bool {
+        if self.len >= self.capacity {
             if self.sweep(now, 16) == 0 {
                 match self.when_full {
-                    WhenFull::Reject => return None,
+                    WhenFull::Reject => return false,
                     WhenFull::Evict => {
                         let n = self.slots.len();
                         for _ in 0..n {
-                            let i = self.hand % n;
-                            self.hand = (i + 1) % n;
+                            let i = self.hand & self.mask;
+                            self.hand = (i + 1) & self.mask;
                             if self.slots[i].is_some() {
-                                self.remove_at(i as u32, RemoveReason::Evicted, now);
+                                self.remove_at(i, RemoveReason::Evicted, now);
                                 break;
                             }
                         }
@@ -275,14 +296,30 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
                 }
             }
         }
-        if let Some(i) = self.free.pop() {
-            return Some(i);
+        if (self.len + 1) * 4 > self.slots.len() * 3 && self.slots.len() < self.max_slots {
+            self.grow();
         }
-        if self.slots.len() < self.capacity {
-            self.slots.push(None);
-            return Some((self.slots.len() - 1) as u32);
+        true
+    }
+
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, empty_slots(n));
+        self.mask = n - 1;
+        self.hand = 0;
+        for s in old.into_iter().flatten() {
+            let i = self.free_slot_for(s.hash);
+            self.slots[i] = Some(s);
         }
-        None
+    }
+
+    #[inline]
+    fn free_slot_for(&self, hash: u32) -> usize {
+        let mut i = hash as usize & self.mask;
+        while self.slots[i].is_some() {
+            i = (i + 1) & self.mask;
+        }
+        i
     }
 
     /// Inserts a new entry from traffic and reports it. Returns `None` (counted) if the table is full and
@@ -295,31 +332,28 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         now: Timestamp,
         expires: Timestamp,
     ) -> Option<EntryRef> {
-        let Some(i) = self.alloc_slot(now) else {
+        if !self.make_room(now) {
             self.stats.rejected += 1;
             return None;
-        };
+        }
         self.stats.inserts += 1;
-        self.place(i, hash, key, value, expires);
-        if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.slots[i as usize].as_ref()) {
+        let i = self.free_slot_for(hash);
+        self.slots[i] = Some(Slot {
+            hash,
+            key,
+            value,
+            expires,
+        });
+        self.len += 1;
+        if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.slots[i].as_ref()) {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Insert,
-                key: &s.key.key,
+                key: &s.key,
                 value: &s.value,
                 time: now,
             });
         }
-        Some(EntryRef(i))
-    }
-
-    fn place(&mut self, i: u32, hash: u32, key: K, value: V, expires: Timestamp) {
-        let hk = HashedKey { hash, key };
-        self.index.insert(hk.clone(), i);
-        self.slots[i as usize] = Some(Slot {
-            key: hk,
-            value,
-            expires,
-        });
+        Some(EntryRef(i as u32))
     }
 
     /// Installs an entry that came from elsewhere (a minion applying a primary's state). Replaces an
@@ -340,15 +374,24 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             self.stats.installs += 1;
             return Some(e);
         }
-        let i = self.alloc_slot(now)?;
+        if !self.make_room(now) {
+            return None;
+        }
         self.stats.installs += 1;
-        self.place(i, hash, key, value, expires);
-        Some(EntryRef(i))
+        let i = self.free_slot_for(hash);
+        self.slots[i] = Some(Slot {
+            hash,
+            key,
+            value,
+            expires,
+        });
+        self.len += 1;
+        Some(EntryRef(i as u32))
     }
 
     /// Removes an entry, reporting why.
     pub fn remove(&mut self, e: EntryRef, reason: RemoveReason, now: Timestamp) {
-        self.remove_at(e.0, reason, now);
+        self.remove_at(e.0 as usize, reason, now);
     }
 
     /// Removes the entry of `key` without reporting it (a minion applying a primary's delete).
@@ -356,19 +399,38 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         let Some(e) = self.find(hash, key) else {
             return false;
         };
-        if let Some(s) = self.slots[e.0 as usize].take() {
-            self.index.remove(&s.key);
-            self.free.push(e.0);
-        }
+        self.take_at(e.0 as usize);
         true
     }
 
-    fn remove_at(&mut self, i: u32, reason: RemoveReason, now: Timestamp) {
-        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::take) else {
-            return;
-        };
-        self.index.remove(&s.key);
-        self.free.push(i);
+    /// Empties slot `i` and closes the gap (Knuth's algorithm R for linear probing).
+    fn take_at(&mut self, i: usize) -> Option<Slot<K, V>> {
+        let s = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        let mut gap = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let home = match &self.slots[j] {
+                None => break,
+                Some(x) => x.hash as usize & self.mask,
+            };
+            // The entry at j may move to the gap unless its home lies cyclically in (gap, j].
+            let stays = if gap <= j {
+                gap < home && home <= j
+            } else {
+                gap < home || home <= j
+            };
+            if !stays {
+                self.slots[gap] = self.slots[j].take();
+                gap = j;
+            }
+        }
+        Some(s)
+    }
+
+    fn remove_at(&mut self, i: usize, reason: RemoveReason, now: Timestamp) {
+        let Some(s) = self.take_at(i) else { return };
         match reason {
             RemoveReason::Closed => self.stats.closed += 1,
             RemoveReason::Expired => self.stats.expired += 1,
@@ -378,7 +440,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         if let Some(sink) = self.sink.as_mut() {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Remove(reason),
-                key: &s.key.key,
+                key: &s.key,
                 value: &s.value,
                 time: now,
             });
@@ -388,17 +450,15 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Visits up to `max` slots from the sweep hand and expires entries idle past their expiry.
     /// Returns how many expired.
     pub fn sweep(&mut self, now: Timestamp, max: usize) -> usize {
-        let n = self.slots.len();
-        if n == 0 {
-            return 0;
-        }
         let mut expired = 0;
-        for _ in 0..max.min(n) {
-            let i = self.hand % n;
-            self.hand = (i + 1) % n;
+        for _ in 0..max.min(self.slots.len()) {
+            let i = self.hand & self.mask;
             if matches!(&self.slots[i], Some(s) if s.expires <= now) {
-                self.remove_at(i as u32, RemoveReason::Expired, now);
+                // An entry may shift into slot i: look at it again on the next step.
+                self.remove_at(i, RemoveReason::Expired, now);
                 expired += 1;
+            } else {
+                self.hand = (i + 1) & self.mask;
             }
         }
         expired
@@ -407,15 +467,16 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Calls `f` on every entry (a snapshot for a minion or a dump handler).
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
         for s in self.slots.iter().flatten() {
-            f(&s.key.key, &s.value);
+            f(&s.key, &s.value);
         }
     }
 
     /// Removes every entry without reporting.
     pub fn clear(&mut self) {
-        self.index.clear();
-        self.slots.clear();
-        self.free.clear();
+        for s in self.slots.iter_mut() {
+            *s = None;
+        }
+        self.len = 0;
         self.hand = 0;
     }
 }
@@ -452,6 +513,44 @@ mod tests {
                 .count(),
             4
         );
+    }
+
+    #[test]
+    fn matches_a_model_under_random_operations() {
+        // Inserts, removals and sweeps against a HashMap model, with colliding hashes.
+        let mut t: StateTable<u32, u32> = StateTable::new(300, WhenFull::Reject);
+        let mut model = std::collections::HashMap::new();
+        let mut x: u64 = 7;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 500) as u32;
+            let h = k % 37; // many collisions
+            match x % 3 {
+                0 | 1 => {
+                    if t.find(h, &k).is_none() {
+                        let ok = t
+                            .insert(h, k, k * 2, Timestamp(step), Timestamp(u64::MAX))
+                            .is_some();
+                        assert_eq!(ok, model.len() < 300);
+                        if ok {
+                            model.insert(k, k * 2);
+                        }
+                    }
+                }
+                _ => {
+                    assert_eq!(t.uninstall(h, &k), model.remove(&k).is_some());
+                }
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        for (k, v) in &model {
+            assert_eq!(t.lookup(k % 37, k), Some(v));
+        }
+        let mut n = 0;
+        t.for_each(|_, _| n += 1);
+        assert_eq!(n, model.len());
     }
 
     #[test]

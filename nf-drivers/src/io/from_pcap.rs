@@ -252,7 +252,8 @@ impl FromPcap {
                         let mut p = Packet::from_slice_in(pool, r.data);
                         p.anno.timestamp = Timestamp(r.timestamp.0 + self.pass_offset);
                         if let Some(l3) = self.l3 {
-                            p.anno.set_l3_offset(u16::try_from(p.data_offset() + l3).ok());
+                            p.anno
+                                .set_l3_offset(u16::try_from(p.data_offset() + l3).ok());
                         }
                         self.last_ts = r.timestamp;
                         bytes += r.data.len() as u64;

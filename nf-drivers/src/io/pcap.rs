@@ -333,7 +333,8 @@ impl Cursor {
                     let incl = w(8);
                     let end = at + 16 + incl as usize;
                     if incl <= MAX_RECORD && end <= data.len() {
-                        super::mmap_unsafe::prefetch(data, end + 4096); super::mmap_unsafe::prefetch(data, end + 4096 + 64);
+                        super::mmap_unsafe::prefetch(data, end + 4096);
+                        super::mmap_unsafe::prefetch(data, end + 4096 + 64);
                         let frac = u64::from(w(4));
                         let ns = if self.nanos { frac } else { frac * 1000 };
                         self.pos = end;

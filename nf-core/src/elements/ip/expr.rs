@@ -104,12 +104,28 @@ impl From<IpPrefix> for NetMatch {
     fn from(p: IpPrefix) -> Self {
         match p.addr {
             IpAddr::V4(a) => {
-                let m = if p.len == 0 { 0 } else { u32::MAX << (32 - u32::from(p.len)) };
-                NetMatch { v4: true, net: u128::from(u32::from(a) & m), mask: u128::from(m) }
+                let m = if p.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(p.len))
+                };
+                NetMatch {
+                    v4: true,
+                    net: u128::from(u32::from(a) & m),
+                    mask: u128::from(m),
+                }
             }
             IpAddr::V6(a) => {
-                let m = if p.len == 0 { 0 } else { u128::MAX << (128 - u32::from(p.len)) };
-                NetMatch { v4: false, net: u128::from(a) & m, mask: m }
+                let m = if p.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(p.len))
+                };
+                NetMatch {
+                    v4: false,
+                    net: u128::from(a) & m,
+                    mask: m,
+                }
             }
         }
     }

@@ -149,20 +149,22 @@ impl Element for Replay {
             }
             let o = out.port(0);
             let mut bytes = 0u64;
-            for _ in 0..this_batch {
-                let (off, len) = self.frames[self.next];
-                let f = &self.buf[off as usize..(off + len) as usize];
-                let mut p = Packet::from_slice(f);
-                // A synthetic clock: 100 ns per packet, so that rates and timeouts behave.
-                self.clock = self.clock.add_nanos(100);
-                p.anno.timestamp = self.clock;
-                bytes += u64::from(len);
-                o.push(p);
-                self.next += 1;
-                if self.next == self.frames.len() {
-                    self.next = 0;
+            crate::pool::with_local(|pool| {
+                for _ in 0..this_batch {
+                    let (off, len) = self.frames[self.next];
+                    let f = &self.buf[off as usize..(off + len) as usize];
+                    let mut p = Packet::from_slice_in(pool, f);
+                    // A synthetic clock: 100 ns per packet, so that rates and timeouts behave.
+                    self.clock = self.clock.add_nanos(100);
+                    p.anno.timestamp = self.clock;
+                    bytes += u64::from(len);
+                    o.push(p);
+                    self.next += 1;
+                    if self.next == self.frames.len() {
+                        self.next = 0;
+                    }
                 }
-            }
+            });
             self.count += this_batch as u64;
             self.bytes += bytes;
             return TaskStatus::Busy;

@@ -42,11 +42,11 @@ pub enum ProtoState {
     },
 }
 
-/// One tracked connection.
+/// One tracked connection (the table's key is the connection's canonical five-tuple).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
-    /// The five-tuple of the first packet (the originator's direction).
-    pub origin: FlowKey,
+    /// True if the originator (the sender of the first packet) sent the reverse of the canonical key.
+    pub origin_reversed: bool,
     /// Protocol state.
     pub state: ProtoState,
     /// Packets original / reply.
@@ -91,6 +91,17 @@ impl Default for Timeouts {
             udp_unreplied: 30,
             udp_assured: 120,
             other: 30,
+        }
+    }
+}
+
+impl Connection {
+    /// The originator's five-tuple, given the table key (the canonical five-tuple).
+    pub fn origin(&self, canonical: &FlowKey) -> FlowKey {
+        if self.origin_reversed {
+            canonical.reversed()
+        } else {
+            *canonical
         }
     }
 }
@@ -156,6 +167,8 @@ pub struct ConnTrack {
     has_untracked_output: bool,
     count: u64,
     untracked: u64,
+    scratch: Vec<Option<Seen>>,
+    verdicts: Vec<bool>,
 }
 
 impl std::fmt::Debug for ConnTrack {
@@ -180,6 +193,8 @@ impl ConnTrack {
             has_untracked_output: false,
             count: 0,
             untracked: 0,
+            scratch: Vec::with_capacity(256),
+            verdicts: Vec::with_capacity(256),
         }
     }
 
@@ -214,30 +229,46 @@ impl ConnTrack {
         self.table.lookup(c.table_hash(), &c)
     }
 
-    /// Tracks one packet; returns false if it could not be tracked.
+    /// Reads what tracking needs from a packet: its key (canonical), hash, TCP flags and length.
     #[inline]
-    pub fn track(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(self.link) else {
-            return false;
-        };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
-            return false;
-        };
-        let (canon, _) = key.canonical();
-        let hash = canon.table_hash();
-        let now = p.anno.timestamp;
-        let len = p.len() as u64;
+    fn inspect(&self, p: &mut Packet) -> Option<Seen> {
+        let h = p.locate(self.link).ok()?;
+        let key = FlowKey::from_headers(p.buffer(), &h)?;
+        let (canon, reversed) = key.canonical();
         let flags = match (h.proto, h.l4) {
             (proto::TCP, Some(l4)) => p.buffer().get(l4 + 13).copied().unwrap_or(0),
             _ => 0,
         };
+        Some(Seen {
+            reversed,
+            proto: key.proto,
+            canon,
+            hash: canon.table_hash(),
+            flags,
+            len: p.len() as u32,
+            now: p.anno.timestamp,
+        })
+    }
+
+    /// Tracks one packet; returns false if it could not be tracked.
+    #[inline]
+    pub fn track(&mut self, p: &mut Packet) -> bool {
+        match self.inspect(p) {
+            Some(s) => self.apply(&s),
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn apply(&mut self, s: &Seen) -> bool {
+        let (canon, hash, now, len, flags) = (s.canon, s.hash, s.now, u64::from(s.len), s.flags);
         let t = self.timeouts;
         match self.table.find(hash, &canon) {
             Some(e) => {
                 let Some(c) = self.table.value_mut(e) else {
                     return false;
                 };
-                let dir = usize::from(key != c.origin);
+                let dir = usize::from(s.reversed != c.origin_reversed);
                 c.packets[dir] += 1;
                 c.bytes[dir] += len;
                 c.last_seen = now;
@@ -254,7 +285,7 @@ impl ConnTrack {
                 true
             }
             None => {
-                let state = match h.proto {
+                let state = match s.proto {
                     proto::TCP => {
                         if flags & SYN != 0 && flags & ACK == 0 {
                             ProtoState::Tcp(TcpState::SynSent)
@@ -269,7 +300,7 @@ impl ConnTrack {
                 };
                 let timeout_secs = t.for_state(state);
                 let conn = Connection {
-                    origin: key,
+                    origin_reversed: s.reversed,
                     state,
                     packets: [1, 0],
                     bytes: [len, 0],
@@ -282,6 +313,18 @@ impl ConnTrack {
             }
         }
     }
+}
+
+/// What `ConnTrack` read from one packet of a batch.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    reversed: bool,
+    proto: u8,
+    canon: FlowKey,
+    hash: u32,
+    flags: u8,
+    len: u32,
+    now: Timestamp,
 }
 
 /// The TCP/UDP state after a packet (`reply`: it travels against the originator's direction).
@@ -355,24 +398,40 @@ impl Element for ConnTrack {
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
-        let n = batch.len() as u64;
-        let side = self.has_untracked_output;
-        let mut untracked = 0;
         if let Some(last) = batch.as_slice().last() {
             let now = last.anno.timestamp;
             self.table.sweep(now, 8);
         }
-        let this = &mut *self;
-        batch.classify_to(out, |p| {
-            if this.track(p) {
-                Some(0)
-            } else {
-                untracked += 1;
-                Some(usize::from(side))
-            }
+        // Pass 1: read every packet's key and start loading its table slot, so that the batch's cache
+        // misses overlap. Pass 2: update the entries.
+        let mut seen = std::mem::take(&mut self.scratch);
+        seen.clear();
+        for p in batch.iter_mut() {
+            seen.push(self.inspect(p));
+        }
+        // A tight loop of independent loads: the CPU keeps many misses in flight at once.
+        for s in seen.iter().flatten() {
+            self.table.prefetch(s.hash);
+        }
+        let mut tracked = Vec::new();
+        std::mem::swap(&mut tracked, &mut self.verdicts);
+        tracked.clear();
+        for s in &seen {
+            tracked.push(s.as_ref().is_some_and(|s| self.apply(s)));
+        }
+        let side = usize::from(self.has_untracked_output);
+        let mut k = 0;
+        let mut untracked = 0u64;
+        batch.classify_to(out, |_| {
+            let ok = tracked[k];
+            k += 1;
+            untracked += u64::from(!ok);
+            Some(if ok { 0 } else { side })
         });
-        self.count += n - untracked;
+        self.count += seen.len() as u64 - untracked;
         self.untracked += untracked;
+        self.scratch = seen;
+        self.verdicts = tracked;
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
@@ -392,11 +451,14 @@ impl Element for ConnTrack {
             "capacity" => self.table.capacity().to_string(),
             "table" => {
                 let mut v = Vec::new();
-                self.table.for_each(|_, c| {
+                self.table.for_each(|k, c| {
                     if v.len() < 100 {
                         v.push(format!(
                             "{} {:?} pkts={}/{}",
-                            c.origin, c.state, c.packets[0], c.packets[1]
+                            c.origin(k),
+                            c.state,
+                            c.packets[0],
+                            c.packets[1]
                         ));
                     }
                 });
