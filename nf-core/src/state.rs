@@ -451,14 +451,17 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Returns how many expired.
     pub fn sweep(&mut self, now: Timestamp, max: usize) -> usize {
         let mut expired = 0;
-        for _ in 0..max.min(self.slots.len()) {
+        let mut visited = 0;
+        // Removals do not count as visits (an entry may shift into the slot just emptied, so the hand
+        // stays); they are bounded by the number of entries.
+        while visited < max.min(self.slots.len()) && self.len > 0 {
             let i = self.hand & self.mask;
             if matches!(&self.slots[i], Some(s) if s.expires <= now) {
-                // An entry may shift into slot i: look at it again on the next step.
                 self.remove_at(i, RemoveReason::Expired, now);
                 expired += 1;
             } else {
                 self.hand = (i + 1) & self.mask;
+                visited += 1;
             }
         }
         expired
