@@ -284,6 +284,12 @@ pub trait Element: AsAny + Send {
         false
     }
 
+    /// True if, in a sharded run, this source emits only the packets of its own shard (by
+    /// [`frame_shard`](crate::flow::frame_shard), as RSS would), so the runtime need not dispatch its output.
+    fn shards_itself(&self) -> bool {
+        false
+    }
+
     /// True if the run ends when this task is [`TaskStatus::Done`] (Click's `STOP true`).
     fn stops_router(&self) -> bool {
         false

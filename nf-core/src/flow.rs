@@ -205,6 +205,39 @@ fn to_v6(a: IpAddr) -> [u8; 16] {
     }
 }
 
+/// The shard (`0..shards`) that owns the flow of an Ethernet frame, by its symmetric RSS hash, as a NIC's
+/// RSS would choose a receive queue: both directions of a flow map to the same shard. Non-IP frames go to
+/// shard 0.
+#[inline]
+pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    // Fast path: untagged IPv4 without options, not a fragment, TCP or UDP: hash the addresses and ports
+    // in place (the same input `rss_hash` builds).
+    if frame.len() >= 38
+        && frame[12] == 0x08
+        && frame[13] == 0x00
+        && frame[14] == 0x45
+        && (frame[23] == crate::packet::proto::TCP || frame[23] == crate::packet::proto::UDP)
+        && u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff == 0
+    {
+        return shard_of(toeplitz::symmetric().hash(&frame[26..38]), shards);
+    }
+    let h = crate::packet::ethernet_payload_offset(frame)
+        .ok()
+        .and_then(|l3| crate::packet::locate_ip(frame, l3).ok())
+        .and_then(|h| FlowKey::from_headers(frame, &h))
+        .map_or(0, |k| k.rss_hash());
+    shard_of(h, shards)
+}
+
+/// Maps a 32-bit hash to one of `shards` (multiply-shift: uses the hash's high bits).
+#[inline]
+pub fn shard_of(hash: u32, shards: usize) -> usize {
+    ((u64::from(hash) * shards as u64) >> 32) as usize
+}
+
 /// Computes (and caches in the annotation) the packet's symmetric flow hash; `None` for non-IP packets.
 #[inline]
 pub fn flow_hash(p: &mut Packet, link: Link) -> Option<u32> {
@@ -277,6 +310,23 @@ impl BuildHasher for PrehashedState {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn frame_shard_fast_path_agrees_with_the_flow_key() {
+        let mut g = crate::traffic::TrafficGen::new(crate::traffic::TrafficConfig {
+            flows: 200,
+            ..Default::default()
+        });
+        for _ in 0..2000 {
+            let f = g.next_frame().to_vec();
+            let mut p = Packet::from_slice(&f);
+            let k = FlowKey::from_packet(&mut p, Link::Ethernet).unwrap();
+            for n in [2, 3, 8] {
+                assert_eq!(frame_shard(&f, n), shard_of(k.rss_hash(), n));
+                assert_eq!(frame_shard(&f, n), shard_of(k.reversed().rss_hash(), n));
+            }
+        }
+    }
 
     fn arb_ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![

@@ -9,7 +9,7 @@
 use crate::batch::{BATCH_SIZE, Batch, Outputs};
 use crate::element::{Element, InitContext, Processing, Puller, TaskContext, TaskStatus};
 use crate::error::{ConfigError, ConfigErrors, Error, SourceFile, Span};
-use crate::flow::flow_hash;
+use crate::flow::{flow_hash, shard_of};
 use crate::graph::{ElementId, Graph};
 use crate::packet::{Link, Timestamp};
 use std::sync::Arc;
@@ -597,7 +597,8 @@ impl Router {
         };
         self.nodes[t].elem = elem;
         self.nodes[t].outs = outs;
-        if self.nodes[t].is_source && self.dispatch.is_some() {
+        if self.nodes[t].is_source && self.dispatch.is_some() && !self.nodes[t].elem.shards_itself()
+        {
             self.dispatch_outputs(t);
         }
         self.forward(t);
@@ -713,8 +714,7 @@ impl Router {
                 .pop()
                 .unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
             for mut pkt in b.drain() {
-                let h = flow_hash(&mut pkt, Link::Ethernet).unwrap_or(0);
-                let dest = ((u64::from(h) * nsh as u64) >> 32) as usize;
+                let dest = shard_of(flow_hash(&mut pkt, Link::Ethernet).unwrap_or(0), nsh);
                 if dest == me {
                     keep.push(pkt);
                 } else {
@@ -887,9 +887,11 @@ struct Dispatch {
 /// N copies of a graph on N threads, with packets dispatched by flow hash so that both directions of a flow
 /// are processed by one shard (Metron's flow affinity, in software: what RSS does on a NIC).
 ///
-/// Every source element of every shard reads its share of the input (a `FromPcap` reads every N-th block);
-/// the packets it produces are hashed with the symmetric Toeplitz hash and handed to the owning shard through
-/// a bounded channel of batches. Elements keep their state per shard: no locks on the packet path.
+/// Sources that can (`FromPcap`, `Replay`) do what a NIC's RSS does: every shard's copy scans the whole
+/// input and keeps only the packets whose symmetric Toeplitz flow hash maps to its shard, so that no packet
+/// crosses cores. The packets of other sources are hashed at the source's output and handed to the owning
+/// shard through bounded channels of batches. Elements keep their state per shard: no locks on the packet
+/// path.
 pub struct ShardedRouter {
     routers: Vec<Router>,
     stop: StopHandle,

@@ -197,3 +197,28 @@ fn wrong_input_gives_clear_errors() {
     assert!(!o.status.success());
     assert!(se.contains("at byte") && se.contains("truncated"), "{se}");
 }
+
+#[test]
+fn sigint_stops_a_run_and_the_counters_are_still_printed() {
+    let cfg = tmp("endless.click");
+    std::fs::write(
+        &cfg,
+        "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args(["run", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(se.contains("signal received"), "{se}");
+    assert!(handler(&so, "c.count").is_some_and(|n| n > 0), "{so}");
+}

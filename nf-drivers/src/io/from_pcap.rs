@@ -22,8 +22,8 @@ pub enum Passes {
 /// the run ends once the graph drains. `LOOP` reads the file again (timestamps keep increasing across
 /// passes). A truncated or corrupt file ends the source and the run with an error naming the byte offset.
 ///
-/// In a sharded run, shard `k` of `n` reads every `n`-th batch of the file (the runtime then hands each
-/// packet to the shard that owns its flow).
+/// In a sharded run, every shard's copy scans the whole file and copies only the packets whose flow maps to
+/// its shard (by the symmetric RSS hash, as a NIC would steer them), so no packet crosses cores.
 ///
 /// # Ports
 /// No input; one push output.
@@ -47,7 +47,6 @@ pub struct FromPcap {
     burst: usize,
     timing: bool,
     shard: (usize, usize),
-    batch_no: u64,
     count: u64,
     bytes: u64,
     first_ts: Option<Timestamp>,
@@ -81,7 +80,6 @@ impl FromPcap {
             burst: 32,
             timing: false,
             shard: (0, 1),
-            batch_no: 0,
             count: 0,
             bytes: 0,
             first_ts: None,
@@ -169,6 +167,9 @@ impl Element for FromPcap {
     fn is_task(&self) -> bool {
         true
     }
+    fn shards_itself(&self) -> bool {
+        true
+    }
     fn stops_router(&self) -> bool {
         self.stop
     }
@@ -209,29 +210,6 @@ impl FromPcap {
         out: &mut Outputs,
     ) -> TaskStatus {
         let (me, n) = self.shard;
-        // In a sharded run, skip the batches that other shards read.
-        while n > 1 && self.batch_no % n as u64 != me as u64 {
-            self.batch_no += 1;
-            for _ in 0..self.burst {
-                let cursor = self.cursor.as_mut().expect("cursor set at initialize");
-                match cursor.skip(file) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        if !self.end_of_pass(file) {
-                            self.done = true;
-                            return TaskStatus::Done;
-                        }
-                        return TaskStatus::Busy;
-                    }
-                    Err(e) => {
-                        self.error = Some(e.to_string());
-                        self.done = true;
-                        return TaskStatus::Done;
-                    }
-                }
-            }
-        }
-        self.batch_no += 1;
         let o = out.port(0);
         let mut bytes = 0u64;
         let produced = nf_core::pool::with_local(|pool| {
@@ -241,6 +219,11 @@ impl FromPcap {
                 let saved = cursor.clone_position();
                 match cursor.next(file) {
                     Ok(Some(r)) => {
+                        if n > 1 && nf_core::flow::frame_shard(r.data, n) != me {
+                            // Another shard's flow (as RSS would steer it): skip without copying.
+                            self.last_ts = r.timestamp;
+                            continue;
+                        }
                         let first = *self.first_ts.get_or_insert(r.timestamp);
                         if self.timing {
                             let wall = *self.wall_start.get_or_insert(ctx.now());
@@ -263,9 +246,6 @@ impl FromPcap {
                     Ok(None) => {
                         if !self.end_of_pass(file) {
                             self.done = true;
-                            break;
-                        }
-                        if n > 1 {
                             break;
                         }
                     }

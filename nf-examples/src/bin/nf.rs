@@ -170,7 +170,52 @@ enum Runner {
     Sharded(ShardedRouter),
 }
 
+/// Stops `stop` on the first SIGINT or SIGTERM (from a helper thread running a small tokio runtime), so
+/// that a run interrupted by the user still flushes its files and prints its counters.
+fn stop_on_signal(stop: nf_core::StopHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("nf-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("signal received: stopping");
+                stop.stop();
+            });
+        });
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot watch for signals: {e}");
+    }
+}
+
 impl Runner {
+    fn stop_handle(&self) -> nf_core::StopHandle {
+        match self {
+            Runner::One(r) => r.stop_handle(),
+            Runner::Sharded(s) => s.stop_handle(),
+        }
+    }
+
     fn run(&mut self) -> Result<(), Error> {
         match self {
             Runner::One(r) => r.run(),
@@ -224,6 +269,7 @@ fn cmd_run(
     let cfg = Config::from_file(config, &params).map_err(|e| e.to_string())?;
     let reg = registry();
     let mut r = build(&cfg, &reg, shards).map_err(|e| e.to_string())?;
+    stop_on_signal(r.stop_handle());
     let t0 = Instant::now();
     let res = r.run();
     let dt = t0.elapsed();

@@ -9,7 +9,8 @@ use crate::traffic::{TrafficConfig, TrafficGen};
 /// pooled packet: the same work as reading a capture, minus the file. Frames come from the traffic generator
 /// (`PACKETS` frames over `FLOWS` flows, TCP flows starting with a SYN) or from code.
 ///
-/// In a sharded run, shard `k` of `n` replays every `n`-th batch.
+/// In a sharded run, each shard's copy walks the same sequence and emits the frames whose flow maps to its
+/// shard (as RSS would; see [`frame_shard`](crate::flow::frame_shard)); `LIMIT` counts the whole sequence.
 ///
 /// # Ports
 /// No input; one push output.
@@ -38,7 +39,9 @@ pub struct Replay {
     count: u64,
     bytes: u64,
     shard: (usize, usize),
-    batch_no: u64,
+    /// In a sharded run: the shard of each frame.
+    owner: Vec<u16>,
+    sent_total: u64,
     clock: Timestamp,
 }
 
@@ -79,7 +82,8 @@ impl Replay {
             count: 0,
             bytes: 0,
             shard: (0, 1),
-            batch_no: 0,
+            owner: Vec::new(),
+            sent_total: 0,
             clock: Timestamp(1_000_000_000),
         }
     }
@@ -123,7 +127,20 @@ impl Element for Replay {
     }
     fn initialize(&mut self, ctx: &crate::element::InitContext<'_>) -> Result<(), String> {
         self.shard = (ctx.shard, ctx.shards);
+        if ctx.shards > 1 {
+            self.owner = self
+                .frames
+                .iter()
+                .map(|&(off, len)| {
+                    let f = &self.buf[off as usize..(off + len) as usize];
+                    crate::flow::frame_shard(f, ctx.shards) as u16
+                })
+                .collect();
+        }
         Ok(())
+    }
+    fn shards_itself(&self) -> bool {
+        true
     }
     fn is_task(&self) -> bool {
         true
@@ -133,42 +150,39 @@ impl Element for Replay {
     }
     #[inline]
     fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
-        let (me, n) = (self.shard.0 as u64, self.shard.1 as u64);
-        // Shards take turns by batch; the packet sequence (and the limit) is that of one unsharded run.
-        loop {
-            let sent_total = self.batch_no * self.burst as u64;
-            if sent_total >= self.limit {
-                return TaskStatus::Done;
-            }
-            let this_batch = (self.limit - sent_total).min(self.burst as u64) as usize;
-            let mine = self.batch_no % n == me;
-            self.batch_no += 1;
-            if !mine {
-                self.next = (self.next + this_batch) % self.frames.len();
-                continue;
-            }
-            let o = out.port(0);
-            let mut bytes = 0u64;
-            crate::pool::with_local(|pool| {
-                for _ in 0..this_batch {
-                    let (off, len) = self.frames[self.next];
-                    let f = &self.buf[off as usize..(off + len) as usize];
-                    let mut p = Packet::from_slice_in(pool, f);
-                    // A synthetic clock: 100 ns per packet, so that rates and timeouts behave.
-                    self.clock = self.clock.add_nanos(100);
-                    p.anno.timestamp = self.clock;
-                    bytes += u64::from(len);
-                    o.push(p);
-                    self.next += 1;
-                    if self.next == self.frames.len() {
-                        self.next = 0;
-                    }
-                }
-            });
-            self.count += this_batch as u64;
-            self.bytes += bytes;
-            return TaskStatus::Busy;
+        if self.sent_total >= self.limit {
+            return TaskStatus::Done;
         }
+        let me = self.shard.0 as u16;
+        let sharded = !self.owner.is_empty();
+        let o = out.port(0);
+        let mut bytes = 0u64;
+        let mut produced = 0;
+        crate::pool::with_local(|pool| {
+            while produced < self.burst && self.sent_total < self.limit {
+                let k = self.next;
+                self.next += 1;
+                if self.next == self.frames.len() {
+                    self.next = 0;
+                }
+                self.sent_total += 1;
+                // A synthetic clock: 100 ns per packet of the whole sequence, so that rates and timeouts behave.
+                self.clock = self.clock.add_nanos(100);
+                if sharded && self.owner[k] != me {
+                    continue;
+                }
+                let (off, len) = self.frames[k];
+                let f = &self.buf[off as usize..(off + len) as usize];
+                let mut p = Packet::from_slice_in(pool, f);
+                p.anno.timestamp = self.clock;
+                bytes += u64::from(len);
+                o.push(p);
+                produced += 1;
+            }
+        });
+        self.count += produced as u64;
+        self.bytes += bytes;
+        TaskStatus::Busy
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
