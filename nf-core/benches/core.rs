@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("locate (etherparse, eth/ipv4/l4)", |b| {
         b.iter(|| {
             for p in pkts.iter_mut() {
-                p.anno.l3_offset = None;
+                p.anno.set_l3_offset(None);
                 black_box(p.locate(Link::Ethernet).ok());
             }
         })
