@@ -278,19 +278,17 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Makes room for one more entry: grows the array, or sweeps and evicts when at capacity.
     /// Returns false if there is no room (a full table that may not evict).
     fn make_room(&mut self, now: Timestamp) -> bool {
-        if self.len >= self.capacity {
-            if self.sweep(now, 16) == 0 {
-                match self.when_full {
-                    WhenFull::Reject => return false,
-                    WhenFull::Evict => {
-                        let n = self.slots.len();
-                        for _ in 0..n {
-                            let i = self.hand & self.mask;
-                            self.hand = (i + 1) & self.mask;
-                            if self.slots[i].is_some() {
-                                self.remove_at(i, RemoveReason::Evicted, now);
-                                break;
-                            }
+        if self.len >= self.capacity && self.sweep(now, 16) == 0 {
+            match self.when_full {
+                WhenFull::Reject => return false,
+                WhenFull::Evict => {
+                    let n = self.slots.len();
+                    for _ in 0..n {
+                        let i = self.hand & self.mask;
+                        self.hand = (i + 1) & self.mask;
+                        if self.slots[i].is_some() {
+                            self.remove_at(i, RemoveReason::Evicted, now);
+                            break;
                         }
                     }
                 }
