@@ -301,6 +301,18 @@ pub trait Element: AsAny + Send {
         TaskStatus::Done
     }
 
+    /// For elements that need a periodic timer (expiry sweeps, reports): how often. Read once, after
+    /// [`initialize`](Self::initialize).
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called every [`timer_interval`](Self::timer_interval) (wall clock) with the current time; packets put
+    /// in `out` are forwarded as if pushed.
+    fn on_timer(&mut self, now: Timestamp, out: &mut Outputs) {
+        let _ = (now, out);
+    }
+
     /// The handlers this element offers.
     fn handlers(&self) -> &'static [HandlerSpec] {
         &[]

@@ -222,7 +222,8 @@ pub mod proto {
 /// The buffer is a `BytesMut` whose every byte is initialised (its length is its capacity); the packet's
 /// data is `buffer[head..tail]`. Filling a packet is one copy, with no length bookkeeping in the buffer.
 pub struct Packet {
-    buf: BytesMut,
+    /// `None` only after the buffer was given back (`release_in`), so that dropping costs nothing more.
+    buf: Option<BytesMut>,
     head: u32,
     tail: u32,
     /// The packet's annotations.
@@ -232,7 +233,9 @@ pub struct Packet {
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
-        pool::give(std::mem::take(&mut self.buf));
+        if let Some(b) = self.buf.take() {
+            pool::give(b);
+        }
     }
 }
 
@@ -263,17 +266,20 @@ impl Clone for Packet {
 /// `memcpy` call for the small frames that dominate packet traffic.
 #[inline(always)]
 fn copy_small(dst: &mut [u8], src: &[u8]) {
-    if src.len() > 256 {
-        dst.copy_from_slice(src);
+    let n = src.len().min(dst.len());
+    if n > 256 {
+        dst[..n].copy_from_slice(&src[..n]);
         return;
     }
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    for (a, b) in (&mut d).zip(&mut s) {
-        a.copy_from_slice(b);
+    let mut i = 0;
+    while i + 32 <= n {
+        // A constant length: the compiler emits two vector moves, no call.
+        dst[i..i + 32].copy_from_slice(&src[i..i + 32]);
+        i += 32;
     }
-    for (a, b) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *a = *b;
+    while i < n {
+        dst[i] = src[i];
+        i += 1;
     }
 }
 
@@ -283,10 +289,27 @@ impl Packet {
         let tail = head + data.len();
         copy_small(&mut buf[head..tail], data);
         Packet {
-            buf,
+            buf: Some(buf),
             head: head as u32,
             tail: tail as u32,
             anno: Annotations::default(),
+        }
+    }
+
+    /// The whole buffer (empty only after the buffer was released).
+    #[inline(always)]
+    fn raw(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => b,
+            None => &[],
+        }
+    }
+
+    #[inline(always)]
+    fn raw_mut(&mut self) -> &mut [u8] {
+        match &mut self.buf {
+            Some(b) => b,
+            None => &mut [],
         }
     }
 
@@ -308,7 +331,9 @@ impl Packet {
     /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
     #[inline]
     pub fn release_in(mut self, pool: &mut pool::LocalPool<'_>) {
-        pool.give(std::mem::take(&mut self.buf));
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
     }
 
     /// A packet holding a copy of `data` with at least `headroom` bytes in front of it.
@@ -331,7 +356,7 @@ impl Packet {
         let cap = buf.capacity();
         buf.resize(cap, 0);
         Packet {
-            buf,
+            buf: Some(buf),
             head: head as u32,
             tail: tail as u32,
             anno: Annotations::default(),
@@ -341,13 +366,14 @@ impl Packet {
     /// The packet's bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.head as usize..self.tail as usize]
+        &self.raw()[self.head as usize..self.tail as usize]
     }
 
     /// The packet's bytes, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.head as usize..self.tail as usize]
+        let (h, t) = (self.head as usize, self.tail as usize);
+        &mut self.raw_mut()[h..t]
     }
 
     /// Length of the data.
@@ -371,20 +397,21 @@ impl Packet {
     /// Bytes free after the data without reallocating.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.buf.len() - self.tail as usize
+        self.raw().len() - self.tail as usize
     }
 
     /// The buffer up to the end of the data: headroom and data. Header offsets in the annotations index
     /// into it.
     #[inline]
     pub fn buffer(&self) -> &[u8] {
-        &self.buf[..self.tail as usize]
+        &self.raw()[..self.tail as usize]
     }
 
     /// The buffer up to the end of the data, writable.
     #[inline]
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.tail as usize]
+        let t = self.tail as usize;
+        &mut self.raw_mut()[..t]
     }
 
     /// Offset of the data start in the buffer (equal to [`headroom`](Self::headroom)).
@@ -406,7 +433,9 @@ impl Packet {
         let mut nb = pool::take(front + len + back);
         copy_small(&mut nb[front..front + len], self.data());
         let delta = front as isize - self.head as isize;
-        pool::give(std::mem::replace(&mut self.buf, nb));
+        if let Some(old) = self.buf.replace(nb) {
+            pool::give(old);
+        }
         self.head = front as u32;
         self.tail = (front + len) as u32;
         self.shift_offsets(delta);
@@ -422,7 +451,7 @@ impl Packet {
         }
         self.head -= n as u32;
         let h = self.head as usize;
-        &mut self.buf[h..h + n]
+        &mut self.raw_mut()[h..h + n]
     }
 
     /// Removes `n` bytes from the front of the data (Click's `pull`); they become headroom.
@@ -446,7 +475,7 @@ impl Packet {
         }
         let old = self.tail as usize;
         self.tail += n as u32;
-        let t = &mut self.buf[old..old + n];
+        let t = &mut self.raw_mut()[old..old + n];
         t.fill(0);
         t
     }
@@ -474,7 +503,7 @@ impl Packet {
     /// Gives up the packet's buffer (cut at the end of the data) and the offset of its data. The buffer
     /// does not return to the pool.
     pub fn into_parts(mut self) -> (BytesMut, usize) {
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut buf = self.buf.take().unwrap_or_default();
         buf.truncate(self.tail as usize);
         (buf, self.head as usize)
     }
@@ -547,8 +576,8 @@ impl Packet {
         };
         self.need(off + n)?;
         let mut old = [0u8; 16];
-        old[..n].copy_from_slice(&self.buf[off..off + n]);
-        self.buf[off..off + n].copy_from_slice(&new[..n]);
+        old[..n].copy_from_slice(&self.raw()[off..off + n]);
+        self.raw_mut()[off..off + n].copy_from_slice(&new[..n]);
         if h.version == IpVersion::V4 {
             let c = self.read16(h.l3 + 10);
             self.write16(h.l3 + 10, checksum::update_bytes(c, &old[..n], &new[..n]));
@@ -627,12 +656,12 @@ impl Packet {
         match h.version {
             IpVersion::V4 => {
                 self.need(h.l3 + 20)?;
-                let ttl = self.buf[h.l3 + 8];
+                let ttl = self.raw()[h.l3 + 8];
                 if ttl == 0 {
                     return Ok(0);
                 }
                 let old = self.read16(h.l3 + 8);
-                self.buf[h.l3 + 8] = ttl - 1;
+                self.raw_mut()[h.l3 + 8] = ttl - 1;
                 let new = self.read16(h.l3 + 8);
                 let c = self.read16(h.l3 + 10);
                 self.write16(h.l3 + 10, checksum::update16(c, old, new));
@@ -640,9 +669,9 @@ impl Packet {
             }
             IpVersion::V6 => {
                 self.need(h.l3 + 40)?;
-                let hl = self.buf[h.l3 + 7];
+                let hl = self.raw()[h.l3 + 7];
                 let n = hl.saturating_sub(1);
-                self.buf[h.l3 + 7] = n;
+                self.raw_mut()[h.l3 + 7] = n;
                 Ok(n)
             }
         }
@@ -662,12 +691,12 @@ impl Packet {
 
     #[inline]
     fn read16(&self, at: usize) -> u16 {
-        u16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+        u16::from_be_bytes([self.raw()[at], self.raw()[at + 1]])
     }
 
     #[inline]
     fn write16(&mut self, at: usize, v: u16) {
-        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        self.raw_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 }
 

@@ -66,7 +66,7 @@ fn fresh(capacity: usize) -> BytesMut {
 }
 
 impl Pool {
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, capacity: usize) -> BytesMut {
         if capacity <= BUFFER_SIZE {
             if let Some(b) = self.bufs.pop() {
@@ -78,7 +78,7 @@ impl Pool {
         fresh(capacity.max(BUFFER_SIZE))
     }
 
-    #[inline]
+    #[inline(always)]
     fn give(&mut self, mut b: BytesMut) {
         let cap = b.capacity();
         if cap == 0 {
@@ -110,7 +110,7 @@ impl std::fmt::Debug for LocalPool<'_> {
 
 impl LocalPool<'_> {
     /// A fully initialised buffer of at least `capacity` bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&mut self, capacity: usize) -> BytesMut {
         match self.pool.as_mut() {
             Some(p) => p.take(capacity),
@@ -118,7 +118,7 @@ impl LocalPool<'_> {
         }
     }
     /// Returns a buffer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn give(&mut self, b: BytesMut) {
         if let Some(p) = self.pool.as_mut() {
             p.give(b);

@@ -72,6 +72,8 @@ impl StopHandle {
 pub struct Router {
     nodes: Vec<RNode>,
     tasks: Vec<usize>,
+    /// Elements with timers: (next due, interval in ns, element).
+    timers: Vec<(Timestamp, u64, usize)>,
     spare: Vec<Batch>,
     stop: StopHandle,
     shard: (usize, usize),
@@ -421,9 +423,18 @@ impl Router {
             return Err(e);
         }
         let tasks = (0..n).filter(|&i| nodes[i].elem.is_task()).collect();
+        let start = Timestamp::now();
+        let timers = (0..n)
+            .filter_map(|i| {
+                let iv = nodes[i].elem.timer_interval()?;
+                let ns = (iv.as_nanos() as u64).max(1_000);
+                Some((start.add_nanos(ns), ns, i))
+            })
+            .collect();
         Ok(Router {
             nodes,
             tasks,
+            timers,
             spare: (0..16).map(|_| Batch::with_capacity(BATCH_SIZE)).collect(),
             stop: StopHandle::default(),
             shard: (shard, shards),
@@ -605,10 +616,28 @@ impl Router {
         status
     }
 
-    /// Runs one scheduling round (every task once). Returns true if some task did work.
+    fn run_timers(&mut self) {
+        for k in 0..self.timers.len() {
+            let (due, every, i) = self.timers[k];
+            if self.now < due {
+                continue;
+            }
+            self.timers[k].0 = self.now.add_nanos(every);
+            {
+                let node = &mut self.nodes[i];
+                node.elem.on_timer(self.now, &mut node.outs);
+            }
+            self.forward(i);
+        }
+    }
+
+    /// Runs one scheduling round (due timers, then every task once). Returns true if some task did work.
     pub fn run_round(&mut self) -> bool {
         self.now = Timestamp::now();
         self.rounds += 1;
+        if !self.timers.is_empty() {
+            self.run_timers();
+        }
         let mut busy = false;
         for k in 0..self.tasks.len() {
             let t = self.tasks[k];

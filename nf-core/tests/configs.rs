@@ -343,3 +343,19 @@ fn sharded_runtime_keeps_each_flow_on_one_shard() {
         .sum();
     assert_eq!(total + untracked, 200_000);
 }
+
+#[test]
+fn timers_expire_idle_flows_without_traffic() {
+    // UDP flows with a 1-second timeout; after the source stops, a queue keeps the run alive while the
+    // tracker's timer sweeps on its own (no packet arrives to drive expiry).
+    let text = "src :: InfiniteSource(LIMIT 20, FLOWS 20, STOP true) -> SetTimestamp -> ct :: ConnTrack(UDP_UNREPLIED 1) -> Discard;
+                RatedSource(10, LIMIT 20, BURST 1, STOP true) -> Discard;";
+    let r = run_config(text).unwrap();
+    assert_eq!(r.read_handler("ct", "inserts").unwrap(), "20");
+    assert_eq!(
+        r.read_handler("ct", "expired").unwrap(),
+        "20",
+        "the timer expired every idle flow"
+    );
+    assert_eq!(r.read_handler("ct", "flows").unwrap(), "0");
+}

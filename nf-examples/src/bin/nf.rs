@@ -157,7 +157,7 @@ fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, String> {
 
 fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
     if shards <= 1 {
-        Ok(Runner::One(Router::new(cfg.build(reg)?)?))
+        Ok(Runner::One(Box::new(Router::new(cfg.build(reg)?)?)))
     } else {
         Ok(Runner::Sharded(ShardedRouter::new(shards, |_| {
             Ok(cfg.build(reg)?)
@@ -166,7 +166,7 @@ fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
 }
 
 enum Runner {
-    One(Router),
+    One(Box<Router>),
     Sharded(ShardedRouter),
 }
 

@@ -66,28 +66,30 @@ impl CheckIPHeader {
         let l3 = p.data_offset() + self.offset;
         let data = p.data();
         let ip = data.get(self.offset..).ok_or(BadReason::TooShort)?;
-        let h = match etherparse::Ipv4HeaderSlice::from_slice(ip) {
-            Ok(h) => h,
-            Err(etherparse::err::ipv4::HeaderSliceError::Len(_)) => {
-                return Err(BadReason::TooShort);
-            }
-            Err(_) => return Err(BadReason::BadVersionOrLength),
-        };
-        let ihl = h.slice().len();
-        let total = usize::from(h.total_len());
+        if ip.len() < 20 {
+            return Err(BadReason::TooShort);
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip[0] >> 4 != 4 || ihl < 20 {
+            return Err(BadReason::BadVersionOrLength);
+        }
+        if ip.len() < ihl {
+            return Err(BadReason::TooShort);
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
         if total < ihl || total > ip.len() {
             return Err(BadReason::BadTotalLength);
         }
-        if self.verify_checksum && checksum::checksum(h.slice()) != 0 {
+        if self.verify_checksum && checksum::checksum(&ip[..ihl]) != 0 {
             return Err(BadReason::BadChecksum);
         }
-        let src = h.source();
-        if src == [255, 255, 255, 255] || (src[0] & 0xf0) == 0xe0 {
+        if ip[12] == 255 && ip[13] == 255 && ip[14] == 255 && ip[15] == 255
+            || (ip[12] & 0xf0) == 0xe0
+        {
             return Err(BadReason::BadSource);
         }
-        let keep = self.offset + total;
         let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-        p.truncate(keep);
+        p.truncate(self.offset + total);
         p.anno.set_l3_offset(u16::try_from(l3).ok());
         p.anno.set_l4_offset(if first_fragment {
             u16::try_from(l3 + ihl).ok()

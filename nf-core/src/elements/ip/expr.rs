@@ -164,6 +164,34 @@ pub struct View {
 }
 
 impl View {
+    /// Reads what `needs` asks of the IP packet at `buf[l3..]`: for IPv4 without a need for the transport
+    /// header, only fixed header fields are read. `None` if it is not an IP header.
+    #[inline]
+    pub fn parse_for(buf: &[u8], l3: usize, needs: Needs) -> Option<View> {
+        if !needs.transport {
+            if let Some(ip) = buf.get(l3..l3 + 20) {
+                if ip[0] >> 4 == 4 {
+                    let mut v = View {
+                        version: 4,
+                        proto: ip[9],
+                        ..View::default()
+                    };
+                    if needs.addresses {
+                        v.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
+                        v.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
+                    }
+                    if needs.ip_fields {
+                        v.ttl = ip[8];
+                        v.tos = ip[1];
+                        v.frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+                    }
+                    return Some(v);
+                }
+            }
+        }
+        Self::parse(buf, l3)
+    }
+
     /// Reads the view of the IP packet at `buf[l3..]` (`None` if it is not a valid IP header).
     pub fn parse(buf: &[u8], l3: usize) -> Option<View> {
         let ip = buf.get(l3..)?;
@@ -221,7 +249,49 @@ impl View {
     }
 }
 
+/// Which parts of a [`View`] an expression reads (so that packets are parsed no further than needed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Addresses.
+    pub addresses: bool,
+    /// Ports, TCP flags, ICMP type (the transport header).
+    pub transport: bool,
+    /// TTL, TOS, fragment bits.
+    pub ip_fields: bool,
+}
+
+impl Needs {
+    fn union(self, o: Needs) -> Needs {
+        Needs {
+            addresses: self.addresses || o.addresses,
+            transport: self.transport || o.transport,
+            ip_fields: self.ip_fields || o.ip_fields,
+        }
+    }
+}
+
 impl Expr {
+    /// What the expression reads.
+    pub fn needs(&self) -> Needs {
+        match self {
+            Expr::True | Expr::False | Expr::Version(_) | Expr::Proto(_) => Needs::default(),
+            Expr::Net(..) => Needs {
+                addresses: true,
+                ..Needs::default()
+            },
+            Expr::Port(..) | Expr::TcpFlags(_) | Expr::IcmpType(_) => Needs {
+                transport: true,
+                ..Needs::default()
+            },
+            Expr::Frag(_) | Expr::Ttl(..) | Expr::Tos(..) => Needs {
+                ip_fields: true,
+                ..Needs::default()
+            },
+            Expr::And(a, b) | Expr::Or(a, b) => a.needs().union(b.needs()),
+            Expr::Not(a) => a.needs(),
+        }
+    }
+
     /// Evaluates on a packet's view.
     #[inline]
     pub fn eval(&self, v: &View) -> bool {

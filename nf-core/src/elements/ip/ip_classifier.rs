@@ -1,6 +1,6 @@
 //! `IPClassifier` and `IPFilter`: tcpdump-like expressions over IP headers.
 
-use super::expr::{Expr, View};
+use super::expr::{Expr, Needs, View};
 use crate::args::{Args, RawArg};
 use crate::batch::{Batch, Outputs};
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
@@ -30,6 +30,7 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone)]
 pub struct IPClassifier {
     exprs: Vec<Expr>,
+    needs: Needs,
     outputs: Vec<Option<usize>>,
     filter: bool,
     dropped: u64,
@@ -43,12 +44,7 @@ impl IPClassifier {
             .map(|e| Expr::parse(e))
             .collect::<Result<_, _>>()?;
         let outputs = (0..exprs.len()).map(Some).collect();
-        Ok(IPClassifier {
-            exprs,
-            outputs,
-            filter: false,
-            dropped: 0,
-        })
+        Ok(IPClassifier::build(exprs, outputs, false))
     }
 
     pub(crate) fn from_raw(args: &Args, raw: Vec<RawArg>) -> Result<Self, ConfigError> {
@@ -63,12 +59,7 @@ impl IPClassifier {
             );
         }
         let outputs = (0..exprs.len()).map(Some).collect();
-        Ok(IPClassifier {
-            exprs,
-            outputs,
-            filter: false,
-            dropped: 0,
-        })
+        Ok(IPClassifier::build(exprs, outputs, false))
     }
 
     /// An `IPFilter` from its rules (`allow EXPR`, `deny EXPR`, `drop EXPR`, `N EXPR`).
@@ -96,19 +87,37 @@ impl IPClassifier {
             exprs.push(e);
             outputs.push(out);
         }
-        Ok(IPClassifier {
+        Ok(IPClassifier::build(exprs, outputs, true))
+    }
+
+    fn build(exprs: Vec<Expr>, outputs: Vec<Option<usize>>, filter: bool) -> Self {
+        let needs = exprs.iter().fold(Needs::default(), |n, e| {
+            let m = e.needs();
+            Needs {
+                addresses: n.addresses || m.addresses,
+                transport: n.transport || m.transport,
+                ip_fields: n.ip_fields || m.ip_fields,
+            }
+        });
+        IPClassifier {
             exprs,
+            needs,
             outputs,
-            filter: true,
+            filter,
             dropped: 0,
-        })
+        }
     }
 
     /// The output for a packet's view (`None`: drop).
     #[inline]
     pub fn classify(&self, v: &View) -> Option<usize> {
-        let i = self.exprs.iter().position(|e| e.eval(v))?;
-        self.outputs[i]
+        // The commonest leaves (`tcp`, `udp`, `-`) are tested here without the general evaluator's call.
+        let i = self.exprs.iter().position(|e| match e {
+            Expr::Proto(p) => v.proto == *p,
+            Expr::True => true,
+            e => e.eval(v),
+        })?;
+        self.outputs.get(i).copied().flatten()
     }
 }
 
@@ -144,7 +153,7 @@ impl Element for IPClassifier {
         let this = &*self;
         batch.classify_to(out, |p| {
             let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
-            let r = View::parse(p.buffer(), l3).and_then(|v| this.classify(&v));
+            let r = View::parse_for(p.buffer(), l3, this.needs).and_then(|v| this.classify(&v));
             dropped += u64::from(r.is_none());
             r
         });

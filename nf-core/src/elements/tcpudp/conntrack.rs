@@ -169,6 +169,8 @@ pub struct ConnTrack {
     untracked: u64,
     scratch: Vec<Option<Seen>>,
     verdicts: Vec<bool>,
+    /// The latest packet time, and the wall-clock time it was seen: idle expiry between packets.
+    clock: (Timestamp, Timestamp),
 }
 
 impl std::fmt::Debug for ConnTrack {
@@ -195,6 +197,7 @@ impl ConnTrack {
             untracked: 0,
             scratch: Vec::with_capacity(256),
             verdicts: Vec::with_capacity(256),
+            clock: (Timestamp(0), Timestamp(0)),
         }
     }
 
@@ -401,6 +404,9 @@ impl Element for ConnTrack {
         if let Some(last) = batch.as_slice().last() {
             let now = last.anno.timestamp;
             self.table.sweep(now, 8);
+            if now > self.clock.0 {
+                self.clock = (now, Timestamp::now());
+            }
         }
         // Pass 1: read every packet's key and start loading its table slot, so that the batch's cache
         // misses overlap. Pass 2: update the entries.
@@ -432,6 +438,19 @@ impl Element for ConnTrack {
         self.untracked += untracked;
         self.scratch = seen;
         self.verdicts = tracked;
+    }
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(100))
+    }
+    fn on_timer(&mut self, wall: Timestamp, _out: &mut Outputs) {
+        // Packet time, advanced by the wall time since the last packet: a trace expires on its own clock,
+        // and live flows expire when traffic stops.
+        let (pkt, seen) = self.clock;
+        if seen.0 == 0 {
+            return;
+        }
+        let now = pkt.add_nanos(wall.since(seen));
+        self.table.sweep(now, 4096);
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
