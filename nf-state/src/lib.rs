@@ -1,13 +1,21 @@
 //! # nf-state
 //!
-//! The state repository of a middlebox minion: typed, versioned state schemas (flow mappings, NAT
-//! bindings, connection-tracking entries, backend load), codecs (`bincode`, JSON), a framed record format,
-//! state stores (in memory and an embedded file log by default; Redis and Redis Cluster to scale) and the
-//! replication of a primary's state to its minions.
-//!
-//! This crate is being built: see the project's issue tracker (the nf-state issue). It depends on
-//! `nf-core` for flow-key types only.
+//! The state repository of a middlebox minion: typed, versioned state [`schema`]s (flow mappings, NAT
+//! bindings, connection-tracking entries, backend load), [`codec`]s (`bincode`, JSON), a framed
+//! [`record`] format (length + CRC-32C), [`store`]s (`mem:`, `file:PATH`; Redis next) behind one async
+//! trait, and the [`replicate`] pair that carries a primary's state to its minions: a `Replicator`
+//! that coalesces and batches deltas, and a `Follower` that loads a snapshot, applies the ordered stream,
+//! detects gaps and resynchronises.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use nf_core::FlowKey;
+pub mod codec;
+pub mod error;
+pub mod record;
+pub mod schema;
+pub mod schemas;
+
+pub use codec::Codec;
+pub use error::{Error, RecordError};
+pub use record::{Op, Record};
+pub use schema::{Schema, json_line};
