@@ -47,8 +47,14 @@ impl Codec {
     pub fn encode<T: Serialize>(self, v: &T) -> Result<Vec<u8>, Error> {
         match self {
             Codec::Bincode => bincode::serde::encode_to_vec(v, bincode::config::standard())
-                .map_err(|e| Error::Codec { codec: "bincode", message: e.to_string() }),
-            Codec::Json => serde_json::to_vec(v).map_err(|e| Error::Codec { codec: "json", message: e.to_string() }),
+                .map_err(|e| Error::Codec {
+                    codec: "bincode",
+                    message: e.to_string(),
+                }),
+            Codec::Json => serde_json::to_vec(v).map_err(|e| Error::Codec {
+                codec: "json",
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -57,13 +63,22 @@ impl Codec {
         match self {
             Codec::Bincode => {
                 let (v, n) = bincode::serde::decode_from_slice(b, bincode::config::standard())
-                    .map_err(|e| Error::Codec { codec: "bincode", message: e.to_string() })?;
+                    .map_err(|e| Error::Codec {
+                        codec: "bincode",
+                        message: e.to_string(),
+                    })?;
                 if n != b.len() {
-                    return Err(Error::Codec { codec: "bincode", message: format!("{} trailing bytes", b.len() - n) });
+                    return Err(Error::Codec {
+                        codec: "bincode",
+                        message: format!("{} trailing bytes", b.len() - n),
+                    });
                 }
                 Ok(v)
             }
-            Codec::Json => serde_json::from_slice(b).map_err(|e| Error::Codec { codec: "json", message: e.to_string() }),
+            Codec::Json => serde_json::from_slice(b).map_err(|e| Error::Codec {
+                codec: "json",
+                message: e.to_string(),
+            }),
         }
     }
 }

@@ -108,7 +108,9 @@ pub enum Error {
         reason: RecordError,
     },
     /// A watcher fell behind what the store retains: resynchronise from a snapshot.
-    #[error("sequence gap in `{schema}`: wanted records after {from}, the oldest retained is {oldest}")]
+    #[error(
+        "sequence gap in `{schema}`: wanted records after {from}, the oldest retained is {oldest}"
+    )]
     Gap {
         /// Schema.
         schema: String,

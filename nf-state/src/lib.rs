@@ -12,10 +12,13 @@
 pub mod codec;
 pub mod error;
 pub mod record;
+pub mod replicate;
 pub mod schema;
 pub mod schemas;
+pub mod store;
 
 pub use codec::Codec;
 pub use error::{Error, RecordError};
 pub use record::{Op, Record};
 pub use schema::{Schema, json_line};
+pub use store::{StateStore, StateStoreExt, StoreUrl, open};

@@ -55,12 +55,20 @@ pub struct Record {
 }
 
 fn now_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 impl Record {
     /// An upsert of `key` to `value` in schema `S`.
-    pub fn upsert<S: Schema>(codec: Codec, origin: &str, key: &S::Key, value: &S::Value) -> Result<Record, Error> {
+    pub fn upsert<S: Schema>(
+        codec: Codec,
+        origin: &str,
+        key: &S::Key,
+        value: &S::Value,
+    ) -> Result<Record, Error> {
         Ok(Record {
             schema: S::NAME.to_string(),
             version: S::VERSION,
@@ -92,7 +100,10 @@ impl Record {
     /// The typed key and value (`None` for a delete), upgraded from an older schema version if need be.
     pub fn decode<S: Schema>(&self) -> Result<(S::Key, Option<S::Value>), Error> {
         if self.schema != S::NAME {
-            return Err(Error::WrongSchema { expected: S::NAME, found: self.schema.clone() });
+            return Err(Error::WrongSchema {
+                expected: S::NAME,
+                found: self.schema.clone(),
+            });
         }
         if self.version == S::VERSION {
             let k = self.codec.decode(&self.key)?;
@@ -114,15 +125,31 @@ impl Record {
 
     /// Length of the encoded payload.
     pub fn payload_len(&self) -> usize {
-        1 + 1 + 1 + 2 + 8 + 8 + 1 + self.schema.len() + 1 + self.origin.len() + 4 + self.key.len() + 1
+        1 + 1
+            + 1
+            + 2
+            + 8
+            + 8
+            + 1
+            + self.schema.len()
+            + 1
+            + self.origin.len()
+            + 4
+            + self.key.len()
+            + 1
             + self.value.as_ref().map_or(0, |v| 4 + v.len())
     }
 
     /// Appends the payload (no frame header).
     pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
-        let too_long = |field: &'static str, n: usize| RecordError::Invalid { field, value: format!("{n} bytes is too long") };
-        let schema_len = u8::try_from(self.schema.len()).map_err(|_| too_long("schema", self.schema.len()))?;
-        let origin_len = u8::try_from(self.origin.len()).map_err(|_| too_long("origin", self.origin.len()))?;
+        let too_long = |field: &'static str, n: usize| RecordError::Invalid {
+            field,
+            value: format!("{n} bytes is too long"),
+        };
+        let schema_len =
+            u8::try_from(self.schema.len()).map_err(|_| too_long("schema", self.schema.len()))?;
+        let origin_len =
+            u8::try_from(self.origin.len()).map_err(|_| too_long("origin", self.origin.len()))?;
         let key_len = u32::try_from(self.key.len()).map_err(|_| too_long("key", self.key.len()))?;
         out.reserve(self.payload_len());
         out.push(FORMAT);
@@ -157,7 +184,10 @@ impl Record {
         let len = out.len() - start - FRAME_HEADER;
         if len > MAX_FRAME {
             out.truncate(start);
-            return Err(RecordError::Oversized { len, max: MAX_FRAME });
+            return Err(RecordError::Oversized {
+                len,
+                max: MAX_FRAME,
+            });
         }
         let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
         out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -175,10 +205,18 @@ impl Record {
         let op = match r.u8()? {
             1 => Op::Upsert,
             2 => Op::Delete,
-            o => return Err(RecordError::Invalid { field: "op", value: o.to_string() }),
+            o => {
+                return Err(RecordError::Invalid {
+                    field: "op",
+                    value: o.to_string(),
+                });
+            }
         };
         let c = r.u8()?;
-        let codec = Codec::from_byte(c).ok_or(RecordError::Invalid { field: "codec", value: c.to_string() })?;
+        let codec = Codec::from_byte(c).ok_or(RecordError::Invalid {
+            field: "codec",
+            value: c.to_string(),
+        })?;
         let version = u16::from_le_bytes(r.array()?);
         let seq = u64::from_le_bytes(r.array()?);
         let time = u64::from_le_bytes(r.array()?);
@@ -194,18 +232,36 @@ impl Record {
                 let n = u32::from_le_bytes(r.array()?) as usize;
                 Some(Bytes::copy_from_slice(r.take(n)?))
             }
-            o => return Err(RecordError::Invalid { field: "has_value", value: o.to_string() }),
+            o => {
+                return Err(RecordError::Invalid {
+                    field: "has_value",
+                    value: o.to_string(),
+                });
+            }
         };
         if (op == Op::Delete) != value.is_none() {
             return Err(RecordError::Invalid {
                 field: "value",
-                value: format!("{op:?} with{} a value", if value.is_some() { "" } else { "out" }),
+                value: format!(
+                    "{op:?} with{} a value",
+                    if value.is_some() { "" } else { "out" }
+                ),
             });
         }
         if r.at != b.len() {
             return Err(RecordError::Trailing(b.len() - r.at));
         }
-        Ok(Record { schema, version, codec, seq, origin, time, op, key, value })
+        Ok(Record {
+            schema,
+            version,
+            codec,
+            seq,
+            origin,
+            time,
+            op,
+            key,
+            value,
+        })
     }
 
     /// Decodes the frame at the start of `b`; returns the record and the frame's length.
@@ -218,15 +274,24 @@ impl Record {
 /// Checks the frame at the start of `b` (length, limit, CRC) and returns its payload and total length.
 pub fn frame_payload(b: &[u8]) -> Result<(&[u8], usize), RecordError> {
     if b.len() < FRAME_HEADER {
-        return Err(RecordError::Truncated { need: FRAME_HEADER, have: b.len() });
+        return Err(RecordError::Truncated {
+            need: FRAME_HEADER,
+            have: b.len(),
+        });
     }
     let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     if len > MAX_FRAME {
-        return Err(RecordError::Oversized { len, max: MAX_FRAME });
+        return Err(RecordError::Oversized {
+            len,
+            max: MAX_FRAME,
+        });
     }
     let expected = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
     let end = FRAME_HEADER + len;
-    let payload = b.get(FRAME_HEADER..end).ok_or(RecordError::Truncated { need: end, have: b.len() })?;
+    let payload = b.get(FRAME_HEADER..end).ok_or(RecordError::Truncated {
+        need: end,
+        have: b.len(),
+    })?;
     let actual = crc32c::crc32c(payload);
     if actual != expected {
         return Err(RecordError::Checksum { expected, actual });
@@ -241,8 +306,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        let end = self.at.checked_add(n).ok_or(RecordError::Truncated { need: usize::MAX, have: self.b.len() })?;
-        let s = self.b.get(self.at..end).ok_or(RecordError::Truncated { need: end, have: self.b.len() })?;
+        let end = self.at.checked_add(n).ok_or(RecordError::Truncated {
+            need: usize::MAX,
+            have: self.b.len(),
+        })?;
+        let s = self.b.get(self.at..end).ok_or(RecordError::Truncated {
+            need: end,
+            have: self.b.len(),
+        })?;
         self.at = end;
         Ok(s)
     }
@@ -257,6 +328,9 @@ impl<'a> Reader<'a> {
     }
     fn string(&mut self, n: usize, field: &'static str) -> Result<String, RecordError> {
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| RecordError::Invalid { field, value: "not UTF-8".into() })
+        String::from_utf8(s.to_vec()).map_err(|_| RecordError::Invalid {
+            field,
+            value: "not UTF-8".into(),
+        })
     }
 }

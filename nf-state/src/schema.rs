@@ -32,7 +32,11 @@ pub trait Schema: Send + Sync + 'static {
         value: Option<&[u8]>,
     ) -> Result<(Self::Key, Option<Self::Value>), Error> {
         let _ = (codec, key, value);
-        Err(Error::UnsupportedVersion { schema: Self::NAME.to_string(), found: version, supported: Self::VERSION })
+        Err(Error::UnsupportedVersion {
+            schema: Self::NAME.to_string(),
+            found: version,
+            supported: Self::VERSION,
+        })
     }
 }
 
@@ -48,8 +52,14 @@ pub struct JsonForm<K, V> {
 /// The JSON line of a record of schema `S`.
 pub fn json_of<S: Schema>(r: &Record) -> Result<String, Error> {
     let (key, value) = r.decode::<S>()?;
-    serde_json::to_string(&JsonForm { key, value: if r.op == Op::Delete { None } else { value } })
-        .map_err(|e| Error::Codec { codec: "json", message: e.to_string() })
+    serde_json::to_string(&JsonForm {
+        key,
+        value: if r.op == Op::Delete { None } else { value },
+    })
+    .map_err(|e| Error::Codec {
+        codec: "json",
+        message: e.to_string(),
+    })
 }
 
 /// The JSON line of a record of any built-in schema (what `nf state dump` prints).
@@ -66,11 +76,19 @@ pub fn json_line(r: &Record) -> Result<String, Error> {
 
 /// A record of a built-in schema from its JSON line (the inverse of [`json_line`]), for tools that load
 /// state from files.
-pub fn record_from_json(schema: &str, codec: Codec, origin: &str, line: &str) -> Result<Record, Error> {
+pub fn record_from_json(
+    schema: &str,
+    codec: Codec,
+    origin: &str,
+    line: &str,
+) -> Result<Record, Error> {
     use crate::schemas::*;
     fn one<S: Schema>(codec: Codec, origin: &str, line: &str) -> Result<Record, Error> {
         let f: JsonForm<S::Key, S::Value> =
-            serde_json::from_str(line).map_err(|e| Error::Codec { codec: "json", message: e.to_string() })?;
+            serde_json::from_str(line).map_err(|e| Error::Codec {
+                codec: "json",
+                message: e.to_string(),
+            })?;
         match f.value {
             Some(v) => Record::upsert::<S>(codec, origin, &f.key, &v),
             None => Record::delete::<S>(codec, origin, &f.key),

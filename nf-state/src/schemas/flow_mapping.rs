@@ -64,7 +64,11 @@ impl Schema for FlowMapping {
         value: Option<&[u8]>,
     ) -> Result<(FlowMappingKey, Option<FlowMappingValue>), Error> {
         if version != 1 {
-            return Err(Error::UnsupportedVersion { schema: Self::NAME.into(), found: version, supported: Self::VERSION });
+            return Err(Error::UnsupportedVersion {
+                schema: Self::NAME.into(),
+                found: version,
+                supported: Self::VERSION,
+            });
         }
         let k: FlowMappingKey = codec.decode(key)?;
         let v = match value {
@@ -75,7 +79,10 @@ impl Schema for FlowMapping {
                     codec: codec.name(),
                     message: format!("version-1 backend `{}` is not ip:port", old.backend),
                 })?;
-                Some(FlowMappingValue { backend_ip: sa.ip(), backend_port: sa.port() })
+                Some(FlowMappingValue {
+                    backend_ip: sa.ip(),
+                    backend_port: sa.port(),
+                })
             }
         };
         Ok((k, v))

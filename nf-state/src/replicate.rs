@@ -1,0 +1,457 @@
+//! Replication from a primary to its minions.
+//!
+//! On the primary, a [`Replicator`] takes deltas from the packet path through a bounded queue (never
+//! blocking it: a full queue drops and counts), coalesces repeated changes of one key within a short window,
+//! writes batches to the store, retries while the store is unavailable (nothing it accepted is lost), and
+//! measures its lag. On the minion, [`follow`] loads a snapshot, then applies the store's ordered stream
+//! through an install callback, detects sequence gaps and resynchronises from a new snapshot.
+
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::record::{Op, Record};
+use crate::schema::Schema;
+use crate::store::StateStore;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A latency histogram: power-of-two microsecond buckets, exact count and maximum.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; 40],
+    count: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one latency.
+    pub fn record(&self, ns: u64) {
+        let us = (ns / 1000).max(1);
+        let b = (63 - us.leading_zeros() as usize).min(39);
+        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+    /// Number of latencies recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+    /// An upper bound of the `q` quantile (0..=1), in nanoseconds (the top of its bucket).
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        let n = self.count();
+        if n == 0 {
+            return 0;
+        }
+        let want = ((n as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= want {
+                return (2u64 << i) * 1000;
+            }
+        }
+        self.max_ns.load(Ordering::Relaxed)
+    }
+    /// The largest latency recorded.
+    pub fn max_ns(&self) -> u64 {
+        self.max_ns.load(Ordering::Relaxed)
+    }
+}
+
+/// Settings of a [`Replicator`].
+#[derive(Debug, Clone)]
+pub struct ReplicatorConfig {
+    /// This node's name (the records' origin).
+    pub origin: String,
+    /// Codec of keys and values.
+    pub codec: Codec,
+    /// How long to gather deltas into one batch after the first (repeated changes of a key inside it
+    /// are coalesced).
+    pub window: Duration,
+    /// Most records per batch.
+    pub max_batch: usize,
+    /// Deltas the queue holds before the packet path's changes are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for ReplicatorConfig {
+    fn default() -> Self {
+        ReplicatorConfig {
+            origin: "primary".into(),
+            codec: Codec::Bincode,
+            window: Duration::from_micros(200),
+            max_batch: 8192,
+            queue: 1 << 16,
+        }
+    }
+}
+
+/// Counters of a [`Replicator`].
+#[derive(Debug, Default)]
+pub struct ReplicatorStats {
+    /// Deltas accepted into the queue.
+    pub enqueued: AtomicU64,
+    /// Deltas dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Deltas folded into a later change of the same key.
+    pub coalesced: AtomicU64,
+    /// Records written to the store.
+    pub written: AtomicU64,
+    /// Batches written.
+    pub batches: AtomicU64,
+    /// Writes retried after a store error.
+    pub retries: AtomicU64,
+    /// Time from a delta's arrival to the store's acknowledgement.
+    pub lag: Histogram,
+}
+
+enum Delta<S: Schema> {
+    Upsert(S::Key, S::Value, Instant, u64),
+    Delete(S::Key, Instant, u64),
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The packet path's handle: cheap to clone, never blocks.
+pub struct ReplicatorHandle<S: Schema> {
+    tx: tokio::sync::mpsc::Sender<Delta<S>>,
+    stats: Arc<ReplicatorStats>,
+}
+
+impl<S: Schema> Clone for ReplicatorHandle<S> {
+    fn clone(&self) -> Self {
+        ReplicatorHandle {
+            tx: self.tx.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<S: Schema> std::fmt::Debug for ReplicatorHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatorHandle")
+            .field("schema", &S::NAME)
+            .finish()
+    }
+}
+
+impl<S: Schema> ReplicatorHandle<S> {
+    fn send(&self, d: Delta<S>) -> bool {
+        match self.tx.try_send(d) {
+            Ok(()) => {
+                self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+    /// Reports that `key` now maps to `value`. False if the queue was full (counted as dropped).
+    pub fn upsert(&self, key: S::Key, value: S::Value) -> bool {
+        self.send(Delta::Upsert(key, value, Instant::now(), now_ns()))
+    }
+    /// Reports that `key` is gone. False if the queue was full (counted as dropped).
+    pub fn delete(&self, key: S::Key) -> bool {
+        self.send(Delta::Delete(key, Instant::now(), now_ns()))
+    }
+    /// The counters.
+    pub fn stats(&self) -> &ReplicatorStats {
+        &self.stats
+    }
+}
+
+/// The primary side of replication for one schema: a task that batches deltas into a store.
+pub struct Replicator<S: Schema> {
+    handle: ReplicatorHandle<S>,
+    task: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl<S: Schema> std::fmt::Debug for Replicator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("schema", &S::NAME)
+            .finish()
+    }
+}
+
+impl<S: Schema> Replicator<S> {
+    /// Starts the replicator's task (on the current tokio runtime).
+    pub fn start(store: Arc<dyn StateStore>, cfg: ReplicatorConfig) -> Replicator<S> {
+        let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue.max(1));
+        let stats = Arc::new(ReplicatorStats::default());
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run::<S>(store, cfg, rx, stop, stats.clone()));
+        Replicator {
+            handle: ReplicatorHandle { tx, stats },
+            task,
+            shutdown,
+        }
+    }
+
+    /// A handle for the packet path.
+    pub fn handle(&self) -> ReplicatorHandle<S> {
+        self.handle.clone()
+    }
+
+    /// Writes everything queued so far, stops, and returns the counters. Handles still held elsewhere
+    /// keep working but their deltas are dropped (and counted) once the queue is closed.
+    pub async fn close(self) -> Arc<ReplicatorStats> {
+        let Replicator {
+            handle,
+            task,
+            shutdown,
+        } = self;
+        let stats = handle.stats.clone();
+        drop(handle);
+        let _ = shutdown.send(true);
+        let _ = task.await;
+        stats
+    }
+}
+
+async fn run<S: Schema>(
+    store: Arc<dyn StateStore>,
+    cfg: ReplicatorConfig,
+    mut rx: tokio::sync::mpsc::Receiver<Delta<S>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    stats: Arc<ReplicatorStats>,
+) {
+    let mut order: Vec<S::Key> = Vec::new();
+    let mut latest: HashMap<S::Key, (Option<S::Value>, u64)> = HashMap::new();
+    let mut arrivals: Vec<Instant> = Vec::new();
+    // Set when the `Replicator` was dropped without `close`: behave as if closed.
+    let mut orphaned = false;
+    loop {
+        // Wait for the first delta of a batch (or the order to stop: then drain what is queued), then
+        // gather for the window.
+        let stopping = orphaned || *stop.borrow();
+        let first = if stopping {
+            match rx.try_recv() {
+                Ok(d) => d,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                d = rx.recv() => match d { Some(d) => d, None => return },
+                r = stop.changed() => {
+                    orphaned |= r.is_err();
+                    continue;
+                }
+            }
+        };
+        let deadline = tokio::time::Instant::now() + cfg.window;
+        fn take<S: Schema>(
+            d: Delta<S>,
+            order: &mut Vec<S::Key>,
+            latest: &mut HashMap<S::Key, (Option<S::Value>, u64)>,
+            arrivals: &mut Vec<Instant>,
+            stats: &ReplicatorStats,
+        ) {
+            let (key, value, at, time) = match d {
+                Delta::Upsert(k, v, at, t) => (k, Some(v), at, t),
+                Delta::Delete(k, at, t) => (k, None, at, t),
+            };
+            arrivals.push(at);
+            if latest.insert(key.clone(), (value, time)).is_some() {
+                stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                // Keep the key where it first appeared: its final value is what counts.
+            } else {
+                order.push(key);
+            }
+        }
+        take(first, &mut order, &mut latest, &mut arrivals, &stats);
+        let mut closed = false;
+        while order.len() < cfg.max_batch {
+            if stopping {
+                match rx.try_recv() {
+                    Ok(d) => {
+                        take(d, &mut order, &mut latest, &mut arrivals, &stats);
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(d)) => take(d, &mut order, &mut latest, &mut arrivals, &stats),
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut records = Vec::with_capacity(order.len());
+        for k in order.drain(..) {
+            let Some((v, time)) = latest.remove(&k) else {
+                continue;
+            };
+            let r = match &v {
+                Some(v) => Record::upsert::<S>(cfg.codec, &cfg.origin, &k, v),
+                None => Record::delete::<S>(cfg.codec, &cfg.origin, &k),
+            };
+            match r {
+                Ok(mut r) => {
+                    r.time = time;
+                    records.push(r);
+                }
+                Err(_) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let n = records.len() as u64;
+        // Retry until the store takes the batch: it holds no acknowledged state yet, and dropping it would
+        // lose changes the minion needs.
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match store.apply(records.clone()).await {
+                Ok(_) => break,
+                Err(_) => {
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        let acked = Instant::now();
+        for a in arrivals.drain(..) {
+            stats.lag.record(acked.duration_since(a).as_nanos() as u64);
+        }
+        stats.written.fetch_add(n, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        if closed {
+            return;
+        }
+    }
+}
+
+/// What a follower asks its table to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Install<S: Schema> {
+    /// Forget everything: a snapshot follows.
+    Reset,
+    /// Set a key.
+    Upsert(S::Key, S::Value),
+    /// Remove a key.
+    Delete(S::Key),
+}
+
+/// Counters of a follower.
+#[derive(Debug, Default)]
+pub struct FollowerStats {
+    /// Snapshots loaded (1 + resynchronisations).
+    pub snapshots: AtomicU64,
+    /// Records installed from snapshots.
+    pub snapshot_records: AtomicU64,
+    /// Stream records applied.
+    pub applied: AtomicU64,
+    /// Sequence gaps detected.
+    pub gaps: AtomicU64,
+    /// Records that did not decode (counted, skipped).
+    pub rejected: AtomicU64,
+    /// The last sequence number applied.
+    pub last_seq: AtomicU64,
+    /// Time from a record's creation on the primary to its installation here.
+    pub latency: Histogram,
+}
+
+/// Follows schema `S` in `store`: loads a snapshot, then applies the stream in order through `install`,
+/// until `stop` turns true (returns `Ok`) or the store fails (returns the error). A sequence gap (a missed
+/// record, a watcher that fell behind the store's retention) triggers a new snapshot.
+pub async fn follow<S: Schema>(
+    store: Arc<dyn StateStore>,
+    stats: Arc<FollowerStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut install: impl FnMut(Install<S>) + Send,
+) -> Result<(), Error> {
+    'resync: loop {
+        let snap = store.scan(S::NAME).await?;
+        install(Install::Reset);
+        for r in &snap.records {
+            match r.decode::<S>() {
+                Ok((k, Some(v))) => install(Install::Upsert(k, v)),
+                Ok((_, None)) => {}
+                Err(_) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        stats
+            .snapshot_records
+            .fetch_add(snap.records.len() as u64, Ordering::Relaxed);
+        let mut last = snap.seq;
+        stats.last_seq.store(last, Ordering::Relaxed);
+        let mut watch = store.watch(S::NAME, last).await?;
+        loop {
+            let next = tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() { return Ok(()); }
+                    continue;
+                }
+                n = watch.next() => n,
+            };
+            let rec = match next {
+                None => return Err(Error::Unavailable("the store's stream ended".into())),
+                Some(Err(Error::Gap { .. })) => {
+                    stats.gaps.fetch_add(1, Ordering::Relaxed);
+                    continue 'resync;
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(r)) => r,
+            };
+            if rec.seq != last + 1 {
+                stats.gaps.fetch_add(1, Ordering::Relaxed);
+                continue 'resync;
+            }
+            last = rec.seq;
+            match rec.decode::<S>() {
+                Ok((k, Some(v))) if rec.op == Op::Upsert => install(Install::Upsert(k, v)),
+                Ok((k, _)) => install(Install::Delete(k)),
+                Err(_) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            stats.applied.fetch_add(1, Ordering::Relaxed);
+            stats.last_seq.store(last, Ordering::Relaxed);
+            stats.latency.record(now_ns().saturating_sub(rec.time));
+        }
+    }
+}
+
+/// A follower's table as a plain map, for tools and tests.
+pub fn install_into_map<S: Schema>(
+    map: Arc<Mutex<HashMap<S::Key, S::Value>>>,
+) -> impl FnMut(Install<S>) + Send {
+    move |i| {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        match i {
+            Install::Reset => m.clear(),
+            Install::Upsert(k, v) => {
+                m.insert(k, v);
+            }
+            Install::Delete(k) => {
+                m.remove(&k);
+            }
+        }
+    }
+}

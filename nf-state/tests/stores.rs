@@ -1,0 +1,418 @@
+//! Stores and replication: `mem:` and `file:` (every fsync policy) behind the same tests.
+
+use async_trait::async_trait;
+use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
+use nf_state::schemas::*;
+use nf_state::store::{FileStore, Fsync, MemStore, Snapshot, StoreStats, Watch};
+use nf_state::{Codec, Error, Record, StateStore, StateStoreExt};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nf-state-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn stores(name: &str) -> Vec<Arc<dyn StateStore>> {
+    let mut v: Vec<Arc<dyn StateStore>> = vec![Arc::new(MemStore::new())];
+    for p in [Fsync::Always, Fsync::Batch, Fsync::Never] {
+        v.push(Arc::new(
+            FileStore::open(&tmpdir(&format!("{name}-{p:?}")), p)
+                .await
+                .unwrap(),
+        ));
+    }
+    v
+}
+
+fn fm_key(i: u32) -> FlowMappingKey {
+    FlowMappingKey {
+        proto: Proto::Tcp,
+        client_ip: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
+        client_port: (i % 60000) as u16,
+    }
+}
+
+fn fm_val(i: u32) -> FlowMappingValue {
+    FlowMappingValue {
+        backend_ip: IpAddr::from([10, 1, 0, (i % 5) as u8 + 1]),
+        backend_port: 80,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_schema_round_trips_through_every_store() {
+    for s in stores("roundtrip").await {
+        for codec in [Codec::Bincode, Codec::Json] {
+            let k = fm_key(1);
+            s.put::<FlowMapping>(codec, "p", &k, &fm_val(1))
+                .await
+                .unwrap();
+            assert_eq!(
+                s.get_typed::<FlowMapping>(codec, &k).await.unwrap(),
+                Some(fm_val(1)),
+                "{}",
+                s.url()
+            );
+            let nk = NatBindingKey {
+                proto: Proto::Udp,
+                client_ip: k.client_ip,
+                client_port: 9,
+                server_ip: k.client_ip,
+                server_port: 53,
+            };
+            let nv = NatBindingValue {
+                nat_ip: k.client_ip,
+                nat_port: 4000,
+            };
+            s.put::<NatBinding>(codec, "p", &nk, &nv).await.unwrap();
+            assert_eq!(
+                s.get_typed::<NatBinding>(codec, &nk).await.unwrap(),
+                Some(nv)
+            );
+            let ck = FiveTuple {
+                proto: Proto::Tcp,
+                src_ip: k.client_ip,
+                src_port: 1,
+                dst_ip: k.client_ip,
+                dst_port: 2,
+            };
+            let cv = ConntrackValue {
+                state: ConnState::SynSent,
+                timeout_secs: 120,
+                packets: [1, 0],
+                bytes: [60, 0],
+            };
+            s.put::<Conntrack>(codec, "p", &ck, &cv).await.unwrap();
+            assert_eq!(
+                s.get_typed::<Conntrack>(codec, &ck).await.unwrap(),
+                Some(cv)
+            );
+            let bk = BackendKey {
+                backend_ip: k.client_ip,
+                backend_port: 80,
+            };
+            let bv = BackendLoadValue {
+                active_connections: 3,
+                bytes: 4,
+            };
+            s.put::<BackendLoad>(codec, "p", &bk, &bv).await.unwrap();
+            assert_eq!(
+                s.get_typed::<BackendLoad>(codec, &bk).await.unwrap(),
+                Some(bv)
+            );
+            s.delete::<FlowMapping>(codec, "p", &k).await.unwrap();
+            assert_eq!(s.get_typed::<FlowMapping>(codec, &k).await.unwrap(), None);
+        }
+        let st = s.stats().await.unwrap();
+        let fm = st
+            .schemas
+            .iter()
+            .find(|x| x.schema == "flow-mapping")
+            .unwrap();
+        assert_eq!((fm.entries, fm.last_seq), (0, 4), "{}", s.url());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_see_every_record_in_order_across_a_reconnect() {
+    for s in stores("watch").await {
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for b in 0..50u32 {
+                    let recs = (0..200)
+                        .map(|i| {
+                            Record::upsert::<FlowMapping>(
+                                Codec::Bincode,
+                                "p",
+                                &fm_key(b * 200 + i),
+                                &fm_val(i),
+                            )
+                            .unwrap()
+                        })
+                        .collect();
+                    s.apply(recs).await.unwrap();
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        let mut w = s.watch("flow-mapping", 0).await.unwrap();
+        while seen.len() < 3000 {
+            seen.push(w.next().await.unwrap().unwrap());
+        }
+        drop(w); // the watcher goes away...
+        let last = seen.last().unwrap().seq;
+        let mut w = s.watch("flow-mapping", last).await.unwrap(); // ...and comes back
+        while seen.len() < 10_000 {
+            seen.push(w.next().await.unwrap().unwrap());
+        }
+        writer.await.unwrap();
+        for (i, r) in seen.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1, "{}", s.url());
+            assert_eq!(r.decode::<FlowMapping>().unwrap().0, fm_key(i as u32));
+        }
+        assert!(w.try_next().is_none());
+    }
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_from_a_snapshot_then_the_stream() {
+    for s in stores("follow").await {
+        for i in 0..5000 {
+            if i % 1000 == 0 {
+                let recs = (i..i + 1000)
+                    .map(|j| {
+                        Record::upsert::<FlowMapping>(Codec::Bincode, "p", &fm_key(j), &fm_val(j))
+                            .unwrap()
+                    })
+                    .collect();
+                s.apply(recs).await.unwrap();
+            }
+        }
+        let map = Arc::new(Mutex::new(HashMap::new()));
+        let stats = Arc::new(FollowerStats::default());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let f = tokio::spawn(follow::<FlowMapping>(
+            s.clone(),
+            stats.clone(),
+            stop,
+            install_into_map(map.clone()),
+        ));
+        // More changes after the snapshot: new keys, changed keys, deletes.
+        for i in 5000..8000 {
+            s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i))
+                .await
+                .unwrap();
+        }
+        for i in 0..1000 {
+            s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i + 1))
+                .await
+                .unwrap();
+            s.delete::<FlowMapping>(Codec::Bincode, "p", &fm_key(i + 1000))
+                .await
+                .unwrap();
+        }
+        let last = s.scan("flow-mapping").await.unwrap().seq;
+        wait_for(|| stats.last_seq.load(Ordering::Relaxed) == last).await;
+        stop_tx.send(true).unwrap();
+        f.await.unwrap().unwrap();
+        let m = map.lock().unwrap();
+        assert_eq!(m.len(), 7000);
+        for i in 0..1000 {
+            assert_eq!(m.get(&fm_key(i)), Some(&fm_val(i + 1)));
+            assert!(!m.contains_key(&fm_key(i + 1000)));
+        }
+        assert_eq!(stats.snapshots.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_retention_resynchronises() {
+    let s: Arc<dyn StateStore> = Arc::new(MemStore::with_retention(100));
+    let mut w = s.watch("flow-mapping", 0).await.unwrap();
+    for i in 0..1000 {
+        s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i))
+            .await
+            .unwrap();
+    }
+    // The watcher started at 0 but only the last 100 records are kept.
+    let mut got_gap = false;
+    while let Some(r) = w.next().await {
+        if let Err(Error::Gap { from, oldest, .. }) = r {
+            assert!(oldest > from + 1);
+            got_gap = true;
+            break;
+        }
+    }
+    assert!(got_gap);
+    // A follower handles it by reloading a snapshot.
+    let map = Arc::new(Mutex::new(HashMap::new()));
+    let stats = Arc::new(FollowerStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let f = tokio::spawn(follow::<FlowMapping>(
+        s.clone(),
+        stats.clone(),
+        stop,
+        install_into_map(map.clone()),
+    ));
+    wait_for(|| stats.last_seq.load(Ordering::Relaxed) == 1000).await;
+    stop_tx.send(true).unwrap();
+    f.await.unwrap().unwrap();
+    assert_eq!(map.lock().unwrap().len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_store_recovers_cuts_a_torn_tail_and_refuses_corruption() {
+    let dir = tmpdir("recover");
+    {
+        let s = FileStore::open(&dir, Fsync::Always).await.unwrap();
+        for i in 0..100 {
+            s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i))
+                .await
+                .unwrap();
+        }
+    }
+    // A crash mid-write: half a frame at the end of the log.
+    let log = dir.join("log");
+    let good_len = std::fs::metadata(&log).unwrap().len();
+    let mut half = Vec::new();
+    Record::upsert::<FlowMapping>(Codec::Bincode, "p", &fm_key(999), &fm_val(1))
+        .unwrap()
+        .encode_frame(&mut half)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &half[..half.len() / 2]).unwrap();
+    drop(f);
+    {
+        let s = FileStore::open(&dir, Fsync::Batch).await.unwrap();
+        let snap = s.scan("flow-mapping").await.unwrap();
+        assert_eq!((snap.records.len(), snap.seq), (100, 100));
+        let st = s.stats().await.unwrap();
+        assert!(
+            st.counters
+                .contains(&("torn_bytes_cut".into(), (half.len() / 2) as u64)),
+            "{:?}",
+            st.counters
+        );
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), good_len);
+        // Sequence numbers continue.
+        assert_eq!(
+            s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(100), &fm_val(100))
+                .await
+                .unwrap(),
+            101
+        );
+    }
+    // Corruption in the middle of the log is not a torn tail: the store refuses to open.
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[200] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+    let e = FileStore::open(&dir, Fsync::Batch).await.unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("corrupt at byte"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_a_snapshot_and_keeps_everything() {
+    let dir = tmpdir("compact");
+    {
+        let s = FileStore::open(&dir, Fsync::Batch).await.unwrap();
+        s.set_compact_threshold(20_000);
+        for b in 0..20u32 {
+            let recs = (0..100)
+                .map(|i| {
+                    Record::upsert::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(b))
+                        .unwrap()
+                })
+                .collect();
+            s.apply(recs).await.unwrap();
+        }
+        s.delete::<FlowMapping>(Codec::Bincode, "p", &fm_key(0))
+            .await
+            .unwrap();
+        let st = s.stats().await.unwrap();
+        let snaps = st
+            .counters
+            .iter()
+            .find(|(k, _)| k == "snapshots")
+            .unwrap()
+            .1;
+        assert!(snaps >= 1, "{:?}", st.counters);
+    }
+    let s = FileStore::open(&dir, Fsync::Batch).await.unwrap();
+    let snap = s.scan("flow-mapping").await.unwrap();
+    assert_eq!(snap.seq, 2001);
+    assert_eq!(snap.records.len(), 99);
+    for r in &snap.records {
+        assert_eq!(r.decode::<FlowMapping>().unwrap().1, Some(fm_val(19)));
+    }
+    // A watcher from before the snapshot must resynchronise.
+    let mut w = s.watch("flow-mapping", 5).await.unwrap();
+    assert!(matches!(w.next().await, Some(Err(Error::Gap { .. }))));
+}
+
+/// A store that fails its first `fail` applies (a Redis that went away and came back).
+#[derive(Debug)]
+struct Flaky {
+    inner: MemStore,
+    fail: AtomicU64,
+}
+
+#[async_trait]
+impl StateStore for Flaky {
+    async fn apply(&self, records: Vec<Record>) -> Result<Vec<u64>, Error> {
+        if self.fail.load(Ordering::SeqCst) > 0 {
+            self.fail.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Unavailable("down".into()));
+        }
+        self.inner.apply(records).await
+    }
+    async fn get(&self, schema: &str, key: &[u8]) -> Result<Option<Record>, Error> {
+        self.inner.get(schema, key).await
+    }
+    async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {
+        self.inner.scan(schema).await
+    }
+    async fn watch(&self, schema: &str, from_seq: u64) -> Result<Watch, Error> {
+        self.inner.watch(schema, from_seq).await
+    }
+    async fn stats(&self) -> Result<StoreStats, Error> {
+        self.inner.stats().await
+    }
+    fn url(&self) -> String {
+        "flaky:".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicator_coalesces_retries_and_loses_nothing() {
+    let store = Arc::new(Flaky {
+        inner: MemStore::new(),
+        fail: AtomicU64::new(3),
+    });
+    let cfg = ReplicatorConfig {
+        window: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let rep = Replicator::<FlowMapping>::start(store.clone(), cfg);
+    let h = rep.handle();
+    // One key updated 100 times inside one window: one record.
+    for i in 0..100 {
+        assert!(h.upsert(fm_key(7), fm_val(i)));
+    }
+    for i in 0..500 {
+        h.upsert(fm_key(1000 + i), fm_val(i));
+    }
+    h.delete(fm_key(1001));
+    let stats = rep.close().await;
+    assert!(stats.coalesced.load(Ordering::Relaxed) >= 99);
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    assert!(stats.lag.count() >= 601);
+    let snap = store.scan("flow-mapping").await.unwrap();
+    let m: HashMap<_, _> = snap
+        .records
+        .iter()
+        .map(|r| r.decode::<FlowMapping>().unwrap())
+        .map(|(k, v)| (k, v.unwrap()))
+        .collect();
+    assert_eq!(m.len(), 500);
+    assert_eq!(m.get(&fm_key(7)), Some(&fm_val(99)));
+    assert!(!m.contains_key(&fm_key(1001)));
+}
