@@ -13,6 +13,7 @@ use crate::codec::Codec;
 use crate::error::{Error, RecordError};
 use crate::schema::Schema;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// The record format this code writes (and the only one it reads).
 pub const FORMAT: u8 = 1;
@@ -34,8 +35,8 @@ pub enum Op {
 /// One change of one key. Key and value are encoded with `codec`; the store orders records by `seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Schema name.
-    pub schema: String,
+    /// Schema name (shared: cloning a record allocates nothing).
+    pub schema: Arc<str>,
     /// Schema version the key and value were written with.
     pub version: u16,
     /// Codec of key and value.
@@ -43,7 +44,7 @@ pub struct Record {
     /// Sequence number (assigned by the store: contiguous per schema, from 1; 0 before it is stored).
     pub seq: u64,
     /// The node that produced the change.
-    pub origin: String,
+    pub origin: Arc<str>,
     /// When (nanoseconds since the Unix epoch).
     pub time: u64,
     /// Upsert or delete.
@@ -70,11 +71,11 @@ impl Record {
         value: &S::Value,
     ) -> Result<Record, Error> {
         Ok(Record {
-            schema: S::NAME.to_string(),
+            schema: Arc::from(S::NAME),
             version: S::VERSION,
             codec,
             seq: 0,
-            origin: origin.to_string(),
+            origin: Arc::from(origin),
             time: now_nanos(),
             op: Op::Upsert,
             key: Bytes::from(codec.encode(key)?),
@@ -85,11 +86,11 @@ impl Record {
     /// A delete of `key` in schema `S`.
     pub fn delete<S: Schema>(codec: Codec, origin: &str, key: &S::Key) -> Result<Record, Error> {
         Ok(Record {
-            schema: S::NAME.to_string(),
+            schema: Arc::from(S::NAME),
             version: S::VERSION,
             codec,
             seq: 0,
-            origin: origin.to_string(),
+            origin: Arc::from(origin),
             time: now_nanos(),
             op: Op::Delete,
             key: Bytes::from(codec.encode(key)?),
@@ -99,10 +100,10 @@ impl Record {
 
     /// The typed key and value (`None` for a delete), upgraded from an older schema version if need be.
     pub fn decode<S: Schema>(&self) -> Result<(S::Key, Option<S::Value>), Error> {
-        if self.schema != S::NAME {
+        if &*self.schema != S::NAME {
             return Err(Error::WrongSchema {
                 expected: S::NAME,
-                found: self.schema.clone(),
+                found: self.schema.to_string(),
             });
         }
         if self.version == S::VERSION {
@@ -115,7 +116,7 @@ impl Record {
         }
         if self.version > S::VERSION {
             return Err(Error::UnsupportedVersion {
-                schema: self.schema.clone(),
+                schema: self.schema.to_string(),
                 found: self.version,
                 supported: S::VERSION,
             });
@@ -326,11 +327,13 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(s);
         Ok(a)
     }
-    fn string(&mut self, n: usize, field: &'static str) -> Result<String, RecordError> {
+    fn string(&mut self, n: usize, field: &'static str) -> Result<Arc<str>, RecordError> {
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| RecordError::Invalid {
-            field,
-            value: "not UTF-8".into(),
-        })
+        std::str::from_utf8(s)
+            .map(Arc::from)
+            .map_err(|_| RecordError::Invalid {
+                field,
+                value: "not UTF-8".into(),
+            })
     }
 }

@@ -65,7 +65,7 @@ pub fn json_of<S: Schema>(r: &Record) -> Result<String, Error> {
 /// The JSON line of a record of any built-in schema (what `nf state dump` prints).
 pub fn json_line(r: &Record) -> Result<String, Error> {
     use crate::schemas::*;
-    match r.schema.as_str() {
+    match &*r.schema {
         FlowMapping::NAME => json_of::<FlowMapping>(r),
         NatBinding::NAME => json_of::<NatBinding>(r),
         Conntrack::NAME => json_of::<Conntrack>(r),

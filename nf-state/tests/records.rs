@@ -234,7 +234,7 @@ proptest! {
         json: bool,
     ) {
         let r = Record {
-            schema, version, codec: if json { Codec::Json } else { Codec::Bincode }, seq, origin, time,
+            schema: schema.into(), version, codec: if json { Codec::Json } else { Codec::Bincode }, seq, origin: origin.into(), time,
             op: if value.is_some() { Op::Upsert } else { Op::Delete },
             key: key.into(), value: value.map(Into::into),
         };

@@ -57,6 +57,51 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BenchCmd,
     },
+    /// Read, write and measure a state store.
+    State {
+        /// The store: mem:, file:PATH[?fsync=always|batch|never], redis://HOST:PORT/DB,
+        /// redis+cluster://HOST:PORT,HOST:PORT.
+        #[arg(long)]
+        store: String,
+        #[command(subcommand)]
+        cmd: StateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Print the current state of a schema, one JSON record per line.
+    Dump {
+        /// flow-mapping, nat-binding, conntrack or backend-load.
+        #[arg(long)]
+        schema: String,
+    },
+    /// Print the store's counters: entries and last sequence number per schema.
+    Stats,
+    /// Write synthetic flow-mapping records (client i -> a backend), in batches.
+    Load {
+        /// Records to write.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Records per apply.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// Print `ack SEQ` on standard output as each batch is acknowledged.
+        #[arg(long)]
+        print_acks: bool,
+    },
+    /// Measure upserts per second into the store (flow-mapping, batched).
+    Bench {
+        /// Records to write.
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        /// Records per apply.
+        #[arg(long, default_value_t = 4096)]
+        batch: u64,
+        /// `bincode` or `json`.
+        #[arg(long, default_value = "bincode")]
+        codec: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -470,6 +515,132 @@ fn cmd_bench(
     Ok(())
 }
 
+fn fm_record(i: u64, codec: nf_state::Codec) -> Result<nf_state::Record, String> {
+    use nf_state::schemas::{FlowMapping, FlowMappingKey, FlowMappingValue, Proto};
+    let key = FlowMappingKey {
+        proto: Proto::Tcp,
+        client_ip: std::net::IpAddr::from(
+            (0x0a00_0000u32.wrapping_add((i / 60_000) as u32)).to_be_bytes(),
+        ),
+        client_port: (i % 60_000) as u16 + 1024,
+    };
+    let value = FlowMappingValue {
+        backend_ip: std::net::IpAddr::from([10, 1, 0, (i % 5) as u8 + 1]),
+        backend_port: 80,
+    };
+    nf_state::Record::upsert::<FlowMapping>(codec, "nf-load", &key, &value)
+        .map_err(|e| e.to_string())
+}
+
+fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let store = nf_state::open(url).await.map_err(|e| e.to_string())?;
+        match cmd {
+            StateCmd::Dump { schema } => {
+                if !nf_state::schema::BUILT_IN.contains(&schema.as_str()) {
+                    return Err(nf_state::Error::UnknownSchema(schema).to_string());
+                }
+                let snap = store.scan(&schema).await.map_err(|e| e.to_string())?;
+                let mut lines: Vec<String> = Vec::with_capacity(snap.records.len());
+                let mut bad = 0;
+                for r in &snap.records {
+                    match nf_state::json_line(r) {
+                        Ok(l) => lines.push(l),
+                        Err(_) => bad += 1,
+                    }
+                }
+                lines.sort();
+                use std::io::Write;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for l in lines {
+                    writeln!(out, "{l}").map_err(|e| e.to_string())?;
+                }
+                if bad > 0 {
+                    eprintln!(
+                        "{bad} records did not decode (newer schema versions?) and were skipped"
+                    );
+                }
+                Ok(())
+            }
+            StateCmd::Stats => {
+                let st = store.stats().await.map_err(|e| e.to_string())?;
+                println!("store: {}", store.url());
+                for s in &st.schemas {
+                    println!(
+                        "schema {}: entries {} last_seq {} oldest_retained {}",
+                        s.schema, s.entries, s.last_seq, s.oldest_retained
+                    );
+                }
+                for (k, v) in &st.counters {
+                    println!("{k}: {v}");
+                }
+                Ok(())
+            }
+            StateCmd::Load {
+                records,
+                batch,
+                print_acks,
+            } => {
+                let batch = batch.max(1);
+                let mut i = 0;
+                while i < records {
+                    let n = batch.min(records - i);
+                    let recs = (i..i + n)
+                        .map(|j| fm_record(j, nf_state::Codec::Bincode))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let seqs = store.apply(recs).await.map_err(|e| e.to_string())?;
+                    if print_acks {
+                        if let Some(last) = seqs.last() {
+                            println!("ack {last}");
+                        }
+                    }
+                    i += n;
+                }
+                Ok(())
+            }
+            StateCmd::Bench {
+                records,
+                batch,
+                codec,
+            } => {
+                let codec =
+                    nf_state::Codec::from_name(&codec).ok_or("--codec must be bincode or json")?;
+                let batch = batch.max(1);
+                let all = (0..records)
+                    .map(|j| fm_record(j, codec))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut batches = Vec::new();
+                let mut it = all.into_iter();
+                loop {
+                    let b: Vec<_> = it.by_ref().take(batch as usize).collect();
+                    if b.is_empty() {
+                        break;
+                    }
+                    batches.push(b);
+                }
+                let t0 = Instant::now();
+                for b in batches {
+                    store.apply(b).await.map_err(|e| e.to_string())?;
+                }
+                let dt = t0.elapsed().as_secs_f64();
+                println!(
+                    "{}: {records} upserts in batches of {batch} ({}): {:.3} s, {:.0} records/s",
+                    store.url(),
+                    codec.name(),
+                    dt,
+                    records as f64 / dt
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
@@ -484,6 +655,7 @@ fn main() -> ExitCode {
             cmd_elements();
             Ok(())
         }
+        Cmd::State { store, cmd } => cmd_state(&store, cmd),
         Cmd::Pcap {
             cmd:
                 PcapCmd::Gen {

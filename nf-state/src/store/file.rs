@@ -65,11 +65,11 @@ const COMMIT: &str = "__commit";
 
 fn commit_marker(durable: u64) -> Record {
     Record {
-        schema: COMMIT.into(),
+        schema: std::sync::Arc::from(COMMIT),
         version: 0,
         codec: crate::codec::Codec::Bincode,
         seq: durable,
-        origin: String::new(),
+        origin: std::sync::Arc::from(""),
         time: 0,
         op: Op::Upsert,
         key: Bytes::new(),
@@ -92,7 +92,7 @@ fn durable_past(bytes: &[u8], from: usize) -> bool {
         // Cheap filter first: the length field of a marker frame.
         bytes[at..at + 4] == ((n - FRAME_HEADER) as u32).to_le_bytes()
             && matches!(Record::decode_frame(&bytes[at..at + n]),
-                        Ok((r, _)) if r.schema == COMMIT && r.seq > from as u64)
+                        Ok((r, _)) if &*r.schema == COMMIT && r.seq > from as u64)
     })
 }
 
@@ -222,13 +222,14 @@ fn recover(dir: &Path) -> Result<(Inner, Arc<Shared>), Error> {
                 reason,
             })?;
             at += n;
-            if r.schema == META {
+            if &*r.schema == META {
                 let schema = String::from_utf8_lossy(&r.key).into_owned();
                 t.set_last_seq(&schema, r.seq);
             } else {
-                let s = t.schemas.entry(r.schema.clone()).or_default();
+                let s = t.schemas.entry(r.schema.to_string()).or_default();
                 s.last_seq = s.last_seq.max(r.seq);
-                s.current.insert(r.key.clone(), r);
+                s.current
+                    .replace(super::tables::ByKey(std::sync::Arc::new(r)));
             }
         }
     }
@@ -242,7 +243,7 @@ fn recover(dir: &Path) -> Result<(Inner, Arc<Shared>), Error> {
         while at < bytes.len() {
             match Record::decode_frame(&bytes[at..]) {
                 Ok((r, n)) => {
-                    if r.schema != COMMIT {
+                    if &*r.schema != COMMIT {
                         t.apply(std::iter::once(r));
                     }
                     at += n;
@@ -365,19 +366,19 @@ impl Inner {
             let t = shared.lock();
             for (name, s) in &t.schemas {
                 let meta = Record {
-                    schema: META.into(),
+                    schema: std::sync::Arc::from(META),
                     version: 0,
                     codec: crate::codec::Codec::Bincode,
                     seq: s.last_seq,
-                    origin: String::new(),
+                    origin: std::sync::Arc::from(""),
                     time: 0,
                     op: Op::Upsert,
                     key: Bytes::copy_from_slice(name.as_bytes()),
                     value: Some(Bytes::new()),
                 };
                 meta.encode_frame(&mut buf)?;
-                for r in s.current.values() {
-                    r.encode_frame(&mut buf)?;
+                for r in &s.current {
+                    r.0.encode_frame(&mut buf)?;
                 }
             }
         }
@@ -489,7 +490,7 @@ impl StateStore for FileStore {
             .lock()
             .schemas
             .get(schema)
-            .and_then(|s| s.current.get(key).cloned()))
+            .and_then(|s| s.get(key)))
     }
 
     async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {

@@ -54,7 +54,7 @@ impl StateStore for MemStore {
             .lock()
             .schemas
             .get(schema)
-            .and_then(|s| s.current.get(key).cloned()))
+            .and_then(|s| s.get(key)))
     }
 
     async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {

@@ -4,18 +4,45 @@
 use super::{SchemaStats, Snapshot, Watch};
 use crate::error::Error;
 use crate::record::{Op, Record};
-use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Records a watcher is handed at a time.
 const WATCH_CHUNK: usize = 4096;
 
+/// A record held once, shared by the current state and the log, and found by its key bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct ByKey(pub(crate) Arc<Record>);
+
+impl PartialEq for ByKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.key == o.0.key
+    }
+}
+impl Eq for ByKey {}
+impl std::hash::Hash for ByKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.key[..].hash(h);
+    }
+}
+impl std::borrow::Borrow<[u8]> for ByKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0.key
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct SchemaLog {
-    pub(crate) current: HashMap<Bytes, Record>,
-    pub(crate) log: VecDeque<Record>,
+    pub(crate) current: HashSet<ByKey>,
+    pub(crate) log: VecDeque<Arc<Record>>,
     pub(crate) last_seq: u64,
+}
+
+impl SchemaLog {
+    /// The current record of a key.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Record> {
+        self.current.get(key).map(|r| (*r.0).clone())
+    }
 }
 
 impl SchemaLog {
@@ -41,34 +68,54 @@ impl Tables {
         records
             .iter_mut()
             .map(|r| {
-                let n = next
-                    .entry(r.schema.clone())
-                    .or_insert_with(|| self.schemas.get(&r.schema).map_or(0, |s| s.last_seq));
-                *n += 1;
-                r.seq = *n;
-                *n
+                if !next.contains_key(&*r.schema) {
+                    let last = self.schemas.get(&*r.schema).map_or(0, |s| s.last_seq);
+                    next.insert(r.schema.to_string(), last);
+                }
+                let n = next.get_mut(&*r.schema).map_or(0, |n| {
+                    *n += 1;
+                    *n
+                });
+                r.seq = n;
+                n
             })
             .collect()
     }
 
     /// Applies records whose sequence numbers are assigned (in order).
     pub(crate) fn apply(&mut self, records: impl IntoIterator<Item = Record>) {
+        let retention = self.retention;
+        let mut cur: Option<(std::sync::Arc<str>, &mut SchemaLog)> = None;
         for r in records {
-            let s = self.schemas.entry(r.schema.clone()).or_default();
+            // Look the schema up once per run of records of the same schema.
+            let same = matches!(&cur, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.schema) || **name == *r.schema);
+            if !same {
+                cur = None;
+                if !self.schemas.contains_key(&*r.schema) {
+                    self.schemas
+                        .insert(r.schema.to_string(), SchemaLog::default());
+                }
+                let Some(s) = self.schemas.get_mut(&*r.schema) else {
+                    continue;
+                };
+                cur = Some((r.schema.clone(), s));
+            }
+            let Some((_, s)) = cur.as_mut() else { continue };
             if r.seq <= s.last_seq {
                 continue; // already applied (a log replayed over a snapshot)
             }
             s.last_seq = r.seq;
+            let r = Arc::new(r);
             match r.op {
                 Op::Upsert => {
-                    s.current.insert(r.key.clone(), r.clone());
+                    s.current.replace(ByKey(r.clone()));
                 }
                 Op::Delete => {
-                    s.current.remove(&r.key);
+                    s.current.remove(&r.key[..]);
                 }
             }
             s.log.push_back(r);
-            while s.log.len() > self.retention {
+            while s.log.len() > retention {
                 s.log.pop_front();
             }
         }
@@ -85,7 +132,7 @@ impl Tables {
             None => Snapshot::default(),
             Some(s) => Snapshot {
                 seq: s.last_seq,
-                records: s.current.values().cloned().collect(),
+                records: s.current.iter().map(|r| (*r.0).clone()).collect(),
             },
         }
     }
@@ -126,7 +173,7 @@ impl Tables {
             .iter()
             .skip(start)
             .take(WATCH_CHUNK)
-            .cloned()
+            .map(|r| (**r).clone())
             .collect())
     }
 }
