@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A latency histogram: power-of-two microsecond buckets, exact count and maximum.
+/// A latency histogram: microsecond buckets, four per power of two (so a quantile is known within 19%),
+/// with the exact count and maximum.
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; 40],
+    buckets: [AtomicU64; 160],
     count: AtomicU64,
     max_ns: AtomicU64,
 }
@@ -38,7 +39,13 @@ impl Histogram {
     /// Records one latency.
     pub fn record(&self, ns: u64) {
         let us = (ns / 1000).max(1);
-        let b = (63 - us.leading_zeros() as usize).min(39);
+        let p = 63 - us.leading_zeros() as usize;
+        let sub = if p >= 2 {
+            ((us >> (p - 2)) & 3) as usize
+        } else {
+            0
+        };
+        let b = (p * 4 + sub).min(159);
         self.buckets[b].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.max_ns.fetch_max(ns, Ordering::Relaxed);
@@ -58,7 +65,14 @@ impl Histogram {
         for (i, b) in self.buckets.iter().enumerate() {
             seen += b.load(Ordering::Relaxed);
             if seen >= want {
-                return (2u64 << i) * 1000;
+                // Top of bucket i: 2^p * (1 + (sub + 1) / 4) microseconds.
+                let (p, sub) = ((i / 4) as u32, (i % 4) as u64);
+                let top = if p >= 2 {
+                    (1u64 << p) + ((sub + 1) << (p - 2))
+                } else {
+                    2u64 << p
+                };
+                return top * 1000;
             }
         }
         self.max_ns.load(Ordering::Relaxed)
@@ -76,8 +90,10 @@ pub struct ReplicatorConfig {
     pub origin: String,
     /// Codec of keys and values.
     pub codec: Codec,
-    /// How long to gather deltas into one batch after the first (repeated changes of a key inside it
-    /// are coalesced).
+    /// How long to wait for more deltas after the first of a batch (repeated changes of a key inside a
+    /// batch are coalesced). Zero (the default) takes what is already queued and waits for nothing:
+    /// batches then form by themselves while the previous one is being written. Windows under a
+    /// millisecond are treated as zero (the timer's resolution).
     pub window: Duration,
     /// Most records per batch.
     pub max_batch: usize,
@@ -90,7 +106,7 @@ impl Default for ReplicatorConfig {
         ReplicatorConfig {
             origin: "primary".into(),
             codec: Codec::Bincode,
-            window: Duration::from_micros(200),
+            window: Duration::ZERO,
             max_batch: 8192,
             queue: 1 << 16,
         }
@@ -281,14 +297,20 @@ async fn run<S: Schema>(
         take(first, &mut order, &mut latest, &mut arrivals, &stats);
         let mut closed = false;
         while order.len() < cfg.max_batch {
-            if stopping {
-                match rx.try_recv() {
-                    Ok(d) => {
-                        take(d, &mut order, &mut latest, &mut arrivals, &stats);
-                        continue;
-                    }
-                    Err(_) => break,
+            // Take what is already queued.
+            match rx.try_recv() {
+                Ok(d) => {
+                    take(d, &mut order, &mut latest, &mut arrivals, &stats);
+                    continue;
                 }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+            }
+            if stopping || cfg.window < Duration::from_millis(1) {
+                break;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(d)) => take(d, &mut order, &mut latest, &mut arrivals, &stats),

@@ -90,6 +90,19 @@ enum StateCmd {
         #[arg(long)]
         print_acks: bool,
     },
+    /// Measure replication latency: a Replicator writes flow-mapping updates at a fixed rate and a
+    /// Follower on the same store installs them; prints the time from each change to its installation.
+    Lag {
+        /// Updates per second.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Distinct flows the updates cycle over.
+        #[arg(long, default_value_t = 10_000)]
+        flows: u64,
+    },
     /// Measure upserts per second into the store (flow-mapping, batched).
     Bench {
         /// Records to write.
@@ -601,6 +614,67 @@ fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
                     }
                     i += n;
                 }
+                Ok(())
+            }
+            StateCmd::Lag { rate, seconds, flows } => {
+                use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow};
+                use nf_state::schemas::{FlowMapping, FlowMappingKey, FlowMappingValue, Proto};
+                use std::sync::atomic::Ordering;
+                let stats = std::sync::Arc::new(FollowerStats::default());
+                let (stop_tx, stop) = tokio::sync::watch::channel(false);
+                let follower = tokio::spawn(follow::<FlowMapping>(store.clone(), stats.clone(), stop, |_| {}));
+                let rep = Replicator::<FlowMapping>::start(store.clone(), ReplicatorConfig::default());
+                let h = rep.handle();
+                let per_tick = (rate / 1000).max(1);
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(1));
+                let total = rate * seconds;
+                let mut sent = 0u64;
+                while sent < total {
+                    tick.tick().await;
+                    for _ in 0..per_tick.min(total - sent) {
+                        let i = sent % flows.max(1);
+                        let key = FlowMappingKey {
+                            proto: Proto::Tcp,
+                            client_ip: std::net::IpAddr::from((0x0a00_0000u32 + (i / 60_000) as u32).to_be_bytes()),
+                            client_port: (i % 60_000) as u16 + 1024,
+                        };
+                        let value = FlowMappingValue {
+                            backend_ip: std::net::IpAddr::from([10, 1, 0, (sent % 5) as u8 + 1]),
+                            backend_port: 80,
+                        };
+                        h.upsert(key, value);
+                        sent += 1;
+                    }
+                }
+                drop(h);
+                let rs = rep.close().await;
+                let last = store.scan("flow-mapping").await.map_err(|e| e.to_string())?.seq;
+                for _ in 0..2000 {
+                    if stats.last_seq.load(Ordering::Relaxed) >= last {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                let _ = stop_tx.send(true);
+                let _ = follower.await;
+                let us = |ns: u64| ns as f64 / 1000.0;
+                println!(
+                    "{}: {sent} updates at {rate}/s; written {} records in {} batches ({} coalesced, {} dropped, {} retries)",
+                    store.url(),
+                    rs.written.load(Ordering::Relaxed),
+                    rs.batches.load(Ordering::Relaxed),
+                    rs.coalesced.load(Ordering::Relaxed),
+                    rs.dropped.load(Ordering::Relaxed),
+                    rs.retries.load(Ordering::Relaxed)
+                );
+                println!(
+                    "change -> installed on the follower: p50 <= {:.0} us, p99 <= {:.0} us, max {:.0} us ({} installed)",
+                    us(stats.latency.quantile_ns(0.5)),
+                    us(stats.latency.quantile_ns(0.99)),
+                    us(stats.latency.max_ns()),
+                    stats.applied.load(Ordering::Relaxed)
+                );
+                println!("replicator lag (change -> store ack): p99 <= {:.0} us", us(rs.lag.quantile_ns(0.99)));
                 Ok(())
             }
             StateCmd::Bench {
