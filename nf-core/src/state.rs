@@ -568,3 +568,33 @@ mod tests {
         assert_eq!(t.lookup(4, &4), Some(&()));
     }
 }
+
+#[cfg(test)]
+mod grow_tests {
+    use super::*;
+
+    #[test]
+    fn install_and_uninstall_across_growth_match_a_model() {
+        let mut t: StateTable<u32, u32> = StateTable::new(1 << 16, WhenFull::Evict);
+        let mut model = std::collections::HashMap::new();
+        let mut x: u64 = 99;
+        for _ in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 5000) as u32;
+            let h = (k.wrapping_mul(2654435761)) ^ (k >> 3);
+            if x % 4 == 0 {
+                assert_eq!(t.uninstall(h, &k), model.remove(&k).is_some());
+            } else {
+                t.install(h, k, k + 1, Timestamp(0), Timestamp(u64::MAX));
+                model.insert(k, k + 1);
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        for (k, v) in &model {
+            let h = (k.wrapping_mul(2654435761)) ^ (k >> 3);
+            assert_eq!(t.lookup(h, k), Some(v), "key {k}");
+        }
+    }
+}

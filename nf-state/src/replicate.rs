@@ -251,8 +251,8 @@ async fn run<S: Schema>(
     mut stop: tokio::sync::watch::Receiver<bool>,
     stats: Arc<ReplicatorStats>,
 ) {
-    let mut order: Vec<S::Key> = Vec::new();
-    let mut latest: HashMap<S::Key, (Option<S::Value>, u64)> = HashMap::new();
+    let mut order: Vec<Option<S::Key>> = Vec::new();
+    let mut latest: HashMap<S::Key, (Option<S::Value>, u64, usize)> = HashMap::new();
     let mut arrivals: Vec<Instant> = Vec::new();
     // Set when the `Replicator` was dropped without `close`: behave as if closed.
     let mut orphaned = false;
@@ -277,8 +277,8 @@ async fn run<S: Schema>(
         let deadline = tokio::time::Instant::now() + cfg.window;
         fn take<S: Schema>(
             d: Delta<S>,
-            order: &mut Vec<S::Key>,
-            latest: &mut HashMap<S::Key, (Option<S::Value>, u64)>,
+            order: &mut Vec<Option<S::Key>>,
+            latest: &mut HashMap<S::Key, (Option<S::Value>, u64, usize)>,
             arrivals: &mut Vec<Instant>,
             stats: &ReplicatorStats,
         ) {
@@ -287,16 +287,19 @@ async fn run<S: Schema>(
                 Delta::Delete(k, at, t) => (k, None, at, t),
             };
             arrivals.push(at);
-            if latest.insert(key.clone(), (value, time)).is_some() {
+            // A key keeps the position of its *last* change: the final operations then reach the store in
+            // the order they happened, which matters when two keys name one entry (a flow keyed from either
+            // direction after an eviction).
+            let pos = order.len();
+            if let Some((_, _, old)) = latest.insert(key.clone(), (value, time, pos)) {
                 stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                // Keep the key where it first appeared: its final value is what counts.
-            } else {
-                order.push(key);
+                order[old] = None;
             }
+            order.push(Some(key));
         }
         take(first, &mut order, &mut latest, &mut arrivals, &stats);
         let mut closed = false;
-        while order.len() < cfg.max_batch {
+        while latest.len() < cfg.max_batch {
             // Take what is already queued.
             match rx.try_recv() {
                 Ok(d) => {
@@ -321,9 +324,9 @@ async fn run<S: Schema>(
                 Err(_) => break,
             }
         }
-        let mut records = Vec::with_capacity(order.len());
-        for k in order.drain(..) {
-            let Some((v, time)) = latest.remove(&k) else {
+        let mut records = Vec::with_capacity(latest.len());
+        for k in order.drain(..).flatten() {
+            let Some((v, time, _)) = latest.remove(&k) else {
                 continue;
             };
             let r = match &v {
