@@ -132,6 +132,9 @@ pub struct ReplicatorStats {
     pub lag: Histogram,
 }
 
+/// The latest change of each key in a batch: value (`None`: delete), time, and position in the batch.
+type Pending<S> = HashMap<<S as Schema>::Key, (Option<<S as Schema>::Value>, u64, usize)>;
+
 enum Delta<S: Schema> {
     Upsert(S::Key, S::Value, Instant, u64),
     Delete(S::Key, Instant, u64),
@@ -252,7 +255,7 @@ async fn run<S: Schema>(
     stats: Arc<ReplicatorStats>,
 ) {
     let mut order: Vec<Option<S::Key>> = Vec::new();
-    let mut latest: HashMap<S::Key, (Option<S::Value>, u64, usize)> = HashMap::new();
+    let mut latest: Pending<S> = HashMap::new();
     let mut arrivals: Vec<Instant> = Vec::new();
     // Set when the `Replicator` was dropped without `close`: behave as if closed.
     let mut orphaned = false;
@@ -278,7 +281,7 @@ async fn run<S: Schema>(
         fn take<S: Schema>(
             d: Delta<S>,
             order: &mut Vec<Option<S::Key>>,
-            latest: &mut HashMap<S::Key, (Option<S::Value>, u64, usize)>,
+            latest: &mut Pending<S>,
             arrivals: &mut Vec<Instant>,
             stats: &ReplicatorStats,
         ) {
