@@ -335,14 +335,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             return None;
         }
         self.stats.inserts += 1;
-        let i = self.free_slot_for(hash);
-        self.slots[i] = Some(Slot {
-            hash,
-            key,
-            value,
-            expires,
-        });
-        self.len += 1;
+        let i = self.place(hash, key, value, expires);
         if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.slots[i].as_ref()) {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Insert,
@@ -376,6 +369,11 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             return None;
         }
         self.stats.installs += 1;
+        Some(EntryRef(self.place(hash, key, value, expires) as u32))
+    }
+
+    /// Puts a new entry in the first free slot of its probe sequence (room was made); returns the slot.
+    fn place(&mut self, hash: u32, key: K, value: V, expires: Timestamp) -> usize {
         let i = self.free_slot_for(hash);
         self.slots[i] = Some(Slot {
             hash,
@@ -384,7 +382,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             expires,
         });
         self.len += 1;
-        Some(EntryRef(i as u32))
+        i
     }
 
     /// Removes an entry, reporting why.
