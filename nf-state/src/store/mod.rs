@@ -9,10 +9,12 @@
 
 mod file;
 mod mem;
+mod redis;
 mod tables;
 
 pub use file::{FileStore, Fsync};
 pub use mem::MemStore;
+pub use redis::RedisStore;
 
 use crate::codec::Codec;
 use crate::error::Error;
@@ -290,8 +292,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn StateStore>, Error> {
     match StoreUrl::parse(url)? {
         StoreUrl::Mem => Ok(Arc::new(MemStore::new())),
         StoreUrl::File { path, fsync } => Ok(Arc::new(FileStore::open(&path, fsync).await?)),
-        StoreUrl::Redis { .. } | StoreUrl::RedisCluster { .. } => Err(Error::Unavailable(format!(
-            "{url}: the Redis stores are not in this build yet (the nf-state issue's next slice); use mem: or file:PATH"
+        StoreUrl::Redis { host, port, db } => {
+            Ok(Arc::new(RedisStore::open(&host, port, db).await?))
+        }
+        StoreUrl::RedisCluster { .. } => Err(Error::Unavailable(format!(
+            "{url}: the Redis Cluster store is not in this build yet (the nf-state issue's next slice); use redis://, file:PATH or mem:"
         ))),
     }
 }

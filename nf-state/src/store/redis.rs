@@ -1,0 +1,387 @@
+//! `redis://HOST:PORT/DB`: state in Redis.
+//!
+//! Per schema, with keys hash-tagged so that one schema's keys share a cluster slot:
+//! `nf:{SCHEMA}:state` (a hash: encoded key -> 8-byte sequence number and the record's frame),
+//! `nf:{SCHEMA}:log` (a stream of the deltas: entry `SEQ-1` holds the frame), and `nf:{SCHEMA}:seq`
+//! (the last sequence number). One Lua script per batch assigns sequence numbers and writes hash and stream
+//! together, atomically. Watchers read the stream with `XREAD BLOCK` on a connection of their own; one that
+//! loses its connection reconnects and resumes from its last sequence number, so nothing is lost or
+//! repeated; one that falls behind the stream's trimming gets [`Error::Gap`]. Keyspace notifications and
+//! Pub/Sub are not used: they lose what is published while a watcher is away.
+
+use super::{SchemaStats, Snapshot, StateStore, StoreStats, Watch};
+use crate::error::Error;
+use crate::record::{Op, Record};
+use crate::schema::BUILT_IN;
+use async_trait::async_trait;
+use redis::Value;
+use std::time::Duration;
+
+/// Stream entries kept per schema (`XADD ... MAXLEN ~`).
+const STREAM_MAXLEN: u64 = 1_000_000;
+
+const APPLY: &str = r#"
+local out = {}
+for i = 2, #ARGV, 3 do
+  local seq = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], string.format('%d-1', seq), 'r', ARGV[i + 2])
+  if ARGV[i] == 'u' then
+    redis.call('HSET', KEYS[2], ARGV[i + 1], struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296) .. ARGV[i + 2])
+  else
+    redis.call('HDEL', KEYS[2], ARGV[i + 1])
+  end
+  out[#out + 1] = seq
+end
+return out
+"#;
+
+const SCAN: &str = r#"
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+"#;
+
+fn keys(schema: &str) -> (String, String, String) {
+    (
+        format!("nf:{{{schema}}}:seq"),
+        format!("nf:{{{schema}}}:state"),
+        format!("nf:{{{schema}}}:log"),
+    )
+}
+
+fn unavailable(e: redis::RedisError) -> Error {
+    Error::Unavailable(format!("redis: {e}"))
+}
+
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn int_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => bytes_of(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
+    }
+}
+
+/// A hash value: 8-byte big-endian sequence number, then the frame.
+fn decode_state(v: &[u8]) -> Result<Record, Error> {
+    if v.len() < 8 {
+        return Err(Error::Record(crate::error::RecordError::Truncated {
+            need: 8,
+            have: v.len(),
+        }));
+    }
+    let seq = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+    let (mut r, _) = Record::decode_frame(&v[8..])?;
+    r.seq = seq;
+    Ok(r)
+}
+
+/// The store (see the module documentation).
+pub struct RedisStore {
+    client: redis::Client,
+    conn: redis::aio::ConnectionManager,
+    apply: redis::Script,
+    scan: redis::Script,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `redis://HOST:PORT/DB`.
+    pub async fn open(host: &str, port: u16, db: u32) -> Result<RedisStore, Error> {
+        let h = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let url = format!("redis://{h}:{port}/{db}");
+        let client = redis::Client::open(url.as_str()).map_err(|e| Error::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_number_of_retries(2);
+        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), cfg)
+            .await
+            .map_err(unavailable)?;
+        Ok(RedisStore {
+            client,
+            conn,
+            apply: redis::Script::new(APPLY),
+            scan: redis::Script::new(SCAN),
+            url,
+        })
+    }
+}
+
+async fn watch_loop(
+    client: redis::Client,
+    log: String,
+    schema: String,
+    from: u64,
+    tx: tokio::sync::mpsc::Sender<Result<Record, Error>>,
+) {
+    let mut last = from;
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(10);
+                    conn.insert(c)
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let reply: redis::RedisResult<Value> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1024)
+            .arg("BLOCK")
+            .arg(500)
+            .arg("STREAMS")
+            .arg(&log)
+            .arg(format!("{last}-1"))
+            .query_async(c)
+            .await;
+        let entries = match reply {
+            Err(_) => {
+                // Connection lost (a restart, a cut link): reconnect and resume from `last`.
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Ok(Value::Nil) => continue,
+            Ok(v) => v,
+        };
+        for (id, frame) in stream_entries(&entries) {
+            let seq = id;
+            if seq != last + 1 {
+                let _ = tx
+                    .send(Err(Error::Gap {
+                        schema: schema.clone(),
+                        from: last,
+                        oldest: seq,
+                    }))
+                    .await;
+                return;
+            }
+            let rec = match Record::decode_frame(&frame) {
+                Ok((mut r, _)) => {
+                    r.seq = seq;
+                    Ok(r)
+                }
+                Err(e) => Err(Error::Record(e)),
+            };
+            last = seq;
+            if tx.send(rec).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The (sequence number, frame) pairs of an `XREAD` reply.
+fn stream_entries(v: &Value) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let streams: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
+        _ => return out,
+    };
+    for s in streams {
+        // RESP2: [name, entries]; RESP3 map values: entries.
+        let entries = match s {
+            Value::Array(pair) if pair.len() == 2 && bytes_of(&pair[0]).is_some() => &pair[1],
+            other => other,
+        };
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for e in entries {
+            let Value::Array(e) = e else { continue };
+            let (Some(id), Some(Value::Array(fields))) = (e.first().and_then(bytes_of), e.get(1))
+            else {
+                continue;
+            };
+            let seq = std::str::from_utf8(id)
+                .ok()
+                .and_then(|s| s.split('-').next()?.parse::<u64>().ok());
+            let frame = fields.get(1).and_then(bytes_of);
+            if let (Some(seq), Some(frame)) = (seq, frame) {
+                out.push((seq, frame.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    async fn apply(&self, records: Vec<Record>) -> Result<Vec<u64>, Error> {
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut conn = self.conn.clone();
+        let mut i = 0;
+        while i < records.len() {
+            // One script call per run of records of one schema.
+            let schema = records[i].schema.clone();
+            let mut j = i;
+            let (k_seq, k_state, k_log) = keys(&schema);
+            let mut inv = self.apply.prepare_invoke();
+            inv.key(&k_seq).key(&k_state).key(&k_log).arg(STREAM_MAXLEN);
+            let mut frame = Vec::new();
+            while j < records.len() && records[j].schema == schema {
+                let r = &records[j];
+                frame.clear();
+                let mut z = r.clone();
+                z.seq = 0;
+                z.encode_frame(&mut frame)?;
+                inv.arg(if r.op == Op::Upsert { "u" } else { "d" })
+                    .arg(&r.key[..])
+                    .arg(&frame[..]);
+                j += 1;
+            }
+            let got: Vec<u64> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if got.len() != j - i {
+                return Err(Error::Unavailable(format!(
+                    "redis: the apply script returned {} sequence numbers for {} records",
+                    got.len(),
+                    j - i
+                )));
+            }
+            seqs.extend(got);
+            i = j;
+        }
+        Ok(seqs)
+    }
+
+    async fn get(&self, schema: &str, key: &[u8]) -> Result<Option<Record>, Error> {
+        let (_, k_state, _) = keys(schema);
+        let mut conn = self.conn.clone();
+        let v: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(&k_state)
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| decode_state(&v)).transpose()
+    }
+
+    async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {
+        let (k_seq, k_state, _) = keys(schema);
+        let mut conn = self.conn.clone();
+        let v: Value = self
+            .scan
+            .key(&k_seq)
+            .key(&k_state)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Value::Array(parts) = v else {
+            return Err(Error::Unavailable("redis: bad scan reply".into()));
+        };
+        let seq = parts.first().and_then(int_of).unwrap_or(0);
+        let mut records = Vec::new();
+        match parts.get(1) {
+            Some(Value::Array(kv)) => {
+                for pair in kv.chunks(2) {
+                    if let Some(v) = pair.get(1).and_then(bytes_of) {
+                        records.push(decode_state(v)?);
+                    }
+                }
+            }
+            Some(Value::Map(m)) => {
+                for (_, v) in m {
+                    if let Some(v) = bytes_of(v) {
+                        records.push(decode_state(v)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(Snapshot { seq, records })
+    }
+
+    async fn watch(&self, schema: &str, from_seq: u64) -> Result<Watch, Error> {
+        let (_, _, k_log) = keys(schema);
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let task = tokio::spawn(watch_loop(
+            self.client.clone(),
+            k_log,
+            schema.to_string(),
+            from_seq,
+            tx,
+        ));
+        Ok(Watch::new(rx, Some(task)))
+    }
+
+    async fn stats(&self) -> Result<StoreStats, Error> {
+        let mut conn = self.conn.clone();
+        let mut schemas = Vec::new();
+        for s in BUILT_IN {
+            let (k_seq, k_state, k_log) = keys(s);
+            let last: Option<u64> = redis::cmd("GET")
+                .arg(&k_seq)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let Some(last) = last else { continue };
+            let entries: u64 = redis::cmd("HLEN")
+                .arg(&k_state)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let first: Value = redis::cmd("XRANGE")
+                .arg(&k_log)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let oldest = stream_entries(&Value::Array(vec![Value::Array(vec![
+                Value::BulkString(k_log.into_bytes()),
+                first,
+            ])]))
+            .first()
+            .map_or(last, |(s, _)| s.saturating_sub(1));
+            schemas.push(SchemaStats {
+                schema: s.to_string(),
+                entries,
+                last_seq: last,
+                oldest_retained: oldest,
+            });
+        }
+        Ok(StoreStats {
+            schemas,
+            counters: Vec::new(),
+        })
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+}
