@@ -3,7 +3,7 @@
 
 use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
 use nf_state::schemas::*;
-use nf_state::{Codec, Record, StateStore, StateStoreExt};
+use nf_state::{Codec, Record, StateStoreExt};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::IpAddr;

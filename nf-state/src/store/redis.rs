@@ -21,18 +21,33 @@ use std::time::Duration;
 const STREAM_MAXLEN: u64 = 1_000_000;
 
 const APPLY: &str = r#"
-local out = {}
-for i = 2, #ARGV, 3 do
-  local seq = redis.call('INCR', KEYS[1])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], string.format('%d-1', seq), 'r', ARGV[i + 2])
+local n = (#ARGV - 1) / 3
+local last = redis.call('INCRBY', KEYS[1], n)
+local first = last - n + 1
+local fields = {}
+local function flush()
+  if #fields > 0 then
+    redis.call('HSET', KEYS[2], unpack(fields))
+    fields = {}
+  end
+end
+for idx = 0, n - 1 do
+  local i = 2 + idx * 3
+  local seq = first + idx
+  redis.call('XADD', KEYS[3], string.format('%d-1', seq), 'r', ARGV[i + 2])
   if ARGV[i] == 'u' then
-    redis.call('HSET', KEYS[2], ARGV[i + 1], struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296) .. ARGV[i + 2])
+    fields[#fields + 1] = ARGV[i + 1]
+    fields[#fields + 1] = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296) .. ARGV[i + 2]
+    if #fields >= 1000 then flush() end
   else
+    -- A delete must follow the sets queued before it (the same key may be among them).
+    flush()
     redis.call('HDEL', KEYS[2], ARGV[i + 1])
   end
-  out[#out + 1] = seq
 end
-return out
+flush()
+redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[1])
+return {first, last}
 "#;
 
 const SCAN: &str = r#"
@@ -264,14 +279,15 @@ impl StateStore for RedisStore {
                 j += 1;
             }
             let got: Vec<u64> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-            if got.len() != j - i {
-                return Err(Error::Unavailable(format!(
-                    "redis: the apply script returned {} sequence numbers for {} records",
-                    got.len(),
-                    j - i
-                )));
+            match got[..] {
+                [first, last] if last + 1 - first == (j - i) as u64 => seqs.extend(first..=last),
+                _ => {
+                    return Err(Error::Unavailable(format!(
+                        "redis: the apply script returned {got:?} for {} records",
+                        j - i
+                    )));
+                }
             }
-            seqs.extend(got);
             i = j;
         }
         Ok(seqs)
