@@ -17,10 +17,15 @@ struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    cluster: bool,
 }
 
 impl RedisServer {
     fn start(name: &str) -> RedisServer {
+        Self::start_with(name, false)
+    }
+
+    fn start_with(name: &str, cluster: bool) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,6 +38,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            cluster,
         };
         s.spawn();
         s
@@ -58,6 +64,11 @@ impl RedisServer {
                 "--daemonize",
                 "no",
             ])
+            .args(if self.cluster {
+                vec!["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+            } else {
+                vec![]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -112,10 +123,96 @@ fn fm_val(i: u32) -> FlowMappingValue {
     }
 }
 
+/// Three masters, joined with `redis-cli --cluster create`.
+struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|i| RedisServer::start_with(&format!("cluster{i}"), true))
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let t0 = Instant::now();
+        loop {
+            let ok = nodes.iter().all(|n| {
+                Command::new("redis-cli")
+                    .args(["-p", &n.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if ok {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the cluster did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { nodes }
+    }
+
+    fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_watch_reconnect_and_follower_catch_up() {
     let server = RedisServer::start("basic");
-    let s = nf_state::open(&server.url()).await.unwrap();
+    exercise(nf_state::open(&server.url()).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_a_three_master_cluster() {
+    let cluster = RedisCluster::start();
+    let s = nf_state::open(&cluster.url()).await.unwrap();
+    exercise(s.clone()).await;
+    // The four schemas' keys hash to slots on more than one master.
+    let masters_used = cluster
+        .nodes
+        .iter()
+        .filter(|n| {
+            let o = Command::new("redis-cli")
+                .args(["-p", &n.port.to_string(), "dbsize"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert!(
+        masters_used >= 2,
+        "schemas spread over the masters: {masters_used}"
+    );
+}
+
+async fn exercise(s: Arc<dyn nf_state::StateStore>) {
     // Every schema, both codecs.
     for codec in [Codec::Bincode, Codec::Json] {
         let k = fm_key(1);

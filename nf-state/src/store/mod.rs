@@ -295,9 +295,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn StateStore>, Error> {
         StoreUrl::Redis { host, port, db } => {
             Ok(Arc::new(RedisStore::open(&host, port, db).await?))
         }
-        StoreUrl::RedisCluster { .. } => Err(Error::Unavailable(format!(
-            "{url}: the Redis Cluster store is not in this build yet (the nf-state issue's next slice); use redis://, file:PATH or mem:"
-        ))),
+        StoreUrl::RedisCluster { nodes } => Ok(Arc::new(RedisStore::open_cluster(&nodes).await?)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `redis://HOST:PORT/DB`: state in Redis.
+//! `redis://HOST:PORT/DB` and `redis+cluster://HOST:PORT,HOST:PORT,...`: state in Redis or Redis Cluster.
 //!
 //! Per schema, with keys hash-tagged so that one schema's keys share a cluster slot:
 //! `nf:{SCHEMA}:state` (a hash: encoded key -> 8-byte sequence number and the record's frame),
@@ -8,6 +8,11 @@
 //! loses its connection reconnects and resumes from its last sequence number, so nothing is lost or
 //! repeated; one that falls behind the stream's trimming gets [`Error::Gap`]. Keyspace notifications and
 //! Pub/Sub are not used: they lose what is published while a watcher is away.
+//!
+//! In a cluster, the hash tag puts a schema's hash, stream and counter in one slot, so the script runs on one
+//! node; different schemas spread over the nodes. (Sharding one schema by key range would spread a single
+//! schema's load, but would split its sequence numbers; one slot per schema keeps one ordered stream per
+//! schema, which is what followers need.)
 
 use super::{SchemaStats, Snapshot, StateStore, StoreStats, Watch};
 use crate::error::Error;
@@ -95,10 +100,63 @@ fn decode_state(v: &[u8]) -> Result<Record, Error> {
     Ok(r)
 }
 
+/// A connection to a single Redis or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Manager(redis::aio::ConnectionManager),
+    Mux(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Mux(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Mux(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Mux(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Opens the dedicated connections watchers block on.
+#[derive(Clone)]
+enum Opener {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl Opener {
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Opener::Single(c) => Ok(Conn::Mux(c.get_multiplexed_async_connection().await?)),
+            Opener::Cluster(c) => Ok(Conn::Cluster(c.get_async_connection().await?)),
+        }
+    }
+}
+
 /// The store (see the module documentation).
 pub struct RedisStore {
-    client: redis::Client,
-    conn: redis::aio::ConnectionManager,
+    opener: Opener,
+    conn: Conn,
     apply: redis::Script,
     scan: redis::Script,
     url: String,
@@ -133,8 +191,46 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(RedisStore {
-            client,
-            conn,
+            opener: Opener::Single(client),
+            conn: Conn::Manager(conn),
+            apply: redis::Script::new(APPLY),
+            scan: redis::Script::new(SCAN),
+            url,
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes.
+    pub async fn open_cluster(nodes: &[(String, u16)]) -> Result<RedisStore, Error> {
+        let urls: Vec<String> = nodes
+            .iter()
+            .map(|(h, p)| {
+                if h.contains(':') {
+                    format!("redis://[{h}]:{p}")
+                } else {
+                    format!("redis://{h}:{p}")
+                }
+            })
+            .collect();
+        let url = format!(
+            "redis+cluster://{}",
+            nodes
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let client = redis::cluster::ClusterClient::builder(urls)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Url {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        Ok(RedisStore {
+            opener: Opener::Cluster(client),
+            conn: Conn::Cluster(conn),
             apply: redis::Script::new(APPLY),
             scan: redis::Script::new(SCAN),
             url,
@@ -143,14 +239,14 @@ impl RedisStore {
 }
 
 async fn watch_loop(
-    client: redis::Client,
+    opener: Opener,
     log: String,
     schema: String,
     from: u64,
     tx: tokio::sync::mpsc::Sender<Result<Record, Error>>,
 ) {
     let mut last = from;
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(10);
     loop {
         if tx.is_closed() {
@@ -158,7 +254,7 @@ async fn watch_loop(
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match client.get_multiplexed_async_connection().await {
+            None => match opener.connect().await {
                 Ok(c) => {
                     backoff = Duration::from_millis(10);
                     conn.insert(c)
@@ -344,7 +440,7 @@ impl StateStore for RedisStore {
         let (_, _, k_log) = keys(schema);
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let task = tokio::spawn(watch_loop(
-            self.client.clone(),
+            self.opener.clone(),
             k_log,
             schema.to_string(),
             from_seq,
