@@ -13,6 +13,21 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A free loopback port; for a cluster node, one whose cluster-bus port (port + 10000) is free too.
+fn free_port(cluster: bool) -> u16 {
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if !cluster {
+            return port;
+        }
+        if port < 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
 struct RedisServer {
     port: u16,
     dir: PathBuf,
@@ -26,11 +41,7 @@ impl RedisServer {
     }
 
     fn start_with(name: &str, cluster: bool) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port(cluster);
         let dir = std::env::temp_dir().join(format!("nf-redis-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

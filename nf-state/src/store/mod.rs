@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A schema's current state and the sequence number it reflects.
+/// A schema's current state and the sequence number it reflects. (For Redis the snapshot is fuzzy:
+/// entries may be newer than `seq`; replaying the stream after `seq` converges to the exact state, since
+/// every record sets or removes one key.)
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// The last sequence number applied to this state.

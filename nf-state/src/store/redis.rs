@@ -55,10 +55,6 @@ redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[1])
 return {first, last}
 "#;
 
-const SCAN: &str = r#"
-return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
-"#;
-
 fn keys(schema: &str) -> (String, String, String) {
     (
         format!("nf:{{{schema}}}:seq"),
@@ -76,13 +72,6 @@ fn bytes_of(v: &Value) -> Option<&[u8]> {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
-    }
-}
-
-fn int_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        other => bytes_of(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
     }
 }
 
@@ -137,18 +126,29 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// Opens the dedicated connections watchers block on.
+/// Opens the dedicated connections watchers block on (`XREAD BLOCK` must not hold up the connection
+/// that writes: a cluster client's connections are shared by its handles, so each watcher gets a client of
+/// its own).
 #[derive(Clone)]
 enum Opener {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Vec<String>),
+}
+
+fn cluster_client(urls: &[String]) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    redis::cluster::ClusterClient::builder(urls.to_vec())
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
 }
 
 impl Opener {
     async fn connect(&self) -> redis::RedisResult<Conn> {
         match self {
             Opener::Single(c) => Ok(Conn::Mux(c.get_multiplexed_async_connection().await?)),
-            Opener::Cluster(c) => Ok(Conn::Cluster(c.get_async_connection().await?)),
+            Opener::Cluster(urls) => Ok(Conn::Cluster(
+                cluster_client(urls)?.get_async_connection().await?,
+            )),
         }
     }
 }
@@ -158,7 +158,6 @@ pub struct RedisStore {
     opener: Opener,
     conn: Conn,
     apply: redis::Script,
-    scan: redis::Script,
     url: String,
 }
 
@@ -194,7 +193,6 @@ impl RedisStore {
             opener: Opener::Single(client),
             conn: Conn::Manager(conn),
             apply: redis::Script::new(APPLY),
-            scan: redis::Script::new(SCAN),
             url,
         })
     }
@@ -219,20 +217,15 @@ impl RedisStore {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let client = redis::cluster::ClusterClient::builder(urls)
-            .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Url {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let client = cluster_client(&urls).map_err(|e| Error::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let conn = client.get_async_connection().await.map_err(unavailable)?;
         Ok(RedisStore {
-            opener: Opener::Cluster(client),
+            opener: Opener::Cluster(urls),
             conn: Conn::Cluster(conn),
             apply: redis::Script::new(APPLY),
-            scan: redis::Script::new(SCAN),
             url,
         })
     }
@@ -403,37 +396,43 @@ impl StateStore for RedisStore {
 
     async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {
         let (k_seq, k_state, _) = keys(schema);
-        let mut conn = self.conn.clone();
-        let v: Value = self
-            .scan
-            .key(&k_seq)
-            .key(&k_state)
-            .invoke_async(&mut conn)
+        // A fuzzy snapshot: the sequence number first, then the hash in chunks (`HGETALL` of a large hash
+        // would block the single-threaded server, and every write to it, for as long as the reply takes).
+        // Entries changed during the scan may be newer than `seq`; a follower replays the stream from `seq`,
+        // and since every record sets or removes one key, the result converges to the exact state. The
+        // chunks are read on a connection of their own, so writes sharing `self.conn` do not wait.
+        let mut conn = self.opener.connect().await.map_err(unavailable)?;
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg(&k_seq)
+            .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let Value::Array(parts) = v else {
-            return Err(Error::Unavailable("redis: bad scan reply".into()));
-        };
-        let seq = parts.first().and_then(int_of).unwrap_or(0);
         let mut records = Vec::new();
-        match parts.get(1) {
-            Some(Value::Array(kv)) => {
-                for pair in kv.chunks(2) {
-                    if let Some(v) = pair.get(1).and_then(bytes_of) {
-                        records.push(decode_state(v)?);
-                    }
-                }
+        let mut cursor = 0u64;
+        loop {
+            let (next, items): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
+                .arg(&k_state)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(2000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for v in items.iter().skip(1).step_by(2) {
+                records.push(decode_state(v)?);
             }
-            Some(Value::Map(m)) => {
-                for (_, v) in m {
-                    if let Some(v) = bytes_of(v) {
-                        records.push(decode_state(v)?);
-                    }
-                }
+            cursor = next;
+            if cursor == 0 {
+                break;
             }
-            _ => {}
         }
-        Ok(Snapshot { seq, records })
+        // HSCAN may return a key twice: keep the newest record of each key.
+        records.sort_by(|a, b| a.key.cmp(&b.key).then(b.seq.cmp(&a.seq)));
+        records.dedup_by(|a, b| a.key == b.key);
+        Ok(Snapshot {
+            seq: seq.unwrap_or(0),
+            records,
+        })
     }
 
     async fn watch(&self, schema: &str, from_seq: u64) -> Result<Watch, Error> {
