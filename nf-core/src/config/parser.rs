@@ -216,7 +216,11 @@ impl<'a> Parser<'a> {
                     self.bump();
                     let a = self.bump();
                     let Tok::Args(text) = a.tok else {
-                        unreachable!()
+                        return Err(ConfigError::at(
+                            Some(self.src),
+                            a.span,
+                            "expected an argument list",
+                        ));
                     };
                     return Ok(Stmt::Define(text, a.inner));
                 }
@@ -279,7 +283,11 @@ impl<'a> Parser<'a> {
         let args = if let Tok::Args(_) = self.peek() {
             let a = self.bump();
             let Tok::Args(text) = a.tok else {
-                unreachable!()
+                return Err(ConfigError::at(
+                    Some(self.src),
+                    a.span,
+                    "expected an argument list",
+                ));
             };
             Some((text, a.inner))
         } else {
@@ -322,7 +330,11 @@ impl<'a> Parser<'a> {
                 } else if let Tok::Args(_) = self.peek() {
                     let a = self.bump();
                     let Tok::Args(text) = a.tok else {
-                        unreachable!()
+                        return Err(ConfigError::at(
+                            Some(self.src),
+                            a.span,
+                            "expected an argument list",
+                        ));
                     };
                     ElemRef::Anon(ClassRef {
                         name,
