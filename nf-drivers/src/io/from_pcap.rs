@@ -215,7 +215,10 @@ impl FromPcap {
         let produced = nf_core::pool::with_local(|pool| {
             let mut produced = 0;
             while produced < self.burst {
-                let cursor = self.cursor.as_mut().expect("cursor set at initialize");
+                let Some(cursor) = self.cursor.as_mut() else {
+                    self.done = true;
+                    break;
+                };
                 let saved = cursor.clone_position();
                 match cursor.next(file) {
                     Ok(Some(r)) => {
