@@ -114,6 +114,9 @@ enum StateCmd {
         /// `bincode` or `json`.
         #[arg(long, default_value = "bincode")]
         codec: String,
+        /// Distinct keys the upserts cycle over (default: every record a new key).
+        #[arg(long)]
+        keys: Option<u64>,
     },
 }
 
@@ -681,12 +684,14 @@ fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
                 records,
                 batch,
                 codec,
+                keys,
             } => {
                 let codec =
                     nf_state::Codec::from_name(&codec).ok_or("--codec must be bincode or json")?;
                 let batch = batch.max(1);
+                let keys = keys.unwrap_or(records).max(1);
                 let all = (0..records)
-                    .map(|j| fm_record(j, codec))
+                    .map(|j| fm_record(j % keys, codec))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut batches = Vec::new();
                 let mut it = all.into_iter();
@@ -703,7 +708,7 @@ fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
                 }
                 let dt = t0.elapsed().as_secs_f64();
                 println!(
-                    "{}: {records} upserts in batches of {batch} ({}): {:.3} s, {:.0} records/s",
+                    "{}: {records} upserts over {keys} keys in batches of {batch} ({}): {:.3} s, {:.0} records/s",
                     store.url(),
                     codec.name(),
                     dt,
