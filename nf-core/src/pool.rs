@@ -131,17 +131,15 @@ impl LocalPool<'_> {
 /// Packets dropped inside `f` free their buffers instead of pooling them.
 #[inline]
 pub fn with_local<R>(f: impl FnOnce(&mut LocalPool<'_>) -> R) -> R {
-    let mut f = Some(f);
-    let r = POOL.try_with(|p| {
-        let mut local = LocalPool {
-            pool: p.try_borrow_mut().ok(),
-        };
-        (f.take().expect("called once"))(&mut local)
-    });
-    match r {
-        Ok(v) => v,
-        Err(_) => (f.take().expect("not called"))(&mut LocalPool { pool: None }),
+    // Only a thread being torn down has no pool; whether it has one cannot change during this call.
+    if POOL.try_with(|_| ()).is_err() {
+        return f(&mut LocalPool { pool: None });
     }
+    POOL.with(|p| {
+        f(&mut LocalPool {
+            pool: p.try_borrow_mut().ok(),
+        })
+    })
 }
 
 /// A fully initialised buffer of at least `capacity` bytes.

@@ -1,12 +1,13 @@
 //! The `redis://` store against real `redis-server` processes that the tests start on free loopback ports
 //! (the README's test command installs Redis). Nothing is mocked.
 
+mod common;
+use common::*;
 use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
 use nf_state::schemas::*;
-use nf_state::{Codec, Record, StateStoreExt};
+use nf_state::{Codec, StateStoreExt};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -119,21 +120,6 @@ impl Drop for RedisServer {
     }
 }
 
-fn fm_key(i: u32) -> FlowMappingKey {
-    FlowMappingKey {
-        proto: Proto::Tcp,
-        client_ip: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
-        client_port: (i % 60000) as u16,
-    }
-}
-
-fn fm_val(i: u32) -> FlowMappingValue {
-    FlowMappingValue {
-        backend_ip: IpAddr::from([10, 1, 0, (i % 5) as u8 + 1]),
-        backend_port: 80,
-    }
-}
-
 /// Three masters, joined with `redis-cli --cluster create`.
 struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -224,113 +210,8 @@ async fn the_same_over_a_three_master_cluster() {
 }
 
 async fn exercise(s: Arc<dyn nf_state::StateStore>) {
-    // Every schema, both codecs.
-    for codec in [Codec::Bincode, Codec::Json] {
-        let k = fm_key(1);
-        s.put::<FlowMapping>(codec, "p", &k, &fm_val(1))
-            .await
-            .unwrap();
-        assert_eq!(
-            s.get_typed::<FlowMapping>(codec, &k).await.unwrap(),
-            Some(fm_val(1))
-        );
-        let nk = NatBindingKey {
-            proto: Proto::Udp,
-            client_ip: k.client_ip,
-            client_port: 9,
-            server_ip: k.client_ip,
-            server_port: 53,
-        };
-        let nv = NatBindingValue {
-            nat_ip: k.client_ip,
-            nat_port: 4000,
-        };
-        s.put::<NatBinding>(codec, "p", &nk, &nv).await.unwrap();
-        assert_eq!(
-            s.get_typed::<NatBinding>(codec, &nk).await.unwrap(),
-            Some(nv)
-        );
-        let ck = FiveTuple {
-            proto: Proto::Tcp,
-            src_ip: k.client_ip,
-            src_port: 1,
-            dst_ip: k.client_ip,
-            dst_port: 2,
-        };
-        let cv = ConntrackValue {
-            state: ConnState::Established,
-            timeout_secs: 7200,
-            packets: [3, 2],
-            bytes: [9, 8],
-        };
-        s.put::<Conntrack>(codec, "p", &ck, &cv).await.unwrap();
-        assert_eq!(
-            s.get_typed::<Conntrack>(codec, &ck).await.unwrap(),
-            Some(cv)
-        );
-        let bk = BackendKey {
-            backend_ip: k.client_ip,
-            backend_port: 80,
-        };
-        let bv = BackendLoadValue {
-            active_connections: 1,
-            bytes: 2,
-        };
-        s.put::<BackendLoad>(codec, "p", &bk, &bv).await.unwrap();
-        assert_eq!(
-            s.get_typed::<BackendLoad>(codec, &bk).await.unwrap(),
-            Some(bv)
-        );
-        s.delete::<FlowMapping>(codec, "p", &k).await.unwrap();
-        assert_eq!(s.get_typed::<FlowMapping>(codec, &k).await.unwrap(), None);
-    }
-    let st = s.stats().await.unwrap();
-    let fm = st
-        .schemas
-        .iter()
-        .find(|x| x.schema == "flow-mapping")
-        .unwrap();
-    assert_eq!((fm.entries, fm.last_seq), (0, 4));
-
-    // Ordered stream, across a watcher that goes away and comes back.
-    let base = s.scan("flow-mapping").await.unwrap().seq;
-    let writer = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            for b in 0..20u32 {
-                let recs = (0..250)
-                    .map(|i| {
-                        Record::upsert::<FlowMapping>(
-                            Codec::Bincode,
-                            "p",
-                            &fm_key(b * 250 + i),
-                            &fm_val(i),
-                        )
-                        .unwrap()
-                    })
-                    .collect();
-                s.apply(recs).await.unwrap();
-            }
-        })
-    };
-    let mut seen = Vec::new();
-    let mut w = s.watch("flow-mapping", base).await.unwrap();
-    while seen.len() < 1700 {
-        seen.push(w.next().await.unwrap().unwrap());
-    }
-    drop(w);
-    let mut w = s
-        .watch("flow-mapping", seen.last().unwrap().seq)
-        .await
-        .unwrap();
-    while seen.len() < 5000 {
-        seen.push(w.next().await.unwrap().unwrap());
-    }
-    writer.await.unwrap();
-    for (i, r) in seen.iter().enumerate() {
-        assert_eq!(r.seq, base + i as u64 + 1);
-        assert_eq!(r.decode::<FlowMapping>().unwrap().0, fm_key(i as u32));
-    }
+    round_trip_every_schema(&*s).await;
+    ordered_watch_across_a_reconnect(s.clone(), 20, 250, 1700).await;
 
     // A follower: snapshot, then the stream, deletes included.
     let map = Arc::new(Mutex::new(HashMap::new()));

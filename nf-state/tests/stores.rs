@@ -1,12 +1,13 @@
 //! Stores and replication: `mem:` and `file:` (every fsync policy) behind the same tests.
 
 use async_trait::async_trait;
+mod common;
+use common::*;
 use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
 use nf_state::schemas::*;
 use nf_state::store::{FileStore, Fsync, MemStore, Snapshot, StoreStats, Watch};
 use nf_state::{Codec, Error, Record, StateStore, StateStoreExt};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,145 +30,20 @@ async fn stores(name: &str) -> Vec<Arc<dyn StateStore>> {
     v
 }
 
-fn fm_key(i: u32) -> FlowMappingKey {
-    FlowMappingKey {
-        proto: Proto::Tcp,
-        client_ip: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
-        client_port: (i % 60000) as u16,
-    }
-}
-
-fn fm_val(i: u32) -> FlowMappingValue {
-    FlowMappingValue {
-        backend_ip: IpAddr::from([10, 1, 0, (i % 5) as u8 + 1]),
-        backend_port: 80,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_schema_round_trips_through_every_store() {
     for s in stores("roundtrip").await {
-        for codec in [Codec::Bincode, Codec::Json] {
-            let k = fm_key(1);
-            s.put::<FlowMapping>(codec, "p", &k, &fm_val(1))
-                .await
-                .unwrap();
-            assert_eq!(
-                s.get_typed::<FlowMapping>(codec, &k).await.unwrap(),
-                Some(fm_val(1)),
-                "{}",
-                s.url()
-            );
-            let nk = NatBindingKey {
-                proto: Proto::Udp,
-                client_ip: k.client_ip,
-                client_port: 9,
-                server_ip: k.client_ip,
-                server_port: 53,
-            };
-            let nv = NatBindingValue {
-                nat_ip: k.client_ip,
-                nat_port: 4000,
-            };
-            s.put::<NatBinding>(codec, "p", &nk, &nv).await.unwrap();
-            assert_eq!(
-                s.get_typed::<NatBinding>(codec, &nk).await.unwrap(),
-                Some(nv)
-            );
-            let ck = FiveTuple {
-                proto: Proto::Tcp,
-                src_ip: k.client_ip,
-                src_port: 1,
-                dst_ip: k.client_ip,
-                dst_port: 2,
-            };
-            let cv = ConntrackValue {
-                state: ConnState::SynSent,
-                timeout_secs: 120,
-                packets: [1, 0],
-                bytes: [60, 0],
-            };
-            s.put::<Conntrack>(codec, "p", &ck, &cv).await.unwrap();
-            assert_eq!(
-                s.get_typed::<Conntrack>(codec, &ck).await.unwrap(),
-                Some(cv)
-            );
-            let bk = BackendKey {
-                backend_ip: k.client_ip,
-                backend_port: 80,
-            };
-            let bv = BackendLoadValue {
-                active_connections: 3,
-                bytes: 4,
-            };
-            s.put::<BackendLoad>(codec, "p", &bk, &bv).await.unwrap();
-            assert_eq!(
-                s.get_typed::<BackendLoad>(codec, &bk).await.unwrap(),
-                Some(bv)
-            );
-            s.delete::<FlowMapping>(codec, "p", &k).await.unwrap();
-            assert_eq!(s.get_typed::<FlowMapping>(codec, &k).await.unwrap(), None);
-        }
-        let st = s.stats().await.unwrap();
-        let fm = st
-            .schemas
-            .iter()
-            .find(|x| x.schema == "flow-mapping")
-            .unwrap();
-        assert_eq!((fm.entries, fm.last_seq), (0, 4), "{}", s.url());
+        round_trip_every_schema(&*s).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_see_every_record_in_order_across_a_reconnect() {
     for s in stores("watch").await {
-        let writer = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                for b in 0..50u32 {
-                    let recs = (0..200)
-                        .map(|i| {
-                            Record::upsert::<FlowMapping>(
-                                Codec::Bincode,
-                                "p",
-                                &fm_key(b * 200 + i),
-                                &fm_val(i),
-                            )
-                            .unwrap()
-                        })
-                        .collect();
-                    s.apply(recs).await.unwrap();
-                }
-            })
-        };
-        let mut seen = Vec::new();
-        let mut w = s.watch("flow-mapping", 0).await.unwrap();
-        while seen.len() < 3000 {
-            seen.push(w.next().await.unwrap().unwrap());
-        }
-        drop(w); // the watcher goes away...
-        let last = seen.last().unwrap().seq;
-        let mut w = s.watch("flow-mapping", last).await.unwrap(); // ...and comes back
-        while seen.len() < 10_000 {
-            seen.push(w.next().await.unwrap().unwrap());
-        }
-        writer.await.unwrap();
-        for (i, r) in seen.iter().enumerate() {
-            assert_eq!(r.seq, i as u64 + 1, "{}", s.url());
-            assert_eq!(r.decode::<FlowMapping>().unwrap().0, fm_key(i as u32));
-        }
+        ordered_watch_across_a_reconnect(s.clone(), 50, 200, 3000).await;
+        let mut w = s.watch("flow-mapping", 10_000).await.unwrap();
         assert!(w.try_next().is_none());
     }
-}
-
-async fn wait_for(mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in 5 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

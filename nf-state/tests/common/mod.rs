@@ -1,0 +1,153 @@
+//! Checks every store must pass, shared by the tests of the embedded stores and of Redis.
+#![allow(dead_code)]
+
+use nf_state::schemas::*;
+use nf_state::{Codec, Record, StateStore, StateStoreExt};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn fm_key(i: u32) -> FlowMappingKey {
+    FlowMappingKey {
+        proto: Proto::Tcp,
+        client_ip: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
+        client_port: (i % 60000) as u16,
+    }
+}
+
+pub fn fm_val(i: u32) -> FlowMappingValue {
+    FlowMappingValue {
+        backend_ip: IpAddr::from([10, 1, 0, (i % 5) as u8 + 1]),
+        backend_port: 80,
+    }
+}
+
+/// Waits up to 10 s for `cond`.
+pub async fn wait_for(mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+/// Every schema through both codecs: put, get, delete; then the store's counters. Expects a fresh store.
+pub async fn round_trip_every_schema(s: &dyn StateStore) {
+    for codec in [Codec::Bincode, Codec::Json] {
+        let k = fm_key(1);
+        s.put::<FlowMapping>(codec, "p", &k, &fm_val(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_typed::<FlowMapping>(codec, &k).await.unwrap(),
+            Some(fm_val(1)),
+            "{}",
+            s.url()
+        );
+        let nk = NatBindingKey {
+            proto: Proto::Udp,
+            client_ip: k.client_ip,
+            client_port: 9,
+            server_ip: k.client_ip,
+            server_port: 53,
+        };
+        let nv = NatBindingValue {
+            nat_ip: k.client_ip,
+            nat_port: 4000,
+        };
+        s.put::<NatBinding>(codec, "p", &nk, &nv).await.unwrap();
+        assert_eq!(
+            s.get_typed::<NatBinding>(codec, &nk).await.unwrap(),
+            Some(nv)
+        );
+        let ck = FiveTuple {
+            proto: Proto::Tcp,
+            src_ip: k.client_ip,
+            src_port: 1,
+            dst_ip: k.client_ip,
+            dst_port: 2,
+        };
+        let cv = ConntrackValue {
+            state: ConnState::SynSent,
+            timeout_secs: 120,
+            packets: [1, 0],
+            bytes: [60, 0],
+        };
+        s.put::<Conntrack>(codec, "p", &ck, &cv).await.unwrap();
+        assert_eq!(
+            s.get_typed::<Conntrack>(codec, &ck).await.unwrap(),
+            Some(cv)
+        );
+        let bk = BackendKey {
+            backend_ip: k.client_ip,
+            backend_port: 80,
+        };
+        let bv = BackendLoadValue {
+            active_connections: 3,
+            bytes: 4,
+        };
+        s.put::<BackendLoad>(codec, "p", &bk, &bv).await.unwrap();
+        assert_eq!(
+            s.get_typed::<BackendLoad>(codec, &bk).await.unwrap(),
+            Some(bv)
+        );
+        s.delete::<FlowMapping>(codec, "p", &k).await.unwrap();
+        assert_eq!(s.get_typed::<FlowMapping>(codec, &k).await.unwrap(), None);
+    }
+    let st = s.stats().await.unwrap();
+    let fm = st
+        .schemas
+        .iter()
+        .find(|x| x.schema == "flow-mapping")
+        .unwrap();
+    assert_eq!((fm.entries, fm.last_seq), (0, 4), "{}", s.url());
+}
+
+/// `batches` x `per_batch` upserts written while a watcher reads them, goes away after `break_at`, and comes
+/// back from its last sequence number: every record arrives once, in order.
+pub async fn ordered_watch_across_a_reconnect(
+    s: Arc<dyn StateStore>,
+    batches: u32,
+    per_batch: u32,
+    break_at: usize,
+) {
+    let base = s.scan("flow-mapping").await.unwrap().seq;
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for b in 0..batches {
+                let recs = (0..per_batch)
+                    .map(|i| {
+                        Record::upsert::<FlowMapping>(
+                            Codec::Bincode,
+                            "p",
+                            &fm_key(b * per_batch + i),
+                            &fm_val(i),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                s.apply(recs).await.unwrap();
+            }
+        })
+    };
+    let total = (batches * per_batch) as usize;
+    let mut seen = Vec::with_capacity(total);
+    let mut w = s.watch("flow-mapping", base).await.unwrap();
+    while seen.len() < break_at {
+        seen.push(w.next().await.unwrap().unwrap());
+    }
+    drop(w); // the watcher goes away...
+    let last = seen.last().map_or(base, |r: &Record| r.seq);
+    let mut w = s.watch("flow-mapping", last).await.unwrap(); // ...and comes back
+    while seen.len() < total {
+        seen.push(w.next().await.unwrap().unwrap());
+    }
+    writer.await.unwrap();
+    for (i, r) in seen.iter().enumerate() {
+        assert_eq!(r.seq, base + i as u64 + 1, "{}", s.url());
+        assert_eq!(r.decode::<FlowMapping>().unwrap().0, fm_key(i as u32));
+    }
+}
