@@ -25,4 +25,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A socket could not be bound, read or written.
+    #[error("{what}: {source}")]
+    Net {
+        /// What was being done (`bind udp://127.0.0.1:5514`).
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state store failed.
+    #[error("state store: {0}")]
+    State(#[from] nf_state::Error),
+    /// A driver's settings are wrong (an unknown extractor, a bad listen address).
+    #[error("{0}")]
+    Config(String),
 }

@@ -6,13 +6,19 @@
 //!   microseconds and nanoseconds, and pcapng, read through a memory map in large sequential runs into pooled
 //!   buffers). Live I/O (AF_PACKET, TAP) and the state drivers (white-box, syslog, traffic observation) come
 //!   with the drivers issues.
+//! - [`driver`]: the [`StateDriver`](driver::StateDriver) trait every driver implements (run until shut
+//!   down, emit records to a store, count seen / parsed / rejected / emitted / dropped, flush on stop).
+//! - [`whitebox`]: the white-box driver, for boxes built with this SDK: any stateful element's table
+//!   reports through its `StateSink` to a replicator.
 //!
 //! [`register`] adds this crate's element classes to a [`Registry`](nf_core::Registry).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod driver;
 pub mod error;
 pub mod io;
+pub mod whitebox;
 
 pub use error::Error;
 

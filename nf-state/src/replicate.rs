@@ -212,18 +212,67 @@ impl<S: Schema> std::fmt::Debug for Replicator<S> {
     }
 }
 
-impl<S: Schema> Replicator<S> {
-    /// Starts the replicator's task (on the current tokio runtime).
-    pub fn start(store: Arc<dyn StateStore>, cfg: ReplicatorConfig) -> Replicator<S> {
-        let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue.max(1));
-        let stats = Arc::new(ReplicatorStats::default());
+/// A replicator whose queue exists but whose task has not started: its handles can be attached to the
+/// packet path (which may run on a thread without a tokio runtime) before a store is chosen or opened.
+/// Deltas reported meanwhile wait in the queue (bounded: beyond it they are dropped and counted).
+pub struct PreparedReplicator<S: Schema> {
+    handle: ReplicatorHandle<S>,
+    rx: tokio::sync::mpsc::Receiver<Delta<S>>,
+    cfg: ReplicatorConfig,
+}
+
+impl<S: Schema> std::fmt::Debug for PreparedReplicator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedReplicator")
+            .field("schema", &S::NAME)
+            .finish()
+    }
+}
+
+impl<S: Schema> PreparedReplicator<S> {
+    /// A handle for the packet path.
+    pub fn handle(&self) -> ReplicatorHandle<S> {
+        self.handle.clone()
+    }
+
+    /// The counters (shared with the replicator once started).
+    pub fn stats(&self) -> Arc<ReplicatorStats> {
+        self.handle.stats.clone()
+    }
+
+    /// Starts the task that writes the queue to `store` (on the current tokio runtime).
+    pub fn start(self, store: Arc<dyn StateStore>) -> Replicator<S> {
+        let PreparedReplicator { handle, rx, cfg } = self;
         let (shutdown, stop) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(run::<S>(store, cfg, rx, stop, stats.clone()));
+        let task = tokio::spawn(run::<S>(store, cfg, rx, stop, handle.stats.clone()));
         Replicator {
-            handle: ReplicatorHandle { tx, stats },
+            handle,
             task,
             shutdown,
         }
+    }
+}
+
+impl<S: Schema> Replicator<S> {
+    /// Starts the replicator's task (on the current tokio runtime).
+    pub fn start(store: Arc<dyn StateStore>, cfg: ReplicatorConfig) -> Replicator<S> {
+        Self::prepare(cfg).start(store)
+    }
+
+    /// Creates the queue and its handles without starting the task: see [`PreparedReplicator`].
+    pub fn prepare(cfg: ReplicatorConfig) -> PreparedReplicator<S> {
+        let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue.max(1));
+        let stats = Arc::new(ReplicatorStats::default());
+        PreparedReplicator {
+            handle: ReplicatorHandle { tx, stats },
+            rx,
+            cfg,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<ReplicatorStats> {
+        self.handle.stats.clone()
     }
 
     /// A handle for the packet path.

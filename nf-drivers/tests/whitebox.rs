@@ -1,5 +1,10 @@
-//! The seam end to end: a primary's connection tracker reports through its `StateSink`, a Replicator
-//! writes to a store, a Follower installs into a minion's table: both tables hold the same flows.
+//! The white-box driver end to end: a primary graph's connection tracker reports through its `StateSink`
+//! to the driver, which replicates into a store (`mem:`, `file:`, a real `redis-server`); a minion's
+//! Follower installs the records into its own table: after the stream drains both tables hold the same
+//! flows, entry for entry.
+
+#[path = "../../nf-state/tests/support/redis_server.rs"]
+mod redis_server;
 
 use nf_core::elements::standard::{Discard, Replay};
 use nf_core::elements::tcpudp::{ConnTrack, Connection};
@@ -7,8 +12,10 @@ use nf_core::state::{StateTable, Stateful, WhenFull};
 use nf_core::traffic::TrafficConfig;
 use nf_core::{FlowKey, Graph, Router, Timestamp};
 use nf_state::StateStore;
-use nf_state::bridge::{conntrack_install, conntrack_record, conntrack_sink};
-use nf_state::replicate::{FollowerStats, Install, Replicator, ReplicatorConfig, follow};
+use nf_drivers::driver::{Shutdown, StateDriver};
+use nf_drivers::whitebox::WhiteBox;
+use nf_state::bridge::{conntrack_install, conntrack_record};
+use nf_state::replicate::{FollowerStats, Install, follow};
 use nf_state::schemas::Conntrack;
 use nf_state::store::{FileStore, Fsync, MemStore};
 use std::collections::BTreeMap;
@@ -58,8 +65,12 @@ async fn run(store: Arc<dyn StateStore>) {
     ));
 
     // The primary: traffic through a connection tracker whose table reports to a replicator.
-    let rep = Replicator::<Conntrack>::start(store.clone(), ReplicatorConfig::default());
-    let handle = rep.handle();
+    let mut driver = WhiteBox::<Conntrack>::new(Default::default());
+    let sink = driver.conntrack_sink();
+    let counters = driver.counters();
+    let (stop_driver, shutdown) = Shutdown::new();
+    let s2 = store.clone();
+    let driver_task = tokio::spawn(async move { driver.run(s2, shutdown).await });
     let primary = tokio::task::spawn_blocking(move || {
         let mut g = Graph::new();
         let src = g.add(
@@ -81,7 +92,7 @@ async fn run(store: Arc<dyn StateStore>) {
         r.element_mut(ct)
             .unwrap()
             .table_mut()
-            .set_sink(conntrack_sink(handle));
+            .set_sink(sink);
         r.run().unwrap();
         let mut entries = BTreeMap::new();
         r.element(ct).unwrap().table().for_each(|k, c| {
@@ -93,8 +104,14 @@ async fn run(store: Arc<dyn StateStore>) {
     });
     let (primary_entries, evicted) = primary.await.unwrap();
     assert!(evicted > 0);
-    let rs = rep.close().await;
-    assert_eq!(rs.dropped.load(Ordering::Relaxed), 0);
+    stop_driver.trigger();
+    let done = driver_task.await.unwrap().unwrap();
+    // Every change the table reported was mapped, queued and acknowledged (coalescing may fold some).
+    assert_eq!(done.dropped, 0);
+    assert_eq!(done.rejected, 0);
+    assert!(done.seen > 3000 && done.parsed == done.seen, "{done}");
+    assert!(done.emitted > 0 && done.emitted <= done.parsed, "{done}");
+    assert_eq!(counters.snapshot(), done);
     let last = store.scan("conntrack").await.unwrap().seq;
     for _ in 0..1000 {
         if stats.last_seq.load(Ordering::Relaxed) >= last {
@@ -130,4 +147,10 @@ async fn the_minion_table_equals_the_primary_table_through_file() {
     let dir = std::env::temp_dir().join(format!("nf-whitebox-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     run(Arc::new(FileStore::open(&dir, Fsync::Batch).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minion_table_equals_the_primary_table_through_redis() {
+    let server = redis_server::RedisServer::start("whitebox");
+    run(nf_state::open(&server.url()).await.unwrap()).await;
 }
