@@ -10,6 +10,9 @@
 //!   down, emit records to a store, count seen / parsed / rejected / emitted / dropped, flush on stop).
 //! - [`whitebox`]: the white-box driver, for boxes built with this SDK: any stateful element's table
 //!   reports through its `StateSink` to a replicator.
+//! - [`syslog`]: the syslog driver, for black boxes that log: a server (UDP, TCP with RFC 6587 framing,
+//!   Unix datagrams), RFC 3164 / RFC 5424 / kmsg parsers, and extractors (`netfilter-log`,
+//!   `conntrack-events`, or your own) that turn messages into records.
 //!
 //! [`register`] adds this crate's element classes to a [`Registry`](nf_core::Registry).
 #![deny(missing_docs)]
@@ -18,6 +21,7 @@
 pub mod driver;
 pub mod error;
 pub mod io;
+pub mod syslog;
 pub mod whitebox;
 
 pub use error::Error;

@@ -137,9 +137,10 @@ impl<S: Schema> WhiteBox<S> {
     }
 
     fn sync_emitted(&self) {
-        self.counters
-            .emitted
-            .store(self.stats.written.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.counters.emitted.store(
+            self.stats.written.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -11,9 +11,9 @@ use nf_core::elements::tcpudp::{ConnTrack, Connection};
 use nf_core::state::{StateTable, Stateful, WhenFull};
 use nf_core::traffic::TrafficConfig;
 use nf_core::{FlowKey, Graph, Router, Timestamp};
-use nf_state::StateStore;
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::whitebox::WhiteBox;
+use nf_state::StateStore;
 use nf_state::bridge::{conntrack_install, conntrack_record};
 use nf_state::replicate::{FollowerStats, Install, follow};
 use nf_state::schemas::Conntrack;
@@ -89,10 +89,7 @@ async fn run(store: Arc<dyn StateStore>) {
         let d = g.add("d", Discard::new());
         g.chain(&[src.id(), ct.id(), d.id()]);
         let mut r = Router::new(g).unwrap();
-        r.element_mut(ct)
-            .unwrap()
-            .table_mut()
-            .set_sink(sink);
+        r.element_mut(ct).unwrap().table_mut().set_sink(sink);
         r.run().unwrap();
         let mut entries = BTreeMap::new();
         r.element(ct).unwrap().table().for_each(|k, c| {

@@ -5,10 +5,10 @@ mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use common::*;
-use redis_server::*;
 use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
 use nf_state::schemas::*;
 use nf_state::{Codec, StateStoreExt};
+use redis_server::*;
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::Ordering;

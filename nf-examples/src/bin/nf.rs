@@ -6,6 +6,11 @@
 //! - `nf pcap gen --packets N --flows F --size 64|imix OUT`: writes benchmark traffic.
 //! - `nf pcap info FILE`: counts a capture's packets.
 //! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
+//! - `nf syslogd --listen URL... --extract NAME --store URL`: the syslog driver, until SIGINT/SIGTERM.
+//! - `nf kmsg-forward --to udp://HOST:PORT [--grep TEXT]`: relays new kernel log records to a server.
+
+#[path = "nf/syslogd.rs"]
+mod syslogd;
 
 use clap::{Parser, Subcommand};
 use nf_core::traffic::{Protocols, SizeMix, TrafficConfig, TrafficGen};
@@ -56,6 +61,43 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+    /// A syslog server whose messages an extractor turns into state records, until SIGINT/SIGTERM.
+    Syslogd {
+        /// Where to listen: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet counting or LF framing),
+        /// unix:///PATH (datagrams). Repeat for several.
+        #[arg(long, required = true)]
+        listen: Vec<String>,
+        /// The extractor: netfilter-log or conntrack-events.
+        #[arg(long)]
+        extract: String,
+        /// netfilter-log: keep only lines whose LOG prefix starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The store (see `nf state --help`).
+        #[arg(long)]
+        store: String,
+        /// The records' origin.
+        #[arg(long, default_value = "syslog")]
+        origin: String,
+        /// Codec of keys and values: bincode or json.
+        #[arg(long, default_value = "bincode")]
+        codec: String,
+        /// Messages queued between the sockets and the parser (beyond: datagrams dropped, counted).
+        #[arg(long, default_value_t = 65536)]
+        queue: usize,
+        /// Print the counters every N seconds (0: only at the end).
+        #[arg(long, default_value_t = 0)]
+        stats_every: u64,
+    },
+    /// Relay new kernel log records (/dev/kmsg) to a syslog server over UDP, until SIGINT/SIGTERM.
+    KmsgForward {
+        /// The server: udp://HOST:PORT.
+        #[arg(long)]
+        to: String,
+        /// Only records containing this text.
+        #[arg(long)]
+        grep: Option<String>,
     },
     /// Read, write and measure a state store.
     State {
@@ -735,6 +777,26 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::State { store, cmd } => cmd_state(&store, cmd),
+        Cmd::Syslogd {
+            listen,
+            extract,
+            prefix,
+            store,
+            origin,
+            codec,
+            queue,
+            stats_every,
+        } => syslogd::syslogd(syslogd::Options {
+            listen,
+            extract,
+            prefix,
+            store,
+            origin,
+            codec,
+            queue,
+            stats_every,
+        }),
+        Cmd::KmsgForward { to, grep } => syslogd::kmsg_forward(&to, grep.as_deref()),
         Cmd::Pcap {
             cmd:
                 PcapCmd::Gen {

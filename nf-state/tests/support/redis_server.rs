@@ -168,4 +168,3 @@ impl RedisCluster {
         format!("redis+cluster://{}", addrs.join(","))
     }
 }
-
