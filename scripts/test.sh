@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need (on Debian: tcpdump, redis-server; the tests start their own Redis servers
-# on free loopback ports) and runs every test of the workspace:
+# Installs what the tests need (on Debian: tcpdump, redis-server, iproute2, iptables, conntrack, ethtool,
+# curl, util-linux's logger, ping; the tests start their own Redis servers on free loopback ports and build
+# their own network namespaces, as root) and runs every test of the workspace:
 # unit tests, integration tests, the criterion benches in test mode, and the doctests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,15 @@ need=()
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -113,11 +113,27 @@ async fn logger_over_udp_tcp_and_unix_in_both_formats() {
         (vec!["--rfc3164", "-T", "-n", "127.0.0.1", "-P", &tcp], 1003),
         (vec!["--rfc5424", "-T", "-n", "127.0.0.1", "-P", &tcp], 1004),
         (
-            vec!["--rfc5424", "-T", "--octet-count", "-n", "127.0.0.1", "-P", &tcp],
+            vec![
+                "--rfc5424",
+                "-T",
+                "--octet-count",
+                "-n",
+                "127.0.0.1",
+                "-P",
+                &tcp,
+            ],
             1005,
         ),
         (
-            vec!["--rfc3164", "-T", "--octet-count", "-n", "127.0.0.1", "-P", &tcp],
+            vec![
+                "--rfc3164",
+                "-T",
+                "--octet-count",
+                "-n",
+                "127.0.0.1",
+                "-P",
+                &tcp,
+            ],
             1006,
         ),
         (vec!["--rfc3164", "-u", &sockpath], 1007),
@@ -175,7 +191,8 @@ async fn logger_over_udp_tcp_and_unix_in_both_formats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_tcp_senders_lose_nothing() {
-    let (mut d, store, stop, shutdown) = start(vec!["tcp://127.0.0.1:0".parse().unwrap()], 64).await;
+    let (mut d, store, stop, shutdown) =
+        start(vec!["tcp://127.0.0.1:0".parse().unwrap()], 64).await;
     let Listen::Tcp(addr) = d.local_addrs()[0].clone() else {
         unreachable!()
     };
@@ -241,10 +258,7 @@ async fn an_overloaded_queue_drops_and_counts_datagrams_and_stays_bounded() {
     tokio::task::spawn_blocking(move || {
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..sent {
-            let msg = format!(
-                "<4>{}",
-                nf_line("lb: ", (i % 60000) as u16, "10.1.0.8")
-            );
+            let msg = format!("<4>{}", nf_line("lb: ", (i % 60000) as u16, "10.1.0.8"));
             let _ = raw.send_to(msg.as_bytes(), addr);
         }
     })
@@ -278,7 +292,10 @@ fn the_corpus_parses_without_a_panic() {
         }
     }
     lines.push(format!("<13>{}", "A".repeat(64 * 1024)));
-    lines.push(format!("<4>{}", nf_line(&"P".repeat(64 * 1024), 1, "10.1.0.3")));
+    lines.push(format!(
+        "<4>{}",
+        nf_line(&"P".repeat(64 * 1024), 1, "10.1.0.3")
+    ));
     let mut extractors: Vec<Box<dyn extract::Extractor>> = extract::EXTRACTORS
         .iter()
         .map(|n| extract::by_name(n, None).unwrap())
@@ -306,7 +323,12 @@ fn listen_addresses_parse_or_fail_clearly() {
         "udp://127.0.0.1:514".parse::<Listen>().unwrap(),
         Listen::Udp("127.0.0.1:514".parse::<SocketAddr>().unwrap())
     );
-    for bad in ["127.0.0.1:514", "sctp://1.2.3.4:5", "udp://nohost", "unix://"] {
+    for bad in [
+        "127.0.0.1:514",
+        "sctp://1.2.3.4:5",
+        "udp://nohost",
+        "unix://",
+    ] {
         let e = bad.parse::<Listen>().unwrap_err().to_string();
         assert!(e.contains(bad), "{e}");
     }

@@ -81,7 +81,11 @@ mod serde_json_lite {
     impl Value {
         fn raw(&self, k: &str) -> &str {
             let pat = format!("\"{k}\":");
-            let at = self.0.find(&pat).unwrap_or_else(|| panic!("{k} in {}", self.0)) + pat.len();
+            let at = self
+                .0
+                .find(&pat)
+                .unwrap_or_else(|| panic!("{k} in {}", self.0))
+                + pat.len();
             let rest = &self.0[at..];
             let end = rest.find([',', '}']).unwrap();
             &rest[..end]
@@ -128,19 +132,19 @@ fn an_iptables_dnat_balancer_is_mirrored_from_its_logs() {
     let rule = "iptables -t nat -A PREROUTING -d 10.0.0.1 -p tcp --dport 80";
     lab.exec("lb", &format!("{rule} -m statistic --mode nth --every 3 --packet 0 -j DNAT --to-destination 10.1.1.2:8080"));
     lab.exec("lb", &format!("{rule} -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination 10.1.2.2:8080"));
-    lab.exec("lb", &format!("{rule} -j DNAT --to-destination 10.1.3.2:8080"));
+    lab.exec(
+        "lb",
+        &format!("{rule} -j DNAT --to-destination 10.1.3.2:8080"),
+    );
     lab.exec(
         "lb",
         &format!("iptables -A FORWARD -m conntrack --ctstate NEW -j LOG --log-prefix \"{prefix}\""),
     );
     for (i, b) in backends.iter().enumerate() {
         wait_until(20, "the backends' HTTP servers", || {
-            lab.exec_out(
-                "lb",
-                &format!("curl -s -o /dev/null -m 1 http://{b}:8080/"),
-            )
-            .status
-            .success()
+            lab.exec_out("lb", &format!("curl -s -o /dev/null -m 1 http://{b}:8080/"))
+                .status
+                .success()
         });
         let _ = i;
     }
@@ -192,7 +196,10 @@ fn an_iptables_dnat_balancer_is_mirrored_from_its_logs() {
 
     const CONNECTIONS: usize = 15;
     for _ in 0..CONNECTIONS {
-        let out = lab.exec("c", "curl -s -m 5 -o /dev/null -w %{http_code} http://10.0.0.1/");
+        let out = lab.exec(
+            "c",
+            "curl -s -m 5 -o /dev/null -w %{http_code} http://10.0.0.1/",
+        );
         assert_eq!(out, "200");
     }
     // conntrack -L: client port -> backend, for the client's connections to the VIP.
@@ -213,7 +220,10 @@ fn an_iptables_dnat_balancer_is_mirrored_from_its_logs() {
                 .unwrap()
         };
         let client_port: u16 = get("sport", 0).parse().unwrap();
-        truth.insert(client_port, format!("{}:{}", get("src", 1), get("sport", 1)));
+        truth.insert(
+            client_port,
+            format!("{}:{}", get("src", 1), get("sport", 1)),
+        );
     }
     assert_eq!(truth.len(), CONNECTIONS, "{truth:?}");
     let used: std::collections::BTreeSet<&String> = truth.values().collect();

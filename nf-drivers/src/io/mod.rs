@@ -1,17 +1,59 @@
-//! Packet I/O: capture files (`FromPcap`, `ToPcap`) and the readers and writers behind them.
+//! Packet I/O: capture files (`FromPcap`, `ToPcap`) and the readers and writers behind them; live
+//! interfaces over AF_PACKET (`FromDevice`, `ToDevice`) and TAP interfaces over smoltcp (`FromTap`,
+//! `ToTap`).
 
+mod af_packet_unsafe;
+mod device;
 mod from_pcap;
 mod mmap_unsafe;
 pub mod pcap;
+mod tap;
 mod to_pcap;
 
+pub use device::{FromDevice, ToDevice};
 pub use from_pcap::{FromPcap, Passes};
+pub use tap::{FromTap, ToTap};
 pub use to_pcap::ToPcap;
 
 use nf_core::Registry;
 
 /// Registers the I/O elements.
 pub fn register(r: &mut Registry) {
+    r.register(
+        "FromDevice",
+        "receives an interface's frames over AF_PACKET (DEVNAME, BURST)",
+        |a| {
+            let dev: String = a.read_mp("DEVNAME")?;
+            let burst: usize = a.read_or("BURST", 32)?;
+            Ok(FromDevice::new(dev).burst(burst))
+        },
+    );
+    r.register(
+        "ToDevice",
+        "sends frames out of an interface over AF_PACKET (DEVNAME, BURST)",
+        |a| {
+            let dev: String = a.read_mp("DEVNAME")?;
+            let burst: usize = a.read_or("BURST", 32)?;
+            Ok(ToDevice::new(dev).burst(burst))
+        },
+    );
+    r.register(
+        "FromTap",
+        "receives the frames the host writes to a TAP interface (DEVNAME, BURST)",
+        |a| {
+            let dev: String = a.read_mp("DEVNAME")?;
+            let burst: usize = a.read_or("BURST", 32)?;
+            Ok(FromTap::new(dev).burst(burst))
+        },
+    );
+    r.register(
+        "ToTap",
+        "writes frames to a TAP interface for the host (DEVNAME)",
+        |a| {
+            let dev: String = a.read_mp("DEVNAME")?;
+            Ok(ToTap::new(dev))
+        },
+    );
     r.register(
         "FromPcap",
         "reads packets from a pcap/pcapng file (FILE, STOP, LOOP, BURST, TIMING)",

@@ -122,7 +122,10 @@ impl Drop for Lab {
 pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t0 = std::time::Instant::now();
     while !f() {
-        assert!(t0.elapsed().as_secs() < secs, "timed out waiting for {what}");
+        assert!(
+            t0.elapsed().as_secs() < secs,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

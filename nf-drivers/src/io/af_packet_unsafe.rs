@@ -1,0 +1,240 @@
+//! AF_PACKET sockets through `libc`: the only place where nf-drivers calls the kernel's socket API
+//! directly, hence `unsafe` (each block says why it is sound).
+//!
+//! A batch path: `recvmmsg` takes up to a burst of frames in one system call and `sendmmsg` sends a
+//! batch in one, with `PACKET_IGNORE_OUTGOING` so that a socket does not see the frames sent on its
+//! interface (by this or any other socket). `smoltcp::phy::RawSocket` was the first candidate; it is not
+//! `Send` (it cannot live in an element) and allocates a buffer per frame, and it makes one system call
+//! per frame: see BENCHMARKS.md for the measured difference.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `PACKET_IGNORE_OUTGOING` (Linux 4.20); older kernels fall back to filtering by packet type.
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// An AF_PACKET raw socket bound to one interface, non-blocking.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+    ignores_outgoing: bool,
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl PacketSocket {
+    /// Opens a socket that receives and sends every frame of interface `ifname`.
+    pub fn open(ifname: &str) -> io::Result<PacketSocket> {
+        let name = CString::new(ifname)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+        // SAFETY: `name` is a valid NUL-terminated C string that outlives the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface `{ifname}`"),
+            ));
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: a plain system call with constant arguments; the result is checked.
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        })?;
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: the pointer and length describe `sll`, which lives across the call.
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        let one: libc::c_int = 1;
+        // SAFETY: the option value points to a live c_int of the length given.
+        let ignores_outgoing = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        let s = PacketSocket {
+            fd,
+            ifindex: ifindex as i32,
+            ignores_outgoing,
+        };
+        s.set_buffers(4 << 20);
+        Ok(s)
+    }
+
+    fn set_buffers(&self, bytes: libc::c_int) {
+        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            // SAFETY: the option value points to a live c_int of the length given. Best effort: the
+            // kernel caps the size (net.core.rmem_max / wmem_max).
+            unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+
+    /// Joins fanout group `group` in hash mode: the kernel spreads the interface's frames over the
+    /// group's sockets by flow hash (one socket per shard: flow-affine dispatch without a copy).
+    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
+        let arg: libc::c_int =
+            libc::c_int::from(group) | (libc::PACKET_FANOUT_HASH as libc::c_int) << 16;
+        // SAFETY: the option value points to a live c_int of the length given.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&arg as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    /// Receives up to `bufs.len()` frames, each into one buffer; `lens[i]` is the frame's full length (it
+    /// may exceed the buffer: the frame was truncated). Returns how many (0: nothing waiting).
+    pub fn recv_batch(&self, bufs: &mut [&mut [u8]], lens: &mut [usize]) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let n = bufs.len().min(lens.len()).min(MAX);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY (for the zeroed arrays): iovec, mmsghdr and sockaddr_ll are plain old data.
+        let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+        let mut addrs: [libc::sockaddr_ll; MAX] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = bufs[i].len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_ll).cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        }
+        // SAFETY: `msgs[..n]` point at `iov[..n]` and `addrs[..n]`, which point at the caller's
+        // buffers; all outlive the call, and the kernel writes at most `iov_len` bytes into each.
+        // MSG_TRUNC makes `msg_len` the frame's real length.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let got = r as usize;
+        // Without PACKET_IGNORE_OUTGOING, drop the frames this host sent on the interface.
+        let mut kept = 0;
+        for i in 0..got {
+            if !self.ignores_outgoing && addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            lens[kept] = msgs[i].msg_len as usize;
+            if kept != i {
+                bufs.swap(kept, i);
+            }
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
+    /// Sends frames in one system call (several if the kernel takes fewer). Returns how many were sent;
+    /// the rest found the socket's buffer full.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let mut sent = 0;
+        while sent < frames.len() {
+            let chunk = &frames[sent..frames.len().min(sent + MAX)];
+            // SAFETY: plain old data.
+            let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+            for (i, f) in chunk.iter().enumerate() {
+                // The kernel only reads through iov_base for a send.
+                iov[i].iov_base = f.as_ptr() as *mut libc::c_void;
+                iov[i].iov_len = f.len();
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: `msgs[..len]` point at `iov[..len]`, which point at the caller's frames; all
+            // outlive the call; the socket is bound, so no destination address is needed.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    chunk.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(sent),
+                    _ if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(sent),
+                    _ => Err(e),
+                };
+            }
+            if r == 0 {
+                break;
+            }
+            sent += r as usize;
+        }
+        Ok(sent)
+    }
+
+    /// Waits until a frame can be read, at most `timeout_ms` milliseconds.
+    pub fn wait_readable(&self, timeout_ms: i32) {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd that lives across the call.
+        unsafe {
+            libc::poll(&mut p, 1, timeout_ms);
+        }
+    }
+}
