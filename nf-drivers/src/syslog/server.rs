@@ -170,7 +170,7 @@ impl UnparsedRing {
 }
 
 enum Bound {
-    Udp(tokio::net::UdpSocket),
+    Udp(std::net::UdpSocket),
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixDatagram, PathBuf),
 }
@@ -230,7 +230,6 @@ impl SyslogDriver {
             match l {
                 Listen::Udp(a) => {
                     let s = datagram_socket(*a, cfg.recv_buffer).map_err(net(what.clone()))?;
-                    let s = tokio::net::UdpSocket::from_std(s).map_err(net(what.clone()))?;
                     local.push(Listen::Udp(s.local_addr().map_err(net(what))?));
                     bound.push(Bound::Udp(s));
                 }
@@ -305,20 +304,32 @@ impl Ctx {
     }
 }
 
-async fn datagrams_udp(s: tokio::net::UdpSocket, ctx: Ctx, mut shutdown: Shutdown, max: usize) {
+/// A UDP socket's receive loop, on a thread of its own: it must keep draining the kernel's buffer
+/// whatever the runtime's tasks are doing (parsing, store writes), or the kernel drops datagrams.
+fn datagrams_udp(s: std::net::UdpSocket, ctx: Ctx, shutdown: Shutdown, max: usize) {
     let mut buf = vec![0u8; max.clamp(512, 65536)];
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            r = s.recv_from(&mut buf) => match r {
-                Ok((n, _)) => {
-                    ctx.stats.udp.fetch_add(1, Ordering::Relaxed);
-                    let mut m = Bytes::copy_from_slice(&buf[..n]);
-                    trim_end(&mut m);
-                    ctx.offer(m);
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+    // Blocking reads that wake every 50 ms to see the stop order.
+    if s.set_nonblocking(false).is_err()
+        || s.set_read_timeout(Some(Duration::from_millis(50))).is_err()
+    {
+        return;
+    }
+    while !shutdown.is_set() {
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                ctx.stats.udp.fetch_add(1, Ordering::Relaxed);
+                let mut m = Bytes::copy_from_slice(&buf[..n]);
+                trim_end(&mut m);
+                ctx.offer(m);
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }
@@ -456,7 +467,7 @@ impl StateDriver for SyslogDriver {
             let sd = shutdown.clone();
             let max = self.cfg.max_message;
             sockets.push(match b {
-                Bound::Udp(s) => tokio::spawn(datagrams_udp(s, ctx, sd, max)),
+                Bound::Udp(s) => tokio::task::spawn_blocking(move || datagrams_udp(s, ctx, sd, max)),
                 Bound::Unix(s, p) => {
                     unix_paths.push(p);
                     tokio::spawn(datagrams_unix(s, ctx, sd, max))

@@ -226,6 +226,16 @@ enum BenchCmd {
         #[arg(value_name = "NAME=VALUE")]
         params: Vec<String>,
     },
+    /// UDP syslog ingest: a paced local sender of netfilter LOG lines against the syslog driver
+    /// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
+    SyslogUdp {
+        /// Messages per second, comma-separated.
+        #[arg(long, default_value = "100000,200000,300000,400000")]
+        rates: String,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 const PIPELINES: &[(&str, &str)] = &[
@@ -828,6 +838,9 @@ fn main() -> ExitCode {
         } => cmd_bench(
             &pipeline, memory, packets, distinct, flows, &size, shards, repeat, &params,
         ),
+        Cmd::Bench {
+            cmd: BenchCmd::SyslogUdp { rates, seconds },
+        } => syslogd::bench_udp(&rates, seconds),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
