@@ -6,13 +6,14 @@
 //! use nf_drivers::syslog::{Emitter, ExtractError, Extractor, Message};
 //! use nf_state::schemas::{FlowMapping, FlowMappingKey, FlowMappingValue, Proto};
 //!
-//! /// `lb: client 10.0.0.5:40808 -> backend 10.1.0.3:80` lines of a home-made balancer.
+//! /// `lb: client 10.0.0.5:40808 -> backend 10.1.0.3:80` messages of a home-made balancer (tag `lb`).
 //! struct MyBalancer;
 //!
 //! impl Extractor for MyBalancer {
 //!     fn name(&self) -> &str { "my-balancer" }
 //!     fn extract(&mut self, m: &Message<'_>, out: &mut Emitter) -> Result<(), ExtractError> {
-//!         let Some(rest) = m.msg.strip_prefix("lb: client ") else { return Ok(()) }; // not ours
+//!         if m.app_name != Some("lb") { return Ok(()) } // not ours
+//!         let Some(rest) = m.msg.strip_prefix("client ") else { return Ok(()) };
 //!         let (client, backend) = rest.split_once(" -> backend ").ok_or(ExtractError::Missing("backend"))?;
 //!         let bad = |_| ExtractError::Malformed { field: "address", value: rest.into() };
 //!         let (c, b): (std::net::SocketAddr, std::net::SocketAddr) =

@@ -9,6 +9,8 @@
 //! - `nf syslogd --listen URL... --extract NAME --store URL`: the syslog driver, until SIGINT/SIGTERM.
 //! - `nf kmsg-forward --to udp://HOST:PORT [--grep TEXT]`: relays new kernel log records to a server.
 
+#[path = "nf/io_bench.rs"]
+mod io_bench;
 #[path = "nf/syslogd.rs"]
 mod syslogd;
 
@@ -222,9 +224,26 @@ enum BenchCmd {
         /// Runs; the best and the median are reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Attach the white-box driver to the connection tracker called `ct`, replicating its
+        /// `conntrack` state to this store while the pipeline runs (one shard).
+        #[arg(long, value_name = "STORE")]
+        whitebox: Option<String>,
         /// `NAME=VALUE` settings (e.g. `FILE=x.pcap`).
         #[arg(value_name = "NAME=VALUE")]
         params: Vec<String>,
+    },
+    /// Frames per second a receive path takes from an interface: FromDevice (AF_PACKET bursts) or
+    /// smoltcp's RawSocket (needs root; send traffic to the interface from elsewhere).
+    Rx {
+        /// The interface.
+        #[arg(long)]
+        dev: String,
+        /// Seconds to receive.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Use smoltcp's RawSocket instead of FromDevice.
+        #[arg(long)]
+        smoltcp: bool,
     },
     /// UDP syslog ingest: a paced local sender of netfilter LOG lines against the syslog driver
     /// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
@@ -516,9 +535,21 @@ fn cmd_bench(
     size: &str,
     shards: usize,
     repeat: usize,
+    whitebox: Option<&str>,
     params: &[String],
 ) -> Result<(), String> {
     let params = parse_params(params)?;
+    let wb_rt = match whitebox {
+        Some(_) if shards > 1 => return Err("--whitebox runs one shard".into()),
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let (name, text) = match PIPELINES.iter().find(|(n, _)| *n == pipeline) {
         Some((n, t)) => (n.to_string(), t.to_string()),
         None => {
@@ -556,9 +587,23 @@ fn cmd_bench(
     let mut results = Vec::new();
     for i in 0..repeat.max(1) {
         let mut r = build(&cfg, &reg, shards).map_err(|e| e.to_string())?;
+        let driver = match (&wb_rt, whitebox, &mut r) {
+            (Some(rt), Some(url), Runner::One(router)) => {
+                Some(start_whitebox(rt, url, router)?)
+            }
+            _ => None,
+        };
         let t0 = Instant::now();
         r.run().map_err(|e| e.to_string())?;
         let dt = t0.elapsed().as_secs_f64();
+        if let (Some(rt), Some((stop, task))) = (&wb_rt, driver) {
+            stop.trigger();
+            let done = rt
+                .block_on(task)
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            println!("whitebox: {done}");
+        }
         let n = source_packets(&r.handlers());
         let mpps = n as f64 / dt / 1e6;
         println!(
@@ -581,6 +626,31 @@ fn cmd_bench(
         median
     );
     Ok(())
+}
+
+type WhiteBoxTask = tokio::task::JoinHandle<
+    Result<nf_drivers::driver::CounterSnapshot, nf_drivers::Error>,
+>;
+
+/// Attaches a white-box driver to the router's `ct` connection tracker and starts it on `rt`.
+fn start_whitebox(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    router: &mut Router,
+) -> Result<(nf_drivers::driver::ShutdownTrigger, WhiteBoxTask), String> {
+    use nf_drivers::driver::{Shutdown, StateDriver};
+    let mut driver =
+        nf_drivers::whitebox::WhiteBox::<nf_state::schemas::Conntrack>::new(Default::default());
+    let ct = router
+        .element_by_name_mut::<nf_core::elements::tcpudp::ConnTrack>("ct")
+        .ok_or("--whitebox needs a ConnTrack element called `ct`")?;
+    nf_core::state::Stateful::table_mut(ct).set_sink(driver.conntrack_sink());
+    let store = rt
+        .block_on(nf_state::open(url))
+        .map_err(|e| e.to_string())?;
+    let (stop, shutdown) = Shutdown::new();
+    let task = rt.spawn(async move { driver.run(store, shutdown).await });
+    Ok((stop, task))
 }
 
 fn fm_record(i: u64, codec: nf_state::Codec) -> Result<nf_state::Record, String> {
@@ -833,11 +903,29 @@ fn main() -> ExitCode {
                     size,
                     shards,
                     repeat,
+                    whitebox,
                     params,
                 },
         } => cmd_bench(
-            &pipeline, memory, packets, distinct, flows, &size, shards, repeat, &params,
+            &pipeline,
+            memory,
+            packets,
+            distinct,
+            flows,
+            &size,
+            shards,
+            repeat,
+            whitebox.as_deref(),
+            &params,
         ),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Rx {
+                    dev,
+                    seconds,
+                    smoltcp,
+                },
+        } => io_bench::bench_rx(&dev, seconds, smoltcp, &registry()),
         Cmd::Bench {
             cmd: BenchCmd::SyslogUdp { rates, seconds },
         } => syslogd::bench_udp(&rates, seconds),
