@@ -59,26 +59,32 @@ fn bench(c: &mut Criterion) {
     });
     let mut x = NetfilterLog::new(Some("lb-new".into()));
     let mut out = Emitter::new(Codec::Bincode, "bench");
-    g.bench_function("parse + extract + encode flow-mapping record (bincode)", |b| {
-        b.iter(|| {
-            for l in &lines {
-                let m = parse(l).unwrap();
-                x.extract(&m, &mut out).unwrap();
-            }
-            out.clear();
-        })
-    });
+    g.bench_function(
+        "parse + extract + encode flow-mapping record (bincode)",
+        |b| {
+            b.iter(|| {
+                for l in &lines {
+                    let m = parse(l).unwrap();
+                    x.extract(&m, &mut out).unwrap();
+                }
+                out.clear();
+            })
+        },
+    );
     let cts = ct_lines(4096);
     let mut ct = ConntrackEvents;
-    g.bench_function("parse + extract conntrack event (conntrack + flow-mapping)", |b| {
-        b.iter(|| {
-            for l in &cts {
-                let m = parse(l).unwrap();
-                ct.extract(&m, &mut out).unwrap();
-            }
-            out.clear();
-        })
-    });
+    g.bench_function(
+        "parse + extract conntrack event (conntrack + flow-mapping)",
+        |b| {
+            b.iter(|| {
+                for l in &cts {
+                    let m = parse(l).unwrap();
+                    ct.extract(&m, &mut out).unwrap();
+                }
+                out.clear();
+            })
+        },
+    );
     g.finish();
 }
 

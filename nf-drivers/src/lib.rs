@@ -13,6 +13,9 @@
 //! - [`syslog`]: the syslog driver, for black boxes that log: a server (UDP, TCP with RFC 6587 framing,
 //!   Unix datagrams), RFC 3164 / RFC 5424 / kmsg parsers, and extractors (`netfilter-log`,
 //!   `conntrack-events`, or your own) that turn messages into records.
+//! - [`observe`]: the traffic-observation driver, for black boxes that neither log nor talk: flows seen
+//!   on both sides of the box are paired by the fields it does not rewrite, giving `flow-mapping` and
+//!   `nat-binding` records with a confidence.
 //!
 //! [`register`] adds this crate's element classes to a [`Registry`](nf_core::Registry).
 #![deny(missing_docs)]
@@ -21,6 +24,7 @@
 pub mod driver;
 pub mod error;
 pub mod io;
+pub mod observe;
 pub mod syslog;
 pub mod whitebox;
 

@@ -2,7 +2,7 @@
 //! interfaces over AF_PACKET (`FromDevice`, `ToDevice`) and TAP interfaces over smoltcp (`FromTap`,
 //! `ToTap`).
 
-mod af_packet_unsafe;
+pub(crate) mod af_packet_unsafe;
 mod device;
 mod from_pcap;
 mod mmap_unsafe;

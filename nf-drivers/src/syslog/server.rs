@@ -467,7 +467,9 @@ impl StateDriver for SyslogDriver {
             let sd = shutdown.clone();
             let max = self.cfg.max_message;
             sockets.push(match b {
-                Bound::Udp(s) => tokio::task::spawn_blocking(move || datagrams_udp(s, ctx, sd, max)),
+                Bound::Udp(s) => {
+                    tokio::task::spawn_blocking(move || datagrams_udp(s, ctx, sd, max))
+                }
                 Bound::Unix(s, p) => {
                     unix_paths.push(p);
                     tokio::spawn(datagrams_unix(s, ctx, sd, max))

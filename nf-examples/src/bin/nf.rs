@@ -588,9 +588,7 @@ fn cmd_bench(
     for i in 0..repeat.max(1) {
         let mut r = build(&cfg, &reg, shards).map_err(|e| e.to_string())?;
         let driver = match (&wb_rt, whitebox, &mut r) {
-            (Some(rt), Some(url), Runner::One(router)) => {
-                Some(start_whitebox(rt, url, router)?)
-            }
+            (Some(rt), Some(url), Runner::One(router)) => Some(start_whitebox(rt, url, router)?),
             _ => None,
         };
         let t0 = Instant::now();
@@ -628,9 +626,8 @@ fn cmd_bench(
     Ok(())
 }
 
-type WhiteBoxTask = tokio::task::JoinHandle<
-    Result<nf_drivers::driver::CounterSnapshot, nf_drivers::Error>,
->;
+type WhiteBoxTask =
+    tokio::task::JoinHandle<Result<nf_drivers::driver::CounterSnapshot, nf_drivers::Error>>;
 
 /// Attaches a white-box driver to the router's `ct` connection tracker and starts it on `rt`.
 fn start_whitebox(

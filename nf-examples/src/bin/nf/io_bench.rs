@@ -30,8 +30,8 @@ pub fn bench_rx(dev: &str, seconds: f64, use_smoltcp: bool, reg: &Registry) -> R
         let text = format!("FromDevice({dev}, BURST 64) -> c :: Counter -> Discard;");
         let cfg = nf_core::Config::parse("bench-rx", &text, &Default::default())
             .map_err(|e| e.to_string())?;
-        let mut r = Router::new(cfg.build(reg).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        let mut r =
+            Router::new(cfg.build(reg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let stop = r.stop_handle();
         let secs = seconds;
         std::thread::spawn(move || {

@@ -132,14 +132,22 @@ pub fn kmsg_forward(to: &str, grep: Option<&str>) -> Result<(), String> {
 pub fn bench_udp(rates: &str, seconds: f64) -> Result<(), String> {
     let rates: Vec<u64> = rates
         .split(',')
-        .map(|r| r.trim().parse::<u64>().map_err(|_| format!("bad rate `{r}`")))
+        .map(|r| {
+            r.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("bad rate `{r}`"))
+        })
         .collect::<Result<_, _>>()?;
     let rt = runtime()?;
     println!("rate/s      sent   received  queue-drop  kernel-drop  loss%   records");
     for rate in rates {
         let (sent, done) = rt.block_on(async {
             let cfg = SyslogConfig {
-                listen: vec!["udp://127.0.0.1:0".parse().map_err(|e: nf_drivers::Error| e.to_string())?],
+                listen: vec![
+                    "udp://127.0.0.1:0"
+                        .parse()
+                        .map_err(|e: nf_drivers::Error| e.to_string())?,
+                ],
                 ..Default::default()
             };
             let extractor = extract::by_name("netfilter-log", None).ok_or("no extractor")?;
