@@ -8,9 +8,13 @@
 //! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
 //! - `nf syslogd --listen URL... --extract NAME --store URL`: the syslog driver, until SIGINT/SIGTERM.
 //! - `nf kmsg-forward --to udp://HOST:PORT [--grep TEXT]`: relays new kernel log records to a server.
+//! - `nf observe --outside IFACE|PCAP --inside IFACE|PCAP --store URL [--vip IP:PORT]`: the
+//!   traffic-observation driver.
 
 #[path = "nf/io_bench.rs"]
 mod io_bench;
+#[path = "nf/observe.rs"]
+mod observe;
 #[path = "nf/syslogd.rs"]
 mod syslogd;
 
@@ -91,6 +95,31 @@ enum Cmd {
         /// Print the counters every N seconds (0: only at the end).
         #[arg(long, default_value_t = 0)]
         stats_every: u64,
+    },
+    /// Infer a black box's per-flow state from its traffic on both sides: two capture files (read to
+    /// the end, merged by time) or two interfaces (until SIGINT/SIGTERM).
+    Observe {
+        /// The clients' side: a capture file or an interface.
+        #[arg(long)]
+        outside: String,
+        /// The servers' side: a capture file or an interface.
+        #[arg(long)]
+        inside: String,
+        /// The store (see `nf state --help`).
+        #[arg(long)]
+        store: String,
+        /// The balancer's virtual IP:PORT (only flows to it are considered outside).
+        #[arg(long)]
+        vip: Option<String>,
+        /// Confidence a mapping needs to be emitted.
+        #[arg(long, default_value_t = 0.9)]
+        threshold: f64,
+        /// Codec of keys and values: bincode or json.
+        #[arg(long, default_value = "bincode")]
+        codec: String,
+        /// The records' origin.
+        #[arg(long, default_value = "observe")]
+        origin: String,
     },
     /// Relay new kernel log records (/dev/kmsg) to a syslog server over UDP, until SIGINT/SIGTERM.
     KmsgForward {
@@ -872,6 +901,23 @@ fn main() -> ExitCode {
             codec,
             queue,
             stats_every,
+        }),
+        Cmd::Observe {
+            outside,
+            inside,
+            store,
+            vip,
+            threshold,
+            codec,
+            origin,
+        } => observe::observe(observe::Options {
+            outside,
+            inside,
+            store,
+            vip,
+            threshold,
+            codec,
+            origin,
         }),
         Cmd::KmsgForward { to, grep } => syslogd::kmsg_forward(&to, grep.as_deref()),
         Cmd::Pcap {
