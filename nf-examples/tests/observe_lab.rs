@@ -16,7 +16,21 @@ const NF: &str = env!("CARGO_BIN_EXE_nf");
 /// `tcpdump -i IFACE -w FILE` inside namespace `ns`, packet-buffered; returns once it is capturing.
 fn tcpdump(lab: &Lab, ns: &str, iface: &str, file: &std::path::Path) -> Child {
     let mut c = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(ns), "tcpdump", "-i", iface, "-U", "-s", "0", "-w"])
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(ns),
+            "tcpdump",
+            "-i",
+            iface,
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "16384",
+            "-s",
+            "0",
+            "-w",
+        ])
         .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -32,11 +46,24 @@ fn tcpdump(lab: &Lab, ns: &str, iface: &str, file: &std::path::Path) -> Child {
     c
 }
 
-fn stop_tcpdump(c: Child) {
+/// Stops a tcpdump once its file has stopped growing (it may lag behind the traffic on a busy machine,
+/// and packets still in its ring when it is stopped are lost).
+fn stop_tcpdump(c: Child, file: &std::path::Path) {
+    let size = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let mut last = size();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = size();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let _ = Command::new("kill")
         .args(["-INT", &c.id().to_string()])
         .status();
-    let _ = c.wait_with_output();
+    let out = c.wait_with_output().unwrap();
+    eprintln!("tcpdump: {}", String::from_utf8_lossy(&out.stderr).trim());
 }
 
 /// conntrack -L in `ns`, TCP entries: (original src, original sport) -> (reply src:sport, reply dst:dport).
@@ -91,7 +118,9 @@ fn observe(dir: &std::path::Path, vip: Option<&str>, schema: &str) -> (Vec<Strin
         "nf observe: {report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dump = sh(&format!("{NF} state --store {store} dump --schema {schema}"));
+    let dump = sh(&format!(
+        "{NF} state --store {store} dump --schema {schema}"
+    ));
     (dump.lines().map(str::to_string).collect(), report)
 }
 
@@ -132,10 +161,16 @@ fn a_random_dnat_balancer_is_inferred_from_its_traffic() {
         lab.add(n);
     }
     lab.veth("c", "c0", "10.0.0.2/24", "lb", "l0", "10.0.0.1/24");
-    lab.exec("c", "ip addr add 10.0.0.3/24 dev c0 && ip addr add 10.0.0.4/24 dev c0");
+    lab.exec(
+        "c",
+        "ip addr add 10.0.0.3/24 dev c0 && ip addr add 10.0.0.4/24 dev c0",
+    );
     lab.exec("c", "ip route add default via 10.0.0.1");
     lab.veth("lb", "l1", "10.1.0.1/24", "sw", "s0", "");
-    lab.exec("sw", "ip link add br0 type bridge && ip link set br0 up && ip link set s0 master br0");
+    lab.exec(
+        "sw",
+        "ip link add br0 type bridge && ip link set br0 up && ip link set s0 master br0",
+    );
     let backends = ["10.1.0.2", "10.1.0.3", "10.1.0.4"];
     for (i, b) in backends.iter().enumerate() {
         let name = format!("b{}", i + 1);
@@ -143,13 +178,19 @@ fn a_random_dnat_balancer_is_inferred_from_its_traffic() {
         lab.veth("sw", &sport, "", &name, "b0", &format!("{b}/24"));
         lab.exec("sw", &format!("ip link set {sport} master br0"));
         lab.exec(&name, "ip route add default via 10.1.0.1");
-        lab.spawn(&name, &["python3", "-m", "http.server", "8080", "--bind", b]);
+        lab.spawn(
+            &name,
+            &["python3", "-m", "http.server", "8080", "--bind", b],
+        );
     }
     lab.exec("lb", "sysctl -qw net.ipv4.ip_forward=1");
     let rule = "iptables -t nat -A PREROUTING -d 10.0.0.1 -p tcp --dport 80";
     lab.exec("lb", &format!("{rule} -m statistic --mode random --probability 0.33333 -j DNAT --to-destination 10.1.0.2:8080"));
     lab.exec("lb", &format!("{rule} -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.1.0.3:8080"));
-    lab.exec("lb", &format!("{rule} -j DNAT --to-destination 10.1.0.4:8080"));
+    lab.exec(
+        "lb",
+        &format!("{rule} -j DNAT --to-destination 10.1.0.4:8080"),
+    );
     for b in backends {
         wait_until(20, "the backends", || {
             lab.exec_out("lb", &format!("curl -s -o /dev/null -m 1 http://{b}:8080/"))
@@ -162,41 +203,89 @@ fn a_random_dnat_balancer_is_inferred_from_its_traffic() {
     std::fs::create_dir_all(&dir).unwrap();
     let t_out = tcpdump(&lab, "lb", "l0", &dir.join("outside.pcap"));
     let t_in = tcpdump(&lab, "lb", "l1", &dir.join("inside.pcap"));
-    curl_loops(&lab, "c", &["10.0.0.2", "10.0.0.3", "10.0.0.4"], "http://10.0.0.1/", 6, 40);
+    // And live, on the same two interfaces, until SIGTERM.
+    let live_store = format!("file:{}/live", dir.display());
+    let live = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("lb"),
+            NF,
+            "observe",
+            "--outside",
+            "l0",
+            "--inside",
+            "l1",
+        ])
+        .args(["--vip", "10.0.0.1:80", "--store", &live_store])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    curl_loops(
+        &lab,
+        "c",
+        &["10.0.0.2", "10.0.0.3", "10.0.0.4"],
+        "http://10.0.0.1/",
+        6,
+        40,
+    );
     let truth = conntrack(&lab, "lb", "--orig-dst 10.0.0.1");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    stop_tcpdump(t_out);
-    stop_tcpdump(t_in);
+    stop_tcpdump(t_out, &dir.join("outside.pcap"));
+    stop_tcpdump(t_in, &dir.join("inside.pcap"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &live.id().to_string()])
+        .status();
+    let live_out = live.wait_with_output().unwrap();
+    let live_report = String::from_utf8_lossy(&live_out.stdout).into_owned();
+    assert!(
+        live_out.status.success(),
+        "live nf observe: {live_report}{}",
+        String::from_utf8_lossy(&live_out.stderr)
+    );
+    let live_lines: Vec<String> = sh(&format!(
+        "{NF} state --store {live_store} dump --schema flow-mapping"
+    ))
+    .lines()
+    .map(str::to_string)
+    .collect();
     assert_eq!(truth.len(), 240, "conntrack saw every connection");
     let used: std::collections::BTreeSet<&String> = truth.values().map(|v| &v.0).collect();
     assert_eq!(used.len(), 3, "random choice used every backend");
 
     let (lines, report) = observe(&dir, Some("10.0.0.1:80"), "flow-mapping");
-    let mut inferred = BTreeMap::new();
-    for l in &lines {
-        let port: u16 = field(l, "client_port").parse().unwrap();
-        inferred.insert(
-            (field(l, "client_ip"), port),
-            format!("{}:{}", field(l, "backend_ip"), field(l, "backend_port")),
-        );
-    }
-    let (mut right, mut wrong) = (0, 0);
-    for (k, (backend, _)) in &truth {
-        match inferred.get(k) {
-            Some(b) if b == backend => right += 1,
-            Some(_) => wrong += 1,
-            None => {}
+    for (how, lines, report) in [
+        ("captures", &lines, &report),
+        ("live", &live_lines, &live_report),
+    ] {
+        let mut inferred = BTreeMap::new();
+        for l in lines {
+            let port: u16 = field(l, "client_port").parse().unwrap();
+            inferred.insert(
+                (field(l, "client_ip"), port),
+                format!("{}:{}", field(l, "backend_ip"), field(l, "backend_port")),
+            );
         }
+        let (mut right, mut wrong) = (0, 0);
+        for (k, (backend, _)) in &truth {
+            match inferred.get(k) {
+                Some(b) if b == backend => right += 1,
+                Some(_) => wrong += 1,
+                None => {}
+            }
+        }
+        let acc = right as f64 / truth.len() as f64;
+        println!(
+            "DNAT ({how}): {right}/{} mapped right ({:.2} %), {wrong} wrong, {} inferred\n{report}",
+            truth.len(),
+            acc * 100.0,
+            inferred.len()
+        );
+        assert_eq!(wrong, 0, "{how}: {report}");
+        assert!(acc >= 0.995, "{how}: {right}/{}\n{report}", truth.len());
     }
-    let acc = right as f64 / truth.len() as f64;
-    println!(
-        "DNAT: {right}/{} mapped right ({:.2} %), {wrong} wrong, {} inferred\n{report}",
-        truth.len(),
-        acc * 100.0,
-        inferred.len()
-    );
-    assert_eq!(wrong, 0, "{report}");
-    assert!(acc >= 0.995, "{right}/{}\n{report}", truth.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -208,12 +297,25 @@ fn a_masquerading_napt_box_is_inferred_from_its_traffic() {
         lab.add(n);
     }
     lab.veth("c", "c0", "192.168.1.2/24", "nat", "n0", "192.168.1.1/24");
-    lab.exec("c", "ip addr add 192.168.1.3/24 dev c0 && ip addr add 192.168.1.4/24 dev c0");
+    lab.exec(
+        "c",
+        "ip addr add 192.168.1.3/24 dev c0 && ip addr add 192.168.1.4/24 dev c0",
+    );
     lab.exec("c", "ip route add default via 192.168.1.1");
     lab.veth("nat", "n1", "203.0.113.1/24", "s", "s0", "203.0.113.9/24");
     lab.exec("nat", "sysctl -qw net.ipv4.ip_forward=1");
     lab.exec("nat", "iptables -t nat -A POSTROUTING -o n1 -j MASQUERADE");
-    lab.spawn("s", &["python3", "-m", "http.server", "8000", "--bind", "203.0.113.9"]);
+    lab.spawn(
+        "s",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "203.0.113.9",
+        ],
+    );
     wait_until(20, "the server", || {
         lab.exec_out("nat", "curl -s -o /dev/null -m 1 http://203.0.113.9:8000/")
             .status
@@ -234,8 +336,8 @@ fn a_masquerading_napt_box_is_inferred_from_its_traffic() {
     );
     let truth = conntrack(&lab, "nat", "--orig-src 192.168.1.0/24");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    stop_tcpdump(t_out);
-    stop_tcpdump(t_in);
+    stop_tcpdump(t_out, &dir.join("outside.pcap"));
+    stop_tcpdump(t_in, &dir.join("inside.pcap"));
     assert_eq!(truth.len(), 240);
 
     let (lines, report) = observe(&dir, None, "nat-binding");

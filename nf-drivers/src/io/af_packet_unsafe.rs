@@ -20,7 +20,10 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
-    ignores_outgoing: bool,
+    /// Frames this host sends on the interface are not wanted.
+    skip_outgoing: bool,
+    /// The kernel already leaves them out (`PACKET_IGNORE_OUTGOING`).
+    kernel_skips: bool,
 }
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -32,8 +35,15 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl PacketSocket {
-    /// Opens a socket that receives and sends every frame of interface `ifname`.
+    /// Opens a socket that receives every frame arriving on interface `ifname` (not the ones this host
+    /// sends on it) and sends on it.
     pub fn open(ifname: &str) -> io::Result<PacketSocket> {
+        Self::open_with(ifname, true)
+    }
+
+    /// Opens a socket on `ifname` that sees the frames this host sends on it too (`skip_outgoing`
+    /// false): a tap on both directions of a link.
+    pub fn open_with(ifname: &str, skip_outgoing: bool) -> io::Result<PacketSocket> {
         let name = CString::new(ifname)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
         // SAFETY: `name` is a valid NUL-terminated C string that outlives the call.
@@ -70,19 +80,21 @@ impl PacketSocket {
         })?;
         let one: libc::c_int = 1;
         // SAFETY: the option value points to a live c_int of the length given.
-        let ignores_outgoing = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_IGNORE_OUTGOING,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
+        let kernel_skips = skip_outgoing
+            && unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    PACKET_IGNORE_OUTGOING,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            } == 0;
         let s = PacketSocket {
             fd,
             ifindex: ifindex as i32,
-            ignores_outgoing,
+            skip_outgoing,
+            kernel_skips,
         };
         s.set_buffers(4 << 20);
         Ok(s)
@@ -170,7 +182,10 @@ impl PacketSocket {
         // Without PACKET_IGNORE_OUTGOING, drop the frames this host sent on the interface.
         let mut kept = 0;
         for i in 0..got {
-            if !self.ignores_outgoing && addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
+            if self.skip_outgoing
+                && !self.kernel_skips
+                && addrs[i].sll_pkttype == libc::PACKET_OUTGOING
+            {
                 continue;
             }
             lens[kept] = msgs[i].msg_len as usize;

@@ -216,8 +216,9 @@ fn run_devices(
     inside: &str,
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
+    // Both directions of each link: the box's own interfaces send half of what the tap must see.
     let open = |d: &str| {
-        PacketSocket::open(d).map_err(|source| Error::Net {
+        PacketSocket::open_with(d, false).map_err(|source| Error::Net {
             what: format!("open {d}"),
             source,
         })

@@ -274,6 +274,21 @@ enum BenchCmd {
         #[arg(long)]
         smoltcp: bool,
     },
+    /// The observation correlator's packet rate on one core, over a synthetic DNAT trace in memory.
+    Observe {
+        /// Connections.
+        #[arg(long, default_value_t = 100_000)]
+        flows: usize,
+        /// Data segments each way per connection (after the handshake).
+        #[arg(long, default_value_t = 20)]
+        per_flow: usize,
+        /// Connections interleaved at a time.
+        #[arg(long, default_value_t = 10_000)]
+        active: usize,
+        /// Runs.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// UDP syslog ingest: a paced local sender of netfilter LOG lines against the syslog driver
     /// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
     SyslogUdp {
@@ -969,6 +984,15 @@ fn main() -> ExitCode {
                     smoltcp,
                 },
         } => io_bench::bench_rx(&dev, seconds, smoltcp, &registry()),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Observe {
+                    flows,
+                    per_flow,
+                    active,
+                    repeat,
+                },
+        } => observe::bench(flows, per_flow, active, repeat),
         Cmd::Bench {
             cmd: BenchCmd::SyslogUdp { rates, seconds },
         } => syslogd::bench_udp(&rates, seconds),

@@ -18,8 +18,14 @@ pub struct Options {
 /// Runs the observation driver: on two capture files to their end, on two interfaces until SIGINT or
 /// SIGTERM; then prints the counters.
 pub fn observe(o: Options) -> Result<(), String> {
-    let outside: Tap = o.outside.parse().map_err(|e: nf_drivers::Error| e.to_string())?;
-    let inside: Tap = o.inside.parse().map_err(|e: nf_drivers::Error| e.to_string())?;
+    let outside: Tap = o
+        .outside
+        .parse()
+        .map_err(|e: nf_drivers::Error| e.to_string())?;
+    let inside: Tap = o
+        .inside
+        .parse()
+        .map_err(|e: nf_drivers::Error| e.to_string())?;
     let vip = o
         .vip
         .as_deref()
@@ -87,4 +93,120 @@ pub fn observe(o: Options) -> Result<(), String> {
         );
         Ok(())
     })
+}
+
+/// `nf bench observe`: the correlator's packet rate on one core, over a synthetic DNAT trace held in
+/// memory: `flows` connections (each a handshake then `per_flow` data segments each way, interleaved,
+/// `active` at a time), both taps.
+pub fn bench(flows: usize, per_flow: usize, active: usize, repeat: usize) -> Result<(), String> {
+    use etherparse::PacketBuilder;
+    use nf_drivers::observe::{Correlator, Side};
+    let vip = ([10, 0, 0, 100], 80u16);
+    let backends = [
+        ([10, 1, 0, 2], 8080u16),
+        ([10, 1, 0, 3], 8080),
+        ([10, 1, 0, 4], 8080),
+    ];
+    let mk = |src: ([u8; 4], u16),
+              dst: ([u8; 4], u16),
+              seq: u32,
+              ack: Option<u32>,
+              syn: bool,
+              pay: &[u8]| {
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.0, dst.0, 64)
+            .tcp(src.1, dst.1, seq, 64240);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        let mut v = Vec::with_capacity(64 + pay.len());
+        let _ = b.write(&mut v, pay);
+        if v.len() < 60 {
+            v.resize(60, 0);
+        }
+        v
+    };
+    // (side, ts, frame), in time order.
+    let mut evs: Vec<(Side, u64, Vec<u8>)> = Vec::new();
+    let mut seed = 0x9e37_79b9u32;
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let payload = [0x41u8; 6];
+    let rounds = per_flow + 2;
+    let mut t = 1_700_000_000_000_000_000u64;
+    for batch in (0..flows).collect::<Vec<_>>().chunks(active.max(1)) {
+        let conns: Vec<_> = batch
+            .iter()
+            .map(|&k| {
+                let client = (
+                    [10, 2, (k >> 16) as u8, (k >> 8) as u8],
+                    1024 + (k & 0xff) as u16 * 200,
+                );
+                (client, backends[k % 3], rnd(), rnd())
+            })
+            .collect();
+        for r in 0..rounds {
+            for &(c, b, cisn, sisn) in &conns {
+                t += 100;
+                let (o, i) = match r {
+                    0 => (
+                        mk(c, vip, cisn, None, true, &[]),
+                        mk(c, b, cisn, None, true, &[]),
+                    ),
+                    1 => (
+                        mk(vip, c, sisn, Some(cisn + 1), true, &[]),
+                        mk(b, c, sisn, Some(cisn + 1), true, &[]),
+                    ),
+                    _ if r % 2 == 0 => (
+                        mk(c, vip, cisn + 1 + r as u32, Some(sisn + 1), false, &payload),
+                        mk(c, b, cisn + 1 + r as u32, Some(sisn + 1), false, &payload),
+                    ),
+                    _ => (
+                        mk(vip, c, sisn + 1 + r as u32, Some(cisn + 1), false, &payload),
+                        mk(b, c, sisn + 1 + r as u32, Some(cisn + 1), false, &payload),
+                    ),
+                };
+                evs.push((Side::Outside, t, o));
+                evs.push((Side::Inside, t + 50, i));
+            }
+        }
+    }
+    println!(
+        "{} packets ({} flows, {} packets each way per flow, {} active at a time)",
+        evs.len(),
+        flows,
+        rounds,
+        active
+    );
+    let mut best = 0f64;
+    for run in 0..repeat.max(1) {
+        let mut c = Correlator::new(Default::default());
+        let mut out = Vec::with_capacity(flows * 2);
+        let t0 = std::time::Instant::now();
+        for (side, ts, f) in &evs {
+            c.packet(*side, *ts, f, true, &mut out);
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        let mpps = evs.len() as f64 / dt / 1e6;
+        best = best.max(mpps);
+        let s = c.stats();
+        println!(
+            "run {}: {:.3} s, {:.2} M packets/s ({:.0} ns/packet); matched {} of {}",
+            run + 1,
+            dt,
+            mpps,
+            dt * 1e9 / evs.len() as f64,
+            s.matched,
+            flows
+        );
+    }
+    println!("best {best:.2} M packets/s");
+    Ok(())
 }
