@@ -704,10 +704,10 @@ impl Packet {
 #[inline]
 pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
     // The common case: untagged IPv4 or IPv6.
-    if let Some(&[a, b]) = frame.get(12..14) {
-        if (a, b) == (0x08, 0x00) || (a, b) == (0x86, 0xdd) {
-            return Ok(14);
-        }
+    if let Some(&[a, b]) = frame.get(12..14)
+        && ((a, b) == (0x08, 0x00) || (a, b) == (0x86, 0xdd))
+    {
+        return Ok(14);
     }
     ethernet_payload_offset_slow(frame)
 }

@@ -68,11 +68,11 @@ fn fresh(capacity: usize) -> BytesMut {
 impl Pool {
     #[inline(always)]
     fn take(&mut self, capacity: usize) -> BytesMut {
-        if capacity <= BUFFER_SIZE {
-            if let Some(b) = self.bufs.pop() {
-                self.stats.reused += 1;
-                return b;
-            }
+        if capacity <= BUFFER_SIZE
+            && let Some(b) = self.bufs.pop()
+        {
+            self.stats.reused += 1;
+            return b;
         }
         self.stats.allocated += 1;
         fresh(capacity.max(BUFFER_SIZE))

@@ -650,10 +650,10 @@ impl Router {
                 TaskStatus::Done => {
                     self.nodes[t].done = true;
                     busy = true;
-                    if self.nodes[t].is_source {
-                        if let Some(d) = &self.dispatch {
-                            d.shared.active_sources.fetch_sub(1, Ordering::AcqRel);
-                        }
+                    if self.nodes[t].is_source
+                        && let Some(d) = &self.dispatch
+                    {
+                        d.shared.active_sources.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
             }

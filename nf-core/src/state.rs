@@ -582,7 +582,7 @@ mod grow_tests {
             x ^= x << 17;
             let k = (x % 5000) as u32;
             let h = (k.wrapping_mul(2654435761)) ^ (k >> 3);
-            if x % 4 == 0 {
+            if x.is_multiple_of(4) {
                 assert_eq!(t.uninstall(h, &k), model.remove(&k).is_some());
             } else {
                 t.install(h, k, k + 1, Timestamp(0), Timestamp(u64::MAX));

@@ -551,18 +551,18 @@ impl Expander {
             edges = rest;
             for i in &incoming {
                 let outs: Vec<_> = outgoing.iter().filter(|o| o.from.1 == i.to.1).collect();
-                if outs.is_empty() {
-                    if let Node::Pseudo { owner, input, .. } = &self.nodes[p] {
-                        let side = if *input { "input" } else { "output" };
-                        errors.push(ConfigError::at(
-                            Some(&self.src),
-                            i.span,
-                            format!(
-                                "compound element `{owner}` has no {side} port {} inside",
-                                i.to.1
-                            ),
-                        ));
-                    }
+                if outs.is_empty()
+                    && let Node::Pseudo { owner, input, .. } = &self.nodes[p]
+                {
+                    let side = if *input { "input" } else { "output" };
+                    errors.push(ConfigError::at(
+                        Some(&self.src),
+                        i.span,
+                        format!(
+                            "compound element `{owner}` has no {side} port {} inside",
+                            i.to.1
+                        ),
+                    ));
                 }
                 for o in outs {
                     edges.push(ConnectionDecl {
@@ -573,18 +573,18 @@ impl Expander {
                 }
             }
             for o in &outgoing {
-                if !incoming.iter().any(|i| i.to.1 == o.from.1) {
-                    if let Node::Pseudo { owner, input, span } = &self.nodes[p] {
-                        let side = if *input { "input" } else { "output" };
-                        errors.push(ConfigError::at(
-                            Some(&self.src),
-                            *span,
-                            format!(
-                                "{side} port {} of compound element `{owner}` is not connected",
-                                o.from.1
-                            ),
-                        ));
-                    }
+                if !incoming.iter().any(|i| i.to.1 == o.from.1)
+                    && let Node::Pseudo { owner, input, span } = &self.nodes[p]
+                {
+                    let side = if *input { "input" } else { "output" };
+                    errors.push(ConfigError::at(
+                        Some(&self.src),
+                        *span,
+                        format!(
+                            "{side} port {} of compound element `{owner}` is not connected",
+                            o.from.1
+                        ),
+                    ));
                 }
             }
         }

@@ -151,10 +151,10 @@ impl Element for ToPcap {
         }
     }
     fn cleanup(&mut self) {
-        if let Some(mut w) = self.writer.take() {
-            if let Err(e) = w.close() {
-                self.error = Some(e.to_string());
-            }
+        if let Some(mut w) = self.writer.take()
+            && let Err(e) = w.close()
+        {
+            self.error = Some(e.to_string());
         }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {

@@ -773,11 +773,10 @@ fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
                         .map(|j| fm_record(j, nf_state::Codec::Bincode))
                         .collect::<Result<Vec<_>, _>>()?;
                     let seqs = store.apply(recs).await.map_err(|e| e.to_string())?;
-                    if print_acks {
-                        if let Some(last) = seqs.last() {
+                    if print_acks
+                        && let Some(last) = seqs.last() {
                             println!("ack {last}");
                         }
-                    }
                     i += n;
                 }
                 Ok(())

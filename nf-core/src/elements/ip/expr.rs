@@ -168,26 +168,25 @@ impl View {
     /// header, only fixed header fields are read. `None` if it is not an IP header.
     #[inline]
     pub fn parse_for(buf: &[u8], l3: usize, needs: Needs) -> Option<View> {
-        if !needs.transport {
-            if let Some(ip) = buf.get(l3..l3 + 20) {
-                if ip[0] >> 4 == 4 {
-                    let mut v = View {
-                        version: 4,
-                        proto: ip[9],
-                        ..View::default()
-                    };
-                    if needs.addresses {
-                        v.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
-                        v.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
-                    }
-                    if needs.ip_fields {
-                        v.ttl = ip[8];
-                        v.tos = ip[1];
-                        v.frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-                    }
-                    return Some(v);
-                }
+        if !needs.transport
+            && let Some(ip) = buf.get(l3..l3 + 20)
+            && ip[0] >> 4 == 4
+        {
+            let mut v = View {
+                version: 4,
+                proto: ip[9],
+                ..View::default()
+            };
+            if needs.addresses {
+                v.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
+                v.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
             }
+            if needs.ip_fields {
+                v.ttl = ip[8];
+                v.tos = ip[1];
+                v.frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            }
+            return Some(v);
         }
         Self::parse(buf, l3)
     }
