@@ -439,11 +439,9 @@ impl Correlator {
                 let c = c.min(0.99);
                 self.evidence(fi, e.flow, c, (src, dst), (e.src, e.dst), side, ts_ns, out);
             }
-            _ => {
-                if !linked {
-                    self.index(side, &p, fi, ts_ns, src, dst);
-                }
-            }
+            // Unlinked flows, and linked ones during their confirmation packets, offer the packet to
+            // the other side.
+            _ => self.index(side, &p, fi, ts_ns, src, dst),
         }
     }
 
@@ -592,7 +590,10 @@ impl Correlator {
                 .fold(0.0, f64::max)
         };
         let r = rival(&self.flows[fi as usize], gi).max(rival(&self.flows[gi as usize], fi));
-        if r >= self.cfg.threshold - 0.05 && (a - r) < 0.05 {
+        // Compared as weights of evidence (log-odds of being wrong): the pair must be at least four
+        // times less likely to be wrong than its best rival.
+        let weight = |x: f64| -(1.0 - x).max(1e-12).ln();
+        if r >= self.cfg.threshold - 0.05 && weight(a) - weight(r) < 4f64.ln() {
             let f = &mut self.flows[fi as usize];
             if !f.ambiguous_counted {
                 f.ambiguous_counted = true;
