@@ -288,6 +288,9 @@ enum BenchCmd {
         /// Runs.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Also write the trace as DIR/outside.pcap and DIR/inside.pcap (for `nf observe`).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
     },
     /// UDP syslog ingest: a paced local sender of netfilter LOG lines against the syslog driver
     /// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
@@ -990,8 +993,9 @@ fn main() -> ExitCode {
                     per_flow,
                     active,
                     repeat,
+                    write,
                 },
-        } => observe::bench(flows, per_flow, active, repeat),
+        } => observe::bench(flows, per_flow, active, repeat, write.as_deref()),
         Cmd::Bench {
             cmd: BenchCmd::SyslogUdp { rates, seconds },
         } => syslogd::bench_udp(&rates, seconds),
