@@ -2,6 +2,7 @@
 
 pub mod ethernet;
 pub mod ip;
+pub mod lb;
 pub mod standard;
 pub mod tcpudp;
 
@@ -13,4 +14,5 @@ pub fn register(r: &mut Registry) {
     ip::register(r);
     ethernet::register(r);
     tcpudp::register(r);
+    lb::register(r);
 }

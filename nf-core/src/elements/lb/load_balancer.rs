@@ -1,0 +1,603 @@
+//! `LoadBalancer`: a stateful L4 load balancer (VIP:port -> backends), both directions rewritten.
+
+use crate::batch::{Batch, Outputs};
+use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::flow::FlowKey;
+use crate::packet::{Link, Packet, Timestamp};
+use crate::state::{RemoveReason, StateTable, Stateful, WhenFull};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+/// How a new flow's backend is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Uniformly at random (as MiMi's prototype: a minion without state cannot recompute the choice).
+    Random,
+    /// In turn.
+    RoundRobin,
+    /// The backend with the fewest flows in the table (counted at every timer tick, 100 ms, plus the
+    /// flows assigned since).
+    LeastConnections,
+}
+
+/// The key of a balanced flow: its client side (the `flow-mapping` schema's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// IP protocol (6 or 17).
+    pub proto: u8,
+    /// Client address.
+    pub ip: IpAddr,
+    /// Client port.
+    pub port: u16,
+}
+
+/// A balanced flow: its backend and how far it is from closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LbEntry {
+    /// The backend chosen.
+    pub backend: SocketAddr,
+    /// FIN seen from the client (bit 0) and from the backend (bit 1); bit 2: RST.
+    pub closing: u8,
+}
+
+/// A mapping for a minion to install: `Some(backend)` or `None` (the flow ended).
+pub type LbInstall = (ClientKey, Option<SocketAddr>);
+
+/// A stateful L4 load balancer for one virtual address. Packets from clients to `VIP` (input 0) are sent
+/// to the flow's backend (destination rewritten, checksums updated incrementally) on output 0; replies
+/// from backends (input 1) get the VIP back as their source and leave on output 1. A new flow (a TCP
+/// SYN, or any UDP packet) gets a backend by `POLICY`; established flows stick through a bounded table
+/// with an idle timeout; a flow closed by FIN both ways or RST lingers `LINGER` seconds (retransmissions
+/// still match) and is removed. Every insert and removal is reported through the table's `StateSink`,
+/// so a white-box driver replicates the balancer's `flow-mapping` state; a minion installs it through
+/// [`LoadBalancer::installer`].
+///
+/// A TCP packet of a flow the table does not know (not a SYN: state lost, say on a minion that has none)
+/// is sent where `POLICY` says, as a stateless balancer would (`UNKNOWN pick`, the default: the backend
+/// will reset the connection unless the choice happens to be right), or dropped (`UNKNOWN drop`); either
+/// way it is counted in `unknown`.
+///
+/// # Ports
+/// Two push inputs (0: from clients; 1: from backends); two or three push outputs (0: to backends; 1:
+/// to clients; 2, if connected: packets that are not for this balancer, else dropped and counted).
+///
+/// # Arguments
+/// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated IP:PORT, mandatory); `POLICY` (`random`,
+/// `roundrobin`, `leastconn`; default random); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
+/// `LINGER` (seconds, default 10); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
+/// clock); `LINK` (`ether` or `ip`).
+///
+/// # Handlers
+/// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
+/// `closed`, `expired`, `evicted`, `backends` (per-backend flow counts at the last census) (read).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config(
+///     "InfiniteSource(LIMIT 1000, FLOWS 100, PROTO tcp, STOP true) -> lb :: LoadBalancer(VIP 10.0.0.2:80,
+///        BACKENDS 10.1.0.1:8080 10.1.0.2:8080, LOOSE_VIP true) -> Discard; Idle -> [1]lb[1] -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("lb", "new_flows").unwrap(), "100");
+/// ```
+pub struct LoadBalancer {
+    vip: SocketAddr,
+    backends: Vec<SocketAddr>,
+    policy: Policy,
+    table: StateTable<ClientKey, LbEntry>,
+    capacity: usize,
+    idle_ns: u64,
+    linger_ns: u64,
+    drop_unknown: bool,
+    /// Accept packets to any address on the VIP's port (for synthetic traffic).
+    loose_vip: bool,
+    link: Link,
+    rng: u64,
+    rr: usize,
+    census: Vec<u64>,
+    has_other_output: bool,
+    installs: Option<Receiver<LbInstall>>,
+    install_tx: Option<Sender<LbInstall>>,
+    clock: (Timestamp, Timestamp),
+    counts: Counts,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    new_flows: u64,
+    forwarded: u64,
+    replies: u64,
+    unknown: u64,
+    unknown_replies: u64,
+    not_vip: u64,
+    installed: u64,
+}
+
+impl std::fmt::Debug for LoadBalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancer")
+            .field("vip", &self.vip)
+            .field("backends", &self.backends)
+            .field("policy", &self.policy)
+            .field("flows", &self.table.len())
+            .finish()
+    }
+}
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+impl ClientKey {
+    fn hash(&self) -> u32 {
+        FlowKey::new(self.proto, self.ip, self.port, self.ip, 0).table_hash()
+    }
+}
+
+impl LoadBalancer {
+    /// A balancer of `vip` over `backends`.
+    pub fn new(vip: SocketAddr, backends: Vec<SocketAddr>) -> Self {
+        let seed = Timestamp::now().0 | 1;
+        let n = backends.len();
+        let (tx, rx) = channel();
+        LoadBalancer {
+            vip,
+            backends,
+            policy: Policy::Random,
+            table: StateTable::new(65536, WhenFull::Evict),
+            capacity: 65536,
+            idle_ns: 300_000_000_000,
+            linger_ns: 10_000_000_000,
+            drop_unknown: false,
+            loose_vip: false,
+            link: Link::Ethernet,
+            rng: seed,
+            rr: 0,
+            census: vec![0; n],
+            has_other_output: false,
+            installs: Some(rx),
+            install_tx: Some(tx),
+            clock: (Timestamp(0), Timestamp(0)),
+            counts: Counts::default(),
+        }
+    }
+    /// The backend policy.
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+    /// Table capacity (the oldest-expiring flow is evicted when full).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.max(1);
+        self.table = StateTable::new(self.capacity, WhenFull::Evict);
+        self
+    }
+    /// Idle timeout.
+    pub fn idle(mut self, d: std::time::Duration) -> Self {
+        self.idle_ns = d.as_nanos() as u64;
+        self
+    }
+    /// How long a closed flow stays.
+    pub fn linger(mut self, d: std::time::Duration) -> Self {
+        self.linger_ns = d.as_nanos() as u64;
+        self
+    }
+    /// Drop (rather than balance) packets of unknown established flows.
+    pub fn drop_unknown(mut self, d: bool) -> Self {
+        self.drop_unknown = d;
+        self
+    }
+    /// Accept any destination address on the VIP's port.
+    pub fn loose_vip(mut self, l: bool) -> Self {
+        self.loose_vip = l;
+        self
+    }
+    /// The random policy's seed.
+    pub fn seed(mut self, s: u64) -> Self {
+        self.rng = s | 1;
+        self
+    }
+    /// The link layer of the packets.
+    pub fn link(mut self, l: Link) -> Self {
+        self.link = l;
+        self
+    }
+
+    /// The sending end of the install queue, for a minion's follower (on any thread): mappings sent
+    /// here are installed before the next batch is processed. One per balancer.
+    pub fn installer(&mut self) -> Option<Sender<LbInstall>> {
+        self.install_tx.take()
+    }
+
+    /// The backend of a client's flow, if the table holds it.
+    pub fn backend_of(&self, k: &ClientKey) -> Option<SocketAddr> {
+        self.table.lookup(k.hash(), k).map(|e| e.backend)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn choose(&mut self) -> Option<usize> {
+        let n = self.backends.len();
+        if n == 0 {
+            return None;
+        }
+        Some(match self.policy {
+            Policy::Random => ((self.next_random() >> 32) as usize * n) >> 32,
+            Policy::RoundRobin => {
+                self.rr = (self.rr + 1) % n;
+                self.rr
+            }
+            Policy::LeastConnections => {
+                let mut best = 0;
+                for i in 1..n {
+                    if self.census[i] < self.census[best] {
+                        best = i;
+                    }
+                }
+                self.census[best] += 1;
+                best
+            }
+        })
+    }
+
+    fn apply_installs(&mut self, now: Timestamp) {
+        let Some(rx) = self.installs.as_ref() else {
+            return;
+        };
+        while let Ok((k, b)) = rx.try_recv() {
+            let h = k.hash();
+            match b {
+                Some(backend) => {
+                    let e = LbEntry {
+                        backend,
+                        closing: 0,
+                    };
+                    self.table
+                        .install(h, k, e, now, now.add_nanos(self.idle_ns));
+                    self.counts.installed += 1;
+                }
+                None => {
+                    self.table.uninstall(h, &k);
+                }
+            }
+        }
+    }
+
+    fn vip_matches(&self, ip: IpAddr, port: u16) -> bool {
+        port == self.vip.port() && (self.loose_vip || ip == self.vip.ip())
+    }
+
+    /// One packet from a client: true if it goes to output 0 (rewritten).
+    fn forward(&mut self, p: &mut Packet) -> bool {
+        let Ok(h) = p.locate(self.link) else {
+            self.counts.not_vip += 1;
+            return false;
+        };
+        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+            self.counts.not_vip += 1;
+            return false;
+        };
+        if !(key.proto == 6 || key.proto == 17) || !self.vip_matches(key.dst, key.dst_port) {
+            self.counts.not_vip += 1;
+            return false;
+        }
+        let flags = match h.l4 {
+            Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
+            _ => 0,
+        };
+        let ck = ClientKey {
+            proto: key.proto,
+            ip: key.src,
+            port: key.src_port,
+        };
+        let hash = ck.hash();
+        let now = p.anno.timestamp;
+        let backend = match self.table.find(hash, &ck) {
+            Some(e) => {
+                let (linger, idle) = (self.linger_ns, self.idle_ns);
+                let Some(v) = self.table.value_mut(e) else {
+                    return false;
+                };
+                // A new SYN on a closed flow (port reuse): a new connection, a new choice.
+                let reuse = flags & SYN != 0 && flags & ACK == 0 && v.closing != 0;
+                if !reuse {
+                    if flags & FIN != 0 {
+                        v.closing |= 1;
+                    }
+                    if flags & RST != 0 {
+                        v.closing |= 4;
+                    }
+                    let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
+                    let b = v.backend;
+                    let exp = now.add_nanos(if closed { linger } else { idle });
+                    self.table.touch(e, exp);
+                    Some(b)
+                } else {
+                    self.table.remove(e, RemoveReason::Closed, now);
+                    None
+                }
+            }
+            None => None,
+        };
+        let backend = match backend {
+            Some(b) => b,
+            None => {
+                let new = key.proto == 17 || (flags & SYN != 0 && flags & ACK == 0);
+                if !new {
+                    self.counts.unknown += 1;
+                    if self.drop_unknown {
+                        return false;
+                    }
+                }
+                let Some(i) = self.choose() else {
+                    return false;
+                };
+                let b = self.backends[i];
+                if new {
+                    let e = LbEntry {
+                        backend: b,
+                        closing: 0,
+                    };
+                    self.table
+                        .insert(hash, ck, e, now, now.add_nanos(self.idle_ns));
+                    self.counts.new_flows += 1;
+                }
+                b
+            }
+        };
+        if p.set_ip_dst(&h, backend.ip()).is_err() || p.set_dst_port(&h, backend.port()).is_err() {
+            return false;
+        }
+        self.counts.forwarded += 1;
+        true
+    }
+
+    /// One packet from a backend: true if it goes to output 1 (source restored to the VIP).
+    fn reply(&mut self, p: &mut Packet) -> bool {
+        let Ok(h) = p.locate(self.link) else {
+            self.counts.not_vip += 1;
+            return false;
+        };
+        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+            self.counts.not_vip += 1;
+            return false;
+        };
+        let ck = ClientKey {
+            proto: key.proto,
+            ip: key.dst,
+            port: key.dst_port,
+        };
+        let now = p.anno.timestamp;
+        let Some(e) = self.table.find(ck.hash(), &ck) else {
+            self.counts.unknown_replies += 1;
+            return false;
+        };
+        let flags = match h.l4 {
+            Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
+            _ => 0,
+        };
+        let (linger, idle) = (self.linger_ns, self.idle_ns);
+        let Some(v) = self.table.value_mut(e) else {
+            return false;
+        };
+        if v.backend.ip() != key.src || v.backend.port() != key.src_port {
+            self.counts.unknown_replies += 1;
+            return false;
+        }
+        if flags & FIN != 0 {
+            v.closing |= 2;
+        }
+        if flags & RST != 0 {
+            v.closing |= 4;
+        }
+        let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
+        self.table
+            .touch(e, now.add_nanos(if closed { linger } else { idle }));
+        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
+        {
+            return false;
+        }
+        self.counts.replies += 1;
+        true
+    }
+}
+
+impl Stateful for LoadBalancer {
+    type Key = ClientKey;
+    type Value = LbEntry;
+    fn table(&self) -> &StateTable<ClientKey, LbEntry> {
+        &self.table
+    }
+    fn table_mut(&mut self) -> &mut StateTable<ClientKey, LbEntry> {
+        &mut self.table
+    }
+}
+
+const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("flows", "flows in the table"),
+    HandlerSpec::read("new_flows", "flows assigned a backend"),
+    HandlerSpec::read("forwarded", "packets sent to backends"),
+    HandlerSpec::read("replies", "packets sent back to clients"),
+    HandlerSpec::read("unknown", "packets of established flows the table did not know"),
+    HandlerSpec::read("unknown_replies", "backend packets of flows the table did not know"),
+    HandlerSpec::read("not_vip", "packets not for the VIP (or not TCP/UDP over IP)"),
+    HandlerSpec::read("installed", "mappings installed by a minion's follower"),
+    HandlerSpec::read("closed", "flows removed after closing"),
+    HandlerSpec::read("expired", "flows removed when idle"),
+    HandlerSpec::read("evicted", "flows evicted when the table was full"),
+    HandlerSpec::read("backends", "flows per backend at the last census"),
+];
+
+impl Element for LoadBalancer {
+    fn class_name(&self) -> &'static str {
+        "LoadBalancer"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(2), PortCount::range(2, 3), "h/h")
+    }
+    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        if self.backends.is_empty() {
+            return Err("LoadBalancer needs at least one backend".into());
+        }
+        self.has_other_output = ctx.noutputs > 2;
+        if ctx.shards > 1 {
+            self.table = StateTable::new(self.capacity.div_ceil(ctx.shards), WhenFull::Evict);
+        }
+        Ok(())
+    }
+    fn push(&mut self, port: usize, batch: &mut Batch, out: &mut Outputs) {
+        let Some(last) = batch.as_slice().last() else {
+            return;
+        };
+        let now = last.anno.timestamp;
+        self.apply_installs(now);
+        self.table.sweep(now, 8);
+        if now > self.clock.0 {
+            self.clock = (now, Timestamp::now());
+        }
+        let other = if self.has_other_output { 2 } else { usize::MAX };
+        let to = if port == 0 { 0 } else { 1 };
+        let mut dropped = 0;
+        batch.classify_to(out, |p| {
+            let ok = if port == 0 {
+                self.forward(p)
+            } else {
+                self.reply(p)
+            };
+            if ok {
+                Some(to)
+            } else if other != usize::MAX {
+                Some(other)
+            } else {
+                dropped += 1;
+                None
+            }
+        });
+        let _ = dropped;
+    }
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(100))
+    }
+    fn on_timer(&mut self, wall: Timestamp, _out: &mut Outputs) {
+        let (pkt, seen) = self.clock;
+        let now = if seen.0 == 0 {
+            wall
+        } else {
+            pkt.add_nanos(wall.since(seen))
+        };
+        self.apply_installs(now);
+        if seen.0 != 0 {
+            self.table.sweep(now, 4096);
+        }
+        // Census for least-connections.
+        let mut c = vec![0u64; self.backends.len()];
+        let backends = &self.backends;
+        self.table.for_each(|_, e| {
+            if let Some(i) = backends.iter().position(|b| *b == e.backend) {
+                c[i] += 1;
+            }
+        });
+        self.census = c;
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        let s = self.table.stats();
+        let c = self.counts;
+        Some(match name {
+            "flows" => self.table.len().to_string(),
+            "new_flows" => c.new_flows.to_string(),
+            "forwarded" => c.forwarded.to_string(),
+            "replies" => c.replies.to_string(),
+            "unknown" => c.unknown.to_string(),
+            "unknown_replies" => c.unknown_replies.to_string(),
+            "not_vip" => c.not_vip.to_string(),
+            "installed" => c.installed.to_string(),
+            "closed" => s.closed.to_string(),
+            "expired" => s.expired.to_string(),
+            "evicted" => s.evicted.to_string(),
+            "backends" => self
+                .backends
+                .iter()
+                .zip(&self.census)
+                .map(|(b, n)| format!("{b}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => return None,
+        })
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("`{s}` is not an IP:PORT"))
+}
+
+/// Registers `LoadBalancer`.
+pub fn register(r: &mut crate::registry::Registry) {
+    r.register(
+        "LoadBalancer",
+        "stateful L4 load balancer: VIP -> backends, both directions rewritten (reports to a StateSink)",
+        |a| {
+            let vip: String = a.read_mp("VIP")?;
+            let vip = parse_addr(&vip).map_err(|e| a.error(format!("VIP: {e}")))?;
+            let backends: String = a.read_mp("BACKENDS")?;
+            let backends = backends
+                .split_whitespace()
+                .map(parse_addr)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| a.error(format!("BACKENDS: {e}")))?;
+            if backends.is_empty() {
+                return Err(a.error("BACKENDS: at least one IP:PORT"));
+            }
+            let policy: String = a.read_or("POLICY", "random".to_string())?;
+            let policy = match policy.as_str() {
+                "random" => Policy::Random,
+                "roundrobin" | "rr" => Policy::RoundRobin,
+                "leastconn" => Policy::LeastConnections,
+                o => {
+                    return Err(a.error(format!(
+                        "POLICY must be random, roundrobin or leastconn, not `{o}`"
+                    )));
+                }
+            };
+            let cap: usize = a.read_or("CAPACITY", 65536)?;
+            let idle: u64 = a.read_or("IDLE", 300)?;
+            let linger: u64 = a.read_or("LINGER", 10)?;
+            let unknown: String = a.read_or("UNKNOWN", "pick".to_string())?;
+            let drop_unknown = match unknown.as_str() {
+                "pick" => false,
+                "drop" => true,
+                o => return Err(a.error(format!("UNKNOWN must be pick or drop, not `{o}`"))),
+            };
+            let loose: bool = a.read_or("LOOSE_VIP", false)?;
+            let seed: Option<u64> = a.read("SEED")?;
+            let link: String = a.read_or("LINK", "ether".to_string())?;
+            let link = match link.as_str() {
+                "ether" | "ethernet" => Link::Ethernet,
+                "ip" => Link::Ip,
+                o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+            };
+            let mut lb = LoadBalancer::new(vip, backends)
+                .policy(policy)
+                .capacity(cap)
+                .idle(std::time::Duration::from_secs(idle))
+                .linger(std::time::Duration::from_secs(linger))
+                .drop_unknown(drop_unknown)
+                .loose_vip(loose)
+                .link(link);
+            if let Some(s) = seed {
+                lb = lb.seed(s);
+            }
+            Ok(lb)
+        },
+    );
+}

@@ -1,0 +1,200 @@
+//! The `LoadBalancer` element: DNAT towards the backend and the VIP restored on replies with valid
+//! checksums, stickiness, FIN/RST handling, policies, unknown flows, state reported to a sink, and a
+//! minion's installs.
+
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use nf_core::element::Element;
+use nf_core::elements::lb::{ClientKey, LoadBalancer, Policy};
+use nf_core::state::{ChangeKind, StateChange, Stateful};
+use nf_core::{Batch, Outputs, Packet, Timestamp};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: &str, seq: u32) -> Vec<u8> {
+    let s: std::net::Ipv4Addr = src.parse().unwrap();
+    let d: std::net::Ipv4Addr = dst.parse().unwrap();
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(s.octets(), d.octets(), 64)
+        .tcp(sport, dport, seq, 1000);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    if flags.contains('A') {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"hello").unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of a frame, after checking its checksums by full recomputation.
+fn addrs(frame: &[u8]) -> (String, u16, String, u16) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.as_ref() else {
+        panic!("not IPv4")
+    };
+    assert_eq!(nf_core::checksum::checksum(ip.header().slice()), 0, "IPv4 checksum");
+    let h = ip.header().to_header();
+    let Some(TransportSlice::Tcp(t)) = p.transport.as_ref() else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.calc_checksum_ipv4(h.source, h.destination).unwrap(),
+        t.checksum(),
+        "TCP checksum"
+    );
+    (
+        IpAddr::from(h.source).to_string(),
+        t.source_port(),
+        IpAddr::from(h.destination).to_string(),
+        t.destination_port(),
+    )
+}
+
+fn push(lb: &mut LoadBalancer, port: usize, frame: Vec<u8>, t: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut p = Packet::from_slice(&frame);
+    p.anno.timestamp = Timestamp(t);
+    let mut b = Batch::new();
+    b.push(p);
+    let mut out = Outputs::new(2);
+    lb.push(port, &mut b, &mut out);
+    let take = |o: &mut Outputs, i: usize| o.port(i).drain().map(|p| p.data().to_vec()).collect();
+    (take(&mut out, 0), take(&mut out, 1))
+}
+
+fn lb(backends: &[&str], policy: Policy) -> LoadBalancer {
+    LoadBalancer::new(
+        "10.0.0.100:80".parse().unwrap(),
+        backends.iter().map(|b| b.parse().unwrap()).collect(),
+    )
+    .policy(policy)
+    .capacity(4096)
+    .seed(42)
+    .linger(std::time::Duration::from_secs(1))
+}
+
+const S: u64 = 1_000_000_000;
+
+#[test]
+fn both_directions_are_rewritten_with_valid_checksums_and_flows_stick() {
+    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"], Policy::Random);
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let c2 = changes.clone();
+    b.table_mut().set_sink(Box::new(move |ch: &StateChange<'_, ClientKey, nf_core::elements::lb::LbEntry>| {
+        c2.lock().unwrap().push((ch.kind, *ch.key, ch.value.backend));
+    }));
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1), S);
+    let (_, _, bip, bport) = addrs(&to_b[0]);
+    assert_eq!(bport, 8080);
+    // Every later packet of the flow goes to the same backend.
+    for k in 0..20 {
+        let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 2 + k), S + u64::from(k));
+        assert_eq!(addrs(&to_b[0]).2, bip);
+    }
+    // The reply leaves with the VIP as its source.
+    let (_, to_c) = push(&mut b, 1, tcp(&bip, 8080, "10.0.0.5", 40808, "SA", 9), S);
+    assert_eq!(addrs(&to_c[0]), ("10.0.0.100".into(), 80, "10.0.0.5".into(), 40808));
+    // A reply from a backend that is not the flow's is not let through.
+    let other = if bip == "10.1.0.2" { "10.1.0.3" } else { "10.1.0.2" };
+    let (_, to_c) = push(&mut b, 1, tcp(other, 8080, "10.0.0.5", 40808, "A", 9), S);
+    assert!(to_c.is_empty());
+    assert_eq!(b.read_handler("unknown_replies").unwrap(), "1");
+    // FIN both ways: the flow lingers 1 s, then goes; the sink saw the insert and the removal.
+    push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "FA", 30), 2 * S);
+    push(&mut b, 1, tcp(&bip, 8080, "10.0.0.5", 40808, "FA", 40), 2 * S);
+    assert_eq!(b.read_handler("flows").unwrap(), "1");
+    push(&mut b, 0, tcp("10.0.0.9", 1, "10.0.0.200", 80, "S", 1), 4 * S); // not for the VIP
+    b.on_timer(Timestamp::now(), &mut Outputs::new(2)); // the periodic sweep
+    assert_eq!(b.read_handler("flows").unwrap(), "0");
+    assert_eq!(b.read_handler("not_vip").unwrap(), "1");
+    let ch = changes.lock().unwrap();
+    assert_eq!(ch.len(), 2, "{ch:?}");
+    assert!(matches!(ch[0].0, ChangeKind::Insert) && matches!(ch[1].0, ChangeKind::Remove(_)));
+    assert_eq!(ch[0].2.ip().to_string(), bip);
+}
+
+#[test]
+fn random_spreads_round_robin_rotates_least_connections_balances() {
+    for (policy, check) in [
+        (Policy::Random, 250usize),
+        (Policy::RoundRobin, 300),
+        (Policy::LeastConnections, 300),
+    ] {
+        let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"], policy);
+        let mut per = std::collections::HashMap::new();
+        for k in 0..900u16 {
+            let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1), S);
+            *per.entry(addrs(&to_b[0]).2).or_insert(0usize) += 1;
+        }
+        assert_eq!(per.len(), 3, "{policy:?}");
+        for n in per.values() {
+            assert!(*n >= check && *n <= 900 - 2 * check, "{policy:?}: {per:?}");
+        }
+    }
+}
+
+#[test]
+fn unknown_established_flows_are_counted_then_picked_or_dropped_and_installs_restore_them() {
+    // A minion with no state: the ACK of an established flow is unknown.
+    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::Random).drop_unknown(true);
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5), S);
+    assert!(to_b.is_empty());
+    assert_eq!(b.read_handler("unknown").unwrap(), "1");
+    // The follower installs the primary's mapping: the next packet goes to the primary's choice.
+    let tx = b.installer().unwrap();
+    let k = ClientKey {
+        proto: 6,
+        ip: "10.0.0.5".parse().unwrap(),
+        port: 40808,
+    };
+    tx.send((k, Some("10.1.0.3:8080".parse::<SocketAddr>().unwrap())))
+        .unwrap();
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 6), S);
+    assert_eq!(addrs(&to_b[0]).2, "10.1.0.3");
+    assert_eq!(b.read_handler("installed").unwrap(), "1");
+    // And a delete removes it.
+    tx.send((k, None)).unwrap();
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 7), S);
+    assert!(to_b.is_empty());
+    // `pick` (the default) balances an unknown flow like a stateless balancer.
+    let mut b = lb(&["10.1.0.2:8080"], Policy::Random);
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5), S);
+    assert_eq!(to_b.len(), 1);
+    assert_eq!(b.read_handler("unknown").unwrap(), "1");
+    assert_eq!(b.read_handler("flows").unwrap(), "0", "an unknown flow is not invented");
+}
+
+#[test]
+fn a_rst_closes_and_port_reuse_chooses_again() {
+    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::RoundRobin);
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1), S);
+    let first = addrs(&to_b[0]).2;
+    push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "R", 2), S);
+    // A new SYN on the closed flow: a new connection, the next backend in turn.
+    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 100), S + 1);
+    assert_ne!(addrs(&to_b[0]).2, first);
+    assert_eq!(b.read_handler("new_flows").unwrap(), "2");
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let reg = nf_core::Registry::standard();
+    for (cfg, want) in [
+        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1, BACKENDS 10.1.0.1:80); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "VIP: `10.0.0.1` is not an IP:PORT"),
+        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80 x); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "BACKENDS: `x` is not an IP:PORT"),
+        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80, POLICY fastest); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "POLICY must be random, roundrobin or leastconn"),
+    ] {
+        let e = nf_core::Config::parse("t.click", cfg, &Default::default())
+            .and_then(|c| c.build(&reg).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(e.contains("t.click:1:"), "{e}");
+    }
+}
