@@ -314,6 +314,7 @@ const PIPELINES: &[(&str, &str)] = &[
         "conntrack",
         include_str!("../../configs/bench-conntrack.click"),
     ),
+    ("lb", include_str!("../../configs/bench-lb.click")),
 ];
 
 fn registry() -> Registry {
@@ -601,7 +602,7 @@ fn cmd_bench(
         Some((n, t)) => (n.to_string(), t.to_string()),
         None => {
             let t = std::fs::read_to_string(pipeline).map_err(|e| {
-                format!("{pipeline}: {e} (named pipelines: discard, classifier, conntrack)")
+                format!("{pipeline}: {e} (named pipelines: discard, classifier, conntrack, lb)")
             })?;
             (pipeline.to_string(), t)
         }

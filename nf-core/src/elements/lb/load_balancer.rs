@@ -65,7 +65,8 @@ pub type LbInstall = (ClientKey, Option<SocketAddr>);
 /// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated IP:PORT, mandatory); `POLICY` (`random`,
 /// `roundrobin`, `leastconn`; default random); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
 /// `LINGER` (seconds, default 10); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
-/// clock); `LINK` (`ether` or `ip`).
+/// clock); `LINK` (`ether` or `ip`); `LOOSE_VIP` (any address on the VIP's port; for synthetic traffic);
+/// `STRICT_REPLIES` (default true: a reply must come from its flow's backend).
 ///
 /// # Handlers
 /// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
@@ -89,6 +90,8 @@ pub struct LoadBalancer {
     drop_unknown: bool,
     /// Accept packets to any address on the VIP's port (for synthetic traffic).
     loose_vip: bool,
+    /// Replies must come from the flow's backend.
+    strict_replies: bool,
     link: Link,
     rng: u64,
     rr: usize,
@@ -149,6 +152,7 @@ impl LoadBalancer {
             linger_ns: 10_000_000_000,
             drop_unknown: false,
             loose_vip: false,
+            strict_replies: true,
             link: Link::Ethernet,
             rng: seed,
             rr: 0,
@@ -189,6 +193,12 @@ impl LoadBalancer {
     /// Accept any destination address on the VIP's port.
     pub fn loose_vip(mut self, l: bool) -> Self {
         self.loose_vip = l;
+        self
+    }
+    /// Check that a reply comes from its flow's backend (the default); off, any reply to a known client
+    /// is let through (for traces not captured behind this balancer).
+    pub fn strict_replies(mut self, s: bool) -> Self {
+        self.strict_replies = s;
         self
     }
     /// The random policy's seed.
@@ -387,7 +397,7 @@ impl LoadBalancer {
         let Some(v) = self.table.value_mut(e) else {
             return false;
         };
-        if v.backend.ip() != key.src || v.backend.port() != key.src_port {
+        if self.strict_replies && (v.backend.ip() != key.src || v.backend.port() != key.src_port) {
             self.counts.unknown_replies += 1;
             return false;
         }
@@ -579,6 +589,7 @@ pub fn register(r: &mut crate::registry::Registry) {
                 o => return Err(a.error(format!("UNKNOWN must be pick or drop, not `{o}`"))),
             };
             let loose: bool = a.read_or("LOOSE_VIP", false)?;
+            let strict: bool = a.read_or("STRICT_REPLIES", true)?;
             let seed: Option<u64> = a.read("SEED")?;
             let link: String = a.read_or("LINK", "ether".to_string())?;
             let link = match link.as_str() {
@@ -593,6 +604,7 @@ pub fn register(r: &mut crate::registry::Registry) {
                 .linger(std::time::Duration::from_secs(linger))
                 .drop_unknown(drop_unknown)
                 .loose_vip(loose)
+                .strict_replies(strict)
                 .link(link);
             if let Some(s) = seed {
                 lb = lb.seed(s);
