@@ -4,7 +4,7 @@
 
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use nf_core::element::Element;
-use nf_core::elements::lb::{ClientKey, LoadBalancer, Policy};
+use nf_core::elements::lb::{ClientKey, LbInstall, LoadBalancer, Policy};
 use nf_core::state::{ChangeKind, StateChange, Stateful};
 use nf_core::{Batch, Outputs, Packet, Timestamp};
 use std::net::{IpAddr, SocketAddr};
@@ -39,7 +39,11 @@ fn addrs(frame: &[u8]) -> (String, u16, String, u16) {
     let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.as_ref() else {
         panic!("not IPv4")
     };
-    assert_eq!(nf_core::checksum::checksum(ip.header().slice()), 0, "IPv4 checksum");
+    assert_eq!(
+        nf_core::checksum::checksum(ip.header().slice()),
+        0,
+        "IPv4 checksum"
+    );
     let h = ip.header().to_header();
     let Some(TransportSlice::Tcp(t)) = p.transport.as_ref() else {
         panic!("not TCP")
@@ -57,7 +61,12 @@ fn addrs(frame: &[u8]) -> (String, u16, String, u16) {
     )
 }
 
-fn push(lb: &mut LoadBalancer, port: usize, frame: Vec<u8>, t: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn push(
+    lb: &mut LoadBalancer,
+    port: usize,
+    frame: Vec<u8>,
+    t: u64,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut p = Packet::from_slice(&frame);
     p.anno.timestamp = Timestamp(t);
     let mut b = Batch::new();
@@ -83,33 +92,72 @@ const S: u64 = 1_000_000_000;
 
 #[test]
 fn both_directions_are_rewritten_with_valid_checksums_and_flows_stick() {
-    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"], Policy::Random);
+    let mut b = lb(
+        &["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"],
+        Policy::Random,
+    );
     let changes = Arc::new(Mutex::new(Vec::new()));
     let c2 = changes.clone();
-    b.table_mut().set_sink(Box::new(move |ch: &StateChange<'_, ClientKey, nf_core::elements::lb::LbEntry>| {
-        c2.lock().unwrap().push((ch.kind, *ch.key, ch.value.backend));
-    }));
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1), S);
+    b.table_mut().set_sink(Box::new(
+        move |ch: &StateChange<'_, ClientKey, nf_core::elements::lb::LbEntry>| {
+            c2.lock()
+                .unwrap()
+                .push((ch.kind, *ch.key, ch.value.backend));
+        },
+    ));
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1),
+        S,
+    );
     let (_, _, bip, bport) = addrs(&to_b[0]);
     assert_eq!(bport, 8080);
     // Every later packet of the flow goes to the same backend.
     for k in 0..20 {
-        let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 2 + k), S + u64::from(k));
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 2 + k),
+            S + u64::from(k),
+        );
         assert_eq!(addrs(&to_b[0]).2, bip);
     }
     // The reply leaves with the VIP as its source.
     let (_, to_c) = push(&mut b, 1, tcp(&bip, 8080, "10.0.0.5", 40808, "SA", 9), S);
-    assert_eq!(addrs(&to_c[0]), ("10.0.0.100".into(), 80, "10.0.0.5".into(), 40808));
+    assert_eq!(
+        addrs(&to_c[0]),
+        ("10.0.0.100".into(), 80, "10.0.0.5".into(), 40808)
+    );
     // A reply from a backend that is not the flow's is not let through.
-    let other = if bip == "10.1.0.2" { "10.1.0.3" } else { "10.1.0.2" };
+    let other = if bip == "10.1.0.2" {
+        "10.1.0.3"
+    } else {
+        "10.1.0.2"
+    };
     let (_, to_c) = push(&mut b, 1, tcp(other, 8080, "10.0.0.5", 40808, "A", 9), S);
     assert!(to_c.is_empty());
     assert_eq!(b.read_handler("unknown_replies").unwrap(), "1");
     // FIN both ways: the flow lingers 1 s, then goes; the sink saw the insert and the removal.
-    push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "FA", 30), 2 * S);
-    push(&mut b, 1, tcp(&bip, 8080, "10.0.0.5", 40808, "FA", 40), 2 * S);
+    push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "FA", 30),
+        2 * S,
+    );
+    push(
+        &mut b,
+        1,
+        tcp(&bip, 8080, "10.0.0.5", 40808, "FA", 40),
+        2 * S,
+    );
     assert_eq!(b.read_handler("flows").unwrap(), "1");
-    push(&mut b, 0, tcp("10.0.0.9", 1, "10.0.0.200", 80, "S", 1), 4 * S); // not for the VIP
+    push(
+        &mut b,
+        0,
+        tcp("10.0.0.9", 1, "10.0.0.200", 80, "S", 1),
+        4 * S,
+    ); // not for the VIP
     b.on_timer(Timestamp::now(), &mut Outputs::new(2)); // the periodic sweep
     assert_eq!(b.read_handler("flows").unwrap(), "0");
     assert_eq!(b.read_handler("not_vip").unwrap(), "1");
@@ -129,7 +177,12 @@ fn random_spreads_round_robin_rotates_least_connections_balances() {
         let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"], policy);
         let mut per = std::collections::HashMap::new();
         for k in 0..900u16 {
-            let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1), S);
+            let (to_b, _) = push(
+                &mut b,
+                0,
+                tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1),
+                S,
+            );
             *per.entry(addrs(&to_b[0]).2).or_insert(0usize) += 1;
         }
         assert_eq!(per.len(), 3, "{policy:?}");
@@ -143,7 +196,12 @@ fn random_spreads_round_robin_rotates_least_connections_balances() {
 fn unknown_established_flows_are_counted_then_picked_or_dropped_and_installs_restore_them() {
     // A minion with no state: the ACK of an established flow is unknown.
     let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::Random).drop_unknown(true);
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5), S);
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5),
+        S,
+    );
     assert!(to_b.is_empty());
     assert_eq!(b.read_handler("unknown").unwrap(), "1");
     // The follower installs the primary's mapping: the next packet goes to the primary's choice.
@@ -153,31 +211,74 @@ fn unknown_established_flows_are_counted_then_picked_or_dropped_and_installs_res
         ip: "10.0.0.5".parse().unwrap(),
         port: 40808,
     };
-    tx.send((k, Some("10.1.0.3:8080".parse::<SocketAddr>().unwrap())))
-        .unwrap();
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 6), S);
+    tx.send(LbInstall::Set(
+        k,
+        "10.1.0.3:8080".parse::<SocketAddr>().unwrap(),
+    ))
+    .unwrap();
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 6),
+        S,
+    );
     assert_eq!(addrs(&to_b[0]).2, "10.1.0.3");
     assert_eq!(b.read_handler("installed").unwrap(), "1");
     // And a delete removes it.
-    tx.send((k, None)).unwrap();
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 7), S);
+    tx.send(LbInstall::Remove(k)).unwrap();
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 7),
+        S,
+    );
     assert!(to_b.is_empty());
-    // `pick` (the default) balances an unknown flow like a stateless balancer.
-    let mut b = lb(&["10.1.0.2:8080"], Policy::Random);
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5), S);
-    assert_eq!(to_b.len(), 1);
+    // `pick` (the default) adopts an unknown flow: a backend by the policy, remembered.
+    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::Random);
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 5),
+        S,
+    );
+    let first = addrs(&to_b[0]).2;
+    for k in 0..10 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 40808, "10.0.0.100", 80, "A", 6 + k),
+            S,
+        );
+        assert_eq!(addrs(&to_b[0]).2, first);
+    }
     assert_eq!(b.read_handler("unknown").unwrap(), "1");
-    assert_eq!(b.read_handler("flows").unwrap(), "0", "an unknown flow is not invented");
+    assert_eq!(b.read_handler("new_flows").unwrap(), "0");
+    assert_eq!(b.read_handler("flows").unwrap(), "1");
 }
 
 #[test]
 fn a_rst_closes_and_port_reuse_chooses_again() {
     let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::RoundRobin);
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1), S);
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 1),
+        S,
+    );
     let first = addrs(&to_b[0]).2;
-    push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "R", 2), S);
+    push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "R", 2),
+        S,
+    );
     // A new SYN on the closed flow: a new connection, the next backend in turn.
-    let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 100), S + 1);
+    let (to_b, _) = push(
+        &mut b,
+        0,
+        tcp("10.0.0.5", 40808, "10.0.0.100", 80, "S", 100),
+        S + 1,
+    );
     assert_ne!(addrs(&to_b[0]).2, first);
     assert_eq!(b.read_handler("new_flows").unwrap(), "2");
 }
@@ -186,9 +287,18 @@ fn a_rst_closes_and_port_reuse_chooses_again() {
 fn configuration_errors_are_clear() {
     let reg = nf_core::Registry::standard();
     for (cfg, want) in [
-        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1, BACKENDS 10.1.0.1:80); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "VIP: `10.0.0.1` is not an IP:PORT"),
-        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80 x); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "BACKENDS: `x` is not an IP:PORT"),
-        ("Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80, POLICY fastest); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;", "POLICY must be random, roundrobin or leastconn"),
+        (
+            "Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1, BACKENDS 10.1.0.1:80); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;",
+            "VIP: `10.0.0.1` is not an IP:PORT",
+        ),
+        (
+            "Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80 x); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;",
+            "BACKENDS: `x` is not an IP:PORT",
+        ),
+        (
+            "Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80, POLICY fastest); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;",
+            "POLICY must be random, roundrobin or leastconn",
+        ),
     ] {
         let e = nf_core::Config::parse("t.click", cfg, &Default::default())
             .and_then(|c| c.build(&reg).map(|_| ()))

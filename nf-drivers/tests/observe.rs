@@ -641,15 +641,48 @@ fn an_ambiguous_pair_is_held_until_a_later_packet_tells() {
     let (cl, vip) = (ep("10.0.0.5", 40000), ep("10.0.0.100", 80));
     let (b1, b2) = (ep("10.1.0.2", 8080), ep("10.1.0.3", 8080));
     let isn = 777_777;
-    c.packet(Side::Outside, 0, &tcp(cl, vip, isn, None, "S", &[], 9, 42), true, &mut out);
-    c.packet(Side::Inside, 10_000, &tcp(cl, b1, isn, None, "S", &[], 9, 42), true, &mut out);
-    c.packet(Side::Inside, 20_000, &tcp((cl.0, 40001), b2, isn, None, "S", &[], 9, 42), true, &mut out);
+    c.packet(
+        Side::Outside,
+        0,
+        &tcp(cl, vip, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        10_000,
+        &tcp(cl, b1, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        20_000,
+        &tcp((cl.0, 40001), b2, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
     // The second inside SYN collided with the first in the index: the pair is weaker, or held.
     let req = b"GET /a HTTP/1.1\r\n\r\n";
-    c.packet(Side::Outside, 1_000_000, &tcp(cl, vip, isn + 1, Some(5), "A", req, 10, 43), true, &mut out);
-    c.packet(Side::Inside, 1_010_000, &tcp(cl, b1, isn + 1, Some(5), "A", req, 10, 43), true, &mut out);
+    c.packet(
+        Side::Outside,
+        1_000_000,
+        &tcp(cl, vip, isn + 1, Some(5), "A", req, 10, 43),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        1_010_000,
+        &tcp(cl, b1, isn + 1, Some(5), "A", req, 10, 43),
+        true,
+        &mut out,
+    );
     let (fm, _) = state(&out);
-    assert_eq!(fm.get(&fm_key(cl)).map(String::as_str), Some("10.1.0.2:8080"));
+    assert_eq!(
+        fm.get(&fm_key(cl)).map(String::as_str),
+        Some("10.1.0.2:8080")
+    );
     assert_eq!(fm.len(), 1, "{fm:?}");
 }
 
@@ -662,15 +695,52 @@ fn a_wrong_early_link_is_corrected_by_later_packets() {
     let (cl, vip) = (ep("10.0.0.5", 40000), ep("10.0.0.100", 80));
     let (real, decoy) = (ep("10.1.0.2", 8080), ep("10.1.0.3", 8080));
     let isn = 777_777;
-    c.packet(Side::Outside, 0, &tcp(cl, vip, isn, None, "S", &[], 9, 42), true, &mut out);
-    c.packet(Side::Inside, 10_000, &tcp((cl.0, 40001), decoy, isn, None, "S", &[], 9, 42), true, &mut out);
-    c.packet(Side::Inside, 20_000, &tcp(cl, real, isn, None, "S", &[], 9, 42), true, &mut out);
+    c.packet(
+        Side::Outside,
+        0,
+        &tcp(cl, vip, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        10_000,
+        &tcp((cl.0, 40001), decoy, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        20_000,
+        &tcp(cl, real, isn, None, "S", &[], 9, 42),
+        true,
+        &mut out,
+    );
     let (fm, _) = state(&out);
-    assert_eq!(fm.get(&fm_key(cl)).map(String::as_str), Some("10.1.0.3:8080"), "linked to the decoy first");
+    assert_eq!(
+        fm.get(&fm_key(cl)).map(String::as_str),
+        Some("10.1.0.3:8080"),
+        "linked to the decoy first"
+    );
     let req = b"GET /a HTTP/1.1\r\n\r\n";
-    c.packet(Side::Outside, 1_000_000, &tcp(cl, vip, isn + 1, Some(5), "A", req, 10, 43), true, &mut out);
-    c.packet(Side::Inside, 1_010_000, &tcp(cl, real, isn + 1, Some(5), "A", req, 10, 43), true, &mut out);
+    c.packet(
+        Side::Outside,
+        1_000_000,
+        &tcp(cl, vip, isn + 1, Some(5), "A", req, 10, 43),
+        true,
+        &mut out,
+    );
+    c.packet(
+        Side::Inside,
+        1_010_000,
+        &tcp(cl, real, isn + 1, Some(5), "A", req, 10, 43),
+        true,
+        &mut out,
+    );
     let (fm, _) = state(&out);
-    assert_eq!(fm.get(&fm_key(cl)).map(String::as_str), Some("10.1.0.2:8080"));
+    assert_eq!(
+        fm.get(&fm_key(cl)).map(String::as_str),
+        Some("10.1.0.2:8080")
+    );
     assert_eq!(c.stats().corrected, 1, "{:?}", c.stats());
 }

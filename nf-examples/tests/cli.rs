@@ -222,3 +222,27 @@ fn sigint_stops_a_run_and_the_counters_are_still_printed() {
     assert!(se.contains("signal received"), "{se}");
     assert!(handler(&so, "c.count").is_some_and(|n| n > 0), "{so}");
 }
+
+#[test]
+fn the_demo_shows_failover_keeping_what_fail_breaks() {
+    let o = nf(&["demo", "--connections", "3000"]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}{se}");
+    let row = |name: &str| -> Vec<String> {
+        so.lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no {name} row in {so}"))
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    // Columns: "", scenario, connections, open at the failure, broken, ...
+    let broken = |name: &str| row(name)[4].parse::<u64>().unwrap();
+    assert_eq!(broken("Clean"), 0);
+    assert_eq!(broken("Copied"), 0);
+    assert_eq!(broken("Failover"), 0);
+    // Without state the minion's random choice is right one time in five.
+    let open: u64 = row("Fail")[3].parse().unwrap();
+    assert!(broken("Fail") * 10 > open * 7, "{so}");
+    assert!(so.contains("lb.installed"), "{so}");
+}

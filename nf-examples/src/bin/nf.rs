@@ -6,13 +6,19 @@
 //! - `nf pcap gen --packets N --flows F --size 64|imix OUT`: writes benchmark traffic.
 //! - `nf pcap info FILE`: counts a capture's packets.
 //! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
+//! - `nf lb CONFIG --role primary|minion|standalone [--store URL] [--node NAME]`: a stateful L4 load
+//!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
 //! - `nf syslogd --listen URL... --extract NAME --store URL`: the syslog driver, until SIGINT/SIGTERM.
 //! - `nf kmsg-forward --to udp://HOST:PORT [--grep TEXT]`: relays new kernel log records to a server.
 //! - `nf observe --outside IFACE|PCAP --inside IFACE|PCAP --store URL [--vip IP:PORT]`: the
 //!   traffic-observation driver.
 
+#[path = "nf/demo.rs"]
+mod demo;
 #[path = "nf/io_bench.rs"]
 mod io_bench;
+#[path = "nf/lb.rs"]
+mod lb;
 #[path = "nf/observe.rs"]
 mod observe;
 #[path = "nf/syslogd.rs"]
@@ -39,6 +45,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The middlebox-minion story in one process (no root, no server): a primary load balancer fails,
+    /// a minion takes over with (Failover) and without (Fail) its replicated state; prints the table.
+    Demo {
+        /// TCP connections per scenario.
+        #[arg(long, default_value_t = 6000)]
+        connections: usize,
+    },
     /// Run a configuration until its sources are exhausted, then print every element's handlers.
     Run {
         /// The configuration file (Click's language).
@@ -67,6 +80,31 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+    /// A stateful L4 load balancer from a configuration with a `LoadBalancer` element: a primary
+    /// replicates its flow mappings to a store (white-box driver), a minion installs them as they arrive
+    /// and serves traffic at once; both report heartbeats (`nf state stats` shows them).
+    Lb {
+        /// The configuration file (e.g. nf-examples/configs/lb.click).
+        config: PathBuf,
+        /// `NAME=VALUE` settings for `$NAME` in the configuration.
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// primary, minion or standalone.
+        #[arg(long, default_value = "standalone")]
+        role: String,
+        /// The state store (primary and minion).
+        #[arg(long)]
+        store: Option<String>,
+        /// This node's name (heartbeats, records' origin).
+        #[arg(long, default_value = "lb")]
+        node: String,
+        /// The LoadBalancer element's name in the configuration.
+        #[arg(long, default_value = "lb")]
+        element: String,
+        /// Print nothing at the end.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// A syslog server whose messages an extractor turns into state records, until SIGINT/SIGTERM.
     Syslogd {
@@ -762,6 +800,30 @@ fn cmd_state(url: &str, cmd: StateCmd) -> Result<(), String> {
                 for (k, v) in &st.counters {
                     println!("{k}: {v}");
                 }
+                // Who is alive: nodes whose heartbeat is under 2 s old; a minion's lag is how far its
+                // last applied `flow-mapping` record is behind the store's last one.
+                let last = st
+                    .schemas
+                    .iter()
+                    .find(|s| s.schema == "flow-mapping")
+                    .map_or(0, |s| s.last_seq);
+                let beats = store.scan("heartbeat").await.map_err(|e| e.to_string())?;
+                let now = nf_core::Timestamp::now().0;
+                for r in &beats.records {
+                    if let Ok((k, Some(v))) = r.decode::<nf_state::schemas::Heartbeat>() {
+                        let age_ms = now.saturating_sub(v.time_ns) / 1_000_000;
+                        let alive = if age_ms < 2000 { "alive" } else { "DOWN" };
+                        let lag = if v.role == "minion" {
+                            format!(" lag {} records", last.saturating_sub(v.seq))
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                            "node {} ({}): {alive}, last beat {age_ms} ms ago, seq {}, entries {}{lag}",
+                            k.node, v.role, v.seq, v.entries
+                        );
+                    }
+                }
                 Ok(())
             }
             StateCmd::Load {
@@ -896,6 +958,7 @@ fn main() -> ExitCode {
             stats,
             quiet,
         } => cmd_run(&config, &params, shards, stats, quiet),
+        Cmd::Demo { connections } => demo::demo(connections),
         Cmd::Elements => {
             cmd_elements();
             Ok(())
@@ -919,6 +982,29 @@ fn main() -> ExitCode {
             codec,
             queue,
             stats_every,
+        }),
+        Cmd::Lb {
+            config,
+            params,
+            role,
+            store,
+            node,
+            element,
+            quiet,
+        } => parse_params(&params).and_then(|p| {
+            lb::lb(
+                lb::Options {
+                    config: &config,
+                    params: &params,
+                    role: &role,
+                    store: store.as_deref(),
+                    node: &node,
+                    element: &element,
+                    quiet,
+                },
+                &registry(),
+                &p,
+            )
         }),
         Cmd::Observe {
             outside,

@@ -3,11 +3,13 @@
 mod backend_load;
 mod conntrack;
 mod flow_mapping;
+mod heartbeat;
 mod nat_binding;
 
 pub use backend_load::{BackendKey, BackendLoad, BackendLoadValue};
 pub use conntrack::{ConnState, Conntrack, ConntrackValue, FiveTuple};
 pub use flow_mapping::{FlowMapping, FlowMappingKey, FlowMappingV1Value, FlowMappingValue};
+pub use heartbeat::{Heartbeat, HeartbeatValue, NodeKey};
 pub use nat_binding::{NatBinding, NatBindingKey, NatBindingValue};
 
 use serde::{Deserialize, Serialize};

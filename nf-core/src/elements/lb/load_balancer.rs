@@ -40,8 +40,16 @@ pub struct LbEntry {
     pub closing: u8,
 }
 
-/// A mapping for a minion to install: `Some(backend)` or `None` (the flow ended).
-pub type LbInstall = (ClientKey, Option<SocketAddr>);
+/// What a minion's follower tells its balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbInstall {
+    /// A flow's backend (as the primary chose it).
+    Set(ClientKey, SocketAddr),
+    /// A flow ended.
+    Remove(ClientKey),
+    /// Forget every flow (a snapshot follows).
+    Clear,
+}
 
 /// A stateful L4 load balancer for one virtual address. Packets from clients to `VIP` (input 0) are sent
 /// to the flow's backend (destination rewritten, checksums updated incrementally) on output 0; replies
@@ -53,9 +61,9 @@ pub type LbInstall = (ClientKey, Option<SocketAddr>);
 /// [`LoadBalancer::installer`].
 ///
 /// A TCP packet of a flow the table does not know (not a SYN: state lost, say on a minion that has none)
-/// is sent where `POLICY` says, as a stateless balancer would (`UNKNOWN pick`, the default: the backend
-/// will reset the connection unless the choice happens to be right), or dropped (`UNKNOWN drop`); either
-/// way it is counted in `unknown`.
+/// is adopted: given a backend by `POLICY` and remembered (`UNKNOWN pick`, the default, as MiMi's minion
+/// without state does: the backend resets the connection unless the choice happens to be the primary's),
+/// or dropped (`UNKNOWN drop`); either way it is counted in `unknown`.
 ///
 /// # Ports
 /// Two push inputs (0: from clients; 1: from backends); two or three push outputs (0: to backends; 1:
@@ -261,21 +269,21 @@ impl LoadBalancer {
         let Some(rx) = self.installs.as_ref() else {
             return;
         };
-        while let Ok((k, b)) = rx.try_recv() {
-            let h = k.hash();
-            match b {
-                Some(backend) => {
+        while let Ok(i) = rx.try_recv() {
+            match i {
+                LbInstall::Set(k, backend) => {
                     let e = LbEntry {
                         backend,
                         closing: 0,
                     };
                     self.table
-                        .install(h, k, e, now, now.add_nanos(self.idle_ns));
+                        .install(k.hash(), k, e, now, now.add_nanos(self.idle_ns));
                     self.counts.installed += 1;
                 }
-                None => {
-                    self.table.uninstall(h, &k);
+                LbInstall::Remove(k) => {
+                    self.table.uninstall(k.hash(), &k);
                 }
+                LbInstall::Clear => self.table.clear(),
             }
         }
     }
@@ -350,13 +358,14 @@ impl LoadBalancer {
                     return false;
                 };
                 let b = self.backends[i];
+                // A new flow, or an unknown one adopted (`UNKNOWN pick`): remembered from now on.
+                let e = LbEntry {
+                    backend: b,
+                    closing: 0,
+                };
+                self.table
+                    .insert(hash, ck, e, now, now.add_nanos(self.idle_ns));
                 if new {
-                    let e = LbEntry {
-                        backend: b,
-                        closing: 0,
-                    };
-                    self.table
-                        .insert(hash, ck, e, now, now.add_nanos(self.idle_ns));
                     self.counts.new_flows += 1;
                 }
                 b
@@ -435,9 +444,18 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("new_flows", "flows assigned a backend"),
     HandlerSpec::read("forwarded", "packets sent to backends"),
     HandlerSpec::read("replies", "packets sent back to clients"),
-    HandlerSpec::read("unknown", "packets of established flows the table did not know"),
-    HandlerSpec::read("unknown_replies", "backend packets of flows the table did not know"),
-    HandlerSpec::read("not_vip", "packets not for the VIP (or not TCP/UDP over IP)"),
+    HandlerSpec::read(
+        "unknown",
+        "packets of established flows the table did not know",
+    ),
+    HandlerSpec::read(
+        "unknown_replies",
+        "backend packets of flows the table did not know",
+    ),
+    HandlerSpec::read(
+        "not_vip",
+        "packets not for the VIP (or not TCP/UDP over IP)",
+    ),
     HandlerSpec::read("installed", "mappings installed by a minion's follower"),
     HandlerSpec::read("closed", "flows removed after closing"),
     HandlerSpec::read("expired", "flows removed when idle"),

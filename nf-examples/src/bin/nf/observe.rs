@@ -203,7 +203,10 @@ pub fn bench(
     if let Some(dir) = write {
         // The two taps as capture files, for `nf observe --outside DIR/outside.pcap --inside ...`.
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for (name, side) in [("outside.pcap", Side::Outside), ("inside.pcap", Side::Inside)] {
+        for (name, side) in [
+            ("outside.pcap", Side::Outside),
+            ("inside.pcap", Side::Inside),
+        ] {
             let path = dir.join(name);
             let mut w = nf_drivers::io::pcap::PcapFileWriter::create(
                 &path,
