@@ -1,10 +1,13 @@
 //! # nf-examples
 //!
-//! Runnable programs of the NF SDK: the `nf` command (`nf run`, `nf elements`, `nf pcap gen`,
-//! `nf bench pipeline`) and example configurations in `configs/`. The primary/minion failover pair and
-//! the failover lab come with the minion issue.
+//! Runnable programs of the NF SDK: the `nf` command (`nf run`, `nf elements`, `nf pcap gen`, `nf bench`,
+//! `nf state`, `nf syslogd`, `nf observe`, `nf lb`, `nf demo`, `nf lab`) and example configurations in
+//! `configs/`; [`netns`] (network-namespace labs) and [`lab`] (the failover experiment) behind `nf lab`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod lab;
+pub mod netns;
 
 /// The directory of the example configurations (for tests and tools that run them).
 pub fn configs_dir() -> std::path::PathBuf {

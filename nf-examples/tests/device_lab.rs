@@ -12,7 +12,7 @@ const NF: &str = env!("CARGO_BIN_EXE_nf");
 
 /// Starts `nf run CONFIG` inside namespace `ns`; returns the child.
 fn nf_run_in(lab: &Lab, ns: &str, config: &str) -> std::process::Child {
-    let path = std::env::temp_dir().join(format!("{}-{ns}.click", lab.tag));
+    let path = std::env::temp_dir().join(format!("{}-{ns}.click", lab.tag()));
     std::fs::write(&path, config).unwrap();
     Command::new("ip")
         .args(["netns", "exec", &lab.ns(ns), NF, "run"])
@@ -46,7 +46,7 @@ fn handler(out: &str, name: &str) -> u64 {
 
 fn serve_and_fetch(lab: &mut Lab, server_ns: &str, server_ip: &str, client_ns: &str) {
     // 200 KB of known content: many full-size TCP segments each way of the graph.
-    let dir = std::env::temp_dir().join(format!("{}-www-{server_ns}", lab.tag));
+    let dir = std::env::temp_dir().join(format!("{}-www-{server_ns}", lab.tag()));
     std::fs::create_dir_all(&dir).unwrap();
     let body: String = (0..20_000).map(|i| format!("{:09}\n", i)).collect();
     std::fs::write(dir.join("data.txt"), &body).unwrap();

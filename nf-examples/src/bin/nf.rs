@@ -8,6 +8,8 @@
 //! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
 //! - `nf lb CONFIG --role primary|minion|standalone [--store URL] [--node NAME]`: a stateful L4 load
 //!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
+//! - `nf lab [--primaries ...] [--runs R]`: the failover lab in network namespaces (needs root).
+//! - `nf demo`: the failover story in one process.
 //! - `nf syslogd --listen URL... --extract NAME --store URL`: the syslog driver, until SIGINT/SIGTERM.
 //! - `nf kmsg-forward --to udp://HOST:PORT [--grep TEXT]`: relays new kernel log records to a server.
 //! - `nf observe --outside IFACE|PCAP --inside IFACE|PCAP --store URL [--vip IP:PORT]`: the
@@ -17,6 +19,8 @@
 mod demo;
 #[path = "nf/io_bench.rs"]
 mod io_bench;
+#[path = "nf/lab_cmd.rs"]
+mod lab_cmd;
 #[path = "nf/lb.rs"]
 mod lb;
 #[path = "nf/observe.rs"]
@@ -105,6 +109,34 @@ enum Cmd {
         /// Print nothing at the end.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// The failover lab (needs root): a topology in network namespaces, a primary that fails and a
+    /// minion that takes over, real TCP; writes the table (Markdown, JSON) and a plot (SVG).
+    Lab {
+        /// Primaries: whitebox, syslog, observe (comma-separated).
+        #[arg(long, default_value = "whitebox,syslog,observe")]
+        primaries: String,
+        /// Workloads: web, long.
+        #[arg(long, default_value = "web,long")]
+        workloads: String,
+        /// Scenarios: clean, copied, fail, failover.
+        #[arg(long, default_value = "clean,copied,fail,failover")]
+        scenarios: String,
+        /// Runs of each combination.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Length of a WEB run, seconds.
+        #[arg(long, default_value_t = 8.0)]
+        web_seconds: f64,
+        /// When the failure comes, seconds into the traffic.
+        #[arg(long, default_value_t = 3.0)]
+        fail_after: f64,
+        /// Where the reports go.
+        #[arg(long, default_value = "lab-results")]
+        out: PathBuf,
+        /// The reports' file name (NAME.md, NAME.json, NAME.svg).
+        #[arg(long, default_value = "failover")]
+        name: String,
     },
     /// A syslog server whose messages an extractor turns into state records, until SIGINT/SIGTERM.
     Syslogd {
@@ -959,6 +991,25 @@ fn main() -> ExitCode {
             quiet,
         } => cmd_run(&config, &params, shards, stats, quiet),
         Cmd::Demo { connections } => demo::demo(connections),
+        Cmd::Lab {
+            primaries,
+            workloads,
+            scenarios,
+            runs,
+            web_seconds,
+            fail_after,
+            out,
+            name,
+        } => lab_cmd::lab(lab_cmd::Options {
+            primaries: &primaries,
+            workloads: &workloads,
+            scenarios: &scenarios,
+            runs,
+            web_seconds,
+            fail_after,
+            out: &out,
+            name: &name,
+        }),
         Cmd::Elements => {
             cmd_elements();
             Ok(())

@@ -1,0 +1,1038 @@
+//! The failover lab behind `nf lab` (needs root): real TCP through a primary load balancer that fails, and
+//! a minion that takes over, in Linux network namespaces.
+//!
+//! The topology: clients (one namespace, several addresses) reach the VIP `10.0.0.100:80` through the
+//! front bridge of a switch namespace; the balancer reaches the backends (`python3 -m http.server`)
+//! through its back bridge. The primary and the minion hang off both bridges with the same MAC
+//! addresses; the minion's switch ports are disabled. The failover switch disables the primary's ports
+//! and enables the minion's in one `ip -batch`. A management namespace holds Redis (the state store) and,
+//! for the syslog primary, the syslog driver; the balancers reach it over management interfaces.
+//!
+//! Primaries: `whitebox` (`nf lb --role primary`, its white-box driver replicating `flow-mapping`),
+//! `syslog` (an iptables DNAT balancer with random backend choice whose kernel LOG lines reach
+//! `nf syslogd --extract netfilter-log` through `nf kmsg-forward`), `observe` (the same iptables balancer,
+//! watched on its two interfaces by `nf observe`). The minion is always `nf lb --role minion` (or
+//! `standalone`, without state, for the Fail scenario).
+//!
+//! Workloads: `web` (concurrent loops of short HTTP requests) and `long` (rate-limited 2 MB downloads
+//! that stay open across the failure). Scenarios, as in MiMi's table: Clean (no failure, no
+//! replication), Copied (replication, no failure), Fail (failure, no state on the minion), Failover
+//! (failure, state replicated).
+
+use crate::netns::{Lab, sh, sh_out, wait_until};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LB_FRONT: &str = "02:00:00:00:01:00";
+const LB_BACK: &str = "02:00:00:00:02:00";
+const CLIENT_MAC: &str = "02:00:00:00:04:01";
+const VIP: &str = "10.0.0.100";
+const STORE: &str = "redis://10.9.0.1:6379/0";
+const LOG_PREFIX: &str = "nflab-new";
+
+/// What keeps the primary's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Primary {
+    /// `nf lb --role primary` with the white-box driver.
+    WhiteBox,
+    /// An iptables DNAT balancer, state from its LOG lines (syslog driver).
+    Syslog,
+    /// An iptables DNAT balancer, state inferred from its traffic (observation driver).
+    Observe,
+}
+
+/// The traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Many short HTTP requests (a 100 KB page each, back to back from concurrent loops).
+    Web,
+    /// Long, rate-limited downloads open across the failure.
+    Long,
+}
+
+/// MiMi's scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// No failure, no replication.
+    Clean,
+    /// Replication, no failure.
+    Copied,
+    /// A failure, no state on the minion.
+    Fail,
+    /// A failure, state replicated to the minion.
+    Failover,
+}
+
+impl Primary {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Primary::WhiteBox => "whitebox",
+            Primary::Syslog => "syslog",
+            Primary::Observe => "observe",
+        }
+    }
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Primary> {
+        match s {
+            "whitebox" => Some(Primary::WhiteBox),
+            "syslog" => Some(Primary::Syslog),
+            "observe" => Some(Primary::Observe),
+            _ => None,
+        }
+    }
+}
+
+impl Workload {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Web => "WEB",
+            Workload::Long => "LONG",
+        }
+    }
+    /// From its name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Workload> {
+        match s.to_ascii_lowercase().as_str() {
+            "web" => Some(Workload::Web),
+            "long" => Some(Workload::Long),
+            _ => None,
+        }
+    }
+}
+
+impl Scenario {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Clean => "Clean",
+            Scenario::Copied => "Copied",
+            Scenario::Fail => "Fail",
+            Scenario::Failover => "Failover",
+        }
+    }
+    /// From its name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Scenario> {
+        match s.to_ascii_lowercase().as_str() {
+            "clean" => Some(Scenario::Clean),
+            "copied" => Some(Scenario::Copied),
+            "fail" => Some(Scenario::Fail),
+            "failover" => Some(Scenario::Failover),
+            _ => None,
+        }
+    }
+    fn replicates(self) -> bool {
+        matches!(self, Scenario::Copied | Scenario::Failover)
+    }
+    fn fails(self) -> bool {
+        matches!(self, Scenario::Fail | Scenario::Failover)
+    }
+}
+
+/// Settings of a lab run.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// The `nf` binary.
+    pub nf: PathBuf,
+    /// Primaries to test.
+    pub primaries: Vec<Primary>,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
+    /// Scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Runs of each combination.
+    pub runs: usize,
+    /// Length of a WEB run.
+    pub web_duration: Duration,
+    /// When the failure comes, from the start of the traffic.
+    pub fail_after: Duration,
+    /// Concurrent WEB request loops.
+    pub web_loops: usize,
+    /// Concurrent LONG downloads.
+    pub downloads: usize,
+    /// Client addresses.
+    pub clients: usize,
+    /// Backends.
+    pub backends: usize,
+    /// Namespace prefix.
+    pub tag: String,
+    /// Set to stop between runs (Ctrl-C): the lab is torn down and what ran is reported.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            nf: PathBuf::from("nf"),
+            primaries: vec![Primary::WhiteBox, Primary::Syslog, Primary::Observe],
+            workloads: vec![Workload::Web, Workload::Long],
+            scenarios: vec![
+                Scenario::Clean,
+                Scenario::Copied,
+                Scenario::Fail,
+                Scenario::Failover,
+            ],
+            runs: 3,
+            web_duration: Duration::from_secs(8),
+            fail_after: Duration::from_secs(3),
+            web_loops: 10,
+            downloads: 20,
+            clients: 5,
+            backends: 5,
+            tag: "nflab".into(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// One run's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// Primary type.
+    pub primary: Primary,
+    /// Workload.
+    pub workload: Workload,
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Which run (from 1).
+    pub run: usize,
+    /// Connections attempted.
+    pub attempted: u64,
+    /// Connections that failed (error, reset, short download).
+    pub failed: u64,
+    /// Bytes received by the clients.
+    pub bytes: u64,
+    /// Length of the traffic, seconds.
+    pub secs: f64,
+    /// Time from the failover switch to the minion's first forwarded packet, microseconds.
+    pub switch_to_first_us: Option<u64>,
+}
+
+/// The lab: its namespaces (torn down when dropped).
+pub struct FailoverLab {
+    lab: Lab,
+    cfg: LabConfig,
+    lb_config: PathBuf,
+}
+
+fn backend_ip(i: usize) -> String {
+    format!("10.1.0.{}", 11 + i)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The balancer configuration for `nf lb`: the LoadBalancer between `$FRONT` and `$BACK`, static
+/// neighbours for the clients and each backend.
+pub fn lb_config(backends: usize) -> String {
+    let list: Vec<String> = (0..backends)
+        .map(|i| format!("{}:8080", backend_ip(i)))
+        .collect();
+    let mut c = format!(
+        "// nf lb: the failover lab's balancer. FRONT and BACK are set on the command line.\n\
+         lb :: LoadBalancer(VIP {VIP}:80, BACKENDS {}, POLICY random, IDLE 120);\n\
+         FromDevice($FRONT) -> [0]lb;\n\
+         FromDevice($BACK) -> [1]lb;\n\
+         lb[1] -> EtherRewrite(SRC {LB_FRONT}, DST {CLIENT_MAC}) -> ToDevice($FRONT);\n",
+        list.join(" ")
+    );
+    let patterns: Vec<String> = (0..backends)
+        .map(|i| format!("30/0a0100{:02x}", 11 + i))
+        .collect();
+    let _ = writeln!(c, "lb[0] -> nh :: Classifier({});", patterns.join(", "));
+    for i in 0..backends {
+        let _ = writeln!(
+            c,
+            "nh[{i}] -> EtherRewrite(SRC {LB_BACK}, DST 02:00:00:00:03:{:02x}) -> ToDevice($BACK);",
+            i + 1
+        );
+    }
+    c
+}
+
+impl FailoverLab {
+    /// Builds the topology.
+    pub fn build(cfg: LabConfig) -> Result<FailoverLab, String> {
+        let mut lab = Lab::new(&cfg.tag);
+        for n in ["cl", "sw", "pri", "min", "mg"] {
+            lab.add(n)?;
+        }
+        lab.exec("sw", "ip link add br0 type bridge && ip link set br0 up")?;
+        lab.exec("sw", "ip link add br1 type bridge && ip link set br1 up")?;
+        lab.veth("cl", "c0", "10.0.0.2/24", "sw", "f0", "")?;
+        for k in 1..cfg.clients.max(1) {
+            lab.exec("cl", &format!("ip addr add 10.0.0.{}/24 dev c0", 2 + k))?;
+        }
+        lab.veth("pri", "p0", "", "sw", "f1", "")?;
+        lab.veth("min", "m0", "", "sw", "f2", "")?;
+        lab.veth("pri", "p1", "", "sw", "g1", "")?;
+        lab.veth("min", "m1", "", "sw", "g2", "")?;
+        for (dev, br) in [
+            ("f0", "br0"),
+            ("f1", "br0"),
+            ("f2", "br0"),
+            ("g1", "br1"),
+            ("g2", "br1"),
+        ] {
+            lab.exec("sw", &format!("ip link set {dev} master {br}"))?;
+        }
+        lab.set_mac("cl", "c0", CLIENT_MAC)?;
+        for (ns, front, back) in [("pri", "p0", "p1"), ("min", "m0", "m1")] {
+            lab.set_mac(ns, front, LB_FRONT)?;
+            lab.set_mac(ns, back, LB_BACK)?;
+        }
+        lab.exec(
+            "cl",
+            &format!("ip neigh replace {VIP} lladdr {LB_FRONT} dev c0 nud permanent"),
+        )?;
+        lab.exec("cl", "ethtool -K c0 tx off >/dev/null")?;
+        // Small receive windows: a rate-limited download is limited on the wire, not only inside curl
+        // (with the default, up to 6 MB, the server would send the whole file at once into the
+        // client's buffer and the connection would be idle when the failure comes).
+        lab.exec("cl", "sysctl -qw net.ipv4.tcp_rmem=\"4096 32768 65536\"")?;
+        // Content: a small page (health checks), a 100 KB page (WEB) and a 2 MB file (LONG).
+        let www = std::env::temp_dir().join(format!("{}-www", cfg.tag));
+        std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+        std::fs::write(www.join("small"), vec![b's'; 1024]).map_err(|e| e.to_string())?;
+        std::fs::write(www.join("page"), vec![b'p'; 100 * 1024]).map_err(|e| e.to_string())?;
+        std::fs::write(www.join("big"), vec![b'x'; 2 << 20]).map_err(|e| e.to_string())?;
+        let dir = www.to_string_lossy().into_owned();
+        for i in 0..cfg.backends {
+            let name = format!("b{i}");
+            lab.add(&name)?;
+            lab.veth(
+                &name,
+                "b0",
+                &format!("{}/24", backend_ip(i)),
+                "sw",
+                &format!("h{i}"),
+                "",
+            )?;
+            lab.exec("sw", &format!("ip link set h{i} master br1"))?;
+            lab.set_mac(&name, "b0", &format!("02:00:00:00:03:{:02x}", i + 1))?;
+            lab.exec(
+                &name,
+                &format!("ip neigh replace 10.1.0.1 lladdr {LB_BACK} dev b0 nud permanent"),
+            )?;
+            lab.exec(&name, "ip route add default via 10.1.0.1")?;
+            lab.exec(&name, "ethtool -K b0 tx off >/dev/null")?;
+            // Each backend sends at most 8 Mbit/s: LONG downloads stay open for seconds on the wire
+            // (curl's own --limit-rate only averages, and lets a transfer finish in a burst).
+            lab.exec(
+                &name,
+                "tc qdisc add dev b0 root tbf rate 8mbit burst 16kb latency 500ms",
+            )?;
+            let ip = backend_ip(i);
+            lab.spawn(
+                &name,
+                &[
+                    "python3",
+                    "-m",
+                    "http.server",
+                    "8080",
+                    "--bind",
+                    &ip,
+                    "--directory",
+                    &dir,
+                ],
+            )?;
+        }
+        // Management: Redis; the balancers reach it over x0.
+        lab.exec(
+            "mg",
+            "ip link add br0 type bridge && ip addr add 10.9.0.1/24 dev br0 && ip link set br0 up",
+        )?;
+        for (k, ns) in ["pri", "min"].iter().enumerate() {
+            lab.veth(
+                ns,
+                "x0",
+                &format!("10.9.0.{}/24", k + 2),
+                "mg",
+                &format!("y{k}"),
+                "",
+            )?;
+            lab.exec("mg", &format!("ip link set y{k} master br0"))?;
+        }
+        lab.spawn(
+            "mg",
+            &[
+                "redis-server",
+                "--port",
+                "6379",
+                "--bind",
+                "10.9.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+        )?;
+        wait_until(20, "redis-server", || {
+            lab.exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 ping")
+                .map(|o| o.stdout.starts_with(b"PONG"))
+                .unwrap_or(false)
+        })?;
+        for i in 0..cfg.backends {
+            let name = format!("b{i}");
+            let ip = backend_ip(i);
+            wait_until(20, "the backends' HTTP servers", || {
+                lab.exec_out(
+                    &name,
+                    &format!("curl -s -o /dev/null -m 1 http://{ip}:8080/small"),
+                )
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+            })?;
+        }
+        sh("sysctl -qw net.netfilter.nf_log_all_netns=1")?;
+        let lb_config = std::env::temp_dir().join(format!("{}-lb.click", cfg.tag));
+        std::fs::write(&lb_config, lb_config_text(cfg.backends)).map_err(|e| e.to_string())?;
+        let mut me = FailoverLab {
+            lab,
+            cfg,
+            lb_config,
+        };
+        me.attach_primary()?;
+        Ok(me)
+    }
+
+    fn switch(&self, to_minion: bool) -> Result<(), String> {
+        let (down, up) = if to_minion { ("1", "2") } else { ("2", "1") };
+        // One process, four changes: the failover switch.
+        sh(&format!(
+            "printf 'link set f{down} down\\nlink set g{down} down\\nlink set f{up} up\\nlink set g{up} up\\n' | ip -n {} -batch -",
+            self.lab.ns("sw")
+        ))
+        .map(|_| ())
+    }
+
+    fn attach_primary(&mut self) -> Result<(), String> {
+        self.switch(false)
+    }
+
+    fn nf(&self, ns: &str, args: &[&str]) -> Result<Child, String> {
+        // NF_LAB_LOGS=DIR keeps each process's output (its counters at exit) in DIR/NS-COMMAND.log.
+        let (out, err) = match std::env::var_os("NF_LAB_LOGS") {
+            Some(dir) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(
+                        Path::new(&dir).join(format!("{ns}-{}.log", args.first().unwrap_or(&"nf"))),
+                    )
+                    .map_err(|e| e.to_string())?;
+                let f2 = f.try_clone().map_err(|e| e.to_string())?;
+                (Stdio::from(f), Stdio::from(f2))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns(ns)])
+            .arg(&self.cfg.nf)
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("nf {args:?}: {e}"))
+    }
+
+    fn nf_lb(&self, ns: &str, front: &str, back: &str, extra: &[&str]) -> Result<Child, String> {
+        let cfg = self.lb_config.to_string_lossy().into_owned();
+        let mut args = vec!["lb", cfg.as_str()];
+        let (f, b) = (format!("FRONT={front}"), format!("BACK={back}"));
+        args.push(&f);
+        args.push(&b);
+        args.extend_from_slice(extra);
+        self.nf(ns, &args)
+    }
+
+    /// The iptables DNAT balancer in the primary's namespace (random backend), with a LOG rule for new
+    /// connections.
+    fn iptables_up(&self) -> Result<(), String> {
+        let l = &self.lab;
+        l.exec(
+            "pri",
+            &format!("ip addr add {VIP}/24 dev p0 && ip addr add 10.1.0.1/24 dev p1"),
+        )?;
+        l.exec("pri", "sysctl -qw net.ipv4.ip_forward=1")?;
+        let n = self.cfg.backends;
+        let rule = format!("iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 80");
+        for i in 0..n {
+            let ip = backend_ip(i);
+            let cmd = if i + 1 < n {
+                format!(
+                    "{rule} -m statistic --mode random --probability {:.5} -j DNAT --to-destination {ip}:8080",
+                    1.0 / (n - i) as f64
+                )
+            } else {
+                format!("{rule} -j DNAT --to-destination {ip}:8080")
+            };
+            l.exec("pri", &cmd)?;
+        }
+        l.exec(
+            "pri",
+            &format!("iptables -A FORWARD -m conntrack --ctstate NEW -j LOG --log-prefix \"{LOG_PREFIX}: \""),
+        )?;
+        Ok(())
+    }
+
+    fn iptables_down(&self) {
+        let l = &self.lab;
+        let _ = l.exec_out("pri", "iptables -t nat -F; iptables -F; conntrack -F 2>/dev/null; ip addr flush dev p0; ip addr flush dev p1");
+    }
+
+    /// Starts the WEB or LONG traffic; returns the children and when they started.
+    fn traffic(&self, w: Workload) -> Result<Vec<Child>, String> {
+        let ns = self.lab.ns("cl");
+        let mut kids = Vec::new();
+        match w {
+            Workload::Web => {
+                let secs = self.cfg.web_duration.as_secs_f64();
+                for k in 0..self.cfg.web_loops {
+                    let src = format!("10.0.0.{}", 2 + k % self.cfg.clients.max(1));
+                    let script = format!(
+                        "end=$(( $(date +%s%N) + {} )); while [ $(date +%s%N) -lt $end ]; do \
+                         if out=$(curl -s -o /dev/null -m 5 --interface {src} -w '%{{size_download}}' http://{VIP}/page); \
+                         then echo \"$out\"; else echo fail; fi; done",
+                        (secs * 1e9) as u64
+                    );
+                    kids.push(
+                        Command::new("ip")
+                            .args(["netns", "exec", &ns, "sh", "-c", &script])
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::null())
+                            .spawn()
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+            }
+            Workload::Long => {
+                for k in 0..self.cfg.downloads {
+                    let src = format!("10.0.0.{}", 2 + k % self.cfg.clients.max(1));
+                    kids.push(
+                        Command::new("ip")
+                            .args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null"])
+                            .args(["--interface", &src, "-m", "20"])
+                            .args(["-w", "%{size_download} %{time_total} %{exitcode}\\n"])
+                            .arg(format!("http://{VIP}/big"))
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::null())
+                            .spawn()
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+            }
+        }
+        Ok(kids)
+    }
+
+    /// One run of one combination.
+    pub fn run_one(
+        &mut self,
+        primary: Primary,
+        workload: Workload,
+        scenario: Scenario,
+        run: usize,
+    ) -> Result<RunResult, String> {
+        self.attach_primary()?;
+        let _ = self
+            .lab
+            .exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 flushall");
+        let mut procs: Vec<Child> = Vec::new();
+        let rep = scenario.replicates();
+        // The primary and its driver.
+        match primary {
+            Primary::WhiteBox => {
+                let role: &[&str] = if rep {
+                    &["--role", "primary", "--store", STORE, "--node", "primary"]
+                } else {
+                    &["--role", "standalone"]
+                };
+                procs.push(self.nf_lb("pri", "p0", "p1", role)?);
+            }
+            Primary::Syslog | Primary::Observe => {
+                self.iptables_up()?;
+                if rep && primary == Primary::Syslog {
+                    procs.push(self.nf(
+                        "mg",
+                        &[
+                            "syslogd",
+                            "--listen",
+                            "udp://10.9.0.1:5514",
+                            "--extract",
+                            "netfilter-log",
+                            "--prefix",
+                            LOG_PREFIX,
+                            "--store",
+                            STORE,
+                        ],
+                    )?);
+                    procs.push(self.nf(
+                        "mg",
+                        &[
+                            "kmsg-forward",
+                            "--to",
+                            "udp://10.9.0.1:5514",
+                            "--grep",
+                            LOG_PREFIX,
+                        ],
+                    )?);
+                }
+                if rep && primary == Primary::Observe {
+                    procs.push(self.nf(
+                        "pri",
+                        &[
+                            "observe",
+                            "--outside",
+                            "p0",
+                            "--inside",
+                            "p1",
+                            "--vip",
+                            &format!("{VIP}:80"),
+                            "--store",
+                            STORE,
+                        ],
+                    )?);
+                }
+            }
+        }
+        // The minion, waiting.
+        if scenario.fails() {
+            let role: &[&str] = if rep {
+                &["--role", "minion", "--store", STORE, "--node", "minion"]
+            } else {
+                &["--role", "standalone"]
+            };
+            procs.push(self.nf_lb("min", "m0", "m1", role)?);
+        }
+        let ready = wait_until(20, "the VIP through the primary", || {
+            self.lab
+                .exec_out(
+                    "cl",
+                    &format!("curl -s -o /dev/null -m 1 http://{VIP}/small"),
+                )
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        if let Err(e) = ready {
+            for mut p in procs {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
+            self.iptables_down();
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let kids = self.traffic(workload)?;
+        let mut switch_to_first_us = None;
+        if scenario.fails() {
+            // The minion's first forwarded frame, either way (management traffic left out).
+            // The switch's `ip -batch`, started now and fed at the failure: no process start-up in the
+            // measured time.
+            let mut switch = Command::new("ip")
+                .args(["-n", &self.lab.ns("sw"), "-batch", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let mut dump = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.lab.ns("min"),
+                    "tcpdump",
+                    "-i",
+                    "any",
+                    "-Q",
+                    "out",
+                    "-c",
+                    "1",
+                    "-tt",
+                    "-n",
+                    "-l",
+                    "--immediate-mode",
+                    "tcp and not net 10.9.0.0/24",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            if let Some(err) = dump.stderr.as_mut() {
+                use std::io::BufRead;
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(err).read_line(&mut line);
+            }
+            let wait = self.cfg.fail_after.saturating_sub(t0.elapsed());
+            std::thread::sleep(wait);
+            // The failure: the primary stops (its process dies; an iptables box is cut off), and the
+            // switch moves its ports to the minion.
+            if primary == Primary::WhiteBox
+                && let Some(p) = procs.first_mut()
+            {
+                let _ = p.kill();
+            }
+            let at = now_us();
+            {
+                use std::io::Write;
+                let mut stdin = switch.stdin.take().ok_or("no stdin for ip -batch")?;
+                stdin
+                    .write_all(
+                        b"link set f1 down\nlink set g1 down\nlink set f2 up\nlink set g2 up\n",
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            let _ = switch.wait();
+            let first = wait_first_packet(dump, Duration::from_secs(10));
+            switch_to_first_us = first.map(|t| t.saturating_sub(at));
+        }
+        let (mut attempted, mut failed, mut bytes) = (0u64, 0u64, 0u64);
+        for k in kids {
+            let out = k.wait_with_output().map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            match workload {
+                Workload::Web => {
+                    for l in text.lines() {
+                        attempted += 1;
+                        match l.trim().parse::<u64>() {
+                            Ok(n) if n == 100 * 1024 => bytes += n,
+                            _ => failed += 1,
+                        }
+                    }
+                }
+                Workload::Long => {
+                    attempted += 1;
+                    if let Some(dir) = std::env::var_os("NF_LAB_LOGS") {
+                        let _ = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(Path::new(&dir).join("downloads.log"))
+                            .and_then(|mut f| {
+                                use std::io::Write;
+                                writeln!(
+                                    f,
+                                    "{} {} {}: {}",
+                                    primary.name(),
+                                    scenario.name(),
+                                    run,
+                                    text.trim()
+                                )
+                            });
+                    }
+                    let n: u64 = text
+                        .split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(0);
+                    bytes += n;
+                    if !out.status.success() || n != 2 << 20 {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        for mut p in procs {
+            // SIGTERM first: drivers flush; then make sure.
+            let _ = sh_out(&format!("kill -TERM {} 2>/dev/null", p.id()));
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if primary != Primary::WhiteBox {
+            self.iptables_down();
+        }
+        self.attach_primary()?;
+        Ok(RunResult {
+            primary,
+            workload,
+            scenario,
+            run,
+            attempted,
+            failed,
+            bytes,
+            secs,
+            switch_to_first_us,
+        })
+    }
+
+    /// Every combination of the configuration, `runs` times; `progress` hears of each run.
+    pub fn run_all(
+        &mut self,
+        mut progress: impl FnMut(&RunResult),
+    ) -> Result<Vec<RunResult>, String> {
+        let mut out = Vec::new();
+        let cfg = self.cfg.clone();
+        for &p in &cfg.primaries {
+            for &w in &cfg.workloads {
+                for &s in &cfg.scenarios {
+                    for r in 1..=cfg.runs.max(1) {
+                        if cfg.stop.load(Ordering::Relaxed) {
+                            return Ok(out);
+                        }
+                        let res = self.run_one(p, w, s, r)?;
+                        progress(&res);
+                        out.push(res);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn lb_config_text(backends: usize) -> String {
+    lb_config(backends)
+}
+
+/// Reads tcpdump's first line (`EPOCH.USEC ...`) within `timeout`; the packet's time in µs.
+fn wait_first_packet(mut dump: Child, timeout: Duration) -> Option<u64> {
+    let stdout = dump.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(timeout).ok();
+    let _ = dump.kill();
+    let _ = dump.wait();
+    let ts = line?.split_whitespace().next()?.to_string();
+    let (s, us) = ts.split_once('.')?;
+    Some(s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?)
+}
+
+/// Mean and (sample) standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+/// The published table: per primary, a row per workload and scenario: failed connections mean (sd)
+/// over the runs, connections completed, throughput, switch-to-first-packet time.
+pub fn markdown(results: &[RunResult]) -> String {
+    let mut s = String::new();
+    let mut primaries: Vec<Primary> = Vec::new();
+    for r in results {
+        if !primaries.contains(&r.primary) {
+            primaries.push(r.primary);
+        }
+    }
+    for p in primaries {
+        let _ = writeln!(s, "\n### Primary: {}\n", p.name());
+        let _ = writeln!(
+            s,
+            "| workload | scenario | runs | failed connections, mean (sd) | attempted, mean | completed, mean | throughput | failover switch -> minion's first packet (max) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for w in [Workload::Web, Workload::Long] {
+            for sc in [
+                Scenario::Clean,
+                Scenario::Copied,
+                Scenario::Fail,
+                Scenario::Failover,
+            ] {
+                let rs: Vec<&RunResult> = results
+                    .iter()
+                    .filter(|r| r.primary == p && r.workload == w && r.scenario == sc)
+                    .collect();
+                if rs.is_empty() {
+                    continue;
+                }
+                let failed: Vec<f64> = rs.iter().map(|r| r.failed as f64).collect();
+                let (m, sd) = mean_sd(&failed);
+                let att = rs.iter().map(|r| r.attempted as f64).sum::<f64>() / rs.len() as f64;
+                let done = rs
+                    .iter()
+                    .map(|r| (r.attempted - r.failed) as f64)
+                    .sum::<f64>()
+                    / rs.len() as f64;
+                let tput = rs
+                    .iter()
+                    .map(|r| r.bytes as f64 / r.secs.max(1e-9))
+                    .sum::<f64>()
+                    / rs.len() as f64;
+                let sw = rs.iter().filter_map(|r| r.switch_to_first_us).max();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.1} ({:.1}) | {:.0} | {:.0} | {:.2} MB/s | {} |",
+                    w.name(),
+                    sc.name(),
+                    rs.len(),
+                    m,
+                    sd,
+                    att,
+                    done,
+                    tput / 1e6,
+                    sw.map_or("-".into(), |us| format!("{:.1} ms", us as f64 / 1000.0))
+                );
+            }
+        }
+    }
+    s
+}
+
+/// Every run as JSON (an array of objects).
+pub fn json(results: &[RunResult]) -> String {
+    let rows: Vec<String> = results
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"primary\":\"{}\",\"workload\":\"{}\",\"scenario\":\"{}\",\"run\":{},\"attempted\":{},\"failed\":{},\"bytes\":{},\"secs\":{:.3},\"switch_to_first_us\":{}}}",
+                r.primary.name(),
+                r.workload.name(),
+                r.scenario.name(),
+                r.run,
+                r.attempted,
+                r.failed,
+                r.bytes,
+                r.secs,
+                r.switch_to_first_us.map_or("null".into(), |v| v.to_string())
+            )
+        })
+        .collect();
+    format!("[\n  {}\n]\n", rows.join(",\n  "))
+}
+
+/// A bar chart of the mean failed connections per scenario, a group per primary and workload (SVG).
+pub fn svg(results: &[RunResult]) -> String {
+    let mut groups: Vec<(Primary, Workload)> = Vec::new();
+    for r in results {
+        if !groups.contains(&(r.primary, r.workload)) {
+            groups.push((r.primary, r.workload));
+        }
+    }
+    let scen = [
+        Scenario::Clean,
+        Scenario::Copied,
+        Scenario::Fail,
+        Scenario::Failover,
+    ];
+    let colors = ["#6baed6", "#3182bd", "#de2d26", "#31a354"];
+    let mean = |p: Primary, w: Workload, s: Scenario| {
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.primary == p && r.workload == w && r.scenario == s)
+            .map(|r| r.failed as f64)
+            .collect();
+        mean_sd(&v).0
+    };
+    let max = groups
+        .iter()
+        .flat_map(|&(p, w)| scen.iter().map(move |&s| (p, w, s)))
+        .map(|(p, w, s)| mean(p, w, s))
+        .fold(1.0f64, f64::max);
+    let (gw, h, top, left) = (180.0, 260.0, 40.0, 50.0);
+    let width = left + gw * groups.len() as f64 + 20.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n",
+        top + h + 60.0
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{left}\" y=\"20\" font-size=\"14\">Failed connections per scenario (mean over runs)</text>"
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{:.0}\" y2=\"{}\" stroke=\"black\"/>",
+        top + h,
+        width - 10.0,
+        top + h
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"5\" y=\"{top}\">{max:.0}</text><text x=\"5\" y=\"{}\">0</text>",
+        top + h
+    );
+    for (gi, &(p, w)) in groups.iter().enumerate() {
+        let x0 = left + gi as f64 * gw + 10.0;
+        for (si, &sc) in scen.iter().enumerate() {
+            let v = mean(p, w, sc);
+            let bh = h * v / max;
+            let x = x0 + si as f64 * 38.0;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"32\" height=\"{bh:.1}\" fill=\"{}\"><title>{} {} {}: {v:.1}</title></rect>",
+                top + h - bh,
+                colors[si],
+                p.name(),
+                w.name(),
+                sc.name()
+            );
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{v:.1}</text>",
+                x + 16.0,
+                top + h - bh - 3.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\">{} {}</text>",
+            x0,
+            top + h + 18.0,
+            p.name(),
+            w.name()
+        );
+    }
+    for (si, &sc) in scen.iter().enumerate() {
+        let x = left + si as f64 * 90.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{x:.0}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+            top + h + 35.0,
+            colors[si],
+            x + 14.0,
+            top + h + 44.0,
+            sc.name()
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Writes `NAME.md`, `NAME.json` and `NAME.svg` into `dir`.
+pub fn write_reports(
+    dir: &Path,
+    name: &str,
+    results: &[RunResult],
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for (ext, text) in [
+        ("md", markdown(results)),
+        ("json", json(results)),
+        ("svg", svg(results)),
+    ] {
+        let p = dir.join(format!("{name}.{ext}"));
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        out.push(p);
+    }
+    Ok(out)
+}
