@@ -246,3 +246,17 @@ fn the_demo_shows_failover_keeping_what_fail_breaks() {
     assert!(broken("Fail") * 10 > open * 7, "{so}");
     assert!(so.contains("lb.installed"), "{so}");
 }
+
+#[test]
+fn the_lab_balancer_configuration_is_the_one_checked_in() {
+    let conf = std::fs::read_to_string(nf_examples::configs_dir().join("lab/lb.click")).unwrap();
+    assert_eq!(conf, nf_examples::lab::lb_config(5));
+    // And a bad one is a clear error naming line and column.
+    let bad = tmp("bad-lb.click");
+    std::fs::write(&bad, conf.replace("POLICY random", "POLICY fastest")).unwrap();
+    let o = nf(&["lb", bad.to_str().unwrap(), "FRONT=lo", "BACK=lo"]);
+    let (_, se) = text(&o);
+    assert!(!o.status.success());
+    assert!(se.contains("POLICY must be random, roundrobin or leastconn"), "{se}");
+    assert!(se.contains("bad-lb.click:2:"), "{se}");
+}

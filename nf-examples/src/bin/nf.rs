@@ -323,8 +323,8 @@ enum BenchCmd {
         /// Runs; the best and the median are reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
-        /// Attach the white-box driver to the connection tracker called `ct`, replicating its
-        /// `conntrack` state to this store while the pipeline runs (one shard).
+        /// Attach the white-box driver to the connection tracker called `ct` (or the load balancer
+        /// called `lb`), replicating its state to this store while the pipeline runs (one shard).
         #[arg(long, value_name = "STORE")]
         whitebox: Option<String>,
         /// `NAME=VALUE` settings (e.g. `FILE=x.pcap`).
@@ -747,25 +747,32 @@ fn cmd_bench(
 type WhiteBoxTask =
     tokio::task::JoinHandle<Result<nf_drivers::driver::CounterSnapshot, nf_drivers::Error>>;
 
-/// Attaches a white-box driver to the router's `ct` connection tracker and starts it on `rt`.
+/// Attaches a white-box driver to the router's `ct` connection tracker (schema `conntrack`) or `lb`
+/// load balancer (schema `flow-mapping`) and starts it on `rt`.
 fn start_whitebox(
     rt: &tokio::runtime::Runtime,
     url: &str,
     router: &mut Router,
 ) -> Result<(nf_drivers::driver::ShutdownTrigger, WhiteBoxTask), String> {
     use nf_drivers::driver::{Shutdown, StateDriver};
-    let mut driver =
-        nf_drivers::whitebox::WhiteBox::<nf_state::schemas::Conntrack>::new(Default::default());
-    let ct = router
-        .element_by_name_mut::<nf_core::elements::tcpudp::ConnTrack>("ct")
-        .ok_or("--whitebox needs a ConnTrack element called `ct`")?;
-    nf_core::state::Stateful::table_mut(ct).set_sink(driver.conntrack_sink());
+    use nf_drivers::whitebox::WhiteBox;
     let store = rt
         .block_on(nf_state::open(url))
         .map_err(|e| e.to_string())?;
     let (stop, shutdown) = Shutdown::new();
-    let task = rt.spawn(async move { driver.run(store, shutdown).await });
-    Ok((stop, task))
+    if let Some(ct) = router.element_by_name_mut::<nf_core::elements::tcpudp::ConnTrack>("ct") {
+        let mut driver = WhiteBox::<nf_state::schemas::Conntrack>::new(Default::default());
+        nf_core::state::Stateful::table_mut(ct).set_sink(driver.conntrack_sink());
+        let task = rt.spawn(async move { driver.run(store, shutdown).await });
+        return Ok((stop, task));
+    }
+    if let Some(lb) = router.element_by_name_mut::<nf_core::elements::lb::LoadBalancer>("lb") {
+        let mut driver = WhiteBox::<nf_state::schemas::FlowMapping>::new(Default::default());
+        nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
+        let task = rt.spawn(async move { driver.run(store, shutdown).await });
+        return Ok((stop, task));
+    }
+    Err("--whitebox needs a ConnTrack called `ct` or a LoadBalancer called `lb`".into())
 }
 
 fn fm_record(i: u64, codec: nf_state::Codec) -> Result<nf_state::Record, String> {
