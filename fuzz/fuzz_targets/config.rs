@@ -1,10 +1,6 @@
-//! The configuration language: parse, build and check never panic.
+//! The configuration language: parsing, checking and building never panic. The body is `nf_drivers::fuzzing::config`, which a plain `cargo test` also runs on every
+//! corpus file (nf-drivers/tests/fuzz_corpus.rs).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let reg = nf_core::Registry::standard();
-        let _ = nf_core::testing::check_config(&reg, "fuzz", text);
-    }
-});
+fuzz_target!(|data: &[u8]| nf_drivers::fuzzing::config(data));

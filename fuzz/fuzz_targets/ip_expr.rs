@@ -1,15 +1,6 @@
-//! The IPClassifier expression language: parsing never panics; evaluation on any packet never panics.
+//! The IPClassifier expression language, parsed and evaluated. The body is `nf_drivers::fuzzing::ip_expr`, which a plain `cargo test` also runs on every
+//! corpus file (nf-drivers/tests/fuzz_corpus.rs).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nf_core::elements::ip::expr::{Expr, View};
 
-fuzz_target!(|data: &[u8]| {
-    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-    if let Ok(text) = std::str::from_utf8(&data[..split]) {
-        if let Ok(e) = Expr::parse(text) {
-            if let Some(v) = View::parse(&data[split..], 0) {
-                let _ = e.eval(&v);
-            }
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| nf_drivers::fuzzing::ip_expr(data));

@@ -1,22 +1,6 @@
-//! State records: any bytes decode to a record or a typed error, never a panic; a record that decodes
-//! re-encodes to the same bytes; typed decoding of any record never panics.
+//! State records and their framing (decode then encode gives the same bytes). The body is `nf_drivers::fuzzing::record`, which a plain `cargo test` also runs on every
+//! corpus file (nf-drivers/tests/fuzz_corpus.rs).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nf_state::Record;
 
-fuzz_target!(|data: &[u8]| {
-    let mut at = 0;
-    while at < data.len() {
-        match Record::decode_frame(&data[at..]) {
-            Ok((r, n)) => {
-                let mut again = Vec::new();
-                r.encode_frame(&mut again).expect("a decoded record encodes");
-                assert_eq!(&again[..], &data[at..at + n]);
-                let _ = nf_state::json_line(&r);
-                at += n;
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = Record::decode_payload(data);
-});
+fuzz_target!(|data: &[u8]| nf_drivers::fuzzing::record(data));

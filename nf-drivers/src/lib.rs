@@ -23,6 +23,7 @@
 
 pub mod driver;
 pub mod error;
+pub mod fuzzing;
 pub mod io;
 pub mod observe;
 pub mod syslog;

@@ -1,0 +1,174 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/`, one function per parser or decoder, so that the same
+//! code runs under the fuzzer and, on every checked-in corpus file, under a plain `cargo test`
+//! (`nf-drivers/tests/fuzz_corpus.rs`): a crash once found and fixed stays fixed without the fuzzer.
+//! Each function takes any bytes; it may panic only where a property is violated.
+
+use nf_core::packet::Link;
+use nf_core::{FlowKey, Packet};
+use nf_state::Record;
+
+/// Every target: its name (the fuzz target's and the corpus directory's) and its function.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("config", config),
+    ("packet", packet),
+    ("ip_expr", ip_expr),
+    ("pcap", pcap),
+    ("record", record),
+    ("syslog_framing", syslog_framing),
+    ("syslog_message", syslog_message),
+    ("syslog_extract", syslog_extract),
+    ("observe", observe),
+];
+
+/// The configuration language: parse, check and build never panic.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let reg = nf_core::Registry::standard();
+        let _ = nf_core::testing::check_config(&reg, "fuzz", text);
+    }
+}
+
+/// Packet parsing and flow keys; an in-place rewrite then a re-parse agree.
+pub fn packet(data: &[u8]) {
+    for link in [Link::Ethernet, Link::Ip] {
+        let mut p = Packet::from_slice(data);
+        if let Ok(h) = p.locate(link) {
+            if let Some(k) = FlowKey::from_headers(p.buffer(), &h) {
+                assert_eq!(k.rss_hash(), k.reversed().rss_hash());
+                let new = k.reversed();
+                if p.set_ip_src(&h, new.src).is_ok() && p.set_src_port(&h, 4242).is_ok() {
+                    let k2 = FlowKey::from_headers(p.buffer(), &h);
+                    assert!(k2.is_some(), "a rewritten packet still parses");
+                    if let Some(k2) = k2 {
+                        assert_eq!(k2.src, new.src);
+                        if h.proto == 6 || h.proto == 17 {
+                            assert_eq!(k2.src_port, 4242);
+                        }
+                    }
+                }
+            }
+            let _ = p.dec_ttl(&h);
+        }
+    }
+}
+
+/// The IPClassifier expression language: an expression (up to a NUL byte) evaluated on the packet after.
+pub fn ip_expr(data: &[u8]) {
+    use nf_core::elements::ip::expr::{Expr, View};
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    if let Ok(text) = std::str::from_utf8(&data[..split])
+        && let Ok(e) = Expr::parse(text)
+        && let Some(v) = View::parse(&data[split..], 0)
+    {
+        let _ = e.eval(&v);
+    }
+}
+
+/// Capture files (pcap, pcapng): records or a typed error.
+pub fn pcap(data: &[u8]) {
+    if let Ok(f) = crate::io::pcap::CaptureFile::from_vec("fuzz", data.to_vec()) {
+        for r in f.records().take(10_000) {
+            if r.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// State records: a decoded frame re-encodes to the same bytes.
+pub fn record(data: &[u8]) {
+    let mut at = 0;
+    while at < data.len() {
+        match Record::decode_frame(&data[at..]) {
+            Ok((r, n)) => {
+                let mut again = Vec::new();
+                assert!(r.encode_frame(&mut again).is_ok(), "a decoded record encodes");
+                assert_eq!(&again[..], &data[at..at + n]);
+                let _ = nf_state::json_line(&r);
+                at += n;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = Record::decode_payload(data);
+}
+
+/// RFC 6587 framing, both styles mixed, the stream cut at every `data[0] + 1` bytes.
+pub fn syslog_framing(data: &[u8]) {
+    use crate::syslog::framing::Framer;
+    use bytes::BytesMut;
+    let Some((&c, rest)) = data.split_first() else {
+        return;
+    };
+    let mut f = Framer::new(256);
+    let mut buf = BytesMut::new();
+    for chunk in rest.chunks(usize::from(c) + 1) {
+        buf.extend_from_slice(chunk);
+        while let Some(m) = f.next_frame(&mut buf) {
+            if let Ok(m) = m {
+                assert!(m.len() <= 256);
+            }
+        }
+    }
+    while let Some(m) = f.finish(&mut buf) {
+        if let Ok(m) = m {
+            assert!(m.len() <= 256 + 10);
+        }
+    }
+}
+
+/// RFC 3164, RFC 5424 and kmsg parsing.
+pub fn syslog_message(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(m) = crate::syslog::parse(&text) {
+        assert!(m.msg.len() <= text.len());
+        assert!(m.severity <= 7);
+        for e in &m.structured_data {
+            assert!(!e.id.is_empty());
+        }
+    }
+}
+
+/// The netfilter-log and conntrack-events extractors: every record they emit decodes.
+pub fn syslog_extract(data: &[u8]) {
+    use crate::syslog::extract::{self, EXTRACTORS};
+    let text = String::from_utf8_lossy(data);
+    let line = format!("<14>{text}");
+    if let Ok(m) = crate::syslog::parse(&line) {
+        let mut out = crate::syslog::Emitter::new(nf_state::Codec::Bincode, "fuzz");
+        for name in EXTRACTORS {
+            if let Some(mut x) = extract::by_name(name, None) {
+                let _ = x.extract(&m, &mut out);
+            }
+        }
+        for r in out.take() {
+            assert!(nf_state::json_line(&r).is_ok(), "an emitted record decodes");
+        }
+    }
+    let _ = extract::parse_netfilter(&text);
+    let _ = extract::parse_conntrack_event(&text);
+}
+
+/// The observation correlator on any frames from either tap at any times: tables within bounds.
+/// Records: `[side/flags][time delta][length][frame...]`.
+pub fn observe(data: &[u8]) {
+    use crate::observe::{Correlator, ObserveConfig, Side};
+    let mut c = Correlator::new(ObserveConfig {
+        max_flows: 64,
+        max_pending: 64,
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut t = 0u64;
+    while rest.len() >= 3 {
+        let (h, dt, len) = (rest[0], rest[1], usize::from(rest[2]));
+        rest = &rest[3..];
+        let n = len.min(rest.len());
+        let side = if h & 1 == 0 { Side::Outside } else { Side::Inside };
+        t += u64::from(dt) * 1_000_000;
+        c.packet(side, t, &rest[..n], h & 2 == 0, &mut out);
+        rest = &rest[n..];
+    }
+    assert!(c.flows() <= 2 * 64 + 2);
+}
