@@ -111,5 +111,34 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn maglev(c: &mut Criterion) {
+    use nf_core::elements::lb::{MaglevBackend, MaglevTable};
+    let backends: Vec<MaglevBackend> = (0..1000)
+        .map(|i| MaglevBackend {
+            name: format!("10.1.{}.{}:8080", i / 256, i % 256),
+            weight: 1,
+        })
+        .collect();
+    let mut g = c.benchmark_group("maglev");
+    g.bench_function("build (1000 backends, M = 65537)", |b| {
+        b.iter(|| black_box(MaglevTable::build(&backends, 65_537).unwrap()))
+    });
+    let t = MaglevTable::build(&backends, 65_537).unwrap();
+    let hashes: Vec<u32> = (0..4096u32)
+        .map(|i| i.wrapping_mul(2_654_435_761))
+        .collect();
+    g.throughput(Throughput::Elements(hashes.len() as u64));
+    g.bench_function("lookup", |b| {
+        b.iter(|| {
+            let mut acc = 0usize;
+            for &h in &hashes {
+                acc = acc.wrapping_add(t.lookup(black_box(h)));
+            }
+            black_box(acc)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, maglev);
 criterion_main!(benches);

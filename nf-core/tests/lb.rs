@@ -297,7 +297,7 @@ fn configuration_errors_are_clear() {
         ),
         (
             "Idle -> [0]lb :: LoadBalancer(VIP 10.0.0.1:80, BACKENDS 10.1.0.1:80, POLICY fastest); Idle -> [1]lb; lb[0] -> Discard; lb[1] -> Discard;",
-            "POLICY must be random, roundrobin or leastconn",
+            "POLICY must be random, roundrobin, leastconn or maglev",
         ),
     ] {
         let e = nf_core::Config::parse("t.click", cfg, &Default::default())
@@ -307,4 +307,48 @@ fn configuration_errors_are_clear() {
         assert!(e.contains(want), "{e}");
         assert!(e.contains("t.click:1:"), "{e}");
     }
+}
+
+#[test]
+fn set_backends_keeps_established_flows_and_maglev_rehashes_new_ones() {
+    let mut b = lb(
+        &["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"],
+        Policy::Maglev,
+    );
+    let mut first = Vec::new();
+    for k in 0..300u16 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1),
+            S,
+        );
+        first.push(addrs(&to_b[0]).2);
+    }
+    // 10.1.0.3 leaves: established flows keep their backend, even on it (draining); new flows avoid it.
+    b.write_handler("set_backends", "10.1.0.2:8080 10.1.0.4:8080")
+        .unwrap();
+    for k in 0..300u16 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "A", 2),
+            S,
+        );
+        assert_eq!(addrs(&to_b[0]).2, first[k as usize]);
+    }
+    let mut kept = 0;
+    for k in 0..300u16 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.6", 1000 + k, "10.0.0.100", 80, "S", 1),
+            S,
+        );
+        let got = addrs(&to_b[0]).2;
+        assert_ne!(got, "10.1.0.3");
+        kept += usize::from(got != "10.1.0.3");
+    }
+    assert_eq!(kept, 300);
+    assert!(b.write_handler("set_backends", "nonsense").is_err());
 }

@@ -82,7 +82,10 @@ pub fn record(data: &[u8]) {
         match Record::decode_frame(&data[at..]) {
             Ok((r, n)) => {
                 let mut again = Vec::new();
-                assert!(r.encode_frame(&mut again).is_ok(), "a decoded record encodes");
+                assert!(
+                    r.encode_frame(&mut again).is_ok(),
+                    "a decoded record encodes"
+                );
                 assert_eq!(&again[..], &data[at..at + n]);
                 let _ = nf_state::json_line(&r);
                 at += n;
@@ -165,7 +168,11 @@ pub fn observe(data: &[u8]) {
         let (h, dt, len) = (rest[0], rest[1], usize::from(rest[2]));
         rest = &rest[3..];
         let n = len.min(rest.len());
-        let side = if h & 1 == 0 { Side::Outside } else { Side::Inside };
+        let side = if h & 1 == 0 {
+            Side::Outside
+        } else {
+            Side::Inside
+        };
         t += u64::from(dt) * 1_000_000;
         c.packet(side, t, &rest[..n], h & 2 == 0, &mut out);
         rest = &rest[n..];

@@ -257,6 +257,9 @@ fn the_lab_balancer_configuration_is_the_one_checked_in() {
     let o = nf(&["lb", bad.to_str().unwrap(), "FRONT=lo", "BACK=lo"]);
     let (_, se) = text(&o);
     assert!(!o.status.success());
-    assert!(se.contains("POLICY must be random, roundrobin or leastconn"), "{se}");
+    assert!(
+        se.contains("POLICY must be random, roundrobin, leastconn or maglev"),
+        "{se}"
+    );
     assert!(se.contains("bad-lb.click:2:"), "{se}");
 }

@@ -1,5 +1,6 @@
 //! `LoadBalancer`: a stateful L4 load balancer (VIP:port -> backends), both directions rewritten.
 
+use super::maglev::{MaglevBackend, MaglevTable};
 use crate::batch::{Batch, Outputs};
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::flow::FlowKey;
@@ -18,6 +19,9 @@ pub enum Policy {
     /// The backend with the fewest flows in the table (counted at every timer tick, 100 ms, plus the
     /// flows assigned since).
     LeastConnections,
+    /// Maglev consistent hashing of the five-tuple: every balancer with the same backends picks the
+    /// same backend for a flow (a minion can recompute the choice; a backend change moves few flows).
+    Maglev,
 }
 
 /// The key of a balanced flow: its client side (the `flow-mapping` schema's key).
@@ -70,15 +74,17 @@ pub enum LbInstall {
 /// to clients; 2, if connected: packets that are not for this balancer, else dropped and counted).
 ///
 /// # Arguments
-/// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated IP:PORT, mandatory); `POLICY` (`random`,
-/// `roundrobin`, `leastconn`; default random); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
+/// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated `IP:PORT[*WEIGHT]`, mandatory; weights are used
+/// by Maglev); `POLICY` (`random`, `roundrobin`, `leastconn`, `maglev`; default random); `MAGLEV_SIZE`
+/// (prime, default 65537); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
 /// `LINGER` (seconds, default 10); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
 /// clock); `LINK` (`ether` or `ip`); `LOOSE_VIP` (any address on the VIP's port; for synthetic traffic);
 /// `STRICT_REPLIES` (default true: a reply must come from its flow's backend).
 ///
 /// # Handlers
 /// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
-/// `closed`, `expired`, `evicted`, `backends` (per-backend flow counts at the last census) (read).
+/// `closed`, `expired`, `evicted`, `backends` (flows per backend in the table) (read);
+/// `set_backends` (write: a new backend set, applied without stopping traffic).
 ///
 /// # Example
 /// ```
@@ -103,6 +109,9 @@ pub struct LoadBalancer {
     link: Link,
     rng: u64,
     rr: usize,
+    weights: Vec<u32>,
+    maglev: Option<MaglevTable>,
+    maglev_size: usize,
     census: Vec<u64>,
     has_other_output: bool,
     installs: Option<Receiver<LbInstall>>,
@@ -164,6 +173,9 @@ impl LoadBalancer {
             link: Link::Ethernet,
             rng: seed,
             rr: 0,
+            weights: vec![1; n],
+            maglev: None,
+            maglev_size: super::maglev::DEFAULT_SIZE,
             census: vec![0; n],
             has_other_output: false,
             installs: Some(rx),
@@ -176,6 +188,51 @@ impl LoadBalancer {
     pub fn policy(mut self, p: Policy) -> Self {
         self.policy = p;
         self
+    }
+    /// Backend weights (Maglev), in the order of the backends.
+    pub fn weights(mut self, w: Vec<u32>) -> Self {
+        self.weights = w;
+        self
+    }
+    /// The Maglev table's size (a prime; 65537 by default, 655373 for many backends).
+    pub fn maglev_size(mut self, m: usize) -> Self {
+        self.maglev_size = m;
+        self
+    }
+
+    fn build_maglev(&mut self) -> Result<(), String> {
+        let backends: Vec<MaglevBackend> = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| MaglevBackend {
+                name: b.to_string(),
+                weight: self.weights.get(i).copied().unwrap_or(1),
+            })
+            .collect();
+        self.maglev =
+            Some(MaglevTable::build(&backends, self.maglev_size).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// Replaces the backend set without stopping traffic: established flows keep their backend (the
+    /// flow table), new flows are balanced over the new set (the Maglev table is rebuilt).
+    pub fn set_backends(
+        &mut self,
+        backends: Vec<SocketAddr>,
+        weights: Vec<u32>,
+    ) -> Result<(), String> {
+        if backends.is_empty() {
+            return Err("at least one backend".into());
+        }
+        self.census = vec![0; backends.len()];
+        self.backends = backends;
+        self.weights = weights;
+        self.rr = 0;
+        if self.policy == Policy::Maglev {
+            self.build_maglev()?;
+        }
+        Ok(())
     }
     /// Table capacity (the oldest-expiring flow is evicted when full).
     pub fn capacity(mut self, n: usize) -> Self {
@@ -241,12 +298,18 @@ impl LoadBalancer {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn choose(&mut self) -> Option<usize> {
+    fn choose(&mut self, flow_hash: u32) -> Option<usize> {
         let n = self.backends.len();
         if n == 0 {
             return None;
         }
         Some(match self.policy {
+            Policy::Maglev => {
+                if self.maglev.is_none() && self.build_maglev().is_err() {
+                    return None;
+                }
+                self.maglev.as_ref().map_or(0, |t| t.lookup(flow_hash))
+            }
             Policy::Random => ((self.next_random() >> 32) as usize * n) >> 32,
             Policy::RoundRobin => {
                 self.rr = (self.rr + 1) % n;
@@ -354,7 +417,7 @@ impl LoadBalancer {
                         return false;
                     }
                 }
-                let Some(i) = self.choose() else {
+                let Some(i) = self.choose(key.table_hash()) else {
                     return false;
                 };
                 let b = self.backends[i];
@@ -460,7 +523,11 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("closed", "flows removed after closing"),
     HandlerSpec::read("expired", "flows removed when idle"),
     HandlerSpec::read("evicted", "flows evicted when the table was full"),
-    HandlerSpec::read("backends", "flows per backend at the last census"),
+    HandlerSpec::read("backends", "flows per backend in the table"),
+    HandlerSpec::write(
+        "set_backends",
+        "a new backend set (IP:PORT[*WEIGHT] ...): established flows stay, new ones use it",
+    ),
 ];
 
 impl Element for LoadBalancer {
@@ -473,6 +540,9 @@ impl Element for LoadBalancer {
     fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
         if self.backends.is_empty() {
             return Err("LoadBalancer needs at least one backend".into());
+        }
+        if self.policy == Policy::Maglev {
+            self.build_maglev()?;
         }
         self.has_other_output = ctx.noutputs > 2;
         if ctx.shards > 1 {
@@ -552,16 +622,54 @@ impl Element for LoadBalancer {
             "closed" => s.closed.to_string(),
             "expired" => s.expired.to_string(),
             "evicted" => s.evicted.to_string(),
-            "backends" => self
-                .backends
-                .iter()
-                .zip(&self.census)
-                .map(|(b, n)| format!("{b}={n}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            "backends" => {
+                let mut c = vec![0u64; self.backends.len()];
+                self.table.for_each(|_, e| {
+                    if let Some(i) = self.backends.iter().position(|b| *b == e.backend) {
+                        c[i] += 1;
+                    }
+                });
+                self.backends
+                    .iter()
+                    .zip(&c)
+                    .map(|(b, n)| format!("{b}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
             _ => return None,
         })
     }
+    fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "set_backends" => {
+                let (b, w) = parse_backends(value)?;
+                self.set_backends(b, w)
+            }
+            _ => Err(format!("no write handler `{name}`")),
+        }
+    }
+}
+
+/// `IP:PORT[*WEIGHT]` items separated by spaces.
+fn parse_backends(s: &str) -> Result<(Vec<SocketAddr>, Vec<u32>), String> {
+    let mut b = Vec::new();
+    let mut w = Vec::new();
+    for item in s.split_whitespace() {
+        let (addr, weight) = match item.split_once('*') {
+            Some((a, wt)) => (
+                a,
+                wt.parse::<u32>()
+                    .map_err(|_| format!("`{item}`: the weight must be a number"))?,
+            ),
+            None => (item, 1),
+        };
+        b.push(parse_addr(addr)?);
+        w.push(weight);
+    }
+    if b.is_empty() {
+        return Err("at least one IP:PORT".into());
+    }
+    Ok((b, w))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -578,22 +686,18 @@ pub fn register(r: &mut crate::registry::Registry) {
             let vip: String = a.read_mp("VIP")?;
             let vip = parse_addr(&vip).map_err(|e| a.error(format!("VIP: {e}")))?;
             let backends: String = a.read_mp("BACKENDS")?;
-            let backends = backends
-                .split_whitespace()
-                .map(parse_addr)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| a.error(format!("BACKENDS: {e}")))?;
-            if backends.is_empty() {
-                return Err(a.error("BACKENDS: at least one IP:PORT"));
-            }
+            let (backends, weights) =
+                parse_backends(&backends).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
+            let maglev_size: usize = a.read_or("MAGLEV_SIZE", super::maglev::DEFAULT_SIZE)?;
             let policy: String = a.read_or("POLICY", "random".to_string())?;
             let policy = match policy.as_str() {
                 "random" => Policy::Random,
                 "roundrobin" | "rr" => Policy::RoundRobin,
                 "leastconn" => Policy::LeastConnections,
+                "maglev" => Policy::Maglev,
                 o => {
                     return Err(a.error(format!(
-                        "POLICY must be random, roundrobin or leastconn, not `{o}`"
+                        "POLICY must be random, roundrobin, leastconn or maglev, not `{o}`"
                     )));
                 }
             };
@@ -617,6 +721,8 @@ pub fn register(r: &mut crate::registry::Registry) {
             };
             let mut lb = LoadBalancer::new(vip, backends)
                 .policy(policy)
+                .weights(weights)
+                .maglev_size(maglev_size)
                 .capacity(cap)
                 .idle(std::time::Duration::from_secs(idle))
                 .linger(std::time::Duration::from_secs(linger))
