@@ -7,8 +7,11 @@ use nf_core::packet::Link;
 use nf_core::{FlowKey, Packet};
 use nf_state::Record;
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the fuzz target's and the corpus directory's) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("packet", packet),
     ("ip_expr", ip_expr),
