@@ -118,6 +118,17 @@ pub struct LoadBalancer {
     install_tx: Option<Sender<LbInstall>>,
     clock: (Timestamp, Timestamp),
     counts: Counts,
+    scratch: Vec<Option<Seen>>,
+}
+
+/// What a batch's first pass reads from a packet.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    h: crate::packet::HeaderInfo,
+    key: FlowKey,
+    ck: ClientKey,
+    hash: u32,
+    flags: u8,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -182,6 +193,7 @@ impl LoadBalancer {
             install_tx: Some(tx),
             clock: (Timestamp(0), Timestamp(0)),
             counts: Counts::default(),
+            scratch: Vec::new(),
         }
     }
     /// The backend policy.
@@ -355,13 +367,48 @@ impl LoadBalancer {
         port == self.vip.port() && (self.loose_vip || ip == self.vip.ip())
     }
 
-    /// One packet from a client: true if it goes to output 0 (rewritten).
-    fn forward(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(self.link) else {
-            self.counts.not_vip += 1;
-            return false;
+    /// The first pass over a packet: its headers, key and table hash (`port` 0: from a client, keyed by
+    /// the source; 1: from a backend, keyed by the destination).
+    #[inline]
+    fn inspect(&self, p: &mut Packet, port: usize) -> Option<Seen> {
+        let h = p.locate(self.link).ok()?;
+        let key = FlowKey::from_headers(p.buffer(), &h)?;
+        let flags = match h.l4 {
+            Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
+            _ => 0,
         };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+        let ck = if port == 0 {
+            ClientKey {
+                proto: key.proto,
+                ip: key.src,
+                port: key.src_port,
+            }
+        } else {
+            ClientKey {
+                proto: key.proto,
+                ip: key.dst,
+                port: key.dst_port,
+            }
+        };
+        Some(Seen {
+            h,
+            key,
+            ck,
+            hash: ck.hash(),
+            flags,
+        })
+    }
+
+    /// One packet from a client: true if it goes to output 0 (rewritten).
+    fn forward(&mut self, p: &mut Packet, seen: Option<Seen>) -> bool {
+        let Some(Seen {
+            h,
+            key,
+            ck,
+            hash,
+            flags,
+        }) = seen
+        else {
             self.counts.not_vip += 1;
             return false;
         };
@@ -369,16 +416,6 @@ impl LoadBalancer {
             self.counts.not_vip += 1;
             return false;
         }
-        let flags = match h.l4 {
-            Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
-            _ => 0,
-        };
-        let ck = ClientKey {
-            proto: key.proto,
-            ip: key.src,
-            port: key.src_port,
-        };
-        let hash = ck.hash();
         let now = p.anno.timestamp;
         let backend = match self.table.find(hash, &ck) {
             Some(e) => {
@@ -442,28 +479,22 @@ impl LoadBalancer {
     }
 
     /// One packet from a backend: true if it goes to output 1 (source restored to the VIP).
-    fn reply(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(self.link) else {
+    fn reply(&mut self, p: &mut Packet, seen: Option<Seen>) -> bool {
+        let Some(Seen {
+            h,
+            key,
+            ck,
+            hash,
+            flags,
+        }) = seen
+        else {
             self.counts.not_vip += 1;
             return false;
-        };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
-            self.counts.not_vip += 1;
-            return false;
-        };
-        let ck = ClientKey {
-            proto: key.proto,
-            ip: key.dst,
-            port: key.dst_port,
         };
         let now = p.anno.timestamp;
-        let Some(e) = self.table.find(ck.hash(), &ck) else {
+        let Some(e) = self.table.find(hash, &ck) else {
             self.counts.unknown_replies += 1;
             return false;
-        };
-        let flags = match h.l4 {
-            Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
-            _ => 0,
         };
         let (linger, idle) = (self.linger_ns, self.idle_ns);
         let Some(v) = self.table.value_mut(e) else {
@@ -562,23 +593,34 @@ impl Element for LoadBalancer {
         }
         let other = if self.has_other_output { 2 } else { usize::MAX };
         let to = if port == 0 { 0 } else { 1 };
-        let mut dropped = 0;
+        // Pass 1: every packet's key and hash, and a prefetch of its table slot, so that the batch's
+        // cache misses overlap. Pass 2: the table and the rewrites.
+        let mut seen = std::mem::take(&mut self.scratch);
+        seen.clear();
+        for p in batch.iter_mut() {
+            seen.push(self.inspect(p, port));
+        }
+        for s in seen.iter().flatten() {
+            self.table.prefetch(s.hash);
+        }
+        let mut k = 0;
         batch.classify_to(out, |p| {
+            let s = seen.get(k).copied().flatten();
+            k += 1;
             let ok = if port == 0 {
-                self.forward(p)
+                self.forward(p, s)
             } else {
-                self.reply(p)
+                self.reply(p, s)
             };
             if ok {
                 Some(to)
             } else if other != usize::MAX {
                 Some(other)
             } else {
-                dropped += 1;
                 None
             }
         });
-        let _ = dropped;
+        self.scratch = seen;
     }
     fn timer_interval(&self) -> Option<std::time::Duration> {
         Some(std::time::Duration::from_millis(100))
