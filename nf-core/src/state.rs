@@ -105,7 +105,8 @@ struct Slot<K, V> {
 /// What to do when a full table must take a new entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WhenFull {
-    /// Evict an entry (an expired one if the sweep finds one, else the one under the sweep hand).
+    /// Evict an entry (an expired one if the sweep finds one, else the one closest to expiry among the
+    /// next 16 from the sweep hand: short-lived entries go before established ones).
     #[default]
     Evict,
     /// Refuse the new entry (count it).
@@ -282,14 +283,27 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             match self.when_full {
                 WhenFull::Reject => return false,
                 WhenFull::Evict => {
+                    // From the clock hand on, the entry closest to expiry among the next few: under a
+                    // flood, short-lived entries (half-open, unreplied) go before established ones.
+                    const SAMPLE: usize = 16;
                     let n = self.slots.len();
+                    let mut victim: Option<(usize, Timestamp)> = None;
+                    let mut sampled = 0;
                     for _ in 0..n {
                         let i = self.hand & self.mask;
                         self.hand = (i + 1) & self.mask;
-                        if self.slots[i].is_some() {
-                            self.remove_at(i, RemoveReason::Evicted, now);
-                            break;
+                        if let Some(s) = &self.slots[i] {
+                            if victim.is_none_or(|(_, e)| s.expires < e) {
+                                victim = Some((i, s.expires));
+                            }
+                            sampled += 1;
+                            if sampled == SAMPLE {
+                                break;
+                            }
                         }
+                    }
+                    if let Some((i, _)) = victim {
+                        self.remove_at(i, RemoveReason::Evicted, now);
                     }
                 }
             }

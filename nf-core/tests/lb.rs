@@ -352,3 +352,79 @@ fn set_backends_keeps_established_flows_and_maglev_rehashes_new_ones() {
     assert_eq!(kept, 300);
     assert!(b.write_handler("set_backends", "nonsense").is_err());
 }
+
+#[test]
+fn a_syn_flood_stays_within_the_table_and_established_flows_keep_their_backend() {
+    // 1,000 established flows in a 4,096-entry table, then 100,000 SYNs from spoofed sources (answered
+    // by the backends: SYN-ACKs come back through the balancer).
+    let mut b = LoadBalancer::new(
+        "10.0.0.100:80".parse().unwrap(),
+        ["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"]
+            .iter()
+            .map(|x| x.parse().unwrap())
+            .collect(),
+    )
+    .capacity(4096)
+    .seed(3);
+    let mut chosen = Vec::new();
+    for k in 0..1000u16 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1),
+            S,
+        );
+        let be = addrs(&to_b[0]).2;
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "A", 2),
+            S,
+        );
+        chosen.push(be);
+    }
+    for k in 0..100_000u32 {
+        let src = std::net::Ipv4Addr::from(0xc000_0000 | k).to_string();
+        let t = S + u64::from(k) * 20_000; // 2 s of flood
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp(&src, (k % 60_000) as u16 + 1024, "10.0.0.100", 80, "S", k),
+            t,
+        );
+        if let Some(f) = to_b.first() {
+            let (_, _, bip, _) = addrs(f);
+            push(
+                &mut b,
+                1,
+                tcp(&bip, 8080, &src, (k % 60_000) as u16 + 1024, "SA", 7),
+                t,
+            );
+        }
+        // The established flows keep talking during the flood.
+        if k % 10_000 == 0 {
+            for j in 0..1000u16 {
+                push(
+                    &mut b,
+                    0,
+                    tcp("10.0.0.5", 1000 + j, "10.0.0.100", 80, "A", 3),
+                    t,
+                );
+            }
+        }
+    }
+    let flows: usize = b.read_handler("flows").unwrap().parse().unwrap();
+    assert!(flows <= 4096, "{flows}");
+    let evicted: u64 = b.read_handler("evicted").unwrap().parse().unwrap();
+    assert!(evicted > 90_000, "{evicted}");
+    for (j, be) in chosen.iter().enumerate() {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + j as u16, "10.0.0.100", 80, "A", 4),
+            3 * S,
+        );
+        assert_eq!(&addrs(&to_b[0]).2, be, "flow {j} lost its backend");
+    }
+    assert_eq!(b.read_handler("unknown").unwrap(), "0");
+}

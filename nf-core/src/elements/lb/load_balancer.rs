@@ -40,7 +40,8 @@ pub struct ClientKey {
 pub struct LbEntry {
     /// The backend chosen.
     pub backend: SocketAddr,
-    /// FIN seen from the client (bit 0) and from the backend (bit 1); bit 2: RST.
+    /// FIN seen from the client (bit 0) and from the backend (bit 1); bit 2: RST; bit 3: the handshake
+    /// completed (the client's first ACK), or the flow was installed or adopted established.
     pub closing: u8,
 }
 
@@ -77,7 +78,8 @@ pub enum LbInstall {
 /// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated `IP:PORT[*WEIGHT]`, mandatory; weights are used
 /// by Maglev); `POLICY` (`random`, `roundrobin`, `leastconn`, `maglev`; default random); `MAGLEV_SIZE`
 /// (prime, default 65537); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
-/// `LINGER` (seconds, default 10); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
+/// `LINGER` (seconds, default 10); `HALF_OPEN` (seconds a TCP flow is kept before its handshake completes,
+/// default 5); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
 /// clock); `LINK` (`ether` or `ip`); `LOOSE_VIP` (any address on the VIP's port; for synthetic traffic);
 /// `STRICT_REPLIES` (default true: a reply must come from its flow's backend).
 ///
@@ -101,6 +103,8 @@ pub struct LoadBalancer {
     capacity: usize,
     idle_ns: u64,
     linger_ns: u64,
+    /// How long a flow whose handshake has not completed is kept (a SYN flood's entries go first).
+    embryonic_ns: u64,
     drop_unknown: bool,
     /// Accept packets to any address on the VIP's port (for synthetic traffic).
     loose_vip: bool,
@@ -157,6 +161,8 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
+/// `LbEntry::closing`: the flow is established.
+const ESTABLISHED: u8 = 8;
 
 impl ClientKey {
     fn hash(&self) -> u32 {
@@ -178,6 +184,7 @@ impl LoadBalancer {
             capacity: 65536,
             idle_ns: 300_000_000_000,
             linger_ns: 10_000_000_000,
+            embryonic_ns: 5_000_000_000,
             drop_unknown: false,
             loose_vip: false,
             strict_replies: true,
@@ -255,6 +262,12 @@ impl LoadBalancer {
     /// Idle timeout.
     pub fn idle(mut self, d: std::time::Duration) -> Self {
         self.idle_ns = d.as_nanos() as u64;
+        self
+    }
+    /// How long a TCP flow is kept before the client's first ACK completes its handshake (a SYN flood's
+    /// half-open flows expire, and are evicted, before established ones).
+    pub fn embryonic(mut self, d: std::time::Duration) -> Self {
+        self.embryonic_ns = d.as_nanos() as u64;
         self
     }
     /// How long a closed flow stays.
@@ -349,7 +362,7 @@ impl LoadBalancer {
                 LbInstall::Set(k, backend) => {
                     let e = LbEntry {
                         backend,
-                        closing: 0,
+                        closing: ESTABLISHED,
                     };
                     self.table
                         .install(k.hash(), k, e, now, now.add_nanos(self.idle_ns));
@@ -423,8 +436,9 @@ impl LoadBalancer {
                 let Some(v) = self.table.value_mut(e) else {
                     return false;
                 };
+                let embryonic = self.embryonic_ns;
                 // A new SYN on a closed flow (port reuse): a new connection, a new choice.
-                let reuse = flags & SYN != 0 && flags & ACK == 0 && v.closing != 0;
+                let reuse = flags & SYN != 0 && flags & ACK == 0 && v.closing & 7 != 0;
                 if !reuse {
                     if flags & FIN != 0 {
                         v.closing |= 1;
@@ -432,9 +446,18 @@ impl LoadBalancer {
                     if flags & RST != 0 {
                         v.closing |= 4;
                     }
+                    if flags & ACK != 0 || key.proto != 6 {
+                        v.closing |= ESTABLISHED;
+                    }
                     let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
                     let b = v.backend;
-                    let exp = now.add_nanos(if closed { linger } else { idle });
+                    let exp = now.add_nanos(if closed {
+                        linger
+                    } else if v.closing & ESTABLISHED == 0 {
+                        embryonic
+                    } else {
+                        idle
+                    });
                     self.table.touch(e, exp);
                     Some(b)
                 } else {
@@ -458,13 +481,19 @@ impl LoadBalancer {
                     return false;
                 };
                 let b = self.backends[i];
-                // A new flow, or an unknown one adopted (`UNKNOWN pick`): remembered from now on.
+                // A new flow, or an unknown one adopted (`UNKNOWN pick`): remembered from now on. A TCP
+                // SYN's flow is half-open (a short timeout) until the client's ACK.
+                let half_open = key.proto == 6 && new;
                 let e = LbEntry {
                     backend: b,
-                    closing: 0,
+                    closing: if half_open { 0 } else { ESTABLISHED },
                 };
-                self.table
-                    .insert(hash, ck, e, now, now.add_nanos(self.idle_ns));
+                let t = if half_open {
+                    self.embryonic_ns
+                } else {
+                    self.idle_ns
+                };
+                self.table.insert(hash, ck, e, now, now.add_nanos(t));
                 if new {
                     self.counts.new_flows += 1;
                 }
@@ -511,8 +540,16 @@ impl LoadBalancer {
             v.closing |= 4;
         }
         let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
-        self.table
-            .touch(e, now.add_nanos(if closed { linger } else { idle }));
+        // A backend's answer does not complete a handshake: a half-open flow stays half-open (a SYN
+        // flood's flows keep their short timeout even when the backends answer).
+        let t = if closed {
+            linger
+        } else if v.closing & ESTABLISHED == 0 {
+            self.embryonic_ns
+        } else {
+            idle
+        };
+        self.table.touch(e, now.add_nanos(t));
         if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
         {
             return false;
@@ -746,6 +783,7 @@ pub fn register(r: &mut crate::registry::Registry) {
             let cap: usize = a.read_or("CAPACITY", 65536)?;
             let idle: u64 = a.read_or("IDLE", 300)?;
             let linger: u64 = a.read_or("LINGER", 10)?;
+            let embryonic: u64 = a.read_or("HALF_OPEN", 5)?;
             let unknown: String = a.read_or("UNKNOWN", "pick".to_string())?;
             let drop_unknown = match unknown.as_str() {
                 "pick" => false,
@@ -768,6 +806,7 @@ pub fn register(r: &mut crate::registry::Registry) {
                 .capacity(cap)
                 .idle(std::time::Duration::from_secs(idle))
                 .linger(std::time::Duration::from_secs(linger))
+                .embryonic(std::time::Duration::from_secs(embryonic))
                 .drop_unknown(drop_unknown)
                 .loose_vip(loose)
                 .strict_replies(strict)
