@@ -1,11 +1,13 @@
-//! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`) and Maglev
-//! consistent hashing.
+//! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`), Maglev
+//! consistent hashing, and Ananta's SNAT port allocation.
 
 pub mod load_balancer;
 pub mod maglev;
+pub mod snat;
 
 pub use load_balancer::{ClientKey, LbEntry, LbInstall, LoadBalancer, Policy};
 pub use maglev::{MaglevBackend, MaglevError, MaglevTable};
+pub use snat::{Snat, SnatAllocator, SnatStats};
 
 /// Registers the load-balancing elements.
 pub fn register(r: &mut crate::registry::Registry) {
