@@ -1,10 +1,12 @@
 //! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`), Maglev
-//! consistent hashing, and Ananta's SNAT port allocation.
+//! consistent hashing, and Ananta's Mux, Host Agent and SNAT port allocation.
 
+pub mod ananta;
 pub mod load_balancer;
 pub mod maglev;
 pub mod snat;
 
+pub use ananta::{AnantaMux, HostAgent, MuxEntry};
 pub use load_balancer::{ClientKey, LbEntry, LbInstall, LoadBalancer, Policy};
 pub use maglev::{MaglevBackend, MaglevError, MaglevTable};
 pub use snat::{Snat, SnatAllocator, SnatStats};
@@ -12,4 +14,5 @@ pub use snat::{Snat, SnatAllocator, SnatStats};
 /// Registers the load-balancing elements.
 pub fn register(r: &mut crate::registry::Registry) {
     load_balancer::register(r);
+    ananta::register(r);
 }

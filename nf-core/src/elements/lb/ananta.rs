@@ -1,0 +1,517 @@
+//! Ananta (SIGCOMM'13) as elements: the `AnantaMux` (VIP map, consistent hashing, a flow table with
+//! trusted and untrusted flows, IP-in-IP towards the backend's host) and the `HostAgent` (decapsulation,
+//! DNAT to the backend, reverse NAT on replies that leave directly to the client, MSS clamping).
+
+use super::maglev::{MaglevBackend, MaglevTable};
+use crate::batch::{Batch, Outputs};
+use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::flow::FlowKey;
+use crate::packet::{Link, Packet};
+use crate::state::{StateTable, Stateful, WhenFull};
+use crate::{checksum, packet};
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// A flow's backend in a Mux's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MuxEntry {
+    /// The backend (its host's address is the outer destination).
+    pub backend: Ipv4Addr,
+}
+
+/// The Mux of Ananta: packets to a VIP are sent, encapsulated in IP-in-IP (outer source: this Mux,
+/// outer destination: the backend; the inner packet untouched), to the backend that Maglev hashing of
+/// the five-tuple chooses, the same on every Mux with the same backends. A flow table keeps established
+/// flows on their backend when the backend set changes: a flow's first packet enters the *untrusted*
+/// table (short idle timeout, small quota), its second promotes it to the *trusted* one (long timeout);
+/// when the untrusted quota is spent (a SYN flood), new flows are forwarded by the hash alone without
+/// state, so the flood cannot push trusted flows out.
+///
+/// # Ports
+/// One push input (Ethernet frames to the VIP); one or two push outputs (0: encapsulated; 1, if
+/// connected: not for the VIP, else dropped and counted).
+///
+/// # Arguments
+/// `VIP` (IP:PORT), `BACKENDS` (space-separated IPv4 addresses of the backends' hosts), `SELF` (this Mux's
+/// address, the outer source), `TRUSTED` (capacity, default 65536), `UNTRUSTED` (capacity, default 4096),
+/// `TRUSTED_IDLE` (seconds, 300), `UNTRUSTED_IDLE` (seconds, 2), `LOOSE_VIP` (any address on the port).
+///
+/// # Handlers
+/// `encapsulated`, `trusted`, `untrusted`, `promoted`, `stateless` (forwarded by hash, quota spent),
+/// `not_vip` (read); `set_backends` (write: new backends; established flows stay).
+pub struct AnantaMux {
+    vip: SocketAddr,
+    me: Ipv4Addr,
+    backends: Vec<Ipv4Addr>,
+    maglev: Option<MaglevTable>,
+    trusted: StateTable<FlowKey, MuxEntry>,
+    untrusted: StateTable<FlowKey, MuxEntry>,
+    trusted_idle: u64,
+    untrusted_idle: u64,
+    loose_vip: bool,
+    has_other: bool,
+    counts: [u64; 4],
+}
+
+impl std::fmt::Debug for AnantaMux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnantaMux")
+            .field("vip", &self.vip)
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+fn build_maglev(backends: &[Ipv4Addr]) -> Result<MaglevTable, String> {
+    let b: Vec<MaglevBackend> = backends
+        .iter()
+        .map(|a| MaglevBackend {
+            name: a.to_string(),
+            weight: 1,
+        })
+        .collect();
+    MaglevTable::build(&b, super::maglev::DEFAULT_SIZE).map_err(|e| e.to_string())
+}
+
+impl AnantaMux {
+    /// A Mux at `me` for `vip`, over `backends`.
+    pub fn new(vip: SocketAddr, me: Ipv4Addr, backends: Vec<Ipv4Addr>) -> Self {
+        AnantaMux {
+            vip,
+            me,
+            backends,
+            maglev: None,
+            trusted: StateTable::new(65536, WhenFull::Evict),
+            untrusted: StateTable::new(4096, WhenFull::Reject),
+            trusted_idle: 300_000_000_000,
+            untrusted_idle: 2_000_000_000,
+            loose_vip: false,
+            has_other: false,
+            counts: [0; 4],
+        }
+    }
+    /// Table capacities (trusted, untrusted).
+    pub fn capacities(mut self, trusted: usize, untrusted: usize) -> Self {
+        self.trusted = StateTable::new(trusted.max(1), WhenFull::Evict);
+        self.untrusted = StateTable::new(untrusted.max(1), WhenFull::Reject);
+        self
+    }
+    /// Idle timeouts (trusted, untrusted).
+    pub fn idle(mut self, trusted: std::time::Duration, untrusted: std::time::Duration) -> Self {
+        self.trusted_idle = trusted.as_nanos() as u64;
+        self.untrusted_idle = untrusted.as_nanos() as u64;
+        self
+    }
+    /// Accept any address on the VIP's port.
+    pub fn loose_vip(mut self, l: bool) -> Self {
+        self.loose_vip = l;
+        self
+    }
+    /// New backends: the hash is rebuilt; flows in the tables keep theirs.
+    pub fn set_backends(&mut self, backends: Vec<Ipv4Addr>) -> Result<(), String> {
+        self.maglev = Some(build_maglev(&backends)?);
+        self.backends = backends;
+        Ok(())
+    }
+    /// The trusted table's backend of a flow, if any.
+    pub fn trusted_backend(&self, k: &FlowKey) -> Option<Ipv4Addr> {
+        self.trusted.lookup(k.table_hash(), k).map(|e| e.backend)
+    }
+
+    fn route(&mut self, p: &mut Packet) -> bool {
+        let Ok(h) = p.locate(Link::Ethernet) else {
+            self.counts[3] += 1;
+            return false;
+        };
+        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+            self.counts[3] += 1;
+            return false;
+        };
+        if key.dst_port != self.vip.port() || !(self.loose_vip || key.dst == self.vip.ip()) {
+            self.counts[3] += 1;
+            return false;
+        }
+        let hash = key.table_hash();
+        let now = p.anno.timestamp;
+        let backend = if let Some(e) = self.trusted.find(hash, &key) {
+            let b = self.trusted.get(e).map(|(_, v)| v.backend);
+            self.trusted.touch(e, now.add_nanos(self.trusted_idle));
+            b
+        } else if let Some(e) = self.untrusted.find(hash, &key) {
+            // A second packet: the flow is trusted now.
+            let b = self.untrusted.get(e).map(|(_, v)| v.backend);
+            if let Some(b) = b {
+                self.untrusted
+                    .remove(e, crate::state::RemoveReason::Closed, now);
+                self.trusted.insert(
+                    hash,
+                    key,
+                    MuxEntry { backend: b },
+                    now,
+                    now.add_nanos(self.trusted_idle),
+                );
+                self.counts[1] += 1;
+            }
+            b
+        } else {
+            None
+        };
+        let backend = match backend {
+            Some(b) => b,
+            None => {
+                if self.maglev.is_none() {
+                    match build_maglev(&self.backends) {
+                        Ok(t) => self.maglev = Some(t),
+                        Err(_) => return false,
+                    }
+                }
+                let Some(t) = self.maglev.as_ref() else {
+                    return false;
+                };
+                let b = self.backends[t.lookup(hash)];
+                let e = MuxEntry { backend: b };
+                if self
+                    .untrusted
+                    .insert(hash, key, e, now, now.add_nanos(self.untrusted_idle))
+                    .is_none()
+                {
+                    self.counts[2] += 1; // quota spent: by hash, without state
+                }
+                b
+            }
+        };
+        encapsulate(p, h.l3, self.me, backend);
+        self.counts[0] += 1;
+        true
+    }
+}
+
+/// IP-in-IP: a new outer IPv4 header (protocol 4) between the Ethernet header and the packet.
+fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+    let off = l3 - p.data_offset();
+    let inner_len = p.len() - off;
+    let tos = p.data().get(off + 1).copied().unwrap_or(0);
+    let mut eth = [0u8; 18];
+    let n = off.min(18);
+    eth[..n].copy_from_slice(&p.data()[..n]);
+    let front = p.push(20);
+    front[..n].copy_from_slice(&eth[..n]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[1] = tos;
+    ip[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
+    ip[6] = 0x40; // DF
+    ip[8] = 64;
+    ip[9] = 4; // IP-in-IP
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = checksum::ipv4_header(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    p.data_mut()[n..n + 20].copy_from_slice(&ip);
+    p.anno.set_l3_offset(None);
+    p.anno.set_l4_offset(None);
+}
+
+impl Stateful for AnantaMux {
+    type Key = FlowKey;
+    type Value = MuxEntry;
+    fn table(&self) -> &StateTable<FlowKey, MuxEntry> {
+        &self.trusted
+    }
+    fn table_mut(&mut self) -> &mut StateTable<FlowKey, MuxEntry> {
+        &mut self.trusted
+    }
+}
+
+const MUX_HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("encapsulated", "packets sent to a backend"),
+    HandlerSpec::read("trusted", "flows in the trusted table"),
+    HandlerSpec::read("untrusted", "flows in the untrusted table"),
+    HandlerSpec::read("promoted", "flows promoted to trusted"),
+    HandlerSpec::read("stateless", "new flows forwarded by hash, the untrusted quota spent"),
+    HandlerSpec::read("not_vip", "packets not for the VIP"),
+    HandlerSpec::write("set_backends", "new backends (space-separated IPv4 addresses)"),
+];
+
+fn parse_v4_list(s: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let v: Vec<Ipv4Addr> = s
+        .split_whitespace()
+        .map(|x| x.parse().map_err(|_| format!("`{x}` is not an IPv4 address")))
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err("at least one backend".into());
+    }
+    Ok(v)
+}
+
+impl Element for AnantaMux {
+    fn class_name(&self) -> &'static str {
+        "AnantaMux"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
+    }
+    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        self.has_other = ctx.noutputs > 1;
+        self.maglev = Some(build_maglev(&self.backends)?);
+        Ok(())
+    }
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        if let Some(last) = batch.as_slice().last() {
+            let now = last.anno.timestamp;
+            self.trusted.sweep(now, 8);
+            self.untrusted.sweep(now, 8);
+        }
+        let other = self.has_other;
+        batch.classify_to(out, |p| {
+            if self.route(p) {
+                Some(0)
+            } else if other {
+                Some(1)
+            } else {
+                None
+            }
+        });
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        MUX_HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "encapsulated" => self.counts[0].to_string(),
+            "trusted" => self.trusted.len().to_string(),
+            "untrusted" => self.untrusted.len().to_string(),
+            "promoted" => self.counts[1].to_string(),
+            "stateless" => self.counts[2].to_string(),
+            "not_vip" => self.counts[3].to_string(),
+            _ => return None,
+        })
+    }
+    fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "set_backends" => self.set_backends(parse_v4_list(value)?),
+            _ => Err(format!("no write handler `{name}`")),
+        }
+    }
+}
+
+/// Ananta's Host Agent, on a backend's host: packets from a Mux (input 0) are decapsulated, their
+/// destination VIP:port rewritten to the backend's address and port (DNAT), and sent to the backend
+/// (output 0); the backend's replies (input 1) get VIP:port back as their source (reverse NAT) and leave
+/// directly towards the client (output 1: direct server return, the Mux is not on the way back). TCP SYNs
+/// and SYN-ACKs have their MSS clamped (the encapsulation costs 20 bytes of the path MTU). Checksums are
+/// updated incrementally.
+///
+/// # Ports
+/// Two push inputs, two push outputs.
+///
+/// # Arguments
+/// `VIP` (IP:PORT), `BACKEND` (IP:PORT of the backend on this host), `MSS` (default 1440).
+///
+/// # Handlers
+/// `decapsulated`, `replies`, `clamped`, `dropped` (read).
+pub struct HostAgent {
+    vip: SocketAddr,
+    backend: SocketAddr,
+    mss: u16,
+    counts: [u64; 4],
+}
+
+impl std::fmt::Debug for HostAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostAgent")
+            .field("vip", &self.vip)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl HostAgent {
+    /// A host agent for `vip` served by `backend`.
+    pub fn new(vip: SocketAddr, backend: SocketAddr) -> Self {
+        HostAgent {
+            vip,
+            backend,
+            mss: 1440,
+            counts: [0; 4],
+        }
+    }
+    /// The MSS to clamp to.
+    pub fn mss(mut self, m: u16) -> Self {
+        self.mss = m;
+        self
+    }
+
+    fn decap(&mut self, p: &mut Packet) -> bool {
+        let Ok(off) = packet::ethernet_payload_offset(p.data()) else {
+            return false;
+        };
+        let d = p.data();
+        if d.len() < off + 40 || d[off] != 0x45 || d[off + 9] != 4 {
+            return false;
+        }
+        let mut eth = [0u8; 18];
+        let n = off.min(18);
+        eth[..n].copy_from_slice(&d[..n]);
+        if p.pull(20).is_err() {
+            return false;
+        }
+        p.data_mut()[..n].copy_from_slice(&eth[..n]);
+        p.anno.set_l3_offset(None);
+        p.anno.set_l4_offset(None);
+        let Ok(h) = p.locate(Link::Ethernet) else {
+            return false;
+        };
+        if p.set_ip_dst(&h, self.backend.ip()).is_err()
+            || p.set_dst_port(&h, self.backend.port()).is_err()
+        {
+            return false;
+        }
+        self.clamp(p, &h);
+        true
+    }
+
+    fn reverse(&mut self, p: &mut Packet) -> bool {
+        let Ok(h) = p.locate(Link::Ethernet) else {
+            return false;
+        };
+        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err() {
+            return false;
+        }
+        self.clamp(p, &h);
+        true
+    }
+
+    /// Lowers a SYN's MSS option to the configured value, updating the TCP checksum.
+    fn clamp(&mut self, p: &mut Packet, h: &packet::HeaderInfo) {
+        let Some(l4) = h.l4 else { return };
+        if h.proto != 6 {
+            return;
+        }
+        let b = p.buffer();
+        let (Some(&doff), Some(&flags)) = (b.get(l4 + 12), b.get(l4 + 13)) else {
+            return;
+        };
+        if flags & 0x02 == 0 {
+            return;
+        }
+        let end = (l4 + usize::from(doff >> 4) * 4).min(b.len());
+        let mut i = l4 + 20;
+        while i < end {
+            match b[i] {
+                0 => return,
+                1 => i += 1,
+                2 if i + 4 <= end && b[i + 1] == 4 => {
+                    let old = u16::from_be_bytes([b[i + 2], b[i + 3]]);
+                    if old > self.mss {
+                        let co = l4 + 16;
+                        let c = u16::from_be_bytes([b[co], b[co + 1]]);
+                        let c = checksum::update16(c, old, self.mss);
+                        let at = i - p.data_offset();
+                        let co = co - p.data_offset();
+                        let d = p.data_mut();
+                        d[at + 2..at + 4].copy_from_slice(&self.mss.to_be_bytes());
+                        d[co..co + 2].copy_from_slice(&c.to_be_bytes());
+                        self.counts[2] += 1;
+                    }
+                    return;
+                }
+                _ => {
+                    let Some(&len) = b.get(i + 1) else { return };
+                    if len < 2 {
+                        return;
+                    }
+                    i += usize::from(len);
+                }
+            }
+        }
+    }
+}
+
+const HA_HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("decapsulated", "packets decapsulated and sent to the backend"),
+    HandlerSpec::read("replies", "replies sent to clients with the VIP restored"),
+    HandlerSpec::read("clamped", "SYNs whose MSS was lowered"),
+    HandlerSpec::read("dropped", "packets that were neither"),
+];
+
+impl Element for HostAgent {
+    fn class_name(&self) -> &'static str {
+        "HostAgent"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(2), PortCount::exactly(2), "h/h")
+    }
+    fn push(&mut self, port: usize, batch: &mut Batch, out: &mut Outputs) {
+        batch.classify_to(out, |p| {
+            let ok = if port == 0 {
+                self.decap(p)
+            } else {
+                self.reverse(p)
+            };
+            if ok {
+                self.counts[port] += 1;
+                Some(port)
+            } else {
+                self.counts[3] += 1;
+                None
+            }
+        });
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        HA_HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        let i = match name {
+            "decapsulated" => 0,
+            "replies" => 1,
+            "clamped" => 2,
+            "dropped" => 3,
+            _ => return None,
+        };
+        Some(self.counts[i].to_string())
+    }
+}
+
+fn addr(a: &crate::args::Args, s: &str, what: &str) -> Result<SocketAddr, crate::error::ConfigError> {
+    s.parse()
+        .map_err(|_| a.error(format!("{what}: `{s}` is not an IP:PORT")))
+}
+
+/// Registers `AnantaMux` and `HostAgent`.
+pub fn register(r: &mut crate::registry::Registry) {
+    r.register(
+        "AnantaMux",
+        "Ananta's Mux: Maglev hashing, trusted/untrusted flow tables, IP-in-IP to the backend's host",
+        |a| {
+            let vip: String = a.read_mp("VIP")?;
+            let vip = addr(a, &vip, "VIP")?;
+            let me: Ipv4Addr = a.read_mp("SELF")?;
+            let b: String = a.read_mp("BACKENDS")?;
+            let backends = parse_v4_list(&b).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
+            let tc: usize = a.read_or("TRUSTED", 65536)?;
+            let uc: usize = a.read_or("UNTRUSTED", 4096)?;
+            let ti: u64 = a.read_or("TRUSTED_IDLE", 300)?;
+            let ui: u64 = a.read_or("UNTRUSTED_IDLE", 2)?;
+            let loose: bool = a.read_or("LOOSE_VIP", false)?;
+            Ok(AnantaMux::new(vip, me, backends)
+                .capacities(tc, uc)
+                .idle(
+                    std::time::Duration::from_secs(ti),
+                    std::time::Duration::from_secs(ui),
+                )
+                .loose_vip(loose))
+        },
+    );
+    r.register(
+        "HostAgent",
+        "Ananta's Host Agent: decapsulation, DNAT to the backend, reverse NAT on replies (DSR), MSS clamping",
+        |a| {
+            let vip: String = a.read_mp("VIP")?;
+            let vip = addr(a, &vip, "VIP")?;
+            let be: String = a.read_mp("BACKEND")?;
+            let backend = addr(a, &be, "BACKEND")?;
+            let mss: u16 = a.read_or("MSS", 1440)?;
+            Ok(HostAgent::new(vip, backend).mss(mss))
+        },
+    );
+}
