@@ -50,6 +50,7 @@ pub struct AnantaMux {
     loose_vip: bool,
     has_other: bool,
     counts: [u64; 4],
+    scratch: Vec<Option<(packet::HeaderInfo, FlowKey, u32)>>,
 }
 
 impl std::fmt::Debug for AnantaMux {
@@ -87,6 +88,7 @@ impl AnantaMux {
             loose_vip: false,
             has_other: false,
             counts: [0; 4],
+            scratch: Vec::new(),
         }
     }
     /// Table capacities (trusted, untrusted).
@@ -117,20 +119,22 @@ impl AnantaMux {
         self.trusted.lookup(k.table_hash(), k).map(|e| e.backend)
     }
 
-    fn route(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(Link::Ethernet) else {
-            self.counts[3] += 1;
-            return false;
-        };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
-            self.counts[3] += 1;
-            return false;
-        };
+    /// A packet's headers, key and hash, if it is for the VIP.
+    #[inline]
+    fn inspect(&self, p: &mut Packet) -> Option<(packet::HeaderInfo, FlowKey, u32)> {
+        let h = p.locate(Link::Ethernet).ok()?;
+        let key = FlowKey::from_headers(p.buffer(), &h)?;
         if key.dst_port != self.vip.port() || !(self.loose_vip || key.dst == self.vip.ip()) {
+            return None;
+        }
+        Some((h, key, key.table_hash()))
+    }
+
+    fn route(&mut self, p: &mut Packet, seen: Option<(packet::HeaderInfo, FlowKey, u32)>) -> bool {
+        let Some((h, key, hash)) = seen else {
             self.counts[3] += 1;
             return false;
-        }
-        let hash = key.table_hash();
+        };
         let now = p.anno.timestamp;
         let backend = if let Some(e) = self.trusted.find(hash, &key) {
             let b = self.trusted.get(e).map(|(_, v)| v.backend);
@@ -227,15 +231,24 @@ const MUX_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("trusted", "flows in the trusted table"),
     HandlerSpec::read("untrusted", "flows in the untrusted table"),
     HandlerSpec::read("promoted", "flows promoted to trusted"),
-    HandlerSpec::read("stateless", "new flows forwarded by hash, the untrusted quota spent"),
+    HandlerSpec::read(
+        "stateless",
+        "new flows forwarded by hash, the untrusted quota spent",
+    ),
     HandlerSpec::read("not_vip", "packets not for the VIP"),
-    HandlerSpec::write("set_backends", "new backends (space-separated IPv4 addresses)"),
+    HandlerSpec::write(
+        "set_backends",
+        "new backends (space-separated IPv4 addresses)",
+    ),
 ];
 
 fn parse_v4_list(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     let v: Vec<Ipv4Addr> = s
         .split_whitespace()
-        .map(|x| x.parse().map_err(|_| format!("`{x}` is not an IPv4 address")))
+        .map(|x| {
+            x.parse()
+                .map_err(|_| format!("`{x}` is not an IPv4 address"))
+        })
         .collect::<Result<_, _>>()?;
     if v.is_empty() {
         return Err("at least one backend".into());
@@ -262,8 +275,21 @@ impl Element for AnantaMux {
             self.untrusted.sweep(now, 8);
         }
         let other = self.has_other;
+        // Pass 1: keys, hashes and a prefetch of each flow's trusted slot (the misses overlap); pass 2:
+        // the tables and the encapsulation.
+        let mut seen = std::mem::take(&mut self.scratch);
+        seen.clear();
+        for p in batch.iter_mut() {
+            seen.push(self.inspect(p));
+        }
+        for (_, _, hash) in seen.iter().flatten() {
+            self.trusted.prefetch(*hash);
+        }
+        let mut k = 0;
         batch.classify_to(out, |p| {
-            if self.route(p) {
+            let s = seen.get(k).copied().flatten();
+            k += 1;
+            if self.route(p, s) {
                 Some(0)
             } else if other {
                 Some(1)
@@ -271,6 +297,7 @@ impl Element for AnantaMux {
                 None
             }
         });
+        self.scratch = seen;
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         MUX_HANDLERS
@@ -374,7 +401,8 @@ impl HostAgent {
         let Ok(h) = p.locate(Link::Ethernet) else {
             return false;
         };
-        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err() {
+        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
+        {
             return false;
         }
         self.clamp(p, &h);
@@ -428,7 +456,10 @@ impl HostAgent {
 }
 
 const HA_HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("decapsulated", "packets decapsulated and sent to the backend"),
+    HandlerSpec::read(
+        "decapsulated",
+        "packets decapsulated and sent to the backend",
+    ),
     HandlerSpec::read("replies", "replies sent to clients with the VIP restored"),
     HandlerSpec::read("clamped", "SYNs whose MSS was lowered"),
     HandlerSpec::read("dropped", "packets that were neither"),
@@ -472,7 +503,11 @@ impl Element for HostAgent {
     }
 }
 
-fn addr(a: &crate::args::Args, s: &str, what: &str) -> Result<SocketAddr, crate::error::ConfigError> {
+fn addr(
+    a: &crate::args::Args,
+    s: &str,
+    what: &str,
+) -> Result<SocketAddr, crate::error::ConfigError> {
     s.parse()
         .map_err(|_| a.error(format!("{what}: `{s}` is not an IP:PORT")))
 }
