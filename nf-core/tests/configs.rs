@@ -359,3 +359,18 @@ fn timers_expire_idle_flows_without_traffic() {
     );
     assert_eq!(r.read_handler("ct", "flows").unwrap(), "0");
 }
+
+/// Found by the `config` fuzz target: a multi-byte character inside an argument list split the argument
+/// in the middle of the character (a panic); it is now one piece of an argument, and a clear error.
+#[test]
+fn multi_byte_characters_in_arguments_are_errors_not_panics() {
+    let reg = nf_core::Registry::standard();
+    for text in [
+        "Idle -> c :: Classifier(12/0800, tԏdp, -) -> Discard; c[1] -> Discard; c[2] -> Discard;",
+        "Idle -> Counter(é) -> Discard;",
+        "Idle -> Paint(日本) -> Discard;",
+    ] {
+        let r = nf_core::testing::check_config(&reg, "t.click", text);
+        assert!(r.is_some(), "an error for {text}");
+    }
+}

@@ -344,7 +344,11 @@ pub fn split_args(text: &str, base: usize) -> Vec<(String, Span)> {
             }
             _ => {}
         }
-        let end = (i + 1).min(s.len());
+        // Whole characters: a multi-byte one is taken in one piece.
+        let mut end = (i + 1).min(s.len());
+        while end < s.len() && !text.is_char_boundary(end) {
+            end += 1;
+        }
         let piece = &text[start..end];
         if !piece.trim().is_empty() {
             if cur_start.is_none() {
