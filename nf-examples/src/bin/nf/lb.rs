@@ -167,12 +167,18 @@ pub fn lb(
     let (sig_trigger, mut sig) = rt
         .block_on(async { Shutdown::on_signals() })
         .map_err(|e| e.to_string())?;
+    let mut sig_after = sig.clone();
     rt.spawn(async move {
         sig.wait().await;
         stop.stop();
     });
     eprintln!("nf lb: {role} `{}` running", o.node);
     let res = router.run();
+    if role == "minion" && !sig_after.is_set() {
+        // A minion follows until told to stop, whether or not its graph has traffic of its own.
+        eprintln!("nf lb: the graph ended; following until SIGINT/SIGTERM");
+        rt.block_on(sig_after.wait());
+    }
     trigger.trigger();
     drop(sig_trigger);
     for t in tasks {
