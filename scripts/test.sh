@@ -19,6 +19,7 @@ command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
