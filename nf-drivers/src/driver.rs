@@ -142,3 +142,41 @@ pub trait StateDriver: Send {
         shutdown: Shutdown,
     ) -> Result<CounterSnapshot, Error>;
 }
+
+/// The store-writing end every driver shares: applies `rx`'s batches in order, each retried (backoff
+/// 20 ms doubling to 1 s, 30 attempts) while the store is away; a batch the store still refuses is counted
+/// as dropped. Counts acknowledged records as emitted and calls `on_retry` at each retry. Returns the
+/// records lost.
+pub(crate) async fn write_batches(
+    store: Arc<dyn StateStore>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<nf_state::Record>>,
+    counters: Arc<DriverCounters>,
+    on_retry: impl Fn() + Send + 'static,
+) -> u64 {
+    let mut lost = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let n = batch.len() as u64;
+        let mut delay = std::time::Duration::from_millis(20);
+        let mut attempts = 0;
+        loop {
+            match store.apply(batch.clone()).await {
+                Ok(_) => {
+                    counters.emitted.fetch_add(n, Ordering::Relaxed);
+                    break;
+                }
+                Err(_) if attempts < 30 => {
+                    attempts += 1;
+                    on_retry();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(_) => {
+                    counters.dropped.fetch_add(n, Ordering::Relaxed);
+                    lost += n;
+                    break;
+                }
+            }
+        }
+    }
+    lost
+}

@@ -268,28 +268,13 @@ impl StateDriver for ObserveDriver {
         store: Arc<dyn StateStore>,
         shutdown: Shutdown,
     ) -> Result<CounterSnapshot, Error> {
-        let (tx, mut rx) = mpsc::channel::<Vec<Record>>(64);
-        let counters = self.counters.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                let n = batch.len() as u64;
-                let mut attempts = 0;
-                loop {
-                    match store.apply(batch.clone()).await {
-                        Ok(_) => {
-                            counters.emitted.fetch_add(n, Ordering::Relaxed);
-                            break;
-                        }
-                        Err(e) if attempts >= 30 => return Err(Error::State(e)),
-                        Err(_) => {
-                            attempts += 1;
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        });
+        let (tx, rx) = mpsc::channel::<Vec<Record>>(64);
+        let writer = tokio::spawn(crate::driver::write_batches(
+            store,
+            rx,
+            self.counters.clone(),
+            || {},
+        ));
         let mut w = Work {
             corr: Correlator::new(self.cfg.correlate.clone()),
             emitter: Emitter::new(self.cfg.codec, self.cfg.origin.clone()),
@@ -314,11 +299,15 @@ impl StateDriver for ObserveDriver {
         })
         .await
         .map_err(|e| Error::Config(format!("the observer thread failed: {e}")))?;
-        let written = writer
+        let lost = writer
             .await
             .map_err(|e| Error::Config(format!("the store writer failed: {e}")))?;
         processed?;
-        written?;
+        if lost > 0 {
+            return Err(Error::Config(format!(
+                "the store refused {lost} records after 30 retries"
+            )));
+        }
         Ok(self.counters.snapshot())
     }
 }

@@ -482,37 +482,16 @@ impl StateDriver for SyslogDriver {
         drop(tx);
 
         // The writer: batches in order, retried while the store is away.
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(8);
-        let counters = self.counters.clone();
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Record>>(8);
         let stats = self.stats.clone();
-        let writer = tokio::spawn(async move {
-            let mut lost = 0u64;
-            while let Some(batch) = batch_rx.recv().await {
-                let n = batch.len() as u64;
-                let mut delay = Duration::from_millis(20);
-                let mut attempts = 0;
-                loop {
-                    match store.apply(batch.clone()).await {
-                        Ok(_) => {
-                            counters.emitted.fetch_add(n, Ordering::Relaxed);
-                            break;
-                        }
-                        Err(_) if attempts < 30 => {
-                            attempts += 1;
-                            stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(1));
-                        }
-                        Err(_) => {
-                            counters.dropped.fetch_add(n, Ordering::Relaxed);
-                            lost += n;
-                            break;
-                        }
-                    }
-                }
-            }
-            lost
-        });
+        let writer = tokio::spawn(crate::driver::write_batches(
+            store,
+            batch_rx,
+            self.counters.clone(),
+            move || {
+                stats.store_retries.fetch_add(1, Ordering::Relaxed);
+            },
+        ));
 
         let mut emitter = Emitter::new(self.cfg.codec, self.cfg.origin.clone());
         let batch = self.cfg.batch.max(1);

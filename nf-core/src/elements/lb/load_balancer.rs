@@ -164,6 +164,18 @@ const ACK: u8 = 0x10;
 /// `LbEntry::closing`: the flow is established.
 const ESTABLISHED: u8 = 8;
 
+/// How long a flow stays from now: `linger` once closed (RST, or FIN both ways), `embryonic` while its
+/// handshake is incomplete, else `idle`.
+fn lifetime(closing: u8, linger: u64, embryonic: u64, idle: u64) -> u64 {
+    if closing & 4 != 0 || closing & 3 == 3 {
+        linger
+    } else if closing & ESTABLISHED == 0 {
+        embryonic
+    } else {
+        idle
+    }
+}
+
 impl ClientKey {
     fn hash(&self) -> u32 {
         FlowKey::new(self.proto, self.ip, self.port, self.ip, 0).table_hash()
@@ -449,15 +461,8 @@ impl LoadBalancer {
                     if flags & ACK != 0 || key.proto != 6 {
                         v.closing |= ESTABLISHED;
                     }
-                    let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
                     let b = v.backend;
-                    let exp = now.add_nanos(if closed {
-                        linger
-                    } else if v.closing & ESTABLISHED == 0 {
-                        embryonic
-                    } else {
-                        idle
-                    });
+                    let exp = now.add_nanos(lifetime(v.closing, linger, embryonic, idle));
                     self.table.touch(e, exp);
                     Some(b)
                 } else {
@@ -539,16 +544,9 @@ impl LoadBalancer {
         if flags & RST != 0 {
             v.closing |= 4;
         }
-        let closed = v.closing & 4 != 0 || v.closing & 3 == 3;
         // A backend's answer does not complete a handshake: a half-open flow stays half-open (a SYN
         // flood's flows keep their short timeout even when the backends answer).
-        let t = if closed {
-            linger
-        } else if v.closing & ESTABLISHED == 0 {
-            self.embryonic_ns
-        } else {
-            idle
-        };
+        let t = lifetime(v.closing, linger, self.embryonic_ns, idle);
         self.table.touch(e, now.add_nanos(t));
         if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
         {
