@@ -16,6 +16,7 @@
 use crate::error::{ConfigError, SourceFile, Span};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// One raw argument: its text (after `$variable` substitution) and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,26 @@ pub struct Args {
     slots: Vec<Slot>,
     src: Option<Arc<SourceFile>>,
     whole: Span,
+    budget: Arc<AtomicU64>,
+}
+
+/// The memory a configuration's elements may allocate when they are made (pre-generated frames, preallocated
+/// queues and tables), unless the builder sets another budget: 2 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 2 << 30;
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn keyword_of(text: &str) -> Option<(String, String)> {
@@ -79,6 +100,7 @@ impl Args {
             slots,
             src,
             whole,
+            budget: Arc::new(AtomicU64::new(DEFAULT_MEMORY_BUDGET)),
         }
     }
 
@@ -154,6 +176,86 @@ impl Args {
             }
             None => Ok(None),
         }
+    }
+
+    /// A keyword argument with a default, at most `max` (a size that decides what the element allocates:
+    /// a value above `max` is an error pointing at the argument, before anything is allocated).
+    pub fn read_at_most_or<T>(&mut self, key: &str, default: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromArg + PartialOrd + std::fmt::Display,
+    {
+        self.bounded(key, false, default, max)
+    }
+
+    /// A positional-or-keyword argument with a default, at most `max` (see [`Args::read_at_most_or`]).
+    pub fn read_p_at_most_or<T>(&mut self, key: &str, default: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromArg + PartialOrd + std::fmt::Display,
+    {
+        self.bounded(key, true, default, max)
+    }
+
+    fn bounded<T>(
+        &mut self,
+        key: &str,
+        positional: bool,
+        default: T,
+        max: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromArg + PartialOrd + std::fmt::Display,
+    {
+        let found = match self.keyword_index(key) {
+            Some(i) => Some(i),
+            None if positional => self.next_positional(),
+            None => None,
+        };
+        let Some(i) = found else {
+            return Ok(default);
+        };
+        self.slots[i].used = true;
+        let v: T = self.parse(i, key)?;
+        if v > max {
+            return Err(self
+                .error_at(
+                    self.slots[i].span,
+                    format!("{key} {v} is more than the limit {max}"),
+                )
+                .with_help(format!(
+                    "{key} sets what this element allocates; at most {max}"
+                )));
+        }
+        Ok(v)
+    }
+
+    /// Takes `bytes` from the memory budget of the configuration being built (shared by all its elements;
+    /// [`DEFAULT_MEMORY_BUDGET`] unless the builder says otherwise), for an element that allocates that much
+    /// when it is made. `what` names the arguments responsible. An error if the budget is spent, so a
+    /// configuration cannot make its builder run out of memory.
+    pub fn reserve(&self, what: &str, bytes: u64) -> Result<(), ConfigError> {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            });
+        match taken {
+            Ok(_) => Ok(()),
+            Err(left) => Err(self
+                .error(format!(
+                    "{what} would take {} of memory; {} is left of the configuration's memory budget",
+                    human_bytes(bytes),
+                    human_bytes(left)
+                ))
+                .with_help(format!("make {what} smaller")),
+            ),
+        }
+    }
+
+    /// Shares `budget` (bytes left) with other elements of one configuration (see [`Args::reserve`]).
+    pub fn with_budget(mut self, budget: Arc<AtomicU64>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// A keyword argument with a default.

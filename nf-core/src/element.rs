@@ -35,6 +35,10 @@ pub struct PortCount {
     pub max: usize,
 }
 
+/// The most ports an element can have on one side (inputs or outputs); a configuration naming a higher port
+/// is an error before anything is built.
+pub const MAX_PORTS: usize = 4096;
+
 impl PortCount {
     /// Exactly `n` ports.
     pub const fn exactly(n: usize) -> Self {

@@ -168,6 +168,16 @@ impl Router {
                 );
                 continue;
             }
+            if e.from.1 >= crate::element::MAX_PORTS || e.to.1 >= crate::element::MAX_PORTS {
+                ck.err(
+                    e.span,
+                    format!(
+                        "a port number is out of range (at most {} ports on a side)",
+                        crate::element::MAX_PORTS
+                    ),
+                );
+                continue;
+            }
             n_out[e.from.0] = n_out[e.from.0].max(e.from.1 + 1);
             n_in[e.to.0] = n_in[e.to.0].max(e.to.1 + 1);
         }

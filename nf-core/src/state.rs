@@ -146,6 +146,10 @@ impl<K, V> std::fmt::Debug for StateTable<K, V> {
     }
 }
 
+/// The most entries a [`StateTable`] holds (a larger capacity is clamped to it; configurations say so as an
+/// error). Slots grow with use, so the capacity bounds memory rather than reserving it.
+pub const MAX_TABLE_CAPACITY: usize = 1 << 28;
+
 /// A handle to an entry (its slot), valid until the next insert, install or removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef(u32);
@@ -159,7 +163,7 @@ fn empty_slots<K, V>(n: usize) -> Vec<Option<Slot<K, V>>> {
 impl<K: Eq + Clone, V> StateTable<K, V> {
     /// A table of at most `capacity` entries.
     pub fn new(capacity: usize, when_full: WhenFull) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_TABLE_CAPACITY);
         // At most 3/4 full: enough slots for `capacity` entries.
         let max_slots = (capacity * 4 / 3 + 1).next_power_of_two().max(8);
         let initial = max_slots.min(1024);

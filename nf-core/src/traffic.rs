@@ -81,6 +81,21 @@ pub struct TrafficGen {
 
 const PAYLOAD: [u8; 1500] = [0x61; 1500];
 
+impl TrafficConfig {
+    /// The largest frame this configuration generates.
+    pub fn max_frame_len(&self) -> usize {
+        match self.size {
+            SizeMix::Fixed(n) => n,
+            SizeMix::Imix => 1518,
+        }
+    }
+
+    /// Bytes a [`TrafficGen`] for this configuration holds (its per-flow state).
+    pub fn memory(&self) -> u64 {
+        (self.flows.max(1) as u64).saturating_mul(std::mem::size_of::<Flow>() as u64)
+    }
+}
+
 impl TrafficGen {
     /// A generator for `cfg`.
     pub fn new(cfg: TrafficConfig) -> Self {

@@ -374,3 +374,79 @@ fn multi_byte_characters_in_arguments_are_errors_not_panics() {
         assert!(r.is_some(), "an error for {text}");
     }
 }
+
+fn error_of(text: &str) -> String {
+    let reg = nf_core::Registry::standard();
+    nf_core::testing::check_config_with_budget(&reg, "t.click", text, 64 << 20)
+        .unwrap_or_else(|| panic!("an error for {text}"))
+}
+
+/// Found by the `config` fuzz target (an out-of-memory): a compound class that contains itself, or
+/// compounds nested so that they multiply, and sizes that make elements allocate without bound, are
+/// configuration errors naming the place, before anything large is allocated.
+#[test]
+fn what_a_configuration_can_allocate_is_bounded() {
+    let e = error_of("elementclass A { input -> x :: A -> output; }\nIdle -> a :: A -> Discard;");
+    assert!(e.contains("compound class `A` contains itself"), "{e}");
+    assert!(e.contains("t.click:1:"), "names the place: {e}");
+    // Eight compounds each holding four of the next: 4^8 = 65,536 leaves... then x4 again.
+    let mut text = String::from("elementclass C0 { input -> Null -> output; }\n");
+    for i in 1..=10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "elementclass C{i} {{ input -> C{p} -> C{p} -> C{p} -> C{p} -> output; }}\n"
+        ));
+    }
+    text.push_str("Idle -> C10 -> Discard;\n");
+    let e = error_of(&text);
+    assert!(e.contains("expands to more than"), "{e}");
+
+    let e = error_of("Replay(PACKETS 16000000, LENGTH 1500) -> Discard;");
+    assert!(e.contains("PACKETS × LENGTH would take"), "{e}");
+    assert!(e.contains("t.click:1:"), "{e}");
+    let e = error_of("Replay(PACKETS 99999999999) -> Discard;");
+    assert!(
+        e.contains("PACKETS 99999999999 is more than the limit"),
+        "{e}"
+    );
+    // The budget is shared: two Replays that fit alone do not fit together.
+    let one = "Replay(PACKETS 400000, LENGTH 100) -> Discard;";
+    assert!(
+        nf_core::testing::check_config_with_budget(
+            &nf_core::Registry::standard(),
+            "t",
+            one,
+            64 << 20
+        )
+        .is_none()
+    );
+    let e = error_of(&format!("{one}\n{one}"));
+    assert!(e.contains("t.click:2:"), "the second one is refused: {e}");
+
+    let e = error_of("Idle -> Queue(99999999999) -> Unqueue -> Discard;");
+    assert!(
+        e.contains("CAPACITY 99999999999 is more than the limit"),
+        "{e}"
+    );
+    let e = error_of("Idle -> ConnTrack(CAPACITY 18446744073709551615) -> Discard;");
+    assert!(e.contains("is more than the limit 268435456"), "{e}");
+    let e = error_of("Idle -> t :: Tee(2); t[4000000000] -> Discard;");
+    assert!(e.contains("port 4000000000 is out of range"), "{e}");
+    let e = error_of("Idle -> Tee(N 99999999) -> Discard;");
+    assert!(e.contains("N is more than 4096 outputs"), "{e}");
+}
+
+/// The input the fuzzer found, replayed: errors, quickly, in bounded memory.
+#[test]
+fn the_fuzzers_out_of_memory_input_is_an_error() {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/config/oom-replay"
+    ))
+    .unwrap();
+    let e = error_of(&String::from_utf8(text).unwrap());
+    assert!(
+        e.contains("compound class `CountAndDrop` contains itself"),
+        "{e}"
+    );
+}

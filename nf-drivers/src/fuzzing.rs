@@ -27,7 +27,8 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let reg = nf_core::Registry::standard();
-        let _ = nf_core::testing::check_config(&reg, "fuzz", text);
+        // A small budget: what the elements may allocate when made stays far under libFuzzer's limit.
+        let _ = nf_core::testing::check_config_with_budget(&reg, "fuzz", text, 256 << 20);
     }
 }
 

@@ -91,6 +91,7 @@ impl Config {
             fixed: params.keys().cloned().collect(),
             ports: None,
             depth: 0,
+            within: Vec::new(),
         };
         ex.body(&body, &mut scope);
         if !ex.errors.is_empty() {
@@ -130,6 +131,17 @@ impl Config {
 
     /// Makes the elements through `registry`. Every unknown class and bad argument is reported.
     pub fn build(&self, registry: &Registry) -> Result<Graph, ConfigErrors> {
+        self.build_with_budget(registry, crate::args::DEFAULT_MEMORY_BUDGET)
+    }
+
+    /// [`Config::build`] with a memory budget of `bytes` for what the elements allocate when they are made
+    /// (see [`Args::reserve`]); an element that would go past it is a configuration error.
+    pub fn build_with_budget(
+        &self,
+        registry: &Registry,
+        bytes: u64,
+    ) -> Result<Graph, ConfigErrors> {
+        let budget = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(bytes));
         let mut g = Graph::with_source(self.source.clone());
         let mut errors = Vec::new();
         for d in &self.elements {
@@ -155,7 +167,8 @@ impl Config {
                 d.args.clone(),
                 Some(self.source.clone()),
                 d.args_span,
-            );
+            )
+            .with_budget(budget.clone());
             match (class.constructor)(&mut args).and_then(|e| args.complete().map(|_| e)) {
                 Ok(e) => {
                     g.add_boxed_at(&d.name, e, d.class_span);
@@ -203,7 +216,13 @@ struct Scope {
     /// (input pseudo, output pseudo) inside a compound.
     ports: Option<(usize, usize)>,
     depth: usize,
+    /// The compound bodies being expanded, outermost first (a class that contains itself is an error).
+    within: Vec<*const Body>,
 }
+
+/// The most elements a configuration may expand to (compound classes included), so that nested compounds
+/// cannot multiply into more than a builder can hold.
+pub const MAX_ELEMENTS: usize = 1 << 18;
 
 struct Expander {
     src: Arc<SourceFile>,
@@ -424,6 +443,20 @@ impl Expander {
         args: Vec<RawArg>,
         scope: &mut Scope,
     ) -> Result<NodeRef, ConfigError> {
+        if scope.within.contains(&Rc::as_ptr(body)) {
+            return Err(self.err(
+                c.span,
+                format!("compound class `{}` contains itself", c.name),
+            ));
+        }
+        if self.nodes.len() >= MAX_ELEMENTS {
+            return Err(self.err(
+                c.span,
+                format!(
+                    "the configuration expands to more than {MAX_ELEMENTS} elements (nested compound classes)"
+                ),
+            ));
+        }
         if scope.depth > 32 {
             return Err(self.err(
                 c.span,
@@ -468,6 +501,11 @@ impl Expander {
             fixed: scope.fixed.clone(),
             ports: Some((pin, pout)),
             depth: scope.depth + 1,
+            within: {
+                let mut w = scope.within.clone();
+                w.push(Rc::as_ptr(body));
+                w
+            },
         };
         self.body(body, &mut inner);
         Ok(NodeRef {

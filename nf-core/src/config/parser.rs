@@ -313,6 +313,16 @@ impl<'a> Parser<'a> {
                 format!("expected a port number, found {}", t.tok.describe()),
             ));
         };
+        if n >= crate::element::MAX_PORTS {
+            return Err(ConfigError::at(
+                Some(self.src),
+                t.span,
+                format!(
+                    "port {n} is out of range: an element has at most {} ports on a side",
+                    crate::element::MAX_PORTS
+                ),
+            ));
+        }
         let close = self.expect(&Tok::RBracket, "`]` after the port number")?;
         Ok(Some((n, open.span.to(close.span))))
     }

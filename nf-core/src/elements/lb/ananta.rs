@@ -523,8 +523,8 @@ pub fn register(r: &mut crate::registry::Registry) {
             let me: Ipv4Addr = a.read_mp("SELF")?;
             let b: String = a.read_mp("BACKENDS")?;
             let backends = parse_v4_list(&b).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
-            let tc: usize = a.read_or("TRUSTED", 65536)?;
-            let uc: usize = a.read_or("UNTRUSTED", 4096)?;
+            let tc: usize = a.read_at_most_or("TRUSTED", 65536, crate::state::MAX_TABLE_CAPACITY)?;
+            let uc: usize = a.read_at_most_or("UNTRUSTED", 4096, crate::state::MAX_TABLE_CAPACITY)?;
             let ti: u64 = a.read_or("TRUSTED_IDLE", 300)?;
             let ui: u64 = a.read_or("UNTRUSTED_IDLE", 2)?;
             let loose: bool = a.read_or("LOOSE_VIP", false)?;

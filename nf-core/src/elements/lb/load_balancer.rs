@@ -765,7 +765,12 @@ pub fn register(r: &mut crate::registry::Registry) {
             let backends: String = a.read_mp("BACKENDS")?;
             let (backends, weights) =
                 parse_backends(&backends).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
-            let maglev_size: usize = a.read_or("MAGLEV_SIZE", super::maglev::DEFAULT_SIZE)?;
+            let maglev_size: usize = a.read_at_most_or(
+                "MAGLEV_SIZE",
+                super::maglev::DEFAULT_SIZE,
+                super::maglev::MAX_SIZE,
+            )?;
+            a.reserve("MAGLEV_SIZE", maglev_size as u64 * 4)?;
             let policy: String = a.read_or("POLICY", "random".to_string())?;
             let policy = match policy.as_str() {
                 "random" => Policy::Random,
@@ -778,7 +783,7 @@ pub fn register(r: &mut crate::registry::Registry) {
                     )));
                 }
             };
-            let cap: usize = a.read_or("CAPACITY", 65536)?;
+            let cap: usize = a.read_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
             let idle: u64 = a.read_or("IDLE", 300)?;
             let linger: u64 = a.read_or("LINGER", 10)?;
             let embryonic: u64 = a.read_or("HALF_OPEN", 5)?;

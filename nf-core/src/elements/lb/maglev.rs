@@ -7,6 +7,8 @@ use std::fmt;
 
 /// The default table size (prime).
 pub const DEFAULT_SIZE: usize = 65_537;
+/// The largest table [`MaglevTable::build`] makes (16 Mi entries, 64 MiB).
+pub const MAX_SIZE: usize = 1 << 24;
 /// The large table size option (prime).
 pub const LARGE_SIZE: usize = 655_373;
 
@@ -17,8 +19,10 @@ pub enum MaglevError {
     /// No backend with a positive weight.
     #[error("no backend (with a positive weight)")]
     NoBackends,
-    /// The size is not a prime larger than the number of backends.
-    #[error("table size {0} must be a prime larger than the number of backends")]
+    /// The size is not a prime larger than the number of backends (and at most [`MAX_SIZE`]).
+    #[error(
+        "table size {0} must be a prime larger than the number of backends and at most 16777216"
+    )]
     BadSize(usize),
 }
 
@@ -88,7 +92,7 @@ impl MaglevTable {
         if live.is_empty() {
             return Err(MaglevError::NoBackends);
         }
-        if !is_prime(size) || size <= backends.len() {
+        if size > MAX_SIZE || !is_prime(size) || size <= backends.len() {
             return Err(MaglevError::BadSize(size));
         }
         let m = size as u64;

@@ -41,6 +41,13 @@ use crate::error::ConfigError;
 use crate::registry::Registry;
 use crate::traffic::{Protocols, SizeMix, TrafficConfig};
 
+/// The most frames a `Replay` pre-generates (`PACKETS`).
+pub const MAX_REPLAY_PACKETS: usize = 1 << 24;
+/// The most flows a generated source simulates (`FLOWS`).
+pub const MAX_FLOWS: usize = 1 << 24;
+/// The most packets a `Queue` holds (`CAPACITY`; preallocated).
+pub const MAX_QUEUE: usize = 1 << 22;
+
 fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
     let rate: Option<f64> = if rated {
         Some(a.read_p_or("RATE", 10.0)?)
@@ -49,7 +56,7 @@ fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
     };
     let data: Option<String> = a.read("DATA")?;
     let length: usize = a.read_or("LENGTH", 64)?;
-    let flows: usize = a.read_or("FLOWS", 1)?;
+    let flows: usize = a.read_at_most_or("FLOWS", 1, MAX_FLOWS)?;
     let proto: String = a.read_or("PROTO", "udp".to_string())?;
     let limit: i64 = a.read_or("LIMIT", -1)?;
     let burst: usize = a.read_or("BURST", 32)?;
@@ -107,7 +114,14 @@ pub fn register(r: &mut Registry) {
         |_| Ok(Counter::new()),
     );
     r.register("Tee", "copies each packet to every output", |a| {
-        Ok(Tee::new(a.read_p("N")?))
+        let n: Option<usize> = a.read_p("N")?;
+        if n.is_some_and(|n| n > crate::element::MAX_PORTS) {
+            return Err(a.error(format!(
+                "N is more than {} outputs",
+                crate::element::MAX_PORTS
+            )));
+        }
+        Ok(Tee::new(n))
     });
     r.register("Paint", "sets the paint annotation", |a| {
         Ok(Paint::new(a.read_mp("COLOR")?))
@@ -142,7 +156,12 @@ pub fn register(r: &mut Registry) {
         |_| Ok(RoundRobinSwitch::new()),
     );
     r.register("Queue", "a bounded FIFO between push and pull", |a| {
-        Ok(Queue::new(a.read_p_or("CAPACITY", 1000)?))
+        let cap: usize = a.read_p_at_most_or("CAPACITY", 1000, MAX_QUEUE)?;
+        a.reserve(
+            "CAPACITY",
+            (cap as u64).saturating_mul(std::mem::size_of::<crate::packet::Packet>() as u64),
+        )?;
+        Ok(Queue::new(cap))
     });
     r.register("Unqueue", "pulls packets and pushes them on", |a| {
         Ok(Unqueue::new(a.read_p_or("BURST", 32)?))
@@ -172,8 +191,8 @@ pub fn register(r: &mut Registry) {
         "Replay",
         "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, LIMIT)",
         |a| {
-            let packets: usize = a.read_or("PACKETS", 100_000)?;
-            let flows: usize = a.read_or("FLOWS", 10_000)?;
+            let packets: usize = a.read_at_most_or("PACKETS", 100_000, MAX_REPLAY_PACKETS)?;
+            let flows: usize = a.read_at_most_or("FLOWS", 10_000, MAX_FLOWS)?;
             let length: String = a.read_or("LENGTH", "64".to_string())?;
             let size = match length.as_str() {
                 "imix" => SizeMix::Imix,
@@ -201,6 +220,10 @@ pub fn register(r: &mut Registry) {
                 protocols,
                 ..Default::default()
             };
+            a.reserve("FLOWS", cfg.memory())?;
+            // The frames, one buffer, plus an index entry each.
+            let frames = (packets as u64).saturating_mul(cfg.max_frame_len() as u64 + 8);
+            a.reserve("PACKETS × LENGTH", frames)?;
             let mut r = Replay::generated(packets, cfg).burst(burst).stop(stop);
             if let Some(l) = limit {
                 r = r.limit(l);

@@ -503,7 +503,8 @@ pub fn register(r: &mut crate::registry::Registry) {
         "ConnTrack",
         "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)",
         |a| {
-            let cap: usize = a.read_p_or("CAPACITY", 65536)?;
+            let cap: usize =
+                a.read_p_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
             let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
             let when_full = match wf.as_str() {
                 "evict" => WhenFull::Evict,
