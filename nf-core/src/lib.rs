@@ -35,6 +35,7 @@ pub mod elements;
 pub mod error;
 pub mod flow;
 pub mod graph;
+pub mod lpm;
 pub mod packet;
 pub mod pool;
 pub mod registry;

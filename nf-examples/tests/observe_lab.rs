@@ -7,64 +7,11 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use netns::{Lab, sh, wait_until};
+use netns::{Lab, sh, stop_tcpdump, tcpdump, wait_until};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const NF: &str = env!("CARGO_BIN_EXE_nf");
-
-/// `tcpdump -i IFACE -w FILE` inside namespace `ns`, packet-buffered; returns once it is capturing.
-fn tcpdump(lab: &Lab, ns: &str, iface: &str, file: &std::path::Path) -> Child {
-    let mut c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns(ns),
-            "tcpdump",
-            "-i",
-            iface,
-            "-U",
-            "--immediate-mode",
-            "-B",
-            "16384",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // tcpdump says "listening on IFACE" on stderr once capturing.
-    use std::io::{BufRead, BufReader};
-    let mut line = String::new();
-    BufReader::new(c.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "tcpdump: {line}");
-    c
-}
-
-/// Stops a tcpdump once its file has stopped growing (it may lag behind the traffic on a busy machine,
-/// and packets still in its ring when it is stopped are lost).
-fn stop_tcpdump(c: Child, file: &std::path::Path) {
-    let size = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    let mut last = size();
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let now = size();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    let _ = Command::new("kill")
-        .args(["-INT", &c.id().to_string()])
-        .status();
-    let out = c.wait_with_output().unwrap();
-    eprintln!("tcpdump: {}", String::from_utf8_lossy(&out.stderr).trim());
-}
 
 /// conntrack -L in `ns`, TCP entries: (original src, original sport) -> (reply src:sport, reply dst:dport).
 fn conntrack(lab: &Lab, ns: &str, filter: &str) -> BTreeMap<(String, u16), (String, String)> {

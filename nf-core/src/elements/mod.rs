@@ -1,5 +1,6 @@
 //! The standard element library, grouped as Click groups it.
 
+pub mod blink;
 pub mod ethernet;
 pub mod ip;
 pub mod lb;
@@ -15,4 +16,5 @@ pub fn register(r: &mut Registry) {
     ethernet::register(r);
     tcpudp::register(r);
     lb::register(r);
+    blink::register(r);
 }
