@@ -4,6 +4,7 @@ pub mod blink;
 pub mod ethernet;
 pub mod ip;
 pub mod lb;
+pub mod simple;
 pub mod standard;
 pub mod tcpudp;
 
@@ -17,4 +18,5 @@ pub fn register(r: &mut Registry) {
     tcpudp::register(r);
     lb::register(r);
     blink::register(r);
+    simple::register(r);
 }
