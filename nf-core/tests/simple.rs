@@ -86,14 +86,15 @@ fn frame(id: u16, tcp_port: Option<u16>) -> Vec<u8> {
     v
 }
 
-fn run(
-    carrier: &str,
-) -> (
+/// (input frames, egress frames, middlebox log, the router).
+type Run = (
     Vec<Vec<u8>>,
     Vec<Vec<u8>>,
     Vec<(u16, String, Option<u16>)>,
     Router,
-) {
+);
+
+fn run(carrier: &str) -> Run {
     // 10 web packets (ids 1..=10), 5 DNS (ids 101..), 5 SSH (ids 201..; no class).
     let mut frames = Vec::new();
     for i in 1..=10 {
