@@ -156,13 +156,27 @@ pub fn syslog_extract(data: &[u8]) {
     let _ = extract::parse_conntrack_event(&text);
 }
 
-/// The observation correlator on any frames from either tap at any times: tables within bounds.
+/// The observation correlator on any frames from either tap at any times: tables within bounds. An odd
+/// length selects the payload-chunk fingerprints (SIMPLE's `FlowCorrelator`) instead of header invariants.
 /// Records: `[side/flags][time delta][length][frame...]`.
 pub fn observe(data: &[u8]) {
-    use crate::observe::{Correlator, ObserveConfig, Side};
+    use crate::observe::{ChunkConfig, Correlator, Fingerprint, ObserveConfig, Side};
+    let fingerprint = if data.len() % 2 == 1 {
+        Fingerprint::Payload(ChunkConfig {
+            average: 16,
+            min: 4,
+            max: 64,
+            bytes: 512,
+            strength: 0.6,
+        })
+    } else {
+        Fingerprint::Invariants
+    };
     let mut c = Correlator::new(ObserveConfig {
         max_flows: 64,
         max_pending: 64,
+        fingerprint,
+        emit_links: true,
         ..Default::default()
     });
     let mut out = Vec::new();

@@ -31,9 +31,15 @@ pub mod whitebox;
 
 pub use error::Error;
 
-/// Registers this crate's element classes (`FromPcap`, `ToPcap`).
+/// Registers this crate's element classes (packet I/O: `FromPcap`, `ToPcap`, `FromDevice`, `ToDevice`,
+/// `FromTap`, `ToTap`; and SIMPLE's `FlowCorrelator`).
 pub fn register(r: &mut nf_core::Registry) {
     io::register(r);
+    r.register(
+        "FlowCorrelator",
+        "SIMPLE: links flows entering and leaving a header-rewriting middlebox by payload fingerprints",
+        observe::flow_correlator::from_args,
+    );
 }
 
 /// A registry with nf-core's standard elements and this crate's.

@@ -250,6 +250,7 @@ fn state(
                     nat.remove(key);
                 }
             },
+            _ => {}
         }
     }
     (fm, nat)

@@ -69,6 +69,116 @@ pub struct ObserveConfig {
     pub close_linger_ns: u64,
     /// Packets of a linked flow still checked against the other side (to confirm or correct).
     pub confirm_packets: u8,
+    /// What a packet is recognised by on the other side.
+    pub fingerprint: Fingerprint,
+    /// Also emit an [`Inference::Link`] for every pair linked.
+    pub emit_links: bool,
+}
+
+/// What the correlator recognises a packet by on the other side of the box.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Fingerprint {
+    /// The fields a NAT or a load balancer leaves alone: TCP sequence numbers, flags, options, the first
+    /// bytes of payload, the IP ID (the observation driver).
+    #[default]
+    Invariants,
+    /// Content-defined chunks of the first bytes of each direction's payload stream, so that a box that
+    /// terminates TCP (a proxy: new sequence numbers, other segment boundaries) or shifts the payload
+    /// (a header added) is still recognised: SIMPLE's `FlowCorrelator`.
+    Payload(ChunkConfig),
+}
+
+/// Content-defined chunking: a Gear rolling hash cuts the byte stream where its low bits are zero, so a
+/// boundary depends only on the bytes just before it and the chunks after an insertion are the same chunks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkConfig {
+    /// Mean chunk length, a power of two (64).
+    pub average: u32,
+    /// Shortest chunk (24): shorter pieces are not fingerprinted.
+    pub min: u32,
+    /// Longest chunk (256).
+    pub max: u32,
+    /// Bytes fingerprinted per direction of a flow (4096): its first packets.
+    pub bytes: u32,
+    /// Evidence one shared chunk gives (0.6: three chunks link a pair at the default threshold).
+    pub strength: f64,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig {
+            average: 64,
+            min: 24,
+            max: 256,
+            bytes: 4096,
+            strength: 0.6,
+        }
+    }
+}
+
+const fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The Gear table: one random 64-bit value per byte value.
+const GEAR: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = splitmix(0x5eed_0000 + i as u64);
+        i += 1;
+    }
+    t
+};
+
+/// One direction of a flow's payload stream, being chunked.
+#[derive(Debug, Clone, Copy, Default)]
+struct Chunker {
+    rolling: u64,
+    hash: u64,
+    len: u32,
+    done: u32,
+    next_seq: Option<u32>,
+}
+
+impl Chunker {
+    /// Feeds `payload` (at TCP sequence `seq`, if TCP); pushes the hashes of the chunks it completes.
+    fn feed(&mut self, cfg: &ChunkConfig, seq: Option<u32>, payload: &[u8], out: &mut Vec<u64>) {
+        if self.done >= cfg.bytes || payload.is_empty() {
+            return;
+        }
+        if let (Some(seq), Some(next)) = (seq, self.next_seq) {
+            if seq != next {
+                // Data seen already (a retransmission) is skipped; after a gap the chunk in progress
+                // is abandoned.
+                if seq.wrapping_sub(next) as i32 <= 0 {
+                    return;
+                }
+                self.len = 0;
+                self.hash = 0xcbf2_9ce4_8422_2325;
+            }
+        }
+        if self.len == 0 {
+            self.hash = 0xcbf2_9ce4_8422_2325;
+        }
+        self.next_seq = seq.map(|s| s.wrapping_add(payload.len() as u32));
+        let mask = u64::from(cfg.average.max(2).next_power_of_two() - 1);
+        let take = payload.len().min((cfg.bytes - self.done) as usize);
+        for &b in &payload[..take] {
+            self.rolling = (self.rolling << 1).wrapping_add(GEAR[usize::from(b)]);
+            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            self.len += 1;
+            if (self.len >= cfg.min && self.rolling & mask == 0) || self.len >= cfg.max {
+                out.push(splitmix(self.hash ^ u64::from(self.len)));
+                self.len = 0;
+                self.hash = 0xcbf2_9ce4_8422_2325;
+            }
+        }
+        self.done += take as u32;
+    }
 }
 
 impl Default for ObserveConfig {
@@ -82,6 +192,8 @@ impl Default for ObserveConfig {
             idle_timeout_ns: 600_000_000_000,
             close_linger_ns: 120_000_000_000,
             confirm_packets: 4,
+            fingerprint: Fingerprint::Invariants,
+            emit_links: false,
         }
     }
 }
@@ -117,8 +229,9 @@ pub struct ObserveStats {
     pub deleted: u64,
 }
 
-/// What the correlator infers.
+/// What the correlator infers (more kinds may come: match with a wildcard arm).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Inference {
     /// A DNAT balancer's choice (`value: None`: the flow ended).
     FlowMapping {
@@ -126,6 +239,15 @@ pub enum Inference {
         key: FlowMappingKey,
         /// The backend.
         value: Option<FlowMappingValue>,
+        /// Confidence of the link.
+        confidence: f64,
+    },
+    /// Two flows linked as one connection through the box (only with [`ObserveConfig::emit_links`]).
+    Link {
+        /// The flow outside (canonical key).
+        outside: FlowKey,
+        /// The flow inside (canonical key).
+        inside: FlowKey,
         /// Confidence of the link.
         confidence: f64,
     },
@@ -179,6 +301,8 @@ struct Flow {
     /// Packets checked after the link.
     checked: u8,
     ambiguous_counted: bool,
+    /// Payload chunking of each direction (key src -> dst, dst -> src), in payload mode.
+    chunks: [Chunker; 2],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +320,7 @@ struct FpEntry {
 }
 
 /// What a packet carries that the box does not change.
+#[derive(Clone, Copy)]
 struct Parsed {
     key: FlowKey,
     fp: u64,
@@ -207,6 +332,8 @@ struct Parsed {
     rst: bool,
     seq: u32,
     strength: f64,
+    /// Where the transport payload is in the frame.
+    payload: (usize, usize),
 }
 
 /// The correlator (one thread; feed it both taps' packets in time order).
@@ -222,6 +349,8 @@ pub struct Correlator {
     stats: ObserveStats,
     last_expire: u64,
     latencies: Vec<u64>,
+    /// Fingerprints of the packet being processed (payload mode: one per chunk).
+    scratch: Vec<u64>,
 }
 
 fn fnv(h: &mut u64, b: &[u8]) {
@@ -268,7 +397,8 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
             );
             let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
             let opts = frame.get(l4 + 20..(l4 + doff).min(end)).unwrap_or(&[]);
-            let payload = frame.get((l4 + doff).min(end)..end).unwrap_or(&[]);
+            let pstart = (l4 + doff).min(end);
+            let payload = frame.get(pstart..end).unwrap_or(&[]);
             fnv(&mut fp, &[6]);
             fnv(&mut fp, &t[4..12]); // seq, ack
             fnv(&mut fp, &[flags & 0x17]); // SYN ACK FIN RST
@@ -294,10 +424,12 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
                 rst,
                 seq,
                 strength,
+                payload: (pstart, end.max(pstart)),
             })
         }
         17 => {
-            let payload = frame.get((l4 + 8).min(end)..end).unwrap_or(&[]);
+            let pstart = (l4 + 8).min(end);
+            let payload = frame.get(pstart..end).unwrap_or(&[]);
             fnv(&mut fp, &[17]);
             fnv(&mut fp, &ip_id.to_be_bytes());
             fnv(&mut fp, &(payload.len() as u32).to_be_bytes());
@@ -314,6 +446,7 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
                 rst: false,
                 seq: 0,
                 strength,
+                payload: (pstart, end.max(pstart)),
             })
         }
         _ => None,
@@ -338,6 +471,7 @@ impl Correlator {
             stats: ObserveStats::default(),
             last_expire: 0,
             latencies: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -415,6 +549,44 @@ impl Correlator {
             ip: p.key.dst,
             port: p.key.dst_port,
         };
+        let mut fps = std::mem::take(&mut self.scratch);
+        fps.clear();
+        let mut strength = p.strength;
+        let mut base = p;
+        match self.cfg.fingerprint {
+            Fingerprint::Invariants => fps.push(p.fp),
+            Fingerprint::Payload(cc) => {
+                let payload = frame.get(p.payload.0..p.payload.1).unwrap_or(&[]);
+                let seq = (p.key.proto == 6).then_some(p.seq);
+                let dir = usize::from(reversed);
+                self.flows[fi as usize].chunks[dir].feed(&cc, seq, payload, &mut fps);
+                strength = cc.strength;
+                // A box that re-sends the payload picks its own IP IDs and options: no bonus for them.
+                base.ip_id = 0;
+                base.opt_hash = 0;
+            }
+        }
+        for &fp in &fps {
+            self.match_fp(side, fi, &base, fp, strength, ts_ns, (src, dst), out);
+        }
+        self.scratch = fps;
+    }
+
+    /// Looks fingerprint `fp` of a packet of flow `fi` up on the other side (evidence on a hit), or offers
+    /// it to the other side.
+    #[allow(clippy::too_many_arguments)]
+    fn match_fp(
+        &mut self,
+        side: Side,
+        fi: u32,
+        p: &Parsed,
+        fp: u64,
+        strength: f64,
+        ts_ns: u64,
+        (src, dst): (Ep, Ep),
+        out: &mut Vec<Inference>,
+    ) {
+        let p = Parsed { fp, strength, ..*p };
         let other = side.other();
         let hit = self.fps[other.ix()].get(&p.fp).copied();
         match hit {
@@ -489,6 +661,7 @@ impl Correlator {
             evidence: [(u32::MAX, 0, 0.0); 4],
             checked: 0,
             ambiguous_counted: false,
+            chunks: [Chunker::default(); 2],
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -655,6 +828,13 @@ impl Correlator {
             self.latencies.push(ts.saturating_sub(inside_first));
         }
         emit(&m, Some(a), out, &mut self.stats);
+        if self.cfg.emit_links {
+            out.push(Inference::Link {
+                outside: self.flows[o_idx as usize].key,
+                inside: self.flows[i_idx as usize].key,
+                confidence: a,
+            });
+        }
     }
 
     fn client_is_src(&self, f: &Flow, src: Ep, _dst: Ep) -> Option<bool> {

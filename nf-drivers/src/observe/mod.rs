@@ -5,8 +5,12 @@
 //! flow seen inside; the driver writes what it infers as `flow-mapping` and `nat-binding` records.
 
 pub mod correlate;
+pub mod flow_correlator;
 
-pub use correlate::{Correlator, Inference, ObserveConfig, ObserveStats, Side};
+pub use correlate::{
+    ChunkConfig, Correlator, Fingerprint, Inference, ObserveConfig, ObserveStats, Side,
+};
+pub use flow_correlator::{FlowCorrelator, FlowLink};
 
 use crate::Error;
 use crate::driver::{CounterSnapshot, DriverCounters, Shutdown, StateDriver};
@@ -118,6 +122,8 @@ fn to_records(inf: &[Inference], e: &mut Emitter) -> Result<(), Error> {
                 Some(v) => e.upsert::<NatBinding>(key, v).map_err(err)?,
                 None => e.delete::<NatBinding>(key).map_err(err)?,
             },
+            // Links are for SIMPLE's FlowCorrelator; the driver records mappings.
+            Inference::Link { .. } => {}
         }
     }
     Ok(())
