@@ -150,16 +150,16 @@ impl Chunker {
         if self.done >= cfg.bytes || payload.is_empty() {
             return;
         }
-        if let (Some(seq), Some(next)) = (seq, self.next_seq) {
-            if seq != next {
-                // Data seen already (a retransmission) is skipped; after a gap the chunk in progress
-                // is abandoned.
-                if seq.wrapping_sub(next) as i32 <= 0 {
-                    return;
-                }
-                self.len = 0;
-                self.hash = 0xcbf2_9ce4_8422_2325;
+        if let (Some(seq), Some(next)) = (seq, self.next_seq)
+            && seq != next
+        {
+            // Data seen already (a retransmission) is skipped; after a gap the chunk in progress is
+            // abandoned.
+            if seq.wrapping_sub(next) as i32 <= 0 {
+                return;
             }
+            self.len = 0;
+            self.hash = 0xcbf2_9ce4_8422_2325;
         }
         if self.len == 0 {
             self.hash = 0xcbf2_9ce4_8422_2325;
