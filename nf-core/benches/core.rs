@@ -140,5 +140,69 @@ fn maglev(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, maglev);
+/// HTML table rows in HTTP responses, one 1,300-byte payload per frame (as in `tests/aplomb.rs`).
+fn http_frames(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut body = String::from(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><table>",
+            );
+            let mut k = 0;
+            while body.len() < 1300 {
+                body.push_str(&format!(
+                    "<tr><td class=\"name\">item {}</td><td class=\"price\">{}.99</td></tr>",
+                    i * 100 + k,
+                    k % 50
+                ));
+                k += 1;
+            }
+            let mut v = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4([10, 9, 9, 9], [10, 0, 0, 1], 64)
+                .tcp(80, 40000, 1, 64240)
+                .write(&mut v, body.as_bytes())
+                .unwrap();
+            v
+        })
+        .collect()
+}
+
+fn compression(c: &mut Criterion) {
+    use nf_core::elements::compress::{Compress, Decompress};
+    let frames = http_frames(256);
+    let payload: u64 = frames.iter().map(|f| (f.len() - 34) as u64).sum();
+    let mut g = c.benchmark_group("compress");
+    g.throughput(Throughput::Bytes(payload));
+    let mut comp = Compress::new(std::sync::Arc::from(Vec::new()));
+    g.bench_function("LZ4 IPComp, 256 HTTP packets", |b| {
+        b.iter(|| {
+            for f in &frames {
+                let mut p = Packet::from_slice(f);
+                black_box(comp.compress(&mut p));
+            }
+        })
+    });
+    let packed: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut p = Packet::from_slice(f);
+            comp.compress(&mut p);
+            p.data().to_vec()
+        })
+        .collect();
+    let mut de = Decompress::new(std::sync::Arc::from(Vec::new()));
+    g.bench_function("LZ4 IPComp decompress, 256 HTTP packets", |b| {
+        b.iter(|| {
+            for f in &packed {
+                let mut p = Packet::from_slice(f);
+                black_box(de.decompress(&mut p).unwrap());
+            }
+        })
+    });
+    g.finish();
+    let s = comp.stats();
+    eprintln!("compression ratio on these packets: {:.2}", s.ratio());
+}
+
+criterion_group!(benches, bench, maglev, compression);
 criterion_main!(benches);

@@ -1,12 +1,15 @@
 //! The standard element library, grouped as Click groups it.
 
 pub mod blink;
+pub mod compress;
 pub mod ethernet;
 pub mod ip;
 pub mod lb;
+pub mod pop;
 pub mod simple;
 pub mod standard;
 pub mod tcpudp;
+pub mod tunnel;
 
 use crate::registry::Registry;
 
@@ -19,4 +22,6 @@ pub fn register(r: &mut Registry) {
     lb::register(r);
     blink::register(r);
     simple::register(r);
+    tunnel::register(r);
+    pop::register(r);
 }

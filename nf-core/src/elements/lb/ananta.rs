@@ -411,46 +411,8 @@ impl HostAgent {
 
     /// Lowers a SYN's MSS option to the configured value, updating the TCP checksum.
     fn clamp(&mut self, p: &mut Packet, h: &packet::HeaderInfo) {
-        let Some(l4) = h.l4 else { return };
-        if h.proto != 6 {
-            return;
-        }
-        let b = p.buffer();
-        let (Some(&doff), Some(&flags)) = (b.get(l4 + 12), b.get(l4 + 13)) else {
-            return;
-        };
-        if flags & 0x02 == 0 {
-            return;
-        }
-        let end = (l4 + usize::from(doff >> 4) * 4).min(b.len());
-        let mut i = l4 + 20;
-        while i < end {
-            match b[i] {
-                0 => return,
-                1 => i += 1,
-                2 if i + 4 <= end && b[i + 1] == 4 => {
-                    let old = u16::from_be_bytes([b[i + 2], b[i + 3]]);
-                    if old > self.mss {
-                        let co = l4 + 16;
-                        let c = u16::from_be_bytes([b[co], b[co + 1]]);
-                        let c = checksum::update16(c, old, self.mss);
-                        let at = i - p.data_offset();
-                        let co = co - p.data_offset();
-                        let d = p.data_mut();
-                        d[at + 2..at + 4].copy_from_slice(&self.mss.to_be_bytes());
-                        d[co..co + 2].copy_from_slice(&c.to_be_bytes());
-                        self.counts[2] += 1;
-                    }
-                    return;
-                }
-                _ => {
-                    let Some(&len) = b.get(i + 1) else { return };
-                    if len < 2 {
-                        return;
-                    }
-                    i += usize::from(len);
-                }
-            }
+        if crate::elements::tcpudp::clamp_mss(p, h, self.mss) {
+            self.counts[2] += 1;
         }
     }
 }

@@ -1,0 +1,350 @@
+//! Per-packet payload compression for a tunnel, in the IPComp format (RFC 3173): the IPv4 payload
+//! (transport header and data) is replaced by a 4-byte IPComp header (the original protocol, flags, a
+//! compression parameter index) and the LZ4 block of the payload; the IP protocol becomes 108. A packet that
+//! would not get smaller, a fragment, or an IPv6 packet passes unchanged (RFC 3173 §2.2). Each packet is
+//! compressed alone (no state across packets: losses and reordering on the tunnel do not matter), optionally
+//! against a dictionary both ends share (`DICT`), which is what makes small packets compress.
+
+use crate::args::Args;
+use crate::batch::{Batch, Outputs};
+use crate::checksum;
+use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
+use crate::error::ConfigError;
+use crate::packet::{Packet, ethernet_payload_offset};
+use std::sync::Arc;
+
+/// The IP protocol number of IPComp.
+pub const IPCOMP: u8 = 108;
+/// The compression parameter index this SDK uses for LZ4 (from the private range, RFC 3173 §3.3).
+pub const CPI_LZ4: u16 = 0xf000;
+
+/// Byte counts of a compressor or decompressor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompressStats {
+    /// Packets compressed (or decompressed).
+    pub packets: u64,
+    /// Payload bytes before compression.
+    pub bytes_in: u64,
+    /// Payload bytes after compression (with the IPComp header).
+    pub bytes_out: u64,
+    /// Packets passed unchanged (incompressible, fragments, not IPv4).
+    pub passed: u64,
+    /// Packets that could not be decompressed (dropped).
+    pub errors: u64,
+}
+
+impl CompressStats {
+    /// `bytes_in / bytes_out` of the packets compressed.
+    pub fn ratio(&self) -> f64 {
+        if self.bytes_out == 0 {
+            1.0
+        } else {
+            self.bytes_in as f64 / self.bytes_out as f64
+        }
+    }
+}
+
+/// The IPv4 header at data offset `off` of an Ethernet frame: (header length, total length), if the
+/// packet is a whole (unfragmented) IPv4 datagram inside the frame.
+fn whole_v4(d: &[u8], off: usize) -> Option<(usize, usize)> {
+    let ip = d.get(off..off + 20)?;
+    if ip[0] >> 4 != 4 {
+        return None;
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if hl < 20 || total < hl || off + total > d.len() {
+        return None;
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    Some((hl, total))
+}
+
+fn fix_header(h: &mut [u8], total: usize, proto: u8) {
+    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    h[9] = proto;
+    h[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Compresses packets going into a tunnel (see [the module](self)).
+///
+/// # Arguments
+/// `DICT` (a file both ends share, at most 64 KiB; optional); `MIN` (payloads shorter than this pass
+/// unchanged, 64).
+///
+/// # Handlers
+/// `compressed`, `passed`, `bytes_in`, `bytes_out`, `ratio`.
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 10, LENGTH 600, STOP true) -> c :: Compress -> d :: Decompress -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("c", "compressed").unwrap(), "10");
+/// assert_eq!(r.read_handler("d", "decompressed").unwrap(), "10");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Compress {
+    dict: Arc<[u8]>,
+    min: usize,
+    scratch: Vec<u8>,
+    stats: CompressStats,
+}
+
+impl Compress {
+    /// A compressor with dictionary `dict` (may be empty).
+    pub fn new(dict: Arc<[u8]>) -> Self {
+        Compress {
+            dict,
+            min: 64,
+            scratch: Vec::new(),
+            stats: CompressStats::default(),
+        }
+    }
+
+    /// Payloads shorter than `n` pass unchanged.
+    pub fn min_payload(mut self, n: usize) -> Self {
+        self.min = n;
+        self
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CompressStats {
+        self.stats
+    }
+
+    /// Compresses one Ethernet frame in place; false if it passes unchanged.
+    pub fn compress(&mut self, p: &mut Packet) -> bool {
+        let d = p.data();
+        let Ok(off) = ethernet_payload_offset(d) else {
+            return false;
+        };
+        let Some((hl, total)) = whole_v4(d, off) else {
+            return false;
+        };
+        let payload = &d[off + hl..off + total];
+        if payload.len() < self.min {
+            return false;
+        }
+        let max = lz4_flex::block::get_maximum_output_size(payload.len());
+        self.scratch.resize(max, 0);
+        let n = if self.dict.is_empty() {
+            lz4_flex::block::compress_into(payload, &mut self.scratch)
+        } else {
+            lz4_flex::block::compress_into_with_dict(payload, &mut self.scratch, &self.dict)
+        };
+        let Ok(n) = n else { return false };
+        if n + 4 >= payload.len() {
+            return false;
+        }
+        let proto = d[off + 9];
+        let before = payload.len();
+        let dm = p.data_mut();
+        let at = off + hl;
+        dm[at..at + 4].copy_from_slice(&[proto, 0, (CPI_LZ4 >> 8) as u8, CPI_LZ4 as u8]);
+        dm[at + 4..at + 4 + n].copy_from_slice(&self.scratch[..n]);
+        let new_total = hl + 4 + n;
+        fix_header(&mut dm[off..off + hl], new_total, IPCOMP);
+        p.truncate(off + new_total);
+        p.anno.set_l4_offset(None);
+        self.stats.packets += 1;
+        self.stats.bytes_in += before as u64;
+        self.stats.bytes_out += (4 + n) as u64;
+        true
+    }
+}
+
+/// Decompresses what [`Compress`] made; other packets pass unchanged, undecodable ones are dropped.
+///
+/// # Arguments
+/// `DICT` (the compressor's dictionary, if it had one).
+///
+/// # Handlers
+/// `decompressed`, `passed`, `errors`.
+#[derive(Debug, Clone)]
+pub struct Decompress {
+    dict: Arc<[u8]>,
+    scratch: Vec<u8>,
+    stats: CompressStats,
+}
+
+/// Why an IPComp packet could not be decompressed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecompressError {
+    /// Another compression algorithm (CPI).
+    #[error("unknown compression parameter index {0:#06x}")]
+    UnknownCpi(u16),
+    /// The compressed data is corrupt, or decompresses past the largest IPv4 packet.
+    #[error("corrupt compressed payload")]
+    Corrupt,
+}
+
+impl Decompress {
+    /// A decompressor with dictionary `dict` (may be empty).
+    pub fn new(dict: Arc<[u8]>) -> Self {
+        Decompress {
+            dict,
+            scratch: Vec::new(),
+            stats: CompressStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CompressStats {
+        self.stats
+    }
+
+    /// Decompresses one Ethernet frame in place: `Ok(false)` if it is not an IPComp packet.
+    pub fn decompress(&mut self, p: &mut Packet) -> Result<bool, DecompressError> {
+        let d = p.data();
+        let Ok(off) = ethernet_payload_offset(d) else {
+            return Ok(false);
+        };
+        let Some((hl, total)) = whole_v4(d, off) else {
+            return Ok(false);
+        };
+        if d[off + 9] != IPCOMP || total < hl + 4 {
+            return Ok(false);
+        }
+        let c = &d[off + hl..off + total];
+        let cpi = u16::from_be_bytes([c[2], c[3]]);
+        if cpi != CPI_LZ4 {
+            return Err(DecompressError::UnknownCpi(cpi));
+        }
+        let next = c[0];
+        let room = 65535 - hl;
+        self.scratch.resize(room, 0);
+        let n = if self.dict.is_empty() {
+            lz4_flex::block::decompress_into(&c[4..], &mut self.scratch)
+        } else {
+            lz4_flex::block::decompress_into_with_dict(&c[4..], &mut self.scratch, &self.dict)
+        }
+        .map_err(|_| DecompressError::Corrupt)?;
+        let before = c.len();
+        let grow = (hl + n).saturating_sub(total);
+        p.truncate(off + total);
+        if grow > 0 {
+            p.put(grow);
+        } else {
+            p.truncate(off + hl + n);
+        }
+        let dm = p.data_mut();
+        dm[off + hl..off + hl + n].copy_from_slice(&self.scratch[..n]);
+        fix_header(&mut dm[off..off + hl], hl + n, next);
+        p.anno.set_l4_offset(None);
+        self.stats.packets += 1;
+        self.stats.bytes_in += n as u64;
+        self.stats.bytes_out += before as u64;
+        Ok(true)
+    }
+}
+
+const C_HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("compressed", "packets compressed"),
+    HandlerSpec::read("passed", "packets passed unchanged"),
+    HandlerSpec::read("bytes_in", "payload bytes before compression"),
+    HandlerSpec::read("bytes_out", "payload bytes after compression"),
+    HandlerSpec::read("ratio", "bytes_in / bytes_out"),
+];
+
+const D_HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec::read("decompressed", "packets decompressed"),
+    HandlerSpec::read("passed", "packets passed unchanged"),
+    HandlerSpec::read("errors", "packets that could not be decompressed (dropped)"),
+];
+
+fn stat(s: &CompressStats, name: &str) -> Option<String> {
+    Some(match name {
+        "compressed" | "decompressed" => s.packets.to_string(),
+        "passed" => s.passed.to_string(),
+        "bytes_in" => s.bytes_in.to_string(),
+        "bytes_out" => s.bytes_out.to_string(),
+        "ratio" => format!("{:.3}", s.ratio()),
+        "errors" => s.errors.to_string(),
+        _ => return None,
+    })
+}
+
+impl Element for Compress {
+    fn class_name(&self) -> &'static str {
+        "Compress"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "h/h")
+    }
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        for p in batch.iter_mut() {
+            if !self.compress(p) {
+                self.stats.passed += 1;
+            }
+        }
+        out.port(0).append(batch);
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        C_HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        stat(&self.stats, name)
+    }
+}
+
+impl Element for Decompress {
+    fn class_name(&self) -> &'static str {
+        "Decompress"
+    }
+    fn ports(&self) -> PortSpec {
+        PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "h/h")
+    }
+    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
+        batch.map_to(out, 0, |p| match self.decompress(p) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.stats.passed += 1;
+                true
+            }
+            Err(_) => {
+                self.stats.errors += 1;
+                false
+            }
+        });
+    }
+    fn handlers(&self) -> &'static [HandlerSpec] {
+        D_HANDLERS
+    }
+    fn read_handler(&self, name: &str) -> Option<String> {
+        stat(&self.stats, name)
+    }
+}
+
+fn dict(a: &mut Args) -> Result<Arc<[u8]>, ConfigError> {
+    let Some(path) = a.read::<String>("DICT")? else {
+        return Ok(Arc::from(Vec::new()));
+    };
+    let d = std::fs::read(&path).map_err(|e| a.error(format!("DICT {path}: {e}")))?;
+    if d.len() > 65536 {
+        return Err(a.error(format!(
+            "DICT {path}: {} bytes; LZ4 uses at most 64 KiB",
+            d.len()
+        )));
+    }
+    Ok(Arc::from(d))
+}
+
+/// Registers `Compress` and `Decompress`.
+pub fn register(r: &mut crate::registry::Registry) {
+    r.register(
+        "Compress",
+        "compresses IPv4 payloads (LZ4 in IPComp) for a tunnel",
+        |a| {
+            let d = dict(a)?;
+            let min: usize = a.read_or("MIN", 64)?;
+            Ok(Compress::new(d).min_payload(min))
+        },
+    );
+    r.register("Decompress", "decompresses what Compress made", |a| {
+        Ok(Decompress::new(dict(a)?))
+    });
+}

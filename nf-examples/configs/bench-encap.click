@@ -1,0 +1,4 @@
+// Benchmark: APLOMB's tunnel encapsulation alone over a capture (`FILE=x.pcap`, `MODE=ipip|gre|vxlan`).
+define($MODE gre);
+src :: FromPcap($FILE, BURST 64);
+src -> TunnelEncap(MODE $MODE, LOCAL 192.0.2.1, REMOTE 198.51.100.1, MTU 1600) -> Discard;

@@ -1,0 +1,6 @@
+// Benchmark: APLOMB's tunnel over a capture (`FILE=x.pcap`, `MODE=ipip|gre|vxlan`): every packet
+// encapsulated (MSS clamping on) and decapsulated again. bench-encap.click stops after encapsulation.
+define($MODE gre);
+src :: FromPcap($FILE, BURST 64);
+src -> TunnelEncap(MODE $MODE, LOCAL 192.0.2.1, REMOTE 198.51.100.1, MTU 1600)
+    -> TunnelDecap(MODE $MODE) -> Discard;
