@@ -323,11 +323,20 @@ fn dict(a: &mut Args) -> Result<Arc<[u8]>, ConfigError> {
     let Some(path) = a.read::<String>("DICT")? else {
         return Ok(Arc::from(Vec::new()));
     };
-    let d = std::fs::read(&path).map_err(|e| a.error(format!("DICT {path}: {e}")))?;
+    // A regular file (not a device or a pipe, which may never end), read up to one byte past the limit.
+    use std::io::Read;
+    let meta = std::fs::metadata(&path).map_err(|e| a.error(format!("DICT {path}: {e}")))?;
+    if !meta.is_file() {
+        return Err(a.error(format!("DICT {path}: not a regular file")));
+    }
+    let f = std::fs::File::open(&path).map_err(|e| a.error(format!("DICT {path}: {e}")))?;
+    let mut d = Vec::new();
+    f.take(65537)
+        .read_to_end(&mut d)
+        .map_err(|e| a.error(format!("DICT {path}: {e}")))?;
     if d.len() > 65536 {
         return Err(a.error(format!(
-            "DICT {path}: {} bytes; LZ4 uses at most 64 KiB",
-            d.len()
+            "DICT {path}: more than 64 KiB; LZ4 uses at most 64 KiB"
         )));
     }
     Ok(Arc::from(d))
