@@ -498,7 +498,8 @@ fn configured_from_text() {
 #[test]
 fn a_dictionary_that_never_ends_is_an_error_not_a_hang() {
     let reg = nf_core::Registry::standard();
-    let e = nf_core::testing::check_config(&reg, "t", "Idle -> Compress(DICT /dev/zero) -> Discard;")
-        .unwrap();
+    let e =
+        nf_core::testing::check_config(&reg, "t", "Idle -> Compress(DICT /dev/zero) -> Discard;")
+            .unwrap();
     assert!(e.contains("not a regular file"), "{e}");
 }

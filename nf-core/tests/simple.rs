@@ -113,7 +113,11 @@ fn run(carrier: &str) -> Run {
     reg.register("Frames", "the test's frames", move |_| {
         Ok(Replay::from_frames(&fr).stop(true))
     });
-    let c: TagCarrier = carrier.parse().unwrap();
+    let c: TagCarrier = if carrier == "mixed" {
+        TagCarrier::Vlan
+    } else {
+        carrier.parse().unwrap()
+    };
     let l = log.clone();
     reg.register("Visit", "a middlebox", move |a| {
         Ok(Visit {
@@ -124,8 +128,14 @@ fn run(carrier: &str) -> Run {
     });
     let g = got.clone();
     reg.register("Collect", "egress", move |_| Ok(Collect(g.clone())));
-    let classes =
-        "CLASS web tcp dst port 80 CHAIN fw ids proxy, CLASS dns udp dst port 53 CHAIN fw";
+    // "mixed": web's tag in a VLAN ID, DNS's in an MPLS label.
+    let (carrier, dns_tag) = match carrier {
+        "mixed" => ("vlan", " TAG mpls"),
+        c => (c, ""),
+    };
+    let classes = format!(
+        "CLASS web tcp dst port 80 CHAIN fw ids proxy, CLASS dns udp dst port 53 CHAIN fw{dns_tag}"
+    );
     let text = format!(
         "src :: Frames -> s1 :: PolicySwitch(TAG {carrier}, HOP fw 1, HOP proxy 2, HOP ids VIA 3, {classes});
          s2 :: PolicySwitch(TAG {carrier}, HOP ids 1, HOP fw VIA 0, HOP proxy VIA 0, {classes});
@@ -146,7 +156,7 @@ fn run(carrier: &str) -> Run {
 
 #[test]
 fn every_class_takes_its_chain_in_order_through_a_switch_visited_three_times() {
-    for carrier in ["vlan", "mpls", "anno"] {
+    for carrier in ["vlan", "mpls", "anno", "mixed"] {
         let (frames, out, log, r) = run(carrier);
         // Everything leaves, untagged and byte-identical to what came in.
         let mut a = frames.clone();
@@ -220,15 +230,21 @@ fn tags_round_trip_and_a_packet_from_the_wrong_middlebox_is_dropped() {
     let cfg = Config::parse("t", text, &BTreeMap::new()).unwrap();
     let g = cfg.build(&reg).unwrap();
     let _ = Router::new(g).unwrap();
-    let mut sw = nf_core::elements::simple::PolicySwitch::new(TagCarrier::Vlan, 0)
-        .hop("fw", nf_core::elements::simple::HopPlace::Local(1))
-        .hop("ids", nf_core::elements::simple::HopPlace::Local(2))
-        .class(
-            "web",
-            nf_core::elements::ip::expr::Expr::parse("tcp").unwrap(),
-            &["fw", "ids"],
-        )
+    use nf_core::elements::simple::{HopPlace, PolicyChain, PolicySwitch};
+    let policy = PolicyChain::new()
+        .class("web", "tcp", &["fw", "ids"], TagCarrier::Vlan)
         .unwrap();
+    let mut sw = PolicySwitch::new(
+        policy.clone(),
+        &[("fw", HopPlace::Local(1)), ("ids", HopPlace::Local(2))],
+        0,
+    )
+    .unwrap();
+    assert!(
+        PolicySwitch::new(policy, &[("fw", HopPlace::Local(1))], 0)
+            .unwrap_err()
+            .contains("no HOP for `ids`")
+    );
     let mut p = nf_core::Packet::from_slice(&frame(1, Some(80)));
     TagCarrier::Vlan.push(&mut p, 1).unwrap();
     let mut b = Batch::new();
@@ -245,7 +261,7 @@ fn configuration_errors_name_the_problem() {
     for (text, want) in [
         (
             "Idle -> s :: PolicySwitch(HOP fw 1, CLASS web tcp CHAIN fw nat) -> Discard; s[1] -> Discard;",
-            "no hop named `nat`",
+            "no HOP for `nat`",
         ),
         (
             "Idle -> s :: PolicySwitch(HOP fw 1) -> Discard;",

@@ -3,8 +3,9 @@
 //!
 //! * A *traffic class* is an IPClassifier expression; each class has an ordered chain of middlebox hops
 //!   (`fw ids proxy`).
+//! * A [`PolicyChain`] holds the classes and their chains; every switch is given the same one.
 //! * The tag counts the hops a packet has completed. It travels in a VLAN ID (tag `t` is VLAN ID `t + 1`), an
-//!   MPLS label (`16 + t`, bottom of stack) or the paint annotation (in-process chains), chosen per switch.
+//!   MPLS label (`16 + t`, bottom of stack) or the paint annotation (in-process chains), chosen per chain.
 //! * [`PolicySwitch`] is one switch: a packet that comes back from a local middlebox (on that middlebox's
 //!   port) has completed that hop, so its tag is incremented; then the packet goes to the next hop of its
 //!   class's chain: out of the middlebox's port if the middlebox hangs off this switch, else out of the port
@@ -309,29 +310,112 @@ pub enum HopPlace {
     Via(usize),
 }
 
-/// A traffic class and its chain.
+/// A traffic class of a [`PolicyChain`]: which packets, their chain of middlebox hops (by name), and
+/// where their tag travels.
 #[derive(Clone, Debug)]
-pub struct TrafficClass {
+pub struct ChainClass {
     /// Its name.
     pub name: String,
-    /// Which packets belong to it.
+    /// Which packets belong to it (an IPClassifier expression).
     pub expr: Expr,
-    /// Hops, as indexes into the switch's hops.
-    pub chain: Vec<usize>,
+    /// The middlebox hops, in order.
+    pub hops: Vec<String>,
+    /// Where the `ProcState` tag travels for this chain.
+    pub carrier: TagCarrier,
 }
 
-/// One switch of a SIMPLE policy-chain deployment: forwards each packet by its traffic class and its
-/// `ProcState` tag to the next middlebox of its chain (see [the module](self)).
+/// SIMPLE's policy: traffic classes, first match wins, each mapped to an ordered chain of middlebox hops
+/// and a tag carrier. One policy is given to every switch ([`PolicySwitch`]); each switch adds where the
+/// hops are from where it stands.
+///
+/// ```
+/// use nf_core::elements::simple::{PolicyChain, TagCarrier};
+/// let p = PolicyChain::new()
+///     .class("web", "tcp dst port 80", &["fw", "ids", "proxy"], TagCarrier::Vlan).unwrap()
+///     .class("dns", "udp dst port 53", &["fw"], TagCarrier::Mpls).unwrap();
+/// assert_eq!(p.classes().len(), 2);
+/// assert_eq!(p.hop_names(), vec!["fw", "ids", "proxy"]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChain {
+    classes: Vec<ChainClass>,
+}
+
+impl PolicyChain {
+    /// An empty policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a class (after the others: first match wins) with the chain `hops` and its tag in `carrier`.
+    pub fn class(
+        mut self,
+        name: &str,
+        expr: &str,
+        hops: &[&str],
+        carrier: TagCarrier,
+    ) -> Result<Self, String> {
+        let expr = Expr::parse(expr).map_err(|e| format!("class {name}: {e}"))?;
+        self.add(name, expr, hops, carrier)?;
+        Ok(self)
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        expr: Expr,
+        hops: &[&str],
+        carrier: TagCarrier,
+    ) -> Result<(), String> {
+        if hops.is_empty() {
+            return Err(format!("class {name}: an empty chain"));
+        }
+        if hops.len() > usize::from(carrier.max_tag()) {
+            return Err(format!(
+                "class {name}: the chain is longer than a {carrier:?} tag can count"
+            ));
+        }
+        self.classes.push(ChainClass {
+            name: name.to_string(),
+            expr,
+            hops: hops.iter().map(|h| h.to_string()).collect(),
+            carrier,
+        });
+        Ok(())
+    }
+
+    /// The classes, in order.
+    pub fn classes(&self) -> &[ChainClass] {
+        &self.classes
+    }
+
+    /// Every hop named by a chain, once, in order of first use.
+    pub fn hop_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for h in self.classes.iter().flat_map(|c| c.hops.iter()) {
+            if !v.contains(&h.as_str()) {
+                v.push(h);
+            }
+        }
+        v
+    }
+}
+
+/// One switch of a SIMPLE deployment: forwards each packet by its traffic class and its `ProcState` tag to
+/// the next middlebox of its chain (see [the module](self)), under a [`PolicyChain`] shared by all the
+/// switches.
 ///
 /// # Ports
 /// Push inputs and outputs paired by number: a local middlebox is reached on output `k` and comes back on
 /// input `k`; other inputs bring traffic from hosts and other switches. At least one of each.
 ///
 /// # Arguments
-/// `TAG` (`vlan`, `mpls` or `anno`; default vlan); `HOP` (repeated: `HOP fw 1` a local middlebox on port 1,
-/// `HOP ids VIA 3` one reached through port 3); `CLASS` (repeated: `CLASS web tcp dst port 80 CHAIN fw ids
-/// proxy`, first match wins); `EGRESS` (output after the chain, default 0); `DEFAULT` (output of
-/// packets of no class, default EGRESS); `POP` (remove the tag at the end, default true).
+/// `TAG` (the chains' default carrier: `vlan`, `mpls` or `anno`; default vlan); `HOP` (repeated: `HOP fw 1`
+/// a local middlebox on port 1, `HOP ids VIA 3` one reached through port 3; every hop of the policy needs a
+/// place); `CLASS` (repeated: `CLASS web tcp dst port 80 CHAIN fw ids proxy`, optionally ending
+/// `TAG mpls` for this chain's carrier; first match wins); `EGRESS` (output after the chain, default 0);
+/// `DEFAULT` (output of packets of no class, default EGRESS); `POP` (remove the tag at the end, default
+/// true).
 ///
 /// # Handlers
 /// `steered` (packets sent to a hop), `finished` (chains completed here), `unclassified`, `misrouted`
@@ -339,11 +423,13 @@ pub struct TrafficClass {
 /// does not fit; dropped).
 #[derive(Debug, Clone)]
 pub struct PolicySwitch {
-    carrier: TagCarrier,
-    hops: Vec<(String, HopPlace)>,
+    policy: PolicyChain,
+    /// Hop places, indexed like `policy.hop_names()`.
+    places: Vec<HopPlace>,
+    /// Each class's chain as indexes into `places`.
+    chains: Vec<Vec<usize>>,
     /// Input port -> the local hop on it.
     local_at: Vec<Option<usize>>,
-    classes: Vec<TrafficClass>,
     egress: usize,
     default: usize,
     pop: bool,
@@ -351,55 +437,55 @@ pub struct PolicySwitch {
 }
 
 impl PolicySwitch {
-    /// A switch with tags in `carrier` and egress output `egress`.
-    pub fn new(carrier: TagCarrier, egress: usize) -> Self {
-        PolicySwitch {
-            carrier,
-            hops: Vec::new(),
-            local_at: Vec::new(),
-            classes: Vec::new(),
+    /// A switch under `policy`, with the place of each hop seen from it, and egress output `egress`. Every
+    /// hop the policy names needs a place.
+    pub fn new(
+        policy: PolicyChain,
+        places: &[(&str, HopPlace)],
+        egress: usize,
+    ) -> Result<Self, String> {
+        let names: Vec<String> = policy.hop_names().iter().map(|s| s.to_string()).collect();
+        let mut at = Vec::with_capacity(names.len());
+        for n in &names {
+            let p = places
+                .iter()
+                .find(|(h, _)| h == n)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| format!("no HOP for `{n}`: where is it from this switch?"))?;
+            at.push(p);
+        }
+        if let Some((h, _)) = places.iter().find(|(h, _)| !names.iter().any(|n| n == h)) {
+            return Err(format!("HOP `{h}` is in no chain"));
+        }
+        let chains = policy
+            .classes
+            .iter()
+            .map(|c| {
+                c.hops
+                    .iter()
+                    .map(|h| names.iter().position(|n| n == h).unwrap_or(0))
+                    .collect()
+            })
+            .collect();
+        let mut local_at = Vec::new();
+        for (i, p) in at.iter().enumerate() {
+            if let HopPlace::Local(port) = *p {
+                if local_at.len() <= port {
+                    local_at.resize(port + 1, None);
+                }
+                local_at[port] = Some(i);
+            }
+        }
+        Ok(PolicySwitch {
+            policy,
+            places: at,
+            chains,
+            local_at,
             egress,
             default: egress,
             pop: true,
             counts: [0; 5],
-        }
-    }
-
-    /// Declares a hop.
-    pub fn hop(mut self, name: &str, place: HopPlace) -> Self {
-        let i = self.hops.len();
-        self.hops.push((name.to_string(), place));
-        if let HopPlace::Local(port) = place {
-            if self.local_at.len() <= port {
-                self.local_at.resize(port + 1, None);
-            }
-            self.local_at[port] = Some(i);
-        }
-        self
-    }
-
-    /// Adds a class with its chain of hop names.
-    pub fn class(mut self, name: &str, expr: Expr, chain: &[&str]) -> Result<Self, String> {
-        let chain = chain
-            .iter()
-            .map(|h| {
-                self.hops
-                    .iter()
-                    .position(|(n, _)| n == h)
-                    .ok_or_else(|| format!("class {name}: no hop named `{h}`"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if chain.len() > usize::from(self.carrier.max_tag()) {
-            return Err(format!(
-                "class {name}: the chain is longer than the tag can count"
-            ));
-        }
-        self.classes.push(TrafficClass {
-            name: name.to_string(),
-            expr,
-            chain,
-        });
-        Ok(self)
+        })
     }
 
     /// Where packets of no class go.
@@ -416,9 +502,9 @@ impl PolicySwitch {
 
     fn max_port(&self) -> usize {
         let hop_max = self
-            .hops
+            .places
             .iter()
-            .map(|(_, h)| match h {
+            .map(|h| match h {
                 HopPlace::Local(p) | HopPlace::Via(p) => *p,
             })
             .max()
@@ -427,17 +513,19 @@ impl PolicySwitch {
     }
 
     fn steer(&mut self, port: usize, p: &mut Packet) -> Option<usize> {
-        let l3 = p.data_offset() + self.carrier.l3(p);
+        // Any tag header is skipped to classify; the class then says which carrier holds the tag.
+        let l3 = p.data_offset() + TagCarrier::Vlan.l3(p);
         let Some(view) = View::parse(p.buffer(), l3) else {
             self.counts[4] += 1;
             return None;
         };
-        let Some(c) = self.classes.iter().position(|c| c.expr.eval(&view)) else {
+        let Some(c) = self.policy.classes.iter().position(|c| c.expr.eval(&view)) else {
             self.counts[2] += 1;
             return Some(self.default);
         };
-        let chain = &self.classes[c].chain;
-        let mut step = usize::from(self.carrier.read(p).unwrap_or(0));
+        let carrier = self.policy.classes[c].carrier;
+        let chain = &self.chains[c];
+        let mut step = usize::from(carrier.read(p).unwrap_or(0));
         if let Some(Some(h)) = self.local_at.get(port) {
             // Back from a local middlebox: it must be the hop the tag says the packet was sent to.
             if chain.get(step) != Some(h) {
@@ -450,20 +538,20 @@ impl PolicySwitch {
             None => {
                 self.counts[1] += 1;
                 if self.pop {
-                    self.carrier.pop(p);
-                } else if self.carrier.write(p, step as u16).is_err() {
+                    carrier.pop(p);
+                } else if carrier.write(p, step as u16).is_err() {
                     self.counts[4] += 1;
                     return None;
                 }
                 Some(self.egress)
             }
             Some(&h) => {
-                if self.carrier.write(p, step as u16).is_err() {
+                if carrier.write(p, step as u16).is_err() {
                     self.counts[4] += 1;
                     return None;
                 }
                 self.counts[0] += 1;
-                Some(match self.hops[h].1 {
+                Some(match self.places[h] {
                     HopPlace::Local(o) | HopPlace::Via(o) => o,
                 })
             }
@@ -520,13 +608,11 @@ fn carrier(a: &Args, s: &str) -> Result<TagCarrier, ConfigError> {
 
 fn switch_from_args(a: &mut Args) -> Result<PolicySwitch, ConfigError> {
     let tag: String = a.read_or("TAG", "vlan".to_string())?;
+    let default_carrier = carrier(a, &tag)?;
     let egress: usize = a.read_or("EGRESS", 0)?;
     let default: Option<usize> = a.read("DEFAULT")?;
     let pop: bool = a.read_or("POP", true)?;
-    let mut sw = PolicySwitch::new(carrier(a, &tag)?, egress).pop_at_end(pop);
-    if let Some(d) = default {
-        sw = sw.default_port(d);
-    }
+    let mut places: Vec<(String, HopPlace)> = Vec::new();
     while let Some(h) = a.read::<String>("HOP")? {
         let w: Vec<&str> = h.split_whitespace().collect();
         let bad = || {
@@ -544,12 +630,13 @@ fn switch_from_args(a: &mut Args) -> Result<PolicySwitch, ConfigError> {
         {
             return Err(a.error(format!("HOP `{h}`: port {p} is out of range")));
         }
-        sw = sw.hop(name, place);
+        places.push((name.to_string(), place));
     }
+    let mut policy = PolicyChain::new();
     while let Some(c) = a.read::<String>("CLASS")? {
         let Some((head, chain)) = c.rsplit_once(" CHAIN ") else {
             return Err(a.error(format!(
-                "CLASS `{c}`: expected CLASS NAME EXPRESSION CHAIN HOP..."
+                "CLASS `{c}`: expected CLASS NAME EXPRESSION CHAIN HOP... [TAG CARRIER]"
             )));
         };
         let (name, expr) = head
@@ -557,11 +644,24 @@ fn switch_from_args(a: &mut Args) -> Result<PolicySwitch, ConfigError> {
             .split_once(char::is_whitespace)
             .ok_or_else(|| a.error(format!("CLASS `{c}`: a name and an expression")))?;
         let expr = Expr::parse(expr.trim()).map_err(|e| a.error(format!("CLASS {name}: {e}")))?;
-        let hops: Vec<&str> = chain.split_whitespace().collect();
-        sw = sw.class(name, expr, &hops).map_err(|e| a.error(e))?;
+        let (hops, class_carrier) = match chain.rsplit_once(" TAG ") {
+            Some((h, t)) => (h, carrier(a, t.trim())?),
+            None => (chain, default_carrier),
+        };
+        let hops: Vec<&str> = hops.split_whitespace().collect();
+        policy
+            .add(name, expr, &hops, class_carrier)
+            .map_err(|e| a.error(e))?;
     }
-    if sw.classes.is_empty() {
+    if policy.classes.is_empty() {
         return Err(a.error("at least one CLASS is needed"));
+    }
+    let refs: Vec<(&str, HopPlace)> = places.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+    let mut sw = PolicySwitch::new(policy, &refs, egress)
+        .map_err(|e| a.error(e))?
+        .pop_at_end(pop);
+    if let Some(d) = default {
+        sw = sw.default_port(d);
     }
     Ok(sw)
 }
