@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("syslog_message", syslog_message),
     ("syslog_extract", syslog_extract),
     ("observe", observe),
+    ("tunnel", tunnel),
 ];
 
 /// The configuration language: parse, check and build never panic.
@@ -196,4 +197,102 @@ pub fn observe(data: &[u8]) {
         rest = &rest[n..];
     }
     assert!(c.flows() <= 2 * 64 + 2);
+}
+
+/// The data-plane elements of the published systems on any frame: tunnel decapsulation in each mode, IPComp
+/// decompression, the SIMPLE tag carriers, Blink's and SIMPLE's per-packet paths. Nothing panics; a frame
+/// that compresses decompresses to itself; a decapsulated frame encapsulates again.
+pub fn tunnel(data: &[u8]) {
+    use nf_core::element::Element;
+    use nf_core::elements::blink::{BlinkDetector, BlinkParams, NextHops};
+    use nf_core::elements::compress::{Compress, Decompress};
+    use nf_core::elements::simple::{HopPlace, PolicyChain, PolicySwitch, TagCarrier};
+    use nf_core::elements::tunnel::{Tunnel, TunnelMode, decapsulate, encapsulate};
+    use std::sync::Arc;
+    for mode in [
+        TunnelMode::IpIp,
+        TunnelMode::Gre,
+        TunnelMode::Vxlan { vni: 5 },
+    ] {
+        let mut p = Packet::from_slice(data);
+        if decapsulate(&mut p, mode, false).is_ok() {
+            let t = Tunnel::new(mode, [192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+            let off = match mode {
+                TunnelMode::Vxlan { .. } => 0,
+                _ => nf_core::packet::ethernet_payload_offset(p.data())
+                    .unwrap_or(14)
+                    .min(p.len()),
+            };
+            encapsulate(&mut p, off, &t, 1, 2);
+        }
+    }
+    let mut c = Compress::new(Arc::from(Vec::new())).min_payload(1);
+    let mut d = Decompress::new(Arc::from(Vec::new()));
+    let mut p = Packet::from_slice(data);
+    let _ = d.decompress(&mut p);
+    let mut p = Packet::from_slice(data);
+    if c.compress(&mut p) {
+        let ip = nf_core::packet::ethernet_payload_offset(data).unwrap_or(14);
+        let total = usize::from(u16::from_be_bytes([data[ip + 2], data[ip + 3]]));
+        assert_eq!(
+            d.decompress(&mut p),
+            Ok(true),
+            "what compresses decompresses"
+        );
+        // The header checksum is recomputed; everything else is what it was (Ethernet padding aside).
+        assert_eq!(&p.data()[..ip + 10], &data[..ip + 10]);
+        assert_eq!(&p.data()[ip + 12..], &data[ip + 12..ip + total]);
+    }
+    for carrier in [TagCarrier::Vlan, TagCarrier::Mpls, TagCarrier::Annotation] {
+        let mut p = Packet::from_slice(data);
+        let _ = carrier.read(&p);
+        let _ = carrier.l3(&p);
+        let _ = carrier.write(&mut p, 3);
+        let _ = carrier.pop(&mut p);
+    }
+    let mut b = BlinkDetector::new(
+        BlinkParams {
+            cells: 4,
+            threshold: 1,
+            ..Default::default()
+        },
+        0,
+    )
+    .prefix(
+        "0.0.0.0/0".parse().unwrap(),
+        NextHops {
+            primary: 1,
+            backups: [2, 3],
+        },
+    )
+    .prefix(
+        "::/0".parse().unwrap(),
+        NextHops {
+            primary: 1,
+            backups: [2, 3],
+        },
+    );
+    let policy = PolicyChain::new()
+        .class("all", "ip or ip6", &["a", "b"], TagCarrier::Vlan)
+        .unwrap();
+    let mut sw = PolicySwitch::new(
+        policy,
+        &[("a", HopPlace::Local(1)), ("b", HopPlace::Via(2))],
+        0,
+    )
+    .unwrap();
+    for t in 0..3u64 {
+        for port in 0..2 {
+            let mut batch = nf_core::Batch::new();
+            let mut p = Packet::from_slice(data);
+            p.anno.timestamp = nf_core::Timestamp(t * 500_000_000);
+            batch.push(p);
+            let mut out = nf_core::Outputs::new(4);
+            if port == 0 {
+                b.push(0, &mut batch, &mut out);
+            } else {
+                sw.push(1, &mut batch, &mut out);
+            }
+        }
+    }
 }
