@@ -445,6 +445,8 @@ pub struct FollowerStats {
     pub gaps: AtomicU64,
     /// Records that did not decode (counted, skipped).
     pub rejected: AtomicU64,
+    /// Records from an origin the follower does not accept (counted, skipped): see [`follow_from`].
+    pub foreign: AtomicU64,
     /// The last sequence number applied.
     pub last_seq: AtomicU64,
     /// Time from a record's creation on the primary to its installation here.
@@ -457,13 +459,31 @@ pub struct FollowerStats {
 pub async fn follow<S: Schema>(
     store: Arc<dyn StateStore>,
     stats: Arc<FollowerStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    install: impl FnMut(Install<S>) + Send,
+) -> Result<(), Error> {
+    follow_from(store, stats, stop, &[], install).await
+}
+
+/// [`follow`], accepting only records whose origin is one of `origins` (all if empty): records from
+/// anyone else who can write to the store are skipped and counted ([`FollowerStats::foreign`]), so a
+/// minion installs only its primary's state.
+pub async fn follow_from<S: Schema>(
+    store: Arc<dyn StateStore>,
+    stats: Arc<FollowerStats>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    origins: &[String],
     mut install: impl FnMut(Install<S>) + Send,
 ) -> Result<(), Error> {
+    let accepted = |r: &Record| origins.is_empty() || origins.iter().any(|o| **o == *r.origin);
     'resync: loop {
         let snap = store.scan(S::NAME).await?;
         install(Install::Reset);
         for r in &snap.records {
+            if !accepted(r) {
+                stats.foreign.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             match r.decode::<S>() {
                 Ok((k, Some(v))) => install(Install::Upsert(k, v)),
                 Ok((_, None)) => {}
@@ -501,6 +521,11 @@ pub async fn follow<S: Schema>(
                 continue 'resync;
             }
             last = rec.seq;
+            if !accepted(&rec) {
+                stats.foreign.fetch_add(1, Ordering::Relaxed);
+                stats.last_seq.store(last, Ordering::Relaxed);
+                continue;
+            }
             match rec.decode::<S>() {
                 Ok((k, Some(v))) if rec.op == Op::Upsert => install(Install::Upsert(k, v)),
                 Ok((k, _)) => install(Install::Delete(k)),

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 mod common;
 use common::*;
-use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
+use nf_state::replicate::{
+    FollowerStats, Replicator, ReplicatorConfig, follow, follow_from, install_into_map,
+};
 use nf_state::schemas::*;
 use nf_state::store::{FileStore, Fsync, MemStore, Snapshot, StoreStats, Watch};
 use nf_state::{Codec, Error, Record, StateStore, StateStoreExt};
@@ -291,4 +293,93 @@ async fn the_replicator_coalesces_retries_and_loses_nothing() {
     assert_eq!(m.len(), 500);
     assert_eq!(m.get(&fm_key(7)), Some(&fm_val(99)));
     assert!(!m.contains_key(&fm_key(1001)));
+}
+
+/// A minion that accepts only its primary's origin skips (and counts) what anyone else writes to the
+/// store: upserts over the primary's keys, new keys, deletes; from the stream and from a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_an_unexpected_origin_are_skipped_and_counted() {
+    for s in stores("origin").await {
+        let only_primary = vec!["primary".to_string()];
+        let live = Arc::new(Mutex::new(HashMap::new()));
+        let live_stats = Arc::new(FollowerStats::default());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (s2, st2, l2, o2) = (
+            s.clone(),
+            live_stats.clone(),
+            live.clone(),
+            only_primary.clone(),
+        );
+        let f = tokio::spawn(async move {
+            follow_from::<FlowMapping>(s2, st2, stop, &o2, install_into_map(l2)).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for i in 0..100 {
+            s.put::<FlowMapping>(Codec::Bincode, "primary", &fm_key(i), &fm_val(i))
+                .await
+                .unwrap();
+        }
+        // Mallory: overwrites 10 keys, adds 5, deletes 5.
+        let evil = FlowMappingValue {
+            backend_ip: std::net::IpAddr::from([6, 6, 6, 6]),
+            backend_port: 666,
+        };
+        for i in 0..10 {
+            s.put::<FlowMapping>(Codec::Bincode, "mallory", &fm_key(i), &evil)
+                .await
+                .unwrap();
+        }
+        for i in 1000..1005 {
+            s.put::<FlowMapping>(Codec::Bincode, "mallory", &fm_key(i), &fm_val(i))
+                .await
+                .unwrap();
+        }
+        for i in 50..55 {
+            s.delete::<FlowMapping>(Codec::Bincode, "mallory", &fm_key(i))
+                .await
+                .unwrap();
+        }
+        let last = s.scan("flow-mapping").await.unwrap().seq;
+        let t0 = std::time::Instant::now();
+        while live_stats.last_seq.load(Ordering::Relaxed) < last
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send(true).unwrap();
+        f.await.unwrap().unwrap();
+        {
+            let m = live.lock().unwrap();
+            assert_eq!(
+                m.len(),
+                100,
+                "{}: the primary's 100 keys, nothing else",
+                s.url()
+            );
+            for i in 0..100 {
+                assert_eq!(m.get(&fm_key(i)), Some(&fm_val(i)));
+            }
+        }
+        assert_eq!(live_stats.foreign.load(Ordering::Relaxed), 20);
+        // A minion starting now loads a snapshot: the keys whose last writer was Mallory are left out.
+        let snap = Arc::new(Mutex::new(HashMap::new()));
+        let snap_stats = Arc::new(FollowerStats::default());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (s2, st2, m2) = (s.clone(), snap_stats.clone(), snap.clone());
+        let f = tokio::spawn(async move {
+            follow_from::<FlowMapping>(s2, st2, stop, &only_primary, install_into_map(m2)).await
+        });
+        let t0 = std::time::Instant::now();
+        while snap_stats.snapshots.load(Ordering::Relaxed) == 0
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send(true).unwrap();
+        f.await.unwrap().unwrap();
+        let m = snap.lock().unwrap();
+        assert!(m.values().all(|v| *v != evil), "no value of Mallory's");
+        assert_eq!(m.len(), 100 - 10 - 5, "{}", s.url());
+        assert_eq!(snap_stats.foreign.load(Ordering::Relaxed), 10 + 5);
+    }
 }

@@ -23,7 +23,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-/// Where the server listens: `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///PATH` (datagrams).
+/// Where the server listens: `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///PATH` (datagrams). Without a
+/// host (`udp://:514`) the server listens on loopback only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     /// UDP datagrams, one message each.
@@ -47,7 +48,12 @@ impl FromStr for Listen {
         let (scheme, addr) = s
             .split_once("://")
             .ok_or_else(|| bad("expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"))?;
-        let addr: SocketAddr = addr.parse().map_err(|_| bad("bad HOST:PORT"))?;
+        // `udp://:514`: no host means loopback (a listener is opened to the network only when asked).
+        let addr: SocketAddr = match addr.strip_prefix(':') {
+            Some(port) => format!("127.0.0.1:{port}").parse(),
+            None => addr.parse(),
+        }
+        .map_err(|_| bad("bad HOST:PORT"))?;
         match scheme {
             "udp" => Ok(Listen::Udp(addr)),
             "tcp" => Ok(Listen::Tcp(addr)),
@@ -87,6 +93,8 @@ pub struct SyslogConfig {
     pub origin: String,
     /// Receive buffer asked of the kernel for datagram sockets (it may grant less: `net.core.rmem_max`).
     pub recv_buffer: usize,
+    /// Senders allowed (UDP and TCP source addresses); empty: any. Others are refused and counted.
+    pub allow: Vec<nf_core::lpm::Prefix>,
 }
 
 impl Default for SyslogConfig {
@@ -101,6 +109,7 @@ impl Default for SyslogConfig {
             codec: Codec::Bincode,
             origin: "syslog".into(),
             recv_buffer: 8 << 20,
+            allow: Vec::new(),
         }
     }
 }
@@ -126,6 +135,8 @@ pub struct SyslogStats {
     pub extract_errors: AtomicU64,
     /// Store writes retried.
     pub store_retries: AtomicU64,
+    /// Datagrams and connections from senders not on the allow-list (refused).
+    pub refused: AtomicU64,
 }
 
 /// A message that did not parse or extract, kept for inspection.
@@ -293,9 +304,20 @@ struct Ctx {
     tx: mpsc::Sender<Bytes>,
     counters: Arc<DriverCounters>,
     stats: Arc<SyslogStats>,
+    allow: Arc<[nf_core::lpm::Prefix]>,
 }
 
 impl Ctx {
+    /// True if `peer` may send (and counts it if not).
+    fn allowed(&self, peer: std::net::IpAddr) -> bool {
+        let ip = peer.to_canonical();
+        let ok = self.allow.is_empty() || self.allow.iter().any(|p| p.contains(ip));
+        if !ok {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
     /// A datagram's message: dropped (and counted) if the queue is full.
     fn offer(&self, msg: Bytes) {
         if self.tx.try_send(msg).is_err() {
@@ -316,6 +338,7 @@ fn datagrams_udp(s: std::net::UdpSocket, ctx: Ctx, shutdown: Shutdown, max: usiz
     }
     while !shutdown.is_set() {
         match s.recv_from(&mut buf) {
+            Ok((_, peer)) if !ctx.allowed(peer.ip()) => {}
             Ok((n, _)) => {
                 ctx.stats.udp.fetch_add(1, Ordering::Relaxed);
                 let mut m = Bytes::copy_from_slice(&buf[..n]);
@@ -368,6 +391,8 @@ async fn tcp_accept(
         let stream = tokio::select! {
             _ = shutdown.wait() => return,
             r = l.accept() => match r {
+                // Refused: the stream is dropped (closed) at once.
+                Ok((_, peer)) if !ctx.allowed(peer.ip()) => continue,
                 Ok((s, _)) => s,
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -380,6 +405,7 @@ async fn tcp_accept(
             tx: ctx.tx.clone(),
             counters: ctx.counters.clone(),
             stats: ctx.stats.clone(),
+            allow: ctx.allow.clone(),
         };
         let sd = shutdown.clone();
         tokio::spawn(async move {
@@ -463,6 +489,7 @@ impl StateDriver for SyslogDriver {
                 tx: tx.clone(),
                 counters: self.counters.clone(),
                 stats: self.stats.clone(),
+                allow: Arc::from(self.cfg.allow.clone()),
             };
             let sd = shutdown.clone();
             let max = self.cfg.max_message;

@@ -106,6 +106,10 @@ enum Cmd {
         /// The LoadBalancer element's name in the configuration.
         #[arg(long, default_value = "lb")]
         element: String,
+        /// Minion: install only records whose origin is this node (repeat for several; default: any).
+        /// Records from anyone else who can write to the store are skipped and counted.
+        #[arg(long = "accept-origin", value_name = "NODE")]
+        accept_origin: Vec<String>,
         /// Print nothing at the end.
         #[arg(long, short)]
         quiet: bool,
@@ -165,6 +169,10 @@ enum Cmd {
         /// Print the counters every N seconds (0: only at the end).
         #[arg(long, default_value_t = 0)]
         stats_every: u64,
+        /// Accept messages only from these senders (a prefix or an address; repeat for several; default:
+        /// any). Others are refused and counted.
+        #[arg(long, value_name = "PREFIX")]
+        allow: Vec<String>,
     },
     /// Infer a black box's per-flow state from its traffic on both sides: two capture files (read to
     /// the end, merged by time) or two interfaces (until SIGINT/SIGTERM).
@@ -1031,6 +1039,7 @@ fn main() -> ExitCode {
             codec,
             queue,
             stats_every,
+            allow,
         } => syslogd::syslogd(syslogd::Options {
             listen,
             extract,
@@ -1040,6 +1049,7 @@ fn main() -> ExitCode {
             codec,
             queue,
             stats_every,
+            allow,
         }),
         Cmd::Lb {
             config,
@@ -1048,6 +1058,7 @@ fn main() -> ExitCode {
             store,
             node,
             element,
+            accept_origin,
             quiet,
         } => parse_params(&params).and_then(|p| {
             lb::lb(
@@ -1058,6 +1069,7 @@ fn main() -> ExitCode {
                     store: store.as_deref(),
                     node: &node,
                     element: &element,
+                    accept_origin: &accept_origin,
                     quiet,
                 },
                 &registry(),

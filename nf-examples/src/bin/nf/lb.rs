@@ -6,7 +6,7 @@ use nf_core::elements::lb::LoadBalancer;
 use nf_core::{Config, Router};
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::whitebox::{WhiteBox, lb_install};
-use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow};
+use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_from};
 use nf_state::schemas::{FlowMapping, Heartbeat, HeartbeatValue, NodeKey};
 use nf_state::{Codec, Record, StateStore};
 use std::path::Path;
@@ -22,6 +22,8 @@ pub struct Options<'a> {
     pub store: Option<&'a str>,
     pub node: &'a str,
     pub element: &'a str,
+    /// Origins a minion accepts (empty: any).
+    pub accept_origin: &'a [String],
     pub quiet: bool,
 }
 
@@ -96,6 +98,7 @@ pub fn lb(
             format!("the configuration has no LoadBalancer called `{element}` (--element)")
         })?;
     let (trigger, shutdown) = Shutdown::new();
+    let mut follower_stats: Option<Arc<FollowerStats>> = None;
     let mut tasks = Vec::new();
     match (role, &store) {
         ("primary", Some(store)) => {
@@ -129,10 +132,12 @@ pub fn lb(
                 .installer()
                 .ok_or("the balancer's installer was already taken")?;
             let stats = Arc::new(FollowerStats::default());
+            follower_stats = Some(stats.clone());
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let (s, st) = (store.clone(), stats.clone());
+            let origins = o.accept_origin.to_vec();
             tasks.push(rt.spawn(async move {
-                if let Err(e) = follow::<FlowMapping>(s, st, stop_rx, move |i| {
+                if let Err(e) = follow_from::<FlowMapping>(s, st, stop_rx, &origins, move |i| {
                     let _ = tx.send(lb_install(i));
                 })
                 .await
@@ -183,6 +188,19 @@ pub fn lb(
     drop(sig_trigger);
     for t in tasks {
         let _ = rt.block_on(t);
+    }
+    if let Some(st) = follower_stats {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        eprintln!(
+            "follower: {} snapshot records, {} applied, {} foreign (origin not accepted), {} rejected, \
+             {} gaps, last seq {}",
+            g(&st.snapshot_records),
+            g(&st.applied),
+            g(&st.foreign),
+            g(&st.rejected),
+            g(&st.gaps),
+            g(&st.last_seq)
+        );
     }
     if !o.quiet {
         super::print_handlers(&router.handlers());

@@ -18,6 +18,7 @@ pub struct Options {
     pub codec: String,
     pub queue: usize,
     pub stats_every: u64,
+    pub allow: Vec<String>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -48,6 +49,14 @@ pub fn syslogd(o: Options) -> Result<(), String> {
         "json" => Codec::Json,
         c => return Err(format!("unknown codec `{c}` (bincode, json)")),
     };
+    let allow = o
+        .allow
+        .iter()
+        .map(|a| {
+            a.parse::<nf_core::lpm::Prefix>()
+                .map_err(|e| format!("--allow {a}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let rt = runtime()?;
     rt.block_on(async move {
         let store = nf_state::open(&o.store).await.map_err(|e| e.to_string())?;
@@ -56,6 +65,7 @@ pub fn syslogd(o: Options) -> Result<(), String> {
             queue: o.queue,
             codec,
             origin: o.origin,
+            allow,
             ..Default::default()
         };
         let mut driver = SyslogDriver::bind(cfg, extractor)
@@ -90,11 +100,12 @@ pub fn syslogd(o: Options) -> Result<(), String> {
         println!("{done}");
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         println!(
-            "udp={} tcp={} unix={} connections={} oversized={} unparsed={} ignored={} extract_errors={} store_retries={}",
+            "udp={} tcp={} unix={} connections={} refused={} oversized={} unparsed={} ignored={} extract_errors={} store_retries={}",
             r(&stats.udp),
             r(&stats.tcp),
             r(&stats.unix),
             r(&stats.connections),
+            r(&stats.refused),
             r(&stats.oversized),
             r(&stats.unparsed),
             r(&stats.ignored),
