@@ -30,3 +30,7 @@ fi
 
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# Licences, bans and sources (offline), when cargo-deny is installed (see DEPENDENCIES.md).
+if cargo deny --version >/dev/null 2>&1; then
+    cargo deny check licenses bans sources
+fi
