@@ -76,6 +76,9 @@ fn sigkill_loses_no_acknowledged_record() {
                 .and_then(|l| l.split_whitespace().nth(3))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{stats}"));
+            eprintln!(
+                "fsync={policy} round {round}: SIGKILL after {acked} acknowledged records; {last} recovered"
+            );
             assert!(
                 last >= acked,
                 "{policy}: acknowledged {acked} records, only {last} survived the kill"

@@ -137,3 +137,50 @@ async fn a_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_record() 
     // The watcher resumed after the restart without a gap (no resync needed).
     assert_eq!(fstats.gaps.load(Ordering::Relaxed), 0);
 }
+
+/// A batch sent again (a retry after a lost reply) is applied once: the same sequence numbers come back,
+/// and the stream and the state hold it once. Another writer's batch in between does not confuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_batch_is_applied_once() {
+    let server = RedisServer::start("idempotent");
+    let s = nf_state::open(&server.url()).await.unwrap();
+    let batch = |origin: &str, from: u32| -> Vec<nf_state::Record> {
+        (from..from + 10)
+            .map(|i| {
+                nf_state::Record::upsert::<FlowMapping>(
+                    Codec::Bincode,
+                    origin,
+                    &fm_key(i),
+                    &fm_val(i),
+                )
+                .unwrap()
+            })
+            .collect()
+    };
+    let a = batch("primary", 0);
+    let first = s.apply(a.clone()).await.unwrap();
+    assert_eq!(first, (1..=10).collect::<Vec<u64>>());
+    assert_eq!(
+        s.apply(a.clone()).await.unwrap(),
+        first,
+        "the retry gets the same numbers"
+    );
+    let b = batch("other", 100);
+    assert_eq!(s.apply(b).await.unwrap(), (11..=20).collect::<Vec<u64>>());
+    assert_eq!(
+        s.apply(a).await.unwrap(),
+        first,
+        "still recognised after another writer"
+    );
+    // A new batch of the primary is a new batch.
+    let c = batch("primary", 200);
+    assert_eq!(s.apply(c).await.unwrap(), (21..=30).collect::<Vec<u64>>());
+    let snap = s.scan("flow-mapping").await.unwrap();
+    assert_eq!(snap.seq, 30);
+    assert_eq!(snap.records.len(), 30);
+    let mut w = s.watch("flow-mapping", 0).await.unwrap();
+    for want in 1..=30u64 {
+        let r = w.next().await.unwrap().unwrap();
+        assert_eq!(r.seq, want, "the stream holds each record once");
+    }
+}

@@ -25,8 +25,19 @@ use std::time::Duration;
 /// Stream entries kept per schema (`XADD ... MAXLEN ~`).
 const STREAM_MAXLEN: u64 = 1_000_000;
 
+/// Applies a run of records of one schema atomically: sequence numbers, the state hash, the stream.
+/// Idempotent per writer: KEYS[4] remembers the writer's last batch (a token over its records, and its
+/// sequence numbers); the same batch again (a retry after a lost reply: a cut link, a timeout) returns
+/// the numbers it got the first time and applies nothing twice.
 const APPLY: &str = r#"
-local n = (#ARGV - 1) / 3
+local prev = redis.call('GET', KEYS[4])
+if prev then
+  local tok, f, l = string.match(prev, '^(%x+):(%d+):(%d+)$')
+  if tok == ARGV[2] then
+    return {tonumber(f), tonumber(l)}
+  end
+end
+local n = (#ARGV - 2) / 3
 local last = redis.call('INCRBY', KEYS[1], n)
 local first = last - n + 1
 local fields = {}
@@ -37,7 +48,7 @@ local function flush()
   end
 end
 for idx = 0, n - 1 do
-  local i = 2 + idx * 3
+  local i = 3 + idx * 3
   local seq = first + idx
   redis.call('XADD', KEYS[3], string.format('%d-1', seq), 'r', ARGV[i + 2])
   if ARGV[i] == 'u' then
@@ -52,6 +63,7 @@ for idx = 0, n - 1 do
 end
 flush()
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[1])
+redis.call('SET', KEYS[4], ARGV[2] .. ':' .. string.format('%d', first) .. ':' .. string.format('%d', last))
 return {first, last}
 "#;
 
@@ -353,19 +365,33 @@ impl StateStore for RedisStore {
             let schema = records[i].schema.clone();
             let mut j = i;
             let (k_seq, k_state, k_log) = keys(&schema);
-            let mut inv = self.apply.prepare_invoke();
-            inv.key(&k_seq).key(&k_state).key(&k_log).arg(STREAM_MAXLEN);
-            let mut frame = Vec::new();
+            let k_batch = format!("nf:{{{schema}}}:batch:{}", records[i].origin);
+            let mut frames = Vec::new();
+            // FNV-1a over the run's frames: the batch's token (a retry sends the very same records).
+            let mut token: u64 = 0xcbf2_9ce4_8422_2325;
             while j < records.len() && records[j].schema == schema {
                 let r = &records[j];
-                frame.clear();
+                let mut frame = Vec::new();
                 let mut z = r.clone();
                 z.seq = 0;
                 z.encode_frame(&mut frame)?;
-                inv.arg(if r.op == Op::Upsert { "u" } else { "d" })
-                    .arg(&r.key[..])
-                    .arg(&frame[..]);
+                for &b in &frame {
+                    token = (token ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                frames.push((r.op, frame));
                 j += 1;
+            }
+            let mut inv = self.apply.prepare_invoke();
+            inv.key(&k_seq)
+                .key(&k_state)
+                .key(&k_log)
+                .key(&k_batch)
+                .arg(STREAM_MAXLEN)
+                .arg(format!("{token:016x}{:x}", j - i));
+            for (k, (op, frame)) in (i..j).zip(&frames) {
+                inv.arg(if *op == Op::Upsert { "u" } else { "d" })
+                    .arg(&records[k].key[..])
+                    .arg(&frame[..]);
             }
             let got: Vec<u64> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
             match got[..] {
