@@ -101,3 +101,87 @@ fn idle_ranges_come_back_and_the_pool_can_run_out() {
     );
     assert_eq!(a.stats().exhausted, 1);
 }
+
+/// The allocator reports range grants and returns and every binding through the `StateSink` seam; a
+/// minion that installs what it receives holds the same state, and carries on without reusing a port
+/// towards a remote endpoint that already has it.
+#[test]
+fn a_minion_mirrors_the_allocator_through_its_sink() {
+    use nf_core::elements::lb::{SnatKey, SnatValue};
+    use nf_core::state::{ChangeKind, StateChange};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    type Log = Arc<Mutex<Vec<(SnatKey, Option<SnatValue>)>>>;
+    let log: Log = Arc::default();
+    let mut primary = alloc();
+    let l = log.clone();
+    primary.set_sink(Box::new(move |c: &StateChange<'_, SnatKey, SnatValue>| {
+        let v = match c.kind {
+            ChangeKind::Remove(_) => None,
+            _ => Some(*c.value),
+        };
+        l.lock().unwrap().push((*c.key, v));
+    }));
+    let backends: [IpAddr; 2] = ["10.1.0.2".parse().unwrap(), "10.1.0.3".parse().unwrap()];
+    let mut live = Vec::new();
+    for i in 0..40u16 {
+        let b = backends[usize::from(i % 2)];
+        let t = Timestamp(u64::from(i) * S);
+        loop {
+            match primary.allocate(b, remote(i % 12), t) {
+                Snat::Port(p) => {
+                    live.push((b, p, remote(i % 12)));
+                    break;
+                }
+                Snat::Requested | Snat::Pending => {
+                    primary.grant(t);
+                }
+                Snat::Exhausted => panic!("exhausted"),
+            }
+        }
+        if i % 3 == 0 {
+            let (b, p, r) = live.remove(0);
+            primary.release(b, p, r, t);
+        }
+    }
+    // The second backend's connections all end: its ranges go back after the idle time.
+    let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(b, _, _)| *b == backends[1]);
+    live = kept;
+    for (b, p, r) in gone {
+        primary.release(b, p, r, Timestamp(100 * S));
+    }
+    primary.expire(Timestamp(1000 * S));
+    let mut minion = alloc();
+    for (k, v) in log.lock().unwrap().iter() {
+        minion.install(*k, *v, Timestamp(1000 * S));
+    }
+    let state = |a: &SnatAllocator| {
+        let mut s = HashSet::new();
+        a.for_each(|k, v| {
+            s.insert((k, v));
+        });
+        s
+    };
+    let (ps, ms) = (state(&primary), state(&minion));
+    assert!(!ps.is_empty());
+    assert_eq!(ps, ms, "the minion holds the primary's ranges and bindings");
+    assert_eq!(minion.free_ranges(), primary.free_ranges());
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|(k, v)| matches!(k, SnatKey::Range { .. }) && v.is_none()),
+        "a returned range was reported"
+    );
+    // The minion carries on: a new connection to a remote that already has bindings gets a port not in
+    // use towards it.
+    for (b, _, r) in live.iter().take(5) {
+        if let Snat::Port(p) = minion.allocate(*b, *r, Timestamp(1001 * S)) {
+            assert!(
+                !live
+                    .iter()
+                    .any(|(b2, p2, r2)| b2 == b && *p2 == p && r2 == r)
+            );
+        }
+    }
+}

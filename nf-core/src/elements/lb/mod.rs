@@ -9,7 +9,7 @@ pub mod snat;
 pub use ananta::{AnantaMux, HostAgent, MuxEntry};
 pub use load_balancer::{ClientKey, LbEntry, LbInstall, LoadBalancer, Policy};
 pub use maglev::{MaglevBackend, MaglevError, MaglevTable};
-pub use snat::{Snat, SnatAllocator, SnatStats};
+pub use snat::{Snat, SnatAllocator, SnatKey, SnatStats, SnatValue};
 
 /// Registers the load-balancing elements.
 pub fn register(r: &mut crate::registry::Registry) {

@@ -4,8 +4,44 @@
 //! five-tuple stays unique); a range that stays unused for a while goes back to the manager.
 
 use crate::packet::Timestamp;
+use crate::state::{ChangeKind, RemoveReason, StateChange, StateSink};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+
+/// A piece of SNAT state, as reported to a [`StateSink`] (and installed on a minion with
+/// [`SnatAllocator::install`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnatKey {
+    /// The range of ports starting at `start` (granted to the backend in the value).
+    Range {
+        /// First port of the range.
+        start: u16,
+    },
+    /// A connection of `backend` to `remote` leaving from VIP port `port`.
+    Binding {
+        /// The backend.
+        backend: IpAddr,
+        /// The VIP port.
+        port: u16,
+        /// The remote endpoint.
+        remote: SocketAddr,
+    },
+}
+
+/// The value of a [`SnatKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnatValue {
+    /// The backend holding a range.
+    Range {
+        /// The backend.
+        backend: IpAddr,
+    },
+    /// A binding's VIP (the source address of the connection).
+    Binding {
+        /// The VIP.
+        vip: IpAddr,
+    },
+}
 
 /// The answer to an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +88,9 @@ pub struct SnatStats {
     pub exhausted: u64,
 }
 
-/// SNAT ports of one VIP, for every backend behind it.
-#[derive(Debug, Clone)]
+/// SNAT ports of one VIP, for every backend behind it. Range grants and returns, and every binding made
+/// and released, are reported to the sink if one is set ([`SnatAllocator::set_sink`]), so a minion can
+/// mirror the allocator ([`SnatAllocator::install`]).
 pub struct SnatAllocator {
     vip: IpAddr,
     range: u16,
@@ -62,6 +99,18 @@ pub struct SnatAllocator {
     backends: HashMap<IpAddr, Backend>,
     queue: VecDeque<IpAddr>,
     stats: SnatStats,
+    sink: Option<Box<dyn StateSink<SnatKey, SnatValue>>>,
+}
+
+impl std::fmt::Debug for SnatAllocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnatAllocator")
+            .field("vip", &self.vip)
+            .field("free", &self.free.len())
+            .field("backends", &self.backends.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
 }
 
 impl SnatAllocator {
@@ -82,6 +131,109 @@ impl SnatAllocator {
             backends: HashMap::new(),
             queue: VecDeque::new(),
             stats: SnatStats::default(),
+            sink: None,
+        }
+    }
+
+    /// Reports every change to `sink` (replacing any other).
+    pub fn set_sink(&mut self, sink: Box<dyn StateSink<SnatKey, SnatValue>>) {
+        self.sink = Some(sink);
+    }
+
+    fn report(&mut self, kind: ChangeKind, key: SnatKey, value: SnatValue, now: Timestamp) {
+        if let Some(s) = self.sink.as_mut() {
+            s.on_change(&StateChange {
+                kind,
+                key: &key,
+                value: &value,
+                time: now,
+            });
+        }
+    }
+
+    /// Installs a piece of state from elsewhere (a minion mirroring its primary's allocator): a range
+    /// granted to a backend, or a binding. `None` removes it. Not reported to the sink.
+    pub fn install(&mut self, key: SnatKey, value: Option<SnatValue>, now: Timestamp) {
+        let range = self.range;
+        match (key, value) {
+            (SnatKey::Range { start }, Some(SnatValue::Range { backend })) => {
+                self.free.retain(|&f| f != start);
+                for b in self.backends.values_mut() {
+                    b.ranges.retain(|r| r.start != start);
+                }
+                self.backends
+                    .entry(backend)
+                    .or_default()
+                    .ranges
+                    .push(Range {
+                        start,
+                        users: vec![HashSet::new(); usize::from(range)],
+                        last_used: now,
+                    });
+            }
+            (SnatKey::Range { start }, None) => {
+                let mut held = false;
+                for b in self.backends.values_mut() {
+                    let before = b.ranges.len();
+                    b.ranges.retain(|r| r.start != start);
+                    held |= b.ranges.len() != before;
+                }
+                if held && !self.free.contains(&start) {
+                    self.free.push_back(start);
+                }
+            }
+            (
+                SnatKey::Binding {
+                    backend,
+                    port,
+                    remote,
+                },
+                v,
+            ) => {
+                if let Some(r) = self.backends.get_mut(&backend).and_then(|b| {
+                    b.ranges
+                        .iter_mut()
+                        .find(|r| port >= r.start && port - r.start < range)
+                }) {
+                    let users = &mut r.users[usize::from(port - r.start)];
+                    if v.is_some() {
+                        users.insert(remote);
+                    } else {
+                        users.remove(&remote);
+                    }
+                    r.last_used = now;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every piece of state now (ranges, then bindings), as a primary would report it: a minion's first
+    /// copy.
+    pub fn for_each(&self, mut f: impl FnMut(SnatKey, SnatValue)) {
+        for (backend, b) in &self.backends {
+            for r in &b.ranges {
+                f(
+                    SnatKey::Range { start: r.start },
+                    SnatValue::Range { backend: *backend },
+                );
+            }
+        }
+        for (backend, b) in &self.backends {
+            for r in &b.ranges {
+                for (k, users) in r.users.iter().enumerate() {
+                    for remote in users {
+                        f(
+                            SnatKey::Binding {
+                                backend: *backend,
+                                port: r.start + k as u16,
+                                remote: *remote,
+                            },
+                            SnatValue::Binding { vip: self.vip },
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -121,7 +273,9 @@ impl SnatAllocator {
                     r.last_used = now;
                     self.stats.allocated += 1;
                     self.stats.reused += 1;
-                    return Snat::Port(r.start + k as u16);
+                    let port = r.start + k as u16;
+                    self.bound(backend, port, remote, now);
+                    return Snat::Port(port);
                 }
                 if fresh.is_none() {
                     fresh = Some((r.start, k));
@@ -134,7 +288,9 @@ impl SnatAllocator {
             r.users[k].insert(remote);
             r.last_used = now;
             self.stats.allocated += 1;
-            return Snat::Port(start + k as u16);
+            let port = start + k as u16;
+            self.bound(backend, port, remote, now);
+            return Snat::Port(port);
         }
         if b.pending {
             return Snat::Pending;
@@ -147,6 +303,20 @@ impl SnatAllocator {
         self.queue.push_back(backend);
         self.stats.requests += 1;
         Snat::Requested
+    }
+
+    fn bound(&mut self, backend: IpAddr, port: u16, remote: SocketAddr, now: Timestamp) {
+        let vip = self.vip;
+        self.report(
+            ChangeKind::Insert,
+            SnatKey::Binding {
+                backend,
+                port,
+                remote,
+            },
+            SnatValue::Binding { vip },
+            now,
+        );
     }
 
     /// The manager answers the outstanding requests, in order (one range each). Returns how many.
@@ -168,6 +338,12 @@ impl SnatAllocator {
             });
             self.stats.granted += 1;
             n += 1;
+            self.report(
+                ChangeKind::Insert,
+                SnatKey::Range { start },
+                SnatValue::Range { backend },
+                now,
+            );
         }
         n
     }
@@ -181,27 +357,48 @@ impl SnatAllocator {
                 .iter_mut()
                 .find(|r| port >= r.start && port - r.start < range)
         {
-            r.users[usize::from(port - r.start)].remove(&remote);
+            let was = r.users[usize::from(port - r.start)].remove(&remote);
             r.last_used = now;
+            if was {
+                let vip = self.vip;
+                self.report(
+                    ChangeKind::Remove(RemoveReason::Closed),
+                    SnatKey::Binding {
+                        backend,
+                        port,
+                        remote,
+                    },
+                    SnatValue::Binding { vip },
+                    now,
+                );
+            }
         }
     }
 
     /// Ranges with no connection, unused for the idle time, go back to the manager. Returns how many.
     pub fn expire(&mut self, now: Timestamp) -> usize {
         let mut back = Vec::new();
-        for b in self.backends.values_mut() {
+        for (backend, b) in self.backends.iter_mut() {
             b.ranges.retain(|r| {
                 let idle =
                     r.users.iter().all(HashSet::is_empty) && now.since(r.last_used) >= self.idle_ns;
                 if idle {
-                    back.push(r.start);
+                    back.push((r.start, *backend));
                 }
                 !idle
             });
         }
         let n = back.len();
         self.stats.returned += n as u64;
-        self.free.extend(back);
+        for (start, backend) in back {
+            self.free.push_back(start);
+            self.report(
+                ChangeKind::Remove(RemoveReason::Expired),
+                SnatKey::Range { start },
+                SnatValue::Range { backend },
+                now,
+            );
+        }
         n
     }
 }
