@@ -24,7 +24,7 @@
 //! assert_eq!(router.read_handler("tcp", "count").unwrap(), "500");
 //! ```
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod args;
 pub mod batch;
@@ -38,6 +38,7 @@ pub mod graph;
 pub mod lpm;
 pub mod packet;
 pub mod pool;
+pub mod prefetch_unsafe;
 pub mod registry;
 pub mod router;
 pub mod state;

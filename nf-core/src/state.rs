@@ -218,7 +218,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Starts loading the memory a lookup of `hash` will touch (call it for a whole batch, then look up).
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        std::hint::black_box(self.slots[hash as usize & self.mask].is_some());
+        crate::prefetch_unsafe::prefetch(&self.slots[hash as usize & self.mask]);
     }
 
     /// Finds the entry for `key` (whose hash is `hash`).

@@ -1,0 +1,19 @@
+//! A cache prefetch hint: the only `unsafe` of nf-core (the CPU instruction is exposed as an `unsafe`
+//! intrinsic). Flow tables call it for a whole batch before their lookups, so the batch's cache misses
+//! overlap instead of stalling one after the other: a plain load used as a "prefetch" holds a reorder-buffer
+//! entry until the line arrives, and a batch of them fills the buffer.
+#![allow(unsafe_code)]
+
+/// Asks the CPU to start loading the cache line holding `*r` (nothing off x86-64).
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = r as *const T as *const i8;
+        // SAFETY: a prefetch is a hint: it reads nothing architecturally and cannot fault, and `p` comes
+        // from a reference anyway. SSE (which provides the instruction) is part of the x86-64 baseline.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
