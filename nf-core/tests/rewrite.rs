@@ -187,6 +187,36 @@ proptest! {
         }
     }
 
+    /// The combined address-and-port rewrites (one checksum update) agree with a full recomputation.
+    #[test]
+    fn endpoint_rewrites_match_full_recomputation(
+        v6: bool, l4 in l4_strategy(),
+        src: [u8; 16], dst: [u8; 16], na: [u8; 16], np: u16,
+        payload in proptest::collection::vec(any::<u8>(), 0..200),
+        to_src: bool,
+    ) {
+        let frame = build(v6, l4, src, dst, 1234, 80, &payload);
+        let mut p = Packet::from_slice(&frame);
+        let h = p.locate(Link::Ethernet).unwrap();
+        let a: IpAddr = if v6 { IpAddr::from(na) } else { IpAddr::from([na[0], na[1], na[2], na[3]]) };
+        let to = std::net::SocketAddr::new(a, np);
+        let r = if to_src { p.set_src_endpoint(&h, to) } else { p.set_dst_endpoint(&h, to) };
+        let has_ports = h.proto == proto::TCP || h.proto == proto::UDP;
+        prop_assert_eq!(r.is_ok(), has_ports);
+        prop_assert!(verify(p.data()).is_ok(), "{:?}", verify(p.data()));
+        if has_ports {
+            let k = nf_core::FlowKey::from_headers(p.buffer(), &h).unwrap();
+            if to_src {
+                prop_assert_eq!((k.src, k.src_port), (a, np));
+            } else {
+                prop_assert_eq!((k.dst, k.dst_port), (a, np));
+            }
+        }
+        if let (false, L4::UdpNoChecksum) = (v6, l4) {
+            prop_assert_eq!(&p.data()[40..42], &[0, 0]);
+        }
+    }
+
     #[test]
     fn ttl_decrement_keeps_the_header_checksum(ttl in 1u8..=255, src: [u8; 4], dst: [u8; 4]) {
         let mut out = Vec::new();

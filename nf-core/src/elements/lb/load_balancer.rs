@@ -505,7 +505,7 @@ impl LoadBalancer {
                 b
             }
         };
-        if p.set_ip_dst(&h, backend.ip()).is_err() || p.set_dst_port(&h, backend.port()).is_err() {
+        if p.set_dst_endpoint(&h, backend).is_err() {
             return false;
         }
         self.counts.forwarded += 1;
@@ -548,8 +548,7 @@ impl LoadBalancer {
         // flood's flows keep their short timeout even when the backends answer).
         let t = lifetime(v.closing, linger, self.embryonic_ns, idle);
         self.table.touch(e, now.add_nanos(t));
-        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
-        {
+        if p.set_src_endpoint(&h, self.vip).is_err() {
             return false;
         }
         self.counts.replies += 1;
