@@ -137,12 +137,30 @@ pub fn lb(
             let (s, st) = (store.clone(), stats.clone());
             let origins = o.accept_origin.to_vec();
             tasks.push(rt.spawn(async move {
-                if let Err(e) = follow_from::<FlowMapping>(s, st, stop_rx, &origins, move |i| {
-                    let _ = tx.send(lb_install(i));
-                })
-                .await
-                {
-                    eprintln!("follower: {e}");
+                // A store that goes away (or is not there yet) is waited for: the follower starts again
+                // with a snapshot, which replaces the table, and follows from there.
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    let tx = tx.clone();
+                    let r = follow_from::<FlowMapping>(
+                        s.clone(),
+                        st.clone(),
+                        stop_rx.clone(),
+                        &origins,
+                        move |i| {
+                            let _ = tx.send(lb_install(i));
+                        },
+                    )
+                    .await;
+                    match r {
+                        Ok(()) => break,
+                        Err(_) if *stop_rx.borrow() => break,
+                        Err(e) => {
+                            eprintln!("follower: {e}; following again in {backoff:?}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
                 }
             }));
             let mut sd = shutdown.clone();
