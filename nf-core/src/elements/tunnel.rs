@@ -239,6 +239,9 @@ pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<
                 }
                 _ => return Err(DecapError::NotTunnel),
             };
+            if inner >= end {
+                return Err(DecapError::Malformed("no inner packet"));
+            }
             let version = d
                 .get(inner)
                 .map(|b| b >> 4)
