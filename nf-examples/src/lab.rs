@@ -148,8 +148,11 @@ pub struct LabConfig {
     pub runs: usize,
     /// Length of a WEB run.
     pub web_duration: Duration,
-    /// When the failure comes, from the start of the traffic.
+    /// When the failure comes, from the start of the traffic (and, with several, the time between them).
     pub fail_after: Duration,
+    /// Failures per run: traffic flips to the minion, then back to the recovered primary (restarted as a
+    /// minion that replicates what it creates), and so on. More than one: the white-box primary only.
+    pub failures: usize,
     /// Concurrent WEB request loops.
     pub web_loops: usize,
     /// Concurrent LONG downloads.
@@ -179,6 +182,7 @@ impl Default for LabConfig {
             runs: 3,
             web_duration: Duration::from_secs(8),
             fail_after: Duration::from_secs(3),
+            failures: 1,
             web_loops: 10,
             downloads: 20,
             clients: 5,
@@ -607,11 +611,20 @@ impl FailoverLab {
             }
         }
         // The minion, waiting.
+        let repeated = self.cfg.failures > 1 && primary == Primary::WhiteBox;
         if scenario.fails() {
-            let role: &[&str] = if rep {
-                &["--role", "minion", "--store", STORE, "--node", "minion"]
-            } else {
-                &["--role", "standalone"]
+            let role: &[&str] = match (rep, repeated) {
+                (true, true) => &[
+                    "--role",
+                    "minion",
+                    "--store",
+                    STORE,
+                    "--node",
+                    "minion",
+                    "--replicate",
+                ],
+                (true, false) => &["--role", "minion", "--store", STORE, "--node", "minion"],
+                _ => &["--role", "standalone"],
             };
             procs.push(self.nf_lb("min", "m0", "m1", role)?);
         }
@@ -696,6 +709,9 @@ impl FailoverLab {
             let _ = switch.wait();
             let first = wait_first_packet(dump, Duration::from_secs(10));
             switch_to_first_us = first.map(|t| t.saturating_sub(at));
+            if repeated {
+                self.more_failures(&mut procs, rep, t0)?;
+            }
         }
         let (mut attempted, mut failed, mut bytes) = (0u64, 0u64, 0u64);
         for k in kids {
@@ -771,6 +787,65 @@ impl FailoverLab {
             secs,
             switch_to_first_us,
         })
+    }
+
+    /// Failures 2.. of a white-box run (`procs[0]` the primary's process, `procs[1]` the minion's): the
+    /// node that failed last comes back as a minion (replicating what it will create), then, at the next
+    /// failure time, the active node dies and the switch moves the traffic to the recovered one.
+    fn more_failures(&mut self, procs: &mut [Child], rep: bool, t0: Instant) -> Result<(), String> {
+        // Node 0 (primary's namespace) failed first; node 1 (the minion) is active.
+        let sides = [
+            ("pri", "p0", "p1", "primary"),
+            ("min", "m0", "m1", "minion"),
+        ];
+        let mut active = 1;
+        for k in 2..=self.cfg.failures {
+            let down = 1 - active;
+            let (ns, f, b, node) = sides[down];
+            // The failed node recovers: a minion of whoever serves now.
+            let role: Vec<&str> = if rep {
+                vec![
+                    "--role",
+                    "minion",
+                    "--store",
+                    STORE,
+                    "--node",
+                    node,
+                    "--replicate",
+                ]
+            } else {
+                vec!["--role", "standalone"]
+            };
+            let _ = procs[down].kill();
+            let _ = procs[down].wait();
+            procs[down] = self.nf_lb(ns, f, b, &role)?;
+            let at = self.cfg.fail_after * k as u32;
+            std::thread::sleep(at.saturating_sub(t0.elapsed()));
+            // The active node fails; the switch moves the traffic to the recovered one.
+            let _ = procs[active].kill();
+            let cmds: &str = if down == 0 {
+                "link set f2 down\nlink set g2 down\nlink set f1 up\nlink set g1 up\n"
+            } else {
+                "link set f1 down\nlink set g1 down\nlink set f2 up\nlink set g2 up\n"
+            };
+            let mut switch = Command::new("ip")
+                .args(["-n", &self.lab.ns("sw"), "-batch", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            {
+                use std::io::Write;
+                let mut stdin = switch.stdin.take().ok_or("no stdin for ip -batch")?;
+                stdin
+                    .write_all(cmds.as_bytes())
+                    .map_err(|e| e.to_string())?;
+            }
+            let _ = switch.wait();
+            active = down;
+        }
+        Ok(())
     }
 
     /// Every combination of the configuration, `runs` times; `progress` hears of each run.

@@ -46,3 +46,43 @@ fn failover_keeps_the_connections_that_fail_loses() {
     let first = failover.switch_to_first_us.expect("the minion forwarded");
     assert!(first < 1_000_000, "{first} us");
 }
+
+/// Repeated failures: every 2.5 s the serving node dies and traffic flips to the other, which came back
+/// as a minion replicating what it creates (primary -> minion -> recovered primary -> minion). With
+/// state, the downloads survive all three flips; without, they break at the first.
+#[test]
+fn three_flips_back_and_forth_keep_the_connections() {
+    let cfg = LabConfig {
+        nf: env!("CARGO_BIN_EXE_nf").into(),
+        primaries: vec![Primary::WhiteBox],
+        workloads: vec![Workload::Long],
+        scenarios: vec![Scenario::Fail, Scenario::Failover],
+        runs: 1,
+        failures: 3,
+        fail_after: std::time::Duration::from_millis(2500),
+        tag: format!("nfr{}", std::process::id() % 100_000),
+        ..Default::default()
+    };
+    let downloads = cfg.downloads as u64;
+    let mut lab = FailoverLab::build(cfg).unwrap();
+    let rs = lab
+        .run_all(|r| {
+            eprintln!(
+                "3 failures: {} {} {}: {} of {} failed",
+                r.primary.name(),
+                r.workload.name(),
+                r.scenario.name(),
+                r.failed,
+                r.attempted
+            )
+        })
+        .unwrap();
+    drop(lab);
+    let (fail, failover) = (&rs[0], &rs[1]);
+    assert_eq!((fail.attempted, failover.attempted), (downloads, downloads));
+    assert!(fail.failed >= downloads / 2, "{fail:?}");
+    assert!(
+        failover.failed <= 1,
+        "three flips, nearly nothing lost: {failover:?}"
+    );
+}

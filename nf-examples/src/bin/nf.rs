@@ -110,6 +110,10 @@ enum Cmd {
         /// Records from anyone else who can write to the store are skipped and counted.
         #[arg(long = "accept-origin", value_name = "NODE")]
         accept_origin: Vec<String>,
+        /// Minion: also replicate the flows it creates itself (after a takeover), so that a recovered
+        /// primary, restarted as a minion, can take them back.
+        #[arg(long)]
+        replicate: bool,
         /// Print nothing at the end.
         #[arg(long, short)]
         quiet: bool,
@@ -135,6 +139,10 @@ enum Cmd {
         /// When the failure comes, seconds into the traffic.
         #[arg(long, default_value_t = 3.0)]
         fail_after: f64,
+        /// Failures per run, every FAIL_AFTER seconds, flipping traffic to the minion and back to the
+        /// recovered primary (restarted as a replicating minion); the white-box primary only.
+        #[arg(long, default_value_t = 1)]
+        failures: usize,
         /// Where the reports go.
         #[arg(long, default_value = "lab-results")]
         out: PathBuf,
@@ -1013,6 +1021,7 @@ fn main() -> ExitCode {
             runs,
             web_seconds,
             fail_after,
+            failures,
             out,
             name,
         } => lab_cmd::lab(lab_cmd::Options {
@@ -1022,6 +1031,7 @@ fn main() -> ExitCode {
             runs,
             web_seconds,
             fail_after,
+            failures,
             out: &out,
             name: &name,
         }),
@@ -1059,6 +1069,7 @@ fn main() -> ExitCode {
             node,
             element,
             accept_origin,
+            replicate,
             quiet,
         } => parse_params(&params).and_then(|p| {
             lb::lb(
@@ -1070,6 +1081,7 @@ fn main() -> ExitCode {
                     node: &node,
                     element: &element,
                     accept_origin: &accept_origin,
+                    replicate,
                     quiet,
                 },
                 &registry(),

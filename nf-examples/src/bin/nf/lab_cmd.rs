@@ -14,6 +14,7 @@ pub struct Options<'a> {
     pub runs: usize,
     pub web_seconds: f64,
     pub fail_after: f64,
+    pub failures: usize,
     pub out: &'a Path,
     pub name: &'a str,
 }
@@ -54,6 +55,7 @@ pub fn lab(o: Options<'_>) -> Result<(), String> {
         runs: o.runs.max(1),
         web_duration: Duration::from_secs_f64(o.web_seconds.max(1.0)),
         fail_after: Duration::from_secs_f64(o.fail_after.max(0.5)),
+        failures: o.failures.max(1),
         stop: stop.clone(),
         ..Default::default()
     };

@@ -24,6 +24,8 @@ pub struct Options<'a> {
     pub element: &'a str,
     /// Origins a minion accepts (empty: any).
     pub accept_origin: &'a [String],
+    /// A minion also replicates the flows it creates.
+    pub replicate: bool,
     pub quiet: bool,
 }
 
@@ -128,6 +130,21 @@ pub fn lb(
             )));
         }
         ("minion", Some(store)) => {
+            if o.replicate {
+                // The flows this node creates once it serves (installed ones are not reported).
+                let mut driver = WhiteBox::<FlowMapping>::new(ReplicatorConfig {
+                    origin: o.node.to_string(),
+                    ..Default::default()
+                });
+                nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
+                let (s, sd) = (store.clone(), shutdown.clone());
+                tasks.push(rt.spawn(async move {
+                    match driver.run(s, sd).await {
+                        Ok(done) => eprintln!("whitebox: {done}"),
+                        Err(e) => eprintln!("whitebox: {e}"),
+                    }
+                }));
+            }
             let tx = lb
                 .installer()
                 .ok_or("the balancer's installer was already taken")?;
