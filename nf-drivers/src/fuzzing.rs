@@ -281,7 +281,8 @@ pub fn tunnel(data: &[u8]) {
         0,
     )
     .unwrap();
-    for t in 0..3u64 {
+    // Time goes forward and back (captures merged out of order).
+    for t in [2u64, 0, 1, 3] {
         for port in 0..2 {
             let mut batch = nf_core::Batch::new();
             let mut p = Packet::from_slice(data);

@@ -283,7 +283,8 @@ impl PrefixState {
     }
 
     fn watching(&self, now: u64, p: &BlinkParams) -> bool {
-        self.rerouted_at.is_some_and(|t| now - t < p.progress)
+        self.rerouted_at
+            .is_some_and(|t| now.saturating_sub(t) < p.progress)
     }
 
     /// The flow selector and the window for one data packet. Returns the cell if the packet's flow owns it,
@@ -533,7 +534,7 @@ impl Blink {
         let st = &mut self.prefixes[i];
         if let Some(t) = st.rerouted_at
             && !st.checked
-            && now - t >= p.progress
+            && now.saturating_sub(t) >= p.progress
         {
             st.checked = true;
             let progressing = st.progressing;
