@@ -13,7 +13,7 @@
 //!
 //! [`Config::parse`] reads the text into a flat list of element declarations and connections (compound
 //! elements expanded, `$variables` substituted); [`Config::build`] makes the elements through a
-//! [`Registry`](crate::Registry) and gives a [`Graph`](crate::Graph) that [`Router::new`](crate::Router::new)
+//! [`Registry`] and gives a [`Graph`] that [`Router::new`](crate::Router::new)
 //! checks and runs. Every error names the line and column and shows the text.
 
 pub mod lexer;
