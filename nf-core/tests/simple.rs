@@ -282,3 +282,11 @@ fn configuration_errors_name_the_problem() {
         assert!(e.contains(want), "{text}: {e}");
     }
 }
+
+#[test]
+fn policy_chain_is_the_same_element_by_its_policys_name() {
+    let reg = Registry::standard();
+    let text = "Idle -> s :: PolicyChain(TAG mpls, HOP fw 1, CLASS web tcp CHAIN fw);
+                Idle -> [1]s; s[0] -> Discard; s[1] -> Discard;";
+    assert_eq!(nf_core::testing::check_config(&reg, "t", text), None);
+}

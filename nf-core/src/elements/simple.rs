@@ -666,11 +666,16 @@ fn switch_from_args(a: &mut Args) -> Result<PolicySwitch, ConfigError> {
     Ok(sw)
 }
 
-/// Registers `PolicySwitch`, `TagPush` and `TagPop`.
+/// Registers `PolicySwitch` (also as `PolicyChain`), `TagPush` and `TagPop`.
 pub fn register(r: &mut crate::registry::Registry) {
     r.register(
         "PolicySwitch",
         "SIMPLE: steers packets through their class's chain of middleboxes by a ProcState tag",
+        switch_from_args,
+    );
+    r.register(
+        "PolicyChain",
+        "SIMPLE: the same element as PolicySwitch, named after the policy it enforces",
         switch_from_args,
     );
     r.register(
