@@ -63,6 +63,22 @@ impl Prefix {
         Ok(Prefix { addr, len })
     }
 
+    /// `0.0.0.0/0`: every IPv4 address.
+    pub const fn v4_default() -> Prefix {
+        Prefix {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            len: 0,
+        }
+    }
+
+    /// `::/0`: every IPv6 address.
+    pub const fn v6_default() -> Prefix {
+        Prefix {
+            addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            len: 0,
+        }
+    }
+
     /// The (masked) address.
     pub fn addr(&self) -> IpAddr {
         self.addr

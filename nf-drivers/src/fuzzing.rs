@@ -208,6 +208,7 @@ pub fn tunnel(data: &[u8]) {
     use nf_core::elements::compress::{Compress, Decompress};
     use nf_core::elements::simple::{HopPlace, PolicyChain, PolicySwitch, TagCarrier};
     use nf_core::elements::tunnel::{Tunnel, TunnelMode, decapsulate, encapsulate};
+    use nf_core::lpm::Prefix;
     use std::sync::Arc;
     for mode in [
         TunnelMode::IpIp,
@@ -250,37 +251,25 @@ pub fn tunnel(data: &[u8]) {
         let _ = carrier.write(&mut p, 3);
         let _ = carrier.pop(&mut p);
     }
-    let mut b = BlinkDetector::new(
-        BlinkParams {
-            cells: 4,
-            threshold: 1,
-            ..Default::default()
-        },
-        0,
-    )
-    .prefix(
-        "0.0.0.0/0".parse().unwrap(),
-        NextHops {
-            primary: 1,
-            backups: [2, 3],
-        },
-    )
-    .prefix(
-        "::/0".parse().unwrap(),
-        NextHops {
-            primary: 1,
-            backups: [2, 3],
-        },
-    );
-    let policy = PolicyChain::new()
+    let hops = NextHops {
+        primary: 1,
+        backups: [2, 3],
+    };
+    let params = BlinkParams {
+        cells: 4,
+        threshold: 1,
+        ..Default::default()
+    };
+    let mut b = BlinkDetector::new(params, 0)
+        .prefix(Prefix::v4_default(), hops)
+        .prefix(Prefix::v6_default(), hops);
+    let places = [("a", HopPlace::Local(1)), ("b", HopPlace::Via(2))];
+    let Ok(mut sw) = PolicyChain::new()
         .class("all", "ip or ip6", &["a", "b"], TagCarrier::Vlan)
-        .unwrap();
-    let mut sw = PolicySwitch::new(
-        policy,
-        &[("a", HopPlace::Local(1)), ("b", HopPlace::Via(2))],
-        0,
-    )
-    .unwrap();
+        .and_then(|policy| PolicySwitch::new(policy, &places, 0))
+    else {
+        panic!("the fuzz target's fixed policy is valid");
+    };
     // Time goes forward and back (captures merged out of order).
     for t in [2u64, 0, 1, 3] {
         for port in 0..2 {
