@@ -129,8 +129,11 @@ impl Compress {
         if payload.len() < self.min {
             return false;
         }
+        // The buffer only grows (to the largest packet's bound), so a steady stream zero-fills nothing.
         let max = lz4_flex::block::get_maximum_output_size(payload.len());
-        self.scratch.resize(max, 0);
+        if self.scratch.len() < max {
+            self.scratch.resize(max, 0);
+        }
         let n = if self.dict.is_empty() {
             lz4_flex::block::compress_into(payload, &mut self.scratch)
         } else {
@@ -216,11 +219,14 @@ impl Decompress {
         }
         let next = c[0];
         let room = 65535 - hl;
-        self.scratch.resize(room, 0);
+        if self.scratch.len() < room {
+            self.scratch.resize(room, 0);
+        }
+        let out = &mut self.scratch[..room];
         let n = if self.dict.is_empty() {
-            lz4_flex::block::decompress_into(&c[4..], &mut self.scratch)
+            lz4_flex::block::decompress_into(&c[4..], out)
         } else {
-            lz4_flex::block::decompress_into_with_dict(&c[4..], &mut self.scratch, &self.dict)
+            lz4_flex::block::decompress_into_with_dict(&c[4..], out, &self.dict)
         }
         .map_err(|_| DecompressError::Corrupt)?;
         let before = c.len();

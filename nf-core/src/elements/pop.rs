@@ -123,10 +123,12 @@ impl PoPSelector {
 
     fn dest_mut(&mut self, b: u64, now: u64) -> &mut Dest {
         if !self.dests.contains_key(&b) && self.dests.len() >= self.max_dests {
-            // Forget the block used least recently (a scan; blocks are few and this is rare).
+            // Forget the least recently used of a few blocks (a bounded sample, not a scan of the table:
+            // a flood of new destinations must not cost a pass over every block each).
             if let Some(old) = self
                 .dests
                 .iter()
+                .take(16)
                 .min_by_key(|(_, d)| d.last_used)
                 .map(|(k, _)| *k)
             {
