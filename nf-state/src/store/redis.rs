@@ -366,32 +366,31 @@ impl StateStore for RedisStore {
             let mut j = i;
             let (k_seq, k_state, k_log) = keys(&schema);
             let k_batch = format!("nf:{{{schema}}}:batch:{}", records[i].origin);
-            let mut frames = Vec::new();
-            // FNV-1a over the run's frames: the batch's token (a retry sends the very same records).
-            let mut token: u64 = 0xcbf2_9ce4_8422_2325;
+            // The run's frames, back to back in one buffer (`ends[k]`: where frame k ends).
+            let (mut buf, mut ends) = (Vec::new(), Vec::new());
             while j < records.len() && records[j].schema == schema {
-                let r = &records[j];
-                let mut frame = Vec::new();
-                let mut z = r.clone();
+                let mut z = records[j].clone();
                 z.seq = 0;
-                z.encode_frame(&mut frame)?;
-                for &b in &frame {
-                    token = (token ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-                }
-                frames.push((r.op, frame));
+                z.encode_frame(&mut buf)?;
+                ends.push(buf.len());
                 j += 1;
             }
+            // The batch's token: CRC-32C of its frames (hardware CRC, as the record framing uses), the first
+            // record's time and the count (a retry sends the very same records).
+            let token = crc32c::crc32c(&buf);
             let mut inv = self.apply.prepare_invoke();
             inv.key(&k_seq)
                 .key(&k_state)
                 .key(&k_log)
                 .key(&k_batch)
                 .arg(STREAM_MAXLEN)
-                .arg(format!("{token:016x}{:x}", j - i));
-            for (k, (op, frame)) in (i..j).zip(&frames) {
-                inv.arg(if *op == Op::Upsert { "u" } else { "d" })
-                    .arg(&records[k].key[..])
-                    .arg(&frame[..]);
+                .arg(format!("{token:08x}{:016x}{:x}", records[i].time, j - i));
+            let mut start = 0;
+            for (r, &end) in records[i..j].iter().zip(&ends) {
+                inv.arg(if r.op == Op::Upsert { "u" } else { "d" })
+                    .arg(&r.key[..])
+                    .arg(&buf[start..end]);
+                start = end;
             }
             let got: Vec<u64> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
             match got[..] {
