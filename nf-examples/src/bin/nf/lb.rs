@@ -29,6 +29,34 @@ pub struct Options<'a> {
     pub quiet: bool,
 }
 
+/// Attaches the white-box driver to the balancer's table and runs it: `flow-mapping` replicated to `store`
+/// with origin `node`, until `shutdown`. Returns the driver's counters and its task.
+fn replicate(
+    rt: &tokio::runtime::Runtime,
+    lb: &mut LoadBalancer,
+    store: &Arc<dyn StateStore>,
+    node: &str,
+    shutdown: &Shutdown,
+) -> (
+    Arc<nf_drivers::driver::DriverCounters>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut driver = WhiteBox::<FlowMapping>::new(ReplicatorConfig {
+        origin: node.to_string(),
+        ..Default::default()
+    });
+    nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
+    let c = driver.counters();
+    let (s, sd) = (store.clone(), shutdown.clone());
+    let task = rt.spawn(async move {
+        match driver.run(s, sd).await {
+            Ok(done) => eprintln!("whitebox: {done}"),
+            Err(e) => eprintln!("whitebox: {e}"),
+        }
+    });
+    (c, task)
+}
+
 /// Upserts this node's heartbeat every 500 ms until `stop` fires.
 async fn heartbeats(
     store: Arc<dyn StateStore>,
@@ -104,19 +132,8 @@ pub fn lb(
     let mut tasks = Vec::new();
     match (role, &store) {
         ("primary", Some(store)) => {
-            let mut driver = WhiteBox::<FlowMapping>::new(ReplicatorConfig {
-                origin: o.node.to_string(),
-                ..Default::default()
-            });
-            nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
-            let c = driver.counters();
-            let (s, sd) = (store.clone(), shutdown.clone());
-            tasks.push(rt.spawn(async move {
-                match driver.run(s, sd).await {
-                    Ok(done) => eprintln!("whitebox: {done}"),
-                    Err(e) => eprintln!("whitebox: {e}"),
-                }
-            }));
+            let (c, task) = replicate(&rt, lb, store, o.node, &shutdown);
+            tasks.push(task);
             let progress = move || {
                 let s = c.snapshot();
                 (s.emitted, s.parsed)
@@ -132,18 +149,7 @@ pub fn lb(
         ("minion", Some(store)) => {
             if o.replicate {
                 // The flows this node creates once it serves (installed ones are not reported).
-                let mut driver = WhiteBox::<FlowMapping>::new(ReplicatorConfig {
-                    origin: o.node.to_string(),
-                    ..Default::default()
-                });
-                nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
-                let (s, sd) = (store.clone(), shutdown.clone());
-                tasks.push(rt.spawn(async move {
-                    match driver.run(s, sd).await {
-                        Ok(done) => eprintln!("whitebox: {done}"),
-                        Err(e) => eprintln!("whitebox: {e}"),
-                    }
-                }));
+                tasks.push(replicate(&rt, lb, store, o.node, &shutdown).1);
             }
             let tx = lb
                 .installer()
