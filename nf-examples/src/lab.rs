@@ -410,14 +410,39 @@ impl FailoverLab {
         Ok(me)
     }
 
-    fn switch(&self, to_minion: bool) -> Result<(), String> {
+    /// The switch's four changes that move the traffic to the minion (or back to the primary), as
+    /// `ip -batch` lines.
+    fn switch_commands(to_minion: bool) -> String {
         let (down, up) = if to_minion { ("1", "2") } else { ("2", "1") };
+        format!(
+            "link set f{down} down\nlink set g{down} down\nlink set f{up} up\nlink set g{up} up\n"
+        )
+    }
+
+    fn switch(&self, to_minion: bool) -> Result<(), String> {
         // One process, four changes: the failover switch.
-        sh(&format!(
-            "printf 'link set f{down} down\\nlink set g{down} down\\nlink set f{up} up\\nlink set g{up} up\\n' | ip -n {} -batch -",
-            self.lab.ns("sw")
-        ))
-        .map(|_| ())
+        let mut c = Command::new("ip")
+            .args(["-n", &self.lab.ns("sw"), "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        {
+            use std::io::Write;
+            let mut stdin = c.stdin.take().ok_or("no stdin for ip -batch")?;
+            stdin
+                .write_all(Self::switch_commands(to_minion).as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "the switch's ip -batch: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
     }
 
     fn attach_primary(&mut self) -> Result<(), String> {
@@ -701,9 +726,7 @@ impl FailoverLab {
                 use std::io::Write;
                 let mut stdin = switch.stdin.take().ok_or("no stdin for ip -batch")?;
                 stdin
-                    .write_all(
-                        b"link set f1 down\nlink set g1 down\nlink set f2 up\nlink set g2 up\n",
-                    )
+                    .write_all(Self::switch_commands(true).as_bytes())
                     .map_err(|e| e.to_string())?;
             }
             let _ = switch.wait();
@@ -823,26 +846,7 @@ impl FailoverLab {
             std::thread::sleep(at.saturating_sub(t0.elapsed()));
             // The active node fails; the switch moves the traffic to the recovered one.
             let _ = procs[active].kill();
-            let cmds: &str = if down == 0 {
-                "link set f2 down\nlink set g2 down\nlink set f1 up\nlink set g1 up\n"
-            } else {
-                "link set f1 down\nlink set g1 down\nlink set f2 up\nlink set g2 up\n"
-            };
-            let mut switch = Command::new("ip")
-                .args(["-n", &self.lab.ns("sw"), "-batch", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            {
-                use std::io::Write;
-                let mut stdin = switch.stdin.take().ok_or("no stdin for ip -batch")?;
-                stdin
-                    .write_all(cmds.as_bytes())
-                    .map_err(|e| e.to_string())?;
-            }
-            let _ = switch.wait();
+            self.switch(down == 1)?;
             active = down;
         }
         Ok(())
