@@ -4,17 +4,24 @@
 //! namespace. Failover must lose far fewer connections than Fail, and the minion must forward within
 //! milliseconds of the switch.
 
-use nf_examples::lab::{FailoverLab, LabConfig, Primary, Scenario, Workload};
+use nf_examples::lab::{FailoverLab, LabConfig, Primary, RunResult, Scenario, Workload};
 
-#[test]
-fn failover_keeps_the_connections_that_fail_loses() {
+/// Runs the white-box primary's LONG workload, Fail then Failover, once each, with `failures` failures
+/// `fail_after` apart; returns (Fail, Failover) after checking both attempted every download.
+fn fail_and_failover(
+    tag: &str,
+    failures: usize,
+    fail_after: std::time::Duration,
+) -> (RunResult, RunResult) {
     let cfg = LabConfig {
         nf: env!("CARGO_BIN_EXE_nf").into(),
         primaries: vec![Primary::WhiteBox],
         workloads: vec![Workload::Long],
         scenarios: vec![Scenario::Fail, Scenario::Failover],
         runs: 1,
-        tag: format!("nff{}", std::process::id() % 100_000),
+        failures,
+        fail_after,
+        tag: format!("{tag}{}", std::process::id() % 100_000),
         ..Default::default()
     };
     let downloads = cfg.downloads as u64;
@@ -22,7 +29,7 @@ fn failover_keeps_the_connections_that_fail_loses() {
     let rs = lab
         .run_all(|r| {
             eprintln!(
-                "{} {} {}: {} of {} failed, switch -> first packet {:?} us",
+                "{failures} failure(s): {} {} {}: {} of {} failed, switch -> first packet {:?} us",
                 r.primary.name(),
                 r.workload.name(),
                 r.scenario.name(),
@@ -33,12 +40,18 @@ fn failover_keeps_the_connections_that_fail_loses() {
         })
         .unwrap();
     drop(lab);
-    let (fail, failover) = (&rs[0], &rs[1]);
+    let (fail, failover) = (rs[0].clone(), rs[1].clone());
     assert_eq!((fail.attempted, failover.attempted), (downloads, downloads));
     assert!(
         fail.failed >= downloads / 2,
         "without state most downloads break: {fail:?}"
     );
+    (fail, failover)
+}
+
+#[test]
+fn failover_keeps_the_connections_that_fail_loses() {
+    let (_, failover) = fail_and_failover("nff", 1, LabConfig::default().fail_after);
     assert!(
         failover.failed <= 1,
         "with state nearly none break: {failover:?}"
@@ -52,35 +65,7 @@ fn failover_keeps_the_connections_that_fail_loses() {
 /// state, the downloads survive all three flips; without, they break at the first.
 #[test]
 fn three_flips_back_and_forth_keep_the_connections() {
-    let cfg = LabConfig {
-        nf: env!("CARGO_BIN_EXE_nf").into(),
-        primaries: vec![Primary::WhiteBox],
-        workloads: vec![Workload::Long],
-        scenarios: vec![Scenario::Fail, Scenario::Failover],
-        runs: 1,
-        failures: 3,
-        fail_after: std::time::Duration::from_millis(2500),
-        tag: format!("nfr{}", std::process::id() % 100_000),
-        ..Default::default()
-    };
-    let downloads = cfg.downloads as u64;
-    let mut lab = FailoverLab::build(cfg).unwrap();
-    let rs = lab
-        .run_all(|r| {
-            eprintln!(
-                "3 failures: {} {} {}: {} of {} failed",
-                r.primary.name(),
-                r.workload.name(),
-                r.scenario.name(),
-                r.failed,
-                r.attempted
-            )
-        })
-        .unwrap();
-    drop(lab);
-    let (fail, failover) = (&rs[0], &rs[1]);
-    assert_eq!((fail.attempted, failover.attempted), (downloads, downloads));
-    assert!(fail.failed >= downloads / 2, "{fail:?}");
+    let (_, failover) = fail_and_failover("nfr", 3, std::time::Duration::from_millis(2500));
     assert!(
         failover.failed <= 1,
         "three flips, nearly nothing lost: {failover:?}"
