@@ -388,6 +388,8 @@ pub struct Blink {
     prefixes: Vec<PrefixState>,
     events: VecDeque<BlinkEvent>,
     events_dropped: u64,
+    /// Events raised since the element last passed them on (the newest of `events`).
+    fresh: usize,
 }
 
 /// The most events kept for reading (older ones are dropped and counted).
@@ -408,6 +410,7 @@ impl Blink {
             prefixes: Vec::new(),
             events: VecDeque::new(),
             events_dropped: 0,
+            fresh: 0,
         }
     }
 
@@ -500,6 +503,7 @@ impl Blink {
             next_hop: hop as u8,
             reason,
         });
+        self.fresh += 1;
     }
 
     /// One packet to prefix `i` at `now` (nanoseconds): `tcp` is what a TCP packet says (`None` for other
@@ -731,27 +735,18 @@ impl BlinkDetector {
                 (i, tcp)
             }
         };
-        let before = self.blink.events.len() as u64 + self.blink.events_dropped;
         let port = self.blink.process(i, now, tcp.as_ref());
-        let after = self.blink.events.len() as u64 + self.blink.events_dropped;
-        if after != before {
-            self.raised((after - before) as usize);
+        if self.blink.fresh > 0 {
+            self.raised();
         }
         port
     }
 
     #[cold]
-    fn raised(&mut self, n: usize) {
-        let new: Vec<BlinkEvent> = self
-            .blink
-            .events
-            .iter()
-            .rev()
-            .take(n)
-            .rev()
-            .copied()
-            .collect();
-        for e in &new {
+    fn raised(&mut self) {
+        let n = std::mem::take(&mut self.blink.fresh);
+        let events = &self.blink.events;
+        for e in events.iter().skip(events.len().saturating_sub(n)) {
             if e.next_hop == 0 {
                 self.reroutes += 1;
             }
