@@ -450,3 +450,23 @@ fn the_fuzzers_out_of_memory_input_is_an_error() {
         "{e}"
     );
 }
+
+/// Found replaying the `ip_expr` fuzz corpus in a test thread: 800 nested parentheses and `!`s overflowed the
+/// parser's stack. Nesting and length are bounded, with an error.
+#[test]
+fn deeply_nested_or_huge_ip_expressions_are_errors() {
+    use nf_core::elements::ip::expr::{Expr, MAX_DEPTH, MAX_TERMS};
+    let deep = format!(
+        "{}tcp{}",
+        "(".repeat(MAX_DEPTH + 1),
+        ")".repeat(MAX_DEPTH + 1)
+    );
+    assert!(Expr::parse(&deep).unwrap_err().contains("nests more than"));
+    let nots = format!("{}tcp", "not ".repeat(10_000));
+    assert!(Expr::parse(&nots).unwrap_err().contains("nests more than"));
+    let ok = format!("{}tcp{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+    assert!(Expr::parse(&ok).is_ok());
+    let long = vec!["tcp"; MAX_TERMS + 1].join(" or ");
+    assert!(Expr::parse(&long).unwrap_err().contains("more than"));
+    assert!(Expr::parse(&vec!["tcp"; MAX_TERMS].join(" or ")).is_ok());
+}

@@ -337,7 +337,12 @@ impl Expr {
         if toks.len() == 1 && toks[0] == "-" {
             return Ok(Expr::True);
         }
-        let mut p = P { t: toks, i: 0 };
+        let mut p = P {
+            t: toks,
+            i: 0,
+            depth: 0,
+            terms: 0,
+        };
         let e = p.or()?;
         if p.i < p.t.len() {
             return Err(format!("unexpected `{}`", p.t[p.i]));
@@ -397,7 +402,17 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
 struct P {
     t: Vec<String>,
     i: usize,
+    /// Parentheses and `not`s open now.
+    depth: usize,
+    /// Primitives read so far.
+    terms: usize,
 }
+
+/// The deepest nesting of parentheses and `not`s an expression may have: the parser, evaluation and
+/// dropping all recurse that deep.
+pub const MAX_DEPTH: usize = 64;
+/// The most primitives in one expression (`and`/`or` chains nest the tree that deep).
+pub const MAX_TERMS: usize = 256;
 
 fn proto_number(w: &str) -> Option<u8> {
     Some(match w {
@@ -456,6 +471,25 @@ impl P {
     }
 
     fn not(&mut self) -> Result<Expr, String> {
+        if matches!(self.peek(), Some("not" | "!" | "(")) {
+            if self.depth >= MAX_DEPTH {
+                return Err(format!(
+                    "the expression nests more than {MAX_DEPTH} parentheses and `not`s"
+                ));
+            }
+            self.depth += 1;
+            let e = self.nested();
+            self.depth -= 1;
+            return e;
+        }
+        if self.terms >= MAX_TERMS {
+            return Err(format!("the expression has more than {MAX_TERMS} terms"));
+        }
+        self.terms += 1;
+        self.primitive()
+    }
+
+    fn nested(&mut self) -> Result<Expr, String> {
         match self.peek() {
             Some("not" | "!") => {
                 self.i += 1;
