@@ -66,6 +66,24 @@ pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
     !fold(acc)
 }
 
+/// The one's-complement difference (`~old + new`, unfolded) of a 32-bit field changing from `old` to
+/// `new` (an IPv4 address), to add to others and [`apply`].
+#[inline(always)]
+pub fn delta32(old: u32, new: u32) -> u32 {
+    let o = !old;
+    (o >> 16) + (o & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+/// RFC 1624 equation 3 with a precomputed difference (a sum of [`delta32`] and `!old16 + new16` terms,
+/// below 2^16 terms of 16 bits): the new checksum.
+#[inline(always)]
+pub fn apply(hc: u16, delta: u32) -> u16 {
+    let mut acc = u64::from(!hc) + u64::from(delta);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    !(acc as u16)
+}
+
 /// RFC 1624 over a run of bytes (an address): `old` and `new` have the same, even, length.
 #[inline]
 pub fn update_bytes(hc: u16, old: &[u8], new: &[u8]) -> u16 {

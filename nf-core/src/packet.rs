@@ -262,24 +262,33 @@ impl Clone for Packet {
     }
 }
 
-/// Copies `src` into `dst` (equal lengths) in 16-byte pieces that the compiler inlines: faster than a
-/// `memcpy` call for the small frames that dominate packet traffic.
+/// Copies `src` into `dst` (equal lengths) with fixed-size moves that the compiler inlines: faster than
+/// a `memcpy` call for the small frames that dominate packet traffic. A length between two sizes is
+/// covered by two overlapping moves of the smaller size (the first and the last `k` bytes).
 #[inline(always)]
 fn copy_small(dst: &mut [u8], src: &[u8]) {
     let n = src.len().min(dst.len());
-    if n > 256 {
-        dst[..n].copy_from_slice(&src[..n]);
-        return;
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    #[inline(always)]
+    fn two<const K: usize>(dst: &mut [u8], src: &[u8]) {
+        let n = src.len();
+        dst[..K].copy_from_slice(&src[..K]);
+        dst[n - K..].copy_from_slice(&src[n - K..]);
     }
-    let mut i = 0;
-    while i + 32 <= n {
-        // A constant length: the compiler emits two vector moves, no call.
-        dst[i..i + 32].copy_from_slice(&src[i..i + 32]);
-        i += 32;
-    }
-    while i < n {
-        dst[i] = src[i];
-        i += 1;
+    match n {
+        0 => {}
+        1..=3 => {
+            // First, middle and last byte (some the same): no loop, no call.
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => two::<4>(dst, src),
+        8..=15 => two::<8>(dst, src),
+        16..=31 => two::<16>(dst, src),
+        32..=64 => two::<32>(dst, src),
+        65..=128 => two::<64>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -537,6 +546,68 @@ impl Packet {
         Ok(info)
     }
 
+    /// [`locate`](Self::locate) and [`FlowKey::from_headers`](crate::FlowKey::from_headers) in one: the
+    /// headers and the five-tuple (`None` when the headers hold none, e.g. a truncated transport header).
+    ///
+    /// The common case (IPv4 without options, not a fragment, TCP or UDP, in an untagged Ethernet frame or
+    /// raw) reads every field from one fixed-size view of the IP header and the ports; the same result as
+    /// the two calls, which the rest goes through.
+    #[inline]
+    pub fn locate_key(
+        &mut self,
+        link: Link,
+    ) -> Result<(HeaderInfo, Option<crate::FlowKey>), PacketError> {
+        let head = self.head as usize;
+        let l3 = match self.anno.l3_offset() {
+            Some(o) => Some(usize::from(o)),
+            None => match link {
+                Link::Ip => Some(head),
+                Link::Ethernet => match self.data().get(12..14) {
+                    Some([0x08, 0x00]) => Some(head + 14),
+                    _ => None,
+                },
+            },
+        };
+        if let Some(l3) = l3 {
+            let buf = self.buffer();
+            let avail = buf.len().saturating_sub(l3);
+            if let Some(ip) = buf
+                .get(l3..l3 + 24)
+                .and_then(|s| <&[u8; 24]>::try_from(s).ok())
+            {
+                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                let proto = ip[9];
+                let min = if proto == proto::TCP { 40 } else { 28 };
+                if ip[0] == 0x45
+                    && (proto == proto::TCP || proto == proto::UDP)
+                    && ip[6] & 0x3f == 0
+                    && ip[7] == 0
+                    && (min..=avail).contains(&total)
+                {
+                    let key = crate::FlowKey {
+                        src: IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+                        dst: IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
+                        src_port: u16::from_be_bytes([ip[20], ip[21]]),
+                        dst_port: u16::from_be_bytes([ip[22], ip[23]]),
+                        proto,
+                    };
+                    let info = HeaderInfo {
+                        version: IpVersion::V4,
+                        l3,
+                        l4: Some(l3 + 20),
+                        proto,
+                        fragment: false,
+                    };
+                    self.anno.set_l3_offset(u16::try_from(l3).ok());
+                    self.anno.set_l4_offset(u16::try_from(l3 + 20).ok());
+                    return Ok((info, Some(key)));
+                }
+            }
+        }
+        let h = self.locate(link)?;
+        Ok((h, crate::FlowKey::from_headers(self.buffer(), &h)))
+    }
+
     /// The IP header and what follows, if [`locate`](Self::locate) (or `CheckIPHeader`) found it.
     pub fn network_header(&self) -> Option<&[u8]> {
         self.anno
@@ -617,6 +688,9 @@ impl Packet {
                 "ports exist only in TCP and UDP",
             ));
         }
+        if let (IpVersion::V4, IpAddr::V4(a)) = (h.version, to.ip()) {
+            return self.set_endpoint_v4(h.l3, l4, h.proto, u32::from(a), to.port(), src);
+        }
         // Old and new address and port, as one run of 16-bit words: [address][port].
         let mut new = [0u8; 18];
         let (off, n) = match (h.version, to.ip()) {
@@ -643,6 +717,68 @@ impl Packet {
             self.write16(h.l3 + 10, checksum::update_bytes(c, &old[..n], &new[..n]));
         }
         self.update_l4_pseudo(h, &old[..n + 2], &new[..n + 2])
+    }
+
+    /// [`set_endpoint`](Self::set_endpoint) for IPv4: fixed-width words instead of byte runs (the NAT
+    /// and load-balancer hot path).
+    #[inline]
+    fn set_endpoint_v4(
+        &mut self,
+        l3: usize,
+        l4: usize,
+        proto: u8,
+        addr: u32,
+        port: u16,
+        src: bool,
+    ) -> Result<(), PacketError> {
+        let tail = self.tail as usize;
+        let short = |need: usize, head: u32| PacketError::TooShort {
+            need: need.saturating_sub(head as usize),
+            have: tail.saturating_sub(head as usize),
+        };
+        let head = self.head;
+        let b = &mut self.raw_mut()[..tail];
+        // Whole fixed-size headers borrowed once: the fields inside need no further bounds checks.
+        let ip: &mut [u8; 20] = b
+            .get_mut(l3..l3 + 20)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| short(l3 + 20, head))?;
+        let a = if src { 12 } else { 16 };
+        let old_addr = u32::from_be_bytes([ip[a], ip[a + 1], ip[a + 2], ip[a + 3]]);
+        let d_addr = checksum::delta32(old_addr, addr);
+        let (ports_end, co) = if proto == proto::TCP {
+            (18, 16)
+        } else {
+            (8, 6)
+        };
+        let t = b.get_mut(l4..).ok_or_else(|| short(l4 + 4, head))?;
+        let ports: &mut [u8; 4] = t
+            .get_mut(..4)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| short(l4 + 4, head))?;
+        let pa = if src { 0 } else { 2 };
+        let old_port = u16::from_be_bytes([ports[pa], ports[pa + 1]]);
+        ports[pa..pa + 2].copy_from_slice(&port.to_be_bytes());
+        let ip: &mut [u8; 20] = (&mut self.raw_mut()[l3..l3 + 20])
+            .try_into()
+            .map_err(|_| short(l3 + 20, head))?;
+        ip[a..a + 4].copy_from_slice(&addr.to_be_bytes());
+        let ip_c = u16::from_be_bytes([ip[10], ip[11]]);
+        ip[10..12].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
+        let t = &mut self.raw_mut()[..tail];
+        if let Some(c) = t.get_mut(l4 + co..l4 + ports_end) {
+            let old_c = u16::from_be_bytes([c[0], c[1]]);
+            if proto == proto::UDP && old_c == 0 {
+                return Ok(()); // IPv4 UDP without a checksum stays without one.
+            }
+            let d = d_addr + u32::from(!old_port) + u32::from(port);
+            let mut v = checksum::apply(old_c, d);
+            if proto == proto::UDP && v == 0 {
+                v = 0xffff;
+            }
+            c.copy_from_slice(&v.to_be_bytes());
+        }
+        Ok(())
     }
 
     /// Rewrites the transport source port (TCP or UDP) in place, updating the checksum incrementally.
@@ -902,6 +1038,20 @@ pub fn read_addr(buf: &[u8], h: &HeaderInfo, src: bool) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_copies_copy_every_length_exactly() {
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 7 + 1) as u8).collect();
+        for n in 0..=300 {
+            let mut dst = vec![0xAAu8; n + 8];
+            copy_small(&mut dst[..n], &src[..n]);
+            assert_eq!(&dst[..n], &src[..n], "length {n}");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0xAA),
+                "length {n}: wrote past the end"
+            );
+        }
+    }
 
     #[test]
     fn a_packet_is_one_cache_line() {

@@ -217,6 +217,25 @@ proptest! {
         }
     }
 
+    /// `locate_key` (one fused pass for the common case) gives what `locate` then `from_headers` give, on
+    /// valid frames of every kind and on the same frames cut short or with a byte changed.
+    #[test]
+    fn the_fused_locate_agrees_with_the_two_steps(
+        v6: bool, l4 in l4_strategy(),
+        src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16,
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        cut in 0usize..120, flip_at in 0usize..60, flip: u8, raw_ip: bool,
+    ) {
+        let mut frame = build(v6, l4, src, dst, sp, dp, &payload);
+        if flip_at < frame.len() { frame[flip_at] ^= flip; }
+        if cut < 40 { frame.truncate(frame.len().saturating_sub(cut)); } // a third of the cases cut short
+        let (link, bytes) = if raw_ip { (Link::Ip, &frame[14.min(frame.len())..]) } else { (Link::Ethernet, &frame[..]) };
+        let fused = Packet::from_slice(bytes).locate_key(link).ok();
+        let mut p = Packet::from_slice(bytes);
+        let two = p.locate(link).ok().map(|h| (h, nf_core::FlowKey::from_headers(p.buffer(), &h)));
+        prop_assert_eq!(fused, two);
+    }
+
     #[test]
     fn ttl_decrement_keeps_the_header_checksum(ttl in 1u8..=255, src: [u8; 4], dst: [u8; 4]) {
         let mut out = Vec::new();

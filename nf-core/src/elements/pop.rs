@@ -180,10 +180,7 @@ impl PoPSelector {
     }
 
     fn outbound(&mut self, p: &mut Packet) -> usize {
-        let Ok(h) = p.locate(Link::Ethernet) else {
-            return 0;
-        };
-        let Some(key) = FlowKey::from_headers(p.buffer(), &h) else {
+        let Ok((h, Some(key))) = p.locate_key(Link::Ethernet) else {
             return 0;
         };
         let now = p.anno.timestamp.as_nanos();

@@ -122,8 +122,8 @@ impl AnantaMux {
     /// A packet's headers, key and hash, if it is for the VIP.
     #[inline]
     fn inspect(&self, p: &mut Packet) -> Option<(packet::HeaderInfo, FlowKey, u32)> {
-        let h = p.locate(Link::Ethernet).ok()?;
-        let key = FlowKey::from_headers(p.buffer(), &h)?;
+        let (h, key) = p.locate_key(Link::Ethernet).ok()?;
+        let key = key?;
         if key.dst_port != self.vip.port() || !(self.loose_vip || key.dst == self.vip.ip()) {
             return None;
         }

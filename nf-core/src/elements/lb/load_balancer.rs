@@ -396,8 +396,8 @@ impl LoadBalancer {
     /// the source; 1: from a backend, keyed by the destination).
     #[inline]
     fn inspect(&self, p: &mut Packet, port: usize) -> Option<Seen> {
-        let h = p.locate(self.link).ok()?;
-        let key = FlowKey::from_headers(p.buffer(), &h)?;
+        let (h, key) = p.locate_key(self.link).ok()?;
+        let key = key?;
         let flags = match h.l4 {
             Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
             _ => 0,

@@ -235,8 +235,8 @@ impl ConnTrack {
     /// Reads what tracking needs from a packet: its key (canonical), hash, TCP flags and length.
     #[inline]
     fn inspect(&self, p: &mut Packet) -> Option<Seen> {
-        let h = p.locate(self.link).ok()?;
-        let key = FlowKey::from_headers(p.buffer(), &h)?;
+        let (h, key) = p.locate_key(self.link).ok()?;
+        let key = key?;
         let (canon, reversed) = key.canonical();
         let flags = match (h.proto, h.l4) {
             (proto::TCP, Some(l4)) => p.buffer().get(l4 + 13).copied().unwrap_or(0),
