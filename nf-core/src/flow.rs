@@ -91,7 +91,13 @@ impl FlowKey {
     /// True if this key is already in canonical order (source endpoint <= destination endpoint).
     #[inline]
     pub fn is_canonical(&self) -> bool {
-        (self.src, self.src_port) <= (self.dst, self.dst_port)
+        match (self.src, self.dst) {
+            // The same order as `IpAddr`'s (octets compared in turn), as integers.
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                (u32::from(s), self.src_port) <= (u32::from(d), self.dst_port)
+            }
+            _ => (self.src, self.src_port) <= (self.dst, self.dst_port),
+        }
     }
 
     /// The direction-free form: the same for both directions of a flow. The flag is true if the

@@ -236,6 +236,15 @@ proptest! {
         prop_assert_eq!(fused, two);
     }
 
+    /// The integer fast path of `is_canonical` orders keys as `IpAddr` does; both directions agree.
+    #[test]
+    fn canonical_order_is_the_address_order(a: [u8; 4], b: [u8; 4], sp: u16, dp: u16, same: bool) {
+        let b = if same { a } else { b };
+        let k = nf_core::FlowKey::new(6, IpAddr::from(a), sp, IpAddr::from(b), dp);
+        prop_assert_eq!(k.is_canonical(), (k.src, k.src_port) <= (k.dst, k.dst_port));
+        prop_assert_eq!(k.canonical().0, k.reversed().canonical().0);
+    }
+
     #[test]
     fn ttl_decrement_keeps_the_header_checksum(ttl in 1u8..=255, src: [u8; 4], dst: [u8; 4]) {
         let mut out = Vec::new();
