@@ -77,7 +77,7 @@ impl FlowKey {
     }
 
     /// The key of the other direction.
-    #[inline]
+    #[inline(always)]
     pub fn reversed(&self) -> FlowKey {
         FlowKey {
             src: self.dst,
@@ -89,7 +89,7 @@ impl FlowKey {
     }
 
     /// True if this key is already in canonical order (source endpoint <= destination endpoint).
-    #[inline]
+    #[inline(always)]
     pub fn is_canonical(&self) -> bool {
         match (self.src, self.dst) {
             // The same order as `IpAddr`'s (octets compared in turn), as integers.
@@ -102,7 +102,7 @@ impl FlowKey {
 
     /// The direction-free form: the same for both directions of a flow. The flag is true if the
     /// key was reversed to get it.
-    #[inline]
+    #[inline(always)]
     pub fn canonical(&self) -> (FlowKey, bool) {
         if self.is_canonical() {
             (*self, false)
@@ -138,7 +138,7 @@ impl FlowKey {
     ///
     /// Not the RSS hash: the symmetric RSS key repeats every 16 bits, so its hash carries at most 16 bits of
     /// entropy. That is enough to pick a queue or a shard, but makes long probe chains in a table.
-    #[inline]
+    #[inline(always)]
     pub fn table_hash(&self) -> u32 {
         let bits = |a: IpAddr| -> u128 {
             match a {

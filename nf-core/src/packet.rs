@@ -552,7 +552,7 @@ impl Packet {
     /// The common case (IPv4 without options, not a fragment, TCP or UDP, in an untagged Ethernet frame or
     /// raw) reads every field from one fixed-size view of the IP header and the ports; the same result as
     /// the two calls, which the rest goes through.
-    #[inline]
+    #[inline(always)]
     pub fn locate_key(
         &mut self,
         link: Link,

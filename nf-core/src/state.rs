@@ -234,6 +234,32 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         }
     }
 
+    /// Finds the entry for `key` and updates it in place in one probe: `f` changes the value and returns
+    /// the entry's new expiry with a result of its own. `None` if the key is absent. (What
+    /// [`find`](Self::find), [`value_mut`](Self::value_mut) and [`touch`](Self::touch) do together; like
+    /// `value_mut`, the change is not reported: call [`notify_update`](Self::notify_update).)
+    #[inline]
+    pub fn update<R>(
+        &mut self,
+        hash: u32,
+        key: &K,
+        f: impl FnOnce(&mut V) -> (Timestamp, R),
+    ) -> Option<(EntryRef, R)> {
+        let mask = self.mask;
+        let mut i = hash as usize & mask;
+        loop {
+            match self.slots.get_mut(i)? {
+                None => return None,
+                Some(s) if s.hash == hash && s.key == *key => {
+                    let (expires, r) = f(&mut s.value);
+                    s.expires = expires;
+                    return Some((EntryRef(i as u32), r));
+                }
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
     /// The key and value of an entry.
     #[inline]
     pub fn get(&self, e: EntryRef) -> Option<(&K, &V)> {

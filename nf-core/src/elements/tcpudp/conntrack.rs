@@ -266,22 +266,21 @@ impl ConnTrack {
     fn apply(&mut self, s: &Seen) -> bool {
         let (canon, hash, now, len, flags) = (s.canon, s.hash, s.now, u64::from(s.len), s.flags);
         let t = self.timeouts;
-        match self.table.find(hash, &canon) {
-            Some(e) => {
-                let Some(c) = self.table.value_mut(e) else {
-                    return false;
-                };
-                let dir = usize::from(s.reversed != c.origin_reversed);
-                c.packets[dir] += 1;
-                c.bytes[dir] += len;
-                c.last_seen = now;
-                let old = c.state;
-                let new = next_state(old, dir == 1, flags);
-                c.state = new;
-                c.timeout_secs = t.for_state(new);
-                let expires = now.add_nanos(u64::from(c.timeout_secs) * 1_000_000_000);
-                self.table.touch(e, expires);
-                if new != old {
+        let updated = self.table.update(hash, &canon, |c| {
+            let dir = usize::from(s.reversed != c.origin_reversed);
+            c.packets[dir] += 1;
+            c.bytes[dir] += len;
+            c.last_seen = now;
+            let old = c.state;
+            let new = next_state(old, dir == 1, flags);
+            c.state = new;
+            c.timeout_secs = t.for_state(new);
+            let expires = now.add_nanos(u64::from(c.timeout_secs) * 1_000_000_000);
+            (expires, new != old)
+        });
+        match updated {
+            Some((e, changed)) => {
+                if changed {
                     // Closed flows stay (short timeout) so that retransmitted FINs and RSTs still match.
                     self.table.notify_update(e, now);
                 }
