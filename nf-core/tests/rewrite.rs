@@ -245,6 +245,12 @@ proptest! {
         prop_assert_eq!(k.canonical().0, k.reversed().canonical().0);
     }
 
+    /// The unrolled IPv4 header checksum equals the general one's-complement sum.
+    #[test]
+    fn the_unrolled_header_checksum_is_the_checksum(h: [u8; 20]) {
+        prop_assert_eq!(checksum::ipv4_header(&h), !checksum::fold(checksum::sum(&h, 0)));
+    }
+
     #[test]
     fn ttl_decrement_keeps_the_header_checksum(ttl in 1u8..=255, src: [u8; 4], dst: [u8; 4]) {
         let mut out = Vec::new();
