@@ -275,20 +275,24 @@ fn copy_small(dst: &mut [u8], src: &[u8]) {
         dst[..K].copy_from_slice(&src[..K]);
         dst[n - K..].copy_from_slice(&src[n - K..]);
     }
-    match n {
-        0 => {}
-        1..=3 => {
-            // First, middle and last byte (some the same): no loop, no call.
-            dst[0] = src[0];
-            dst[n / 2] = src[n / 2];
-            dst[n - 1] = src[n - 1];
-        }
-        4..=7 => two::<4>(dst, src),
-        8..=15 => two::<8>(dst, src),
-        16..=31 => two::<16>(dst, src),
-        32..=64 => two::<32>(dst, src),
-        65..=128 => two::<64>(dst, src),
-        _ => dst.copy_from_slice(src),
+    // Minimum-size frames (60 or 64 bytes) first: they are the commonest and the costliest per byte.
+    if (32..=64).contains(&n) {
+        two::<32>(dst, src);
+    } else if (65..=128).contains(&n) {
+        two::<64>(dst, src);
+    } else if n > 128 {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        two::<16>(dst, src);
+    } else if n >= 8 {
+        two::<8>(dst, src);
+    } else if n >= 4 {
+        two::<4>(dst, src);
+    } else if n > 0 {
+        // First, middle and last byte (some the same): no loop, no call.
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
     }
 }
 

@@ -310,8 +310,51 @@ impl Cursor {
     }
 
     /// The next record of `file` (`Ok(None)` at the end), or an error naming the byte offset.
-    #[inline]
+    ///
+    /// The common case, a classic pcap record whose header is whole and sane, is read here from one
+    /// fixed-size view of the header (inlined into the reading loop); everything else (pcapng, the end of
+    /// the file, damage) goes through the general reader.
+    #[inline(always)]
     pub fn next<'a>(&mut self, file: &'a CaptureFile) -> Result<Option<Record<'a>>, Error> {
+        if self.pcap.is_some() {
+            let data = file.bytes();
+            let at = self.pos;
+            if let Some(h) = data
+                .get(at..at.saturating_add(16))
+                .and_then(|s| <&[u8; 16]>::try_from(s).ok())
+            {
+                let w = |i: usize| {
+                    let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+                    if self.big_endian {
+                        u32::from_be_bytes(b)
+                    } else {
+                        u32::from_le_bytes(b)
+                    }
+                };
+                let incl = w(8);
+                let end = at + 16 + incl as usize;
+                if incl <= MAX_RECORD
+                    && let Some(frame) = data.get(at + 16..end)
+                {
+                    super::mmap_unsafe::prefetch(data, end + 4096);
+                    super::mmap_unsafe::prefetch(data, end + 4096 + 64);
+                    let frac = u64::from(w(4));
+                    let ns = if self.nanos { frac } else { frac * 1000 };
+                    self.pos = end;
+                    return Ok(Some(Record {
+                        timestamp: Timestamp(u64::from(w(0)) * 1_000_000_000 + ns),
+                        data: frame,
+                        orig_len: w(12),
+                        offset: at as u64,
+                    }));
+                }
+            }
+        }
+        self.next_general(file)
+    }
+
+    #[inline(never)]
+    fn next_general<'a>(&mut self, file: &'a CaptureFile) -> Result<Option<Record<'a>>, Error> {
         let data = file.bytes();
         loop {
             let at = self.pos;
