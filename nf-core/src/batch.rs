@@ -58,11 +58,13 @@ impl Batch {
         if self.pkts.is_empty() {
             return;
         }
+        // Buffers out in place (no packet moved), then the empty shells dropped (nothing left to free).
         crate::pool::with_local(|pool| {
-            for p in self.pkts.drain(..) {
-                p.release_in(pool);
+            for p in self.pkts.iter_mut() {
+                p.give_buffer_in(pool);
             }
         });
+        self.pkts.clear();
     }
     /// The packets.
     #[inline]

@@ -349,6 +349,14 @@ impl Packet {
         }
     }
 
+    /// Gives the buffer to the pool and leaves an empty shell that must only be dropped (`Batch::clear`).
+    #[inline(always)]
+    pub(crate) fn give_buffer_in(&mut self, pool: &mut pool::LocalPool<'_>) {
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
+    }
+
     /// A packet holding a copy of `data` with at least `headroom` bytes in front of it.
     pub fn with_headroom(headroom: usize, data: &[u8]) -> Packet {
         let buf = pool::take(headroom + data.len());
