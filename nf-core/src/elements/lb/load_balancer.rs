@@ -130,9 +130,27 @@ pub struct LoadBalancer {
 struct Seen {
     h: crate::packet::HeaderInfo,
     key: FlowKey,
-    ck: ClientKey,
     hash: u32,
     flags: u8,
+}
+
+/// The client's side of a packet's key: its source for a client packet (`port` 0), its destination
+/// for a reply.
+#[inline(always)]
+fn client_key(key: &FlowKey, port: usize) -> ClientKey {
+    if port == 0 {
+        ClientKey {
+            proto: key.proto,
+            ip: key.src,
+            port: key.src_port,
+        }
+    } else {
+        ClientKey {
+            proto: key.proto,
+            ip: key.dst,
+            port: key.dst_port,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -402,23 +420,10 @@ impl LoadBalancer {
             Some(l4) if key.proto == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
             _ => 0,
         };
-        let ck = if port == 0 {
-            ClientKey {
-                proto: key.proto,
-                ip: key.src,
-                port: key.src_port,
-            }
-        } else {
-            ClientKey {
-                proto: key.proto,
-                ip: key.dst,
-                port: key.dst_port,
-            }
-        };
+        let ck = client_key(&key, port);
         Some(Seen {
             h,
             key,
-            ck,
             hash: ck.hash(),
             flags,
         })
@@ -429,7 +434,6 @@ impl LoadBalancer {
         let Some(Seen {
             h,
             key,
-            ck,
             hash,
             flags,
         }) = seen
@@ -442,6 +446,7 @@ impl LoadBalancer {
             return false;
         }
         let now = p.anno.timestamp;
+        let ck = client_key(&key, 0);
         let backend = match self.table.find(hash, &ck) {
             Some(e) => {
                 let (linger, idle) = (self.linger_ns, self.idle_ns);
@@ -517,7 +522,6 @@ impl LoadBalancer {
         let Some(Seen {
             h,
             key,
-            ck,
             hash,
             flags,
         }) = seen
@@ -526,6 +530,7 @@ impl LoadBalancer {
             return false;
         };
         let now = p.anno.timestamp;
+        let ck = client_key(&key, 1);
         let Some(e) = self.table.find(hash, &ck) else {
             self.counts.unknown_replies += 1;
             return false;
