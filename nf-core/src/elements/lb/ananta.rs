@@ -50,7 +50,8 @@ pub struct AnantaMux {
     loose_vip: bool,
     has_other: bool,
     counts: [u64; 4],
-    scratch: Vec<Option<(packet::HeaderInfo, FlowKey, u32)>>,
+    /// Pass 1's findings per packet of a batch: the IP header's offset, the key and its hash.
+    scratch: Vec<Option<(usize, FlowKey, u32)>>,
 }
 
 impl std::fmt::Debug for AnantaMux {
@@ -119,27 +120,26 @@ impl AnantaMux {
         self.trusted.lookup(k.table_hash(), k).map(|e| e.backend)
     }
 
-    /// A packet's headers, key and hash, if it is for the VIP.
+    /// A packet's IP header offset, key and hash, if it is for the VIP.
     #[inline]
-    fn inspect(&self, p: &mut Packet) -> Option<(packet::HeaderInfo, FlowKey, u32)> {
+    fn inspect(&self, p: &mut Packet) -> Option<(usize, FlowKey, u32)> {
         let (h, key) = p.locate_key(Link::Ethernet).ok()?;
         let key = key?;
         if key.dst_port != self.vip.port() || !(self.loose_vip || key.dst == self.vip.ip()) {
             return None;
         }
-        Some((h, key, key.table_hash()))
+        Some((h.l3, key, key.table_hash()))
     }
 
-    fn route(&mut self, p: &mut Packet, seen: Option<(packet::HeaderInfo, FlowKey, u32)>) -> bool {
-        let Some((h, key, hash)) = seen else {
+    fn route(&mut self, p: &mut Packet, seen: Option<(usize, FlowKey, u32)>) -> bool {
+        let Some((l3, key, hash)) = seen else {
             self.counts[3] += 1;
             return false;
         };
         let now = p.anno.timestamp;
-        let backend = if let Some(e) = self.trusted.find(hash, &key) {
-            let b = self.trusted.get(e).map(|(_, v)| v.backend);
-            self.trusted.touch(e, now.add_nanos(self.trusted_idle));
-            b
+        let idle = now.add_nanos(self.trusted_idle);
+        let backend = if let Some((_, b)) = self.trusted.update(hash, &key, |v| (idle, v.backend)) {
+            Some(b)
         } else if let Some(e) = self.untrusted.find(hash, &key) {
             // A second packet: the flow is trusted now.
             let b = self.untrusted.get(e).map(|(_, v)| v.backend);
@@ -183,7 +183,7 @@ impl AnantaMux {
                 b
             }
         };
-        encapsulate(p, h.l3, self.me, backend);
+        encapsulate(p, l3, self.me, backend);
         self.counts[0] += 1;
         true
     }
