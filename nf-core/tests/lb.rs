@@ -428,3 +428,103 @@ fn a_syn_flood_stays_within_the_table_and_established_flows_keep_their_backend()
     }
     assert_eq!(b.read_handler("unknown").unwrap(), "0");
 }
+
+#[test]
+fn a_random_tuple_flood_stays_within_the_table_and_is_counted() {
+    // 1,000 established flows in a 4,096-entry table, then 100,000 packets of random five-tuples: a third
+    // TCP segments of connections the balancer never saw (adopted, as MiMi's minion adopts them, and
+    // counted as unknown), a third UDP to the VIP (new flows by definition), a third to other
+    // addresses (not the balancer's: counted, never inserted).
+    let vip = "10.0.0.100";
+    let mut b = LoadBalancer::new(
+        format!("{vip}:80").parse().unwrap(),
+        ["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"]
+            .iter()
+            .map(|x| x.parse().unwrap())
+            .collect(),
+    )
+    .capacity(4096)
+    .seed(5);
+    let mut chosen = Vec::new();
+    for k in 0..1000u16 {
+        let (to_b, _) = push(&mut b, 0, tcp("10.0.0.5", 1000 + k, vip, 80, "S", 1), S);
+        chosen.push(addrs(&to_b[0]).2);
+        push(&mut b, 0, tcp("10.0.0.5", 1000 + k, vip, 80, "A", 2), S);
+    }
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut tcp_n, mut udp_n, mut other_n, mut peak) = (0u64, 0u64, 0u64, 0usize);
+    for k in 0..100_000u64 {
+        let r = rnd();
+        let src = std::net::Ipv4Addr::from((r >> 32) as u32 | 0x0100_0000).to_string();
+        let sport = (r as u16).max(1024);
+        let t = S + k * 20_000;
+        let frame = match k % 3 {
+            0 => {
+                tcp_n += 1;
+                tcp(&src, sport, vip, 80, "A", r as u32)
+            }
+            1 => {
+                udp_n += 1;
+                let mut v = Vec::new();
+                PacketBuilder::ethernet2([2; 6], [4; 6])
+                    .ipv4(
+                        src.parse::<std::net::Ipv4Addr>().unwrap().octets(),
+                        [10, 0, 0, 100],
+                        64,
+                    )
+                    .udp(sport, 80)
+                    .write(&mut v, b"x")
+                    .unwrap();
+                v
+            }
+            _ => {
+                other_n += 1;
+                let dst = std::net::Ipv4Addr::from(rnd() as u32 | 0x0200_0000).to_string();
+                tcp(&src, sport, &dst, 443, "S", 1)
+            }
+        };
+        push(&mut b, 0, frame, t);
+        if k % 1000 == 0 {
+            peak = peak.max(b.read_handler("flows").unwrap().parse().unwrap());
+        }
+        if k % 10_000 == 0 {
+            for j in 0..1000u16 {
+                push(&mut b, 0, tcp("10.0.0.5", 1000 + j, vip, 80, "A", 3), t);
+            }
+        }
+    }
+    let n = |h: &str| -> u64 { b.read_handler(h).unwrap().parse().unwrap() };
+    assert!(peak <= 4096, "peak {peak}");
+    assert!(n("flows") <= 4096);
+    assert_eq!(n("unknown"), tcp_n, "every unseen TCP segment counted");
+    assert_eq!(
+        n("not_vip"),
+        other_n,
+        "every packet for someone else counted"
+    );
+    assert!(
+        n("evicted") >= tcp_n + udp_n - 4096,
+        "{} evictions",
+        n("evicted")
+    );
+    let (evicted, unknown, not_vip) = (n("evicted"), n("unknown"), n("not_vip"));
+    for (j, be) in chosen.iter().enumerate() {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + j as u16, vip, 80, "A", 4),
+            3 * S,
+        );
+        assert_eq!(&addrs(&to_b[0]).2, be, "flow {j} lost its backend");
+    }
+    println!(
+        "random-tuple flood: {} packets ({tcp_n} TCP unseen, {udp_n} UDP, {other_n} not for the VIP); peak {peak} of 4096 entries; evicted {evicted}; unknown {unknown}; not_vip {not_vip}; 1000 of 1000 established kept",
+        tcp_n + udp_n + other_n,
+    );
+}

@@ -40,8 +40,9 @@ pub struct ClientKey {
 pub struct LbEntry {
     /// The backend chosen.
     pub backend: SocketAddr,
-    /// FIN seen from the client (bit 0) and from the backend (bit 1); bit 2: RST; bit 3: the handshake
-    /// completed (the client's first ACK), or the flow was installed or adopted established.
+    /// FIN seen from the client (bit 0) and from the backend (bit 1); bit 2: RST; bit 3: established (the
+    /// client's second packet: the ACK completing a handshake, or any packet after an adopted or UDP flow's
+    /// first), or installed established.
     pub closing: u8,
 }
 
@@ -68,7 +69,10 @@ pub enum LbInstall {
 /// A TCP packet of a flow the table does not know (not a SYN: state lost, say on a minion that has none)
 /// is adopted: given a backend by `POLICY` and remembered (`UNKNOWN pick`, the default, as MiMi's minion
 /// without state does: the backend resets the connection unless the choice happens to be the primary's),
-/// or dropped (`UNKNOWN drop`); either way it is counted in `unknown`.
+/// or dropped (`UNKNOWN drop`); either way it is counted in `unknown`. Every new entry (a SYN's, an
+/// adopted flow's, a UDP flow's) is on probation, kept `HALF_OPEN` seconds and evicted first from a full
+/// table, until the client's next packet; a flood of spoofed one-packet tuples cannot push established
+/// flows out.
 ///
 /// # Ports
 /// Two push inputs (0: from clients; 1: from backends); two or three push outputs (0: to backends; 1:
@@ -78,8 +82,8 @@ pub enum LbInstall {
 /// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated `IP:PORT[*WEIGHT]`, mandatory; weights are used
 /// by Maglev); `POLICY` (`random`, `roundrobin`, `leastconn`, `maglev`; default random); `MAGLEV_SIZE`
 /// (prime, default 65537); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
-/// `LINGER` (seconds, default 10); `HALF_OPEN` (seconds a TCP flow is kept before its handshake completes,
-/// default 5); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
+/// `LINGER` (seconds, default 10); `HALF_OPEN` (seconds a new flow is kept before the client's second packet
+/// establishes it, default 5); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
 /// clock); `LINK` (`ether` or `ip`); `LOOSE_VIP` (any address on the VIP's port; for synthetic traffic);
 /// `STRICT_REPLIES` (default true: a reply must come from its flow's backend).
 ///
@@ -294,8 +298,8 @@ impl LoadBalancer {
         self.idle_ns = d.as_nanos() as u64;
         self
     }
-    /// How long a TCP flow is kept before the client's first ACK completes its handshake (a SYN flood's
-    /// half-open flows expire, and are evicted, before established ones).
+    /// How long a new flow is kept before the client's second packet establishes it (a flood's
+    /// one-packet flows expire, and are evicted, before established ones).
     pub fn embryonic(mut self, d: std::time::Duration) -> Self {
         self.embryonic_ns = d.as_nanos() as u64;
         self
@@ -491,19 +495,17 @@ impl LoadBalancer {
                     return false;
                 };
                 let b = self.backends[i];
-                // A new flow, or an unknown one adopted (`UNKNOWN pick`): remembered from now on. A TCP
-                // SYN's flow is half-open (a short timeout) until the client's ACK.
-                let half_open = key.proto == 6 && new;
+                // A new flow, or an unknown one adopted (`UNKNOWN pick`): remembered from now on, on
+                // probation (the short embryonic timeout, evicted first from a full table) until the
+                // client's next packet: a TCP SYN's flow until the client's ACK, an adopted TCP flow or a
+                // UDP flow until its second packet. A flood of spoofed one-packet tuples never gets past
+                // probation, so it cannot push established flows out (Ananta's trusted/untrusted rule).
                 let e = LbEntry {
                     backend: b,
-                    closing: if half_open { 0 } else { ESTABLISHED },
+                    closing: 0,
                 };
-                let t = if half_open {
-                    self.embryonic_ns
-                } else {
-                    self.idle_ns
-                };
-                self.table.insert(hash, ck, e, now, now.add_nanos(t));
+                self.table
+                    .insert(hash, ck, e, now, now.add_nanos(self.embryonic_ns));
                 if new {
                     self.counts.new_flows += 1;
                 }
