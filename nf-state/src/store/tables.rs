@@ -65,21 +65,32 @@ impl Tables {
         records: &mut [Record],
         next: &mut HashMap<String, u64>,
     ) -> Vec<u64> {
-        records
-            .iter_mut()
-            .map(|r| {
-                if !next.contains_key(&*r.schema) {
-                    let last = self.schemas.get(&*r.schema).map_or(0, |s| s.last_seq);
-                    next.insert(r.schema.to_string(), last);
+        // The counter is looked up once per run of records of the same schema (a batch is usually one
+        // schema), not once per record.
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut run: Option<(std::sync::Arc<str>, u64)> = None;
+        for r in records.iter_mut() {
+            let same = matches!(&run, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.schema) || **name == *r.schema);
+            if !same {
+                if let Some((name, n)) = run.take() {
+                    next.insert(name.to_string(), n);
                 }
-                let n = next.get_mut(&*r.schema).map_or(0, |n| {
-                    *n += 1;
-                    *n
-                });
-                r.seq = n;
-                n
-            })
-            .collect()
+                let n = match next.get(&*r.schema) {
+                    Some(&n) => n,
+                    None => self.schemas.get(&*r.schema).map_or(0, |s| s.last_seq),
+                };
+                run = Some((r.schema.clone(), n));
+            }
+            if let Some((_, n)) = run.as_mut() {
+                *n += 1;
+                r.seq = *n;
+                seqs.push(*n);
+            }
+        }
+        if let Some((name, n)) = run {
+            next.insert(name.to_string(), n);
+        }
+        seqs
     }
 
     /// Applies records whose sequence numbers are assigned (in order).
