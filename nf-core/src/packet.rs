@@ -700,7 +700,9 @@ impl Packet {
                 "ports exist only in TCP and UDP",
             ));
         }
-        if let (IpVersion::V4, IpAddr::V4(a)) = (h.version, to.ip()) {
+        if let (IpVersion::V4, IpAddr::V4(a)) = (h.version, to.ip())
+            && l4 >= h.l3 + 20
+        {
             return self.set_endpoint_v4(h.l3, l4, h.proto, u32::from(a), to.port(), src);
         }
         // Old and new address and port, as one run of 16-bit words: [address][port].
@@ -743,42 +745,33 @@ impl Packet {
         port: u16,
         src: bool,
     ) -> Result<(), PacketError> {
-        let tail = self.tail as usize;
-        let short = |need: usize, head: u32| PacketError::TooShort {
-            need: need.saturating_sub(head as usize),
-            have: tail.saturating_sub(head as usize),
+        let (head, tail) = (self.head as usize, self.tail as usize);
+        let short = |need: usize| PacketError::TooShort {
+            need: need.saturating_sub(head),
+            have: tail.saturating_sub(head),
         };
-        let head = self.head;
-        let b = &mut self.raw_mut()[..tail];
-        // Whole fixed-size headers borrowed once: the fields inside need no further bounds checks.
-        let ip: &mut [u8; 20] = b
+        // The IP header and the transport header borrowed once each, as fixed-size views (the caller
+        // checked that the transport header starts after the 20 bytes): no further bounds checks.
+        let (front, t) = self.raw_mut()[..tail].split_at_mut(l4.min(tail));
+        let ip: &mut [u8; 20] = front
             .get_mut(l3..l3 + 20)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| short(l3 + 20, head))?;
-        let a = if src { 12 } else { 16 };
-        let old_addr = u32::from_be_bytes([ip[a], ip[a + 1], ip[a + 2], ip[a + 3]]);
-        let d_addr = checksum::delta32(old_addr, addr);
-        let (ports_end, co) = if proto == proto::TCP {
-            (18, 16)
-        } else {
-            (8, 6)
-        };
-        let t = b.get_mut(l4..).ok_or_else(|| short(l4 + 4, head))?;
+            .ok_or_else(|| short(l3 + 20))?;
         let ports: &mut [u8; 4] = t
             .get_mut(..4)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| short(l4 + 4, head))?;
+            .ok_or_else(|| short(l4 + 4))?;
+        let a = if src { 12 } else { 16 };
+        let old_addr = u32::from_be_bytes([ip[a], ip[a + 1], ip[a + 2], ip[a + 3]]);
+        ip[a..a + 4].copy_from_slice(&addr.to_be_bytes());
+        let d_addr = checksum::delta32(old_addr, addr);
+        let ip_c = u16::from_be_bytes([ip[10], ip[11]]);
+        ip[10..12].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
         let pa = if src { 0 } else { 2 };
         let old_port = u16::from_be_bytes([ports[pa], ports[pa + 1]]);
         ports[pa..pa + 2].copy_from_slice(&port.to_be_bytes());
-        let ip: &mut [u8; 20] = (&mut self.raw_mut()[l3..l3 + 20])
-            .try_into()
-            .map_err(|_| short(l3 + 20, head))?;
-        ip[a..a + 4].copy_from_slice(&addr.to_be_bytes());
-        let ip_c = u16::from_be_bytes([ip[10], ip[11]]);
-        ip[10..12].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
-        let t = &mut self.raw_mut()[..tail];
-        if let Some(c) = t.get_mut(l4 + co..l4 + ports_end) {
+        let co = if proto == proto::TCP { 16 } else { 6 };
+        if let Some(c) = t.get_mut(co..co + 2) {
             let old_c = u16::from_be_bytes([c[0], c[1]]);
             if proto == proto::UDP && old_c == 0 {
                 return Ok(()); // IPv4 UDP without a checksum stays without one.

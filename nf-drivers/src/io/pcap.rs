@@ -363,33 +363,8 @@ impl Cursor {
                 return Ok(None);
             }
             if let Some(p) = &self.pcap {
-                // Fast path: a whole record header is present and sane; read it in place.
-                if rest.len() >= 16 {
-                    let w = |i: usize| {
-                        let b = [rest[i], rest[i + 1], rest[i + 2], rest[i + 3]];
-                        if self.big_endian {
-                            u32::from_be_bytes(b)
-                        } else {
-                            u32::from_le_bytes(b)
-                        }
-                    };
-                    let incl = w(8);
-                    let end = at + 16 + incl as usize;
-                    if incl <= MAX_RECORD && end <= data.len() {
-                        super::mmap_unsafe::prefetch(data, end + 4096);
-                        super::mmap_unsafe::prefetch(data, end + 4096 + 64);
-                        let frac = u64::from(w(4));
-                        let ns = if self.nanos { frac } else { frac * 1000 };
-                        self.pos = end;
-                        return Ok(Some(Record {
-                            timestamp: Timestamp(u64::from(w(0)) * 1_000_000_000 + ns),
-                            data: &data[at + 16..end],
-                            orig_len: w(12),
-                            offset: at as u64,
-                        }));
-                    }
-                }
-                // Slow path (end of file, corrupt lengths): say which.
+                // (A whole, sane record header was read by `next` already: here is the end of the
+                // file, damage, or a record that does not fit.) Say which.
                 if rest.len() >= 16 {
                     let l = [rest[8], rest[9], rest[10], rest[11]];
                     let incl = if self.big_endian {

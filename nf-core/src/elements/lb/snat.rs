@@ -306,9 +306,21 @@ impl SnatAllocator {
     }
 
     fn bound(&mut self, backend: IpAddr, port: u16, remote: SocketAddr, now: Timestamp) {
+        self.report_binding(ChangeKind::Insert, backend, port, remote, now);
+    }
+
+    /// Reports a (backend, port, remote) binding of the VIP to the sink.
+    fn report_binding(
+        &mut self,
+        kind: ChangeKind,
+        backend: IpAddr,
+        port: u16,
+        remote: SocketAddr,
+        now: Timestamp,
+    ) {
         let vip = self.vip;
         self.report(
-            ChangeKind::Insert,
+            kind,
             SnatKey::Binding {
                 backend,
                 port,
@@ -360,17 +372,8 @@ impl SnatAllocator {
             let was = r.users[usize::from(port - r.start)].remove(&remote);
             r.last_used = now;
             if was {
-                let vip = self.vip;
-                self.report(
-                    ChangeKind::Remove(RemoveReason::Closed),
-                    SnatKey::Binding {
-                        backend,
-                        port,
-                        remote,
-                    },
-                    SnatValue::Binding { vip },
-                    now,
-                );
+                let closed = ChangeKind::Remove(RemoveReason::Closed);
+                self.report_binding(closed, backend, port, remote, now);
             }
         }
     }
