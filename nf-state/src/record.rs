@@ -143,6 +143,11 @@ impl Record {
 
     /// Appends the payload (no frame header).
     pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        self.encode_payload_seq(self.seq, out)
+    }
+
+    /// [`Record::encode_payload`] with `seq` in place of the record's own sequence number.
+    fn encode_payload_seq(&self, seq: u64, out: &mut Vec<u8>) -> Result<(), RecordError> {
         let too_long = |field: &'static str, n: usize| RecordError::Invalid {
             field,
             value: format!("{n} bytes is too long"),
@@ -157,7 +162,7 @@ impl Record {
         out.push(self.op as u8);
         out.push(self.codec as u8);
         out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
         out.extend_from_slice(&self.time.to_le_bytes());
         out.push(schema_len);
         out.extend_from_slice(self.schema.as_bytes());
@@ -179,9 +184,15 @@ impl Record {
 
     /// Appends a whole frame: length, CRC-32C, payload.
     pub fn encode_frame(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        self.encode_frame_seq(self.seq, out)
+    }
+
+    /// [`Record::encode_frame`] with `seq` in place of the record's own sequence number (a store that
+    /// numbers records itself frames them without cloning each one to clear the field).
+    pub fn encode_frame_seq(&self, seq: u64, out: &mut Vec<u8>) -> Result<(), RecordError> {
         let start = out.len();
         out.extend_from_slice(&[0u8; FRAME_HEADER]);
-        self.encode_payload(out)?;
+        self.encode_payload_seq(seq, out)?;
         let len = out.len() - start - FRAME_HEADER;
         if len > MAX_FRAME {
             out.truncate(start);

@@ -75,6 +75,10 @@ async fn exercise(s: Arc<dyn nf_state::StateStore>) {
     stop_tx.send(true).unwrap();
     f.await.unwrap().unwrap();
     assert_eq!(map.lock().unwrap().len(), 4500);
+    // A second client on the same server: each writer's guess of its next sequence number goes wrong
+    // whenever the other wrote in between.
+    let other = nf_state::open(&s.url()).await.unwrap();
+    interleaved_writers(s.clone(), other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,5 +186,60 @@ async fn a_retried_batch_is_applied_once() {
     for want in 1..=30u64 {
         let r = w.next().await.unwrap().unwrap();
         assert_eq!(r.seq, want, "the stream holds each record once");
+    }
+    // A batch longer than one script call goes in several; retried whole (the reply of its last call
+    // lost), every call is recognised, not only the last.
+    let long: Vec<nf_state::Record> = (1000..6000)
+        .map(|i| {
+            nf_state::Record::upsert::<FlowMapping>(
+                Codec::Bincode,
+                "primary",
+                &fm_key(i),
+                &fm_val(i),
+            )
+            .unwrap()
+        })
+        .collect();
+    let got = s.apply(long.clone()).await.unwrap();
+    assert_eq!(got, (31..=5030).collect::<Vec<u64>>());
+    assert_eq!(s.apply(long).await.unwrap(), got);
+    let snap = s.scan("flow-mapping").await.unwrap();
+    assert_eq!((snap.seq, snap.records.len()), (5030, 5030));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_entries_of_the_earlier_one_record_layout_still_read() {
+    let server = RedisServer::start("layout");
+    let s = nf_state::open(&server.url()).await.unwrap();
+    let rec = |i: u32| {
+        nf_state::Record::upsert::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i))
+            .unwrap()
+    };
+    assert_eq!(s.apply(vec![rec(1), rec(2)]).await.unwrap(), vec![1, 2]);
+    // An entry as the store wrote them before batches: `SEQ-1`, field `r`, the bare frame.
+    let mut frame = Vec::new();
+    rec(3).encode_frame(&mut frame).unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("INCRBY")
+        .arg("nf:{flow-mapping}:seq")
+        .arg(1)
+        .ignore()
+        .cmd("XADD")
+        .arg("nf:{flow-mapping}:log")
+        .arg("3-1")
+        .arg("r")
+        .arg(&frame)
+        .ignore()
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(s.apply(vec![rec(4)]).await.unwrap(), vec![4]);
+    let mut w = s.watch("flow-mapping", 0).await.unwrap();
+    for want in 1..=4u32 {
+        let r = w.next().await.unwrap().unwrap();
+        assert_eq!(r.seq, u64::from(want));
+        assert_eq!(r.decode::<FlowMapping>().unwrap().0, fm_key(want));
     }
 }

@@ -49,6 +49,13 @@ async fn watchers_see_every_record_in_order_across_a_reconnect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_writers_get_one_gapless_run_and_the_state_agrees() {
+    for s in stores("interleave").await {
+        interleaved_writers(s.clone(), s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_catches_up_from_a_snapshot_then_the_stream() {
     for s in stores("follow").await {
         for i in 0..5000 {

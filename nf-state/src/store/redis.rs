@@ -1,10 +1,14 @@
 //! `redis://HOST:PORT/DB` and `redis+cluster://HOST:PORT,HOST:PORT,...`: state in Redis or Redis Cluster.
 //!
 //! Per schema, with keys hash-tagged so that one schema's keys share a cluster slot:
-//! `nf:{SCHEMA}:state` (a hash: encoded key -> 8-byte sequence number and the record's frame),
-//! `nf:{SCHEMA}:log` (a stream of the deltas: entry `SEQ-1` holds the frame), and `nf:{SCHEMA}:seq`
-//! (the last sequence number). One Lua script per batch assigns sequence numbers and writes hash and stream
-//! together, atomically. Watchers read the stream with `XREAD BLOCK` on a connection of their own; one that
+//! `nf:{SCHEMA}:state` (a hash: encoded key -> 8-byte big-endian sequence number and the record's frame),
+//! `nf:{SCHEMA}:log` (a stream of the deltas: one entry per batch, ID `FIRST-COUNT`, whose fields are the
+//! batch's keys and hash values in order, so each record carries its own sequence number), and
+//! `nf:{SCHEMA}:seq` (the last sequence number). One Lua script per batch (of up to 2,048 records) assigns
+//! sequence numbers and writes hash and stream together, atomically. A writer alone on its schema sends
+//! the values already numbered (it predicts the numbers it will get; the script checks, and renumbers when
+//! another writer came in between), so the script does no work per record: Redis's Lua hashes every byte
+//! of every string a script makes, and that, not the commands, was the cost. Watchers read the stream with `XREAD BLOCK` on a connection of their own; one that
 //! loses its connection reconnects and resumes from its last sequence number, so nothing is lost or
 //! repeated; one that falls behind the stream's trimming gets [`Error::Gap`]. Keyspace notifications and
 //! Pub/Sub are not used: they lose what is published while a watcher is away.
@@ -22,48 +26,83 @@ use async_trait::async_trait;
 use redis::Value;
 use std::time::Duration;
 
-/// Stream entries kept per schema (`XADD ... MAXLEN ~`).
-const STREAM_MAXLEN: u64 = 1_000_000;
+/// Records the stream keeps per schema, at least (`XTRIM ... MINID ~`: whole entries older than the last
+/// sequence number minus this are trimmed).
+const STREAM_KEEP: u64 = 1_000_000;
+
+/// Records per script call: the script hands each record's key and value to `XADD` in one `unpack`, which
+/// Lua limits to 8,000 values.
+const MAX_PER_CALL: usize = 2048;
 
 /// Applies a run of records of one schema atomically: sequence numbers, the state hash, the stream.
-/// Idempotent per writer: KEYS[4] remembers the writer's last batch (a token over its records, and its
-/// sequence numbers); the same batch again (a retry after a lost reply: a cut link, a timeout) returns
-/// the numbers it got the first time and applies nothing twice.
+///
+/// `ARGV`: the records to keep in the stream, the batch token, the first sequence number the writer
+/// predicts, the ops (one `u` or `d` per record), then per record its key and its hash value (8-byte
+/// big-endian sequence number, then the frame). A writer alone on its schema predicts right and its values
+/// go to the hash as they came (one `HSET` per thousand values, no Lua work per record); otherwise the script
+/// rewrites each value's sequence number. The stream gets one entry per batch, `FIRST-COUNT`, whose field
+/// `b` holds the batch's hash values back to back (each self-delimiting: sequence number, framed record).
+///
+/// Idempotent per writer: KEYS[4] remembers the writer's last 64 batches (a token over the records of each,
+/// and its sequence numbers); a batch seen again (a retry after a lost reply: a cut link, a timeout)
+/// returns the numbers it got the first time and applies nothing twice.
 const APPLY: &str = r#"
-local prev = redis.call('GET', KEYS[4])
-if prev then
+for _, prev in ipairs(redis.call('LRANGE', KEYS[4], 0, 63)) do
   local tok, f, l = string.match(prev, '^(%x+):(%d+):(%d+)$')
   if tok == ARGV[2] then
     return {tonumber(f), tonumber(l)}
   end
 end
-local n = (#ARGV - 2) / 3
+local ops = ARGV[4]
+local n = #ops
+if n == 0 or #ARGV ~= 4 + 2 * n then
+  return redis.error_reply('nf apply: ' .. #ARGV .. ' arguments for ' .. n .. ' records')
+end
 local last = redis.call('INCRBY', KEYS[1], n)
 local first = last - n + 1
-local fields = {}
-local function flush()
-  if #fields > 0 then
-    redis.call('HSET', KEYS[2], unpack(fields))
-    fields = {}
+local id = string.format('%d-%d', first, n)
+if first == tonumber(ARGV[3]) and not string.find(ops, 'd', 1, true) then
+  local top = 4 + 2 * n
+  local s = 5
+  while s <= top do
+    local e = math.min(s + 999, top)
+    redis.call('HSET', KEYS[2], unpack(ARGV, s, e))
+    s = e + 1
   end
-end
-for idx = 0, n - 1 do
-  local i = 3 + idx * 3
-  local seq = first + idx
-  redis.call('XADD', KEYS[3], string.format('%d-1', seq), 'r', ARGV[i + 2])
-  if ARGV[i] == 'u' then
-    fields[#fields + 1] = ARGV[i + 1]
-    fields[#fields + 1] = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296) .. ARGV[i + 2]
-    if #fields >= 1000 then flush() end
-  else
-    -- A delete must follow the sets queued before it (the same key may be among them).
-    flush()
-    redis.call('HDEL', KEYS[2], ARGV[i + 1])
+  redis.call('XADD', KEYS[3], id, unpack(ARGV, 5, top))
+else
+  local fields, xs = {}, {}
+  local function flush()
+    if #fields > 0 then
+      redis.call('HSET', KEYS[2], unpack(fields))
+      fields = {}
+    end
   end
+  for idx = 1, n do
+    local seq = first + idx - 1
+    local k = ARGV[3 + 2 * idx]
+    local v = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296) .. string.sub(ARGV[4 + 2 * idx], 9)
+    xs[2 * idx - 1] = k
+    xs[2 * idx] = v
+    if string.byte(ops, idx) == 117 then
+      fields[#fields + 1] = k
+      fields[#fields + 1] = v
+      if #fields >= 1000 then flush() end
+    else
+      -- A delete must follow the sets queued before it (the same key may be among them).
+      flush()
+      redis.call('HDEL', KEYS[2], k)
+    end
+  end
+  flush()
+  redis.call('XADD', KEYS[3], id, unpack(xs))
 end
-flush()
-redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[1])
-redis.call('SET', KEYS[4], ARGV[2] .. ':' .. string.format('%d', first) .. ':' .. string.format('%d', last))
+local keep = tonumber(ARGV[1])
+if last > keep then
+  redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', last - keep))
+end
+redis.call('LPUSH', KEYS[4], ARGV[2] .. ':' .. string.format('%d', first) .. ':' .. string.format('%d', last))
+redis.call('LTRIM', KEYS[4], 0, 63)
 return {first, last}
 "#;
 
@@ -87,18 +126,18 @@ fn bytes_of(v: &Value) -> Option<&[u8]> {
     }
 }
 
-/// A hash value: 8-byte big-endian sequence number, then the frame.
-fn decode_state(v: &[u8]) -> Result<Record, Error> {
-    if v.len() < 8 {
+/// A hash value (and each record of a stream batch): 8-byte big-endian sequence number, then the frame.
+/// Returns the record and the bytes it took.
+fn decode_state(v: &[u8]) -> Result<(Record, usize), Error> {
+    let Some((seq, frame)) = v.split_first_chunk::<8>() else {
         return Err(Error::Record(crate::error::RecordError::Truncated {
             need: 8,
             have: v.len(),
         }));
-    }
-    let seq = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
-    let (mut r, _) = Record::decode_frame(&v[8..])?;
-    r.seq = seq;
-    Ok(r)
+    };
+    let (mut r, used) = Record::decode_frame(frame)?;
+    r.seq = u64::from_be_bytes(*seq);
+    Ok((r, 8 + used))
 }
 
 /// A connection to a single Redis or to a cluster.
@@ -171,6 +210,9 @@ pub struct RedisStore {
     conn: Conn,
     apply: redis::Script,
     url: String,
+    /// Per schema, the sequence number this writer expects its next record to get (the last it got, plus
+    /// one). Right while it writes alone, which lets the script take its values as they are.
+    next_seq: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -182,6 +224,22 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// The sequence number the next record of `schema` is expected to get (0: no idea).
+    fn predicted(&self, schema: &str) -> u64 {
+        let m = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(schema).copied().unwrap_or(0)
+    }
+
+    fn predict(&self, schema: &str, next: u64) {
+        let mut m = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(schema) {
+            Some(v) => *v = next,
+            None => {
+                m.insert(schema.to_string(), next);
+            }
+        }
+    }
+
     /// Connects to `redis://HOST:PORT/DB`.
     pub async fn open(host: &str, port: u16, db: u32) -> Result<RedisStore, Error> {
         let h = if host.contains(':') {
@@ -206,6 +264,7 @@ impl RedisStore {
             conn: Conn::Manager(conn),
             apply: redis::Script::new(APPLY),
             url,
+            next_seq: Default::default(),
         })
     }
 
@@ -239,7 +298,88 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             apply: redis::Script::new(APPLY),
             url,
+            next_seq: Default::default(),
         })
+    }
+}
+
+/// A stream entry's ID, `FIRST-COUNT` (`SEQ-1` for a single record).
+type EntryId = (u64, u64);
+
+/// The stream ID just below `id` (`XREAD` reads after the ID it is given).
+fn id_before((ms, sub): EntryId) -> EntryId {
+    if sub > 0 {
+        (ms, sub - 1)
+    } else {
+        (ms.saturating_sub(1), u64::MAX)
+    }
+}
+
+fn parse_id(b: &[u8]) -> Option<EntryId> {
+    let (ms, sub) = std::str::from_utf8(b).ok()?.split_once('-')?;
+    Some((ms.parse().ok()?, sub.parse().ok()?))
+}
+
+/// The entries of an `XRANGE`/`XREVRANGE` reply (or of one stream of an `XREAD` reply): ID and fields.
+fn range_entries(v: &Value) -> Vec<(EntryId, &[Value])> {
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let Value::Array(e) = e else { return None };
+            let id = parse_id(e.first().and_then(bytes_of)?)?;
+            let Some(Value::Array(fields)) = e.get(1) else {
+                return None;
+            };
+            Some((id, &fields[..]))
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD` reply.
+fn read_entries(v: &Value) -> Vec<(EntryId, &[Value])> {
+    let streams: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        // RESP2: [name, entries]; RESP3 map values: entries.
+        let entries = match s {
+            Value::Array(pair) if pair.len() == 2 && bytes_of(&pair[0]).is_some() => &pair[1],
+            other => other,
+        };
+        out.extend(range_entries(entries));
+    }
+    out
+}
+
+/// The records of one stream entry, in order. An entry `FIRST-COUNT` holds per record its key and its hash
+/// value (8-byte big-endian sequence number, then the frame); an entry of the earlier layout, `SEQ-1`, one
+/// field `r` with a bare frame. A corrupt value yields an error in its place.
+fn entry_records(id: EntryId, fields: &[Value], out: &mut Vec<(u64, Result<Record, Error>)>) {
+    if let [name, body] = fields
+        && let (Some(b"r"), Some(body)) = (bytes_of(name), bytes_of(body))
+        && let Ok((mut r, _)) = Record::decode_frame(body)
+    {
+        r.seq = id.0;
+        out.push((id.0, Ok(r)));
+        return;
+    }
+    for (k, pair) in fields.chunks(2).enumerate() {
+        // Where the sequence number cannot be read, the entry's own numbering tells it.
+        let seq = id.0.saturating_add(k as u64);
+        let rec = match pair.get(1).and_then(bytes_of) {
+            Some(v) => decode_state(v).map(|(r, _)| r),
+            None => Err(Error::Record(crate::error::RecordError::Truncated {
+                need: 8,
+                have: 0,
+            })),
+        };
+        out.push((rec.as_ref().map_or(seq, |r| r.seq), rec));
     }
 }
 
@@ -251,8 +391,11 @@ async fn watch_loop(
     tx: tokio::sync::mpsc::Sender<Result<Record, Error>>,
 ) {
     let mut last = from;
+    // Where to read from (exclusive); `None` until the entry holding `from + 1` has been found.
+    let mut cursor: Option<EntryId> = None;
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(10);
+    let mut records = Vec::new();
     loop {
         if tx.is_closed() {
             return;
@@ -271,19 +414,47 @@ async fn watch_loop(
                 }
             },
         };
+        let at = match cursor {
+            Some(at) => at,
+            None => {
+                // The last entry starting at or before `from + 1` holds it (or the stream starts later).
+                let reply: redis::RedisResult<Value> = redis::cmd("XREVRANGE")
+                    .arg(&log)
+                    .arg(format!("{}-{}", last.saturating_add(1), u64::MAX))
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(c)
+                    .await;
+                match reply {
+                    Ok(v) => {
+                        let at = range_entries(&v)
+                            .first()
+                            .map_or((0, 0), |&(id, _)| id_before(id));
+                        *cursor.insert(at)
+                    }
+                    Err(_) => {
+                        conn = None;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+        };
         let reply: redis::RedisResult<Value> = redis::cmd("XREAD")
             .arg("COUNT")
-            .arg(1024)
+            .arg(64)
             .arg("BLOCK")
             .arg(500)
             .arg("STREAMS")
             .arg(&log)
-            .arg(format!("{last}-1"))
+            .arg(format!("{}-{}", at.0, at.1))
             .query_async(c)
             .await;
         let entries = match reply {
             Err(_) => {
-                // Connection lost (a restart, a cut link): reconnect and resume from `last`.
+                // Connection lost (a restart, a cut link): reconnect and resume after `cursor`.
                 conn = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -292,66 +463,31 @@ async fn watch_loop(
             Ok(Value::Nil) => continue,
             Ok(v) => v,
         };
-        for (id, frame) in stream_entries(&entries) {
-            let seq = id;
-            if seq != last + 1 {
-                let _ = tx
-                    .send(Err(Error::Gap {
-                        schema: schema.clone(),
-                        from: last,
-                        oldest: seq,
-                    }))
-                    .await;
-                return;
-            }
-            let rec = match Record::decode_frame(&frame) {
-                Ok((mut r, _)) => {
-                    r.seq = seq;
-                    Ok(r)
+        for (id, fields) in read_entries(&entries) {
+            cursor = Some(id);
+            records.clear();
+            entry_records(id, fields, &mut records);
+            for (seq, rec) in records.drain(..) {
+                if seq <= last {
+                    continue;
                 }
-                Err(e) => Err(Error::Record(e)),
-            };
-            last = seq;
-            if tx.send(rec).await.is_err() {
-                return;
+                if seq != last + 1 && rec.is_ok() {
+                    let _ = tx
+                        .send(Err(Error::Gap {
+                            schema: schema.clone(),
+                            from: last,
+                            oldest: seq,
+                        }))
+                        .await;
+                    return;
+                }
+                last = seq;
+                if tx.send(rec).await.is_err() {
+                    return;
+                }
             }
         }
     }
-}
-
-/// The (sequence number, frame) pairs of an `XREAD` reply.
-fn stream_entries(v: &Value) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let streams: Vec<&Value> = match v {
-        Value::Array(a) => a.iter().collect(),
-        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
-        _ => return out,
-    };
-    for s in streams {
-        // RESP2: [name, entries]; RESP3 map values: entries.
-        let entries = match s {
-            Value::Array(pair) if pair.len() == 2 && bytes_of(&pair[0]).is_some() => &pair[1],
-            other => other,
-        };
-        let Value::Array(entries) = entries else {
-            continue;
-        };
-        for e in entries {
-            let Value::Array(e) = e else { continue };
-            let (Some(id), Some(Value::Array(fields))) = (e.first().and_then(bytes_of), e.get(1))
-            else {
-                continue;
-            };
-            let seq = std::str::from_utf8(id)
-                .ok()
-                .and_then(|s| s.split('-').next()?.parse::<u64>().ok());
-            let frame = fields.get(1).and_then(bytes_of);
-            if let (Some(seq), Some(frame)) = (seq, frame) {
-                out.push((seq, frame.to_vec()));
-            }
-        }
-    }
-    out
 }
 
 #[async_trait]
@@ -361,40 +497,73 @@ impl StateStore for RedisStore {
         let mut conn = self.conn.clone();
         let mut i = 0;
         while i < records.len() {
-            // One script call per run of records of one schema.
-            let schema = records[i].schema.clone();
+            // One script call per run of records of one schema (up to MAX_PER_CALL records).
+            let schema = &records[i].schema;
             let mut j = i;
-            let (k_seq, k_state, k_log) = keys(&schema);
-            let k_batch = format!("nf:{{{schema}}}:batch:{}", records[i].origin);
-            // The run's frames, back to back in one buffer (`ends[k]`: where frame k ends).
-            let (mut buf, mut ends) = (Vec::new(), Vec::new());
-            while j < records.len() && records[j].schema == schema {
-                let mut z = records[j].clone();
-                z.seq = 0;
-                z.encode_frame(&mut buf)?;
-                ends.push(buf.len());
-                j += 1;
-            }
+            let (k_seq, k_state, k_log) = keys(schema);
+            let k_batch = format!("nf:{{{schema}}}:batches:{}", records[i].origin);
+            let predicted = self.predicted(schema);
+            // The run's hash values back to back in one buffer (`ends[k]`: where value k ends): the
+            // predicted sequence number, then the frame (with sequence number 0, so that a retry, whatever
+            // its prediction, carries the same frames).
+            let (mut buf, mut ends, mut ops) = (Vec::new(), Vec::new(), String::new());
             // The batch's token: CRC-32C of its frames (hardware CRC, as the record framing uses), the first
             // record's time and the count (a retry sends the very same records).
-            let token = crc32c::crc32c(&buf);
-            let mut inv = self.apply.prepare_invoke();
-            inv.key(&k_seq)
-                .key(&k_state)
-                .key(&k_log)
-                .key(&k_batch)
-                .arg(STREAM_MAXLEN)
-                .arg(format!("{token:08x}{:016x}{:x}", records[i].time, j - i));
+            let mut token = 0u32;
+            while j < records.len() && records[j].schema == *schema && j - i < MAX_PER_CALL {
+                let r = &records[j];
+                let seq = if predicted == 0 {
+                    0
+                } else {
+                    predicted + (j - i) as u64
+                };
+                buf.extend_from_slice(&seq.to_be_bytes());
+                let frame = buf.len();
+                r.encode_frame_seq(0, &mut buf)?;
+                token = crc32c::crc32c_append(token, &buf[frame..]);
+                ends.push(buf.len());
+                ops.push(if r.op == Op::Upsert { 'u' } else { 'd' });
+                j += 1;
+            }
+            // EVALSHA built as one command (its arguments in one buffer; a script invocation would
+            // allocate one vector per argument).
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.apply.get_hash())
+                .arg(4)
+                .arg(&k_seq)
+                .arg(&k_state)
+                .arg(&k_log)
+                .arg(&k_batch)
+                .arg(STREAM_KEEP)
+                .arg(format!("{token:08x}{:016x}{:x}", records[i].time, j - i))
+                .arg(predicted)
+                .arg(&ops);
             let mut start = 0;
             for (r, &end) in records[i..j].iter().zip(&ends) {
-                inv.arg(if r.op == Op::Upsert { "u" } else { "d" })
-                    .arg(&r.key[..])
-                    .arg(&buf[start..end]);
+                cmd.arg(&r.key[..]).arg(&buf[start..end]);
                 start = end;
             }
-            let got: Vec<u64> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            let got: Vec<u64> = match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    // A server that has not seen the script yet (or was restarted): load it, once.
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(APPLY)
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    cmd.query_async(&mut conn).await.map_err(unavailable)?
+                }
+                r => r.map_err(unavailable)?,
+            };
             match got[..] {
-                [first, last] if last + 1 - first == (j - i) as u64 => seqs.extend(first..=last),
+                [first, last]
+                    if last.checked_add(1).and_then(|l| l.checked_sub(first))
+                        == Some((j - i) as u64) =>
+                {
+                    seqs.extend(first..=last);
+                    self.predict(schema, last + 1);
+                }
                 _ => {
                     return Err(Error::Unavailable(format!(
                         "redis: the apply script returned {got:?} for {} records",
@@ -416,7 +585,7 @@ impl StateStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        v.map(|v| decode_state(&v)).transpose()
+        v.map(|v| decode_state(&v).map(|(r, _)| r)).transpose()
     }
 
     async fn scan(&self, schema: &str) -> Result<Snapshot, Error> {
@@ -444,7 +613,7 @@ impl StateStore for RedisStore {
                 .await
                 .map_err(unavailable)?;
             for v in items.iter().skip(1).step_by(2) {
-                records.push(decode_state(v)?);
+                records.push(decode_state(v)?.0);
             }
             cursor = next;
             if cursor == 0 {
@@ -498,12 +667,9 @@ impl StateStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            let oldest = stream_entries(&Value::Array(vec![Value::Array(vec![
-                Value::BulkString(k_log.into_bytes()),
-                first,
-            ])]))
-            .first()
-            .map_or(last, |(s, _)| s.saturating_sub(1));
+            let oldest = range_entries(&first)
+                .first()
+                .map_or(last, |&((s, _), _)| s.saturating_sub(1));
             schemas.push(SchemaStats {
                 schema: s.to_string(),
                 entries,
