@@ -228,8 +228,8 @@ fn recover(dir: &Path) -> Result<(Inner, Arc<Shared>), Error> {
             } else {
                 let s = t.schemas.entry(r.schema.to_string()).or_default();
                 s.last_seq = s.last_seq.max(r.seq);
-                s.current
-                    .replace(super::tables::ByKey(std::sync::Arc::new(r)));
+                let held = s.current.hold(r);
+                s.current.insert(held);
             }
         }
     }
@@ -377,8 +377,8 @@ impl Inner {
                     value: Some(Bytes::new()),
                 };
                 meta.encode_frame(&mut buf)?;
-                for r in &s.current {
-                    r.0.encode_frame(&mut buf)?;
+                for r in s.current.iter() {
+                    r.encode_frame(&mut buf)?;
                 }
             }
         }
