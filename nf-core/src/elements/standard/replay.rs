@@ -9,8 +9,11 @@ use crate::traffic::{TrafficConfig, TrafficGen};
 /// pooled packet: the same work as reading a capture, minus the file. Frames come from the traffic generator
 /// (`PACKETS` frames over `FLOWS` flows, TCP flows starting with a SYN) or from code.
 ///
-/// In a sharded run, each shard's copy walks the same sequence and emits the frames whose flow maps to its
-/// shard (as RSS would; see [`frame_shard`](crate::flow::frame_shard)); `LIMIT` counts the whole sequence.
+/// In a sharded run, each shard's copy emits the frames of the sequence whose flow maps to its shard (as RSS
+/// would; see [`frame_shard`](crate::flow::frame_shard)), in the sequence's order; `LIMIT` counts the whole
+/// sequence. Each copy keeps only its own frames, so that, as behind a NIC's RSS, a core never touches the
+/// other cores' packets (walking the whole sequence and skipping made every core stream every frame from
+/// memory: with a million distinct frames, 2 shards ran discard only 1.15x faster than one).
 ///
 /// # Ports
 /// No input; one push output.
@@ -39,11 +42,18 @@ pub struct Replay {
     count: u64,
     bytes: u64,
     shard: (usize, usize),
-    /// In a sharded run: the shard of each frame.
-    owner: Vec<u16>,
-    sent_total: u64,
-    clock: Timestamp,
+    /// In a sharded run: each kept frame's position in the whole sequence (empty: every frame is kept).
+    position: Vec<u32>,
+    /// Frames in the whole sequence.
+    period: u64,
+    /// Times around the sequence so far.
+    cycle: u64,
+    finished: bool,
 }
+
+/// The synthetic clock's start (packet `i` of the whole sequence is stamped 100 ns later per position, so
+/// that rates and timeouts behave).
+const CLOCK_START: u64 = 1_000_000_000;
 
 impl Replay {
     /// Frames from the traffic generator.
@@ -82,9 +92,10 @@ impl Replay {
             count: 0,
             bytes: 0,
             shard: (0, 1),
-            owner: Vec::new(),
-            sent_total: 0,
-            clock: Timestamp(1_000_000_000),
+            position: Vec::new(),
+            period: 0,
+            cycle: 0,
+            finished: false,
         }
     }
 
@@ -127,15 +138,21 @@ impl Element for Replay {
     }
     fn initialize(&mut self, ctx: &crate::element::InitContext<'_>) -> Result<(), String> {
         self.shard = (ctx.shard, ctx.shards);
+        self.period = self.frames.len() as u64;
         if ctx.shards > 1 {
-            self.owner = self
-                .frames
-                .iter()
-                .map(|&(off, len)| {
-                    let f = &self.buf[off as usize..(off + len) as usize];
-                    crate::flow::frame_shard(f, ctx.shards) as u16
-                })
-                .collect();
+            // Keep this shard's frames only, packed, each with its position in the sequence.
+            let (mut buf, mut frames, mut position) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, &(off, len)) in self.frames.iter().enumerate() {
+                let f = &self.buf[off as usize..(off + len) as usize];
+                if crate::flow::frame_shard(f, ctx.shards) == ctx.shard {
+                    frames.push((buf.len() as u32, len));
+                    buf.extend_from_slice(f);
+                    position.push(k as u32);
+                }
+            }
+            self.buf = buf;
+            self.frames = frames;
+            self.position = position;
         }
         Ok(())
     }
@@ -150,31 +167,30 @@ impl Element for Replay {
     }
     #[inline]
     fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
-        if self.sent_total >= self.limit {
+        if self.finished || self.frames.is_empty() {
             return TaskStatus::Done;
         }
-        let me = self.shard.0 as u16;
-        let sharded = !self.owner.is_empty();
         let o = out.port(0);
         let mut bytes = 0u64;
         let mut produced = 0;
         crate::pool::with_local(|pool| {
-            while produced < self.burst && self.sent_total < self.limit {
-                let k = self.next;
+            while produced < self.burst {
+                let j = self.next;
+                let at = self.position.get(j).map_or(j as u64, |&k| u64::from(k));
+                let global = self.cycle * self.period + at;
+                if global >= self.limit {
+                    self.finished = true;
+                    break;
+                }
                 self.next += 1;
                 if self.next == self.frames.len() {
                     self.next = 0;
+                    self.cycle += 1;
                 }
-                self.sent_total += 1;
-                // A synthetic clock: 100 ns per packet of the whole sequence, so that rates and timeouts behave.
-                self.clock = self.clock.add_nanos(100);
-                if sharded && self.owner[k] != me {
-                    continue;
-                }
-                let (off, len) = self.frames[k];
+                let (off, len) = self.frames[j];
                 let f = &self.buf[off as usize..(off + len) as usize];
                 let mut p = Packet::from_slice_in(pool, f);
-                p.anno.timestamp = self.clock;
+                p.anno.timestamp = Timestamp(CLOCK_START + (global + 1) * 100);
                 bytes += u64::from(len);
                 o.push(p);
                 produced += 1;
