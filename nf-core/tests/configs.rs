@@ -282,8 +282,11 @@ fn conntrack_follows_tcp_and_reports_through_the_sink() {
     );
 }
 
+/// (timestamp, frame) of each packet, in arrival order.
+type Stamped = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// Records (timestamp, frame) of what reaches it.
-struct Stamps(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+struct Stamps(Stamped);
 
 impl nf_core::Element for Stamps {
     fn class_name(&self) -> &'static str {
@@ -316,7 +319,7 @@ fn sharded_replay_hands_each_shard_its_own_frames_in_sequence_order() {
         (0..1000).map(|_| g.next_frame().to_vec()).collect()
     };
     let whole: Vec<&Vec<u8>> = frames.iter().cycle().take(2500).collect();
-    let seen: Vec<Arc<Mutex<Vec<(u64, Vec<u8>)>>>> = (0..2).map(|_| Default::default()).collect();
+    let seen: Vec<Stamped> = (0..2).map(|_| Default::default()).collect();
     let mut sh = ShardedRouter::new(2, |shard| {
         let mut g = Graph::new();
         let s = g.add("src", Replay::from_frames(&frames).limit(2500));
