@@ -214,7 +214,7 @@ fn to_v6(a: IpAddr) -> [u8; 16] {
 /// The shard (`0..shards`) that owns the flow of an Ethernet frame, by its symmetric RSS hash, as a NIC's
 /// RSS would choose a receive queue: both directions of a flow map to the same shard. Non-IP frames go to
 /// shard 0.
-#[inline]
+#[inline(always)]
 pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
     if shards <= 1 {
         return 0;
@@ -228,8 +228,19 @@ pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
         && (frame[23] == crate::packet::proto::TCP || frame[23] == crate::packet::proto::UDP)
         && u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff == 0
     {
-        return shard_of(toeplitz::symmetric().hash(&frame[26..38]), shards);
+        let tuple: &[u8; 12] = frame[26..38].try_into().unwrap_or(&[0; 12]);
+        if shards.is_power_of_two() && shards <= 256 {
+            // The top bits of the hash are the shard: computed as parities, not table lookups.
+            return toeplitz::symmetric().top_bits_v4(tuple, shards.trailing_zeros()) as usize;
+        }
+        return shard_of(toeplitz::symmetric().hash(tuple), shards);
     }
+    frame_shard_general(frame, shards)
+}
+
+/// [`frame_shard`] for every other frame (kept out of line: the fast path is inlined into scan loops).
+#[inline(never)]
+fn frame_shard_general(frame: &[u8], shards: usize) -> usize {
     let h = crate::packet::ethernet_payload_offset(frame)
         .ok()
         .and_then(|l3| crate::packet::locate_ip(frame, l3).ok())

@@ -56,6 +56,10 @@ pub struct FromPcap {
     l3: Option<usize>,
     error: Option<String>,
     done: bool,
+    /// A sharded run's scratch: the records of one round that belong to this shard (file offset of the
+    /// frame, its length, its timestamp, or the pass's time offset and the record header's offset when
+    /// the timestamp is still to be decoded), filled without a branch per record.
+    selected: Vec<(usize, u32, u64, usize)>,
 }
 
 impl std::fmt::Debug for FromPcap {
@@ -89,6 +93,7 @@ impl FromPcap {
             l3: None,
             error: None,
             done: false,
+            selected: Vec::new(),
         }
     }
     /// Ends the run when exhausted.
@@ -180,7 +185,11 @@ impl Element for FromPcap {
         let Some(file) = self.file.take() else {
             return TaskStatus::Done;
         };
-        let status = self.read_batch(&file, ctx, out);
+        let status = if self.shard.1 > 1 && !self.timing {
+            self.read_batch_sharded(&file, out)
+        } else {
+            self.read_batch(&file, ctx, out)
+        };
         self.file = Some(file);
         status
     }
@@ -202,6 +211,103 @@ impl Element for FromPcap {
 }
 
 impl FromPcap {
+    /// A sharded run (not at the capture's pace): every shard scans every record, as a NIC's RSS sees every
+    /// packet. First the round's records are scanned and this shard's kept, branch-free (whether a record is
+    /// this shard's is a coin toss to the branch predictor: a mispredicted branch per record cost more than
+    /// the scan itself); then the kept ones are copied into packets.
+    fn read_batch_sharded(&mut self, file: &CaptureFile, out: &mut Outputs) -> TaskStatus {
+        const DECODED: usize = usize::MAX;
+        let (me, n) = self.shard;
+        let burst = self.burst;
+        if self.selected.len() < burst + 1 {
+            self.selected.resize(burst + 1, (0, 0, 0, DECODED));
+        }
+        let base = file.bytes().as_ptr() as usize;
+        let mut k = 0;
+        // The last record scanned (its header, for its timestamp), when it came from `scan_pcap`.
+        let mut last_hdr = None;
+        while k < burst {
+            let Some(cursor) = self.cursor.as_mut() else {
+                self.done = true;
+                break;
+            };
+            let (kept, walked) = cursor.scan_pcap(
+                file,
+                &mut self.selected[k..=burst],
+                self.pass_offset,
+                |frame| nf_core::flow::frame_shard(frame, n) == me,
+            );
+            k += kept;
+            if let Some((first, last)) = walked {
+                if self.first_ts.is_none() {
+                    self.first_ts = Some(cursor.timestamp_at(file, first));
+                }
+                last_hdr = Some(last);
+            }
+            if k >= burst {
+                break;
+            }
+            // Something the scan leaves to the general reader: another format, a record to diagnose, the end.
+            if let Some(h) = last_hdr.take() {
+                self.last_ts = cursor.timestamp_at(file, h);
+            }
+            match cursor.next(file) {
+                Ok(Some(r)) => {
+                    let mine = nf_core::flow::frame_shard(r.data, n) == me;
+                    self.first_ts.get_or_insert(r.timestamp);
+                    self.last_ts = r.timestamp;
+                    self.selected[k] = (
+                        r.data.as_ptr() as usize - base,
+                        r.data.len() as u32,
+                        r.timestamp.0 + self.pass_offset,
+                        DECODED,
+                    );
+                    k += usize::from(mine);
+                }
+                Ok(None) => {
+                    if !self.end_of_pass(file) {
+                        self.done = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        let o = out.port(0);
+        let data = file.bytes();
+        let mut bytes = 0u64;
+        let cursor = self.cursor.as_ref();
+        if let (Some(h), Some(c)) = (last_hdr, cursor) {
+            self.last_ts = c.timestamp_at(file, h);
+        }
+        nf_core::pool::with_local(|pool| {
+            for &(at, len, ts, hdr) in &self.selected[..k] {
+                let mut p = Packet::from_slice_in(pool, &data[at..at + len as usize]);
+                p.anno.timestamp = match (hdr, cursor) {
+                    (DECODED, _) | (_, None) => Timestamp(ts),
+                    (hdr, Some(c)) => Timestamp(c.timestamp_at(file, hdr).0 + ts),
+                };
+                if let Some(l3) = self.l3 {
+                    p.anno
+                        .set_l3_offset(u16::try_from(p.data_offset() + l3).ok());
+                }
+                bytes += u64::from(len);
+                o.push(p);
+            }
+        });
+        self.count += k as u64;
+        self.bytes += bytes;
+        if self.done && k == 0 {
+            TaskStatus::Done
+        } else {
+            TaskStatus::Busy
+        }
+    }
+
     #[inline]
     fn read_batch(
         &mut self,

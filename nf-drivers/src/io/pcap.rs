@@ -353,6 +353,81 @@ impl Cursor {
         self.next_general(file)
     }
 
+    /// A shard's scan of classic pcap records: walks records from the cursor while `out` has room, writing
+    /// each record's (frame offset, frame length, `tag`, header offset) into the next free slot of `out`
+    /// and keeping it there (the next one overwrites it otherwise) when `keep` accepts its frame; the
+    /// choice is made without a branch (whether a packet is this shard's is a coin toss to the branch
+    /// predictor). Timestamps are not decoded (see [`Cursor::timestamp_at`]). Returns the number kept and
+    /// the header offsets of the first and last records walked. Stops early, for [`Cursor::next`] to deal
+    /// with, at anything but a plain record (pcapng, a record to diagnose, the end of the file). `out`
+    /// needs one slot more than the records it may keep.
+    #[inline(always)]
+    pub(crate) fn scan_pcap(
+        &mut self,
+        file: &CaptureFile,
+        out: &mut [(usize, u32, u64, usize)],
+        tag: u64,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> (usize, Option<(usize, usize)>) {
+        if self.pcap.is_none() || out.len() < 2 {
+            return (0, None);
+        }
+        let data = file.bytes();
+        let be = self.big_endian;
+        let (mut pos, mut k) = (self.pos, 0);
+        let first = pos;
+        let mut last = None;
+        let room = out.len() - 1;
+        while k < room {
+            let Some(&[a, b, c, d]) = data.get(pos + 8..pos + 12) else {
+                break;
+            };
+            let incl = if be {
+                u32::from_be_bytes([a, b, c, d])
+            } else {
+                u32::from_le_bytes([a, b, c, d])
+            };
+            let start = pos + 16;
+            let end = start + incl as usize;
+            let Some(frame) = data.get(start..end).filter(|_| incl <= MAX_RECORD) else {
+                break;
+            };
+            // Two lines ahead per record: records of small packets are longer than a line.
+            super::mmap_unsafe::prefetch(data, end + 4096);
+            super::mmap_unsafe::prefetch(data, end + 4096 + 64);
+            if let Some(slot) = out.get_mut(k) {
+                *slot = (start, incl, tag, pos);
+            }
+            k += usize::from(keep(frame));
+            last = Some(pos);
+            pos = end;
+        }
+        self.pos = pos;
+        (k, last.map(|l| (first, l)))
+    }
+
+    /// The timestamp of the classic pcap record whose header [`Cursor::scan_pcap`] found at `at`.
+    #[inline(always)]
+    pub(crate) fn timestamp_at(&self, file: &CaptureFile, at: usize) -> Timestamp {
+        let Some(h) = file
+            .bytes()
+            .get(at..at.saturating_add(8))
+            .and_then(|h| <&[u8; 8]>::try_from(h).ok())
+        else {
+            return Timestamp(0);
+        };
+        let w = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            u64::from(if self.big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            })
+        };
+        let ns = if self.nanos { w(4) } else { w(4) * 1000 };
+        Timestamp(w(0) * 1_000_000_000 + ns)
+    }
+
     #[inline(never)]
     fn next_general<'a>(&mut self, file: &'a CaptureFile) -> Result<Option<Record<'a>>, Error> {
         let data = file.bytes();
