@@ -193,6 +193,49 @@ async fn the_file_store_recovers_cuts_a_torn_tail_and_refuses_corruption() {
     assert!(e.to_string().contains("corrupt at byte"), "{e}");
 }
 
+/// A large state is not rewritten for every small stretch of log: compaction waits until the log is as
+/// large as the last snapshot (so that rewriting the state costs at most one write per record written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_waits_for_a_log_as_large_as_the_snapshot() {
+    let dir = tmpdir("compact-proportional");
+    let s = FileStore::open(&dir, Fsync::Batch).await.unwrap();
+    s.set_compact_threshold(1_000);
+    let snapshots = |st: &StoreStats| {
+        st.counters
+            .iter()
+            .find(|(k, _)| k == "snapshots")
+            .unwrap()
+            .1
+    };
+    let put = |from: u32, n: u32| {
+        (from..from + n)
+            .map(|i| {
+                Record::upsert::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i)).unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    // 2,000 keys in one batch: the log passes the threshold, a snapshot of them all is written.
+    s.apply(put(0, 2_000)).await.unwrap();
+    s.apply(put(0, 1)).await.unwrap();
+    let first = snapshots(&s.stats().await.unwrap());
+    assert!(first >= 1);
+    let snapshot_len = std::fs::metadata(dir.join("snapshot")).unwrap().len();
+    // Updates worth several thresholds, but far less than the snapshot: no new snapshot.
+    for i in 0..40 {
+        s.apply(put(i, 1)).await.unwrap();
+    }
+    assert_eq!(snapshots(&s.stats().await.unwrap()), first);
+    assert!(std::fs::metadata(dir.join("log")).unwrap().len() < snapshot_len);
+    // A log as large as the snapshot: compacted.
+    for b in 0..3 {
+        s.apply(put(b * 700, 700)).await.unwrap();
+    }
+    s.apply(put(0, 1)).await.unwrap();
+    assert!(snapshots(&s.stats().await.unwrap()) > first);
+    let snap = s.scan("flow-mapping").await.unwrap();
+    assert_eq!(snap.records.len(), 2_100);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_writes_a_snapshot_and_keeps_everything() {
     let dir = tmpdir("compact");
