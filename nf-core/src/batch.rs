@@ -47,6 +47,24 @@ impl Batch {
     pub fn push(&mut self, p: Packet) {
         self.pkts.push(p);
     }
+    /// Appends a copy of `data` in a pooled buffer, with its timestamp and, if known, its network-header
+    /// offset from the start of `data`: a source's loop. The packet is filled in where it lies in the
+    /// batch. (Built aside and then pushed, a packet is copied with 16-byte loads of fields just written
+    /// by narrower stores; the CPU cannot forward those and waits for the stores to reach the cache, a
+    /// stall on every packet of every source.)
+    #[inline(always)]
+    pub fn push_copy(
+        &mut self,
+        pool: &mut crate::pool::LocalPool<'_>,
+        data: &[u8],
+        timestamp: crate::packet::Timestamp,
+        l3: Option<usize>,
+    ) {
+        self.pkts.push(Packet::SHELL);
+        if let Some(p) = self.pkts.last_mut() {
+            p.fill_in(pool, data, timestamp, l3);
+        }
+    }
     /// Removes and returns the last packet.
     #[inline]
     pub fn pop(&mut self) -> Option<Packet> {

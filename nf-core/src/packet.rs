@@ -341,6 +341,47 @@ impl Packet {
         Packet::from_buffer(buf, pool::DEFAULT_HEADROOM, data)
     }
 
+    /// A packet with no buffer (a placeholder that is filled in place: see [`Packet::fill_in`]).
+    pub(crate) const SHELL: Packet = Packet {
+        buf: None,
+        head: 0,
+        tail: 0,
+        anno: Annotations {
+            timestamp: Timestamp(0),
+            flow_hash: 0,
+            l3: NO_OFFSET,
+            l4: NO_OFFSET,
+            input_port: 0,
+            paint: 0,
+            flags: 0,
+            user: [0; 2],
+        },
+    };
+
+    /// Makes a shell ([`Packet::SHELL`]) a copy of `data`, with its timestamp and, if known, its
+    /// network-header offset from the start of `data`, field by field where it lies (see
+    /// [`crate::Batch::push_copy`]).
+    #[inline(always)]
+    pub(crate) fn fill_in(
+        &mut self,
+        pool: &mut pool::LocalPool<'_>,
+        data: &[u8],
+        timestamp: Timestamp,
+        l3: Option<usize>,
+    ) {
+        let head = pool::DEFAULT_HEADROOM;
+        let tail = head + data.len();
+        let mut buf = pool.take(tail);
+        copy_small(&mut buf[head..tail], data);
+        self.buf = Some(buf);
+        self.head = head as u32;
+        self.tail = tail as u32;
+        self.anno.timestamp = timestamp;
+        if let Some(o) = l3 {
+            self.anno.l3 = u16::try_from(head + o).unwrap_or(NO_OFFSET);
+        }
+    }
+
     /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
     #[inline]
     pub fn release_in(mut self, pool: &mut pool::LocalPool<'_>) {

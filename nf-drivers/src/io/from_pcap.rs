@@ -2,7 +2,7 @@
 
 use super::pcap::{CaptureFile, Cursor};
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
-use nf_core::{Element, Outputs, Packet, Timestamp};
+use nf_core::{Element, Outputs, Timestamp};
 use std::path::PathBuf;
 
 /// How many times to read the file.
@@ -286,17 +286,12 @@ impl FromPcap {
         }
         nf_core::pool::with_local(|pool| {
             for &(at, len, ts, hdr) in &self.selected[..k] {
-                let mut p = Packet::from_slice_in(pool, &data[at..at + len as usize]);
-                p.anno.timestamp = match (hdr, cursor) {
+                let stamp = match (hdr, cursor) {
                     (DECODED, _) | (_, None) => Timestamp(ts),
                     (hdr, Some(c)) => Timestamp(c.timestamp_at(file, hdr).0 + ts),
                 };
-                if let Some(l3) = self.l3 {
-                    p.anno
-                        .set_l3_offset(u16::try_from(p.data_offset() + l3).ok());
-                }
+                o.push_copy(pool, &data[at..at + len as usize], stamp, self.l3);
                 bytes += u64::from(len);
-                o.push(p);
             }
         });
         self.count += k as u64;
@@ -341,15 +336,14 @@ impl FromPcap {
                                 break;
                             }
                         }
-                        let mut p = Packet::from_slice_in(pool, r.data);
-                        p.anno.timestamp = Timestamp(r.timestamp.0 + self.pass_offset);
-                        if let Some(l3) = self.l3 {
-                            p.anno
-                                .set_l3_offset(u16::try_from(p.data_offset() + l3).ok());
-                        }
+                        o.push_copy(
+                            pool,
+                            r.data,
+                            Timestamp(r.timestamp.0 + self.pass_offset),
+                            self.l3,
+                        );
                         self.last_ts = r.timestamp;
                         bytes += r.data.len() as u64;
-                        o.push(p);
                         produced += 1;
                     }
                     Ok(None) => {

@@ -2,7 +2,7 @@
 
 use crate::batch::Outputs;
 use crate::element::{Element, HandlerSpec, PortSpec, TaskContext, TaskStatus};
-use crate::packet::{Packet, Timestamp};
+use crate::packet::Timestamp;
 use crate::traffic::{TrafficConfig, TrafficGen};
 
 /// Replays a set of frames held in one contiguous buffer, in order and around again, copying each into a
@@ -189,10 +189,8 @@ impl Element for Replay {
                 }
                 let (off, len) = self.frames[j];
                 let f = &self.buf[off as usize..(off + len) as usize];
-                let mut p = Packet::from_slice_in(pool, f);
-                p.anno.timestamp = Timestamp(CLOCK_START + (global + 1) * 100);
                 bytes += u64::from(len);
-                o.push(p);
+                o.push_copy(pool, f, Timestamp(CLOCK_START + (global + 1) * 100), None);
                 produced += 1;
             }
         });
