@@ -60,7 +60,10 @@ impl Batch {
         timestamp: crate::packet::Timestamp,
         l3: Option<usize>,
     ) {
-        self.pkts.push(Packet::SHELL);
+        match pool.take_shell() {
+            Some(shell) => self.pkts.push(shell),
+            None => self.pkts.push(Packet::SHELL),
+        }
         if let Some(p) = self.pkts.last_mut() {
             p.fill_in(pool, data, timestamp, l3);
         }
@@ -76,13 +79,8 @@ impl Batch {
         if self.pkts.is_empty() {
             return;
         }
-        // Buffers out in place (no packet moved), then the empty shells dropped (nothing left to free).
-        crate::pool::with_local(|pool| {
-            for p in self.pkts.iter_mut() {
-                p.give_buffer_in(pool);
-            }
-        });
-        self.pkts.clear();
+        // The packets go back to the pool whole, in one copy (their buffers still in them).
+        crate::pool::with_local(|pool| pool.keep_packets(&mut self.pkts));
     }
     /// The packets.
     #[inline]
@@ -260,5 +258,54 @@ impl Outputs {
     }
     pub(crate) fn batches_mut(&mut self) -> &mut [Batch] {
         &mut self.ports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Timestamp;
+
+    /// A packet the pool kept whole and a source reuses carries the new data and timestamp and nothing of
+    /// its former life (annotations, offsets, length).
+    #[test]
+    fn reused_packets_start_fresh() {
+        let mut b = Batch::new();
+        let long = vec![0xaa; 300];
+        crate::pool::with_local(|pool| {
+            for i in 0..40u8 {
+                b.push_copy(pool, &long, Timestamp(u64::from(i)), Some(14));
+            }
+        });
+        for p in b.iter_mut() {
+            p.anno.paint = 7;
+            p.anno.input_port = 3;
+            p.anno.user = [9, 9];
+            p.anno.set_flow_hash(Some(42));
+            p.anno.set_l4_offset(Some(50));
+            p.pull(20).unwrap();
+        }
+        let before = crate::pool::pooled();
+        b.clear();
+        assert_eq!(crate::pool::pooled(), before + 40, "kept whole");
+        let short = [1u8, 2, 3, 4, 5];
+        crate::pool::with_local(|pool| {
+            for i in 0..40u8 {
+                b.push_copy(pool, &short, Timestamp(1000 + u64::from(i)), None);
+            }
+        });
+        assert_eq!(crate::pool::pooled(), before);
+        for (i, p) in b.iter().enumerate() {
+            assert_eq!(p.data(), &short);
+            assert_eq!(p.anno.timestamp, Timestamp(1000 + i as u64));
+            assert_eq!(
+                (p.anno.paint, p.anno.input_port, p.anno.user),
+                (0, 0, [0, 0])
+            );
+            assert_eq!(p.anno.flow_hash(), None);
+            assert_eq!((p.anno.l3_offset(), p.anno.l4_offset()), (None, None));
+            assert_eq!(p.headroom(), crate::pool::DEFAULT_HEADROOM);
+        }
+        b.clear();
     }
 }

@@ -358,7 +358,7 @@ impl Packet {
         },
     };
 
-    /// Makes a shell ([`Packet::SHELL`]) a copy of `data`, with its timestamp and, if known, its
+    /// Makes a shell ([`Packet::SHELL`], or a packet the pool kept whole) a copy of `data`, with its timestamp and, if known, its
     /// network-header offset from the start of `data`, field by field where it lies (see
     /// [`crate::Batch::push_copy`]).
     #[inline(always)]
@@ -371,28 +371,44 @@ impl Packet {
     ) {
         let head = pool::DEFAULT_HEADROOM;
         let tail = head + data.len();
-        let mut buf = pool.take(tail);
-        copy_small(&mut buf[head..tail], data);
-        self.buf = Some(buf);
+        if !matches!(&self.buf, Some(b) if b.len() >= tail) {
+            // A shell, or a kept packet whose buffer is too small: its buffer back, a fitting one in.
+            if let Some(old) = self.buf.take() {
+                pool.give(old);
+            }
+            self.buf = Some(pool.take(tail));
+        }
+        if let Some(b) = self.buf.as_mut() {
+            copy_small(&mut b[head..tail], data);
+        }
         self.head = head as u32;
         self.tail = tail as u32;
-        self.anno.timestamp = timestamp;
-        if let Some(o) = l3 {
-            self.anno.l3 = u16::try_from(head + o).unwrap_or(NO_OFFSET);
-        }
+        self.anno = Annotations {
+            timestamp,
+            l3: l3
+                .and_then(|o| u16::try_from(head + o).ok())
+                .unwrap_or(NO_OFFSET),
+            ..Packet::SHELL.anno
+        };
+    }
+
+    /// Whether the pool can keep this packet whole: its buffer is a whole buffer of a pooled size.
+    #[inline(always)]
+    pub(crate) fn poolable(&self) -> bool {
+        matches!(&self.buf, Some(b)
+            if (pool::BUFFER_SIZE..=2 * pool::BUFFER_SIZE).contains(&b.capacity())
+                && b.len() == b.capacity())
+    }
+
+    /// Takes the buffer out (the packet is an empty shell after).
+    #[inline(always)]
+    pub(crate) fn take_buffer(&mut self) -> Option<BytesMut> {
+        self.buf.take()
     }
 
     /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
     #[inline]
     pub fn release_in(mut self, pool: &mut pool::LocalPool<'_>) {
-        if let Some(b) = self.buf.take() {
-            pool.give(b);
-        }
-    }
-
-    /// Gives the buffer to the pool and leaves an empty shell that must only be dropped (`Batch::clear`).
-    #[inline(always)]
-    pub(crate) fn give_buffer_in(&mut self, pool: &mut pool::LocalPool<'_>) {
         if let Some(b) = self.buf.take() {
             pool.give(b);
         }

@@ -6,6 +6,7 @@
 //! Pooled buffers are fully initialised (a buffer's length is its capacity), so that reuse costs only the
 //! copy of the packet's own bytes.
 
+use crate::packet::Packet;
 use bytes::BytesMut;
 use std::cell::RefCell;
 
@@ -17,11 +18,16 @@ pub const DEFAULT_HEADROOM: usize = 128;
 pub const MAX_POOLED: usize = 2048;
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), stats: PoolStats { allocated: 0, reused: 0, recycled: 0, freed: 0 } }) };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), shells: Vec::new(), stats: PoolStats { allocated: 0, reused: 0, recycled: 0, freed: 0 } }) };
 }
 
 struct Pool {
     bufs: Vec<BytesMut>,
+    /// Whole packets given back by a batch (`Batch::clear`), their buffers still in them: a batch's packets
+    /// come back in one copy of the batch, and a source reuses them in place (`Batch::push_copy`).
+    /// Moving each buffer out of its packet instead cost a stall per packet (the buffer went through a
+    /// temporary written with narrow stores and read with wide loads).
+    shells: Vec<Packet>,
     stats: PoolStats,
 }
 
@@ -53,9 +59,13 @@ pub fn prefill(n: usize) {
     });
 }
 
-/// Number of buffers in the calling thread's pool.
+/// Number of buffers in the calling thread's pool (those in packets it keeps whole included).
 pub fn pooled() -> usize {
-    POOL.try_with(|p| p.borrow().bufs.len()).unwrap_or(0)
+    POOL.try_with(|p| {
+        let p = p.borrow();
+        p.bufs.len() + p.shells.len()
+    })
+    .unwrap_or(0)
 }
 
 fn fresh(capacity: usize) -> BytesMut {
@@ -68,11 +78,15 @@ fn fresh(capacity: usize) -> BytesMut {
 impl Pool {
     #[inline(always)]
     fn take(&mut self, capacity: usize) -> BytesMut {
-        if capacity <= BUFFER_SIZE
-            && let Some(b) = self.bufs.pop()
-        {
-            self.stats.reused += 1;
-            return b;
+        if capacity <= BUFFER_SIZE {
+            if let Some(b) = self.bufs.pop() {
+                self.stats.reused += 1;
+                return b;
+            }
+            if let Some(b) = self.shells.pop().and_then(|mut p| p.take_buffer()) {
+                self.stats.reused += 1;
+                return b;
+            }
         }
         self.stats.allocated += 1;
         fresh(capacity.max(BUFFER_SIZE))
@@ -84,7 +98,9 @@ impl Pool {
         if cap == 0 {
             return;
         }
-        if (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap) && self.bufs.len() < MAX_POOLED {
+        if (BUFFER_SIZE..=2 * BUFFER_SIZE).contains(&cap)
+            && self.bufs.len() + self.shells.len() < MAX_POOLED
+        {
             if b.len() != cap {
                 // A buffer that left through `Packet::into_parts`: make it whole again.
                 b.resize(cap, 0);
@@ -123,6 +139,35 @@ impl LocalPool<'_> {
         if let Some(p) = self.pool.as_mut() {
             p.give(b);
         }
+    }
+
+    /// A packet the pool kept whole (its buffer a whole pooled buffer, its other fields stale), if any.
+    #[inline(always)]
+    pub(crate) fn take_shell(&mut self) -> Option<Packet> {
+        let p = self.pool.as_mut()?;
+        let s = p.shells.pop()?;
+        p.stats.reused += 1;
+        Some(s)
+    }
+
+    /// Takes every packet of `pkts` back: whole, in one copy, when they all hold whole pooled buffers and
+    /// there is room; else buffer by buffer. Leaves `pkts` empty.
+    #[inline]
+    pub(crate) fn keep_packets(&mut self, pkts: &mut Vec<Packet>) {
+        if let Some(p) = self.pool.as_mut()
+            && p.shells.len() + p.bufs.len() + pkts.len() <= MAX_POOLED
+            && pkts.iter().all(Packet::poolable)
+        {
+            p.stats.recycled += pkts.len() as u64;
+            p.shells.append(pkts);
+            return;
+        }
+        for pk in pkts.iter_mut() {
+            if let Some(b) = pk.take_buffer() {
+                self.give(b);
+            }
+        }
+        pkts.clear();
     }
 }
 
