@@ -17,3 +17,29 @@ pub fn prefetch<T>(r: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;
 }
+
+/// Hints that every cache line of `*r` will be read soon (a value may straddle two or three lines: a
+/// table slot of 128 bytes does, and prefetching only its first line left the probe waiting on the
+/// other).
+#[inline(always)]
+pub fn prefetch_all<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = r as *const T as usize;
+        let last = start + std::mem::size_of::<T>().max(1) - 1;
+        let mut line = start & !63;
+        while line <= last {
+            // SAFETY: as in `prefetch`: a hint that reads nothing architecturally and cannot fault. The
+            // address lies in the cache lines of `*r` (rounded down to its first line's start), and is
+            // never dereferenced.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line as *const i8,
+                )
+            };
+            line += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
