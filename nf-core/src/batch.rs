@@ -173,7 +173,26 @@ impl Batch {
             }
             return;
         };
-        // Packet `i` went elsewhere: move the agreeing prefix, then packet `i`, then classify the rest.
+        // Packet `i` went elsewhere. Classify the rest where they lie, then move every packet, with no call
+        // between taking a packet out and pushing it (a call in between kept each packet in a temporary
+        // written and read back at different widths: a store-forwarding stall per packet).
+        const NONE: u16 = u16::MAX;
+        const MOST: usize = 256;
+        if n <= MOST {
+            let mut ports = [NONE; MOST];
+            let code = |p: Option<usize>| p.and_then(|p| u16::try_from(p).ok()).unwrap_or(NONE);
+            ports[..i].fill(code(first));
+            ports[i] = code(at_i);
+            for (port, p) in ports[i + 1..n].iter_mut().zip(&mut self.pkts[i + 1..]) {
+                *port = code(f(p));
+            }
+            for (p, &port) in self.pkts.drain(..).zip(&ports[..n]) {
+                if port != NONE {
+                    out.push(usize::from(port), p);
+                }
+            }
+            return;
+        }
         let mut rest = self.pkts.drain(..);
         for p in rest.by_ref().take(i) {
             if let Some(port) = first {
