@@ -285,6 +285,51 @@ mod tests {
     use super::*;
     use crate::packet::Timestamp;
 
+    /// A splitting classification sends each packet to its output in order, drops those it rejects and
+    /// counts those sent to a port that does not exist, in small batches and in batches past the
+    /// in-place path's limit.
+    #[test]
+    fn classify_to_splits_in_order() {
+        for n in [1usize, 5, 64, 256, 257, 300] {
+            let mut b = Batch::new();
+            crate::pool::with_local(|pool| {
+                for i in 0..n {
+                    b.push_copy(pool, &(i as u32).to_be_bytes(), Timestamp(i as u64), None);
+                }
+            });
+            // The first ten agree, then: 0, 1, dropped, port 5 (missing), cycling.
+            let port = |i: usize| match (i >= 10).then_some(i % 4) {
+                None | Some(0) => Some(0),
+                Some(1) => Some(1),
+                Some(2) => None,
+                _ => Some(5),
+            };
+            let mut out = Outputs::new(2);
+            let mut k = 0;
+            b.classify_to(&mut out, |_| {
+                k += 1;
+                port(k - 1)
+            });
+            assert_eq!(k, n, "classified once each");
+            for o in 0..2 {
+                let got: Vec<u32> = out.ports[o]
+                    .iter()
+                    .map(|p| u32::from_be_bytes(p.data().try_into().unwrap()))
+                    .collect();
+                let want: Vec<u32> = (0..n)
+                    .filter(|&i| port(i) == Some(o))
+                    .map(|i| i as u32)
+                    .collect();
+                assert_eq!(got, want, "n {n}, port {o}");
+            }
+            let missing = (0..n).filter(|&i| port(i) == Some(5)).count() as u64;
+            assert_eq!(out.dropped(), missing, "n {n}");
+            for o in out.ports.iter_mut() {
+                o.clear();
+            }
+        }
+    }
+
     /// A packet the pool kept whole and a source reuses carries the new data and timestamp and nothing of
     /// its former life (annotations, offsets, length).
     #[test]
