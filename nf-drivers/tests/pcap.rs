@@ -133,6 +133,28 @@ fn pcapng_is_read() {
     )
     .unwrap();
     assert_eq!(r.read_handler("c", "count").unwrap(), "20");
+    // Sharded, pcapng goes through the general reader record by record: every packet once.
+    let p: BTreeMap<String, String> = [("IN".to_string(), path.display().to_string())].into();
+    let cfg = Config::parse(
+        "t",
+        "FromPcap($IN, BURST 4) -> c :: Counter -> Discard;",
+        &p,
+    )
+    .unwrap();
+    let reg = nf_drivers::registry();
+    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    sh.run().unwrap();
+    let total: u64 = sh
+        .shards()
+        .iter()
+        .map(|r| {
+            r.read_handler("c", "count")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 20);
 }
 
 #[test]
@@ -157,6 +179,24 @@ fn truncated_and_corrupt_files_are_typed_errors_naming_the_offset() {
     // The run ends with the error, after the good packets went through.
     let err = run("FromPcap($IN) -> c :: Counter -> Discard;", &[("IN", &cut)]).unwrap_err();
     assert!(err.to_string().contains("at byte 264"), "{err}");
+    // The same in a sharded run (the shards' scan hands the damaged record to the general reader).
+    let p: BTreeMap<String, String> = [("IN".to_string(), cut.display().to_string())].into();
+    let cfg = Config::parse("t", "FromPcap($IN) -> c :: Counter -> Discard;", &p).unwrap();
+    let reg = nf_drivers::registry();
+    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    let err = sh.run().unwrap_err();
+    assert!(err.to_string().contains("at byte 264"), "{err}");
+    let good: u64 = sh
+        .shards()
+        .iter()
+        .map(|r| {
+            r.read_handler("c", "count")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(good, 3, "each good packet once, before the error");
 
     let mut bad = bytes.clone();
     bad[24 + 80 + 8..24 + 80 + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
