@@ -228,12 +228,7 @@ pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
         && (frame[23] == crate::packet::proto::TCP || frame[23] == crate::packet::proto::UDP)
         && u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff == 0
     {
-        let tuple: &[u8; 12] = frame[26..38].try_into().unwrap_or(&[0; 12]);
-        if shards.is_power_of_two() && shards <= 256 {
-            // The top bits of the hash are the shard: computed as parities, not table lookups.
-            return toeplitz::symmetric().top_bits_v4(tuple, shards.trailing_zeros()) as usize;
-        }
-        return shard_of(toeplitz::symmetric().hash(tuple), shards);
+        return shard_of(toeplitz::symmetric().hash(&frame[26..38]), shards);
     }
     frame_shard_general(frame, shards)
 }

@@ -76,18 +76,23 @@ pub struct Annotations {
     pub user: [u16; 2],
 }
 
+impl Annotations {
+    /// No annotation set (what [`Default`] gives).
+    const NONE: Annotations = Annotations {
+        timestamp: Timestamp(0),
+        flow_hash: 0,
+        l3: NO_OFFSET,
+        l4: NO_OFFSET,
+        input_port: 0,
+        paint: 0,
+        flags: 0,
+        user: [0; 2],
+    };
+}
+
 impl Default for Annotations {
     fn default() -> Self {
-        Annotations {
-            timestamp: Timestamp(0),
-            flow_hash: 0,
-            l3: NO_OFFSET,
-            l4: NO_OFFSET,
-            input_port: 0,
-            paint: 0,
-            flags: 0,
-            user: [0; 2],
-        }
+        Annotations::NONE
     }
 }
 
@@ -346,16 +351,7 @@ impl Packet {
         buf: None,
         head: 0,
         tail: 0,
-        anno: Annotations {
-            timestamp: Timestamp(0),
-            flow_hash: 0,
-            l3: NO_OFFSET,
-            l4: NO_OFFSET,
-            input_port: 0,
-            paint: 0,
-            flags: 0,
-            user: [0; 2],
-        },
+        anno: Annotations::NONE,
     };
 
     /// Makes a shell ([`Packet::SHELL`], or a packet the pool kept whole) a copy of `data`, with its timestamp and, if known, its
@@ -388,7 +384,7 @@ impl Packet {
             l3: l3
                 .and_then(|o| u16::try_from(head + o).ok())
                 .unwrap_or(NO_OFFSET),
-            ..Packet::SHELL.anno
+            ..Annotations::NONE
         };
     }
 

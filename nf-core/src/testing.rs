@@ -43,3 +43,30 @@ pub fn check_config_with_budget(
     };
     Router::new(g).err().map(|e| e.to_string())
 }
+
+/// What a [`Recorder`] saw: each packet's timestamp and bytes, in arrival order.
+pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
+
+/// A sink (one push input) that records each packet's timestamp and bytes into a shared [`Recorded`]
+/// (one per shard in a sharded run, to check what each shard was given).
+#[derive(Debug)]
+pub struct Recorder(pub Recorded);
+
+impl crate::Element for Recorder {
+    fn class_name(&self) -> &'static str {
+        "Recorder"
+    }
+    fn ports(&self) -> crate::PortSpec {
+        crate::PortSpec::new(
+            crate::PortCount::exactly(1),
+            crate::PortCount::exactly(0),
+            "h/",
+        )
+    }
+    fn push(&mut self, _port: usize, batch: &mut crate::Batch, _out: &mut crate::Outputs) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for p in batch.drain() {
+            v.push((p.anno.timestamp.0, p.data().to_vec()));
+        }
+    }
+}

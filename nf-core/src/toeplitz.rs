@@ -27,10 +27,6 @@ pub const MAX_INPUT: usize = 36;
 #[derive(Clone)]
 pub struct Toeplitz {
     tables: Box<[[u32; 256]; MAX_INPUT]>,
-    /// For the top 8 bits of the hash of a 12-byte input (an IPv4 five-tuple's addresses and ports, read
-    /// as three big-endian words): the input bits each depends on. The hash is linear over GF(2), so
-    /// each bit is the parity of the input under a mask.
-    top_v4: [[u32; 3]; 8],
 }
 
 impl std::fmt::Debug for Toeplitz {
@@ -64,32 +60,7 @@ impl Toeplitz {
                 *slot = h;
             }
         }
-        // Hash bit 31 - b takes input bit j (MSB first) when key bit j + b is set.
-        let top_v4 = std::array::from_fn(|b| {
-            std::array::from_fn(|w| {
-                (0..32).fold(0u32, |m, t| m | ((bit(32 * w + t + b) as u32) << (31 - t)))
-            })
-        });
-        Self { tables, top_v4 }
-    }
-
-    /// The top `bits` bits (1 to 8) of the hash of a 12-byte input: `hash(input) >> (32 - bits)`, which is
-    /// the shard of `2^bits` that [`crate::flow::shard_of`] picks, computed as `bits` parities of the
-    /// input under masks instead of twelve table lookups (a shard's scan of a capture does this for every
-    /// packet, its own or not).
-    #[inline]
-    pub fn top_bits_v4(&self, input: &[u8; 12], bits: u32) -> u32 {
-        let w = |i: usize| u32::from_be_bytes([input[i], input[i + 1], input[i + 2], input[i + 3]]);
-        let (a, b, c) = (w(0), w(4), w(8));
-        let mut r = 0;
-        for m in self.top_v4.iter().take(bits.clamp(1, 8) as usize) {
-            let mut x = (a & m[0]) ^ (b & m[1]) ^ (c & m[2]);
-            x ^= x >> 16;
-            x ^= x >> 8;
-            x ^= x >> 4;
-            r = (r << 1) | ((0x6996u32 >> (x & 0xf)) & 1);
-        }
-        r
+        Self { tables }
     }
 
     /// The hash of `input` (at most [`MAX_INPUT`] bytes; longer input is cut there).
@@ -119,31 +90,6 @@ pub fn microsoft() -> &'static Toeplitz {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_bits_are_the_hash_top_bits() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for key in [&SYMMETRIC_RSS_KEY, &MICROSOFT_RSS_KEY] {
-            let t = Toeplitz::new(key);
-            for _ in 0..20_000 {
-                let mut input = [0u8; 12];
-                for b in input.iter_mut() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    *b = x as u8;
-                }
-                let h = t.hash(&input);
-                for bits in 1..=8 {
-                    assert_eq!(
-                        t.top_bits_v4(&input, bits),
-                        h >> (32 - bits),
-                        "{input:?} {bits}"
-                    );
-                }
-            }
-        }
-    }
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn v4(src: &str, sport: u16, dst: &str, dport: u16) -> (Vec<u8>, Vec<u8>) {

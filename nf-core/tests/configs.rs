@@ -5,6 +5,7 @@ use nf_core::elements::standard::{Counter, Discard, InfiniteSource, Replay};
 use nf_core::elements::tcpudp::{ConnTrack, ProtoState, TcpState};
 use nf_core::state::{ChangeKind, RemoveReason, StateChange, Stateful};
 use nf_core::testing::run_config;
+use nf_core::testing::{Recorded, Recorder};
 use nf_core::traffic::TrafficConfig;
 use nf_core::{Config, FlowKey, Graph, Packet, Registry, Router, ShardedRouter, Timestamp};
 use std::collections::BTreeMap;
@@ -282,31 +283,6 @@ fn conntrack_follows_tcp_and_reports_through_the_sink() {
     );
 }
 
-/// (timestamp, frame) of each packet, in arrival order.
-type Stamped = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
-
-/// Records (timestamp, frame) of what reaches it.
-struct Stamps(Stamped);
-
-impl nf_core::Element for Stamps {
-    fn class_name(&self) -> &'static str {
-        "Stamps"
-    }
-    fn ports(&self) -> nf_core::PortSpec {
-        nf_core::PortSpec::new(
-            nf_core::PortCount::exactly(1),
-            nf_core::PortCount::exactly(0),
-            "h/",
-        )
-    }
-    fn push(&mut self, _port: usize, batch: &mut nf_core::Batch, _out: &mut nf_core::Outputs) {
-        let mut v = self.0.lock().unwrap();
-        for p in batch.drain() {
-            v.push((p.anno.timestamp.0, p.data().to_vec()));
-        }
-    }
-}
-
 #[test]
 fn sharded_replay_hands_each_shard_its_own_frames_in_sequence_order() {
     let cfg = TrafficConfig {
@@ -319,11 +295,11 @@ fn sharded_replay_hands_each_shard_its_own_frames_in_sequence_order() {
         (0..1000).map(|_| g.next_frame().to_vec()).collect()
     };
     let whole: Vec<&Vec<u8>> = frames.iter().cycle().take(2500).collect();
-    let seen: Vec<Stamped> = (0..2).map(|_| Default::default()).collect();
+    let seen: Vec<Recorded> = (0..2).map(|_| Default::default()).collect();
     let mut sh = ShardedRouter::new(2, |shard| {
         let mut g = Graph::new();
         let s = g.add("src", Replay::from_frames(&frames).limit(2500));
-        let c = g.add("c", Stamps(seen[shard].clone()));
+        let c = g.add("c", Recorder(seen[shard].clone()));
         g.chain(&[s.id(), c.id()]);
         Ok(g)
     })

@@ -1,6 +1,7 @@
 //! Capture files: round trips through `ToPcap` and `FromPcap`, pcapng, nanosecond files, corrupt and
 //! truncated files (typed errors naming the byte offset), and `tcpdump -r` reading what we write.
 
+use nf_core::testing::{Recorded, Recorder};
 use nf_core::traffic::{TrafficConfig, TrafficGen};
 use nf_core::{Config, Router, Timestamp};
 use nf_drivers::io::pcap::{CaptureFile, Format, PcapFileWriter};
@@ -39,6 +40,23 @@ fn run(text: &str, params: &[(&str, &Path)]) -> Result<Router, nf_core::Error> {
     let mut r = Router::new(cfg.build(&nf_drivers::registry())?)?;
     r.run()?;
     Ok(r)
+}
+
+/// Runs `text` (with `$IN` the file at `path`) on two shards: the run's result, and the router to read.
+fn run_sharded(text: &str, path: &Path) -> (Result<(), nf_core::Error>, nf_core::ShardedRouter) {
+    let p: BTreeMap<String, String> = [("IN".to_string(), path.display().to_string())].into();
+    let cfg = Config::parse("t", text, &p).unwrap();
+    let reg = nf_drivers::registry();
+    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    (sh.run(), sh)
+}
+
+/// Each shard's count of the `Counter` called `c`.
+fn shard_counts(sh: &nf_core::ShardedRouter) -> Vec<u64> {
+    sh.shards()
+        .iter()
+        .map(|r| r.read_handler("c", "count").unwrap().parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -134,27 +152,9 @@ fn pcapng_is_read() {
     .unwrap();
     assert_eq!(r.read_handler("c", "count").unwrap(), "20");
     // Sharded, pcapng goes through the general reader record by record: every packet once.
-    let p: BTreeMap<String, String> = [("IN".to_string(), path.display().to_string())].into();
-    let cfg = Config::parse(
-        "t",
-        "FromPcap($IN, BURST 4) -> c :: Counter -> Discard;",
-        &p,
-    )
-    .unwrap();
-    let reg = nf_drivers::registry();
-    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
-    sh.run().unwrap();
-    let total: u64 = sh
-        .shards()
-        .iter()
-        .map(|r| {
-            r.read_handler("c", "count")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(total, 20);
+    let (res, sh) = run_sharded("FromPcap($IN, BURST 4) -> c :: Counter -> Discard;", &path);
+    res.unwrap();
+    assert_eq!(shard_counts(&sh).iter().sum::<u64>(), 20);
 }
 
 #[test]
@@ -180,22 +180,10 @@ fn truncated_and_corrupt_files_are_typed_errors_naming_the_offset() {
     let err = run("FromPcap($IN) -> c :: Counter -> Discard;", &[("IN", &cut)]).unwrap_err();
     assert!(err.to_string().contains("at byte 264"), "{err}");
     // The same in a sharded run (the shards' scan hands the damaged record to the general reader).
-    let p: BTreeMap<String, String> = [("IN".to_string(), cut.display().to_string())].into();
-    let cfg = Config::parse("t", "FromPcap($IN) -> c :: Counter -> Discard;", &p).unwrap();
-    let reg = nf_drivers::registry();
-    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
-    let err = sh.run().unwrap_err();
+    let (res, sh) = run_sharded("FromPcap($IN) -> c :: Counter -> Discard;", &cut);
+    let err = res.unwrap_err();
     assert!(err.to_string().contains("at byte 264"), "{err}");
-    let good: u64 = sh
-        .shards()
-        .iter()
-        .map(|r| {
-            r.read_handler("c", "count")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let good: u64 = shard_counts(&sh).iter().sum();
     assert_eq!(good, 3, "each good packet once, before the error");
 
     let mut bad = bytes.clone();
@@ -254,16 +242,11 @@ fn tcpdump_reads_what_we_write() {
 fn sharded_from_pcap_reads_every_packet_once() {
     let a = tmp("sharded.pcap");
     gen_pcap(&a, 10_000, false);
-    let p: BTreeMap<String, String> = [("IN".to_string(), a.display().to_string())].into();
-    let cfg = Config::parse(
-        "t",
+    let (res, sh) = run_sharded(
         "FromPcap($IN, BURST 16) -> ct :: ConnTrack -> c :: Counter -> Discard;",
-        &p,
-    )
-    .unwrap();
-    let reg = nf_drivers::registry();
-    let mut sh = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
-    sh.run().unwrap();
+        &a,
+    );
+    res.unwrap();
     let h = sh.handlers();
     let get = |e: &str, k: &str| {
         h.iter()
@@ -274,36 +257,8 @@ fn sharded_from_pcap_reads_every_packet_once() {
     };
     assert_eq!(get("c", "count"), "10000");
     assert_eq!(get("ct", "flows"), "50");
-    let per: Vec<u64> = sh
-        .shards()
-        .iter()
-        .map(|r| r.read_handler("c", "count").unwrap().parse().unwrap())
-        .collect();
+    let per = shard_counts(&sh);
     assert!(per.iter().all(|&n| n > 0), "{per:?}");
-}
-
-/// (timestamp, frame) of each packet, in arrival order.
-type Stamped = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
-
-struct Stamps(Stamped);
-
-impl nf_core::Element for Stamps {
-    fn class_name(&self) -> &'static str {
-        "Stamps"
-    }
-    fn ports(&self) -> nf_core::PortSpec {
-        nf_core::PortSpec::new(
-            nf_core::PortCount::exactly(1),
-            nf_core::PortCount::exactly(0),
-            "h/",
-        )
-    }
-    fn push(&mut self, _port: usize, batch: &mut nf_core::Batch, _out: &mut nf_core::Outputs) {
-        let mut v = self.0.lock().unwrap();
-        for p in batch.drain() {
-            v.push((p.anno.timestamp.0, p.data().to_vec()));
-        }
-    }
 }
 
 /// Each shard's copy of `FromPcap` (which scans records without decoding their timestamps and keeps its
@@ -315,24 +270,24 @@ fn sharded_from_pcap_keeps_order_timestamps_and_ownership() {
     for nanos in [false, true] {
         let path = tmp(&format!("sharded-order-{nanos}.pcap"));
         gen_pcap(&path, 3_000, nanos);
-        let graph = |seen: Stamped| {
+        let graph = |seen: Recorded| {
             let mut g = nf_core::Graph::new();
             let s = g.add(
                 "src",
                 FromPcap::new(&path).passes(Passes::Count(2)).burst(16),
             );
-            let c = g.add("c", Stamps(seen));
+            let c = g.add("c", Recorder(seen));
             g.chain(&[s.id(), c.id()]);
             g
         };
-        let reference = Stamped::default();
+        let reference = Recorded::default();
         Router::new(graph(reference.clone()))
             .unwrap()
             .run()
             .unwrap();
         let reference = reference.lock().unwrap().clone();
         assert_eq!(reference.len(), 6_000);
-        let seen: Vec<Stamped> = (0..2).map(|_| Default::default()).collect();
+        let seen: Vec<Recorded> = (0..2).map(|_| Default::default()).collect();
         let mut sh = nf_core::ShardedRouter::new(2, |s| Ok(graph(seen[s].clone()))).unwrap();
         sh.run().unwrap();
         let mut merged = Vec::new();

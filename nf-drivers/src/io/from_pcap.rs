@@ -1,6 +1,6 @@
 //! `FromPcap`: replays a capture file into a graph.
 
-use super::pcap::{CaptureFile, Cursor};
+use super::pcap::{CaptureFile, Cursor, Scanned};
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
 use nf_core::{Element, Outputs, Timestamp};
 use std::path::PathBuf;
@@ -56,10 +56,9 @@ pub struct FromPcap {
     l3: Option<usize>,
     error: Option<String>,
     done: bool,
-    /// A sharded run's scratch: the records of one round that belong to this shard (file offset of the
-    /// frame, its length, its timestamp, or the pass's time offset and the record header's offset when
-    /// the timestamp is still to be decoded), filled without a branch per record.
-    selected: Vec<(usize, u32, u64, usize)>,
+    /// A sharded run's scratch: the records of one round that belong to this shard, filled without a
+    /// branch per record.
+    selected: Vec<Scanned>,
 }
 
 impl std::fmt::Debug for FromPcap {
@@ -145,6 +144,19 @@ impl FromPcap {
         }
         more
     }
+
+    /// After the reader's end of a pass (`failure` `None`) or its error: starts the next pass if there is
+    /// one; else the source is done (keeping the error for the `error` handler and the run). Returns
+    /// whether to read on.
+    fn next_pass_or_stop(&mut self, f: &CaptureFile, failure: Option<crate::Error>) -> bool {
+        match failure {
+            None if self.end_of_pass(f) => return true,
+            None => {}
+            Some(e) => self.error = Some(e.to_string()),
+        }
+        self.done = true;
+        false
+    }
 }
 
 const HANDLERS: &[HandlerSpec] = &[
@@ -216,11 +228,10 @@ impl FromPcap {
     /// this shard's is a coin toss to the branch predictor: a mispredicted branch per record cost more than
     /// the scan itself); then the kept ones are copied into packets.
     fn read_batch_sharded(&mut self, file: &CaptureFile, out: &mut Outputs) -> TaskStatus {
-        const DECODED: usize = usize::MAX;
         let (me, n) = self.shard;
         let burst = self.burst;
         if self.selected.len() < burst + 1 {
-            self.selected.resize(burst + 1, (0, 0, 0, DECODED));
+            self.selected.resize(burst + 1, Scanned::default());
         }
         let base = file.bytes().as_ptr() as usize;
         let mut k = 0;
@@ -256,23 +267,21 @@ impl FromPcap {
                     let mine = nf_core::flow::frame_shard(r.data, n) == me;
                     self.first_ts.get_or_insert(r.timestamp);
                     self.last_ts = r.timestamp;
-                    self.selected[k] = (
-                        r.data.as_ptr() as usize - base,
-                        r.data.len() as u32,
-                        r.timestamp.0 + self.pass_offset,
-                        DECODED,
-                    );
+                    self.selected[k] = Scanned {
+                        frame_at: r.data.as_ptr() as usize - base,
+                        len: r.data.len() as u32,
+                        time: r.timestamp.0 + self.pass_offset,
+                        header_at: None,
+                    };
                     k += usize::from(mine);
                 }
                 Ok(None) => {
-                    if !self.end_of_pass(file) {
-                        self.done = true;
+                    if !self.next_pass_or_stop(file, None) {
                         break;
                     }
                 }
                 Err(e) => {
-                    self.error = Some(e.to_string());
-                    self.done = true;
+                    self.next_pass_or_stop(file, Some(e));
                     break;
                 }
             }
@@ -285,13 +294,14 @@ impl FromPcap {
             self.last_ts = c.timestamp_at(file, h);
         }
         nf_core::pool::with_local(|pool| {
-            for &(at, len, ts, hdr) in &self.selected[..k] {
-                let stamp = match (hdr, cursor) {
-                    (DECODED, _) | (_, None) => Timestamp(ts),
-                    (hdr, Some(c)) => Timestamp(c.timestamp_at(file, hdr).0 + ts),
+            for s in &self.selected[..k] {
+                let stamp = match (s.header_at, cursor) {
+                    (Some(h), Some(c)) => Timestamp(c.timestamp_at(file, h).0 + s.time),
+                    _ => Timestamp(s.time),
                 };
-                o.push_copy(pool, &data[at..at + len as usize], stamp, self.l3);
-                bytes += u64::from(len);
+                let frame = &data[s.frame_at..s.frame_at + s.len as usize];
+                o.push_copy(pool, frame, stamp, self.l3);
+                bytes += u64::from(s.len);
             }
         });
         self.count += k as u64;
@@ -347,14 +357,12 @@ impl FromPcap {
                         produced += 1;
                     }
                     Ok(None) => {
-                        if !self.end_of_pass(file) {
-                            self.done = true;
+                        if !self.next_pass_or_stop(file, None) {
                             break;
                         }
                     }
                     Err(e) => {
-                        self.error = Some(e.to_string());
-                        self.done = true;
+                        self.next_pass_or_stop(file, Some(e));
                         break;
                     }
                 }

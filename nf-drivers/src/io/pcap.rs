@@ -354,7 +354,7 @@ impl Cursor {
     }
 
     /// A shard's scan of classic pcap records: walks records from the cursor while `out` has room, writing
-    /// each record's (frame offset, frame length, `tag`, header offset) into the next free slot of `out`
+    /// each record's [`Scanned`] (with `tag`, and its header's offset) into the next free slot of `out`
     /// and keeping it there (the next one overwrites it otherwise) when `keep` accepts its frame; the
     /// choice is made without a branch (whether a packet is this shard's is a coin toss to the branch
     /// predictor). Timestamps are not decoded (see [`Cursor::timestamp_at`]). Returns the number kept and
@@ -365,7 +365,7 @@ impl Cursor {
     pub(crate) fn scan_pcap(
         &mut self,
         file: &CaptureFile,
-        out: &mut [(usize, u32, u64, usize)],
+        out: &mut [Scanned],
         tag: u64,
         mut keep: impl FnMut(&[u8]) -> bool,
     ) -> (usize, Option<(usize, usize)>) {
@@ -396,7 +396,12 @@ impl Cursor {
             super::mmap_unsafe::prefetch(data, end + 4096);
             super::mmap_unsafe::prefetch(data, end + 4096 + 64);
             if let Some(slot) = out.get_mut(k) {
-                *slot = (start, incl, tag, pos);
+                *slot = Scanned {
+                    frame_at: start,
+                    len: incl,
+                    time: tag,
+                    header_at: Some(pos),
+                };
             }
             k += usize::from(keep(frame));
             last = Some(pos);
@@ -605,6 +610,20 @@ impl<'a> Iterator for Records<'a> {
             }
         }
     }
+}
+
+/// A record found by a shard's scan ([`Cursor::scan_pcap`]), for the shard to copy if it is its own.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Scanned {
+    /// Offset of the frame in the file.
+    pub(crate) frame_at: usize,
+    /// Frame length.
+    pub(crate) len: u32,
+    /// The capture time if `header_at` is `None`; else what to add to the time decoded from the header
+    /// (the pass's offset).
+    pub(crate) time: u64,
+    /// Offset of the record header whose timestamp is still to be decoded.
+    pub(crate) header_at: Option<usize>,
 }
 
 /// Writes classic pcap files that `tcpdump -r` reads.

@@ -57,10 +57,6 @@ impl std::hash::Hasher for KeyHasher {
         self.fed = true;
         self.sip.write(bytes);
     }
-    fn write_usize(&mut self, n: usize) {
-        // The length prefix of a slice: hashed like any other bytes.
-        self.write(&n.to_ne_bytes());
-    }
     fn write_u64(&mut self, v: u64) {
         self.stored = Some(v);
     }
