@@ -4,36 +4,71 @@ use crate::packet::{HeaderInfo, Link, Packet, PacketError, proto, read_addr};
 use crate::toeplitz;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// A five-tuple: addresses, ports and transport protocol.
 ///
 /// For ICMP and ICMPv6 echo messages both ports hold the echo identifier (so that a request and its reply
 /// have reversed keys); other ICMP messages and protocols without ports have ports 0.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// The key is five aligned 64-bit words (40 bytes): each address as its 16 octets in network order (an
+/// IPv4 address in the first four, the rest zero), then ports, protocol and address family in one word.
+/// Keys are built, copied, compared and hashed on the packet path, and a layout of whole words lets the
+/// compiler keep them in registers and read back what it wrote with loads of the width it stored
+/// (`IpAddr`'s enum layout, a tag byte then the octets at alignment 1, made every IPv4 key a
+/// store-forwarding stall when it was copied or compared). Read the parts with [`src`](Self::src),
+/// [`dst`](Self::dst), [`src_port`](Self::src_port), [`dst_port`](Self::dst_port) and
+/// [`proto`](Self::proto); build a key with [`new`](Self::new) or [`v4`](Self::v4).
+///
+/// Keys order as the tuple `(src, dst, src_port, dst_port, proto)` with `IpAddr`'s order (every IPv4
+/// address before every IPv6 address).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(8))]
 pub struct FlowKey {
-    /// Source address.
-    pub src: IpAddr,
-    /// Destination address.
-    pub dst: IpAddr,
-    /// Source port.
-    pub src_port: u16,
-    /// Destination port.
-    pub dst_port: u16,
-    /// IP protocol number (6 TCP, 17 UDP, ...).
-    pub proto: u8,
+    src: [u64; 2],
+    dst: [u64; 2],
+    /// Source port (bits 0-15), destination port (16-31).
+    ports: u32,
+    proto: u8,
+    /// An enum, so that the key has a niche: `Option<FlowKey>`, and a table slot holding one in an
+    /// `Option`, are no larger than the key (without it a 64-byte slot became 128).
+    family: Family,
+    /// Always 0 (the key's tail is one 64-bit word for hashing).
+    pad: u16,
 }
 
-impl Default for FlowKey {
-    fn default() -> Self {
-        FlowKey {
-            src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            src_port: 0,
-            dst_port: 0,
-            proto: 0,
-        }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+enum Family {
+    #[default]
+    V4 = 0,
+    V6 = 1,
+}
+
+/// An address as the two words of a key (octets in network order; IPv4 in the first four).
+#[inline(always)]
+fn addr_words(a: IpAddr) -> ([u64; 2], bool) {
+    match a {
+        IpAddr::V4(a) => ([u64::from(u32::from_ne_bytes(a.octets())), 0], false),
+        IpAddr::V6(a) => (octet_words(&a.octets()), true),
     }
+}
+
+#[inline(always)]
+fn octet_words(o: &[u8; 16]) -> [u64; 2] {
+    let (lo, hi) = o.split_at(8);
+    [
+        u64::from_ne_bytes(lo.try_into().unwrap_or_default()),
+        u64::from_ne_bytes(hi.try_into().unwrap_or_default()),
+    ]
+}
+
+#[inline(always)]
+fn words_octets(w: [u64; 2]) -> [u8; 16] {
+    let mut o = [0u8; 16];
+    o[..8].copy_from_slice(&w[0].to_ne_bytes());
+    o[8..].copy_from_slice(&w[1].to_ne_bytes());
+    o
 }
 
 impl fmt::Debug for FlowKey {
@@ -44,36 +79,175 @@ impl fmt::Debug for FlowKey {
 
 impl fmt::Display for FlowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = match self.proto {
+        let p = match self.proto() {
             proto::TCP => "tcp".to_string(),
             proto::UDP => "udp".to_string(),
             proto::ICMP => "icmp".to_string(),
             proto::ICMPV6 => "icmp6".to_string(),
             n => format!("proto{n}"),
         };
-        let ep = |a: &IpAddr, port: u16| match a {
+        let ep = |a: IpAddr, port: u16| match a {
             IpAddr::V4(a) => format!("{a}:{port}"),
             IpAddr::V6(a) => format!("[{a}]:{port}"),
         };
         write!(
             f,
             "{p} {} -> {}",
-            ep(&self.src, self.src_port),
-            ep(&self.dst, self.dst_port)
+            ep(self.src(), self.src_port()),
+            ep(self.dst(), self.dst_port())
         )
+    }
+}
+
+impl PartialOrd for FlowKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for FlowKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (
+            self.src(),
+            self.dst(),
+            self.src_port(),
+            self.dst_port(),
+            self.proto(),
+        )
+            .cmp(&(o.src(), o.dst(), o.src_port(), o.dst_port(), o.proto()))
     }
 }
 
 impl FlowKey {
     /// A key from its parts.
+    ///
+    /// Both addresses are held in one family: if one is IPv4 and the other IPv6, the IPv4 one is held
+    /// as its IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as a dual-stack socket sees it.
+    #[inline]
     pub fn new(proto: u8, src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> Self {
+        let (src, dst) = match (src, dst) {
+            (IpAddr::V4(_), IpAddr::V6(_)) => (IpAddr::V6(v4_mapped(src)), dst),
+            (IpAddr::V6(_), IpAddr::V4(_)) => (src, IpAddr::V6(v4_mapped(dst))),
+            _ => (src, dst),
+        };
+        let (s, v6) = addr_words(src);
+        let (d, _) = addr_words(dst);
         FlowKey {
-            src,
-            dst,
-            src_port,
-            dst_port,
-            proto,
+            src: s,
+            dst: d,
+            ..Self::tail(proto, src_port, dst_port, v6)
         }
+    }
+
+    /// An IPv4 key from its parts.
+    #[inline(always)]
+    pub const fn v4(proto: u8, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Self {
+        Self::v4_octets(proto, src.octets(), src_port, dst.octets(), dst_port)
+    }
+
+    /// An IPv4 key from the addresses' octets as they lie in the header.
+    #[inline(always)]
+    pub const fn v4_octets(
+        proto: u8,
+        src: [u8; 4],
+        src_port: u16,
+        dst: [u8; 4],
+        dst_port: u16,
+    ) -> Self {
+        FlowKey {
+            src: [u32::from_ne_bytes(src) as u64, 0],
+            dst: [u32::from_ne_bytes(dst) as u64, 0],
+            ..Self::tail(proto, src_port, dst_port, false)
+        }
+    }
+
+    /// An IPv6 key from its parts.
+    #[inline]
+    pub fn v6(proto: u8, src: Ipv6Addr, src_port: u16, dst: Ipv6Addr, dst_port: u16) -> Self {
+        FlowKey {
+            src: octet_words(&src.octets()),
+            dst: octet_words(&dst.octets()),
+            ..Self::tail(proto, src_port, dst_port, true)
+        }
+    }
+
+    /// A key with zero addresses and these ports, protocol and family.
+    #[inline(always)]
+    const fn tail(proto: u8, src_port: u16, dst_port: u16, v6: bool) -> FlowKey {
+        FlowKey {
+            src: [0; 2],
+            dst: [0; 2],
+            ports: src_port as u32 | (dst_port as u32) << 16,
+            proto,
+            family: if v6 { Family::V6 } else { Family::V4 },
+            pad: 0,
+        }
+    }
+
+    /// Ports, protocol and family as one word.
+    #[inline(always)]
+    const fn tail_word(&self) -> u64 {
+        self.ports as u64
+            | (self.proto as u64) << 32
+            | (self.family as u64) << 40
+            | (self.pad as u64) << 48
+    }
+
+    /// The source address.
+    #[inline]
+    pub fn src(&self) -> IpAddr {
+        self.addr(self.src)
+    }
+
+    /// The destination address.
+    #[inline]
+    pub fn dst(&self) -> IpAddr {
+        self.addr(self.dst)
+    }
+
+    #[inline(always)]
+    fn addr(&self, w: [u64; 2]) -> IpAddr {
+        if self.is_ipv6() {
+            IpAddr::V6(Ipv6Addr::from(words_octets(w)))
+        } else {
+            IpAddr::V4(Ipv4Addr::from((w[0] as u32).to_ne_bytes()))
+        }
+    }
+
+    /// The source port (the echo identifier for ICMP echo messages, 0 without ports).
+    #[inline(always)]
+    pub const fn src_port(&self) -> u16 {
+        self.ports as u16
+    }
+
+    /// The destination port.
+    #[inline(always)]
+    pub const fn dst_port(&self) -> u16 {
+        (self.ports >> 16) as u16
+    }
+
+    /// The IP protocol number (6 TCP, 17 UDP, ...).
+    #[inline(always)]
+    pub const fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    /// True for an IPv6 key (both addresses IPv6), false for IPv4.
+    #[inline(always)]
+    pub const fn is_ipv6(&self) -> bool {
+        matches!(self.family, Family::V6)
+    }
+
+    /// The key with another source endpoint (address and port).
+    #[inline]
+    pub fn with_src(&self, addr: IpAddr, port: u16) -> FlowKey {
+        FlowKey::new(self.proto(), addr, port, self.dst(), self.dst_port())
+    }
+
+    /// The key with another destination endpoint (address and port).
+    #[inline]
+    pub fn with_dst(&self, addr: IpAddr, port: u16) -> FlowKey {
+        FlowKey::new(self.proto(), self.src(), self.src_port(), addr, port)
     }
 
     /// The key of the other direction.
@@ -82,21 +256,23 @@ impl FlowKey {
         FlowKey {
             src: self.dst,
             dst: self.src,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-            proto: self.proto,
+            ports: self.ports.rotate_left(16),
+            ..*self
         }
     }
 
     /// True if this key is already in canonical order (source endpoint <= destination endpoint).
     #[inline(always)]
     pub fn is_canonical(&self) -> bool {
-        match (self.src, self.dst) {
-            // The same order as `IpAddr`'s (octets compared in turn), as integers.
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                (u32::from(s), self.src_port) <= (u32::from(d), self.dst_port)
-            }
-            _ => (self.src, self.src_port) <= (self.dst, self.dst_port),
+        if self.is_ipv6() {
+            // The same order as `Ipv6Addr`'s (octets compared in turn).
+            let a = u128::from_be_bytes(words_octets(self.src));
+            let b = u128::from_be_bytes(words_octets(self.dst));
+            (a, self.src_port()) <= (b, self.dst_port())
+        } else {
+            let a = u32::from_be(self.src[0] as u32);
+            let b = u32::from_be(self.dst[0] as u32);
+            (a, self.src_port()) <= (b, self.dst_port())
         }
     }
 
@@ -116,20 +292,17 @@ impl FlowKey {
     #[inline]
     pub fn rss_hash(&self) -> u32 {
         let mut input = [0u8; 36];
-        let n = match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                input[..4].copy_from_slice(&s.octets());
-                input[4..8].copy_from_slice(&d.octets());
-                8
-            }
-            (s, d) => {
-                input[..16].copy_from_slice(&to_v6(s));
-                input[16..32].copy_from_slice(&to_v6(d));
-                32
-            }
+        let n = if self.is_ipv6() {
+            input[..16].copy_from_slice(&words_octets(self.src));
+            input[16..32].copy_from_slice(&words_octets(self.dst));
+            32
+        } else {
+            input[..4].copy_from_slice(&(self.src[0] as u32).to_ne_bytes());
+            input[4..8].copy_from_slice(&(self.dst[0] as u32).to_ne_bytes());
+            8
         };
-        input[n..n + 2].copy_from_slice(&self.src_port.to_be_bytes());
-        input[n + 2..n + 4].copy_from_slice(&self.dst_port.to_be_bytes());
+        input[n..n + 2].copy_from_slice(&self.src_port().to_be_bytes());
+        input[n + 2..n + 4].copy_from_slice(&self.dst_port().to_be_bytes());
         toeplitz::symmetric().hash(&input[..n + 4])
     }
 
@@ -140,21 +313,11 @@ impl FlowKey {
     /// entropy. That is enough to pick a queue or a shard, but makes long probe chains in a table.
     #[inline(always)]
     pub fn table_hash(&self) -> u32 {
-        let bits = |a: IpAddr| -> u128 {
-            match a {
-                IpAddr::V4(v) => u128::from(u32::from(v)),
-                IpAddr::V6(v) => u128::from(v) ^ (1 << 127),
-            }
-        };
-        let (a, b) = (bits(self.src), bits(self.dst));
-        let mut h = (a as u64)
-            ^ ((a >> 64) as u64).rotate_left(23)
-            ^ (b as u64).rotate_left(32)
-            ^ ((b >> 64) as u64).rotate_left(47);
-        h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (u64::from(self.src_port) << 24
-                | u64::from(self.dst_port) << 8
-                | u64::from(self.proto));
+        let mut h = self.src[0]
+            ^ self.src[1].rotate_left(23)
+            ^ self.dst[0].rotate_left(32)
+            ^ self.dst[1].rotate_left(47);
+        h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.tail_word();
         // MurmurHash3's 64-bit finaliser.
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -188,13 +351,7 @@ impl FlowKey {
             }
             _ => (0, 0),
         };
-        Some(FlowKey {
-            src,
-            dst,
-            src_port,
-            dst_port,
-            proto: h.proto,
-        })
+        Some(FlowKey::new(h.proto, src, src_port, dst, dst_port))
     }
 
     /// Locates the packet's headers (see [`Packet::locate`]) and returns its key.
@@ -204,10 +361,78 @@ impl FlowKey {
     }
 }
 
-fn to_v6(a: IpAddr) -> [u8; 16] {
+fn v4_mapped(a: IpAddr) -> Ipv6Addr {
     match a {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// An address and a port in 20 bytes (a [`SocketAddr`] takes 32: an IPv6 one carries flow information and
+/// a scope), for table entries that hold an endpoint: a flow table's slot stays within one 64-byte line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint from its address and port.
+    #[inline]
+    pub const fn new(ip: IpAddr, port: u16) -> Self {
+        Endpoint { ip, port }
+    }
+
+    /// The address.
+    #[inline]
+    pub const fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The port.
+    #[inline]
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    #[inline]
+    fn from(a: SocketAddr) -> Self {
+        Endpoint::new(a.ip(), a.port())
+    }
+}
+
+impl From<Endpoint> for SocketAddr {
+    #[inline]
+    fn from(e: Endpoint) -> Self {
+        SocketAddr::new(e.ip, e.port)
+    }
+}
+
+impl PartialEq<SocketAddr> for Endpoint {
+    #[inline]
+    fn eq(&self, o: &SocketAddr) -> bool {
+        self.ip == o.ip() && self.port == o.port()
+    }
+}
+
+impl PartialEq<Endpoint> for SocketAddr {
+    #[inline]
+    fn eq(&self, o: &Endpoint) -> bool {
+        o == self
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&SocketAddr::from(*self), f)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -356,6 +581,67 @@ mod tests {
             prop_assert_eq!(c1, c2);
             prop_assert!(c1.is_canonical());
             if k != k.reversed() { prop_assert_ne!(r1, r2); }
+        }
+
+        #[test]
+        fn parts_come_back_as_given(a in arb_ip(), b in arb_ip(), sp: u16, dp: u16, pr: u8) {
+            let k = FlowKey::new(pr, a, sp, b, dp);
+            prop_assert_eq!((k.src_port(), k.dst_port(), k.proto()), (sp, dp, pr));
+            if a.is_ipv4() == b.is_ipv4() {
+                prop_assert_eq!((k.src(), k.dst()), (a, b));
+                prop_assert_eq!(k.is_ipv6(), a.is_ipv6());
+            } else {
+                // Mixed families: the IPv4 one is held IPv4-mapped.
+                prop_assert!(k.is_ipv6());
+                prop_assert_eq!(k.src(), IpAddr::V6(v4_mapped(a)));
+                prop_assert_eq!(k.dst(), IpAddr::V6(v4_mapped(b)));
+            }
+            if let (IpAddr::V4(x), IpAddr::V4(y)) = (a, b) {
+                prop_assert_eq!(FlowKey::v4(pr, x, sp, y, dp), k);
+                prop_assert_eq!(FlowKey::v4_octets(pr, x.octets(), sp, y.octets(), dp), k);
+            }
+            if let (IpAddr::V6(x), IpAddr::V6(y)) = (a, b) {
+                prop_assert_eq!(FlowKey::v6(pr, x, sp, y, dp), k);
+            }
+            let r = k.reversed();
+            prop_assert_eq!((r.src(), r.src_port(), r.dst(), r.dst_port(), r.proto()),
+                (k.dst(), k.dst_port(), k.src(), k.src_port(), k.proto()));
+            prop_assert_eq!(k.with_src(b, dp).src(), k.with_dst(b, dp).dst());
+        }
+
+        #[test]
+        fn keys_order_as_their_tuples(
+            ks in proptest::collection::vec((arb_ip(), arb_ip(), any::<u16>(), any::<u16>(), any::<u8>()), 2..20)
+        ) {
+            let keys: Vec<FlowKey> = ks.iter().map(|&(a, b, sp, dp, pr)| FlowKey::new(pr, a, sp, b, dp)).collect();
+            let tuple = |k: &FlowKey| (k.src(), k.dst(), k.src_port(), k.dst_port(), k.proto());
+            for x in &keys {
+                for y in &keys {
+                    prop_assert_eq!(x.cmp(y), tuple(x).cmp(&tuple(y)));
+                    prop_assert_eq!(x == y, tuple(x) == tuple(y));
+                    if x == y { prop_assert_eq!(x.table_hash(), y.table_hash()); }
+                }
+            }
+        }
+
+        #[test]
+        fn an_ipv4_key_is_not_its_mapped_ipv6_key(a: [u8; 4], b: [u8; 4], sp: u16, dp: u16) {
+            let v4 = FlowKey::new(6, IpAddr::from(a), sp, IpAddr::from(b), dp);
+            let v6 = FlowKey::new(6, IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped()), sp,
+                IpAddr::V6(Ipv4Addr::from(b).to_ipv6_mapped()), dp);
+            prop_assert_ne!(v4, v6);
+            prop_assert!(v4 < v6);
+        }
+
+        #[test]
+        fn endpoints_convert_both_ways(a in arb_ip(), port: u16) {
+            let sa = SocketAddr::new(a, port);
+            let e = Endpoint::from(sa);
+            prop_assert_eq!((e.ip(), e.port()), (a, port));
+            prop_assert_eq!(SocketAddr::from(e), sa);
+            prop_assert!(e == sa);
+            prop_assert!(sa == e);
+            prop_assert_eq!(e.to_string(), sa.to_string());
         }
 
         #[test]

@@ -53,7 +53,7 @@ pub use element::{
     Element, HandlerSpec, InitContext, PortCount, PortSpec, Processing, TaskContext, TaskStatus,
 };
 pub use error::{ConfigError, ConfigErrors, Error};
-pub use flow::FlowKey;
+pub use flow::{Endpoint, FlowKey};
 pub use graph::{ElementId, Graph};
 pub use packet::{Annotations, HeaderInfo, IpVersion, Link, Packet, PacketError, Timestamp};
 pub use registry::Registry;

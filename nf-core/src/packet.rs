@@ -649,13 +649,13 @@ impl Packet {
                     && ip[7] == 0
                     && (min..=avail).contains(&total)
                 {
-                    let key = crate::FlowKey {
-                        src: IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
-                        dst: IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
-                        src_port: u16::from_be_bytes([ip[20], ip[21]]),
-                        dst_port: u16::from_be_bytes([ip[22], ip[23]]),
+                    let key = crate::FlowKey::v4_octets(
                         proto,
-                    };
+                        [ip[12], ip[13], ip[14], ip[15]],
+                        u16::from_be_bytes([ip[20], ip[21]]),
+                        [ip[16], ip[17], ip[18], ip[19]],
+                        u16::from_be_bytes([ip[22], ip[23]]),
+                    );
                     let info = HeaderInfo {
                         version: IpVersion::V4,
                         l3,

@@ -531,6 +531,26 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[test]
+    fn the_standard_elements_slots_fit_their_lines() {
+        use crate::elements::lb::{ClientKey, LbEntry, MuxEntry};
+        use crate::elements::tcpudp::conntrack::Connection;
+        use std::mem::size_of;
+        // One line for the balancer's and the Mux's slots (the keys' niches hold `Option`'s tag), two
+        // for the connection tracker's.
+        assert_eq!(size_of::<Option<Slot<ClientKey, LbEntry>>>(), 64);
+        assert_eq!(size_of::<Option<Slot<crate::FlowKey, MuxEntry>>>(), 64);
+        assert_eq!(
+            size_of::<Option<crate::FlowKey>>(),
+            size_of::<crate::FlowKey>()
+        );
+        assert!(size_of::<Option<Slot<crate::FlowKey, Connection>>>() <= 128);
+        eprintln!(
+            "conntrack slot: {} bytes",
+            size_of::<Option<Slot<crate::FlowKey, Connection>>>()
+        );
+    }
+
+    #[test]
     fn bounded_with_eviction_and_reports() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();

@@ -178,10 +178,10 @@ proptest! {
         prop_assert!(verify(p.data()).is_ok(), "{:?}", verify(p.data()));
         // The rewritten fields read back.
         let k = nf_core::FlowKey::from_headers(p.buffer(), &h).unwrap();
-        if which & 1 != 0 { prop_assert_eq!(k.src, addr(nsrc)); }
-        if which & 2 != 0 { prop_assert_eq!(k.dst, addr(ndst)); }
-        if which & 4 != 0 && has_ports { prop_assert_eq!(k.src_port, nsp); }
-        if which & 8 != 0 && has_ports { prop_assert_eq!(k.dst_port, ndp); }
+        if which & 1 != 0 { prop_assert_eq!(k.src(), addr(nsrc)); }
+        if which & 2 != 0 { prop_assert_eq!(k.dst(), addr(ndst)); }
+        if which & 4 != 0 && has_ports { prop_assert_eq!(k.src_port(), nsp); }
+        if which & 8 != 0 && has_ports { prop_assert_eq!(k.dst_port(), ndp); }
         if let (false, L4::UdpNoChecksum) = (v6, l4) {
             prop_assert_eq!(&p.data()[40..42], &[0, 0]);
         }
@@ -207,9 +207,9 @@ proptest! {
         if has_ports {
             let k = nf_core::FlowKey::from_headers(p.buffer(), &h).unwrap();
             if to_src {
-                prop_assert_eq!((k.src, k.src_port), (a, np));
+                prop_assert_eq!((k.src(), k.src_port()), (a, np));
             } else {
-                prop_assert_eq!((k.dst, k.dst_port), (a, np));
+                prop_assert_eq!((k.dst(), k.dst_port()), (a, np));
             }
         }
         if let (false, L4::UdpNoChecksum) = (v6, l4) {
@@ -241,7 +241,7 @@ proptest! {
     fn canonical_order_is_the_address_order(a: [u8; 4], b: [u8; 4], sp: u16, dp: u16, same: bool) {
         let b = if same { a } else { b };
         let k = nf_core::FlowKey::new(6, IpAddr::from(a), sp, IpAddr::from(b), dp);
-        prop_assert_eq!(k.is_canonical(), (k.src, k.src_port) <= (k.dst, k.dst_port));
+        prop_assert_eq!(k.is_canonical(), (k.src(), k.src_port()) <= (k.dst(), k.dst_port()));
         prop_assert_eq!(k.canonical().0, k.reversed().canonical().0);
     }
 

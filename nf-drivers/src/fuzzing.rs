@@ -50,13 +50,13 @@ pub fn packet(data: &[u8]) {
             if let Some(k) = FlowKey::from_headers(p.buffer(), &h) {
                 assert_eq!(k.rss_hash(), k.reversed().rss_hash());
                 let new = k.reversed();
-                if p.set_ip_src(&h, new.src).is_ok() && p.set_src_port(&h, 4242).is_ok() {
+                if p.set_ip_src(&h, new.src()).is_ok() && p.set_src_port(&h, 4242).is_ok() {
                     let k2 = FlowKey::from_headers(p.buffer(), &h);
                     assert!(k2.is_some(), "a rewritten packet still parses");
                     if let Some(k2) = k2 {
-                        assert_eq!(k2.src, new.src);
+                        assert_eq!(k2.src(), new.src());
                         if h.proto == 6 || h.proto == 17 {
-                            assert_eq!(k2.src_port, 4242);
+                            assert_eq!(k2.src_port(), 4242);
                         }
                     }
                 }

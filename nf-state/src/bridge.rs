@@ -70,11 +70,11 @@ pub fn conntrack_record(key: &FlowKey, c: &Connection) -> (FiveTuple, ConntrackV
     };
     (
         FiveTuple {
-            proto: Proto::from_number(o.proto),
-            src_ip: o.src,
-            src_port: o.src_port,
-            dst_ip: o.dst,
-            dst_port: o.dst_port,
+            proto: Proto::from_number(o.proto()),
+            src_ip: o.src(),
+            src_port: o.src_port(),
+            dst_ip: o.dst(),
+            dst_port: o.dst_port(),
         },
         ConntrackValue {
             state,

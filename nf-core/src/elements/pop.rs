@@ -195,7 +195,7 @@ impl PoPSelector {
             self.flows.touch(e, Timestamp(now).add_nanos(self.idle));
             return usize::from(pop);
         }
-        let pop = self.choose(key.dst, now);
+        let pop = self.choose(key.dst(), now);
         self.chosen[pop] += 1;
         let entry = FlowEntry {
             pop: pop as u8,
@@ -239,7 +239,7 @@ impl PoPSelector {
         let (pop, rtt) = (usize::from(v.pop), now - v.syn_at);
         v.syn_at = 0;
         // The reply comes from the destination.
-        self.record(pop, key.src, rtt, now);
+        self.record(pop, key.src(), rtt, now);
     }
 
     fn rtt_text(&self) -> String {

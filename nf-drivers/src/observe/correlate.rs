@@ -515,8 +515,8 @@ impl Correlator {
         // `reversed`: the packet goes from the canonical key's dst to its src.
         if let Some(vip) = self.cfg.vip
             && side == Side::Outside
-            && !((p.key.dst == vip.ip() && p.key.dst_port == vip.port())
-                || (p.key.src == vip.ip() && p.key.src_port == vip.port()))
+            && !((p.key.dst() == vip.ip() && p.key.dst_port() == vip.port())
+                || (p.key.src() == vip.ip() && p.key.src_port() == vip.port()))
         {
             self.stats.ignored += 1;
             return;
@@ -542,12 +542,12 @@ impl Correlator {
             f.checked += 1;
         }
         let src = Ep {
-            ip: p.key.src,
-            port: p.key.src_port,
+            ip: p.key.src(),
+            port: p.key.src_port(),
         };
         let dst = Ep {
-            ip: p.key.dst,
-            port: p.key.dst_port,
+            ip: p.key.dst(),
+            port: p.key.dst_port(),
         };
         let mut fps = std::mem::take(&mut self.scratch);
         fps.clear();
@@ -557,7 +557,7 @@ impl Correlator {
             Fingerprint::Invariants => fps.push(p.fp),
             Fingerprint::Payload(cc) => {
                 let payload = frame.get(p.payload.0..p.payload.1).unwrap_or(&[]);
-                let seq = (p.key.proto == 6).then_some(p.seq);
+                let seq = (p.key.proto() == 6).then_some(p.seq);
                 let dir = usize::from(reversed);
                 self.flows[fi as usize].chunks[dir].feed(&cc, seq, payload, &mut fps);
                 strength = cc.strength;
@@ -808,7 +808,7 @@ impl Correlator {
             (o_pkt.1, o_pkt.0, i_pkt.1, i_pkt.0)
         };
         let m = Mapping {
-            proto: o_flow.key.proto,
+            proto: o_flow.key.proto(),
             oc,
             os,
             ic,
@@ -843,9 +843,9 @@ impl Correlator {
             if f.side != Side::Outside {
                 return None;
             }
-            Some(!(f.key.src == vip.ip() && f.key.src_port == vip.port()))
+            Some(!(f.key.src() == vip.ip() && f.key.src_port() == vip.port()))
         })?;
-        let pkt_src_is_key_src = f.key.src == src.ip && f.key.src_port == src.port;
+        let pkt_src_is_key_src = f.key.src() == src.ip && f.key.src_port() == src.port;
         Some(key_src_is_client == pkt_src_is_key_src)
     }
 

@@ -125,7 +125,7 @@ impl AnantaMux {
     fn inspect(&self, p: &mut Packet) -> Option<(usize, FlowKey, u32)> {
         let (h, key) = p.locate_key(Link::Ethernet).ok()?;
         let key = key?;
-        if key.dst_port != self.vip.port() || !(self.loose_vip || key.dst == self.vip.ip()) {
+        if key.dst_port() != self.vip.port() || !(self.loose_vip || key.dst() == self.vip.ip()) {
             return None;
         }
         Some((h.l3, key, key.table_hash()))

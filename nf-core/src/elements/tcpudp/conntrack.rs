@@ -244,7 +244,7 @@ impl ConnTrack {
         };
         Some(Seen {
             reversed,
-            proto: key.proto,
+            proto: key.proto(),
             canon,
             hash: canon.table_hash(),
             flags,
