@@ -81,6 +81,13 @@ fn the_inner_packet_is_untouched_and_every_mux_agrees() {
         let ob = run(&mut b, 0, vec![f.clone()], 1, 2);
         let (da, inner) = outer(&oa[0][0]);
         assert_eq!(inner, &f[14..], "inner packet byte-identical");
+        assert_eq!(
+            &oa[0][0][..14],
+            &f[..14],
+            "the Ethernet header kept in front"
+        );
+        let total = u16::from_be_bytes([oa[0][0][16], oa[0][0][17]]);
+        assert_eq!(usize::from(total), f.len() - 14 + 20, "outer total length");
         assert_eq!(outer(&ob[0][0]).0, da, "both Muxes choose the same backend");
         assert!(HOSTS.contains(&da));
     }

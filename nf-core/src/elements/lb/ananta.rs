@@ -190,15 +190,11 @@ impl AnantaMux {
 }
 
 /// IP-in-IP: a new outer IPv4 header (protocol 4) between the Ethernet header and the packet.
+#[inline]
 fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     let off = l3 - p.data_offset();
     let inner_len = p.len() - off;
     let tos = p.data().get(off + 1).copied().unwrap_or(0);
-    let mut eth = [0u8; 18];
-    let n = off.min(18);
-    eth[..n].copy_from_slice(&p.data()[..n]);
-    let front = p.push(20);
-    front[..n].copy_from_slice(&eth[..n]);
     let mut ip = [0u8; 20];
     ip[0] = 0x45;
     ip[1] = tos;
@@ -210,7 +206,25 @@ fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     ip[16..20].copy_from_slice(&dst.octets());
     let c = checksum::ipv4_header(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
-    p.data_mut()[n..n + 20].copy_from_slice(&ip);
+    if off == 14 {
+        // An untagged Ethernet header: fixed-size moves (no call to `memmove`).
+        p.push(20);
+        if let Some(d) = p.data_mut().get_mut(..34) {
+            let eth: [u8; 14] = [
+                d[20], d[21], d[22], d[23], d[24], d[25], d[26], d[27], d[28], d[29], d[30], d[31],
+                d[32], d[33],
+            ];
+            d[..14].copy_from_slice(&eth);
+            d[14..].copy_from_slice(&ip);
+        }
+    } else {
+        let mut eth = [0u8; 18];
+        let n = off.min(18);
+        eth[..n].copy_from_slice(&p.data()[..n]);
+        let front = p.push(20);
+        front[..n].copy_from_slice(&eth[..n]);
+        p.data_mut()[n..n + 20].copy_from_slice(&ip);
+    }
     p.anno.set_l3_offset(None);
     p.anno.set_l4_offset(None);
 }
