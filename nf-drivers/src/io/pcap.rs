@@ -336,8 +336,8 @@ impl Cursor {
                 if incl <= MAX_RECORD
                     && let Some(frame) = data.get(at + 16..end)
                 {
-                    super::mmap_unsafe::prefetch(data, end + 4096);
-                    super::mmap_unsafe::prefetch(data, end + 4096 + 64);
+                    super::mmap_unsafe::prefetch(data, end + 1536);
+                    super::mmap_unsafe::prefetch(data, end + 1536 + 64);
                     let frac = u64::from(w(4));
                     let ns = if self.nanos { frac } else { frac * 1000 };
                     self.pos = end;
@@ -393,8 +393,8 @@ impl Cursor {
                 break;
             };
             // Two lines ahead per record: records of small packets are longer than a line.
-            super::mmap_unsafe::prefetch(data, end + 4096);
-            super::mmap_unsafe::prefetch(data, end + 4096 + 64);
+            super::mmap_unsafe::prefetch(data, end + 1536);
+            super::mmap_unsafe::prefetch(data, end + 1536 + 64);
             if let Some(slot) = out.get_mut(k) {
                 *slot = Scanned {
                     frame_at: start,
