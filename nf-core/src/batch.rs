@@ -146,63 +146,53 @@ impl Batch {
         out: &mut Outputs,
         mut f: impl FnMut(&mut Packet) -> Option<usize>,
     ) {
+        const NONE: u16 = u16::MAX;
+        const MOST: usize = 256;
         let n = self.pkts.len();
         if n == 0 {
             return;
         }
-        // While every packet goes where the first went, leave them in place.
-        let first = f(&mut self.pkts[0]);
-        let mut i = 1;
-        let mut diverged = None;
-        while i < n {
-            let port = f(&mut self.pkts[i]);
-            if port != first {
-                diverged = Some(port);
-                break;
-            }
-            i += 1;
+        if n > MOST {
+            return self.classify_each(out, f);
         }
-        let Some(at_i) = diverged else {
+        // Classify every packet where it lies (`f` called from this one place, so that it is inlined),
+        // then move them: no call between taking a packet out and pushing it (a call in between kept each
+        // packet in a temporary written and read back at different widths: a store-forwarding stall per
+        // packet).
+        let code = |p: Option<usize>| p.and_then(|p| u16::try_from(p).ok()).unwrap_or(NONE);
+        let mut ports = [NONE; MOST];
+        for (port, p) in ports[..n].iter_mut().zip(&mut self.pkts) {
+            *port = code(f(p));
+        }
+        let first = ports[0];
+        if ports[1..n].iter().all(|&p| p == first) {
+            // Every packet goes where the first went: the batch moves as a whole.
             match first {
-                Some(port) if port < out.len() => out.port(port).append(self),
-                Some(_) => {
+                NONE => self.clear(),
+                port if usize::from(port) < out.len() => out.port(usize::from(port)).append(self),
+                _ => {
                     out.dropped += n as u64;
                     self.clear();
                 }
-                None => self.clear(),
-            }
-            return;
-        };
-        // Packet `i` went elsewhere. Classify the rest where they lie, then move every packet, with no call
-        // between taking a packet out and pushing it (a call in between kept each packet in a temporary
-        // written and read back at different widths: a store-forwarding stall per packet).
-        const NONE: u16 = u16::MAX;
-        const MOST: usize = 256;
-        if n <= MOST {
-            let mut ports = [NONE; MOST];
-            let code = |p: Option<usize>| p.and_then(|p| u16::try_from(p).ok()).unwrap_or(NONE);
-            ports[..i].fill(code(first));
-            ports[i] = code(at_i);
-            for (port, p) in ports[i + 1..n].iter_mut().zip(&mut self.pkts[i + 1..]) {
-                *port = code(f(p));
-            }
-            for (p, &port) in self.pkts.drain(..).zip(&ports[..n]) {
-                if port != NONE {
-                    out.push(usize::from(port), p);
-                }
             }
             return;
         }
-        let mut rest = self.pkts.drain(..);
-        for p in rest.by_ref().take(i) {
-            if let Some(port) = first {
-                out.push(port, p);
+        for (p, &port) in self.pkts.drain(..).zip(&ports[..n]) {
+            if port != NONE {
+                out.push(usize::from(port), p);
             }
         }
-        if let (Some(p), Some(port)) = (rest.next(), at_i) {
-            out.push(port, p);
-        }
-        for mut p in rest {
+    }
+
+    /// [`classify_to`](Self::classify_to) for batches larger than its array of choices: one packet at a
+    /// time.
+    #[inline(never)]
+    fn classify_each(
+        &mut self,
+        out: &mut Outputs,
+        mut f: impl FnMut(&mut Packet) -> Option<usize>,
+    ) {
+        for mut p in self.pkts.drain(..) {
             if let Some(port) = f(&mut p) {
                 out.push(port, p);
             }

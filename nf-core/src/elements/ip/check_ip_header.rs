@@ -126,13 +126,17 @@ impl Element for CheckIPHeader {
         let bad_out = self.has_bad_output;
         let mut drops = [0u64; 5];
         let this = &*self;
-        batch.classify_to(out, |p| match this.check(p) {
-            Ok(()) => Some(0),
-            Err(r) => {
-                drops[r as usize] += 1;
-                bad_out.then_some(1)
-            }
-        });
+        batch.classify_to(
+            out,
+            #[inline(always)]
+            |p| match this.check(p) {
+                Ok(()) => Some(0),
+                Err(r) => {
+                    drops[r as usize] += 1;
+                    bad_out.then_some(1)
+                }
+            },
+        );
         for (d, n) in self.drops.iter_mut().zip(drops) {
             *d += n;
         }

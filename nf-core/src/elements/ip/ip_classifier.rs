@@ -180,20 +180,24 @@ impl Element for IPClassifier {
         let mut dropped = 0;
         let this = &*self;
         if let Some(t) = &self.by_proto_v4 {
-            batch.classify_to(out, |p| {
-                let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
-                let b = p.buffer();
-                // The same test as `View::parse_for`'s IPv4 path: a whole header, version 4.
-                let r = match b.get(l3..l3 + 20) {
-                    Some(ip) if ip[0] >> 4 == 4 => match t[usize::from(ip[9])] {
-                        NO_OUTPUT => None,
-                        o => Some(usize::from(o)),
-                    },
-                    _ => View::parse_for(b, l3, this.needs).and_then(|v| this.classify(&v)),
-                };
-                dropped += u64::from(r.is_none());
-                r
-            });
+            batch.classify_to(
+                out,
+                #[inline(always)]
+                |p| {
+                    let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
+                    let b = p.buffer();
+                    // The same test as `View::parse_for`'s IPv4 path: a whole header, version 4.
+                    let r = match b.get(l3..l3 + 20) {
+                        Some(ip) if ip[0] >> 4 == 4 => match t[usize::from(ip[9])] {
+                            NO_OUTPUT => None,
+                            o => Some(usize::from(o)),
+                        },
+                        _ => View::parse_for(b, l3, this.needs).and_then(|v| this.classify(&v)),
+                    };
+                    dropped += u64::from(r.is_none());
+                    r
+                },
+            );
             self.dropped += dropped;
             return;
         }
