@@ -68,6 +68,31 @@ impl Batch {
             p.fill_in(pool, data, timestamp, l3);
         }
     }
+    /// A source's loop over a burst: appends up to `most` packets, each a copy of a frame `next` returns
+    /// (with its timestamp), until `next` returns `None`; returns how many. What [`push_copy`](Self::push_copy)
+    /// does per packet, with the packets taken from the pool for the whole burst at once and filled where
+    /// they lie in the batch (moved one at a time, each packet went through a spilled temporary).
+    #[inline(always)]
+    pub fn fill_copies<'d>(
+        &mut self,
+        pool: &mut crate::pool::LocalPool<'_>,
+        most: usize,
+        l3: Option<usize>,
+        mut next: impl FnMut() -> Option<(&'d [u8], crate::packet::Timestamp)>,
+    ) -> usize {
+        let start = self.pkts.len();
+        pool.lend_shells(&mut self.pkts, most);
+        let mut k = 0;
+        while let Some(p) = self.pkts.get_mut(start + k) {
+            let Some((data, timestamp)) = next() else {
+                break;
+            };
+            p.fill_in(pool, data, timestamp, l3);
+            k += 1;
+        }
+        pool.return_unfilled(&mut self.pkts, start + k);
+        k
+    }
     /// Removes and returns the last packet.
     #[inline]
     pub fn pop(&mut self) -> Option<Packet> {
@@ -361,5 +386,68 @@ mod tests {
             assert_eq!(p.headroom(), crate::pool::DEFAULT_HEADROOM);
         }
         b.clear();
+    }
+
+    /// A burst filled in place: as many packets as `next` gives (none past `most`), after the packets
+    /// already in the batch, each fresh; the packets lent and not filled go back to the pool, whole.
+    #[test]
+    fn fill_copies_fills_what_it_is_given_and_gives_back_the_rest() {
+        let mut b = Batch::new();
+        let long = vec![0xaa; 300];
+        crate::pool::with_local(|pool| {
+            for i in 0..50u8 {
+                b.push_copy(pool, &long, Timestamp(u64::from(i)), Some(14));
+            }
+        });
+        for p in b.iter_mut() {
+            p.anno.paint = 7;
+            p.anno.set_l4_offset(Some(50));
+        }
+        let before = crate::pool::pooled();
+        b.clear();
+        assert_eq!(crate::pool::pooled(), before + 50);
+        // Two packets already there; then bursts of at most 64 from sources of 10, 0 and 100 frames.
+        crate::pool::with_local(|pool| {
+            b.push_copy(pool, &[7, 7], Timestamp(7), None);
+            b.push_copy(pool, &[8, 8], Timestamp(8), None);
+        });
+        let frames: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| vec![i; 1 + usize::from(i) % 9])
+            .collect();
+        let mut total = 2;
+        for (have, most) in [(10usize, 64usize), (0, 64), (100, 64), (100, 3)] {
+            let mut given = 0;
+            let k = crate::pool::with_local(|pool| {
+                b.fill_copies(pool, most, Some(0), || {
+                    (given < have).then(|| {
+                        given += 1;
+                        (&frames[given - 1][..], Timestamp(1000 + given as u64))
+                    })
+                })
+            });
+            assert_eq!(k, have.min(most));
+            assert_eq!(b.len(), total + k);
+            for (j, p) in b.as_slice()[total..].iter().enumerate() {
+                assert_eq!(p.data(), &frames[j][..]);
+                assert_eq!(p.anno.timestamp, Timestamp(1001 + j as u64));
+                assert_eq!(p.anno.paint, 0);
+                assert_eq!(p.anno.l4_offset(), None);
+                assert!(p.anno.l3_offset().is_some());
+            }
+            total += k;
+            if total <= 50 {
+                // The pool had enough: every buffer is in the batch or back in the pool (the lent and
+                // unfilled ones returned).
+                assert_eq!(crate::pool::pooled() + b.len(), before + 50);
+            }
+        }
+        assert_eq!(b.as_slice()[0].data(), &[7, 7]);
+        assert_eq!(b.as_slice()[1].data(), &[8, 8]);
+        // Past what the pool held, fresh buffers; all of them kept whole when the batch is done.
+        let n = b.len();
+        assert_eq!(n, 2 + 10 + 64 + 3);
+        assert!(n >= before + 50, "the pool ran dry");
+        b.clear();
+        assert_eq!(crate::pool::pooled(), n);
     }
 }

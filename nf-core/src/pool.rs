@@ -150,6 +150,41 @@ impl LocalPool<'_> {
         Some(s)
     }
 
+    /// Appends `n` packets to `pkts` for a source to fill in place: whole packets the pool kept first (moved
+    /// in one go), then empty shells. Give back what was not filled with
+    /// [`return_unfilled`](Self::return_unfilled).
+    #[inline(always)]
+    pub(crate) fn lend_shells(&mut self, pkts: &mut Vec<Packet>, n: usize) {
+        let want = pkts.len() + n;
+        pkts.reserve(n);
+        if let Some(p) = self.pool.as_mut() {
+            let k = n.min(p.shells.len());
+            let from = p.shells.len() - k;
+            pkts.extend(p.shells.drain(from..));
+            p.stats.reused += k as u64;
+        }
+        pkts.resize_with(want, || Packet::SHELL);
+    }
+
+    /// Cuts `pkts` to its first `filled`; the packets after go back to the pool (or are dropped).
+    #[inline]
+    pub(crate) fn return_unfilled(&mut self, pkts: &mut Vec<Packet>, filled: usize) {
+        if pkts.len() <= filled {
+            return;
+        }
+        match self.pool.as_mut() {
+            Some(p) => {
+                for pk in pkts.drain(filled..) {
+                    if pk.poolable() && p.shells.len() + p.bufs.len() < MAX_POOLED {
+                        p.stats.reused = p.stats.reused.saturating_sub(1);
+                        p.shells.push(pk);
+                    }
+                }
+            }
+            None => pkts.truncate(filled),
+        }
+    }
+
     /// Takes every packet of `pkts` back: whole, in one copy, when they all hold whole pooled buffers and
     /// there is room; else buffer by buffer. Leaves `pkts` empty.
     #[inline]

@@ -293,16 +293,18 @@ impl FromPcap {
         if let (Some(h), Some(c)) = (last_hdr, cursor) {
             self.last_ts = c.timestamp_at(file, h);
         }
+        let mut picked = self.selected[..k].iter();
         nf_core::pool::with_local(|pool| {
-            for s in &self.selected[..k] {
+            o.fill_copies(pool, k, self.l3, || {
+                let s = picked.next()?;
                 let stamp = match (s.header_at, cursor) {
                     (Some(h), Some(c)) => Timestamp(c.timestamp_at(file, h).0 + s.time),
                     _ => Timestamp(s.time),
                 };
-                let frame = &data[s.frame_at..s.frame_at + s.len as usize];
-                o.push_copy(pool, frame, stamp, self.l3);
                 bytes += u64::from(s.len);
-            }
+                data.get(s.frame_at..s.frame_at + s.len as usize)
+                    .map(|frame| (frame, stamp))
+            });
         });
         self.count += k as u64;
         self.bytes += bytes;
@@ -323,51 +325,46 @@ impl FromPcap {
         let (me, n) = self.shard;
         let o = out.port(0);
         let mut bytes = 0u64;
+        let (burst, l3) = (self.burst, self.l3);
         let produced = nf_core::pool::with_local(|pool| {
-            let mut produced = 0;
-            while produced < self.burst {
-                let Some(cursor) = self.cursor.as_mut() else {
-                    self.done = true;
-                    break;
-                };
-                let saved = cursor.clone_position();
-                match cursor.next(file) {
-                    Ok(Some(r)) => {
-                        if n > 1 && nf_core::flow::frame_shard(r.data, n) != me {
-                            // Another shard's flow (as RSS would steer it): skip without copying.
+            o.fill_copies(pool, burst, l3, || {
+                loop {
+                    let Some(cursor) = self.cursor.as_mut() else {
+                        self.done = true;
+                        return None;
+                    };
+                    let saved = cursor.clone_position();
+                    match cursor.next(file) {
+                        Ok(Some(r)) => {
+                            if n > 1 && nf_core::flow::frame_shard(r.data, n) != me {
+                                // Another shard's flow (as RSS would steer it): skip without copying.
+                                self.last_ts = r.timestamp;
+                                continue;
+                            }
+                            let first = *self.first_ts.get_or_insert(r.timestamp);
+                            if self.timing {
+                                let wall = *self.wall_start.get_or_insert(ctx.now());
+                                if ctx.now().since(wall) < r.timestamp.since(first) {
+                                    cursor.restore_position(saved);
+                                    return None;
+                                }
+                            }
                             self.last_ts = r.timestamp;
-                            continue;
+                            bytes += r.data.len() as u64;
+                            return Some((r.data, Timestamp(r.timestamp.0 + self.pass_offset)));
                         }
-                        let first = *self.first_ts.get_or_insert(r.timestamp);
-                        if self.timing {
-                            let wall = *self.wall_start.get_or_insert(ctx.now());
-                            if ctx.now().since(wall) < r.timestamp.since(first) {
-                                cursor.restore_position(saved);
-                                break;
+                        Ok(None) => {
+                            if !self.next_pass_or_stop(file, None) {
+                                return None;
                             }
                         }
-                        o.push_copy(
-                            pool,
-                            r.data,
-                            Timestamp(r.timestamp.0 + self.pass_offset),
-                            self.l3,
-                        );
-                        self.last_ts = r.timestamp;
-                        bytes += r.data.len() as u64;
-                        produced += 1;
-                    }
-                    Ok(None) => {
-                        if !self.next_pass_or_stop(file, None) {
-                            break;
+                        Err(e) => {
+                            self.next_pass_or_stop(file, Some(e));
+                            return None;
                         }
                     }
-                    Err(e) => {
-                        self.next_pass_or_stop(file, Some(e));
-                        break;
-                    }
                 }
-            }
-            produced
+            })
         });
         self.count += produced as u64;
         self.bytes += bytes;

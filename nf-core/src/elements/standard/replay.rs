@@ -172,15 +172,15 @@ impl Element for Replay {
         }
         let o = out.port(0);
         let mut bytes = 0u64;
-        let mut produced = 0;
-        crate::pool::with_local(|pool| {
-            while produced < self.burst {
+        let burst = self.burst;
+        let produced = crate::pool::with_local(|pool| {
+            o.fill_copies(pool, burst, None, || {
                 let j = self.next;
                 let at = self.position.get(j).map_or(j as u64, |&k| u64::from(k));
                 let global = self.cycle * self.period + at;
                 if global >= self.limit {
                     self.finished = true;
-                    break;
+                    return None;
                 }
                 self.next += 1;
                 if self.next == self.frames.len() {
@@ -190,9 +190,8 @@ impl Element for Replay {
                 let (off, len) = self.frames[j];
                 let f = &self.buf[off as usize..(off + len) as usize];
                 bytes += u64::from(len);
-                o.push_copy(pool, f, Timestamp(CLOCK_START + (global + 1) * 100), None);
-                produced += 1;
-            }
+                Some((f, Timestamp(CLOCK_START + (global + 1) * 100)))
+            })
         });
         self.count += produced as u64;
         self.bytes += bytes;
