@@ -155,12 +155,23 @@ impl LocalPool<'_> {
     /// [`return_unfilled`](Self::return_unfilled).
     #[inline(always)]
     pub(crate) fn lend_shells(&mut self, pkts: &mut Vec<Packet>, n: usize) {
-        let want = pkts.len() + n;
-        pkts.reserve(n);
+        let start = pkts.len();
+        let want = start + n;
         if let Some(p) = self.pool.as_mut() {
-            let k = n.min(p.shells.len());
-            let from = p.shells.len() - k;
-            pkts.extend(p.shells.drain(from..));
+            let m = p.shells.len();
+            let k = n.min(m);
+            if m <= 2 * n {
+                // The usual case (what the pool holds is about a burst): all of them in one copy, the
+                // excess back from the tail (a packet at a time, they would go through a temporary each).
+                pkts.reserve(m.max(n));
+                pkts.append(&mut p.shells);
+                if m > k {
+                    p.shells.extend(pkts.drain(start + k..));
+                }
+            } else {
+                pkts.reserve(n);
+                pkts.extend(p.shells.drain(m - k..));
+            }
             p.stats.reused += k as u64;
         }
         pkts.resize_with(want, || Packet::SHELL);

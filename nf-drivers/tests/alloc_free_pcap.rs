@@ -1,0 +1,124 @@
+//! Proves the "no allocation in steady state" claim for the capture reader: a global allocator counts
+//! every allocation while packets go `FromPcap -> Classifier -> Counter -> Discard` (and a sharded
+//! reader's share) after a warm-up pass over the file.
+
+use nf_core::elements::standard::{Classifier, Counter, Discard};
+use nf_core::traffic::{TrafficConfig, TrafficGen};
+use nf_core::{ElementId, Graph, Router, Timestamp};
+use nf_drivers::io::pcap::PcapFileWriter;
+use nf_drivers::io::{FromPcap, Passes};
+
+mod counting_alloc_unsafe {
+    //! A counting global allocator: implementing `GlobalAlloc` is `unsafe` by definition.
+    #![allow(unsafe_code)]
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    pub struct Counting;
+    thread_local! {
+        /// Allocations made by this thread (tests run in parallel threads).
+        pub static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    fn count() {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+
+    // SAFETY: every method forwards to the system allocator with the caller's arguments unchanged; the
+    // counter is a const-initialised thread-local cell, which does not allocate.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded contract.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: forwarded contract.
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded contract.
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            count();
+            // SAFETY: forwarded contract.
+            unsafe { System.realloc(p, l, n) }
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: counting_alloc_unsafe::Counting = counting_alloc_unsafe::Counting;
+
+fn allocs() -> u64 {
+    counting_alloc_unsafe::ALLOCS.with(|a| a.get())
+}
+
+fn capture(name: &str, packets: u64) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nf-alloc-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let path = d.join(name);
+    let mut g = TrafficGen::new(TrafficConfig {
+        flows: 1000,
+        ..Default::default()
+    });
+    let mut w = PcapFileWriter::create(&path, 65535, false, pcap_file::DataLink::ETHERNET).unwrap();
+    for i in 0..packets {
+        w.write(
+            Timestamp(1_700_000_000_000_000_000 + i * 1000),
+            g.next_frame(),
+        )
+        .unwrap();
+    }
+    w.close().unwrap();
+    path
+}
+
+/// A reader (of shard `shard` of `shards`, or the whole file) looping over `path`, into a classifier
+/// with a counter and a discard per output.
+fn router(path: &std::path::Path, shard: Option<(usize, usize)>) -> (Router, ElementId<FromPcap>) {
+    let mut g = Graph::new();
+    let src = g.add("src", FromPcap::new(path).passes(Passes::Forever).burst(64));
+    let cls = g.add(
+        "cls",
+        Classifier::new(&["12/0800 23/06", "12/0800 23/11", "-"]).unwrap(),
+    );
+    g.connect(src.id(), 0, cls.id(), 0);
+    for i in 0..3 {
+        let c = g.add(&format!("c{i}"), Counter::new());
+        let d = g.add(&format!("d{i}"), Discard::new());
+        g.connect(cls.id(), i, c.id(), 0);
+        g.connect(c.id(), 0, d.id(), 0);
+    }
+    let r = match shard {
+        Some((me, n)) => Router::new_shard(g, me, n),
+        None => Router::new(g),
+    };
+    (r.unwrap(), src)
+}
+
+/// Runs rounds until `n` more packets left the reader; returns the allocations counted meanwhile.
+fn allocs_over(r: &mut Router, src: ElementId<FromPcap>, n: u64) -> u64 {
+    let start = r.element(src).unwrap().count();
+    let before = allocs();
+    while r.element(src).unwrap().count() - start < n {
+        r.run_round();
+    }
+    allocs() - before
+}
+
+#[test]
+fn from_pcap_allocates_nothing_after_the_first_pass() {
+    let path = capture("whole.pcap", 20_000);
+    let (mut r, src) = router(&path, None);
+    allocs_over(&mut r, src, 30_000);
+    assert_eq!(allocs_over(&mut r, src, 100_000), 0);
+}
+
+#[test]
+fn a_shard_of_from_pcap_allocates_nothing_after_the_first_pass() {
+    let path = capture("shard.pcap", 20_000);
+    let (mut r, src) = router(&path, Some((1, 2)));
+    allocs_over(&mut r, src, 30_000);
+    assert_eq!(allocs_over(&mut r, src, 100_000), 0);
+}
