@@ -22,11 +22,11 @@ pub fn prefetch<T>(r: &T) {
 /// table slot of 128 bytes does, and prefetching only its first line left the probe waiting on the
 /// other).
 #[inline(always)]
-pub fn prefetch_all<T>(r: &T) {
+pub fn prefetch_all<T: ?Sized>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     {
-        let start = r as *const T as usize;
-        let last = start + std::mem::size_of::<T>().max(1) - 1;
+        let start = r as *const T as *const u8 as usize;
+        let last = start + std::mem::size_of_val(r).max(1) - 1;
         let mut line = start & !63;
         while line <= last {
             // SAFETY: as in `prefetch`: a hint that reads nothing architecturally and cannot fault. The

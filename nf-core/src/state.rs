@@ -505,6 +505,14 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
                 visited += 1;
             }
         }
+        // The next call's slots, so that it does not wait for them (in a table larger than the caches
+        // each call's first slot is a miss).
+        if let Some(s) = self
+            .slots
+            .get(self.hand..(self.hand + max).min(self.slots.len()))
+        {
+            crate::prefetch_unsafe::prefetch_all(s);
+        }
         expired
     }
 
