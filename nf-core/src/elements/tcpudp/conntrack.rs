@@ -313,7 +313,9 @@ impl ConnTrack {
                     timeout_secs,
                 };
                 let expires = now.add_nanos(u64::from(timeout_secs) * 1_000_000_000);
-                self.table.insert(hash, s.canon, conn, now, expires).is_some()
+                self.table
+                    .insert(hash, s.canon, conn, now, expires)
+                    .is_some()
             }
         }
     }
