@@ -405,7 +405,7 @@ mod tests {
                 [0, k.len(), INLINE_KEY, INLINE_KEY + 1, 100][i as usize % 5],
                 b'.',
             );
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 k.clear();
                 if i > 0 {
                     k.extend_from_slice(&i.to_be_bytes());
