@@ -345,17 +345,27 @@ mod tests {
         }
     }
 
+    /// A batch of `n` 300-byte packets with annotations set (paint 7, a transport offset), as a former life.
+    fn marked_batch(n: u8) -> Batch {
+        let mut b = Batch::new();
+        let long = vec![0xaa; 300];
+        crate::pool::with_local(|pool| {
+            for i in 0..n {
+                b.push_copy(pool, &long, Timestamp(u64::from(i)), Some(14));
+            }
+        });
+        for p in b.iter_mut() {
+            p.anno.paint = 7;
+            p.anno.set_l4_offset(Some(50));
+        }
+        b
+    }
+
     /// A packet the pool kept whole and a source reuses carries the new data and timestamp and nothing of
     /// its former life (annotations, offsets, length).
     #[test]
     fn reused_packets_start_fresh() {
-        let mut b = Batch::new();
-        let long = vec![0xaa; 300];
-        crate::pool::with_local(|pool| {
-            for i in 0..40u8 {
-                b.push_copy(pool, &long, Timestamp(u64::from(i)), Some(14));
-            }
-        });
+        let mut b = marked_batch(40);
         for p in b.iter_mut() {
             p.anno.paint = 7;
             p.anno.input_port = 3;
@@ -392,17 +402,7 @@ mod tests {
     /// already in the batch, each fresh; the packets lent and not filled go back to the pool, whole.
     #[test]
     fn fill_copies_fills_what_it_is_given_and_gives_back_the_rest() {
-        let mut b = Batch::new();
-        let long = vec![0xaa; 300];
-        crate::pool::with_local(|pool| {
-            for i in 0..50u8 {
-                b.push_copy(pool, &long, Timestamp(u64::from(i)), Some(14));
-            }
-        });
-        for p in b.iter_mut() {
-            p.anno.paint = 7;
-            p.anno.set_l4_offset(Some(50));
-        }
+        let mut b = marked_batch(50);
         let before = crate::pool::pooled();
         b.clear();
         assert_eq!(crate::pool::pooled(), before + 50);

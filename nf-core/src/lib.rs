@@ -30,6 +30,7 @@ pub mod args;
 pub mod batch;
 pub mod checksum;
 pub mod config;
+pub mod counting_alloc_unsafe;
 pub mod element;
 pub mod elements;
 pub mod error;

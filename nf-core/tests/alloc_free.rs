@@ -5,62 +5,15 @@
 use nf_core::elements::standard::{Classifier, Counter, Discard, Replay};
 use nf_core::elements::tcpudp::ConnTrack;
 use nf_core::traffic::TrafficConfig;
-use nf_core::{Graph, Router};
-
-mod counting_alloc_unsafe {
-    //! A counting global allocator: implementing `GlobalAlloc` is `unsafe` by definition.
-    #![allow(unsafe_code)]
-    use std::alloc::{GlobalAlloc, Layout, System};
-
-    pub struct Counting;
-    thread_local! {
-        /// Allocations made by this thread (tests run in parallel threads).
-        pub static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    fn count() {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-    }
-
-    // SAFETY: every method forwards to the system allocator with the caller's arguments unchanged; the
-    // counter is a const-initialised thread-local cell, which does not allocate.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            count();
-            // SAFETY: forwarded contract.
-            unsafe { System.alloc(l) }
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            // SAFETY: forwarded contract.
-            unsafe { System.dealloc(p, l) }
-        }
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            count();
-            // SAFETY: forwarded contract.
-            unsafe { System.alloc_zeroed(l) }
-        }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-            count();
-            // SAFETY: forwarded contract.
-            unsafe { System.realloc(p, l, n) }
-        }
-    }
-}
+use nf_core::{ElementId, Graph, Router};
 
 #[global_allocator]
-static GLOBAL: counting_alloc_unsafe::Counting = counting_alloc_unsafe::Counting;
-
-fn allocs() -> u64 {
-    counting_alloc_unsafe::ALLOCS.with(|a| a.get())
-}
+static GLOBAL: nf_core::counting_alloc_unsafe::CountingAlloc =
+    nf_core::counting_alloc_unsafe::CountingAlloc;
 
 /// Runs rounds until `n` more packets left the source; returns the allocations counted meanwhile.
-fn count_allocs_over(r: &mut Router, src: nf_core::ElementId<Replay>, n: u64) -> u64 {
-    let start = r.element(src).unwrap().count();
-    let before = allocs();
-    while r.element(src).unwrap().count() - start < n {
-        r.run_round();
-    }
-    allocs() - before
+fn count_allocs_over(r: &mut Router, src: ElementId<Replay>, n: u64) -> u64 {
+    nf_core::counting_alloc_unsafe::allocations_over(r, src, Replay::count, n)
 }
 
 #[test]
