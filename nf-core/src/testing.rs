@@ -47,6 +47,31 @@ pub fn check_config_with_budget(
 /// What a [`Recorder`] saw: each packet's timestamp and bytes, in arrival order.
 pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
 
+/// Checks what each shard of a sharded run recorded (`seen[shard]`): more than `min` packets, timestamps
+/// strictly increasing, every frame one whose flow belongs to that shard
+/// ([`frame_shard`](crate::flow::frame_shard)). Returns all of them together, sorted. Panics (it is for
+/// tests) on the first property that does not hold, naming the shard.
+pub fn merged_shard_records(seen: &[Recorded], min: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut merged = Vec::new();
+    for (shard, v) in seen.iter().enumerate() {
+        let v = v.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(v.len() > min, "shard {shard}: {} packets", v.len());
+        for w in v.windows(2) {
+            assert!(w[0].0 < w[1].0, "shard {shard}: out of order");
+        }
+        for (_, f) in v.iter() {
+            assert_eq!(
+                crate::flow::frame_shard(f, seen.len()),
+                shard,
+                "shard {shard}: a frame of another shard"
+            );
+        }
+        merged.extend(v.iter().cloned());
+    }
+    merged.sort();
+    merged
+}
+
 /// A sink (one push input) that records each packet's timestamp and bytes into a shared [`Recorded`]
 /// (one per shard in a sharded run, to check what each shard was given).
 #[derive(Debug)]

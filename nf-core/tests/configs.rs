@@ -305,23 +305,7 @@ fn sharded_replay_hands_each_shard_its_own_frames_in_sequence_order() {
     })
     .unwrap();
     sh.run().unwrap();
-    let mut merged = Vec::new();
-    for (shard, v) in seen.iter().enumerate() {
-        let v = v.lock().unwrap();
-        assert!(v.len() > 800, "shard {shard}: {} frames", v.len());
-        for w in v.windows(2) {
-            assert!(w[0].0 < w[1].0, "shard {shard}: out of sequence order");
-        }
-        for (_, f) in v.iter() {
-            assert_eq!(
-                nf_core::flow::frame_shard(f, 2),
-                shard,
-                "a frame of another shard"
-            );
-        }
-        merged.extend(v.iter().cloned());
-    }
-    merged.sort();
+    let merged = nf_core::testing::merged_shard_records(&seen, 800);
     assert_eq!(merged.len(), 2500);
     for (i, (ts, f)) in merged.iter().enumerate() {
         // Stamped by position in the whole sequence: 100 ns apart.

@@ -290,19 +290,7 @@ fn sharded_from_pcap_keeps_order_timestamps_and_ownership() {
         let seen: Vec<Recorded> = (0..2).map(|_| Default::default()).collect();
         let mut sh = nf_core::ShardedRouter::new(2, |s| Ok(graph(seen[s].clone()))).unwrap();
         sh.run().unwrap();
-        let mut merged = Vec::new();
-        for (shard, v) in seen.iter().enumerate() {
-            let v = v.lock().unwrap();
-            assert!(v.len() > 1_000, "shard {shard}: {}", v.len());
-            for w in v.windows(2) {
-                assert!(w[0].0 < w[1].0, "shard {shard}: out of order");
-            }
-            for (_, f) in v.iter() {
-                assert_eq!(nf_core::flow::frame_shard(f, 2), shard);
-            }
-            merged.extend(v.iter().cloned());
-        }
-        merged.sort();
+        let merged = nf_core::testing::merged_shard_records(&seen, 1_000);
         assert!(
             merged == reference,
             "nanos {nanos}: the shards' packets differ from the file's"

@@ -307,9 +307,15 @@ impl FromPcap {
                     .map(|frame| (frame, stamp))
             });
         });
-        self.count += k as u64;
+        self.end_round(k, bytes)
+    }
+
+    /// Counts a round's packets and bytes; done once the reader is and the round produced nothing.
+    #[inline]
+    fn end_round(&mut self, produced: usize, bytes: u64) -> TaskStatus {
+        self.count += produced as u64;
         self.bytes += bytes;
-        if self.done && k == 0 {
+        if self.done && produced == 0 {
             TaskStatus::Done
         } else {
             TaskStatus::Busy
@@ -367,12 +373,6 @@ impl FromPcap {
                 }
             })
         });
-        self.count += produced as u64;
-        self.bytes += bytes;
-        if self.done && produced == 0 {
-            TaskStatus::Done
-        } else {
-            TaskStatus::Busy
-        }
+        self.end_round(produced, bytes)
     }
 }

@@ -32,8 +32,9 @@ impl Held {
     /// The key bytes: the inline copy if there is one, else the record's.
     #[inline]
     fn key(&self) -> &[u8] {
+        // A key that fits is copied whole (`inline_len` is its length); a longer one leaves it 0.
         match self.inline.get(..usize::from(self.inline_len)) {
-            Some(k) if self.inline_len > 0 || self.rec.key.is_empty() => k,
+            Some(k) if k.len() == self.rec.key.len() => k,
             _ => &self.rec.key,
         }
     }
