@@ -211,6 +211,42 @@ pub struct InitContext<'a> {
     pub pull_inputs: u64,
     /// Bit `i` set if output `i` resolved to pull.
     pub pull_outputs: u64,
+    /// In a sharded run, what the shards' copies of the graph share (see [`Cohort`]); `None` for a
+    /// router on its own.
+    pub cohort: Option<&'a Cohort>,
+}
+
+/// What the copies of one graph share across the shards of a run: the copies of an element find one
+/// object by the element's name, the first copy to ask creating it. A source uses it to split work among
+/// its copies (`FromPcap` splits the scan of its file); anything on the packet path should stay per shard.
+#[derive(Default)]
+pub struct Cohort {
+    shared:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Cohort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.shared.lock().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("Cohort").field("shared", &n).finish()
+    }
+}
+
+impl Cohort {
+    /// The object shared under `name`, made by `make` if no copy asked before. `None` if `name` holds an
+    /// object of another type (the shards' graphs differ there).
+    pub fn shared<T: Any + Send + Sync>(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> T,
+    ) -> Option<std::sync::Arc<T>> {
+        let mut m = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let any = m
+            .entry(name.to_string())
+            .or_insert_with(|| std::sync::Arc::new(make()))
+            .clone();
+        any.downcast::<T>().ok()
+    }
 }
 
 /// What a task reports after a run.
@@ -341,5 +377,32 @@ pub trait Element: AsAny + Send {
     /// after the run, which then returns it as an error.
     fn error(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cohort_shares_one_object_per_name_and_type() {
+        let c = Cohort::default();
+        let mut made = 0;
+        let a = c.shared("src", || {
+            made += 1;
+            7u32
+        });
+        let b = c.shared("src", || {
+            made += 1;
+            8u32
+        });
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("the same type under one name is shared");
+        };
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!((*a, made), (7, 1));
+        // Another name: another object; the same name with another type: none.
+        assert_eq!(c.shared("other", || 9u32).as_deref(), Some(&9));
+        assert!(c.shared("src", || "text").is_none());
     }
 }

@@ -7,7 +7,7 @@
 //! steady-state processing allocates nothing. Pull ports are served on demand for the tasks that pull.
 
 use crate::batch::{BATCH_SIZE, Batch, Outputs};
-use crate::element::{Element, InitContext, Processing, Puller, TaskContext, TaskStatus};
+use crate::element::{Cohort, Element, InitContext, Processing, Puller, TaskContext, TaskStatus};
 use crate::error::{ConfigError, ConfigErrors, Error, SourceFile, Span};
 use crate::flow::{flow_hash, shard_of};
 use crate::graph::{ElementId, Graph};
@@ -123,8 +123,20 @@ impl Router {
         Router::new_shard(graph, 0, 1)
     }
 
-    /// As [`Router::new`], for shard `shard` of `shards`.
+    /// As [`Router::new`], for shard `shard` of `shards` (on its own: its elements share nothing with
+    /// other shards; see [`Router::new_shard_in`]).
     pub fn new_shard(graph: Graph, shard: usize, shards: usize) -> Result<Router, Error> {
+        Router::new_shard_in(graph, shard, shards, None)
+    }
+
+    /// As [`Router::new_shard`], with the [`Cohort`] the shards of one run share (what
+    /// [`ShardedRouter::new`] passes): the copies of an element may split work among themselves through it.
+    pub fn new_shard_in(
+        graph: Graph,
+        shard: usize,
+        shards: usize,
+        cohort: Option<&Cohort>,
+    ) -> Result<Router, Error> {
         let Graph {
             nodes: gnodes,
             edges,
@@ -420,6 +432,7 @@ impl Router {
                 shards,
                 pull_inputs: mask(n_in[i], true),
                 pull_outputs: mask(n_out[i], false),
+                cohort,
             };
             if let Err(m) = node.elem.initialize(&ctx) {
                 errors.push(Error::Initialize {
@@ -952,8 +965,9 @@ impl ShardedRouter {
     ) -> Result<Self, Error> {
         let shards = shards.max(1);
         let mut routers = Vec::with_capacity(shards);
+        let cohort = Cohort::default();
         for s in 0..shards {
-            routers.push(Router::new_shard(make(s)?, s, shards)?);
+            routers.push(Router::new_shard_in(make(s)?, s, shards, Some(&cohort))?);
         }
         let stop = StopHandle::default();
         let sources: usize = routers

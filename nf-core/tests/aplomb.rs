@@ -102,6 +102,7 @@ fn encap(mode: TunnelMode, mtu: u16) -> TunnelEncap {
         shards: 1,
         pull_inputs: 0,
         pull_outputs: 0,
+        cohort: None,
     })
     .unwrap();
     e

@@ -70,6 +70,7 @@ fn tcpdump_reads_the_tunnels() {
             shards: 1,
             pull_inputs: 0,
             pull_outputs: 0,
+            cohort: None,
         })
         .unwrap();
         let mut f = inner();
