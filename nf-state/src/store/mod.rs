@@ -1,5 +1,5 @@
 //! State stores behind one async trait, opened from one URL syntax that every binary uses:
-//! `mem:`, `file:PATH[?fsync=always|batch|never]`, `redis://HOST:PORT/DB`,
+//! `mem:`, `file:PATH[?fsync=always|batch|never][&compact=BYTES]`, `redis://HOST:PORT/DB`,
 //! `redis+cluster://HOST:PORT,HOST:PORT,...`.
 //!
 //! Every store assigns sequence numbers: contiguous per schema, from 1, in the order records were applied.
@@ -162,12 +162,14 @@ impl<T: StateStore + ?Sized> StateStoreExt for T {}
 pub enum StoreUrl {
     /// `mem:`
     Mem,
-    /// `file:PATH[?fsync=always|batch|never]`
+    /// `file:PATH[?fsync=always|batch|never][&compact=BYTES]`
     File {
         /// Directory of the store.
         path: PathBuf,
         /// Durability policy.
         fsync: Fsync,
+        /// Bytes of log after which it is compacted (`None`: the default, 64 MiB; see the file store).
+        compact: Option<u64>,
     },
     /// `redis://HOST:PORT/DB`
     Redis {
@@ -242,6 +244,7 @@ impl StoreUrl {
                 return Err(bad("file: needs a directory path (file:/var/lib/nf/state)"));
             }
             let mut fsync = Fsync::Batch;
+            let mut compact = None;
             if let Some(q) = query {
                 for kv in q.split('&') {
                     match kv.split_once('=') {
@@ -249,9 +252,15 @@ impl StoreUrl {
                             fsync = Fsync::parse(v)
                                 .ok_or_else(|| bad("fsync must be always, batch or never"))?
                         }
+                        Some(("compact", v)) => {
+                            compact =
+                                Some(v.parse::<u64>().ok().filter(|&b| b > 0).ok_or_else(|| {
+                                    bad("compact must be a number of bytes (compact=67108864)")
+                                })?)
+                        }
                         _ => {
                             return Err(bad(&format!(
-                                "unknown option `{kv}` (known: fsync=always|batch|never)"
+                                "unknown option `{kv}` (known: fsync=always|batch|never, compact=BYTES)"
                             )));
                         }
                     }
@@ -260,6 +269,7 @@ impl StoreUrl {
             return Ok(StoreUrl::File {
                 path: PathBuf::from(path),
                 fsync,
+                compact,
             });
         }
         if let Some(rest) = u.strip_prefix("redis+cluster://") {
@@ -293,7 +303,17 @@ impl StoreUrl {
 pub async fn open(url: &str) -> Result<Arc<dyn StateStore>, Error> {
     match StoreUrl::parse(url)? {
         StoreUrl::Mem => Ok(Arc::new(MemStore::new())),
-        StoreUrl::File { path, fsync } => Ok(Arc::new(FileStore::open(&path, fsync).await?)),
+        StoreUrl::File {
+            path,
+            fsync,
+            compact,
+        } => {
+            let f = FileStore::open(&path, fsync).await?;
+            if let Some(b) = compact {
+                f.set_compact_threshold(b);
+            }
+            Ok(Arc::new(f))
+        }
         StoreUrl::Redis { host, port, db } => {
             Ok(Arc::new(RedisStore::open(&host, port, db).await?))
         }
@@ -312,9 +332,25 @@ mod tests {
             StoreUrl::parse("file:/var/lib/nf?fsync=always").unwrap(),
             StoreUrl::File {
                 path: "/var/lib/nf".into(),
-                fsync: Fsync::Always
+                fsync: Fsync::Always,
+                compact: None,
             }
         );
+        assert_eq!(
+            StoreUrl::parse("file:/s?compact=1048576&fsync=never").unwrap(),
+            StoreUrl::File {
+                path: "/s".into(),
+                fsync: Fsync::Never,
+                compact: Some(1 << 20),
+            }
+        );
+        for bad in [
+            "file:/s?compact=0",
+            "file:/s?compact=lots",
+            "file:/s?compact=",
+        ] {
+            assert!(StoreUrl::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             StoreUrl::parse("redis://127.0.0.1:6380/2").unwrap(),
             StoreUrl::Redis {

@@ -142,6 +142,12 @@ impl Current {
         self.0.get(key).map(|k| &k.0.rec)
     }
 
+    /// Every current record, shared (one reference count each: a snapshot taken in a moment, to be
+    /// written out after the lock is released).
+    pub(crate) fn shared_records(&self) -> Vec<Arc<Held>> {
+        self.0.iter().map(|k| k.0.clone()).collect()
+    }
+
     /// Every current record.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
         self.0.iter().map(|k| &k.0.rec)
