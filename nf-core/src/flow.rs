@@ -564,12 +564,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Benchmark-like traffic over `flows` flows.
+    fn traffic(flows: usize) -> crate::traffic::TrafficGen {
+        crate::traffic::TrafficGen::new(crate::traffic::TrafficConfig {
+            flows,
+            ..Default::default()
+        })
+    }
+
     #[test]
     fn frame_shard_fast_path_agrees_with_the_flow_key() {
-        let mut g = crate::traffic::TrafficGen::new(crate::traffic::TrafficConfig {
-            flows: 200,
-            ..Default::default()
-        });
+        let mut g = traffic(200);
         for _ in 0..2000 {
             let f = g.next_frame().to_vec();
             let mut p = Packet::from_slice(&f);
@@ -583,10 +588,7 @@ mod tests {
 
     #[test]
     fn frame_shard_fast_path_leaves_other_frames_to_the_general_path() {
-        let mut g = crate::traffic::TrafficGen::new(crate::traffic::TrafficConfig {
-            flows: 50,
-            ..Default::default()
-        });
+        let mut g = traffic(50);
         for i in 0..500 {
             let mut f = g.next_frame().to_vec();
             match i % 3 {
