@@ -99,6 +99,17 @@ impl Toeplitz {
         self.tables[0][usize::from(even)] ^ self.tables[1][usize::from(odd)]
     }
 
+    /// For a key that repeats every 16 bits, the two tables [`hash_folded`](Self::hash_folded) reads
+    /// (`None` for another key): a scan loop keeps this reference in a register instead of reloading the
+    /// hasher's table pointer for every frame.
+    #[inline]
+    pub fn folded_tables(&self) -> Option<&[[u32; 256]; 2]> {
+        if !self.periodic16 {
+            return None;
+        }
+        self.tables.first_chunk::<2>()
+    }
+
     /// Whether the key repeats every 16 bits (then [`hash_folded`](Self::hash_folded) applies).
     #[inline]
     pub fn is_periodic16(&self) -> bool {

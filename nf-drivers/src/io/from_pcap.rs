@@ -253,7 +253,7 @@ impl FromPcap {
         }
         let base = file.bytes().as_ptr() as usize;
         let mut k = 0;
-        let rss = nf_core::toeplitz::symmetric();
+        let sharder = nf_core::flow::FrameSharder::new(nf_core::toeplitz::symmetric(), n);
         // The last record scanned (its header, for its timestamp), when it came from `scan_pcap`.
         let mut last_hdr = None;
         while k < burst {
@@ -265,7 +265,7 @@ impl FromPcap {
                 file,
                 &mut self.selected[k..=burst],
                 self.pass_offset,
-                |frame| nf_core::flow::frame_shard_by(rss, frame, n) == me,
+                |frame| sharder.shard(frame) == me,
             );
             k += kept;
             if let Some((first, last)) = walked {

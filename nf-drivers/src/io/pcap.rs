@@ -367,13 +367,30 @@ impl Cursor {
         file: &CaptureFile,
         out: &mut [Scanned],
         tag: u64,
-        mut keep: impl FnMut(&[u8]) -> bool,
+        keep: impl FnMut(&[u8]) -> bool,
     ) -> (usize, Option<(usize, usize)>) {
         if self.pcap.is_none() || out.len() < 2 {
             return (0, None);
         }
+        // One loop per byte order: the order is then a constant in the loop, not a flag read per record.
+        if self.big_endian {
+            self.scan_records::<true>(file, out, tag, keep)
+        } else {
+            self.scan_records::<false>(file, out, tag, keep)
+        }
+    }
+
+    /// [`Cursor::scan_pcap`]'s loop, for record headers in big-endian (`BE`) or little-endian order.
+    #[inline(always)]
+    fn scan_records<const BE: bool>(
+        &mut self,
+        file: &CaptureFile,
+        out: &mut [Scanned],
+        tag: u64,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> (usize, Option<(usize, usize)>) {
         let data = file.bytes();
-        let be = self.big_endian;
+        let be = BE;
         let (mut pos, mut k) = (self.pos, 0);
         let first = pos;
         let mut last = None;
