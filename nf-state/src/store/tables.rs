@@ -7,6 +7,9 @@ use crate::record::{Op, Record};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// How many records ahead of its release a log entry's memory is prefetched (twice that for the entry).
+const RETIRE_AHEAD: usize = 16;
+
 /// Records a watcher is handed at a time.
 const WATCH_CHUNK: usize = 4096;
 
@@ -249,6 +252,23 @@ impl Tables {
                 Op::Upsert => s.current.insert(r.clone()),
                 Op::Delete => {
                     s.current.remove(&r.rec.key[..]);
+                }
+            }
+            // The records about to leave the log were written long ago (a million records back by
+            // default) and are cold: start loading them some records ahead, so that their release (a
+            // reference count, and for a record no longer current its key and value buffers) does not
+            // stall on memory. First the record itself, then, once it is cached, its buffers.
+            if s.log.len() >= retention {
+                if let Some(h) = s.log.get(RETIRE_AHEAD * 2) {
+                    nf_core::prefetch_unsafe::prefetch_all(&**h);
+                }
+                if let Some(h) = s.log.get(RETIRE_AHEAD) {
+                    if let Some(b) = h.rec.key.first() {
+                        nf_core::prefetch_unsafe::prefetch(b);
+                    }
+                    if let Some(b) = h.rec.value.as_ref().and_then(|v| v.first()) {
+                        nf_core::prefetch_unsafe::prefetch(b);
+                    }
                 }
             }
             s.log.push_back(r);
