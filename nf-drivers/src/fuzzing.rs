@@ -37,6 +37,23 @@ pub fn config(data: &[u8]) {
 
 /// Packet parsing and flow keys; an in-place rewrite then a re-parse agree.
 pub fn packet(data: &[u8]) {
+    // A sharded reader's fast shard choice agrees with the flow key's symmetric hash wherever the frame
+    // has a whole transport header. (Cut short inside it, the key has no ports while the fast path, which
+    // reads the ports' bytes in place, hashes them: the frame then goes where its flow's whole packets go.)
+    let rss = nf_core::toeplitz::symmetric();
+    for shards in [2, 3] {
+        let fast = nf_core::flow::FrameSharder::new(rss, shards).shard(data);
+        let key = Packet::from_slice(data).locate_key(Link::Ethernet).ok();
+        if let Some((h, Some(k))) = key
+            && h.l4.is_some()
+        {
+            let want = nf_core::flow::shard_of(k.rss_hash(), shards);
+            assert_eq!(
+                fast, want,
+                "the frame sharder agrees with the flow key's hash"
+            );
+        }
+    }
     for link in [Link::Ethernet, Link::Ip] {
         let mut p = Packet::from_slice(data);
         // The fused fast path agrees with the two steps it stands for.
