@@ -36,6 +36,7 @@ pub mod elements;
 pub mod error;
 pub mod flow;
 pub mod graph;
+pub mod huge_pages_unsafe;
 pub mod lpm;
 pub mod packet;
 pub mod pool;

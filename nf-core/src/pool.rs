@@ -1,6 +1,6 @@
 //! A per-thread pool of packet buffers, so that steady-state processing allocates nothing.
 //!
-//! Every [`Packet`](crate::Packet) takes its buffer from the pool of the thread that creates it and gives it back
+//! Every [`Packet`] takes its buffer from the pool of the thread that creates it and gives it back
 //! to the pool of the thread that drops it. A pool is bounded ([`MAX_POOLED`] buffers): past that, buffers
 //! are freed, so memory stays bounded even when packets are created on one thread and dropped on another.
 //! Pooled buffers are fully initialised (a buffer's length is its capacity), so that reuse costs only the

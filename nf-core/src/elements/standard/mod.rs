@@ -189,7 +189,7 @@ pub fn register(r: &mut Registry) {
     );
     r.register(
         "Replay",
-        "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, LIMIT)",
+        "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, PROTO, REPLIES, LIMIT)",
         |a| {
             let packets: usize = a.read_at_most_or("PACKETS", 100_000, MAX_REPLAY_PACKETS)?;
             let flows: usize = a.read_at_most_or("FLOWS", 10_000, MAX_FLOWS)?;
@@ -211,6 +211,7 @@ pub fn register(r: &mut Registry) {
             let limit: Option<u64> = a.read("LIMIT")?;
             let burst: usize = a.read_or("BURST", 32)?;
             let stop: bool = a.read_or("STOP", true)?;
+            let replies: bool = a.read_or("REPLIES", true)?;
             if packets == 0 {
                 return Err(a.error("PACKETS must be at least 1"));
             }
@@ -218,6 +219,7 @@ pub fn register(r: &mut Registry) {
                 flows,
                 size,
                 protocols,
+                bidirectional: replies,
                 ..Default::default()
             };
             a.reserve("FLOWS", cfg.memory())?;
