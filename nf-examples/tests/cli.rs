@@ -156,6 +156,89 @@ fn bench_pipeline_reports_rates() {
     assert!(so.contains("Mpps") && so.contains("ns/packet"), "{so}");
 }
 
+/// `nf pcap split` writes one file per shard; `nf run --shards 2` over them (`{shard}` in the name)
+/// reads every packet once, each shard its own file.
+#[test]
+fn pcap_split_feeds_each_shard_its_own_file() {
+    let pcap = tmp("whole.pcap");
+    gen_pcap(&pcap, "2000");
+    let pattern = tmp("part.{shard}.pcap").display().to_string();
+    let o = nf(&[
+        "pcap",
+        "split",
+        "--shards",
+        "2",
+        pcap.to_str().unwrap(),
+        &pattern,
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    let counts: Vec<u64> = so
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1)?.strip_suffix(" packets")?.parse().ok())
+        .collect();
+    assert_eq!(counts.len(), 2, "{so}");
+    assert_eq!(counts.iter().sum::<u64>(), 2000, "{so}");
+    let cfg = nf_examples::configs_dir().join("bench-conntrack.click");
+    let o = nf(&[
+        "run",
+        cfg.to_str().unwrap(),
+        &format!("FILE={pattern}"),
+        "--shards",
+        "2",
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert_eq!(handler(&so, "Discard@1.count"), Some(2000), "{so}");
+    assert_eq!(handler(&so, "ct.flows"), Some(100), "{so}");
+    let o = nf(&["pcap", "split", pcap.to_str().unwrap(), "out.pcap"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("{shard}"), "{}", text(&o).1);
+}
+
+/// The Mux's traffic in memory (requests only, TCP) on two shards; a wrong protocol is refused by name.
+#[test]
+fn bench_pipeline_replays_one_way_traffic_on_shards() {
+    let cfg = nf_examples::configs_dir().join("bench-mux.click");
+    let args = |proto: &'static str| {
+        vec![
+            "bench".to_string(),
+            "pipeline".into(),
+            cfg.display().to_string(),
+            "--memory".into(),
+            "--packets".into(),
+            "100000".into(),
+            "--distinct".into(),
+            "20000".into(),
+            "--flows".into(),
+            "2000".into(),
+            "--proto".into(),
+            proto.into(),
+            "--one-way".into(),
+            "--shards".into(),
+            "2".into(),
+            "--repeat".into(),
+            "1".into(),
+        ]
+    };
+    let a = args("tcp");
+    let o = nf(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert!(
+        so.contains("in memory , 2 shard(s)") && so.contains("Mpps"),
+        "{so}"
+    );
+    let a = args("sctp");
+    let o = nf(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("PROTO must be udp, tcp or mixed"),
+        "{}",
+        text(&o).1
+    );
+}
+
 #[test]
 fn wrong_input_gives_clear_errors() {
     let bad = tmp("bad.click");

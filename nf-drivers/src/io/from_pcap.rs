@@ -27,6 +27,10 @@ pub enum Passes {
 /// its shard (by the symmetric RSS hash, as a NIC would steer them), so no packet crosses cores. The shards
 /// share one mapping of the file (through the run's [`Cohort`](nf_core::Cohort)).
 ///
+/// A file name holding `{shard}` names one file per shard, as a NIC gives each core a receive queue of
+/// its own: shard `s` reads the file with `{shard}` replaced by `s`, all of it (`nf pcap split` writes
+/// such files from one capture, by the same hash). In a run of one shard that is the file of shard 0.
+///
 /// # Ports
 /// No input; one push output.
 ///
@@ -62,6 +66,8 @@ pub struct FromPcap {
     /// A sharded run's scratch: the records of one round that belong to this shard, filled without a
     /// branch per record.
     selected: Vec<Scanned>,
+    /// Each shard reads a file of its own (the name held [`super::pcap::SHARD_PLACEHOLDER`]).
+    own_file: bool,
 }
 
 impl std::fmt::Debug for FromPcap {
@@ -96,6 +102,7 @@ impl FromPcap {
             error: None,
             done: false,
             selected: Vec::new(),
+            own_file: false,
         }
     }
     /// Ends the run when exhausted.
@@ -177,6 +184,14 @@ impl Element for FromPcap {
         PortSpec::SOURCE
     }
     fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
+        // A capture split by shard (`nf pcap split`): each shard's copy reads its own file, whole.
+        let name = self.path.to_string_lossy();
+        if name.contains(super::pcap::SHARD_PLACEHOLDER) {
+            self.path = name
+                .replace(super::pcap::SHARD_PLACEHOLDER, &ctx.shard.to_string())
+                .into();
+            self.own_file = true;
+        }
         // One mapping for all the shards of a run: mapping (and populating) an 800 MB capture takes
         // ~12 ms, once per run rather than once per shard.
         let open = || {
@@ -215,7 +230,7 @@ impl Element for FromPcap {
         let Some(file) = self.file.take() else {
             return TaskStatus::Done;
         };
-        let status = if self.shard.1 > 1 && !self.timing {
+        let status = if self.shard.1 > 1 && !self.timing && !self.own_file {
             self.read_batch_sharded(&file, out)
         } else {
             self.read_batch(&file, ctx, out)

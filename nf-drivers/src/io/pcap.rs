@@ -781,6 +781,62 @@ impl PcapFileWriter {
     }
 }
 
+/// What a capture's file name holds in place of the shard index: `FromPcap(x.{shard}.pcap)` reads, in
+/// shard `s` of a sharded run, the file `x.s.pcap` that [`split_by_shard`] wrote.
+pub const SHARD_PLACEHOLDER: &str = "{shard}";
+
+/// Splits a capture of Ethernet frames by shard, as a NIC's RSS spreads traffic over its receive queues:
+/// each frame goes, in order, to the file of the shard its flow maps to among `shards` (the symmetric RSS
+/// hash of [`nf_core::flow::frame_shard`], the one a sharded `FromPcap` steers by). The files are named
+/// by `pattern` with [`SHARD_PLACEHOLDER`] replaced by the shard index. Returns each file's name and
+/// packet count.
+///
+/// A sharded run over the split files (`FromPcap(x.{shard}.pcap)`) gives every worker its own file, as
+/// every core has its own receive queue behind a NIC, instead of every worker walking the whole capture
+/// for its flows (see `BENCHMARKS.md`: with 64-byte frames the walk, not the processing, bounds two
+/// workers over one file). This is the step `tcpprep` is to `tcpreplay`.
+pub fn split_by_shard(
+    input: &Path,
+    shards: usize,
+    pattern: &str,
+) -> Result<Vec<(PathBuf, u64)>, Error> {
+    if shards == 0 || !pattern.contains(SHARD_PLACEHOLDER) {
+        return Err(Error::Config(format!(
+            "splitting needs at least one shard and an output name holding `{SHARD_PLACEHOLDER}` (not `{pattern}`)"
+        )));
+    }
+    let file = CaptureFile::open(input)?;
+    if file.link() != LinkLayer::Ethernet {
+        return Err(Error::Config(format!(
+            "{}: only captures of Ethernet frames can be split by flow (this one is {:?})",
+            input.display(),
+            file.link()
+        )));
+    }
+    let nanos = file.format() == Format::PcapNanos;
+    let mut out = Vec::with_capacity(shards);
+    for s in 0..shards {
+        let path = PathBuf::from(pattern.replace(SHARD_PLACEHOLDER, &s.to_string()));
+        let w = PcapFileWriter::create(&path, MAX_RECORD, nanos, DataLink::ETHERNET)?;
+        out.push((w, 0u64));
+    }
+    let rss = nf_core::toeplitz::symmetric();
+    for r in file.records() {
+        let r = r?;
+        let s = nf_core::flow::frame_shard_by(rss, r.data, shards);
+        if let Some((w, n)) = out.get_mut(s) {
+            w.write(r.timestamp, r.data)?;
+            *n += 1;
+        }
+    }
+    out.into_iter()
+        .map(|(mut w, n)| {
+            w.close()?;
+            Ok((w.path.clone(), n))
+        })
+        .collect()
+}
+
 impl Drop for PcapFileWriter {
     fn drop(&mut self) {
         let _ = self.close();

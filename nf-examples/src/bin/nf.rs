@@ -5,6 +5,7 @@
 //! - `nf elements`: lists the element classes.
 //! - `nf pcap gen --packets N --flows F --size 64|imix OUT`: writes benchmark traffic.
 //! - `nf pcap info FILE`: counts a capture's packets.
+//! - `nf pcap split --shards N IN 'OUT.{shard}.pcap'`: splits a capture by flow, one file per shard.
 //! - `nf bench pipeline NAME|CONFIG [--memory] ...`: measures a pipeline on one core (or N shards).
 //! - `nf lb CONFIG --role primary|minion|standalone [--store URL] [--node NAME]`: a stateful L4 load
 //!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
@@ -309,6 +310,18 @@ enum PcapCmd {
         /// The capture.
         file: PathBuf,
     },
+    /// Split a capture by flow into one file per shard, as a NIC's RSS spreads traffic over its receive
+    /// queues (by the hash a sharded `FromPcap` steers by); `FromPcap(OUT)` then reads, in each shard,
+    /// that shard's file.
+    Split {
+        /// Shards.
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+        /// The capture (Ethernet frames).
+        input: PathBuf,
+        /// The output files' name, holding `{shard}` (e.g. `x.{shard}.pcap`).
+        out: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -321,18 +334,9 @@ enum BenchCmd {
         /// Replay frames held in memory instead of reading `FILE` (separates processing from I/O).
         #[arg(long)]
         memory: bool,
-        /// Packets to replay (with --memory).
-        #[arg(long, default_value_t = 10_000_000)]
-        packets: u64,
-        /// Distinct frames held in memory (with --memory).
-        #[arg(long, default_value_t = 1_000_000)]
-        distinct: u64,
-        /// Flows (with --memory).
-        #[arg(long, default_value_t = 10_000)]
-        flows: usize,
-        /// Frame size (with --memory): bytes or `imix`.
-        #[arg(long, default_value = "64")]
-        size: String,
+        /// What to replay with --memory.
+        #[command(flatten)]
+        traffic: MemoryTraffic,
         /// Shards (worker threads).
         #[arg(long, default_value_t = 1)]
         shards: usize,
@@ -659,14 +663,32 @@ fn cmd_pcap_info(file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `nf bench pipeline --memory` replays.
+#[derive(clap::Args)]
+struct MemoryTraffic {
+    /// Packets to replay (with --memory).
+    #[arg(long, default_value_t = 10_000_000)]
+    packets: u64,
+    /// Distinct frames held in memory (with --memory).
+    #[arg(long, default_value_t = 1_000_000)]
+    distinct: u64,
+    /// Flows (with --memory).
+    #[arg(long, default_value_t = 10_000)]
+    flows: usize,
+    /// Frame size (with --memory): bytes or `imix`.
+    #[arg(long, default_value = "64")]
+    size: String,
+    /// Protocols (with --memory): `mixed`, `tcp` or `udp`.
+    #[arg(long, default_value = "mixed")]
+    proto: String,
+    /// Requests only, no replies (with --memory): the traffic a load balancer's Mux sees.
+    #[arg(long)]
+    one_way: bool,
+}
+
 fn cmd_bench(
     pipeline: &str,
-    memory: bool,
-    packets: u64,
-    distinct: u64,
-    flows: usize,
-    size: &str,
+    memory: Option<MemoryTraffic>,
     shards: usize,
     repeat: usize,
     whitebox: Option<&str>,
@@ -694,22 +716,24 @@ fn cmd_bench(
         }
     };
     let mut params = params;
-    if memory {
+    if memory.is_some() {
         params
             .entry("FILE".into())
             .or_insert_with(|| "unused".into());
     }
     let mut cfg = Config::parse(&name, &text, &params).map_err(|e| e.to_string())?;
-    if memory {
-        let l = match parse_size(size)? {
+    if let Some(m) = &memory {
+        let l = match parse_size(&m.size)? {
             SizeMix::Imix => "imix".to_string(),
             SizeMix::Fixed(n) => n.to_string(),
         };
         let args = [
-            format!("PACKETS {}", distinct.min(packets).max(1)),
-            format!("FLOWS {flows}"),
+            format!("PACKETS {}", m.distinct.min(m.packets).max(1)),
+            format!("FLOWS {}", m.flows),
             format!("LENGTH {l}"),
-            format!("LIMIT {packets}"),
+            format!("PROTO {}", m.proto),
+            format!("REPLIES {}", !m.one_way),
+            format!("LIMIT {}", m.packets),
             "BURST 64".to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -751,7 +775,11 @@ fn cmd_bench(
     let median = results[results.len() / 2];
     println!(
         "{name} ({} , {} shard(s)): best {:.2} Mpps ({:.2} ns/packet), median {:.2} Mpps",
-        if memory { "in memory" } else { "from file" },
+        if memory.is_some() {
+            "in memory"
+        } else {
+            "from file"
+        },
         shards.max(1),
         results[0],
         1e3 / results[0],
@@ -1121,15 +1149,21 @@ fn main() -> ExitCode {
         Cmd::Pcap {
             cmd: PcapCmd::Info { file },
         } => cmd_pcap_info(&file),
+        Cmd::Pcap {
+            cmd: PcapCmd::Split { shards, input, out },
+        } => nf_drivers::io::pcap::split_by_shard(&input, shards, &out)
+            .map(|files| {
+                for (path, n) in files {
+                    println!("{}: {n} packets", path.display());
+                }
+            })
+            .map_err(|e| e.to_string()),
         Cmd::Bench {
             cmd:
                 BenchCmd::Pipeline {
                     pipeline,
                     memory,
-                    packets,
-                    distinct,
-                    flows,
-                    size,
+                    traffic,
                     shards,
                     repeat,
                     whitebox,
@@ -1137,11 +1171,7 @@ fn main() -> ExitCode {
                 },
         } => cmd_bench(
             &pipeline,
-            memory,
-            packets,
-            distinct,
-            flows,
-            &size,
+            memory.then_some(traffic),
             shards,
             repeat,
             whitebox.as_deref(),
