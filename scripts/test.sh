@@ -30,6 +30,8 @@ fi
 
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The API documentation builds without a warning (broken or redundant links).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 # Licences, bans and sources (offline), when cargo-deny is installed (see DEPENDENCIES.md).
 if cargo deny --version >/dev/null 2>&1; then
     cargo deny check licenses bans sources
