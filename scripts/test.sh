@@ -28,8 +28,18 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+# A watchdog: a test that hangs fails the run with a message after 45 minutes (the whole run takes
+# about 8 here) instead of holding CI until its own limit, with no word of which test it was.
+watchdog() {
+    local rc=0
+    timeout --kill-after=30 2700 "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "test.sh: '$*' did not finish within 45 minutes: a test hangs (the last 'has been running for over 60 seconds' line names it)" >&2
+    fi
+    return "$rc"
+}
+watchdog cargo test --workspace --all-targets
+watchdog cargo test --workspace --doc
 # The API documentation builds without a warning (broken or redundant links).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 # Licences, bans and sources (offline), when cargo-deny is installed (see DEPENDENCIES.md).
