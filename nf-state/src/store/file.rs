@@ -253,7 +253,7 @@ fn recover(dir: &Path) -> Result<(Inner, Arc<Shared>), Error> {
                 let schema = String::from_utf8_lossy(&r.key).into_owned();
                 t.set_last_seq(&schema, r.seq);
             } else {
-                let s = t.schemas.entry(r.schema.to_string()).or_default();
+                let s = t.schema_mut(&r.schema);
                 s.last_seq = s.last_seq.max(r.seq);
                 let held = s.current.hold(r);
                 s.current.insert(held);

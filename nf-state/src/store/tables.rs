@@ -4,22 +4,30 @@
 use super::{SchemaStats, Snapshot, Watch};
 use crate::error::Error;
 use crate::record::{Op, Record};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many records ahead of its release a log entry's memory is prefetched (twice that for the entry).
 const RETIRE_AHEAD: usize = 16;
 
+/// How many records ahead of its write a key's current record is loaded.
+const WRITE_AHEAD: usize = 16;
+
+/// Records held at a time, ahead of their writes.
+const HOLD_CHUNK: usize = 256;
+
+/// How many lookups ahead are made together.
+const PREFETCH_GROUP: usize = 8;
+
 /// Records a watcher is handed at a time.
 const WATCH_CHUNK: usize = 4096;
 
-/// A record held once, shared by the current state and the log, with its key's hash beside it: growing
-/// the table rehashes from that number, one load per entry, instead of following each record to its key
-/// bytes (two more cache misses per entry, which dominated inserting a million new keys).
+/// A record held once, shared by the current state and the log, with its key's hash beside it (the
+/// number the table finds it by, computed once).
 ///
 /// A key of up to [`INLINE_KEY`] bytes is also kept inline, beside the hash: comparing keys in the table
-/// then reads the entry's first cache line only, not the record's separately allocated key bytes (one
-/// cache miss less per upsert of an existing key).
+/// then reads the record's first cache line only, not its separately allocated key bytes (one cache miss
+/// less per upsert of an existing key).
 #[derive(Debug)]
 pub(crate) struct Held {
     hash: u64,
@@ -43,126 +51,143 @@ impl Held {
     }
 }
 
-/// A current record, found by its key bytes.
+/// A table entry: the key's hash beside the record, so that growing the table rehashes from the entry
+/// alone (no cache miss per entry to follow it to its record), and candidates are told apart by hash
+/// before their keys are compared.
 #[derive(Debug, Clone)]
-pub(crate) struct ByKey(Arc<Held>);
-
-impl PartialEq for ByKey {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.key() == o.0.key()
-    }
-}
-impl Eq for ByKey {}
-impl std::hash::Hash for ByKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        // Through `KeyHasher::write_u64`: the number computed from the key bytes when the record was held.
-        h.write_u64(self.0.hash);
-    }
-}
-impl std::borrow::Borrow<[u8]> for ByKey {
-    fn borrow(&self) -> &[u8] {
-        self.0.key()
-    }
-}
-
-/// Hashes key bytes with a keyed SipHash (std's `RandomState`: keys come from traffic, and a keyed hash
-/// resists hash flooding), and passes a [`ByKey`]'s stored hash through unchanged.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct KeyHashing(std::collections::hash_map::RandomState);
-
-pub(crate) struct KeyHasher {
-    sip: std::collections::hash_map::DefaultHasher,
-    fed: bool,
-    stored: Option<u64>,
-}
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.fed = true;
-        self.sip.write(bytes);
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.stored = Some(v);
-    }
-    fn finish(&self) -> u64 {
-        match self.stored {
-            // A `ByKey` (only a stored hash was written).
-            Some(v) if !self.fed => v,
-            _ => self.sip.finish(),
-        }
-    }
-}
-
-impl std::hash::BuildHasher for KeyHashing {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            sip: self.0.build_hasher(),
-            fed: false,
-            stored: None,
-        }
-    }
+struct Entry {
+    hash: u64,
+    held: Arc<Held>,
 }
 
 /// The current record of each key of a schema.
-#[derive(Debug, Default)]
-pub(crate) struct Current(HashSet<ByKey, KeyHashing>);
+///
+/// Keys are hashed with a keyed SipHash (std's `RandomState`: keys come from traffic, and a keyed hash
+/// resists hash flooding), one key per [`Tables`], so that a record is hashed once, when it is held.
+#[derive(Debug)]
+pub(crate) struct Current {
+    hashing: std::collections::hash_map::RandomState,
+    table: hashbrown::HashTable<Entry>,
+}
 
 impl Current {
-    /// Wraps a record for the table and the log, its key hashed (as the key bytes, `[u8]`, exactly as a
-    /// lookup by key hashes them).
-    pub(crate) fn hold(&self, rec: Record) -> Arc<Held> {
+    /// An empty table hashing with `hashing`.
+    fn with_hashing(hashing: std::collections::hash_map::RandomState) -> Self {
+        Current {
+            hashing,
+            table: hashbrown::HashTable::new(),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
-        let hash = self.0.hasher().hash_one(&rec.key[..]);
-        let mut inline = [0u8; INLINE_KEY];
-        let inline_len = match inline.get_mut(..rec.key.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(&rec.key);
-                rec.key.len() as u8
-            }
-            None => 0,
-        };
-        Arc::new(Held {
-            hash,
-            inline_len,
-            inline,
-            rec,
-        })
+        self.hashing.hash_one(key)
+    }
+
+    /// Wraps a record for the table and the log, its key hashed.
+    pub(crate) fn hold(&self, rec: Record) -> Arc<Held> {
+        hold_with(&self.hashing, rec)
+    }
+
+    /// Starts loading what an upsert or delete of `held`'s key will read: the current record of the key,
+    /// if there is one (found by hash alone, without reading any record). Called some records ahead of
+    /// the write, so that the write finds the record it compares with and replaces in cache.
+    #[inline]
+    pub(crate) fn prefetch(&self, held: &Held) {
+        let h = held.hash;
+        if let Some(e) = self.table.find(h, |e| e.hash == h) {
+            nf_core::prefetch_unsafe::prefetch(&*e.held);
+        }
     }
 
     /// Sets the current record of its key.
     pub(crate) fn insert(&mut self, held: Arc<Held>) {
-        self.0.replace(ByKey(held));
+        let h = held.hash;
+        match self
+            .table
+            .find_entry(h, |e| e.hash == h && e.held.key() == held.key())
+        {
+            Ok(mut e) => e.get_mut().held = held,
+            Err(_) => {
+                self.table
+                    .insert_unique(h, Entry { hash: h, held }, |e| e.hash);
+            }
+        }
     }
 
     /// Removes a key.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
-        self.0.remove(key)
+        let h = self.hash(key);
+        match self
+            .table
+            .find_entry(h, |e| e.hash == h && e.held.key() == key)
+        {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes the key of a held record (hashed already).
+    fn remove_held(&mut self, held: &Held) {
+        let h = held.hash;
+        if let Ok(e) = self
+            .table
+            .find_entry(h, |e| e.hash == h && e.held.key() == held.key())
+        {
+            e.remove();
+        }
     }
 
     /// The current record of a key.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Record> {
-        self.0.get(key).map(|k| &k.0.rec)
+        let h = self.hash(key);
+        self.table
+            .find(h, |e| e.hash == h && e.held.key() == key)
+            .map(|e| &e.held.rec)
     }
 
     /// Every current record, shared (one reference count each: a snapshot taken in a moment, to be
     /// written out after the lock is released).
     pub(crate) fn shared_records(&self) -> Vec<Arc<Held>> {
-        self.0.iter().map(|k| k.0.clone()).collect()
+        self.table.iter().map(|e| e.held.clone()).collect()
     }
 
     /// Every current record.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.0.iter().map(|k| &k.0.rec)
+        self.table.iter().map(|e| &e.held.rec)
     }
 
     /// Live keys.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.table.len()
     }
 }
 
-#[derive(Debug, Default)]
+/// Wraps a record, its key hashed with `hashing`.
+fn hold_with(hashing: &std::collections::hash_map::RandomState, rec: Record) -> Arc<Held> {
+    use std::hash::BuildHasher;
+    let hash = hashing.hash_one(&rec.key[..]);
+    let mut inline = [0u8; INLINE_KEY];
+    let inline_len = match inline.get_mut(..rec.key.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(&rec.key);
+            rec.key.len() as u8
+        }
+        None => 0,
+    };
+    Arc::new(Held {
+        hash,
+        inline_len,
+        inline,
+        rec,
+    })
+}
+
+#[derive(Debug)]
 pub(crate) struct SchemaLog {
     pub(crate) current: Current,
     pub(crate) log: VecDeque<Arc<Held>>,
@@ -170,6 +195,15 @@ pub(crate) struct SchemaLog {
 }
 
 impl SchemaLog {
+    /// An empty schema, its table hashing with `hashing`.
+    fn new(hashing: std::collections::hash_map::RandomState) -> Self {
+        SchemaLog {
+            current: Current::with_hashing(hashing),
+            log: VecDeque::new(),
+            last_seq: 0,
+        }
+    }
+
     /// The current record of a key.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Record> {
         self.current.get(key).cloned()
@@ -187,9 +221,22 @@ impl SchemaLog {
 pub(crate) struct Tables {
     pub(crate) schemas: HashMap<String, SchemaLog>,
     retention: usize,
+    /// The one key every schema's table hashes with (a record is hashed once, before its schema's
+    /// table is known).
+    hashing: std::collections::hash_map::RandomState,
+    /// The next records to apply, held (kept between calls: applying a batch allocates no list).
+    scratch: VecDeque<Arc<Held>>,
 }
 
 impl Tables {
+    /// A schema's log, made empty if it is new.
+    pub(crate) fn schema_mut(&mut self, schema: &str) -> &mut SchemaLog {
+        let hashing = &self.hashing;
+        self.schemas
+            .entry(schema.to_string())
+            .or_insert_with(|| SchemaLog::new(hashing.clone()))
+    }
+
     /// Gives each record the next sequence number of its schema (without applying it).
     pub(crate) fn assign(
         &self,
@@ -225,34 +272,64 @@ impl Tables {
     }
 
     /// Applies records whose sequence numbers are assigned (in order).
+    ///
+    /// Records are held (their keys hashed) [`WRITE_AHEAD`] records before they are written; while
+    /// record `i` is written, the current record of record `i + WRITE_AHEAD`'s key is loaded (found by
+    /// hash alone), so that comparing keys and replacing the record does not wait on memory: over a table of any size, the records it points to
+    /// are spread over the retained log (hundreds of megabytes), and each write would otherwise stall on
+    /// one of them.
     pub(crate) fn apply(&mut self, records: impl IntoIterator<Item = Record>) {
+        let hashing = &self.hashing;
+        let mut records = records.into_iter().map(|r| hold_with(hashing, r));
+        // The next records, held: made HOLD_CHUNK at a time (allocating and copying in a tight loop
+        // streams through fresh memory far faster than one at a time between table writes), few enough
+        // that they are still in cache when written and logged.
+        let mut ahead = std::mem::take(&mut self.scratch);
+        ahead.clear();
         let retention = self.retention;
         let mut cur: Option<(std::sync::Arc<str>, &mut SchemaLog)> = None;
-        for r in records {
-            // Look the schema up once per run of records of the same schema.
-            let same = matches!(&cur, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.schema) || **name == *r.schema);
+        let mut written = 0usize;
+        loop {
+            if ahead.len() <= WRITE_AHEAD {
+                ahead.extend(records.by_ref().take(HOLD_CHUNK));
+            }
+            let Some(r) = ahead.pop_front() else { break };
+            written += 1;
+            let same = matches!(&cur, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.rec.schema) || **name == *r.rec.schema);
             if !same {
                 cur = None;
-                if !self.schemas.contains_key(&*r.schema) {
-                    self.schemas
-                        .insert(r.schema.to_string(), SchemaLog::default());
+                if !self.schemas.contains_key(&*r.rec.schema) {
+                    let log = SchemaLog::new(self.hashing.clone());
+                    self.schemas.insert(r.rec.schema.to_string(), log);
                 }
-                let Some(s) = self.schemas.get_mut(&*r.schema) else {
+                let Some(s) = self.schemas.get_mut(&*r.rec.schema) else {
                     continue;
                 };
-                cur = Some((r.schema.clone(), s));
+                cur = Some((r.rec.schema.clone(), s));
             }
-            let Some((_, s)) = cur.as_mut() else { continue };
-            if r.seq <= s.last_seq {
+            let Some((name, s)) = cur.as_mut() else {
+                continue;
+            };
+            // Every PREFETCH_GROUP records, the lookups for the last PREFETCH_GROUP records of the window
+            // back to back: their cache misses overlap instead of stalling one by one.
+            if written.is_multiple_of(PREFETCH_GROUP) {
+                for a in ahead
+                    .iter()
+                    .skip(WRITE_AHEAD - PREFETCH_GROUP)
+                    .take(PREFETCH_GROUP)
+                {
+                    if std::sync::Arc::ptr_eq(name, &a.rec.schema) {
+                        s.current.prefetch(a);
+                    }
+                }
+            }
+            if r.rec.seq <= s.last_seq {
                 continue; // already applied (a log replayed over a snapshot)
             }
-            s.last_seq = r.seq;
-            let r = s.current.hold(r);
+            s.last_seq = r.rec.seq;
             match r.rec.op {
                 Op::Upsert => s.current.insert(r.clone()),
-                Op::Delete => {
-                    s.current.remove(&r.rec.key[..]);
-                }
+                Op::Delete => s.current.remove_held(&r),
             }
             // The records about to leave the log were written long ago (a million records back by
             // default) and are cold: start loading them some records ahead, so that their release (a
@@ -276,11 +353,12 @@ impl Tables {
                 s.log.pop_front();
             }
         }
+        self.scratch = ahead;
     }
 
     /// Sets a schema's last sequence number (from a snapshot's metadata) without a record.
     pub(crate) fn set_last_seq(&mut self, schema: &str, seq: u64) {
-        let s = self.schemas.entry(schema.to_string()).or_default();
+        let s = self.schema_mut(schema);
         s.last_seq = s.last_seq.max(seq);
     }
 
@@ -349,6 +427,8 @@ impl Shared {
             tables: Mutex::new(Tables {
                 schemas: HashMap::new(),
                 retention: retention.max(1),
+                hashing: Default::default(),
+                scratch: VecDeque::new(),
             }),
             changed,
         })
@@ -420,11 +500,74 @@ mod tests {
         }
     }
 
+    /// Batches applied through the look-ahead (records held in chunks, lookups made ahead in groups)
+    /// leave the same state as applying one record at a time: two schemas interleaved in runs of every
+    /// length, a key written again within the look-ahead window, deletes of present and absent keys,
+    /// records already applied skipped; the log keeps the last `retention` records in order.
+    #[test]
+    fn batches_through_the_look_ahead_agree_with_a_model() {
+        let mut t = Shared::new(1000);
+        let t = Arc::get_mut(&mut t)
+            .map(|s| s.tables.get_mut().unwrap())
+            .unwrap();
+        let mut model: HashMap<(String, Vec<u8>), u8> = HashMap::new();
+        let mut next: HashMap<String, u64> = HashMap::new();
+        let mut x: u32 = 7;
+        let mut step = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for batch in 0..40u32 {
+            let n = [1, 3, 17, 255, 256, 257, 700][batch as usize % 7];
+            let mut recs = Vec::new();
+            for _ in 0..n {
+                let r = step();
+                let schema = if (r >> 20) % 5 == 0 { "u" } else { "t" };
+                // Few keys, so that the window often holds one key twice.
+                let key = format!("k{}", r % 40).into_bytes();
+                let mut rec = rec(&key, (r >> 8) as u8);
+                rec.schema = Arc::from(schema);
+                if (r >> 12) % 4 == 0 {
+                    rec.op = Op::Delete;
+                    rec.value = None;
+                    model.remove(&(schema.to_string(), key));
+                } else {
+                    model.insert((schema.to_string(), key), (r >> 8) as u8);
+                }
+                recs.push(rec);
+            }
+            t.assign(&mut recs, &mut next);
+            // Replaying the first records of the batch again first: they are skipped the second time.
+            let replay: Vec<Record> = recs.iter().take(n / 2).cloned().collect();
+            t.apply(recs);
+            t.apply(replay);
+        }
+        for schema in ["t", "u"] {
+            let s = &t.schemas[schema];
+            assert_eq!(s.last_seq, next[schema]);
+            let want: Vec<_> = model.iter().filter(|((sc, _), _)| sc == schema).collect();
+            assert_eq!(s.current.len(), want.len(), "{schema}");
+            for ((_, k), v) in want {
+                let got = s
+                    .current
+                    .get(k)
+                    .and_then(|r| r.value.as_ref().map(|v| v[0]));
+                assert_eq!(got, Some(*v), "{schema} {k:?}");
+            }
+            let seqs: Vec<u64> = s.log.iter().map(|h| h.rec.seq).collect();
+            let first = s.last_seq.saturating_sub(seqs.len() as u64) + 1;
+            assert_eq!(seqs, (first..=s.last_seq).collect::<Vec<_>>(), "{schema}");
+            assert!(seqs.len() <= 1000);
+        }
+    }
+
     /// Entries hashed once when held are found by their key bytes across many rehashes; replacing and
     /// removing by key bytes work.
     #[test]
     fn stored_hashes_agree_with_lookups_by_key_bytes() {
-        let mut c = Current::default();
+        let mut c = Current::with_hashing(Default::default());
         // Keys of every length around the inline limit: empty, short, 31, 32 and long.
         let key = |i: u32| {
             let mut k = format!("key-{i}").into_bytes();
