@@ -16,9 +16,6 @@ const WRITE_AHEAD: usize = 16;
 /// Records held at a time, ahead of their writes.
 const HOLD_CHUNK: usize = 256;
 
-/// How many lookups ahead are made together.
-const PREFETCH_GROUP: usize = 8;
-
 /// Records a watcher is handed at a time.
 const WATCH_CHUNK: usize = 4096;
 
@@ -52,30 +49,41 @@ impl Held {
 }
 
 /// A table entry: the key's hash beside the record, so that growing the table rehashes from the entry
-/// alone (no cache miss per entry to follow it to its record), and candidates are told apart by hash
-/// before their keys are compared.
+/// alone (no cache miss per entry to follow it to its record), and a probe passes other keys by hash
+/// before reading any record.
 #[derive(Debug, Clone)]
 struct Entry {
     hash: u64,
     held: Arc<Held>,
 }
 
-/// The current record of each key of a schema.
+/// The current record of each key of a schema: an open-addressing table with linear probing (16-byte
+/// slots, four to a cache line, at most three quarters full), so that where a key's probe starts is a
+/// plain address, known from its hash alone. That is what lets a batch load ahead what its writes will
+/// touch, in two steps with no wait between them: the slot where a key's probe starts
+/// ([`Current::prefetch_slot`]), then, once that is in cache, the record found there
+/// ([`Current::prefetch_record`]). A general-purpose table (std's, `hashbrown`'s) hides where a key
+/// lives, and a lookup made ahead instead stalls on its own misses.
 ///
 /// Keys are hashed with a keyed SipHash (std's `RandomState`: keys come from traffic, and a keyed hash
 /// resists hash flooding), one key per [`Tables`], so that a record is hashed once, when it is held.
 #[derive(Debug)]
 pub(crate) struct Current {
     hashing: std::collections::hash_map::RandomState,
-    table: hashbrown::HashTable<Entry>,
+    slots: Vec<Option<Entry>>,
+    len: usize,
 }
+
+/// The smallest table (slots).
+const MIN_SLOTS: usize = 16;
 
 impl Current {
     /// An empty table hashing with `hashing`.
     fn with_hashing(hashing: std::collections::hash_map::RandomState) -> Self {
         Current {
             hashing,
-            table: hashbrown::HashTable::new(),
+            slots: Vec::new(),
+            len: 0,
         }
     }
 
@@ -89,28 +97,149 @@ impl Current {
         hold_with(&self.hashing, rec)
     }
 
-    /// Starts loading what an upsert or delete of `held`'s key will read: the current record of the key,
-    /// if there is one (found by hash alone, without reading any record). Called some records ahead of
-    /// the write, so that the write finds the record it compares with and replaces in cache.
+    /// Where the probe for `hash` starts.
     #[inline]
-    pub(crate) fn prefetch(&self, held: &Held) {
+    fn home(&self, hash: u64) -> usize {
+        // The table's length is a power of two (or 0, where nothing is probed).
+        (hash as usize) & self.slots.len().wrapping_sub(1)
+    }
+
+    /// The slot holding `held`'s key, if any.
+    #[inline]
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = self.home(hash);
+        // The table is never full, so the probe meets an empty slot; the bound only makes that plain.
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i)? {
+                None => return None,
+                Some(e) if e.hash == hash && e.held.key() == key => return Some(i),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+        None
+    }
+
+    /// First step of loading ahead: the cache line where the probe for `held`'s key starts.
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, held: &Held) {
+        if let Some(s) = self.slots.get(self.home(held.hash)) {
+            nf_core::prefetch_unsafe::prefetch(s);
+        }
+    }
+
+    /// Second step, some records later: the current record of `held`'s key, found by hash alone (the
+    /// probe's slots are in cache by now; no record is read).
+    #[inline]
+    pub(crate) fn prefetch_record(&self, held: &Held) {
         let h = held.hash;
-        if let Some(e) = self.table.find(h, |e| e.hash == h) {
-            nf_core::prefetch_unsafe::prefetch(&*e.held);
+        let mut i = self.home(h);
+        let mask = self.slots.len().wrapping_sub(1);
+        // Only a few slots: a long probe is left to the write itself.
+        for _ in 0..8 {
+            match self.slots.get(i) {
+                Some(Some(e)) if e.hash == h => {
+                    nf_core::prefetch_unsafe::prefetch(&*e.held);
+                    return;
+                }
+                Some(Some(_)) => i = (i + 1) & mask,
+                _ => return,
+            }
         }
     }
 
     /// Sets the current record of its key.
     pub(crate) fn insert(&mut self, held: Arc<Held>) {
         let h = held.hash;
-        match self
-            .table
-            .find_entry(h, |e| e.hash == h && e.held.key() == held.key())
-        {
-            Ok(mut e) => e.get_mut().held = held,
-            Err(_) => {
-                self.table
-                    .insert_unique(h, Entry { hash: h, held }, |e| e.hash);
+        if let Some(i) = self.find(h, held.key()) {
+            if let Some(Some(e)) = self.slots.get_mut(i) {
+                e.held = held;
+            }
+            return;
+        }
+        // At most three quarters full.
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        self.place(Entry { hash: h, held });
+        self.len += 1;
+    }
+
+    /// Puts an entry whose key is not in the table into the first empty slot of its probe.
+    fn place(&mut self, e: Entry) {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.home(e.hash);
+        loop {
+            match self.slots.get_mut(i) {
+                Some(s @ None) => {
+                    *s = Some(e);
+                    return;
+                }
+                Some(Some(_)) => i = (i + 1) & mask,
+                // Unreachable: `i` is masked to the table, which has room (it grows first).
+                None => return,
+            }
+        }
+    }
+
+    /// Doubles the table (or makes the first), moving every entry by its stored hash. The entries of
+    /// the old table are read in order and placed at random in the new one: each is prefetched some
+    /// entries ahead of its placing.
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(MIN_SLOTS);
+        let mut slots = Vec::with_capacity(n);
+        nf_core::huge_pages_unsafe::advise(&mut slots);
+        slots.resize_with(n, || None);
+        let old = std::mem::replace(&mut self.slots, slots);
+        const AHEAD: usize = 16;
+        let mut moving = old.into_iter().flatten();
+        let mut window: VecDeque<Entry> = VecDeque::with_capacity(AHEAD + 1);
+        loop {
+            while window.len() < AHEAD {
+                match moving.next() {
+                    Some(e) => {
+                        if let Some(s) = self.slots.get(self.home(e.hash)) {
+                            nf_core::prefetch_unsafe::prefetch(s);
+                        }
+                        window.push_back(e);
+                    }
+                    None => break,
+                }
+            }
+            match window.pop_front() {
+                Some(e) => self.place(e),
+                None => break,
+            }
+        }
+    }
+
+    /// Empties slot `i` and closes the gap (backward-shift deletion: the entries after it, up to the
+    /// next empty slot, that may move back toward their home slot, do), so that no probe stops early.
+    fn take(&mut self, mut i: usize) {
+        let mask = self.slots.len().wrapping_sub(1);
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = None;
+        }
+        self.len -= 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let home = match self.slots.get(j) {
+                Some(Some(e)) => self.home(e.hash),
+                _ => return,
+            };
+            // The entry at `j` may fill the hole at `i` unless its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                let moved = self.slots.get_mut(j).and_then(Option::take);
+                if let Some(s) = self.slots.get_mut(i) {
+                    *s = moved;
+                }
+                i = j;
             }
         }
     }
@@ -118,52 +247,49 @@ impl Current {
     /// Removes a key.
     #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
-        let h = self.hash(key);
-        match self
-            .table
-            .find_entry(h, |e| e.hash == h && e.held.key() == key)
-        {
-            Ok(e) => {
-                e.remove();
+        match self.find(self.hash(key), key) {
+            Some(i) => {
+                self.take(i);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
     /// Removes the key of a held record (hashed already).
     fn remove_held(&mut self, held: &Held) {
-        let h = held.hash;
-        if let Ok(e) = self
-            .table
-            .find_entry(h, |e| e.hash == h && e.held.key() == held.key())
-        {
-            e.remove();
+        if let Some(i) = self.find(held.hash, held.key()) {
+            self.take(i);
         }
     }
 
     /// The current record of a key.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Record> {
-        let h = self.hash(key);
-        self.table
-            .find(h, |e| e.hash == h && e.held.key() == key)
-            .map(|e| &e.held.rec)
+        let i = self.find(self.hash(key), key)?;
+        match self.slots.get(i) {
+            Some(Some(e)) => Some(&e.held.rec),
+            _ => None,
+        }
     }
 
     /// Every current record, shared (one reference count each: a snapshot taken in a moment, to be
     /// written out after the lock is released).
     pub(crate) fn shared_records(&self) -> Vec<Arc<Held>> {
-        self.table.iter().map(|e| e.held.clone()).collect()
+        self.slots
+            .iter()
+            .flatten()
+            .map(|e| e.held.clone())
+            .collect()
     }
 
     /// Every current record.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.table.iter().map(|e| &e.held.rec)
+        self.slots.iter().flatten().map(|e| &e.held.rec)
     }
 
     /// Live keys.
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 }
 
@@ -273,11 +399,12 @@ impl Tables {
 
     /// Applies records whose sequence numbers are assigned (in order).
     ///
-    /// Records are held (their keys hashed) [`WRITE_AHEAD`] records before they are written; while
-    /// record `i` is written, the current record of record `i + WRITE_AHEAD`'s key is loaded (found by
-    /// hash alone), so that comparing keys and replacing the record does not wait on memory: over a table of any size, the records it points to
-    /// are spread over the retained log (hundreds of megabytes), and each write would otherwise stall on
-    /// one of them.
+    /// Records are held (their keys hashed, [`HOLD_CHUNK`] at a time) before they are written, and what
+    /// each write will touch is loaded ahead in two steps: the table slot where its key's probe starts,
+    /// [`WRITE_AHEAD`] records before the write, then the key's current record (found there by hash
+    /// alone), half as many before. Comparing keys and replacing the record then does not wait on
+    /// memory: the records a table points to are spread over the retained log (hundreds of megabytes),
+    /// and each write would otherwise stall on its slot and on its record.
     pub(crate) fn apply(&mut self, records: impl IntoIterator<Item = Record>) {
         let hashing = &self.hashing;
         let mut records = records.into_iter().map(|r| hold_with(hashing, r));
@@ -288,13 +415,11 @@ impl Tables {
         ahead.clear();
         let retention = self.retention;
         let mut cur: Option<(std::sync::Arc<str>, &mut SchemaLog)> = None;
-        let mut written = 0usize;
         loop {
             if ahead.len() <= WRITE_AHEAD {
                 ahead.extend(records.by_ref().take(HOLD_CHUNK));
             }
             let Some(r) = ahead.pop_front() else { break };
-            written += 1;
             let same = matches!(&cur, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.rec.schema) || **name == *r.rec.schema);
             if !same {
                 cur = None;
@@ -310,18 +435,17 @@ impl Tables {
             let Some((name, s)) = cur.as_mut() else {
                 continue;
             };
-            // Every PREFETCH_GROUP records, the lookups for the last PREFETCH_GROUP records of the window
-            // back to back: their cache misses overlap instead of stalling one by one.
-            if written.is_multiple_of(PREFETCH_GROUP) {
-                for a in ahead
-                    .iter()
-                    .skip(WRITE_AHEAD - PREFETCH_GROUP)
-                    .take(PREFETCH_GROUP)
-                {
-                    if std::sync::Arc::ptr_eq(name, &a.rec.schema) {
-                        s.current.prefetch(a);
-                    }
-                }
+            // Loading ahead in two steps: the slot where the probe of the key 16 records on starts,
+            // and the current record of the key 8 records on (its slot loaded 8 records ago).
+            if let Some(a) = ahead.get(WRITE_AHEAD - 1)
+                && std::sync::Arc::ptr_eq(name, &a.rec.schema)
+            {
+                s.current.prefetch_slot(a);
+            }
+            if let Some(a) = ahead.get(WRITE_AHEAD / 2 - 1)
+                && std::sync::Arc::ptr_eq(name, &a.rec.schema)
+            {
+                s.current.prefetch_record(a);
             }
             if r.rec.seq <= s.last_seq {
                 continue; // already applied (a log replayed over a snapshot)
@@ -497,6 +621,45 @@ mod tests {
             op: Op::Upsert,
             key: Bytes::copy_from_slice(key),
             value: Some(Bytes::from(vec![v])),
+        }
+    }
+
+    /// Random inserts, replacements and removals over small key sets (tables of 16 to a few hundred
+    /// slots, so that probes wrap around the end and removals shift runs back across it) agree with a
+    /// model after every operation: every key's record, the count, and the records iterated.
+    #[test]
+    fn the_table_agrees_with_a_model_under_inserts_and_removals() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut step = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for keys in [3u64, 11, 12, 13, 40, 200] {
+            let mut c = Current::with_hashing(Default::default());
+            let mut model: HashMap<Vec<u8>, u8> = HashMap::new();
+            for op in 0..5_000 {
+                let r = step();
+                let key = format!("k{}", r % keys).into_bytes();
+                if (r >> 32) % 3 == 0 {
+                    assert_eq!(c.remove(&key), model.remove(&key).is_some());
+                } else {
+                    let v = (r >> 40) as u8;
+                    let h = c.hold(rec(&key, v));
+                    c.insert(h);
+                    model.insert(key, v);
+                }
+                assert_eq!(c.len(), model.len());
+                if op % 7 == 0 {
+                    for k in 0..keys {
+                        let key = format!("k{k}").into_bytes();
+                        let got = c.get(&key).map(|r| r.value.as_ref().map_or(0, |v| v[0]));
+                        assert_eq!(got, model.get(&key).copied(), "{keys} keys, op {op}");
+                    }
+                    assert_eq!(c.iter().count(), model.len());
+                }
+            }
         }
     }
 
