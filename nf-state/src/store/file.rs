@@ -356,7 +356,7 @@ impl CompactJob {
             schemas: t
                 .schemas
                 .iter()
-                .map(|(name, s)| (name.clone(), s.last_seq, s.current.shared_records()))
+                .map(|(name, s)| (name.to_string(), s.last_seq, s.current.shared_records()))
                 .collect(),
             size_hint: 0,
         }

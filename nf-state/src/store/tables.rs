@@ -51,7 +51,7 @@ impl Held {
 /// A table entry: the key's hash beside the record, so that growing the table rehashes from the entry
 /// alone (no cache miss per entry to follow it to its record), and a probe passes other keys by hash
 /// before reading any record.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     hash: u64,
     held: Arc<Held>,
@@ -293,6 +293,17 @@ impl Current {
     }
 }
 
+/// A schema's log, made empty (its table hashing with `hashing`) if it is new.
+fn log_of<'a>(
+    schemas: &'a mut HashMap<Arc<str>, SchemaLog>,
+    hashing: &std::collections::hash_map::RandomState,
+    schema: &Arc<str>,
+) -> &'a mut SchemaLog {
+    schemas
+        .entry(schema.clone())
+        .or_insert_with(|| SchemaLog::new(hashing.clone()))
+}
+
 /// Wraps a record, its key hashed with `hashing`.
 fn hold_with(hashing: &std::collections::hash_map::RandomState, rec: Record) -> Arc<Held> {
     use std::hash::BuildHasher;
@@ -345,7 +356,8 @@ impl SchemaLog {
 
 #[derive(Debug)]
 pub(crate) struct Tables {
-    pub(crate) schemas: HashMap<String, SchemaLog>,
+    /// Keyed by the records' own shared names: finding or making a schema's log allocates no name.
+    pub(crate) schemas: HashMap<Arc<str>, SchemaLog>,
     retention: usize,
     /// The one key every schema's table hashes with (a record is hashed once, before its schema's
     /// table is known).
@@ -356,11 +368,8 @@ pub(crate) struct Tables {
 
 impl Tables {
     /// A schema's log, made empty if it is new.
-    pub(crate) fn schema_mut(&mut self, schema: &str) -> &mut SchemaLog {
-        let hashing = &self.hashing;
-        self.schemas
-            .entry(schema.to_string())
-            .or_insert_with(|| SchemaLog::new(hashing.clone()))
+    pub(crate) fn schema_mut(&mut self, schema: &Arc<str>) -> &mut SchemaLog {
+        log_of(&mut self.schemas, &self.hashing, schema)
     }
 
     /// Gives each record the next sequence number of its schema (without applying it).
@@ -422,14 +431,7 @@ impl Tables {
             let Some(r) = ahead.pop_front() else { break };
             let same = matches!(&cur, Some((name, _)) if std::sync::Arc::ptr_eq(name, &r.rec.schema) || **name == *r.rec.schema);
             if !same {
-                cur = None;
-                if !self.schemas.contains_key(&*r.rec.schema) {
-                    let log = SchemaLog::new(self.hashing.clone());
-                    self.schemas.insert(r.rec.schema.to_string(), log);
-                }
-                let Some(s) = self.schemas.get_mut(&*r.rec.schema) else {
-                    continue;
-                };
+                let s = log_of(&mut self.schemas, hashing, &r.rec.schema);
                 cur = Some((r.rec.schema.clone(), s));
             }
             let Some((name, s)) = cur.as_mut() else {
@@ -482,7 +484,7 @@ impl Tables {
 
     /// Sets a schema's last sequence number (from a snapshot's metadata) without a record.
     pub(crate) fn set_last_seq(&mut self, schema: &str, seq: u64) {
-        let s = self.schema_mut(schema);
+        let s = self.schema_mut(&crate::record::shared_name(schema));
         s.last_seq = s.last_seq.max(seq);
     }
 
@@ -501,7 +503,7 @@ impl Tables {
             .schemas
             .iter()
             .map(|(k, s)| SchemaStats {
-                schema: k.clone(),
+                schema: k.to_string(),
                 entries: s.current.len() as u64,
                 last_seq: s.last_seq,
                 oldest_retained: s.oldest().saturating_sub(1),
