@@ -1,5 +1,6 @@
 //! Flow keys: IPv4 and IPv6 five-tuples, their direction-free canonical form and the symmetric RSS hash.
 
+use crate::hash::HashKey;
 use crate::packet::{HeaderInfo, Link, Packet, PacketError, proto, read_addr};
 use crate::toeplitz;
 use std::fmt;
@@ -250,6 +251,27 @@ impl FlowKey {
         FlowKey::new(self.proto(), self.src(), self.src_port(), addr, port)
     }
 
+    /// One endpoint of the key as a key of its own: the source (`source` true) or the destination
+    /// address and port, in both address fields, the other port 0 (what
+    /// `FlowKey::new(proto, a, port, a, 0)` gives): the key of a table keyed by one side of a flow (a
+    /// balancer's client), made from the words without going through `IpAddr`.
+    #[inline(always)]
+    pub fn endpoint_key(&self, source: bool) -> FlowKey {
+        let (a, port) = if source {
+            (self.src, self.src_port())
+        } else {
+            (self.dst, self.dst_port())
+        };
+        FlowKey {
+            src: a,
+            dst: a,
+            ports: u32::from(port),
+            proto: self.proto,
+            family: self.family,
+            pad: 0,
+        }
+    }
+
     /// The key of the other direction.
     #[inline(always)]
     pub fn reversed(&self) -> FlowKey {
@@ -306,25 +328,48 @@ impl FlowKey {
         toeplitz::symmetric().hash(&input[..n + 4])
     }
 
-    /// A well-mixed 32-bit hash of the key for hash tables (direction-dependent: hash the
-    /// [`canonical`](Self::canonical) key for a direction-free table).
+    /// The key's hash for flow tables: keyed with this process's secret ([`HashKey::process`]), so that
+    /// no one outside the process can choose flows that share a probe chain (direction-dependent: hash
+    /// the [`canonical`](Self::canonical) key for a direction-free table).
     ///
-    /// Not the RSS hash: the symmetric RSS key repeats every 16 bits, so its hash carries at most 16 bits of
-    /// entropy. That is enough to pick a queue or a shard, but makes long probe chains in a table.
+    /// Not the RSS hash: the RSS key is public, and the symmetric key repeats every 16 bits, so its hash
+    /// carries at most 16 bits of entropy: enough to pick a queue or a shard, never to place a key.
     #[inline(always)]
     pub fn table_hash(&self) -> u32 {
+        self.keyed_hash(HashKey::process())
+    }
+
+    /// The key's hash under a given key: the same on every box configured with the same [`HashKey`]
+    /// (Maglev's choice of backend, agreed between a primary and its minions).
+    #[inline(always)]
+    pub fn keyed_hash(&self, key: &HashKey) -> u32 {
+        // NH pairs each source word with the destination word at the same place, and the ports with the
+        // protocol word. An IPv4 key's address words past the first four octets are zero: their terms
+        // are a constant, left out (the family, in the last pair, tells the two kinds of key apart).
+        let tail = self.tail_word();
+        let mut s = key
+            .pair(0, self.src[0] as u32, self.dst[0] as u32)
+            .wrapping_add(key.pair(4, tail as u32, (tail >> 32) as u32));
+        if self.family == Family::V6 {
+            s = s
+                .wrapping_add(key.pair(1, (self.src[0] >> 32) as u32, (self.dst[0] >> 32) as u32))
+                .wrapping_add(key.pair(2, self.src[1] as u32, self.dst[1] as u32))
+                .wrapping_add(key.pair(3, (self.src[1] >> 32) as u32, (self.dst[1] >> 32) as u32));
+        }
+        key.finish(s)
+    }
+
+    /// The unkeyed hash that [`table_hash`](Self::table_hash) was before it was keyed (a fixed mix of the
+    /// words, then MurmurHash3's finaliser). Kept only so that `nf bench flood` can mount the attack it
+    /// allowed against builds that still use it; never place keys with it.
+    #[doc(hidden)]
+    pub fn unkeyed_hash(&self) -> u32 {
         let mut h = self.src[0]
             ^ self.src[1].rotate_left(23)
             ^ self.dst[0].rotate_left(32)
             ^ self.dst[1].rotate_left(47);
         h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.tail_word();
-        // MurmurHash3's 64-bit finaliser.
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^= h >> 33;
-        h as u32
+        crate::hash::fmix64(h) as u32
     }
 
     /// Extracts the key of a packet whose headers were located.
@@ -650,6 +695,13 @@ mod tests {
             prop_assert_eq!(c1, c2);
             prop_assert!(c1.is_canonical());
             if k != k.reversed() { prop_assert_ne!(r1, r2); }
+        }
+
+        #[test]
+        fn an_endpoint_key_is_the_key_of_that_endpoint(a in arb_ip(), b in arb_ip(), sp: u16, dp: u16, pr: u8) {
+            let k = FlowKey::new(pr, a, sp, b, dp);
+            prop_assert_eq!(k.endpoint_key(true), FlowKey::new(pr, k.src(), sp, k.src(), 0));
+            prop_assert_eq!(k.endpoint_key(false), FlowKey::new(pr, k.dst(), dp, k.dst(), 0));
         }
 
         #[test]

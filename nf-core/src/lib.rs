@@ -36,6 +36,7 @@ pub mod elements;
 pub mod error;
 pub mod flow;
 pub mod graph;
+pub mod hash;
 pub mod huge_pages_unsafe;
 pub mod lpm;
 pub mod packet;
@@ -58,7 +59,9 @@ pub use element::{
 pub use error::{ConfigError, ConfigErrors, Error};
 pub use flow::{Endpoint, FlowKey};
 pub use graph::{ElementId, Graph};
-pub use packet::{Annotations, HeaderInfo, IpVersion, Link, Packet, PacketError, Timestamp};
+pub use packet::{
+    Annotations, HeaderInfo, IpVersion, Link, Malformed, Packet, PacketError, Timestamp,
+};
 pub use registry::Registry;
 pub use router::{HandlerValue, Router, ShardedRouter, StopHandle};
 

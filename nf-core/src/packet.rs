@@ -161,15 +161,55 @@ pub enum PacketError {
         /// Bytes present.
         have: usize,
     },
-    /// The headers do not parse.
+    /// The headers do not parse (the cause, typed: building the error allocates nothing, so that a flood of
+    /// malformed packets costs no allocation).
     #[error("malformed headers: {0}")]
-    Malformed(String),
+    Malformed(Malformed),
     /// The packet is not IP (e.g. ARP), or has no transport header where one is needed.
     #[error("not applicable: {0}")]
     NotApplicable(&'static str),
     /// An IPv4 address given for an IPv6 packet or the other way round.
     #[error("address family does not match the packet")]
     FamilyMismatch,
+}
+
+/// Why a packet's headers do not parse: `etherparse`'s account, or a field of ours. Plain data (no
+/// `String`): a malformed packet is dropped on the packet path, which must not allocate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// A whole packet that `etherparse` could not slice.
+    #[error(transparent)]
+    Packet(#[from] etherparse::err::packet::SliceError),
+    /// A header shorter than its fixed part (Ethernet, VLAN).
+    #[error(transparent)]
+    Length(#[from] etherparse::err::LenError),
+    /// An IPv4 header that does not parse.
+    #[error(transparent)]
+    Ipv4(#[from] etherparse::err::ipv4::HeaderSliceError),
+    /// An IPv6 packet (or its extension headers) that does not parse.
+    #[error(transparent)]
+    Ipv6(#[from] etherparse::err::ipv6::SliceError),
+    /// An IP header whose version is neither 4 nor 6.
+    #[error("IP version {0}")]
+    IpVersion(u8),
+    /// A field that makes no sense (which one).
+    #[error("{0}")]
+    Field(&'static str),
+    /// A tag too large for the header that carries it.
+    #[error("tag {tag} does not fit (at most {max})")]
+    Tag {
+        /// The tag.
+        tag: u16,
+        /// The carrier's largest.
+        max: u16,
+    },
+}
+
+impl<E: Into<Malformed>> From<E> for PacketError {
+    fn from(e: E) -> Self {
+        PacketError::Malformed(e.into())
+    }
 }
 
 /// IP version of a located packet.
@@ -588,7 +628,7 @@ impl Packet {
             Link::Ethernet => etherparse::SlicedPacket::from_ethernet(self.data()),
             Link::Ip => etherparse::SlicedPacket::from_ip(self.data()),
         };
-        r.map_err(|e| PacketError::Malformed(e.to_string()))
+        r.map_err(PacketError::from)
     }
 
     /// Finds the IP and transport headers and records their offsets in the annotations.
@@ -967,8 +1007,7 @@ pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
 }
 
 fn ethernet_payload_offset_slow(frame: &[u8]) -> Result<usize, PacketError> {
-    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame)
-        .map_err(|e| PacketError::Malformed(e.to_string()))?;
+    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(PacketError::from)?;
     let mut off = 14;
     let mut ether_type = eth.ether_type();
     // 802.1Q / 802.1ad / QinQ tags: up to three.
@@ -983,8 +1022,7 @@ fn ethernet_payload_offset_slow(frame: &[u8]) -> Result<usize, PacketError> {
             need: off + 4,
             have: frame.len(),
         })?;
-        let vlan = etherparse::SingleVlanHeaderSlice::from_slice(tag)
-            .map_err(|e| PacketError::Malformed(e.to_string()))?;
+        let vlan = etherparse::SingleVlanHeaderSlice::from_slice(tag).map_err(PacketError::from)?;
         ether_type = vlan.ether_type();
         off += 4;
     }
@@ -1030,8 +1068,7 @@ fn locate_ip_slow(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
         .ok_or(PacketError::TooShort { need: 1, have: 0 })?;
     match first >> 4 {
         4 => {
-            let h = etherparse::Ipv4HeaderSlice::from_slice(ip)
-                .map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let h = etherparse::Ipv4HeaderSlice::from_slice(ip).map_err(PacketError::from)?;
             let fragment = h.is_fragmenting_payload();
             let first_frag = h.fragments_offset().value() == 0;
             let ihl = usize::from(h.ihl()) * 4;
@@ -1048,8 +1085,7 @@ fn locate_ip_slow(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
             })
         }
         6 => {
-            let s = etherparse::Ipv6Slice::from_slice(ip)
-                .map_err(|e| PacketError::Malformed(e.to_string()))?;
+            let s = etherparse::Ipv6Slice::from_slice(ip).map_err(PacketError::from)?;
             let payload = s.payload();
             let proto = payload.ip_number.0;
             let fragment = payload.fragmented;
@@ -1064,7 +1100,7 @@ fn locate_ip_slow(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
                 fragment,
             })
         }
-        v => Err(PacketError::Malformed(format!("IP version {v}"))),
+        v => Err(PacketError::Malformed(Malformed::IpVersion(v))),
     }
 }
 

@@ -528,3 +528,126 @@ fn a_random_tuple_flood_stays_within_the_table_and_is_counted() {
         tcp_n + udp_n + other_n,
     );
 }
+
+/// Least-connections' census is kept as flows come and go (no timer walks the table): after SYNs,
+/// closes (FIN both ways, RST), expiries, evictions from a full table, installs and removals by a
+/// follower and a backend change, it equals a walk of the table, and new flows go to the emptiest backend.
+#[test]
+fn least_connections_census_follows_the_table_without_a_walk() {
+    let backends = ["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"];
+    let mut b = lb(&backends, Policy::LeastConnections).capacity(200);
+    let walk = |b: &LoadBalancer| {
+        let list: Vec<SocketAddr> = b
+            .read_handler("backends")
+            .unwrap()
+            .split_whitespace()
+            .map(|kv| kv.split('=').next().unwrap().parse().unwrap())
+            .collect();
+        let mut c = vec![0u64; list.len()];
+        b.table().for_each(|_, e| {
+            if let Some(i) = list.iter().position(|x| *x == e.backend) {
+                c[i] += 1;
+            }
+        });
+        c
+    };
+    // 150 flows, then 20 of them reset by the client and 20 closed by FIN both ways.
+    let mut backend_of = std::collections::HashMap::new();
+    for k in 0..150u16 {
+        let (to_b, _) = push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 1),
+            S,
+        );
+        backend_of.insert(k, addrs(&to_b[0]).2);
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "A", 2),
+            S,
+        );
+    }
+    assert_eq!(b.census(), walk(&b).as_slice());
+    assert_eq!(b.census().iter().sum::<u64>(), 150);
+    for k in 0..20u16 {
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "RA", 3),
+            S,
+        );
+    }
+    for k in 20..40u16 {
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "FA", 3),
+            S,
+        );
+        let be = &backend_of[&k];
+        push(&mut b, 1, tcp(be, 8080, "10.0.0.5", 1000 + k, "FA", 3), S);
+    }
+    // The closed flows linger one second; past it, a new SYN on a closed port and sweeps remove them.
+    for k in 0..40u16 {
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.5", 1000 + k, "10.0.0.100", 80, "S", 9),
+            3 * S,
+        );
+    }
+    assert_eq!(b.census(), walk(&b).as_slice());
+    // A full table evicts (capacity 200): 300 more flows.
+    for k in 0..300u16 {
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.6", 1000 + k, "10.0.0.100", 80, "S", 1),
+            4 * S,
+        );
+    }
+    assert!(b.table().stats().evicted > 0);
+    assert_eq!(b.census(), walk(&b).as_slice());
+    assert_eq!(b.census().iter().sum::<u64>(), b.table().len() as u64);
+    // A follower installs, replaces and removes; then the idle timeout expires everything.
+    let tx = b.installer().unwrap();
+    for k in 0..50u16 {
+        let key = ClientKey {
+            proto: 6,
+            ip: "10.0.0.7".parse().unwrap(),
+            port: 2000 + k,
+        };
+        tx.send(LbInstall::Set(key, backends[0].parse().unwrap()))
+            .unwrap();
+        tx.send(LbInstall::Set(key, backends[1].parse().unwrap()))
+            .unwrap();
+        if k % 2 == 0 {
+            tx.send(LbInstall::Remove(key)).unwrap();
+        }
+    }
+    push(
+        &mut b,
+        0,
+        tcp("10.0.0.8", 1, "10.0.0.100", 80, "S", 1),
+        5 * S,
+    );
+    assert_eq!(b.census(), walk(&b).as_slice());
+    b.write_handler("set_backends", "10.1.0.3:8080 10.1.0.4:8080")
+        .unwrap();
+    assert_eq!(b.census(), walk(&b).as_slice());
+    // Long after the idle timeout: each batch's sweep expires what it meets.
+    for k in 0..100u16 {
+        push(
+            &mut b,
+            0,
+            tcp("10.0.0.9", 1000 + k, "10.0.0.100", 80, "S", 1),
+            1000 * S,
+        );
+    }
+    assert_eq!(b.table().len(), 100);
+    assert_eq!(b.census(), walk(&b).as_slice());
+    assert_eq!(b.census().iter().sum::<u64>(), 100);
+    // And the emptiest backend gets the next flows: the two backends now hold 50 each.
+    assert_eq!(b.census(), &[50, 50]);
+}

@@ -97,9 +97,10 @@ impl TagCarrier {
     /// Sets the tag, adding the header if there is none.
     pub fn write(self, p: &mut Packet, tag: u16) -> Result<(), PacketError> {
         if tag > self.max_tag() {
-            return Err(PacketError::Malformed(format!(
-                "tag {tag} does not fit ({self:?})"
-            )));
+            return Err(PacketError::Malformed(crate::packet::Malformed::Tag {
+                tag,
+                max: self.max_tag(),
+            }));
         }
         if self.read(p).is_some() || self.present(p) {
             let d = p.data_mut();
@@ -132,9 +133,10 @@ impl TagCarrier {
     /// Adds a tag header in front of the packet's payload (after the MAC addresses).
     pub fn push(self, p: &mut Packet, tag: u16) -> Result<(), PacketError> {
         if tag > self.max_tag() {
-            return Err(PacketError::Malformed(format!(
-                "tag {tag} does not fit ({self:?})"
-            )));
+            return Err(PacketError::Malformed(crate::packet::Malformed::Tag {
+                tag,
+                max: self.max_tag(),
+            }));
         }
         if self == TagCarrier::Annotation {
             p.anno.paint = tag as u8;

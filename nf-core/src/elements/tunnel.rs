@@ -327,13 +327,19 @@ pub fn fragment(p: &Packet, off: usize, mtu: usize) -> Result<Vec<Packet>, Packe
     let d = p.data();
     let ip = &d[off..];
     let hl = usize::from(ip[0] & 0x0f) * 4;
-    let total = ip_len(ip).ok_or(PacketError::Malformed("not IPv4".into()))?;
+    let total = ip_len(ip).ok_or(PacketError::Malformed(crate::packet::Malformed::Field(
+        "not IPv4",
+    )))?;
     if total > ip.len() || hl < 20 || total < hl {
-        return Err(PacketError::Malformed("IPv4 lengths".into()));
+        return Err(PacketError::Malformed(crate::packet::Malformed::Field(
+            "IPv4 lengths",
+        )));
     }
     let per = (mtu.saturating_sub(hl) / 8) * 8;
     if per == 0 {
-        return Err(PacketError::Malformed("MTU too small to fragment".into()));
+        return Err(PacketError::Malformed(crate::packet::Malformed::Field(
+            "MTU too small to fragment",
+        )));
     }
     let ff = u16::from_be_bytes([ip[6], ip[7]]);
     let (more, base) = (ff & 0x2000 != 0, ff & 0x1fff);

@@ -18,6 +18,8 @@
 
 #[path = "nf/demo.rs"]
 mod demo;
+#[path = "nf/flood.rs"]
+mod flood;
 #[path = "nf/io_bench.rs"]
 mod io_bench;
 #[path = "nf/lab_cmd.rs"]
@@ -115,6 +117,12 @@ enum Cmd {
         /// primary, restarted as a minion, can take them back.
         #[arg(long)]
         replicate: bool,
+        /// A file holding the agreed hash key (32 hex digits): the key of Maglev's flow hash, which a
+        /// primary and its minions (or the members of a pool) must share so that each picks the same
+        /// backend for a flow. Read from a file so that it stays out of process lists and logs. Without
+        /// it each process draws its own, and only the replicated state keeps flows on their backend.
+        #[arg(long, value_name = "PATH")]
+        hash_key_file: Option<PathBuf>,
         /// Print nothing at the end.
         #[arg(long, short)]
         quiet: bool,
@@ -382,6 +390,30 @@ enum BenchCmd {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
+    /// Hash flooding: ordinary clients against clients crafted to share a probe chain (as an attacker
+    /// who reads the source computes it), through the graphs of LoadBalancer, ConnTrack and AnantaMux;
+    /// prints crafted / ordinary time.
+    Flood {
+        /// Clients per capture, comma-separated.
+        #[arg(long, default_value = "4000,16000")]
+        clients: String,
+        /// Tables attacked: lb, conntrack, mux (comma-separated).
+        #[arg(long, default_value = "lb,conntrack,mux")]
+        targets: String,
+        /// What the attacker knows: old (the unkeyed hash of earlier builds), guess (this build's keyed
+        /// hash, the key guessed), known (this process's key: an insider; only the probe bound helps).
+        #[arg(long, default_value = "guess")]
+        aim: String,
+        /// Packets each client sends (SYN, ACK, data).
+        #[arg(long, default_value_t = 32)]
+        per_client: usize,
+        /// Runs of each capture; the best is kept.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Keep the captures in DIR (to run them through another build with `nf run`).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
+    },
     /// UDP syslog ingest: a paced local sender of netfilter LOG lines against the syslog driver
     /// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
     SyslogUdp {
@@ -406,6 +438,15 @@ const PIPELINES: &[(&str, &str)] = &[
     ),
     ("lb", include_str!("../../configs/bench-lb.click")),
 ];
+
+/// Reads the agreed hash key from `path` and makes it this process's (before any graph is built).
+fn load_hash_key(path: Option<&std::path::Path>) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key =
+        nf_core::hash::HashKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    nf_core::hash::set_agreed(key).map_err(|_| "the agreed hash key was already set".to_string())
+}
 
 fn registry() -> Registry {
     nf_drivers::registry()
@@ -1098,24 +1139,27 @@ fn main() -> ExitCode {
             element,
             accept_origin,
             replicate,
+            hash_key_file,
             quiet,
-        } => parse_params(&params).and_then(|p| {
-            lb::lb(
-                lb::Options {
-                    config: &config,
-                    params: &params,
-                    role: &role,
-                    store: store.as_deref(),
-                    node: &node,
-                    element: &element,
-                    accept_origin: &accept_origin,
-                    replicate,
-                    quiet,
-                },
-                &registry(),
-                &p,
-            )
-        }),
+        } => load_hash_key(hash_key_file.as_deref())
+            .and_then(|()| parse_params(&params))
+            .and_then(|p| {
+                lb::lb(
+                    lb::Options {
+                        config: &config,
+                        params: &params,
+                        role: &role,
+                        store: store.as_deref(),
+                        node: &node,
+                        element: &element,
+                        accept_origin: &accept_origin,
+                        replicate,
+                        quiet,
+                    },
+                    &registry(),
+                    &p,
+                )
+            }),
         Cmd::Observe {
             outside,
             inside,
@@ -1195,6 +1239,44 @@ fn main() -> ExitCode {
                     write,
                 },
         } => observe::bench(flows, per_flow, active, repeat, write.as_deref()),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Flood {
+                    clients,
+                    targets,
+                    aim,
+                    per_client,
+                    repeat,
+                    write,
+                },
+        } => (|| {
+            let list = |s: &str| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
+            let clients = list(&clients)
+                .iter()
+                .map(|c| {
+                    c.parse::<usize>()
+                        .map_err(|_| format!("--clients: `{c}` is not a number"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let targets = list(&targets)
+                .iter()
+                .map(|t| t.parse())
+                .collect::<Result<Vec<_>, _>>()?;
+            flood::run(&flood::Options {
+                clients,
+                targets,
+                aim: aim.parse()?,
+                per_client: per_client.max(2),
+                repeat,
+                write,
+            })
+        })(),
         Cmd::Bench {
             cmd: BenchCmd::SyslogUdp { rates, seconds },
         } => syslogd::bench_udp(&rates, seconds),

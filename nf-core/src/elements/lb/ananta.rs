@@ -33,7 +33,10 @@ pub struct MuxEntry {
 /// # Arguments
 /// `VIP` (IP:PORT), `BACKENDS` (space-separated IPv4 addresses of the backends' hosts), `SELF` (this Mux's
 /// address, the outer source), `TRUSTED` (capacity, default 65536), `UNTRUSTED` (capacity, default 4096),
-/// `TRUSTED_IDLE` (seconds, 300), `UNTRUSTED_IDLE` (seconds, 2), `LOOSE_VIP` (any address on the port).
+/// `TRUSTED_IDLE` (seconds, 300), `UNTRUSTED_IDLE` (seconds, 2), `LOOSE_VIP` (any address on the port),
+/// `HASH_KEY` (32 hex digits: the key of Maglev's flow hash, shared by the Muxes of a pool; default the
+/// process's [`agreed`](crate::hash::agreed) key). The flow tables are placed by the process's own secret
+/// key whatever `HASH_KEY` is.
 ///
 /// # Handlers
 /// `encapsulated`, `trusted`, `untrusted`, `promoted`, `stateless` (forwarded by hash, quota spent),
@@ -43,6 +46,8 @@ pub struct AnantaMux {
     me: Ipv4Addr,
     backends: Vec<Ipv4Addr>,
     maglev: Option<MaglevTable>,
+    /// The key of Maglev's flow hash (agreed between Muxes).
+    agreed: crate::hash::HashKey,
     trusted: StateTable<FlowKey, MuxEntry>,
     untrusted: StateTable<FlowKey, MuxEntry>,
     trusted_idle: u64,
@@ -82,6 +87,7 @@ impl AnantaMux {
             me,
             backends,
             maglev: None,
+            agreed: crate::hash::agreed().clone(),
             trusted: StateTable::new(65536, WhenFull::Evict),
             untrusted: StateTable::new(4096, WhenFull::Reject),
             trusted_idle: 300_000_000_000,
@@ -107,6 +113,12 @@ impl AnantaMux {
     /// Accept any address on the VIP's port.
     pub fn loose_vip(mut self, l: bool) -> Self {
         self.loose_vip = l;
+        self
+    }
+    /// The key of Maglev's flow hash: Muxes of one pool share it, so that each sends a flow to the same
+    /// backend.
+    pub fn hash_key(mut self, k: crate::hash::HashKey) -> Self {
+        self.agreed = k;
         self
     }
     /// New backends: the hash is rebuilt; flows in the tables keep theirs.
@@ -171,7 +183,7 @@ impl AnantaMux {
                 let Some(t) = self.maglev.as_ref() else {
                     return false;
                 };
-                let b = self.backends[t.lookup(hash)];
+                let b = self.backends[t.lookup(key.keyed_hash(&self.agreed))];
                 let e = MuxEntry { backend: b };
                 if self
                     .untrusted
@@ -504,7 +516,17 @@ pub fn register(r: &mut crate::registry::Registry) {
             let ti: u64 = a.read_or("TRUSTED_IDLE", 300)?;
             let ui: u64 = a.read_or("UNTRUSTED_IDLE", 2)?;
             let loose: bool = a.read_or("LOOSE_VIP", false)?;
-            Ok(AnantaMux::new(vip, me, backends)
+            let hash_key: Option<String> = a.read("HASH_KEY")?;
+            let hash_key = hash_key
+                .map(|k| crate::hash::HashKey::parse(&k))
+                .transpose()
+                .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
+            let mux = AnantaMux::new(vip, me, backends);
+            let mux = match hash_key {
+                Some(k) => mux.hash_key(k),
+                None => mux,
+            };
+            Ok(mux
                 .capacities(tc, uc)
                 .idle(
                     std::time::Duration::from_secs(ti),

@@ -16,11 +16,13 @@ pub enum Policy {
     Random,
     /// In turn.
     RoundRobin,
-    /// The backend with the fewest flows in the table (counted at every timer tick, 100 ms, plus the
-    /// flows assigned since).
+    /// The backend with the fewest flows in the table (counted as flows come and go: each insert,
+    /// install, close, expiry and eviction).
     LeastConnections,
-    /// Maglev consistent hashing of the five-tuple: every balancer with the same backends picks the
-    /// same backend for a flow (a minion can recompute the choice; a backend change moves few flows).
+    /// Maglev consistent hashing of the five-tuple: every balancer with the same backends and the same
+    /// agreed hash key ([`LoadBalancer::hash_key`], `HASH_KEY`, or the process's
+    /// [`agreed`](crate::hash::agreed) key) picks the same backend for a flow (a minion can recompute the
+    /// choice; a backend change moves few flows).
     Maglev,
 }
 
@@ -85,7 +87,11 @@ pub enum LbInstall {
 /// `LINGER` (seconds, default 10); `HALF_OPEN` (seconds a new flow is kept before the client's second packet
 /// establishes it, default 5); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
 /// clock); `LINK` (`ether` or `ip`); `LOOSE_VIP` (any address on the VIP's port; for synthetic traffic);
-/// `STRICT_REPLIES` (default true: a reply must come from its flow's backend).
+/// `STRICT_REPLIES` (default true: a reply must come from its flow's backend); `HASH_KEY` (32 hex digits:
+/// the key of Maglev's flow hash, the same on every balancer that must pick alike; default: the process's
+/// [`agreed`](crate::hash::agreed) key, which `nf lb --hash-key-file` sets). Whoever knows the key can
+/// compute which backend a flow gets (and so aim flows at one backend), not more: the flow table is placed
+/// by the process's own secret key.
 ///
 /// # Handlers
 /// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
@@ -120,6 +126,8 @@ pub struct LoadBalancer {
     weights: Vec<u32>,
     maglev: Option<MaglevTable>,
     maglev_size: usize,
+    /// The key of Maglev's flow hash (agreed between balancers).
+    agreed: crate::hash::HashKey,
     census: Vec<u64>,
     has_other_output: bool,
     installs: Option<Receiver<LbInstall>>,
@@ -198,7 +206,20 @@ fn lifetime(closing: u8, linger: u64, embryonic: u64, idle: u64) -> u64 {
     }
 }
 
+/// A flow of `e`'s backend left the table: one fewer for that backend (least-connections' census).
+#[inline]
+fn census_forget(census: &mut [u64], backends: &[SocketAddr], e: &LbEntry) {
+    if let Some(i) = backends.iter().position(|b| *b == e.backend)
+        && let Some(c) = census.get_mut(i)
+    {
+        *c = c.saturating_sub(1);
+    }
+}
+
 impl ClientKey {
+    /// The table hash (keyed): that of the client's endpoint as a flow key
+    /// ([`FlowKey::endpoint_key`], which the packet path hashes without building this).
+    #[inline]
     fn hash(&self) -> u32 {
         FlowKey::new(self.proto, self.ip, self.port, self.ip, 0).table_hash()
     }
@@ -228,6 +249,7 @@ impl LoadBalancer {
             weights: vec![1; n],
             maglev: None,
             maglev_size: super::maglev::DEFAULT_SIZE,
+            agreed: crate::hash::agreed().clone(),
             census: vec![0; n],
             has_other_output: false,
             installs: Some(rx),
@@ -245,6 +267,11 @@ impl LoadBalancer {
     /// Backend weights (Maglev), in the order of the backends.
     pub fn weights(mut self, w: Vec<u32>) -> Self {
         self.weights = w;
+        self
+    }
+    /// The key of Maglev's flow hash: balancers that must pick the same backend for a flow share it.
+    pub fn hash_key(mut self, k: crate::hash::HashKey) -> Self {
+        self.agreed = k;
         self
     }
     /// The Maglev table's size (a prime; 65537 by default, 655373 for many backends).
@@ -278,10 +305,18 @@ impl LoadBalancer {
         if backends.is_empty() {
             return Err("at least one backend".into());
         }
-        self.census = vec![0; backends.len()];
         self.backends = backends;
         self.weights = weights;
         self.rr = 0;
+        // The census of the new set, from the table (a control-plane walk, once per change).
+        let mut census = vec![0; self.backends.len()];
+        let list = &self.backends;
+        self.table.for_each(|_, e| {
+            if let Some(i) = list.iter().position(|b| *b == e.backend) {
+                census[i] += 1;
+            }
+        });
+        self.census = census;
         if self.policy == Policy::Maglev {
             self.build_maglev()?;
         }
@@ -391,6 +426,8 @@ impl LoadBalancer {
         let Some(rx) = self.installs.as_ref() else {
             return;
         };
+        let lc = self.policy == Policy::LeastConnections;
+        let (census, backends) = (&mut self.census, &self.backends);
         while let Ok(i) = rx.try_recv() {
             match i {
                 LbInstall::Set(k, backend) => {
@@ -398,16 +435,55 @@ impl LoadBalancer {
                         backend: backend.into(),
                         closing: ESTABLISHED,
                     };
-                    self.table
-                        .install(k.hash(), k, e, now, now.add_nanos(self.idle_ns));
+                    let installed = self.table.install_with(
+                        k.hash(),
+                        k,
+                        e,
+                        now,
+                        now.add_nanos(self.idle_ns),
+                        |_, old| {
+                            if lc {
+                                census_forget(census, backends, old)
+                            }
+                        },
+                    );
+                    if lc
+                        && installed.is_some()
+                        && let Some(i) = backends.iter().position(|b| *b == backend)
+                    {
+                        census[i] += 1;
+                    }
                     self.counts.installed += 1;
                 }
                 LbInstall::Remove(k) => {
-                    self.table.uninstall(k.hash(), &k);
+                    let h = k.hash();
+                    if lc && let Some(old) = self.table.lookup(h, &k) {
+                        census_forget(census, backends, old);
+                    }
+                    self.table.uninstall(h, &k);
                 }
-                LbInstall::Clear => self.table.clear(),
+                LbInstall::Clear => {
+                    self.table.clear();
+                    census.iter_mut().for_each(|c| *c = 0);
+                }
             }
         }
+    }
+
+    /// Expires idle flows from the sweep hand on (up to `max` slots), keeping the census.
+    fn sweep(&mut self, now: Timestamp, max: usize) {
+        let lc = self.policy == Policy::LeastConnections;
+        let (census, backends) = (&mut self.census, &self.backends);
+        self.table.sweep_with(now, max, |_, old| {
+            if lc {
+                census_forget(census, backends, old)
+            }
+        });
+    }
+
+    /// Flows per backend as least-connections counts them (kept as flows come and go).
+    pub fn census(&self) -> &[u64] {
+        &self.census
     }
 
     fn vip_matches(&self, ip: IpAddr, port: u16) -> bool {
@@ -424,11 +500,10 @@ impl LoadBalancer {
             Some(l4) if key.proto() == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
             _ => 0,
         };
-        let ck = client_key(&key, port);
         Some(Seen {
             h,
             key,
-            hash: ck.hash(),
+            hash: key.endpoint_key(port == 0).table_hash(),
             flags,
         })
     }
@@ -476,6 +551,10 @@ impl LoadBalancer {
                     self.table.touch(e, exp);
                     Some(b)
                 } else {
+                    if self.policy == Policy::LeastConnections {
+                        let old = *v;
+                        census_forget(&mut self.census, &self.backends, &old);
+                    }
                     self.table.remove(e, RemoveReason::Closed, now);
                     None
                 }
@@ -492,7 +571,7 @@ impl LoadBalancer {
                         return false;
                     }
                 }
-                let Some(i) = self.choose(key.table_hash()) else {
+                let Some(i) = self.choose(key.keyed_hash(&self.agreed)) else {
                     return false;
                 };
                 let b = Endpoint::from(self.backends[i]);
@@ -505,8 +584,23 @@ impl LoadBalancer {
                     backend: b,
                     closing: 0,
                 };
-                self.table
-                    .insert(hash, ck, e, now, now.add_nanos(self.embryonic_ns));
+                let lc = self.policy == Policy::LeastConnections;
+                let (census, backends) = (&mut self.census, &self.backends);
+                let placed = self.table.insert_with(
+                    hash,
+                    ck,
+                    e,
+                    now,
+                    now.add_nanos(self.embryonic_ns),
+                    |_, old| {
+                        if lc {
+                            census_forget(census, backends, old)
+                        }
+                    },
+                );
+                if lc && placed.is_none() {
+                    census[i] = census[i].saturating_sub(1);
+                }
                 if new {
                     self.counts.new_flows += 1;
                 }
@@ -631,7 +725,7 @@ impl Element for LoadBalancer {
         };
         let now = last.anno.timestamp;
         self.apply_installs(now);
-        self.table.sweep(now, 8);
+        self.sweep(now, 8);
         if now > self.clock.0 {
             self.clock = (now, Timestamp::now());
         }
@@ -678,17 +772,10 @@ impl Element for LoadBalancer {
         };
         self.apply_installs(now);
         if seen.0 != 0 {
-            self.table.sweep(now, 4096);
+            // Bounded work per tick (4,096 slots from the sweep hand), whatever the table holds; the
+            // census is kept as flows come and go, so nothing here walks the table.
+            self.sweep(now, 4096);
         }
-        // Census for least-connections.
-        let mut c = vec![0u64; self.backends.len()];
-        let backends = &self.backends;
-        self.table.for_each(|_, e| {
-            if let Some(i) = backends.iter().position(|b| *b == e.backend) {
-                c[i] += 1;
-            }
-        });
-        self.census = c;
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
@@ -805,6 +892,11 @@ pub fn register(r: &mut crate::registry::Registry) {
             let loose: bool = a.read_or("LOOSE_VIP", false)?;
             let strict: bool = a.read_or("STRICT_REPLIES", true)?;
             let seed: Option<u64> = a.read("SEED")?;
+            let hash_key: Option<String> = a.read("HASH_KEY")?;
+            let hash_key = hash_key
+                .map(|k| crate::hash::HashKey::parse(&k))
+                .transpose()
+                .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
             let link: String = a.read_or("LINK", "ether".to_string())?;
             let link = match link.as_str() {
                 "ether" | "ethernet" => Link::Ethernet,
@@ -825,6 +917,9 @@ pub fn register(r: &mut crate::registry::Registry) {
                 .link(link);
             if let Some(s) = seed {
                 lb = lb.seed(s);
+            }
+            if let Some(k) = hash_key {
+                lb = lb.hash_key(k);
             }
             Ok(lb)
         },

@@ -1,0 +1,210 @@
+//! The hashes of nf-core, each named by its job.
+//!
+//! - **Dispatch** (which core or queue a flow goes to): the symmetric Toeplitz hash of [`crate::toeplitz`],
+//!   as a NIC computes RSS, so that software and hardware dispatch agree. Its key is public (it is the
+//!   NIC's), so it must never place keys in a table.
+//! - **Table placement** ([`HashKey::process`], [`crate::FlowKey::table_hash`]): a keyed hash whose key is
+//!   drawn from the operating system's randomness when the process starts and never leaves it. The flow
+//!   tables of the data plane ([`StateTable`](crate::state::StateTable)) place keys that senders choose;
+//!   with an unkeyed hash, anyone who reads this source can search offline for five-tuples that share a
+//!   probe chain and make every lookup walk it (hash flooding). Without the key no such search is
+//!   possible.
+//! - **Agreement** ([`HashKey::parse`], [`crate::FlowKey::keyed_hash`]): where several boxes must compute
+//!   the same hash of a flow (Maglev's choice of backend, so that a minion or a pool member picks the
+//!   backend the primary picked), the key is shared and configured by the operator (an argument, kept out
+//!   of logs: [`HashKey`]'s `Debug` prints no key material), never a constant in the source.
+//!
+//! The keyed function is NH (the universal hash of UMAC, RFC 4418) over the 32-bit halves of the flow
+//! key's five 64-bit words, finished by MurmurHash3's 64-bit finaliser:
+//! `h = fmix64(k5 ^ Σ (lo(wᵢ) + k2ᵢ mod 2³²) · (hi(wᵢ) + k2ᵢ₊₁ mod 2³²))`. For any two distinct keys the
+//! NH sums are equal with probability at most 2⁻³² over the choice of the key, so without the key an
+//! attacker cannot pick flows that collide (in the sum, or, after the finaliser, in a table's low bits)
+//! more often than chance. Five independent multiplications and the finaliser's two: a few cycles more
+//! than the unkeyed mix it replaced (see BENCHMARKS.md, "Hash flooding").
+//!
+//! What the key does not protect: an attacker who learns it (by reading the process's memory, or, for
+//! an agreed key, from any box or configuration holding it) can again aim flows at one probe chain. The
+//! tables bound every probe ([`PROBE_LIMIT`](crate::state::PROBE_LIMIT)), so even then a lookup does bounded
+//! work and the damage is the eviction of entries in that chain's window, not a stalled core.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// A key of the keyed flow hash: 384 bits of key material (NH's ten 32-bit words and the finaliser's
+/// word), expanded from 128 secret bits.
+///
+/// `Debug` prints no key material, so a key can sit in a configuration struct that is logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashKey {
+    /// NH's key words: for word `i` of the input, the low half is added to `nh[i]`'s low 32 bits, the
+    /// high half to its high 32 bits.
+    nh: [u64; 5],
+    fin: u64,
+}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+/// A configured key that is not 32 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a hash key is 32 hexadecimal digits (128 bits), not {len} characters of this form")]
+pub struct HashKeyError {
+    /// Characters given.
+    pub len: usize,
+}
+
+/// SplitMix64's step: expands a secret into key words (stable across versions and platforms, so that
+/// boxes configured with the same secret derive the same key).
+#[inline]
+const fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// MurmurHash3's 64-bit finaliser.
+#[inline(always)]
+pub const fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+impl HashKey {
+    /// The key derived from 128 secret bits (the same secret gives the same key everywhere).
+    pub fn from_secret(secret: u128) -> Self {
+        let mut a = secret as u64;
+        let mut b = (secret >> 64) as u64;
+        let mut next = || splitmix(&mut a) ^ splitmix(&mut b).rotate_left(29);
+        HashKey {
+            nh: [next(), next(), next(), next(), next()],
+            fin: next(),
+        }
+    }
+
+    /// A key from 32 hexadecimal digits (an operator's configured, shared key; generate one with
+    /// `openssl rand -hex 16` or `od -An -tx1 -N16 /dev/urandom | tr -d ' \n'`).
+    pub fn parse(hex: &str) -> Result<Self, HashKeyError> {
+        let hex = hex.trim();
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(HashKeyError { len: hex.len() });
+        }
+        u128::from_str_radix(hex, 16)
+            .map(Self::from_secret)
+            .map_err(|_| HashKeyError { len: hex.len() })
+    }
+
+    /// A fresh key from the operating system's randomness (std's `RandomState`, whose keys the OS
+    /// supplies).
+    pub fn random() -> Self {
+        use std::hash::BuildHasher;
+        let s = std::collections::hash_map::RandomState::new();
+        let secret =
+            u128::from(s.hash_one(0x6e66_u64)) | u128::from(s.hash_one(0x006b_6579_u64)) << 64;
+        Self::from_secret(secret)
+    }
+
+    /// This process's table key: drawn once, at first use, from the operating system, and never shown
+    /// (not in logs, not in handlers). Every flow table of the data plane places keys with it.
+    #[inline(always)]
+    pub fn process() -> &'static HashKey {
+        static KEY: OnceLock<HashKey> = OnceLock::new();
+        KEY.get_or_init(HashKey::random)
+    }
+
+    /// NH's term for input pair `i` (0 to 4): `(a + k) · (b + k')` with the additions modulo 2³² and the
+    /// product in 64 bits. A hash adds the terms of its pairs (each 32-bit input word in one pair) and
+    /// [`finish`](Self::finish)es the sum; pairs whose words are fixed may be left out (they add a
+    /// constant).
+    #[inline(always)]
+    pub fn pair(&self, i: usize, a: u32, b: u32) -> u64 {
+        let k = self.nh[i % 5];
+        u64::from(a.wrapping_add(k as u32)) * u64::from(b.wrapping_add((k >> 32) as u32))
+    }
+
+    /// The hash from a sum of [`pair`](Self::pair) terms: the sum folded to 32 bits, multiplied, and the
+    /// product's high half taken (every bit of the sum reaches the low bits that tables index by).
+    #[inline(always)]
+    pub fn finish(&self, s: u64) -> u32 {
+        let x = s ^ self.fin;
+        ((x ^ (x >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+    }
+
+    /// The keyed hash of one 64-bit word.
+    #[inline]
+    pub fn hash_u64(&self, x: u64) -> u32 {
+        self.finish(self.pair(0, x as u32, (x >> 32) as u32))
+    }
+}
+
+static AGREED: OnceLock<HashKey> = OnceLock::new();
+
+/// Sets this process's agreed key: the key of the hashes that boxes must compute alike (Maglev's choice
+/// of backend in `LoadBalancer` and `AnantaMux`, unless an element is given its own `HASH_KEY`). Call
+/// it once, before building graphs (elements copy the key when they are made); a second call is
+/// refused and returns the key it was given.
+pub fn set_agreed(key: HashKey) -> Result<(), HashKey> {
+    AGREED.set(key)
+}
+
+/// This process's agreed key: the one [`set_agreed`] set or, if none was, the process's secret table key
+/// (then no other process agrees with this one: configure a key wherever boxes must agree).
+pub fn agreed() -> &'static HashKey {
+    AGREED.get().unwrap_or_else(|| HashKey::process())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_key_is_stable_and_parsed() {
+        let a = HashKey::parse("00112233445566778899aabbccddeeff").unwrap();
+        let b = HashKey::parse(" 00112233445566778899AABBCCDDEEFF\n").unwrap();
+        assert_eq!(a, b);
+        // The derivation is part of the contract (boxes built from different versions must agree).
+        assert_eq!(a.hash_u64(0x0102_0304_0506_0708), 0xee71_8427);
+        assert_eq!(format!("{a:?}"), "HashKey(..)");
+        assert!(HashKey::parse("0011").is_err());
+        assert!(HashKey::parse("zz112233445566778899aabbccddeeff").is_err());
+        assert!(HashKey::parse("+0112233445566778899aabbccddeeff").is_err());
+    }
+
+    #[test]
+    fn keys_change_the_hash() {
+        let a = HashKey::from_secret(1);
+        let b = HashKey::from_secret(2);
+        let differ = (0..1000u64)
+            .filter(|&i| a.hash_u64(i * 7) != b.hash_u64(i * 7))
+            .count();
+        assert!(differ > 990, "{differ}");
+        assert_ne!(HashKey::random(), HashKey::random());
+        assert_eq!(HashKey::process(), HashKey::process());
+    }
+
+    #[test]
+    fn flows_that_collide_without_a_key_spread_with_one() {
+        // Inputs whose unkeyed sums are equal (lo*hi the same for every pair) land spread out under a key.
+        let k = HashKey::from_secret(0x5eed);
+        let mut buckets = [0u32; 64];
+        let zero = HashKey { nh: [0; 5], fin: 0 };
+        let mut same = 0;
+        for i in 1..=4096u32 {
+            // The same product under a zero key: (i, 4096 * 3 / i) for every i dividing 12288 and
+            // (3i, 4096 / i) likewise; here simply (i, 0) and (0, i): zero under a zero key.
+            let (a, b) = if i % 2 == 0 { (i, 0) } else { (0, i) };
+            same += u32::from(zero.finish(zero.pair(0, a, b)) == zero.finish(0));
+            buckets[(k.finish(k.pair(0, a, b)) & 63) as usize] += 1;
+        }
+        assert_eq!(same, 4096, "all collide without a key");
+        let max = *buckets.iter().max().unwrap();
+        assert!(max < 64 * 2 + 40, "{buckets:?}");
+    }
+}
