@@ -283,3 +283,94 @@ async fn a_garbage_flood_leaves_valid_lines_accepted_and_memory_bounded() {
         after.saturating_sub(before)
     );
 }
+
+/// A TCP connection from `src` to `to` (a loopback address of the sender's choosing).
+fn connect_from(src: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((src.parse::<std::net::Ipv4Addr>().unwrap(), 0)).into())
+        .unwrap();
+    sock.connect(&to.into()).unwrap();
+    sock.into()
+}
+
+/// Idle senders try to hold every TCP slot: one address gets at most `max_per_source` (the rest are
+/// closed at once and counted), so a real sender from elsewhere gets through at once; when several
+/// addresses together fill every slot, the idle timeout frees them and the real sender, waiting in the
+/// kernel's accept queue, is served within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_senders_cannot_hold_the_tcp_slots() {
+    let cfg = SyslogConfig {
+        listen: vec!["tcp://127.0.0.1:0".parse().unwrap()],
+        codec: Codec::Bincode,
+        max_connections: 8,
+        max_per_source: 4,
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut d = SyslogDriver::bind(cfg, Box::new(NetfilterLog::new(Some("lb".into()))))
+        .await
+        .unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let store: Arc<dyn StateStore> = Arc::new(MemStore::new());
+    let Listen::Tcp(t) = d.local_addrs()[0].clone() else {
+        unreachable!()
+    };
+    let stats = d.stats();
+    let s2 = store.clone();
+    let task = tokio::spawn(async move { d.run(s2, shutdown).await });
+
+    // One idle sender opens 10: 4 are held, 6 closed at once.
+    let held: Vec<_> = (0..10).map(|_| connect_from("127.0.0.2", t)).collect();
+    let t0 = Instant::now();
+    while stats.per_source_refused.load(Ordering::Relaxed) < 6
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stats.per_source_refused.load(Ordering::Relaxed), 6);
+    // A real sender from another address gets through while they are held.
+    let mut real = connect_from("127.0.0.9", t);
+    writeln!(real, "{}", line(1)).unwrap();
+    let t0 = Instant::now();
+    while count(&store).await < 1 && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        count(&store).await,
+        1,
+        "the real sender while one source holds its share"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}: not held back by the idle ones",
+        t0.elapsed()
+    );
+    drop(real);
+
+    // Two more idle addresses fill the rest: every slot is held by a silent sender.
+    let more: Vec<_> = ["127.0.0.3", "127.0.0.4"]
+        .iter()
+        .flat_map(|a| (0..4).map(move |_| connect_from(a, t)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let mut real = connect_from("127.0.0.9", t);
+    writeln!(real, "{}", line(2)).unwrap();
+    while count(&store).await < 2 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        count(&store).await,
+        2,
+        "the real sender after the idle ones time out"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert!(
+        stats.idle_closed.load(Ordering::Relaxed) >= 4,
+        "{}",
+        stats.idle_closed.load(Ordering::Relaxed)
+    );
+    drop((held, more, real));
+    stop.trigger();
+    task.await.unwrap().unwrap();
+}

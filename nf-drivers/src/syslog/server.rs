@@ -3,7 +3,8 @@
 //!
 //! Memory is bounded everywhere: datagrams beyond the queue are dropped and counted; TCP readers wait
 //! for room (the kernel's windows then slow the senders down); a TCP message is at most `max_message`
-//! bytes; at most `max_connections` TCP senders at once; the ring of unparsed messages is bounded.
+//! bytes; at most `max_connections` TCP senders at once, `max_per_source` from one address, each closed
+//! after `idle_timeout` without a byte; the ring of unparsed messages is bounded.
 
 use super::extract::{Emitter, Extractor};
 use super::framing::{FrameError, Framer, trim_end};
@@ -83,6 +84,13 @@ pub struct SyslogConfig {
     pub max_message: usize,
     /// Most TCP senders at once (more wait in the kernel's accept queue).
     pub max_connections: usize,
+    /// Most TCP connections from one source address at once (more are closed at once and counted in
+    /// `per_source_refused`): one sender cannot take every slot.
+    pub max_per_source: usize,
+    /// A TCP connection that sends nothing for this long is closed (counted in `idle_closed`), so that
+    /// idle senders do not hold slots for ever. Syslog senders reconnect when they next have something
+    /// to say (rsyslog, syslog-ng and util-linux's logger all do).
+    pub idle_timeout: Duration,
     /// Unparsed messages kept for inspection.
     pub keep_unparsed: usize,
     /// Most records per store write.
@@ -104,6 +112,8 @@ impl Default for SyslogConfig {
             queue: 1 << 16,
             max_message: 128 * 1024,
             max_connections: 1024,
+            max_per_source: 64,
+            idle_timeout: Duration::from_secs(300),
             keep_unparsed: 64,
             batch: 4096,
             codec: Codec::Bincode,
@@ -137,6 +147,10 @@ pub struct SyslogStats {
     pub store_retries: AtomicU64,
     /// Datagrams and connections from senders not on the allow-list (refused).
     pub refused: AtomicU64,
+    /// TCP connections closed at once because their source already held `max_per_source`.
+    pub per_source_refused: AtomicU64,
+    /// TCP connections closed after `idle_timeout` without a byte.
+    pub idle_closed: AtomicU64,
 }
 
 /// A message that did not parse or extract, kept for inspection.
@@ -375,31 +389,48 @@ async fn datagrams_unix(s: tokio::net::UnixDatagram, ctx: Ctx, mut shutdown: Shu
     }
 }
 
-async fn tcp_accept(
-    l: tokio::net::TcpListener,
-    ctx: Ctx,
-    mut shutdown: Shutdown,
-    max: usize,
-    max_conns: usize,
-) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_conns.max(1)));
+/// The limits of the TCP listener.
+#[derive(Debug, Clone, Copy)]
+struct TcpLimits {
+    max_message: usize,
+    max_connections: usize,
+    max_per_source: usize,
+    idle: Duration,
+}
+
+/// Connections held per source address (an entry leaves with its source's last connection, so the map
+/// holds at most `max_connections` entries).
+type PerSource = Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+async fn tcp_accept(l: tokio::net::TcpListener, ctx: Ctx, mut shutdown: Shutdown, lim: TcpLimits) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(lim.max_connections.max(1)));
+    let per_source: PerSource = Arc::default();
     loop {
         let permit = tokio::select! {
             _ = shutdown.wait() => return,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let stream = tokio::select! {
+        let (stream, source) = tokio::select! {
             _ = shutdown.wait() => return,
             r = l.accept() => match r {
                 // Refused: the stream is dropped (closed) at once.
                 Ok((_, peer)) if !ctx.allowed(peer.ip()) => continue,
-                Ok((s, _)) => s,
+                Ok((s, peer)) => (s, peer.ip()),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             }
         };
+        {
+            let mut held = per_source.lock().unwrap_or_else(|e| e.into_inner());
+            let n = held.entry(source).or_insert(0);
+            if *n >= lim.max_per_source.max(1) {
+                ctx.stats.per_source_refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            *n += 1;
+        }
         ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
         let conn = Ctx {
             tx: ctx.tx.clone(),
@@ -408,8 +439,16 @@ async fn tcp_accept(
             allow: ctx.allow.clone(),
         };
         let sd = shutdown.clone();
+        let per_source = per_source.clone();
         tokio::spawn(async move {
-            tcp_connection(stream, conn, sd, max).await;
+            tcp_connection(stream, conn, sd, lim).await;
+            let mut held = per_source.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = held.get_mut(&source) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&source);
+                }
+            }
             drop(permit);
         });
     }
@@ -419,9 +458,9 @@ async fn tcp_connection(
     mut s: tokio::net::TcpStream,
     ctx: Ctx,
     mut shutdown: Shutdown,
-    max: usize,
+    lim: TcpLimits,
 ) {
-    let mut framer = Framer::new(max);
+    let mut framer = Framer::new(lim.max_message);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let deliver = |f: Result<Bytes, FrameError>| async {
         match f {
@@ -444,7 +483,14 @@ async fn tcp_connection(
         }
         let n = tokio::select! {
             _ = shutdown.wait() => 0,
-            r = s.read_buf(&mut buf) => r.unwrap_or(0),
+            r = tokio::time::timeout(lim.idle, s.read_buf(&mut buf)) => match r {
+                Ok(r) => r.unwrap_or(0),
+                Err(_) => {
+                    // Idle past the timeout: closed (what was framed so far is delivered below).
+                    ctx.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    0
+                }
+            },
         };
         if n == 0 {
             while let Some(f) = framer.finish(&mut buf) {
@@ -501,9 +547,17 @@ impl StateDriver for SyslogDriver {
                     unix_paths.push(p);
                     tokio::spawn(datagrams_unix(s, ctx, sd, max))
                 }
-                Bound::Tcp(l) => {
-                    tokio::spawn(tcp_accept(l, ctx, sd, max, self.cfg.max_connections))
-                }
+                Bound::Tcp(l) => tokio::spawn(tcp_accept(
+                    l,
+                    ctx,
+                    sd,
+                    TcpLimits {
+                        max_message: max,
+                        max_connections: self.cfg.max_connections,
+                        max_per_source: self.cfg.max_per_source,
+                        idle: self.cfg.idle_timeout,
+                    },
+                )),
             });
         }
         drop(tx);

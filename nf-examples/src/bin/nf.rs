@@ -190,6 +190,16 @@ enum Cmd {
         /// any). Others are refused and counted.
         #[arg(long, value_name = "PREFIX")]
         allow: Vec<String>,
+        /// Most TCP senders at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Most TCP connections from one address at once (more are closed at once and counted).
+        #[arg(long, default_value_t = 64)]
+        max_per_source: usize,
+        /// Seconds a TCP connection may stay silent before it is closed (counted): idle senders cannot
+        /// hold the slots.
+        #[arg(long, default_value_t = 300.0)]
+        idle_timeout: f64,
     },
     /// Infer a black box's per-flow state from its traffic on both sides: two capture files (read to
     /// the end, merged by time) or two interfaces (until SIGINT/SIGTERM).
@@ -1119,6 +1129,9 @@ fn main() -> ExitCode {
             queue,
             stats_every,
             allow,
+            max_connections,
+            max_per_source,
+            idle_timeout,
         } => syslogd::syslogd(syslogd::Options {
             listen,
             extract,
@@ -1129,6 +1142,10 @@ fn main() -> ExitCode {
             queue,
             stats_every,
             allow,
+            max_connections,
+            max_per_source,
+            idle_timeout: std::time::Duration::try_from_secs_f64(idle_timeout)
+                .unwrap_or(std::time::Duration::from_secs(300)),
         }),
         Cmd::Lb {
             config,

@@ -19,6 +19,9 @@ pub struct Options {
     pub queue: usize,
     pub stats_every: u64,
     pub allow: Vec<String>,
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub idle_timeout: std::time::Duration,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -66,6 +69,9 @@ pub fn syslogd(o: Options) -> Result<(), String> {
             codec,
             origin: o.origin,
             allow,
+            max_connections: o.max_connections,
+            max_per_source: o.max_per_source,
+            idle_timeout: o.idle_timeout,
             ..Default::default()
         };
         let mut driver = SyslogDriver::bind(cfg, extractor)
@@ -100,12 +106,14 @@ pub fn syslogd(o: Options) -> Result<(), String> {
         println!("{done}");
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         println!(
-            "udp={} tcp={} unix={} connections={} refused={} oversized={} unparsed={} ignored={} extract_errors={} store_retries={}",
+            "udp={} tcp={} unix={} connections={} refused={} per_source_refused={} idle_closed={} oversized={} unparsed={} ignored={} extract_errors={} store_retries={}",
             r(&stats.udp),
             r(&stats.tcp),
             r(&stats.unix),
             r(&stats.connections),
             r(&stats.refused),
+            r(&stats.per_source_refused),
+            r(&stats.idle_closed),
             r(&stats.oversized),
             r(&stats.unparsed),
             r(&stats.ignored),
