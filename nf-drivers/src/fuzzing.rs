@@ -24,6 +24,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("observe", observe),
     ("tunnel", tunnel),
     ("file_log", file_log),
+    ("load_balancer", load_balancer),
+    ("mux", mux),
+    ("conntrack", conntrack),
 ];
 
 /// The configuration language: parse, check and build never panic.
@@ -414,4 +417,406 @@ pub fn file_log(data: &[u8]) {
         });
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One step of a stateful target's input: a packet (raw bytes from the input, or synthesised from a few
+/// fields so that flows open, carry data, close and come back), the input port it arrives on, and how far
+/// packet time moves first.
+#[derive(Debug)]
+struct Step {
+    what: StepPacket,
+    port: usize,
+    advance_ms: u64,
+}
+
+#[derive(Debug)]
+enum StepPacket {
+    Raw(Vec<u8>),
+    /// A TCP or UDP packet of one of 64 clients, to the VIP or (a reply) from its flow's backend.
+    Flow {
+        client: u8,
+        udp: bool,
+        reply: bool,
+        flags: u8,
+        len: u8,
+        seq: u8,
+    },
+}
+
+/// The server side of every synthesised flow (the benchmark graphs' VIP).
+const FUZZ_VIP: [u8; 4] = [192, 168, 0, 1];
+/// The backends of the load balancer and the Mux.
+const FUZZ_BACKENDS: [[u8; 4]; 3] = [[10, 1, 0, 1], [10, 1, 0, 2], [10, 1, 0, 3]];
+/// The backends' port.
+const FUZZ_BACKEND_PORT: u16 = 8080;
+
+impl Step {
+    /// The frame, and whether it was synthesised (its checksums are then valid). A reply comes from
+    /// `backend_of(client)` (its flow's backend), or the VIP if there is none.
+    fn frame(&self, backend_of: &dyn Fn(u8) -> Option<[u8; 4]>) -> (Vec<u8>, bool) {
+        let StepPacket::Flow {
+            client,
+            udp,
+            reply,
+            flags,
+            len,
+            seq,
+        } = self.what
+        else {
+            let StepPacket::Raw(f) = &self.what else {
+                unreachable!()
+            };
+            return (f.clone(), false);
+        };
+        let cip = [10, 0, 0, client];
+        let cport = 1000 + u16::from(client);
+        let (src, sport, dst, dport) = if reply {
+            match backend_of(client) {
+                Some(b) => (b, FUZZ_BACKEND_PORT, cip, cport),
+                None => (FUZZ_VIP, 80, cip, cport),
+            }
+        } else {
+            (cip, cport, FUZZ_VIP, 80)
+        };
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64);
+        let payload = vec![0x5a; usize::from(len & 0x3f)];
+        let mut frame = Vec::new();
+        let built = if udp {
+            b.udp(sport, dport).write(&mut frame, &payload)
+        } else {
+            let mut t = b.tcp(sport, dport, u32::from(seq) << 8, 64_000);
+            if flags & 0x02 != 0 {
+                t = t.syn();
+            }
+            if flags & 0x01 != 0 {
+                t = t.fin();
+            }
+            if flags & 0x04 != 0 {
+                t = t.rst();
+            }
+            if flags & 0x10 != 0 {
+                t = t.ack(1);
+            }
+            t.write(&mut frame, &payload)
+        };
+        (frame, built.is_ok())
+    }
+}
+
+/// Carves steps out of the input: each starts with a byte `op`. `op & 0x80`: a raw frame of `next byte`
+/// bytes follows (on port `op & 1`). Otherwise four bytes follow: a client (one of 64), TCP flags, a
+/// payload length and the time step; `op & 1` is the direction (0: client to VIP; 1: the reply), `op & 2`
+/// selects UDP.
+fn steps(data: &[u8]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() && out.len() < 512 {
+        let op = data[i];
+        i += 1;
+        if op & 0x80 != 0 {
+            let Some(&n) = data.get(i) else { break };
+            let end = (i + 1 + usize::from(n)).min(data.len());
+            out.push(Step {
+                what: StepPacket::Raw(data[i + 1..end].to_vec()),
+                port: usize::from(op & 1),
+                advance_ms: u64::from(op & 0x0c) * 100,
+            });
+            i = end;
+            continue;
+        }
+        let Some(&[client, flags, len, dt]) = data.get(i..i + 4) else {
+            break;
+        };
+        i += 4;
+        out.push(Step {
+            what: StepPacket::Flow {
+                client: client & 63,
+                udp: op & 2 != 0,
+                reply: op & 1 != 0,
+                flags,
+                len,
+                seq: dt,
+            },
+            port: usize::from(op & 1),
+            advance_ms: u64::from(dt) * 50,
+        });
+    }
+    out
+}
+
+/// The IPv4 and TCP/UDP checksums of a frame are right (by full recomputation), if it parses.
+fn checksums_valid(frame: &[u8]) -> bool {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let Ok(p) = SlicedPacket::from_ethernet(frame) else {
+        return false;
+    };
+    let Some(NetSlice::Ipv4(ip)) = p.net.as_ref() else {
+        return false;
+    };
+    if nf_core::checksum::checksum(ip.header().slice()) != 0 {
+        return false;
+    }
+    let h = ip.header().to_header();
+    match p.transport.as_ref() {
+        Some(TransportSlice::Tcp(t)) => {
+            t.calc_checksum_ipv4(h.source, h.destination).ok() == Some(t.checksum())
+        }
+        Some(TransportSlice::Udp(u)) => {
+            u.checksum() == 0
+                || u.to_header().calc_checksum_ipv4(&h, u.payload()).ok() == Some(u.checksum())
+        }
+        _ => true,
+    }
+}
+
+/// Pushes one packet through an element and returns what left on each output.
+fn push_one(
+    e: &mut dyn nf_core::element::Element,
+    frame: &[u8],
+    port: usize,
+    now: u64,
+    outputs: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    let mut p = Packet::from_slice(frame);
+    p.anno.timestamp = nf_core::Timestamp(now);
+    let mut batch = nf_core::Batch::new();
+    batch.push(p);
+    let mut out = nf_core::Outputs::new(outputs);
+    e.push(port, &mut batch, &mut out);
+    (0..outputs)
+        .map(|o| out.port(o).drain().map(|p| p.data().to_vec()).collect())
+        .collect()
+}
+
+/// `LoadBalancer` on any sequence of frames and flows (opened, closed, reset, reused, idle past their
+/// timeouts, in a table of 16 entries that floods), with a backend change midway. Its table stays within
+/// its bound and its probe limit; every packet it forwards from a valid one has valid checksums; a
+/// client's flow keeps its backend as long as the flow is in the table (removals are watched through the
+/// table's sink).
+pub fn load_balancer(data: &[u8]) {
+    use nf_core::elements::lb::{ClientKey, LbEntry, LoadBalancer, Policy};
+    use nf_core::state::{ChangeKind, StateChange, Stateful};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let policy = [
+        Policy::Random,
+        Policy::RoundRobin,
+        Policy::LeastConnections,
+        Policy::Maglev,
+    ][usize::from(mode & 3)];
+    let backends = FUZZ_BACKENDS
+        .iter()
+        .map(|b| std::net::SocketAddr::from((*b, FUZZ_BACKEND_PORT)))
+        .collect();
+    let mut lb = LoadBalancer::new(std::net::SocketAddr::from((FUZZ_VIP, 80)), backends)
+        .policy(policy)
+        .capacity(16)
+        .seed(7)
+        .idle(std::time::Duration::from_secs(30))
+        .linger(std::time::Duration::from_secs(1))
+        .drop_unknown(mode & 4 != 0);
+    let removed: Arc<Mutex<Vec<ClientKey>>> = Arc::default();
+    let r2 = removed.clone();
+    lb.table_mut()
+        .set_sink(Box::new(move |c: &StateChange<'_, ClientKey, LbEntry>| {
+            if let ChangeKind::Remove(_) = c.kind
+                && let Ok(mut r) = r2.lock()
+            {
+                r.push(*c.key);
+            }
+        }));
+    // The model: each client's backend while its flow lives.
+    let model: std::cell::RefCell<HashMap<(u8, [u8; 4], u16), [u8; 4]>> = Default::default();
+    let backend_of = |client: u8| {
+        model
+            .borrow()
+            .get(&(6, [10, 0, 0, client], 1000 + u16::from(client)))
+            .copied()
+    };
+    let steps = steps(data);
+    let mut now = 1_000_000_000u64;
+    for (n, s) in steps.iter().enumerate() {
+        now += s.advance_ms * 1_000_000;
+        if n == steps.len() / 2 && mode & 8 != 0 {
+            // A backend leaves: established flows stay where they are.
+            let _ = nf_core::element::Element::write_handler(
+                &mut lb,
+                "set_backends",
+                "10.1.0.1:8080 10.1.0.3:8080",
+            );
+        }
+        let (frame, valid) = s.frame(&backend_of);
+        let out = push_one(&mut lb, &frame, s.port, now, 3);
+        if let Ok(mut r) = removed.lock() {
+            for k in r.drain(..) {
+                let ip = match k.ip {
+                    std::net::IpAddr::V4(a) => a.octets(),
+                    std::net::IpAddr::V6(_) => continue,
+                };
+                model.borrow_mut().remove(&(k.proto, ip, k.port));
+            }
+        }
+        let t = lb.table();
+        assert!(
+            t.len() <= t.capacity(),
+            "the table holds {} of {}",
+            t.len(),
+            t.capacity()
+        );
+        assert!(t.max_displacement() < nf_core::state::PROBE_LIMIT);
+        for f in out[0].iter().chain(&out[1]) {
+            if valid {
+                assert!(checksums_valid(f), "a forwarded packet's checksums");
+            }
+        }
+        // A client packet sent on: its backend is the one its flow had, if the flow lives.
+        if valid && s.port == 0 {
+            for f in &out[0] {
+                let Ok(p) = etherparse::SlicedPacket::from_ethernet(f) else {
+                    continue;
+                };
+                let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.as_ref() else {
+                    continue;
+                };
+                let h = ip.header();
+                let (proto, src, dst) = (h.protocol().0, h.source(), h.destination());
+                let sport = match p.transport.as_ref() {
+                    Some(etherparse::TransportSlice::Tcp(t)) => t.source_port(),
+                    Some(etherparse::TransportSlice::Udp(u)) => u.source_port(),
+                    _ => continue,
+                };
+                let key = (proto, src, sport);
+                let mut m = model.borrow_mut();
+                let client = ClientKey {
+                    proto,
+                    ip: std::net::IpAddr::from(src),
+                    port: sport,
+                };
+                if lb
+                    .table()
+                    .lookup(
+                        nf_core::FlowKey::new(proto, client.ip, sport, client.ip, 0).table_hash(),
+                        &client,
+                    )
+                    .is_none()
+                {
+                    m.remove(&key);
+                    continue;
+                }
+                if let Some(b) = m.get(&key) {
+                    assert_eq!(*b, dst, "a live flow's backend changed");
+                } else {
+                    m.insert(key, dst);
+                }
+            }
+        }
+    }
+}
+
+/// `AnantaMux` on any sequence of frames: its tables stay within their bounds and probe limit, every
+/// packet it encapsulates carries a valid outer header around the packet as it came, and a flow always
+/// goes to the same backend host (the backend set is fixed: from the table or, once the untrusted quota
+/// is spent, by Maglev's hash, which agrees with the table).
+pub fn mux(data: &[u8]) {
+    use nf_core::elements::lb::AnantaMux;
+    use nf_core::state::Stateful;
+    use std::collections::HashMap;
+    let backends: Vec<std::net::Ipv4Addr> = FUZZ_BACKENDS.iter().map(|b| (*b).into()).collect();
+    let mut mux = AnantaMux::new(
+        std::net::SocketAddr::from((FUZZ_VIP, 80)),
+        [10, 9, 9, 9].into(),
+        backends,
+    )
+    .capacities(16, 8)
+    .idle(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(2),
+    );
+    let mut seen: HashMap<Vec<u8>, [u8; 4]> = HashMap::new();
+    let mut now = 1_000_000_000u64;
+    for s in &steps(data) {
+        now += s.advance_ms * 1_000_000;
+        // The Mux has one input: replies to clients go through it too (not for the VIP: dropped).
+        let (frame, valid) = s.frame(&|_| None);
+        let out = push_one(&mut mux, &frame, 0, now, 2);
+        let t = mux.table();
+        assert!(t.len() <= t.capacity());
+        assert!(t.max_displacement() < nf_core::state::PROBE_LIMIT);
+        for f in &out[0] {
+            // Outer Ethernet + IPv4 (protocol 4) around the packet's IP part, unchanged.
+            let Ok(p) = etherparse::SlicedPacket::from_ethernet(f) else {
+                panic!("an encapsulated packet parses");
+            };
+            let Some(etherparse::NetSlice::Ipv4(outer)) = p.net.as_ref() else {
+                panic!("the outer header is IPv4");
+            };
+            assert_eq!(
+                nf_core::checksum::checksum(outer.header().slice()),
+                0,
+                "outer checksum"
+            );
+            let dst = outer.header().destination();
+            assert!(FUZZ_BACKENDS.contains(&dst), "to a backend");
+            let inner_start = 14 + outer.header().slice().len();
+            let inner = &f[inner_start..];
+            let off = nf_core::packet::ethernet_payload_offset(&frame).unwrap_or(14);
+            assert!(
+                frame[off..].starts_with(inner),
+                "the inner packet is the packet as it came"
+            );
+            // The flow (the inner packet's protocol, addresses and ports) always goes to one backend.
+            if valid && let (Some(&proto), Some(ends)) = (inner.get(9), inner.get(12..24)) {
+                let mut flow = ends.to_vec();
+                flow.push(proto);
+                let b = seen.entry(flow).or_insert(dst);
+                assert_eq!(*b, dst, "a flow's backend changed");
+            }
+        }
+    }
+}
+
+/// `ConnTrack` on any sequence of frames: the table stays within its bound and probe limit, packets
+/// leave unchanged, and a tracked connection's counters only grow and its originator stays while it lives.
+pub fn conntrack(data: &[u8]) {
+    use nf_core::elements::tcpudp::ConnTrack;
+    use nf_core::state::Stateful;
+    use std::collections::HashMap;
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let mut ct = ConnTrack::new(16).loose(mode & 1 != 0);
+    let mut last: HashMap<nf_core::FlowKey, (bool, u64)> = HashMap::new();
+    let mut now = 1_000_000_000u64;
+    for s in &steps(data) {
+        now += s.advance_ms * 1_000_000;
+        // Replies come from the VIP (the server), or from another client (peer to peer).
+        let (frame, _) = s.frame(&|c| {
+            Some(if mode & 2 != 0 {
+                [10, 0, 0, c ^ 1]
+            } else {
+                FUZZ_VIP
+            })
+        });
+        let out = push_one(&mut ct, &frame, 0, now, 2);
+        for f in out.iter().flatten() {
+            assert_eq!(f, &frame, "the tracker changes no packet");
+        }
+        let t = ct.table();
+        assert!(t.len() <= t.capacity());
+        assert!(t.max_displacement() < nf_core::state::PROBE_LIMIT);
+        let mut live = HashMap::new();
+        t.for_each(|k, c| {
+            let n = c.packets[0] + c.packets[1];
+            if let Some((rev, m)) = last.get(k) {
+                assert_eq!(*rev, c.origin_reversed, "a connection's originator changed");
+                assert!(n >= *m, "a connection's counters went back");
+            }
+            live.insert(*k, (c.origin_reversed, n));
+        });
+        last = live;
+    }
 }
