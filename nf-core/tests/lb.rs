@@ -211,7 +211,7 @@ fn unknown_established_flows_are_counted_then_picked_or_dropped_and_installs_res
         ip: "10.0.0.5".parse().unwrap(),
         port: 40808,
     };
-    tx.send(LbInstall::Set(
+    tx.install(LbInstall::Set(
         k,
         "10.1.0.3:8080".parse::<SocketAddr>().unwrap(),
     ))
@@ -225,7 +225,7 @@ fn unknown_established_flows_are_counted_then_picked_or_dropped_and_installs_res
     assert_eq!(addrs(&to_b[0]).2, "10.1.0.3");
     assert_eq!(b.read_handler("installed").unwrap(), "1");
     // And a delete removes it.
-    tx.send(LbInstall::Remove(k)).unwrap();
+    tx.install(LbInstall::Remove(k)).unwrap();
     let (to_b, _) = push(
         &mut b,
         0,
@@ -618,12 +618,12 @@ fn least_connections_census_follows_the_table_without_a_walk() {
             ip: "10.0.0.7".parse().unwrap(),
             port: 2000 + k,
         };
-        tx.send(LbInstall::Set(key, backends[0].parse().unwrap()))
+        tx.install(LbInstall::Set(key, backends[0].parse().unwrap()))
             .unwrap();
-        tx.send(LbInstall::Set(key, backends[1].parse().unwrap()))
+        tx.install(LbInstall::Set(key, backends[1].parse().unwrap()))
             .unwrap();
         if k % 2 == 0 {
-            tx.send(LbInstall::Remove(key)).unwrap();
+            tx.install(LbInstall::Remove(key)).unwrap();
         }
     }
     push(

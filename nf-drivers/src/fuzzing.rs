@@ -630,7 +630,9 @@ pub fn load_balancer(data: &[u8]) {
             }
         }));
     // The model: each client's backend while its flow lives.
-    let model: std::cell::RefCell<HashMap<(u8, [u8; 4], u16), [u8; 4]>> = Default::default();
+    // (protocol, client address, client port) -> backend address.
+    type Model = HashMap<(u8, [u8; 4], u16), [u8; 4]>;
+    let model: std::cell::RefCell<Model> = Default::default();
     let backend_of = |client: u8| {
         model
             .borrow()

@@ -209,6 +209,18 @@ pub fn lb_install(i: Install<FlowMapping>) -> LbInstall {
     }
 }
 
+/// A follower's install callback into a balancer's bounded install queue, for
+/// [`follow_with_backpressure`](nf_state::replicate::follow_with_backpressure): a full queue hands the
+/// install back (the follower waits and offers it again); a balancer that is gone takes nothing more.
+pub fn lb_installer(
+    tx: nf_core::state::Installer<LbInstall>,
+) -> impl FnMut(Install<FlowMapping>) -> Result<(), Install<FlowMapping>> + Send {
+    move |i| match tx.try_install(lb_install(i.clone())) {
+        Err(nf_core::state::InstallError::Full(_)) => Err(i),
+        Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+    }
+}
+
 #[async_trait::async_trait]
 impl<S: Schema> StateDriver for WhiteBox<S> {
     fn name(&self) -> &str {

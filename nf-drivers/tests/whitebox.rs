@@ -151,3 +151,76 @@ async fn the_minion_table_equals_the_primary_table_through_redis() {
     let server = redis_server::RedisServer::start("whitebox");
     run(nf_state::open(&server.url()).await.unwrap()).await;
 }
+
+/// A minion's balancer behind a small install queue: the follower runs ahead of the balancer's thread (a
+/// snapshot of 2,000 mappings, then 1,000 more from the stream, into a queue of 16), waits for room
+/// (counted) instead of dropping, and every mapping ends up installed with its backend.
+#[test]
+fn a_full_install_queue_holds_the_follower_back_and_loses_nothing() {
+    use nf_core::elements::lb::{ClientKey, LoadBalancer};
+    use nf_core::{Element, Outputs};
+    use nf_drivers::whitebox::lb_installer;
+    use nf_state::replicate::follow_with_backpressure;
+    use nf_state::schemas::{FlowMapping, FlowMappingKey, FlowMappingValue, Proto};
+    use nf_state::{Codec, Record};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(MemStore::new());
+    let mapping = |i: u32| {
+        let k = FlowMappingKey {
+            proto: Proto::Tcp,
+            client_ip: std::net::Ipv4Addr::from(0x0A00_0000 | i).into(),
+            client_port: 1000 + (i % 50_000) as u16,
+        };
+        let v = FlowMappingValue {
+            backend_ip: std::net::Ipv4Addr::new(10, 1, 0, 1 + (i % 3) as u8).into(),
+            backend_port: 8080,
+        };
+        Record::upsert::<FlowMapping>(Codec::Bincode, "primary", &k, &v).unwrap()
+    };
+    rt.block_on(store.apply((0..2000).map(mapping).collect()))
+        .unwrap();
+    let mut lb = LoadBalancer::new(
+        "10.0.0.100:80".parse().unwrap(),
+        vec!["10.1.0.1:8080".parse().unwrap()],
+    )
+    .install_queue(16);
+    let tx = lb.installer().unwrap();
+    assert!(lb.installer().is_none(), "one installer per balancer");
+    let stats = Arc::new(FollowerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (s, st) = (store.clone(), stats.clone());
+    let follower = rt.spawn(async move {
+        follow_with_backpressure::<FlowMapping>(s, st, stop_rx, &[], lb_installer(tx)).await
+    });
+    // The balancer's thread is busy elsewhere: the follower fills the queue and waits.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(stats.install_waits.load(Ordering::Relaxed) > 0);
+    assert!(lb.table().len() == 0);
+    rt.block_on(store.apply((2000..3000).map(mapping).collect()))
+        .unwrap();
+    // Now it drains (at each timer tick, as an idle minion does).
+    let mut out = Outputs::new(2);
+    let t0 = std::time::Instant::now();
+    while lb.table().len() < 3000 && t0.elapsed() < Duration::from_secs(20) {
+        lb.on_timer(Timestamp::now(), &mut out);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(lb.table().len(), 3000);
+    for i in (0..3000u32).step_by(97) {
+        let k = ClientKey {
+            proto: 6,
+            ip: std::net::Ipv4Addr::from(0x0A00_0000 | i).into(),
+            port: 1000 + (i % 50_000) as u16,
+        };
+        let want: std::net::SocketAddr = format!("10.1.0.{}:8080", 1 + i % 3).parse().unwrap();
+        assert_eq!(lb.backend_of(&k), Some(want), "mapping {i}");
+    }
+    assert_eq!(lb.read_handler("installed").unwrap(), "3000");
+    stop_tx.send(true).unwrap();
+    rt.block_on(follower).unwrap().unwrap();
+    assert!(stats.install_waits.load(Ordering::Relaxed) > 10);
+}

@@ -449,6 +449,9 @@ pub struct FollowerStats {
     pub foreign: AtomicU64,
     /// The last sequence number applied.
     pub last_seq: AtomicU64,
+    /// Times an install found its table's queue full and waited for room (see
+    /// [`follow_with_backpressure`]): the table's thread is behind the stream.
+    pub install_waits: AtomicU64,
     /// Time from a record's creation on the primary to its installation here.
     pub latency: Histogram,
 }
@@ -471,21 +474,65 @@ pub async fn follow<S: Schema>(
 pub async fn follow_from<S: Schema>(
     store: Arc<dyn StateStore>,
     stats: Arc<FollowerStats>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     origins: &[String],
     mut install: impl FnMut(Install<S>) + Send,
 ) -> Result<(), Error> {
+    follow_with_backpressure(store, stats, stop, origins, move |i| {
+        install(i);
+        Ok(())
+    })
+    .await
+}
+
+/// [`follow_from`] into a table behind a bounded queue: `install` returns the install back (`Err`) when
+/// the queue is full, and the follower waits for room (a millisecond at a time, counted in
+/// [`FollowerStats::install_waits`]) and offers it again. Nothing is dropped: while the table's thread is
+/// behind, the follower reads no further, and the store holds the stream (a follower that falls behind
+/// the store's retention resynchronises from a snapshot, as after any gap).
+pub async fn follow_with_backpressure<S: Schema>(
+    store: Arc<dyn StateStore>,
+    stats: Arc<FollowerStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    origins: &[String],
+    mut install: impl FnMut(Install<S>) -> Result<(), Install<S>> + Send,
+) -> Result<(), Error> {
+    // Offers an install until it is taken; false if the follower was told to stop meanwhile.
+    macro_rules! offer {
+        ($i:expr) => {{
+            let mut pending = $i;
+            loop {
+                match install(pending) {
+                    Ok(()) => break true,
+                    Err(back) => {
+                        pending = back;
+                        stats.install_waits.fetch_add(1, Ordering::Relaxed);
+                        if *stop.borrow() {
+                            break false;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        }};
+    }
     let accepted = |r: &Record| origins.is_empty() || origins.iter().any(|o| **o == *r.origin);
     'resync: loop {
         let snap = store.scan(S::NAME).await?;
-        install(Install::Reset);
+        if !offer!(Install::Reset) {
+            return Ok(());
+        }
         for r in &snap.records {
             if !accepted(r) {
                 stats.foreign.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             match r.decode::<S>() {
-                Ok((k, Some(v))) => install(Install::Upsert(k, v)),
+                Ok((k, Some(v))) => {
+                    if !offer!(Install::Upsert(k, v)) {
+                        return Ok(());
+                    }
+                }
                 Ok((_, None)) => {}
                 Err(_) => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -526,12 +573,16 @@ pub async fn follow_from<S: Schema>(
                 stats.last_seq.store(last, Ordering::Relaxed);
                 continue;
             }
-            match rec.decode::<S>() {
-                Ok((k, Some(v))) if rec.op == Op::Upsert => install(Install::Upsert(k, v)),
-                Ok((k, _)) => install(Install::Delete(k)),
+            let taken = match rec.decode::<S>() {
+                Ok((k, Some(v))) if rec.op == Op::Upsert => offer!(Install::Upsert(k, v)),
+                Ok((k, _)) => offer!(Install::Delete(k)),
                 Err(_) => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    true
                 }
+            };
+            if !taken {
+                return Ok(());
             }
             stats.applied.fetch_add(1, Ordering::Relaxed);
             stats.last_seq.store(last, Ordering::Relaxed);

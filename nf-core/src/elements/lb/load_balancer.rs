@@ -5,9 +5,10 @@ use crate::batch::{Batch, Outputs};
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::flow::{Endpoint, FlowKey};
 use crate::packet::{Link, Packet, Timestamp};
+use crate::state::Installer;
 use crate::state::{RemoveReason, StateTable, Stateful, WhenFull};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::Receiver;
 
 /// How a new flow's backend is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +131,9 @@ pub struct LoadBalancer {
     agreed: crate::hash::HashKey,
     census: Vec<u64>,
     has_other_output: bool,
+    /// The install queue's receiving end, once [`LoadBalancer::installer`] made it.
     installs: Option<Receiver<LbInstall>>,
-    install_tx: Option<Sender<LbInstall>>,
+    install_queue: usize,
     clock: (Timestamp, Timestamp),
     counts: Counts,
     scratch: Vec<Option<Seen>>,
@@ -230,7 +232,6 @@ impl LoadBalancer {
     pub fn new(vip: SocketAddr, backends: Vec<SocketAddr>) -> Self {
         let seed = Timestamp::now().0 | 1;
         let n = backends.len();
-        let (tx, rx) = channel();
         LoadBalancer {
             vip,
             backends,
@@ -252,8 +253,8 @@ impl LoadBalancer {
             agreed: crate::hash::agreed().clone(),
             census: vec![0; n],
             has_other_output: false,
-            installs: Some(rx),
-            install_tx: Some(tx),
+            installs: None,
+            install_queue: crate::state::INSTALL_QUEUE,
             clock: (Timestamp(0), Timestamp(0)),
             counts: Counts::default(),
             scratch: Vec::new(),
@@ -371,10 +372,25 @@ impl LoadBalancer {
         self
     }
 
-    /// The sending end of the install queue, for a minion's follower (on any thread): mappings sent
-    /// here are installed before the next batch is processed. One per balancer.
-    pub fn installer(&mut self) -> Option<Sender<LbInstall>> {
-        self.install_tx.take()
+    /// The install queue's bound (default [`INSTALL_QUEUE`](crate::state::INSTALL_QUEUE)).
+    pub fn install_queue(mut self, n: usize) -> Self {
+        self.install_queue = n.max(1);
+        self
+    }
+
+    /// The sending end of the install queue, for a minion's follower (on any thread): mappings queued
+    /// here are installed before the next batch is processed (and at each timer tick). One per balancer
+    /// (`None` the second time); the queue is made, and bounded, when it is asked for. A full queue means
+    /// the balancer's thread is behind the follower: the follower waits for room
+    /// (`nf_state::replicate::follow_with_backpressure`), and stays behind the stream, rather than drop a
+    /// mapping or grow without bound.
+    pub fn installer(&mut self) -> Option<Installer<LbInstall>> {
+        if self.installs.is_some() {
+            return None;
+        }
+        let (tx, rx) = Installer::bounded(self.install_queue);
+        self.installs = Some(rx);
+        Some(tx)
     }
 
     /// The backend of a client's flow, if the table holds it.

@@ -11,9 +11,9 @@ use nf_core::element::Element;
 use nf_core::elements::lb::LoadBalancer;
 use nf_core::{Batch, Outputs, Packet, Timestamp};
 use nf_drivers::driver::{Shutdown, StateDriver};
-use nf_drivers::whitebox::{WhiteBox, lb_install};
+use nf_drivers::whitebox::{WhiteBox, lb_installer};
 use nf_state::StateStore;
-use nf_state::replicate::{FollowerStats, follow};
+use nf_state::replicate::{FollowerStats, follow_with_backpressure};
 use nf_state::schemas::FlowMapping;
 use nf_state::store::MemStore;
 use std::collections::HashMap;
@@ -106,10 +106,8 @@ fn scenario(
         let tx = minion.installer().ok_or("installer taken")?;
         let (s, st) = (store.clone(), fstats.clone());
         tasks.push(rt.spawn(async move {
-            let _ = follow::<FlowMapping>(s, st, fstop_rx, move |i| {
-                let _ = tx.send(lb_install(i));
-            })
-            .await;
+            let _ = follow_with_backpressure::<FlowMapping>(s, st, fstop_rx, &[], lb_installer(tx))
+                .await;
         }));
     }
     let mut out = Outputs::new(2);

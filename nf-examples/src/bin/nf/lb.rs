@@ -5,8 +5,8 @@
 use nf_core::elements::lb::LoadBalancer;
 use nf_core::{Config, Router};
 use nf_drivers::driver::{Shutdown, StateDriver};
-use nf_drivers::whitebox::{WhiteBox, lb_install};
-use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_from};
+use nf_drivers::whitebox::{WhiteBox, lb_installer};
+use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_with_backpressure};
 use nf_state::schemas::{FlowMapping, Heartbeat, HeartbeatValue, NodeKey};
 use nf_state::{Codec, Record, StateStore};
 use std::path::Path;
@@ -165,14 +165,14 @@ pub fn lb(
                 let mut backoff = Duration::from_millis(100);
                 loop {
                     let tx = tx.clone();
-                    let r = follow_from::<FlowMapping>(
+                    // A full install queue (the balancer's thread behind) makes the follower wait,
+                    // counted in install_waits: no mapping is dropped.
+                    let r = follow_with_backpressure::<FlowMapping>(
                         s.clone(),
                         st.clone(),
                         stop_rx.clone(),
                         &origins,
-                        move |i| {
-                            let _ = tx.send(lb_install(i));
-                        },
+                        lb_installer(tx),
                     )
                     .await;
                     match r {
@@ -234,12 +234,13 @@ pub fn lb(
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         eprintln!(
             "follower: {} snapshot records, {} applied, {} foreign (origin not accepted), {} rejected, \
-             {} gaps, last seq {}",
+             {} gaps, {} install waits (queue full), last seq {}",
             g(&st.snapshot_records),
             g(&st.applied),
             g(&st.foreign),
             g(&st.rejected),
             g(&st.gaps),
+            g(&st.install_waits),
             g(&st.last_seq)
         );
     }
