@@ -199,7 +199,7 @@ fn a_full_install_queue_holds_the_follower_back_and_loses_nothing() {
     // The balancer's thread is busy elsewhere: the follower fills the queue and waits.
     std::thread::sleep(Duration::from_millis(200));
     assert!(stats.install_waits.load(Ordering::Relaxed) > 0);
-    assert!(lb.table().len() == 0);
+    assert!(lb.table().is_empty());
     rt.block_on(store.apply((2000..3000).map(mapping).collect()))
         .unwrap();
     // Now it drains (at each timer tick, as an idle minion does).
