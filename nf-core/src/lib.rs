@@ -45,6 +45,7 @@ pub mod prefetch_unsafe;
 pub mod registry;
 pub mod router;
 pub mod state;
+pub mod table;
 pub mod testing;
 pub mod toeplitz;
 pub mod traffic;

@@ -165,6 +165,13 @@ struct Slot<K, V> {
     expires: Timestamp,
 }
 
+impl<K, V> Placed for Slot<K, V> {
+    #[inline(always)]
+    fn placed_by(&self) -> u64 {
+        u64::from(self.hash)
+    }
+}
+
 /// What to do when a full table must take a new entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WhenFull {
@@ -178,18 +185,19 @@ pub enum WhenFull {
 
 /// A bounded hash table of per-flow state with idle expiry and change reporting.
 ///
-/// One array of slots holds the entries themselves (open addressing, linear probing, at most 3/4 full,
-/// deletion by backward shift so that there are no tombstones): a lookup touches one place in memory, and
-/// [`prefetch`](Self::prefetch) lets a batch start all its lookups' memory loads before using any.
-/// Keys carry their precomputed hash (e.g. [`FlowKey::table_hash`](crate::FlowKey::table_hash)), so the
-/// table hashes nothing. The array grows with the number of entries up to what the capacity needs, so a large
-/// bound costs nothing until it is used; once the working set is reached, nothing allocates. A sweep hand
-/// visits a few slots per call of [`sweep`](Self::sweep) and expires idle entries: bounded work per batch,
-/// no timer wheel.
+/// Built on the SDK's one open-addressing table ([`RawTable`](crate::table::RawTable): linear probing, at
+/// most 3/4 full, deletion by backward shift, every probe bounded by [`PROBE_LIMIT`]): a lookup touches
+/// one place in memory, and [`prefetch`](Self::prefetch) lets a batch start all its lookups' memory loads
+/// before using any. Keys carry their precomputed hash (the keyed
+/// [`FlowKey::table_hash`](crate::FlowKey::table_hash): no one outside the process can aim keys at one
+/// probe chain), so the table hashes nothing. The array grows with the number of entries up to what the
+/// capacity needs, so a large bound costs nothing until it is used; once the working set is reached,
+/// nothing allocates. A key whose probe window is full makes the table grow if it may, else evicts the
+/// window's entry closest to expiry (counted in [`TableStats::probe_limited`]). A sweep hand visits a few
+/// slots per call of [`sweep`](Self::sweep) and expires idle entries: bounded work per batch, no timer
+/// wheel.
 pub struct StateTable<K, V> {
-    slots: Vec<Option<Slot<K, V>>>,
-    mask: usize,
-    len: usize,
+    raw: RawTable<Slot<K, V>>,
     capacity: usize,
     max_slots: usize,
     hand: usize,
@@ -201,9 +209,8 @@ pub struct StateTable<K, V> {
 impl<K, V> std::fmt::Debug for StateTable<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateTable")
-            .field("len", &self.len)
+            .field("table", &self.raw)
             .field("capacity", &self.capacity)
-            .field("slots", &self.slots.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -213,25 +220,12 @@ impl<K, V> std::fmt::Debug for StateTable<K, V> {
 /// error). Slots grow with use, so the capacity bounds memory rather than reserving it.
 pub const MAX_TABLE_CAPACITY: usize = 1 << 28;
 
-/// The most slots any operation of a [`StateTable`] visits from where a key's probe starts: every entry
-/// lies within this many slots of its home, so a lookup, an insert or a removal does bounded work
-/// whatever the keys (a key whose window is full evicts the entry closest to expiry in that window).
-/// With keys spread by the keyed hash and at most 3/4 of the slots used, a probe longer than 64 is rare
-/// (about 3 inserts in 10,000 in a table filled to exactly 3/4); with keys aimed at one place it caps
-/// the work of every packet.
-pub const PROBE_LIMIT: usize = 64;
+pub use crate::table::PROBE_LIMIT;
+use crate::table::{Placed, RawTable};
 
 /// A handle to an entry (its slot), valid until the next insert, install or removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef(u32);
-
-fn empty_slots<K, V>(n: usize) -> Vec<Option<Slot<K, V>>> {
-    let mut v = Vec::with_capacity(n);
-    // A large table in huge pages: random probes then miss the TLB far less (the Mux: -7 % per packet).
-    crate::huge_pages_unsafe::advise(&mut v);
-    v.resize_with(n, || None);
-    v
-}
 
 impl<K: Eq + Clone, V> StateTable<K, V> {
     /// A table of at most `capacity` entries.
@@ -241,9 +235,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         let max_slots = (capacity * 4 / 3 + 1).next_power_of_two().max(8);
         let initial = max_slots.min(1024);
         StateTable {
-            slots: empty_slots(initial),
-            mask: initial - 1,
-            len: 0,
+            raw: RawTable::with_slots(initial),
             capacity,
             max_slots,
             hand: 0,
@@ -270,12 +262,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.len
+        self.raw.len()
     }
 
     /// True if the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.raw.is_empty()
     }
 
     /// Most entries.
@@ -291,21 +283,15 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Starts loading the memory a lookup of `hash` will touch (call it for a whole batch, then look up).
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        crate::prefetch_unsafe::prefetch_all(&self.slots[hash as usize & self.mask]);
+        self.raw.prefetch(u64::from(hash));
     }
 
     /// Finds the entry for `key` (whose hash is `hash`).
     #[inline]
     pub fn find(&self, hash: u32, key: &K) -> Option<EntryRef> {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..PROBE_LIMIT {
-            match self.slots.get(i)? {
-                None => return None,
-                Some(s) if s.hash == hash && s.key == *key => return Some(EntryRef(i as u32)),
-                Some(_) => i = (i + 1) & self.mask,
-            }
-        }
-        None
+        self.raw
+            .find(u64::from(hash), |s| s.hash == hash && s.key == *key)
+            .map(|i| EntryRef(i as u32))
     }
 
     /// Finds the entry for `key` and updates it in place in one probe: `f` changes the value and returns
@@ -319,38 +305,25 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         key: &K,
         f: impl FnOnce(&mut V) -> (Timestamp, R),
     ) -> Option<(EntryRef, R)> {
-        let mask = self.mask;
-        let mut i = hash as usize & mask;
-        for _ in 0..PROBE_LIMIT {
-            match self.slots.get_mut(i)? {
-                None => return None,
-                Some(s) if s.hash == hash && s.key == *key => {
-                    let (expires, r) = f(&mut s.value);
-                    s.expires = expires;
-                    return Some((EntryRef(i as u32), r));
-                }
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
-        None
+        let i = self
+            .raw
+            .find(u64::from(hash), |s| s.hash == hash && s.key == *key)?;
+        let s = self.raw.get_mut(i)?;
+        let (expires, r) = f(&mut s.value);
+        s.expires = expires;
+        Some((EntryRef(i as u32), r))
     }
 
     /// The key and value of an entry.
     #[inline]
     pub fn get(&self, e: EntryRef) -> Option<(&K, &V)> {
-        self.slots
-            .get(e.0 as usize)?
-            .as_ref()
-            .map(|s| (&s.key, &s.value))
+        self.raw.get(e.0 as usize).map(|s| (&s.key, &s.value))
     }
 
     /// The value of an entry, mutable. Changes made here are not reported; call [`notify_update`](Self::notify_update).
     #[inline]
     pub fn value_mut(&mut self, e: EntryRef) -> Option<&mut V> {
-        self.slots
-            .get_mut(e.0 as usize)?
-            .as_mut()
-            .map(|s| &mut s.value)
+        self.raw.get_mut(e.0 as usize).map(|s| &mut s.value)
     }
 
     /// Looks a key up and returns its value.
@@ -363,7 +336,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Pushes the expiry of an entry to `expires`.
     #[inline]
     pub fn touch(&mut self, e: EntryRef, expires: Timestamp) {
-        if let Some(Some(s)) = self.slots.get_mut(e.0 as usize) {
+        if let Some(s) = self.raw.get_mut(e.0 as usize) {
             s.expires = expires;
         }
     }
@@ -371,7 +344,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Reports an update of an entry to the sink.
     pub fn notify_update(&mut self, e: EntryRef, now: Timestamp) {
         self.stats.updates += 1;
-        if let (Some(sink), Some(Some(s))) = (self.sink.as_mut(), self.slots.get(e.0 as usize)) {
+        if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.raw.get(e.0 as usize)) {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Update,
                 key: &s.key,
@@ -384,20 +357,20 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// Makes room for one more entry: grows the array, or sweeps and evicts when at capacity.
     /// Returns false if there is no room (a full table that may not evict).
     fn make_room(&mut self, now: Timestamp, removed: &mut impl FnMut(&K, &V)) -> bool {
-        if self.len >= self.capacity && self.sweep_with(now, 16, &mut *removed) == 0 {
+        if self.raw.len() >= self.capacity && self.sweep_with(now, 16, &mut *removed) == 0 {
             match self.when_full {
                 WhenFull::Reject => return false,
                 WhenFull::Evict => {
                     // From the clock hand on, the entry closest to expiry among the next few: under a
                     // flood, short-lived entries (half-open, unreplied) go before established ones.
                     const SAMPLE: usize = 16;
-                    let n = self.slots.len();
+                    let (n, mask) = (self.raw.slots(), self.raw.mask());
                     let mut victim: Option<(usize, Timestamp)> = None;
                     let mut sampled = 0;
                     for _ in 0..n {
-                        let i = self.hand & self.mask;
-                        self.hand = (i + 1) & self.mask;
-                        if let Some(s) = &self.slots[i] {
+                        let i = self.hand & mask;
+                        self.hand = (i + 1) & mask;
+                        if let Some(s) = self.raw.get(i) {
                             if victim.is_none_or(|(_, e)| s.expires < e) {
                                 victim = Some((i, s.expires));
                             }
@@ -413,7 +386,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
                 }
             }
         }
-        if (self.len + 1) * 4 > self.slots.len() * 3 && self.slots.len() < self.max_slots {
+        if (self.raw.len() + 1) * 4 > self.raw.slots() * 3 && self.raw.slots() < self.max_slots {
             self.grow(now, removed);
         }
         true
@@ -423,33 +396,14 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// within [`PROBE_LIMIT`] of its new home (practically never: the new table is half as full) is
     /// evicted and reported.
     fn grow(&mut self, now: Timestamp, removed: &mut impl FnMut(&K, &V)) {
-        let n = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, empty_slots(n));
-        self.mask = n - 1;
+        let n = self.raw.slots() * 2;
+        let mut lost = Vec::new();
+        self.raw.rebuild(n, |s| lost.push(s));
         self.hand = 0;
-        for s in old.into_iter().flatten() {
-            match self.free_slot_for(s.hash) {
-                Some(i) => self.slots[i] = Some(s),
-                None => {
-                    self.len -= 1;
-                    self.stats.probe_limited += 1;
-                    self.report_removal(&s, RemoveReason::Evicted, now, removed);
-                }
-            }
+        for s in lost {
+            self.stats.probe_limited += 1;
+            self.report_removal(&s, RemoveReason::Evicted, now, removed);
         }
-    }
-
-    /// The first free slot of `hash`'s probe window, if the window has one.
-    #[inline]
-    fn free_slot_for(&self, hash: u32) -> Option<usize> {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..PROBE_LIMIT {
-            match self.slots.get(i)? {
-                None => return Some(i),
-                Some(_) => i = (i + 1) & self.mask,
-            }
-        }
-        None
     }
 
     /// A slot for a new entry of `hash`: the first free one of its probe window or, if the window is
@@ -462,14 +416,15 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         now: Timestamp,
         removed: &mut impl FnMut(&K, &V),
     ) -> Option<usize> {
-        if let Some(i) = self.free_slot_for(hash) {
+        let h = u64::from(hash);
+        if let Some(i) = self.raw.free_slot(h) {
             return Some(i);
         }
         // A table that may still grow grows (the window's keys spread over twice the slots) rather
         // than evict for a full window.
-        while self.slots.len() < self.max_slots {
+        while self.raw.slots() < self.max_slots {
             self.grow(now, removed);
-            if let Some(i) = self.free_slot_for(hash) {
+            if let Some(i) = self.raw.free_slot(h) {
                 return Some(i);
             }
         }
@@ -477,19 +432,16 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         if self.when_full == WhenFull::Reject {
             return None;
         }
-        let mut victim: Option<(usize, Timestamp)> = None;
-        let mut i = hash as usize & self.mask;
-        for _ in 0..PROBE_LIMIT {
-            if let Some(Some(s)) = self.slots.get(i)
-                && victim.is_none_or(|(_, e)| s.expires < e)
-            {
-                victim = Some((i, s.expires));
-            }
-            i = (i + 1) & self.mask;
-        }
-        let (v, _) = victim?;
-        let s = self.slots.get_mut(v)?.take()?;
-        self.len -= 1;
+        let (v, _) = self.raw.window(h).fold(
+            None,
+            |best: Option<(usize, Timestamp)>, (i, s)| match best {
+                Some((_, e)) if e <= s.expires => best,
+                _ => Some((i, s.expires)),
+            },
+        )?;
+        // Emptied in place for the new entry, which the caller puts there at once (no gap is closed, so
+        // no other entry moves).
+        let s = self.raw.vacate(v)?;
         self.report_removal(&s, RemoveReason::Evicted, now, removed);
         Some(v)
     }
@@ -528,7 +480,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         };
         self.stats.inserts += 1;
         self.place(i, hash, key, value, expires);
-        if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.slots[i].as_ref()) {
+        if let (Some(sink), Some(s)) = (self.sink.as_mut(), self.raw.get(i)) {
             sink.on_change(&StateChange {
                 kind: ChangeKind::Insert,
                 key: &s.key,
@@ -564,7 +516,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         mut removed: impl FnMut(&K, &V),
     ) -> Option<EntryRef> {
         if let Some(e) = self.find(hash, &key) {
-            if let Some(Some(s)) = self.slots.get_mut(e.0 as usize) {
+            if let Some(s) = self.raw.get_mut(e.0 as usize) {
                 removed(&s.key, &s.value);
                 s.value = value;
                 s.expires = expires;
@@ -583,15 +535,15 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Puts a new entry in slot `i` (a free slot of its probe window).
     fn place(&mut self, i: usize, hash: u32, key: K, value: V, expires: Timestamp) {
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(Slot {
+        self.raw.put(
+            i,
+            Slot {
                 hash,
                 key,
                 value,
                 expires,
-            });
-            self.len += 1;
-        }
+            },
+        );
     }
 
     /// Removes an entry, reporting why.
@@ -604,39 +556,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         let Some(e) = self.find(hash, key) else {
             return false;
         };
-        self.take_at(e.0 as usize);
-        true
-    }
-
-    /// Empties slot `i` and closes the gap (Knuth's algorithm R for linear probing). Every entry lies
-    /// within [`PROBE_LIMIT`] of its home, so none further than that past the gap can move into it: the
-    /// walk stops there.
-    fn take_at(&mut self, i: usize) -> Option<Slot<K, V>> {
-        let s = self.slots.get_mut(i)?.take()?;
-        self.len -= 1;
-        let mut gap = i;
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            if (j.wrapping_sub(gap) & self.mask) >= PROBE_LIMIT {
-                break;
-            }
-            let home = match &self.slots[j] {
-                None => break,
-                Some(x) => x.hash as usize & self.mask,
-            };
-            // The entry at j may move to the gap unless its home lies cyclically in (gap, j].
-            let stays = if gap <= j {
-                gap < home && home <= j
-            } else {
-                gap < home || home <= j
-            };
-            if !stays {
-                self.slots[gap] = self.slots[j].take();
-                gap = j;
-            }
-        }
-        Some(s)
+        self.raw.take(e.0 as usize).is_some()
     }
 
     fn remove_at(
@@ -646,7 +566,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         now: Timestamp,
         removed: &mut impl FnMut(&K, &V),
     ) {
-        if let Some(s) = self.take_at(i) {
+        if let Some(s) = self.raw.take(i) {
             self.report_removal(&s, reason, now, removed);
         }
     }
@@ -691,32 +611,28 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     ) -> usize {
         let mut expired = 0;
         let mut visited = 0;
+        let mask = self.raw.mask();
         // Removals do not count as visits (an entry may shift into the slot just emptied, so the hand
         // stays); they are bounded by the number of entries.
-        while visited < max.min(self.slots.len()) && self.len > 0 {
-            let i = self.hand & self.mask;
-            if matches!(&self.slots[i], Some(s) if s.expires <= now) {
+        while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
+            let i = self.hand & mask;
+            if matches!(self.raw.get(i), Some(s) if s.expires <= now) {
                 self.remove_at(i, RemoveReason::Expired, now, &mut removed);
                 expired += 1;
             } else {
-                self.hand = (i + 1) & self.mask;
+                self.hand = (i + 1) & mask;
                 visited += 1;
             }
         }
         // The next call's slots, so that it does not wait for them (in a table larger than the caches
         // each call's first slot is a miss).
-        if let Some(s) = self
-            .slots
-            .get(self.hand..(self.hand + max).min(self.slots.len()))
-        {
-            crate::prefetch_unsafe::prefetch_all(s);
-        }
+        self.raw.prefetch_range(self.hand, max);
         expired
     }
 
     /// Calls `f` on every entry (a snapshot for a minion or a dump handler).
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
-        for s in self.slots.iter().flatten() {
+        for s in self.raw.iter() {
             f(&s.key, &s.value);
         }
     }
@@ -724,23 +640,12 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// The farthest any entry lies from where its probe starts (slots): always under [`PROBE_LIMIT`].
     /// A diagnostic (it reads every slot), e.g. for a handler that shows how evenly keys spread.
     pub fn max_displacement(&self) -> usize {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .map(|s| i.wrapping_sub(s.hash as usize) & self.mask)
-            })
-            .max()
-            .unwrap_or(0)
+        self.raw.max_displacement()
     }
 
     /// Removes every entry without reporting.
     pub fn clear(&mut self) {
-        for s in self.slots.iter_mut() {
-            *s = None;
-        }
-        self.len = 0;
+        self.raw.clear();
         self.hand = 0;
     }
 }

@@ -4,6 +4,7 @@
 use super::{SchemaStats, Snapshot, Watch};
 use crate::error::Error;
 use crate::record::{Op, Record};
+use nf_core::table::{Placed, RawTable};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -57,21 +58,30 @@ struct Entry {
     held: Arc<Held>,
 }
 
-/// The current record of each key of a schema: an open-addressing table with linear probing (16-byte
-/// slots, four to a cache line, at most three quarters full), so that where a key's probe starts is a
-/// plain address, known from its hash alone. That is what lets a batch load ahead what its writes will
-/// touch, in two steps with no wait between them: the slot where a key's probe starts
-/// ([`Current::prefetch_slot`]), then, once that is in cache, the record found there
-/// ([`Current::prefetch_record`]). A general-purpose table (std's, `hashbrown`'s) hides where a key
-/// lives, and a lookup made ahead instead stalls on its own misses.
+impl Placed for Entry {
+    #[inline(always)]
+    fn placed_by(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The current record of each key of a schema, in the SDK's one open-addressing table
+/// ([`RawTable`]: linear probing, bounded probes, backward-shift deletion; 16-byte slots here, four to a
+/// cache line, at most three quarters full), so that where a key's probe starts is a plain address,
+/// known from its hash alone. That is what lets a batch load ahead what its writes will touch, in two
+/// steps with no wait between them: the slot where a key's probe starts ([`Current::prefetch_slot`]),
+/// then, once that is in cache, the record found there ([`Current::prefetch_record`]). A general-purpose
+/// table (std's, `hashbrown`'s) hides where a key lives, and a lookup made ahead instead stalls on its own
+/// misses.
 ///
 /// Keys are hashed with a keyed SipHash (std's `RandomState`: keys come from traffic, and a keyed hash
-/// resists hash flooding), one key per [`Tables`], so that a record is hashed once, when it is held.
+/// resists hash flooding), one key per [`Tables`], so that a record is hashed once, when it is held. A
+/// store never drops a record: a key whose probe window is full (with a keyed hash, practically never)
+/// makes the table grow until it has room.
 #[derive(Debug)]
 pub(crate) struct Current {
     hashing: std::collections::hash_map::RandomState,
-    slots: Vec<Option<Entry>>,
-    len: usize,
+    raw: RawTable<Entry>,
 }
 
 /// The smallest table (slots).
@@ -82,11 +92,11 @@ impl Current {
     fn with_hashing(hashing: std::collections::hash_map::RandomState) -> Self {
         Current {
             hashing,
-            slots: Vec::new(),
-            len: 0,
+            raw: RawTable::with_slots(0),
         }
     }
 
+    #[cfg(test)]
     fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
         self.hashing.hash_one(key)
@@ -97,35 +107,17 @@ impl Current {
         hold_with(&self.hashing, rec)
     }
 
-    /// Where the probe for `hash` starts.
-    #[inline]
-    fn home(&self, hash: u64) -> usize {
-        // The table's length is a power of two (or 0, where nothing is probed).
-        (hash as usize) & self.slots.len().wrapping_sub(1)
-    }
-
-    /// The slot holding `held`'s key, if any.
+    /// The slot holding `key` (whose hash is `hash`), if any.
     #[inline]
     fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
-        let mask = self.slots.len().checked_sub(1)?;
-        let mut i = self.home(hash);
-        // The table is never full, so the probe meets an empty slot; the bound only makes that plain.
-        for _ in 0..self.slots.len() {
-            match self.slots.get(i)? {
-                None => return None,
-                Some(e) if e.hash == hash && e.held.key() == key => return Some(i),
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
-        None
+        self.raw
+            .find(hash, |e| e.hash == hash && e.held.key() == key)
     }
 
     /// First step of loading ahead: the cache line where the probe for `held`'s key starts.
     #[inline]
     pub(crate) fn prefetch_slot(&self, held: &Held) {
-        if let Some(s) = self.slots.get(self.home(held.hash)) {
-            nf_core::prefetch_unsafe::prefetch(s);
-        }
+        self.raw.prefetch(held.hash);
     }
 
     /// Second step, some records later: the current record of `held`'s key, found by hash alone (the
@@ -133,17 +125,17 @@ impl Current {
     #[inline]
     pub(crate) fn prefetch_record(&self, held: &Held) {
         let h = held.hash;
-        let mut i = self.home(h);
-        let mask = self.slots.len().wrapping_sub(1);
+        let mask = self.raw.mask();
+        let mut i = self.raw.home(h);
         // Only a few slots: a long probe is left to the write itself.
         for _ in 0..8 {
-            match self.slots.get(i) {
-                Some(Some(e)) if e.hash == h => {
+            match self.raw.get(i) {
+                Some(e) if e.hash == h => {
                     nf_core::prefetch_unsafe::prefetch(&*e.held);
                     return;
                 }
-                Some(Some(_)) => i = (i + 1) & mask,
-                _ => return,
+                Some(_) => i = (i + 1) & mask,
+                None => return,
             }
         }
     }
@@ -152,95 +144,39 @@ impl Current {
     pub(crate) fn insert(&mut self, held: Arc<Held>) {
         let h = held.hash;
         if let Some(i) = self.find(h, held.key()) {
-            if let Some(Some(e)) = self.slots.get_mut(i) {
+            if let Some(e) = self.raw.get_mut(i) {
                 e.held = held;
             }
             return;
         }
         // At most three quarters full.
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
+        if (self.raw.len() + 1) * 4 > self.raw.slots() * 3 {
             self.grow();
         }
         self.place(Entry { hash: h, held });
-        self.len += 1;
     }
 
-    /// Puts an entry whose key is not in the table into the first empty slot of its probe.
+    /// Puts an entry whose key is not in the table into the first empty slot of its probe window,
+    /// growing the table until the window has one.
     fn place(&mut self, e: Entry) {
-        let mask = self.slots.len().wrapping_sub(1);
-        let mut i = self.home(e.hash);
         loop {
-            match self.slots.get_mut(i) {
-                Some(s @ None) => {
-                    *s = Some(e);
-                    return;
-                }
-                Some(Some(_)) => i = (i + 1) & mask,
-                // Unreachable: `i` is masked to the table, which has room (it grows first).
-                None => return,
+            if let Some(i) = self.raw.free_slot(e.hash) {
+                self.raw.put(i, e);
+                return;
             }
+            self.grow();
         }
     }
 
-    /// Doubles the table (or makes the first), moving every entry by its stored hash. The entries of
-    /// the old table are read in order and placed at random in the new one: each is prefetched some
-    /// entries ahead of its placing.
+    /// Doubles the table (or makes the first), moving every entry by its stored hash (the raw table
+    /// prefetches each new slot some entries ahead). An entry that finds its new window full (never in
+    /// practice) is placed again after, growing further if it must.
     fn grow(&mut self) {
-        let n = (self.slots.len() * 2).max(MIN_SLOTS);
-        let mut slots = Vec::with_capacity(n);
-        nf_core::huge_pages_unsafe::advise(&mut slots);
-        slots.resize_with(n, || None);
-        let old = std::mem::replace(&mut self.slots, slots);
-        const AHEAD: usize = 16;
-        let mut moving = old.into_iter().flatten();
-        let mut window: VecDeque<Entry> = VecDeque::with_capacity(AHEAD + 1);
-        loop {
-            while window.len() < AHEAD {
-                match moving.next() {
-                    Some(e) => {
-                        if let Some(s) = self.slots.get(self.home(e.hash)) {
-                            nf_core::prefetch_unsafe::prefetch(s);
-                        }
-                        window.push_back(e);
-                    }
-                    None => break,
-                }
-            }
-            match window.pop_front() {
-                Some(e) => self.place(e),
-                None => break,
-            }
-        }
-    }
-
-    /// Empties slot `i` and closes the gap (backward-shift deletion: the entries after it, up to the
-    /// next empty slot, that may move back toward their home slot, do), so that no probe stops early.
-    fn take(&mut self, mut i: usize) {
-        let mask = self.slots.len().wrapping_sub(1);
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = None;
-        }
-        self.len -= 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let home = match self.slots.get(j) {
-                Some(Some(e)) => self.home(e.hash),
-                _ => return,
-            };
-            // The entry at `j` may fill the hole at `i` unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                let moved = self.slots.get_mut(j).and_then(Option::take);
-                if let Some(s) = self.slots.get_mut(i) {
-                    *s = moved;
-                }
-                i = j;
-            }
+        let n = (self.raw.slots() * 2).max(MIN_SLOTS);
+        let mut again = Vec::new();
+        self.raw.rebuild(n, |e| again.push(e));
+        for e in again {
+            self.place(e);
         }
     }
 
@@ -248,10 +184,7 @@ impl Current {
     #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
         match self.find(self.hash(key), key) {
-            Some(i) => {
-                self.take(i);
-                true
-            }
+            Some(i) => self.raw.take(i).is_some(),
             None => false,
         }
     }
@@ -259,37 +192,31 @@ impl Current {
     /// Removes the key of a held record (hashed already).
     fn remove_held(&mut self, held: &Held) {
         if let Some(i) = self.find(held.hash, held.key()) {
-            self.take(i);
+            self.raw.take(i);
         }
     }
 
     /// The current record of a key.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Record> {
-        let i = self.find(self.hash(key), key)?;
-        match self.slots.get(i) {
-            Some(Some(e)) => Some(&e.held.rec),
-            _ => None,
-        }
+        use std::hash::BuildHasher;
+        let i = self.find(self.hashing.hash_one(key), key)?;
+        self.raw.get(i).map(|e| &e.held.rec)
     }
 
     /// Every current record, shared (one reference count each: a snapshot taken in a moment, to be
     /// written out after the lock is released).
     pub(crate) fn shared_records(&self) -> Vec<Arc<Held>> {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|e| e.held.clone())
-            .collect()
+        self.raw.iter().map(|e| e.held.clone()).collect()
     }
 
     /// Every current record.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.slots.iter().flatten().map(|e| &e.held.rec)
+        self.raw.iter().map(|e| &e.held.rec)
     }
 
     /// Live keys.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.raw.len()
     }
 }
 
