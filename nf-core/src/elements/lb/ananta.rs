@@ -140,7 +140,7 @@ impl AnantaMux {
         if key.dst_port() != self.vip.port() || !(self.loose_vip || key.dst() == self.vip.ip()) {
             return None;
         }
-        Some((h.l3, key, key.table_hash()))
+        Some((h.l3, key, key.keyed_hash(self.trusted.hash_key())))
     }
 
     fn route(&mut self, p: &mut Packet, seen: Option<(usize, FlowKey, u32)>) -> bool {

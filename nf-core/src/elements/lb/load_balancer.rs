@@ -96,7 +96,7 @@ pub enum LbInstall {
 ///
 /// # Handlers
 /// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
-/// `closed`, `expired`, `evicted`, `backends` (flows per backend in the table) (read);
+/// `closed`, `expired`, `evicted`, `probe_limited`, `backends` (flows per backend in the table) (read);
 /// `set_backends` (write: a new backend set, applied without stopping traffic).
 ///
 /// # Example
@@ -519,7 +519,9 @@ impl LoadBalancer {
         Some(Seen {
             h,
             key,
-            hash: key.endpoint_key(port == 0).table_hash(),
+            hash: key
+                .endpoint_key(port == 0)
+                .keyed_hash(self.table.hash_key()),
             flags,
         })
     }
@@ -708,6 +710,10 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("closed", "flows removed after closing"),
     HandlerSpec::read("expired", "flows removed when idle"),
     HandlerSpec::read("evicted", "flows evicted when the table was full"),
+    HandlerSpec::read(
+        "probe_limited",
+        "new flows whose probe window was full (keys aimed at one place if it grows)",
+    ),
     HandlerSpec::read("backends", "flows per backend in the table"),
     HandlerSpec::write(
         "set_backends",
@@ -811,6 +817,7 @@ impl Element for LoadBalancer {
             "closed" => s.closed.to_string(),
             "expired" => s.expired.to_string(),
             "evicted" => s.evicted.to_string(),
+            "probe_limited" => s.probe_limited.to_string(),
             "backends" => {
                 let mut c = vec![0u64; self.backends.len()];
                 self.table.for_each(|_, e| {

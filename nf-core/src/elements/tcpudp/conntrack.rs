@@ -149,7 +149,8 @@ const ACK: u8 = 0x10;
 ///
 /// # Handlers
 /// `count` (tracked packets), `flows` (entries), `inserts`, `updates`, `closed`, `expired`, `evicted`,
-/// `rejected`, `untracked` (read); `table` (read: up to 100 entries); `capacity` (read); `clear` (write).
+/// `probe_limited` (new flows whose probe window was full), `rejected`, `untracked` (read); `table` (read:
+/// up to 100 entries); `capacity` (read); `clear` (write).
 ///
 /// # Example
 /// ```
@@ -247,7 +248,7 @@ impl ConnTrack {
             reversed,
             proto: key.proto(),
             canon,
-            hash: canon.table_hash(),
+            hash: canon.keyed_hash(self.table.hash_key()),
             flags,
             len: p.len() as u32,
             now: p.anno.timestamp,
@@ -381,6 +382,10 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("closed", "flows removed after closing"),
     HandlerSpec::read("expired", "flows expired"),
     HandlerSpec::read("evicted", "flows evicted to make room"),
+    HandlerSpec::read(
+        "probe_limited",
+        "new flows whose probe window was full (keys aimed at one place if it grows)",
+    ),
     HandlerSpec::read("rejected", "new flows refused: table full"),
     HandlerSpec::read("untracked", "packets that could not be tracked"),
     HandlerSpec::read("capacity", "most entries"),
@@ -468,6 +473,7 @@ impl Element for ConnTrack {
             "closed" => s.closed.to_string(),
             "expired" => s.expired.to_string(),
             "evicted" => s.evicted.to_string(),
+            "probe_limited" => s.probe_limited.to_string(),
             "rejected" => s.rejected.to_string(),
             "untracked" => self.untracked.to_string(),
             "capacity" => self.table.capacity().to_string(),
