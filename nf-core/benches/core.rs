@@ -66,6 +66,28 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // The candidates for the tables' keyed hash (BENCHMARKS.md, "Hash flooding"): the keyed NH this
+    // crate uses, the unkeyed mix it replaced, and SipHash-1-3 (std's keyed `RandomState`).
+    let mut g = c.benchmark_group("table hash");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    let key = nf_core::hash::HashKey::process();
+    g.bench_function("keyed NH + fmix64 (table_hash)", |b| {
+        b.iter(|| keys.iter().map(|k| k.keyed_hash(key)).fold(0, |a, h| a ^ h))
+    });
+    g.bench_function("unkeyed mix (before)", |b| {
+        b.iter(|| keys.iter().map(|k| k.unkeyed_hash()).fold(0, |a, h| a ^ h))
+    });
+    let sip = std::collections::hash_map::RandomState::new();
+    g.bench_function("SipHash-1-3 (std RandomState)", |b| {
+        use std::hash::BuildHasher;
+        b.iter(|| {
+            keys.iter()
+                .map(|k| sip.hash_one(k) as u32)
+                .fold(0, |a, h| a ^ h)
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("classify");
     g.throughput(Throughput::Elements(fs.len() as u64));
     let cls = Classifier::new(&["12/0800 23/06", "12/0800 23/11", "-"]).unwrap();

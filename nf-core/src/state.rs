@@ -185,7 +185,7 @@ pub enum WhenFull {
 
 /// A bounded hash table of per-flow state with idle expiry and change reporting.
 ///
-/// Built on the SDK's one open-addressing table ([`RawTable`](crate::table::RawTable): linear probing, at
+/// Built on the SDK's one open-addressing table ([`RawTable`]: linear probing, at
 /// most 3/4 full, deletion by backward shift, every probe bounded by [`PROBE_LIMIT`]): a lookup touches
 /// one place in memory, and [`prefetch`](Self::prefetch) lets a batch start all its lookups' memory loads
 /// before using any. Keys carry their precomputed hash (the keyed
