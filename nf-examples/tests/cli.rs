@@ -346,3 +346,59 @@ fn the_lab_balancer_configuration_is_the_one_checked_in() {
     );
     assert!(se.contains("bad-lb.click:2:"), "{se}");
 }
+
+#[test]
+fn a_bad_hash_key_file_is_an_error_that_does_not_echo_it() {
+    let f = tmp("bad.key");
+    std::fs::write(&f, "s3cr3t-but-not-hex\n").unwrap();
+    let o = nf(&[
+        "lb",
+        "nf-examples/configs/lab/lb.click",
+        "--hash-key-file",
+        f.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("a hash key is 32 hexadecimal digits"), "{err}");
+    assert!(
+        !err.contains("s3cr3t"),
+        "the key file's content stays out of the error: {err}"
+    );
+}
+
+#[test]
+fn bench_flood_shows_crafted_clients_cost_what_ordinary_ones_do() {
+    // Small: 500 clients aimed at the unkeyed hash of earlier builds; the keyed tables spread them.
+    let o = nf(&[
+        "bench",
+        "flood",
+        "--clients",
+        "500",
+        "--targets",
+        "lb,conntrack",
+        "--aim",
+        "old",
+        "--repeat",
+        "1",
+        "--per-client",
+        "4",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| lb |") || l.starts_with("| conntrack |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for r in rows {
+        assert!(r.contains("2000 / 2000"), "the same packets both ways: {r}");
+        let ratio: f64 = r
+            .rsplit("**")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('x')
+            .parse()
+            .unwrap();
+        assert!(ratio > 0.0, "{r}");
+    }
+}
