@@ -791,6 +791,23 @@ pub fn conntrack(data: &[u8]) {
         return;
     };
     let mut ct = ConnTrack::new(16).loose(mode & 1 != 0);
+    // Connections that left the table (closed, expired, evicted): a later one of the same five-tuple is
+    // a new connection, with its own originator and counters.
+    let removed: std::sync::Arc<std::sync::Mutex<Vec<nf_core::FlowKey>>> = Default::default();
+    let r2 = removed.clone();
+    ct.table_mut().set_sink(Box::new(
+        move |c: &nf_core::state::StateChange<
+            '_,
+            nf_core::FlowKey,
+            nf_core::elements::tcpudp::Connection,
+        >| {
+            if let nf_core::state::ChangeKind::Remove(_) = c.kind
+                && let Ok(mut r) = r2.lock()
+            {
+                r.push(*c.key);
+            }
+        },
+    ));
     let mut last: HashMap<nf_core::FlowKey, (bool, u64)> = HashMap::new();
     let mut now = 1_000_000_000u64;
     for s in &steps(data) {
@@ -806,6 +823,11 @@ pub fn conntrack(data: &[u8]) {
         let out = push_one(&mut ct, &frame, 0, now, 2);
         for f in out.iter().flatten() {
             assert_eq!(f, &frame, "the tracker changes no packet");
+        }
+        if let Ok(mut r) = removed.lock() {
+            for k in r.drain(..) {
+                last.remove(&k);
+            }
         }
         let t = ct.table();
         assert!(t.len() <= t.capacity());
