@@ -693,6 +693,9 @@ mod tests {
             size_of::<crate::FlowKey>()
         );
         assert!(size_of::<Option<Slot<crate::FlowKey, Connection>>>() <= 128);
+        // Every `Result` of the packet path carries the packet error: kept small (see `Malformed`).
+        assert!(size_of::<crate::packet::Malformed>() <= 24);
+        assert!(size_of::<crate::PacketError>() <= 24);
         eprintln!(
             "conntrack slot: {} bytes",
             size_of::<Option<Slot<crate::FlowKey, Connection>>>()
