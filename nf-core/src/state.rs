@@ -62,8 +62,8 @@ where
 }
 
 /// How many installs an element's queue holds by default: what a minion's follower may run ahead of the
-/// element's thread, which takes the whole queue before each batch (and at each timer tick when no
-/// traffic comes: 655,360 installs a second at 100 ms). About 3 MiB for a load balancer's, made only when
+/// element's thread, which takes a bounded number before each batch (`LoadBalancer`: 4,096) and a whole
+/// queue's worth at each timer tick (when no traffic comes: 655,360 installs a second at 100 ms). About 3 MiB for a load balancer's, made only when
 /// [`Installer`] is asked for.
 pub const INSTALL_QUEUE: usize = 1 << 16;
 
