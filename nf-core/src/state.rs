@@ -470,6 +470,20 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         Some(v)
     }
 
+    /// The slot a new entry of `hash` goes to: room made in the table (by capacity) and in the key's
+    /// probe window; `None` if a table that may not evict has none.
+    fn room_for(
+        &mut self,
+        hash: u32,
+        now: Timestamp,
+        removed: &mut impl FnMut(&K, &V),
+    ) -> Option<usize> {
+        if !self.make_room(now, &mut *removed) {
+            return None;
+        }
+        self.slot_for_new(hash, now, removed)
+    }
+
     /// Inserts a new entry from traffic and reports it. Returns `None` (counted) if the table is full and
     /// may not evict. The key must not be present (use [`find`](Self::find) first).
     pub fn insert(
@@ -494,11 +508,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         expires: Timestamp,
         mut removed: impl FnMut(&K, &V),
     ) -> Option<EntryRef> {
-        let Some(i) = self
-            .make_room(now, &mut removed)
-            .then(|| self.slot_for_new(hash, now, &mut removed))
-            .flatten()
-        else {
+        let Some(i) = self.room_for(hash, now, &mut removed) else {
             self.stats.rejected += 1;
             return None;
         };
@@ -548,10 +558,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             self.stats.installs += 1;
             return Some(e);
         }
-        let i = self
-            .make_room(now, &mut removed)
-            .then(|| self.slot_for_new(hash, now, &mut removed))
-            .flatten()?;
+        let i = self.room_for(hash, now, &mut removed)?;
         self.stats.installs += 1;
         self.place(i, hash, key, value, expires);
         Some(EntryRef(i as u32))
