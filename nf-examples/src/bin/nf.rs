@@ -405,15 +405,20 @@ enum BenchCmd {
     /// prints crafted / ordinary time.
     Flood {
         /// Clients per capture, comma-separated.
-        #[arg(long, default_value = "4000,16000")]
-        clients: String,
-        /// Tables attacked: lb, conntrack, mux (comma-separated).
-        #[arg(long, default_value = "lb,conntrack,mux")]
-        targets: String,
+        #[arg(long, value_delimiter = ',', default_value = "4000,16000")]
+        clients: Vec<usize>,
+        /// Tables attacked, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "lb,conntrack,mux"
+        )]
+        targets: Vec<flood::Target>,
         /// What the attacker knows: old (the unkeyed hash of earlier builds), guess (this build's keyed
         /// hash, the key guessed), known (this process's key: an insider; only the probe bound helps).
-        #[arg(long, default_value = "guess")]
-        aim: String,
+        #[arg(long, value_enum, default_value = "guess")]
+        aim: flood::Aim,
         /// Packets each client sends (SYN, ACK, data).
         #[arg(long, default_value_t = 32)]
         per_client: usize,
@@ -1266,34 +1271,14 @@ fn main() -> ExitCode {
                     repeat,
                     write,
                 },
-        } => (|| {
-            let list = |s: &str| {
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|x| !x.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            };
-            let clients = list(&clients)
-                .iter()
-                .map(|c| {
-                    c.parse::<usize>()
-                        .map_err(|_| format!("--clients: `{c}` is not a number"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let targets = list(&targets)
-                .iter()
-                .map(|t| t.parse())
-                .collect::<Result<Vec<_>, _>>()?;
-            flood::run(&flood::Options {
-                clients,
-                targets,
-                aim: aim.parse()?,
-                per_client: per_client.max(2),
-                repeat,
-                write,
-            })
-        })(),
+        } => flood::run(&flood::Options {
+            clients,
+            targets,
+            aim,
+            per_client: per_client.max(2),
+            repeat,
+            write,
+        }),
         Cmd::Bench {
             cmd: BenchCmd::SyslogUdp { rates, seconds },
         } => syslogd::bench_udp(&rates, seconds),

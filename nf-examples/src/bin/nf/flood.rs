@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What the attacker knows of the hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Aim {
     /// The unkeyed hash of the builds before the tables were keyed.
     Old,
@@ -31,20 +31,8 @@ pub enum Aim {
     Known,
 }
 
-impl std::str::FromStr for Aim {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "old" => Ok(Aim::Old),
-            "guess" => Ok(Aim::Guess),
-            "known" => Ok(Aim::Known),
-            o => Err(format!("--aim is old, guess or known, not `{o}`")),
-        }
-    }
-}
-
 /// A flow table the attack is mounted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// `nf lb`'s graph (`LoadBalancer`, keyed by the client's address and port).
     Lb,
@@ -76,18 +64,6 @@ impl Target {
             Target::Lb => FlowKey::new(6, IpAddr::V4(client), port, IpAddr::V4(client), 0),
             Target::Conntrack => k.canonical().0,
             Target::Mux => k,
-        }
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "lb" => Ok(Target::Lb),
-            "conntrack" => Ok(Target::Conntrack),
-            "mux" => Ok(Target::Mux),
-            o => Err(format!("targets are lb, conntrack and mux, not `{o}`")),
         }
     }
 }
@@ -128,21 +104,16 @@ fn attacker_hash(aim: Aim, k: &FlowKey, guess: &HashKey) -> u32 {
     }
 }
 
-fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// `n` ordinary clients: addresses in 10.0.0.0/8 and ports spread at random, all distinct.
 fn ordinary_clients(n: usize) -> Vec<(Ipv4Addr, u16)> {
     let mut seen = std::collections::HashSet::new();
-    let mut x = 0x0123_4567_u64;
     let mut v = Vec::with_capacity(n);
-    while v.len() < n {
-        let r = splitmix(&mut x);
+    for i in 0u64.. {
+        if v.len() == n {
+            break;
+        }
+        // A bijective mix of a counter: addresses and ports spread at random, the same every run.
+        let r = nf_core::hash::fmix64(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0123_4567);
         let c = (
             Ipv4Addr::from(0x0A00_0000 | (r as u32 & 0x00FF_FFFF)),
             1024 + ((r >> 32) as u16 % 60_000),
