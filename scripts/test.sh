@@ -38,6 +38,14 @@ watchdog() {
     fi
     return "$rc"
 }
+# The code is formatted and lint-free as configured (what every change is held to). Both tools come with
+# the toolchain (rustup's default profile); where one is missing the run says so.
+if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; else echo "test.sh: rustfmt missing: format not checked" >&2; fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets -- -D warnings
+else
+    echo "test.sh: clippy missing: lints not checked" >&2
+fi
 watchdog cargo test --workspace --all-targets
 watchdog cargo test --workspace --doc
 # The API documentation builds without a warning (broken or redundant links).
