@@ -150,7 +150,7 @@ impl<T: Placed> RawTable<T> {
     }
 
     /// Puts `e` into slot `i`, which must be empty and in the probe window of `e`'s hash (from
-    /// [`free_slot`](Self::free_slot), or emptied by [`replace`](Self::replace)'s caller). Returns false
+    /// [`free_slot`](Self::free_slot), or emptied by [`vacate`](Self::vacate)). Returns false
     /// (and puts nothing) if `i` is taken or out of range.
     #[inline]
     pub fn put(&mut self, i: usize, e: T) -> bool {
@@ -162,17 +162,6 @@ impl<T: Placed> RawTable<T> {
             }
             _ => false,
         }
-    }
-
-    /// Replaces the entry in slot `i` with `e` (placed by a hash whose window holds `i`), returning the
-    /// entry it held: how a full window makes room without moving anything.
-    pub fn replace(&mut self, i: usize, e: T) -> Option<T> {
-        let s = self.slots.get_mut(i)?;
-        let old = s.replace(e);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
     }
 
     /// Takes the entry out of slot `i` *without* closing the gap: the caller puts an entry whose probe
@@ -278,7 +267,7 @@ impl<T: Placed> RawTable<T> {
         }
     }
 
-    /// Every entry, with its slot, in slot order.
+    /// Every entry, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().flatten()
     }
@@ -370,12 +359,10 @@ mod tests {
         t.rebuild(2048, |_| lost += 1);
         assert_eq!((t.len(), lost), (PROBE_LIMIT, 0));
         assert!(t.find(5, |e| e.key == 7).is_some());
-        // Replacing in a full window moves nothing else.
+        // Making room in a full window moves nothing else.
         let i = t.find(5, |e| e.key == 9).unwrap();
-        assert_eq!(
-            t.replace(i, E { hash: 5, key: 999 }).map(|e| e.key),
-            Some(9)
-        );
+        assert_eq!(t.vacate(i).map(|e| e.key), Some(9));
+        assert!(t.put(i, E { hash: 5, key: 999 }));
         assert!(t.find(5, |e| e.key == 999).is_some());
         assert!(t.find(5, |e| e.key == PROBE_LIMIT as u32 - 1).is_some());
         assert_eq!(t.len(), PROBE_LIMIT);

@@ -454,19 +454,16 @@ impl Step {
     /// The frame, and whether it was synthesised (its checksums are then valid). A reply comes from
     /// `backend_of(client)` (its flow's backend), or the VIP if there is none.
     fn frame(&self, backend_of: &dyn Fn(u8) -> Option<[u8; 4]>) -> (Vec<u8>, bool) {
-        let StepPacket::Flow {
-            client,
-            udp,
-            reply,
-            flags,
-            len,
-            seq,
-        } = self.what
-        else {
-            let StepPacket::Raw(f) = &self.what else {
-                unreachable!()
-            };
-            return (f.clone(), false);
+        let (client, udp, reply, flags, len, seq) = match &self.what {
+            StepPacket::Raw(f) => return (f.clone(), false),
+            &StepPacket::Flow {
+                client,
+                udp,
+                reply,
+                flags,
+                len,
+                seq,
+            } => (client, udp, reply, flags, len, seq),
         };
         let cip = [10, 0, 0, client];
         let cport = 1000 + u16::from(client);

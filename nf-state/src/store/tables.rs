@@ -96,7 +96,6 @@ impl Current {
         }
     }
 
-    #[cfg(test)]
     fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
         self.hashing.hash_one(key)
@@ -198,8 +197,7 @@ impl Current {
 
     /// The current record of a key.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Record> {
-        use std::hash::BuildHasher;
-        let i = self.find(self.hashing.hash_one(key), key)?;
+        let i = self.find(self.hash(key), key)?;
         self.raw.get(i).map(|e| &e.held.rec)
     }
 

@@ -208,13 +208,15 @@ fn lifetime(closing: u8, linger: u64, embryonic: u64, idle: u64) -> u64 {
     }
 }
 
-/// A flow of `e`'s backend left the table: one fewer for that backend (least-connections' census).
+/// A flow of `backend` entered the table (`add`) or left it: the census of flows per backend, which
+/// least-connections picks by and the `backends` handler reads, follows. A backend not in the set (a
+/// follower's install from a primary with other backends) is not counted.
 #[inline]
-fn census_forget(census: &mut [u64], backends: &[SocketAddr], e: &LbEntry) {
-    if let Some(i) = backends.iter().position(|b| *b == e.backend)
+fn census_count(census: &mut [u64], backends: &[SocketAddr], backend: Endpoint, add: bool) {
+    if let Some(i) = backends.iter().position(|b| *b == backend)
         && let Some(c) = census.get_mut(i)
     {
-        *c = c.saturating_sub(1);
+        *c = if add { *c + 1 } else { c.saturating_sub(1) };
     }
 }
 
@@ -436,7 +438,6 @@ impl LoadBalancer {
                         best = i;
                     }
                 }
-                self.census[best] += 1;
                 best
             }
         })
@@ -448,7 +449,6 @@ impl LoadBalancer {
         let Some(rx) = self.installs.as_ref() else {
             return;
         };
-        let lc = self.policy == Policy::LeastConnections;
         let (census, backends) = (&mut self.census, &self.backends);
         for _ in 0..max {
             let Ok(i) = rx.try_recv() else { break };
@@ -464,24 +464,17 @@ impl LoadBalancer {
                         e,
                         now,
                         now.add_nanos(self.idle_ns),
-                        |_, old| {
-                            if lc {
-                                census_forget(census, backends, old)
-                            }
-                        },
+                        |_, old| census_count(census, backends, old.backend, false),
                     );
-                    if lc
-                        && installed.is_some()
-                        && let Some(i) = backends.iter().position(|b| *b == backend)
-                    {
-                        census[i] += 1;
+                    if installed.is_some() {
+                        census_count(census, backends, e.backend, true);
                     }
                     self.counts.installed += 1;
                 }
                 LbInstall::Remove(k) => {
                     let h = k.hash();
-                    if lc && let Some(old) = self.table.lookup(h, &k) {
-                        census_forget(census, backends, old);
+                    if let Some(old) = self.table.lookup(h, &k) {
+                        census_count(census, backends, old.backend, false);
                     }
                     self.table.uninstall(h, &k);
                 }
@@ -495,16 +488,13 @@ impl LoadBalancer {
 
     /// Expires idle flows from the sweep hand on (up to `max` slots), keeping the census.
     fn sweep(&mut self, now: Timestamp, max: usize) {
-        let lc = self.policy == Policy::LeastConnections;
         let (census, backends) = (&mut self.census, &self.backends);
         self.table.sweep_with(now, max, |_, old| {
-            if lc {
-                census_forget(census, backends, old)
-            }
+            census_count(census, backends, old.backend, false)
         });
     }
 
-    /// Flows per backend as least-connections counts them (kept as flows come and go).
+    /// Flows per backend in the table, in the order of the backends (kept as flows come and go).
     pub fn census(&self) -> &[u64] {
         &self.census
     }
@@ -576,10 +566,8 @@ impl LoadBalancer {
                     self.table.touch(e, exp);
                     Some(b)
                 } else {
-                    if self.policy == Policy::LeastConnections {
-                        let old = *v;
-                        census_forget(&mut self.census, &self.backends, &old);
-                    }
+                    let old = v.backend;
+                    census_count(&mut self.census, &self.backends, old, false);
                     self.table.remove(e, RemoveReason::Closed, now);
                     None
                 }
@@ -609,7 +597,6 @@ impl LoadBalancer {
                     backend: b,
                     closing: 0,
                 };
-                let lc = self.policy == Policy::LeastConnections;
                 let (census, backends) = (&mut self.census, &self.backends);
                 let placed = self.table.insert_with(
                     hash,
@@ -617,14 +604,10 @@ impl LoadBalancer {
                     e,
                     now,
                     now.add_nanos(self.embryonic_ns),
-                    |_, old| {
-                        if lc {
-                            census_forget(census, backends, old)
-                        }
-                    },
+                    |_, old| census_count(census, backends, old.backend, false),
                 );
-                if lc && placed.is_none() {
-                    census[i] = census[i].saturating_sub(1);
+                if placed.is_some() {
+                    census_count(census, backends, b, true);
                 }
                 if new {
                     self.counts.new_flows += 1;
@@ -825,20 +808,13 @@ impl Element for LoadBalancer {
             "expired" => s.expired.to_string(),
             "evicted" => s.evicted.to_string(),
             "probe_limited" => s.probe_limited.to_string(),
-            "backends" => {
-                let mut c = vec![0u64; self.backends.len()];
-                self.table.for_each(|_, e| {
-                    if let Some(i) = self.backends.iter().position(|b| *b == e.backend) {
-                        c[i] += 1;
-                    }
-                });
-                self.backends
-                    .iter()
-                    .zip(&c)
-                    .map(|(b, n)| format!("{b}={n}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
+            "backends" => self
+                .backends
+                .iter()
+                .zip(&self.census)
+                .map(|(b, n)| format!("{b}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => return None,
         })
     }
