@@ -2,7 +2,8 @@
 # Installs what the tests need (on Debian: tcpdump, redis-server, iproute2, iptables, conntrack, ethtool,
 # curl, util-linux's logger, ping; the tests start their own Redis servers on free loopback ports and build
 # their own network namespaces, as root) and runs every test of the workspace:
-# unit tests, integration tests, the criterion benches in test mode, and the doctests.
+# unit tests, integration tests, the criterion benches in test mode, and the doctests; then the checks a
+# change is held to: format, clippy, a warning-free `cargo doc`, cargo-deny and `cargo package`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,18 +40,24 @@ watchdog() {
     return "$rc"
 }
 # The code is formatted and lint-free as configured (what every change is held to). Both tools come with
-# the toolchain (rustup's default profile); where one is missing the run says so.
-if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; else echo "test.sh: rustfmt missing: format not checked" >&2; fi
-if cargo clippy --version >/dev/null 2>&1; then
-    cargo clippy --workspace --all-targets -- -D warnings
-else
-    echo "test.sh: clippy missing: lints not checked" >&2
+# rustup's default profile; where one is missing it is added, so neither check is ever skipped.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
 fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 watchdog cargo test --workspace --all-targets
 watchdog cargo test --workspace --doc
 # The API documentation builds without a warning (broken or redundant links).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
-# Licences, bans and sources (offline), when cargo-deny is installed (see DEPENDENCIES.md).
-if cargo deny --version >/dev/null 2>&1; then
-    cargo deny check licenses bans sources
+# Licences, bans and sources (offline: the advisory database is not reachable from the build machines;
+# DEPENDENCIES.md records each dependency's maintenance state instead). cargo-deny is installed from the
+# registry when missing (a few minutes, once per machine), so the check always runs.
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-deny (cargo install --locked)"
+    cargo install --locked cargo-deny
 fi
+cargo deny check licenses bans sources
+# Every crate packages and its package builds alone, in dependency order (what `cargo publish` would
+# upload: metadata, licence files, README, no file left out).
+cargo package --workspace --allow-dirty
