@@ -5,4 +5,5 @@
 # then each balancer's counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release -q -p nf-examples --bin nf -- demo "$@"
+# Not -q: the first build takes a few minutes, and cargo shows its progress.
+cargo run --release -p nf-examples --bin nf -- demo "$@"

@@ -43,6 +43,8 @@ pub struct Args {
     src: Option<Arc<SourceFile>>,
     whole: Span,
     budget: Arc<AtomicU64>,
+    /// Every keyword the element asked for (for "did you mean" on a misspelt one).
+    asked: std::cell::RefCell<Vec<String>>,
 }
 
 /// The memory a configuration's elements may allocate when they are made (pre-generated frames, preallocated
@@ -101,6 +103,7 @@ impl Args {
             src,
             whole,
             budget: Arc::new(AtomicU64::new(DEFAULT_MEMORY_BUDGET)),
+            asked: Default::default(),
         }
     }
 
@@ -139,6 +142,11 @@ impl Args {
     }
 
     fn keyword_index(&self, key: &str) -> Option<usize> {
+        let mut asked = self.asked.borrow_mut();
+        if !asked.iter().any(|k| k == key) {
+            asked.push(key.to_string());
+        }
+        drop(asked);
         self.slots
             .iter()
             .position(|s| !s.used && s.keyword.as_deref() == Some(key))
@@ -309,7 +317,22 @@ impl Args {
         match self.slots.iter().find(|s| !s.used) {
             None => Ok(()),
             Some(s) => Err(match &s.keyword {
-                Some(k) => self.error_at(s.span, format!("unknown keyword argument {k}")),
+                Some(k) => {
+                    let e = self.error_at(s.span, format!("unknown keyword argument {k}"));
+                    let asked = self.asked.borrow();
+                    let close = asked
+                        .iter()
+                        .map(|a| (crate::registry::edit_distance(k, a), a))
+                        .filter(|(d, a)| *d <= (a.len() / 3).max(1))
+                        .min();
+                    match close {
+                        Some((_, a)) => e.with_help(format!("did you mean {a}?")),
+                        None if asked.is_empty() => {
+                            e.with_help(format!("{} takes no keyword arguments", self.class))
+                        }
+                        None => e.with_help(format!("{} takes {}", self.class, asked.join(", "))),
+                    }
+                }
                 None => self.error_at(s.span, "too many arguments"),
             }),
         }

@@ -44,6 +44,37 @@ pub struct PoolStats {
     pub freed: u64,
 }
 
+impl std::ops::Sub for PoolStats {
+    type Output = PoolStats;
+    fn sub(self, o: PoolStats) -> PoolStats {
+        PoolStats {
+            allocated: self.allocated.saturating_sub(o.allocated),
+            reused: self.reused.saturating_sub(o.reused),
+            recycled: self.recycled.saturating_sub(o.recycled),
+            freed: self.freed.saturating_sub(o.freed),
+        }
+    }
+}
+
+impl std::ops::AddAssign for PoolStats {
+    fn add_assign(&mut self, o: PoolStats) {
+        self.allocated += o.allocated;
+        self.reused += o.reused;
+        self.recycled += o.recycled;
+        self.freed += o.freed;
+    }
+}
+
+impl std::iter::Sum for PoolStats {
+    fn sum<I: Iterator<Item = PoolStats>>(it: I) -> PoolStats {
+        let mut t = PoolStats::default();
+        for s in it {
+            t += s;
+        }
+        t
+    }
+}
+
 /// The calling thread's pool counters.
 pub fn stats() -> PoolStats {
     POOL.try_with(|p| p.borrow().stats).unwrap_or_default()

@@ -85,6 +85,8 @@ pub struct Router {
     now: Timestamp,
     dispatch: Option<Dispatch>,
     rounds: u64,
+    /// What the runs of this router did to its thread's buffer pool.
+    pool: crate::pool::PoolStats,
 }
 
 impl std::fmt::Debug for Router {
@@ -465,6 +467,7 @@ impl Router {
             timers,
             spare: (0..16).map(|_| Batch::with_capacity(BATCH_SIZE)).collect(),
             stop: StopHandle::default(),
+            pool: Default::default(),
             shard: (shard, shards),
             now: Timestamp::now(),
             dispatch: None,
@@ -475,6 +478,12 @@ impl Router {
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// What this router's runs did to its thread's buffer pool (buffers allocated, reused, recycled,
+    /// freed).
+    pub fn pool_stats(&self) -> crate::pool::PoolStats {
+        self.pool
     }
 
     /// Element names, in graph order.
@@ -709,6 +718,7 @@ impl Router {
     /// task is done, or until [`StopHandle::stop`]. Then calls every element's `cleanup`.
     pub fn run(&mut self) -> Result<(), Error> {
         crate::pool::prefill(crate::pool::MAX_POOLED / 2);
+        let before = crate::pool::stats();
         let mut idle_rounds = 0u32;
         loop {
             if self.stop.is_stopped() {
@@ -740,6 +750,7 @@ impl Router {
         for n in &mut self.nodes {
             n.elem.cleanup();
         }
+        self.pool += crate::pool::stats() - before;
         for n in &self.nodes {
             if let Some(message) = n.elem.error() {
                 return Err(Error::Element {
@@ -1058,6 +1069,11 @@ impl ShardedRouter {
     /// A handle that stops every shard.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// What the runs did to the shards' buffer pools, summed.
+    pub fn pool_stats(&self) -> crate::pool::PoolStats {
+        self.routers.iter().map(Router::pool_stats).sum()
     }
 
     /// The shards' routers.

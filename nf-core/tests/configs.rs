@@ -502,3 +502,32 @@ fn deeply_nested_or_huge_ip_expressions_are_errors() {
     assert!(Expr::parse(&long).unwrap_err().contains("more than"));
     assert!(Expr::parse(&vec!["tcp"; MAX_TERMS].join(" or ")).is_ok());
 }
+
+#[test]
+fn a_misspelt_keyword_is_answered_with_the_one_meant() {
+    let cfg = Config::parse("t", "InfiniteSource(LIMT 10) -> Discard;", &BTreeMap::new()).unwrap();
+    let e = cfg.build(&Registry::standard()).unwrap_err().to_string();
+    assert!(e.contains("unknown keyword argument LIMT"), "{e}");
+    assert!(e.contains("did you mean LIMIT?"), "{e}");
+    assert!(e.contains("t:1:16"), "{e}");
+    // Far from every keyword: the keywords are listed instead.
+    let cfg = Config::parse("t", "Counter(ZZZZZZ 1) -> Discard;", &BTreeMap::new()).unwrap();
+    let e = cfg.build(&Registry::standard()).unwrap_err().to_string();
+    assert!(e.contains("unknown keyword argument ZZZZZZ"), "{e}");
+}
+
+#[test]
+fn settings_the_configuration_never_reads_are_reported() {
+    let params: BTreeMap<String, String> = [("N", "3"), ("FILE", "x"), ("n", "1")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let cfg = Config::parse(
+        "t",
+        "define($N 5); InfiniteSource(LIMIT $N) -> Discard;",
+        &params,
+    )
+    .unwrap();
+    assert_eq!(cfg.unused_params(&params), vec!["FILE", "n"]);
+    assert!(cfg.variables_read.contains("N"));
+}

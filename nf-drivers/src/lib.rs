@@ -3,9 +3,9 @@
 //! The driver layer of the NF SDK: it gets state out of a middlebox and packets in and out of a graph.
 //!
 //! - [`io`]: packet I/O elements for the configuration language: `FromPcap` / `ToPcap` (classic pcap in
-//!   microseconds and nanoseconds, and pcapng, read through a memory map in large sequential runs into pooled
-//!   buffers). Live I/O (AF_PACKET, TAP) and the state drivers (white-box, syslog, traffic observation) come
-//!   with the drivers issues.
+//!   microseconds and nanoseconds, and pcapng, read through a memory map into pooled buffers),
+//!   `FromDevice` / `ToDevice` (AF_PACKET with `recvmmsg` / `sendmmsg` bursts and per-shard fanout) and
+//!   `FromTap` / `ToTap` (a TAP interface through smoltcp's `phy`).
 //! - [`driver`]: the [`StateDriver`](driver::StateDriver) trait every driver implements (run until shut
 //!   down, emit records to a store, count seen / parsed / rejected / emitted / dropped, flush on stop).
 //! - [`whitebox`]: the white-box driver, for boxes built with this SDK: any stateful element's table

@@ -233,7 +233,7 @@ fn bench_pipeline_replays_one_way_traffic_on_shards() {
     let o = nf(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!o.status.success());
     assert!(
-        text(&o).1.contains("PROTO must be udp, tcp or mixed"),
+        text(&o).1.contains("invalid value 'sctp' for '--proto"),
         "{}",
         text(&o).1
     );
@@ -259,7 +259,40 @@ fn wrong_input_gives_clear_errors() {
     assert!(text(&o).1.contains("`NOEQUALS` is not NAME=VALUE"));
 
     let o = nf(&["pcap", "gen", "--size", "12", "x.pcap"]);
-    assert!(text(&o).1.contains("--size must be imix or a frame size"));
+    assert!(
+        text(&o)
+            .1
+            .contains("a frame size is imix or a number of bytes from 54 to 9000, not `12`"),
+        "{}",
+        text(&o).1
+    );
+
+    // Every error of nf's own says so.
+    let o = nf(&["run", "/nonexistent.click"]);
+    assert!(text(&o).1.starts_with("error"), "{}", text(&o).1);
+
+    // A misspelt keyword gets a suggestion; a setting the configuration never reads, a warning.
+    std::fs::write(&bad, "InfiniteSource(LIMT 10) -> Discard;\n").unwrap();
+    let o = nf(&["run", bad.to_str().unwrap()]);
+    let (_, se) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        se.contains("unknown keyword argument LIMT") && se.contains("did you mean LIMIT?"),
+        "{se}"
+    );
+    std::fs::write(
+        &bad,
+        "define($N 5); InfiniteSource(LIMIT $N, STOP true) -> Discard;\n",
+    )
+    .unwrap();
+    let o = nf(&["run", "-q", bad.to_str().unwrap(), "n=7", "N=3"]);
+    let (_, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert!(
+        se.contains("warning: n=... is not used") && se.contains("did you mean N?"),
+        "{se}"
+    );
+    assert!(!se.contains("N=... is not used"), "{se}");
 
     let o = nf(&["run", "--shards", "many", "x.click"]);
     assert!(!o.status.success());
@@ -401,4 +434,95 @@ fn bench_flood_shows_crafted_clients_cost_what_ordinary_ones_do() {
             .unwrap();
         assert!(ratio > 0.0, "{r}");
     }
+}
+
+#[test]
+fn state_reading_commands_say_what_they_see_and_create_nothing() {
+    // A mem: store is this command's own: stats says it is empty and why.
+    let o = nf(&["state", "--store", "mem:", "stats"]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert!(
+        so.contains("no records (a mem: store lives in one process"),
+        "{so}"
+    );
+
+    // Reading a file: store that does not exist is an error, and makes no directory.
+    let dir = tmp("no-store-here");
+    let url = format!("file:{}", dir.display());
+    for cmd in [&["stats"][..], &["dump", "--schema", "flow-mapping"][..]] {
+        let mut args = vec!["state", "--store", &url];
+        args.extend_from_slice(cmd);
+        let o = nf(&args);
+        assert!(!o.status.success());
+        assert!(text(&o).1.contains("error: no store at"), "{}", text(&o).1);
+        assert!(!dir.exists(), "a reading command created {}", dir.display());
+    }
+
+    // The unknown-schema message names every schema.
+    let o = nf(&["state", "--store", "mem:", "dump", "--schema", "flows"]);
+    assert!(
+        text(&o).1.contains("backend-load, heartbeat"),
+        "{}",
+        text(&o).1
+    );
+
+    // A reader that stops early is not an error: `nf state ... dump | head -1`.
+    let o = nf(&["state", "--store", &url, "load", "--records", "20000"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args(["state", "--store", &url, "dump", "--schema", "flow-mapping"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let out = child.stdout.take().unwrap();
+        std::io::BufReader::new(out).read_line(&mut first).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(!text(&o).1.contains("Broken pipe"), "{}", text(&o).1);
+
+    // stats after writes: the records, and the handle's own counters labelled as such.
+    let o = nf(&["state", "--store", &url, "stats"]);
+    let (so, _) = text(&o);
+    assert!(so.contains("schema flow-mapping: entries 20000"), "{so}");
+    assert!(
+        so.contains("this command's handle (since it opened the store)"),
+        "{so}"
+    );
+}
+
+#[test]
+fn a_sharded_run_reports_the_pools_of_its_shards() {
+    let cfg = tmp("sharded.click");
+    std::fs::write(
+        &cfg,
+        "InfiniteSource(LIMIT 20000, FLOWS 64, STOP true) -> c :: Counter -> Discard;\n",
+    )
+    .unwrap();
+    let o = nf(&[
+        "run",
+        "-q",
+        "--stats",
+        "--shards",
+        "2",
+        cfg.to_str().unwrap(),
+    ]);
+    let (_, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    let line = se
+        .lines()
+        .find(|l| l.starts_with("buffer pools (all shards)"))
+        .unwrap_or_else(|| panic!("{se}"));
+    let n = |k: &str| -> u64 {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == k).unwrap();
+        w[i + 1].parse().unwrap()
+    };
+    assert!(n("reused") + n("allocated") >= 20000, "{line}");
 }

@@ -78,7 +78,7 @@ pub enum Error {
         supported: u16,
     },
     /// No schema of that name is known.
-    #[error("unknown schema `{0}` (known: flow-mapping, nat-binding, conntrack, backend-load)")]
+    #[error("unknown schema `{0}` (known: {known})", known = crate::schema::BUILT_IN.join(", "))]
     UnknownSchema(String),
     /// A store URL does not parse.
     #[error("bad store URL `{url}`: {reason}")]

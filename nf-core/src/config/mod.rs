@@ -24,7 +24,7 @@ use crate::error::{ConfigError, ConfigErrors, SourceFile, Span};
 use crate::graph::Graph;
 use crate::registry::Registry;
 use parser::{Body, ClassDef, ClassRef, ElemRef, Stmt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -63,6 +63,9 @@ pub struct Config {
     pub connections: Vec<ConnectionDecl>,
     /// The text it came from.
     pub source: Arc<SourceFile>,
+    /// The `$NAME` variables the text reads (a command-line `NAME=VALUE` outside this set is unused:
+    /// [`Config::unused_params`]).
+    pub variables_read: BTreeSet<String>,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             edges: Vec::new(),
             errors: Vec::new(),
             anon: 0,
+            read: Default::default(),
         };
         let mut scope = Scope {
             prefix: String::new(),
@@ -117,6 +121,15 @@ impl Config {
             }
             None => false,
         }
+    }
+
+    /// The names of `params` that the configuration never reads (most likely misspelt: a caller warns).
+    pub fn unused_params<'a>(&self, params: &'a BTreeMap<String, String>) -> Vec<&'a str> {
+        params
+            .keys()
+            .filter(|k| !self.variables_read.contains(k.as_str()))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Reads a configuration file.
@@ -230,6 +243,8 @@ struct Expander {
     edges: Vec<ConnectionDecl>,
     errors: Vec<ConfigError>,
     anon: usize,
+    /// Variables substituted somewhere.
+    read: std::cell::RefCell<BTreeSet<String>>,
 }
 
 impl Expander {
@@ -543,7 +558,13 @@ impl Expander {
                     continue;
                 }
                 match scope.vars.get(name) {
-                    Some(v) => out.push_str(v),
+                    Some(v) => {
+                        let mut read = self.read.borrow_mut();
+                        if !read.contains(name) {
+                            read.insert(name.to_string());
+                        }
+                        out.push_str(v)
+                    }
                     None => {
                         let at = span.start + start;
                         return Err(ConfigError::at(
@@ -649,6 +670,7 @@ impl Expander {
             elements,
             connections,
             source: self.src,
+            variables_read: self.read.into_inner(),
         })
     }
 }

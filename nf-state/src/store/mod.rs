@@ -53,7 +53,8 @@ pub struct SchemaStats {
 pub struct StoreStats {
     /// Per schema.
     pub schemas: Vec<SchemaStats>,
-    /// Store-specific counters (`fsyncs`, `torn_bytes_cut`, ...).
+    /// Store-specific counters (`fsyncs`, `torn_bytes_cut`, ...) of this handle: since this process
+    /// opened the store, not over the store's life.
     pub counters: Vec<(String, u64)>,
 }
 

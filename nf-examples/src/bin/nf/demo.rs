@@ -168,12 +168,25 @@ fn scenario(
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    if replicate {
+        // Every mapping the primary made reaches the minion before the count is taken (the replicator
+        // flushes on its own clock), so that "mappings replicated" is what the minion installed.
+        let made = primary
+            .read_handler("new_flows")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fstats.applied.load(Ordering::Relaxed) < made && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     stop.trigger();
     let _ = fstop_tx.send(true);
     for t in tasks {
         let _ = rt.block_on(t);
     }
-    // The periodic census (per-backend counts), as a router's timer would run it.
+    // The periodic census (per-backend counts), as a router's timer would run it; the minion's timer
+    // also installs what its follower queued last.
     primary.on_timer(Timestamp::now(), &mut out);
     minion.on_timer(Timestamp::now(), &mut out);
     let hs = |lb: &LoadBalancer| {
@@ -194,8 +207,18 @@ fn scenario(
     })
 }
 
+/// `nf demo`: the middlebox-minion story in one process (no root, no server): a primary load balancer
+/// fails, a minion takes over with (Failover) and without (Fail) its replicated state; prints the table.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// TCP connections per scenario.
+    #[arg(long, default_value_t = 6000)]
+    connections: usize,
+}
+
 /// Runs the four scenarios and prints the table and the balancers' counters.
-pub fn demo(connections: usize) -> Result<(), String> {
+pub fn run(o: DemoArgs) -> Result<(), String> {
+    let connections = o.connections;
     let t0 = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

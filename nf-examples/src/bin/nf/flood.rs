@@ -79,20 +79,34 @@ const BAND: u32 = 64;
 /// Where the band starts.
 const BAND_START: u32 = 0x1_0000;
 
-/// The options of one run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Clients per capture (each size is one pair of captures).
+/// `nf bench flood`: ordinary clients against clients crafted to share a probe chain (as an attacker
+/// who reads the source computes it), through the graphs of LoadBalancer, ConnTrack and AnantaMux;
+/// prints crafted / ordinary time.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloodArgs {
+    /// Clients per capture, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "4000,16000")]
     pub clients: Vec<usize>,
-    /// Tables to attack.
+    /// Tables attacked, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "lb,conntrack,mux"
+    )]
     pub targets: Vec<Target>,
-    /// What the attacker knows.
+    /// What the attacker knows: old (the unkeyed hash of earlier builds), guess (this build's keyed
+    /// hash, the key guessed), known (this process's key: an insider; only the probe bound helps).
+    #[arg(long, value_enum, default_value = "guess")]
     pub aim: Aim,
-    /// Packets each client sends (SYN, ACK, then data).
-    pub per_client: usize,
-    /// Runs of each capture (the best is kept).
+    /// Packets each client sends (SYN, ACK, data; at least 2).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(2..))]
+    pub per_client: u16,
+    /// Runs of each capture; the best is kept.
+    #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Keep the captures in this directory (else a temporary one, removed).
+    /// Keep the captures in DIR (to run them through another build with `nf run`).
+    #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
 }
 
@@ -207,7 +221,7 @@ fn time_graph(target: Target, file: &Path, repeat: usize) -> Result<(f64, u64), 
 }
 
 /// Mounts the attack and prints a table: clients, ordinary and crafted time, the ratio.
-pub fn run(o: &Options) -> Result<(), String> {
+pub fn run(o: &FloodArgs) -> Result<(), String> {
     let (dir, temp) = match &o.write {
         Some(d) => (d.clone(), false),
         None => (
@@ -233,7 +247,7 @@ pub fn run(o: &Options) -> Result<(), String> {
                 let ord = dir.join(format!("{}-{n}-ordinary.pcap", t.name()));
                 let cra =
                     dir.join(format!("{}-{n}-crafted-{:?}.pcap", t.name(), o.aim).to_lowercase());
-                write_capture(&ord, &ordinary_clients(n), o.per_client)?;
+                write_capture(&ord, &ordinary_clients(n), usize::from(o.per_client))?;
                 let (crafted, tried) = crafted_clients(n, t, o.aim);
                 if crafted.len() < n {
                     return Err(format!(
@@ -241,7 +255,7 @@ pub fn run(o: &Options) -> Result<(), String> {
                         crafted.len()
                     ));
                 }
-                write_capture(&cra, &crafted, o.per_client)?;
+                write_capture(&cra, &crafted, usize::from(o.per_client))?;
                 let (a, pa) = time_graph(t, &ord, o.repeat)?;
                 let (b, pb) = time_graph(t, &cra, o.repeat)?;
                 println!(

@@ -6,8 +6,24 @@ use smoltcp::phy::{Device, Medium, RawSocket, RxToken};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Receives from `dev` for `seconds` and prints frames/s.
-pub fn bench_rx(dev: &str, seconds: f64, use_smoltcp: bool, reg: &Registry) -> Result<(), String> {
+/// `nf bench rx`: frames per second a receive path takes from an interface: FromDevice (AF_PACKET
+/// bursts) or smoltcp's RawSocket (needs root; send traffic to the interface from elsewhere).
+#[derive(clap::Args)]
+pub struct RxArgs {
+    /// The interface.
+    #[arg(long)]
+    dev: String,
+    /// Seconds to receive.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Use smoltcp's RawSocket instead of FromDevice.
+    #[arg(long)]
+    smoltcp: bool,
+}
+
+/// Receives from the interface for the given seconds and prints frames/s.
+pub fn bench_rx(o: RxArgs, reg: &Registry) -> Result<(), String> {
+    let (dev, seconds, use_smoltcp) = (o.dev.as_str(), o.seconds, o.smoltcp);
     let (frames, bytes, dt) = if use_smoltcp {
         let mut sock = RawSocket::new(dev, Medium::Ethernet).map_err(|e| format!("{dev}: {e}"))?;
         let fd = sock.as_raw_fd();

@@ -2,31 +2,84 @@
 //! interfaces or to anything else), as a primary that replicates its flow mappings, a minion that
 //! installs them, or standalone.
 
+use crate::common::{load_config, load_hash_key, print_handlers, registry};
+use nf_core::Router;
 use nf_core::elements::lb::LoadBalancer;
-use nf_core::{Config, Router};
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::whitebox::{WhiteBox, lb_installer};
 use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_with_backpressure};
 use nf_state::schemas::{FlowMapping, Heartbeat, HeartbeatValue, NodeKey};
 use nf_state::{Codec, Record, StateStore};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Options of `nf lb`.
-pub struct Options<'a> {
-    pub config: &'a Path,
-    pub params: &'a [String],
-    pub role: &'a str,
-    pub store: Option<&'a str>,
-    pub node: &'a str,
-    pub element: &'a str,
-    /// Origins a minion accepts (empty: any).
-    pub accept_origin: &'a [String],
-    /// A minion also replicates the flows it creates.
-    pub replicate: bool,
-    pub quiet: bool,
+/// `nf lb`: a stateful L4 load balancer from a configuration with a `LoadBalancer` element: a primary
+/// replicates its flow mappings to a store (white-box driver), a minion installs them as they arrive
+/// and serves traffic at once; both report heartbeats (`nf state stats` shows them).
+#[derive(clap::Args)]
+#[command(
+    after_help = "The failover lab's configuration, nf-examples/configs/lab/lb.click, takes the \
+interfaces as FRONT=IFACE BACK=IFACE but names the lab's MAC addresses (02:00:00:00:..) in its \
+EtherRewrite elements: copy it and put your routers' and backends' addresses there."
+)]
+pub struct LbArgs {
+    /// The configuration file (e.g. nf-examples/configs/lab/lb.click).
+    config: PathBuf,
+    /// `NAME=VALUE` settings for `$NAME` in the configuration.
+    #[arg(value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// What this node does with its state.
+    #[arg(long, value_enum, default_value = "standalone")]
+    role: Role,
+    /// The state store (primary and minion; see `nf state --help`).
+    #[arg(long)]
+    store: Option<String>,
+    /// This node's name (heartbeats, records' origin).
+    #[arg(long, default_value = "lb")]
+    node: String,
+    /// The LoadBalancer element's name in the configuration.
+    #[arg(long, default_value = "lb")]
+    element: String,
+    /// Minion: install only records whose origin is this node (repeat for several; default: any).
+    /// Records from anyone else who can write to the store are skipped and counted.
+    #[arg(long = "accept-origin", value_name = "NODE")]
+    accept_origin: Vec<String>,
+    /// Minion: also replicate the flows it creates itself (after a takeover), so that a recovered
+    /// primary, restarted as a minion, can take them back.
+    #[arg(long)]
+    replicate: bool,
+    /// A file holding the agreed hash key (32 hex digits): the key of Maglev's flow hash, which a
+    /// primary and its minions (or the members of a pool) must share so that each picks the same
+    /// backend for a flow. Read from a file so that it stays out of process lists and logs. Without
+    /// it each process draws its own, and only the replicated state keeps flows on their backend.
+    #[arg(long, value_name = "PATH")]
+    hash_key_file: Option<PathBuf>,
+    /// Print nothing at the end.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// What a node of `nf lb` does with its state.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Replicates the flow mappings it creates to the store.
+    Primary,
+    /// Installs the mappings of the store as they arrive, and serves traffic at once.
+    Minion,
+    /// Keeps its state to itself.
+    Standalone,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Minion => "minion",
+            Role::Standalone => "standalone",
+        }
+    }
 }
 
 /// Attaches the white-box driver to the balancer's table and runs it: `flow-mapping` replicated to `store`
@@ -87,34 +140,22 @@ async fn heartbeats(
 }
 
 /// Runs `nf lb` until its sources end or SIGINT/SIGTERM; prints every element's handlers.
-pub fn lb(
-    o: Options<'_>,
-    reg: &nf_core::Registry,
-    params: &std::collections::BTreeMap<String, String>,
-) -> Result<(), String> {
-    let role: &'static str = match o.role {
-        "primary" => "primary",
-        "minion" => "minion",
-        "standalone" => "standalone",
-        r => {
-            return Err(format!(
-                "--role must be primary, minion or standalone, not `{r}`"
-            ));
-        }
-    };
-    if role != "standalone" && o.store.is_none() {
+pub fn run(o: LbArgs) -> Result<(), String> {
+    load_hash_key(o.hash_key_file.as_deref())?;
+    let role = o.role.name();
+    if o.role != Role::Standalone && o.store.is_none() {
         return Err(format!("--role {role} needs --store URL"));
     }
-    let _ = o.params;
-    let cfg = Config::from_file(o.config, params).map_err(|e| e.to_string())?;
+    let reg = registry();
+    let cfg = load_config(&o.config, &o.params)?;
     let mut router =
-        Router::new(cfg.build(reg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        Router::new(cfg.build(&reg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let store = match o.store {
+    let store = match &o.store {
         Some(url) => Some(
             rt.block_on(nf_state::open(url))
                 .map_err(|e| e.to_string())?,
@@ -132,7 +173,7 @@ pub fn lb(
     let mut tasks = Vec::new();
     match (role, &store) {
         ("primary", Some(store)) => {
-            let (c, task) = replicate(&rt, lb, store, o.node, &shutdown);
+            let (c, task) = replicate(&rt, lb, store, &o.node, &shutdown);
             tasks.push(task);
             let progress = move || {
                 let s = c.snapshot();
@@ -140,7 +181,7 @@ pub fn lb(
             };
             tasks.push(rt.spawn(heartbeats(
                 store.clone(),
-                o.node.into(),
+                o.node.clone(),
                 role,
                 progress,
                 shutdown.clone(),
@@ -149,7 +190,7 @@ pub fn lb(
         ("minion", Some(store)) => {
             if o.replicate {
                 // The flows this node creates once it serves (installed ones are not reported).
-                tasks.push(replicate(&rt, lb, store, o.node, &shutdown).1);
+                tasks.push(replicate(&rt, lb, store, &o.node, &shutdown).1);
             }
             let tx = lb
                 .installer()
@@ -200,7 +241,7 @@ pub fn lb(
             };
             tasks.push(rt.spawn(heartbeats(
                 store.clone(),
-                o.node.into(),
+                o.node.clone(),
                 role,
                 progress,
                 shutdown.clone(),
@@ -245,7 +286,7 @@ pub fn lb(
         );
     }
     if !o.quiet {
-        super::print_handlers(&router.handlers());
+        print_handlers(&router.handlers());
     }
     res.map_err(|e| e.to_string())
 }

@@ -1,23 +1,66 @@
 //! `nf observe`: the traffic-observation driver.
 
+use crate::common::CodecArg;
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::observe::{ObserveConfig, ObserveDriver, ObserveDriverConfig, Tap};
 use nf_state::Codec;
 
-/// Options of `nf observe`.
-pub struct Options {
-    pub outside: String,
-    pub inside: String,
-    pub store: String,
-    pub vip: Option<String>,
-    pub threshold: f64,
-    pub codec: String,
-    pub origin: String,
+/// `nf observe`: infers a black box's per-flow state from its traffic on both sides: two capture files
+/// (read to the end, merged by time) or two interfaces (until SIGINT/SIGTERM).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Captures to try it on: `nf bench observe --write DIR` writes DIR/outside.pcap and \
+DIR/inside.pcap (a synthetic DNAT balancer's two sides, VIP 10.0.0.100:80); the failover lab's observe \
+primary captures a real one. Live: tcpdump -w on each side of the box, or give the interfaces."
+)]
+pub struct ObserveArgs {
+    /// The clients' side: a capture file or an interface.
+    #[arg(long)]
+    outside: String,
+    /// The servers' side: a capture file or an interface.
+    #[arg(long)]
+    inside: String,
+    /// The store (see `nf state --help`).
+    #[arg(long)]
+    store: String,
+    /// The balancer's virtual IP:PORT (only flows to it are considered outside).
+    #[arg(long)]
+    vip: Option<std::net::SocketAddr>,
+    /// Confidence a mapping needs to be emitted.
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f64,
+    /// Codec of keys and values.
+    #[arg(long, value_enum, default_value = "bincode")]
+    codec: CodecArg,
+    /// The records' origin.
+    #[arg(long, default_value = "observe")]
+    origin: String,
+}
+
+/// `nf bench observe`: the observation correlator's packet rate on one core, over a synthetic DNAT
+/// trace in memory.
+#[derive(clap::Args)]
+pub struct BenchObserveArgs {
+    /// Connections.
+    #[arg(long, default_value_t = 100_000)]
+    flows: usize,
+    /// Data segments each way per connection (after the handshake).
+    #[arg(long, default_value_t = 20)]
+    per_flow: usize,
+    /// Connections interleaved at a time.
+    #[arg(long, default_value_t = 10_000)]
+    active: usize,
+    /// Runs.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also write the trace as DIR/outside.pcap and DIR/inside.pcap (for `nf observe`).
+    #[arg(long, value_name = "DIR")]
+    write: Option<std::path::PathBuf>,
 }
 
 /// Runs the observation driver: on two capture files to their end, on two interfaces until SIGINT or
 /// SIGTERM; then prints the counters.
-pub fn observe(o: Options) -> Result<(), String> {
+pub fn run(o: ObserveArgs) -> Result<(), String> {
     let outside: Tap = o
         .outside
         .parse()
@@ -26,22 +69,11 @@ pub fn observe(o: Options) -> Result<(), String> {
         .inside
         .parse()
         .map_err(|e: nf_drivers::Error| e.to_string())?;
-    let vip = o
-        .vip
-        .as_deref()
-        .map(|v| {
-            v.parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("--vip `{v}`: expected IP:PORT"))
-        })
-        .transpose()?;
+    let vip = o.vip;
     if !(0.0..1.0).contains(&o.threshold) {
         return Err(format!("--threshold {} must be in [0, 1)", o.threshold));
     }
-    let codec = match o.codec.as_str() {
-        "bincode" => Codec::Bincode,
-        "json" => Codec::Json,
-        c => return Err(format!("unknown codec `{c}` (bincode, json)")),
-    };
+    let codec = Codec::from(o.codec);
     let cfg = ObserveDriverConfig {
         correlate: ObserveConfig {
             vip,
@@ -98,13 +130,9 @@ pub fn observe(o: Options) -> Result<(), String> {
 /// `nf bench observe`: the correlator's packet rate on one core, over a synthetic DNAT trace held in
 /// memory: `flows` connections (each a handshake then `per_flow` data segments each way, interleaved,
 /// `active` at a time), both taps.
-pub fn bench(
-    flows: usize,
-    per_flow: usize,
-    active: usize,
-    repeat: usize,
-    write: Option<&std::path::Path>,
-) -> Result<(), String> {
+pub fn bench(o: BenchObserveArgs) -> Result<(), String> {
+    let (flows, per_flow, active, repeat) = (o.flows, o.per_flow, o.active, o.repeat);
+    let write = o.write.as_deref();
     use etherparse::PacketBuilder;
     use nf_drivers::observe::{Correlator, Side};
     let vip = ([10, 0, 0, 100], 80u16);

@@ -1,5 +1,6 @@
 //! `nf syslogd` and `nf kmsg-forward`.
 
+use crate::common::CodecArg;
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::syslog::extract::{self, EXTRACTORS};
 use nf_drivers::syslog::kmsg;
@@ -8,20 +9,77 @@ use nf_state::Codec;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Options of `nf syslogd`.
-pub struct Options {
-    pub listen: Vec<String>,
-    pub extract: String,
-    pub prefix: Option<String>,
-    pub store: String,
-    pub origin: String,
-    pub codec: String,
-    pub queue: usize,
-    pub stats_every: u64,
-    pub allow: Vec<String>,
-    pub max_connections: usize,
-    pub max_per_source: usize,
-    pub idle_timeout: std::time::Duration,
+/// `nf syslogd`: a syslog server whose messages an extractor turns into state records, until
+/// SIGINT/SIGTERM.
+#[derive(clap::Args)]
+pub struct SyslogdArgs {
+    /// Where to listen: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet counting or LF framing),
+    /// unix:///PATH (datagrams). Repeat for several.
+    #[arg(long, required = true)]
+    listen: Vec<String>,
+    /// The extractor: netfilter-log or conntrack-events.
+    #[arg(long)]
+    extract: String,
+    /// netfilter-log: keep only lines whose LOG prefix starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The store (see `nf state --help`).
+    #[arg(long)]
+    store: String,
+    /// The records' origin.
+    #[arg(long, default_value = "syslog")]
+    origin: String,
+    /// Codec of keys and values.
+    #[arg(long, value_enum, default_value = "bincode")]
+    codec: CodecArg,
+    /// Messages queued between the sockets and the parser (beyond: datagrams dropped, counted).
+    #[arg(long, default_value_t = 65536)]
+    queue: usize,
+    /// Print the counters every N seconds (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    stats_every: u64,
+    /// Accept messages only from these senders (a prefix or an address; repeat for several; default:
+    /// any). Others are refused and counted.
+    #[arg(long, value_name = "PREFIX")]
+    allow: Vec<String>,
+    /// Most TCP senders at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Most TCP connections from one address at once (more are closed at once and counted).
+    #[arg(long, default_value_t = 64)]
+    max_per_source: usize,
+    /// Seconds a TCP connection may stay silent before it is closed (counted): idle senders cannot
+    /// hold the slots.
+    #[arg(long, default_value_t = 300.0)]
+    idle_timeout: f64,
+}
+
+/// `nf kmsg-forward`: relays new kernel log records (/dev/kmsg) to a syslog server over UDP, until
+/// SIGINT/SIGTERM.
+#[derive(clap::Args)]
+pub struct KmsgForwardArgs {
+    /// The server: udp://HOST:PORT.
+    #[arg(long)]
+    to: String,
+    /// Only records containing this text.
+    #[arg(long)]
+    grep: Option<String>,
+}
+
+/// `nf bench syslog-udp`: a paced local sender of netfilter LOG lines against the syslog driver
+/// (netfilter-log into mem:), at each rate; prints received, queue drops and kernel drops.
+#[derive(clap::Args)]
+pub struct BenchUdpArgs {
+    /// Messages per second, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100000,200000,300000,400000"
+    )]
+    rates: Vec<u64>,
+    /// Seconds per rate.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -33,7 +91,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Runs the syslog server until SIGINT/SIGTERM, then flushes and prints its counters.
-pub fn syslogd(o: Options) -> Result<(), String> {
+pub fn run(o: SyslogdArgs) -> Result<(), String> {
+    let idle_timeout = Duration::try_from_secs_f64(o.idle_timeout).map_err(|_| {
+        format!(
+            "--idle-timeout {} is not a number of seconds",
+            o.idle_timeout
+        )
+    })?;
     let listen = o
         .listen
         .iter()
@@ -47,11 +111,7 @@ pub fn syslogd(o: Options) -> Result<(), String> {
             EXTRACTORS.join(", ")
         )
     })?;
-    let codec = match o.codec.as_str() {
-        "bincode" => Codec::Bincode,
-        "json" => Codec::Json,
-        c => return Err(format!("unknown codec `{c}` (bincode, json)")),
-    };
+    let codec = Codec::from(o.codec);
     let allow = o
         .allow
         .iter()
@@ -71,7 +131,7 @@ pub fn syslogd(o: Options) -> Result<(), String> {
             allow,
             max_connections: o.max_connections,
             max_per_source: o.max_per_source,
-            idle_timeout: o.idle_timeout,
+            idle_timeout,
             ..Default::default()
         };
         let mut driver = SyslogDriver::bind(cfg, extractor)
@@ -128,8 +188,9 @@ pub fn syslogd(o: Options) -> Result<(), String> {
 }
 
 /// Forwards new `/dev/kmsg` records to a syslog server until SIGINT/SIGTERM.
-pub fn kmsg_forward(to: &str, grep: Option<&str>) -> Result<(), String> {
-    let to = match to.parse::<Listen>().map_err(|e| e.to_string())? {
+pub fn kmsg_forward(o: KmsgForwardArgs) -> Result<(), String> {
+    let grep = o.grep.as_deref();
+    let to = match o.to.parse::<Listen>().map_err(|e| e.to_string())? {
         Listen::Udp(a) => a,
         other => return Err(format!("kmsg-forward sends over UDP only, not {other}")),
     };
@@ -148,15 +209,8 @@ pub fn kmsg_forward(to: &str, grep: Option<&str>) -> Result<(), String> {
 }
 
 /// `nf bench syslog-udp`: the UDP ingest path at paced rates.
-pub fn bench_udp(rates: &str, seconds: f64) -> Result<(), String> {
-    let rates: Vec<u64> = rates
-        .split(',')
-        .map(|r| {
-            r.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("bad rate `{r}`"))
-        })
-        .collect::<Result<_, _>>()?;
+pub fn bench_udp(o: BenchUdpArgs) -> Result<(), String> {
+    let (rates, seconds) = (o.rates, o.seconds);
     let rt = runtime()?;
     println!("rate/s      sent   received  queue-drop  kernel-drop  loss%   records");
     for rate in rates {

@@ -1,22 +1,43 @@
 //! `nf lab`: the failover lab (needs root).
 
 use nf_examples::lab::{FailoverLab, LabConfig, Primary, Scenario, Workload, write_reports};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Options of `nf lab`.
-pub struct Options<'a> {
-    pub primaries: &'a str,
-    pub workloads: &'a str,
-    pub scenarios: &'a str,
-    pub runs: usize,
-    pub web_seconds: f64,
-    pub fail_after: f64,
-    pub failures: usize,
-    pub out: &'a Path,
-    pub name: &'a str,
+/// `nf lab`: the failover lab (needs root): a topology in network namespaces, a primary that fails and
+/// a minion that takes over, real TCP; writes the table (Markdown, JSON) and a plot (SVG).
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// Primaries: whitebox, syslog, observe (comma-separated).
+    #[arg(long, default_value = "whitebox,syslog,observe")]
+    primaries: String,
+    /// Workloads: web, long.
+    #[arg(long, default_value = "web,long")]
+    workloads: String,
+    /// Scenarios: clean, copied, fail, failover.
+    #[arg(long, default_value = "clean,copied,fail,failover")]
+    scenarios: String,
+    /// Runs of each combination.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Length of a WEB run, seconds.
+    #[arg(long, default_value_t = 8.0)]
+    web_seconds: f64,
+    /// When the failure comes, seconds into the traffic.
+    #[arg(long, default_value_t = 3.0)]
+    fail_after: f64,
+    /// Failures per run, every FAIL_AFTER seconds, flipping traffic to the minion and back to the
+    /// recovered primary (restarted as a replicating minion); the white-box primary only.
+    #[arg(long, default_value_t = 1)]
+    failures: usize,
+    /// Where the reports go.
+    #[arg(long, default_value = "lab-results")]
+    out: PathBuf,
+    /// The reports' file name (NAME.md, NAME.json, NAME.svg).
+    #[arg(long, default_value = "failover")]
+    name: String,
 }
 
 fn list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -27,7 +48,7 @@ fn list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec
 
 /// Builds the lab, runs every combination, writes the reports, tears the lab down (also on Ctrl-C,
 /// after the run in progress).
-pub fn lab(o: Options<'_>) -> Result<(), String> {
+pub fn run(o: LabArgs) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let _signals = std::thread::Builder::new()
@@ -49,9 +70,9 @@ pub fn lab(o: Options<'_>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let cfg = LabConfig {
         nf: std::env::current_exe().map_err(|e| e.to_string())?,
-        primaries: list(o.primaries, "primary", Primary::parse)?,
-        workloads: list(o.workloads, "workload", Workload::parse)?,
-        scenarios: list(o.scenarios, "scenario", Scenario::parse)?,
+        primaries: list(&o.primaries, "primary", Primary::parse)?,
+        workloads: list(&o.workloads, "workload", Workload::parse)?,
+        scenarios: list(&o.scenarios, "scenario", Scenario::parse)?,
         runs: o.runs.max(1),
         web_duration: Duration::from_secs_f64(o.web_seconds.max(1.0)),
         fail_after: Duration::from_secs_f64(o.fail_after.max(0.5)),
@@ -81,7 +102,7 @@ pub fn lab(o: Options<'_>) -> Result<(), String> {
         );
     })?;
     drop(lab);
-    let files = write_reports(o.out, o.name, &results)?;
+    let files = write_reports(&o.out, &o.name, &results)?;
     println!("{}", nf_examples::lab::markdown(&results));
     for f in files {
         println!("wrote {}", f.display());

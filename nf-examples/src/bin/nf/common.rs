@@ -1,0 +1,200 @@
+//! What the subcommands share: the registry, `NAME=VALUE` settings, building and running a graph on one
+//! or several shards, stopping on a signal, printing handlers.
+
+use nf_core::{Config, Error, HandlerValue, Registry, Router, ShardedRouter};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Every element class `nf` knows: nf-core's and nf-drivers'.
+pub fn registry() -> Registry {
+    nf_drivers::registry()
+}
+
+/// Codec of the records' keys and values.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodecArg {
+    /// bincode (compact, the default).
+    Bincode,
+    /// JSON (readable).
+    Json,
+}
+
+impl From<CodecArg> for nf_state::Codec {
+    fn from(c: CodecArg) -> Self {
+        match c {
+            CodecArg::Bincode => nf_state::Codec::Bincode,
+            CodecArg::Json => nf_state::Codec::Json,
+        }
+    }
+}
+
+/// Parses `NAME=VALUE` words.
+pub fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut m = BTreeMap::new();
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("`{p}` is not NAME=VALUE"))?;
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{k}` is not a variable name (letters, digits, _)"));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
+/// Warns about settings the configuration never reads (a misspelt name would otherwise be silent).
+pub fn warn_unused(cfg: &Config, params: &BTreeMap<String, String>) {
+    for name in cfg.unused_params(params) {
+        eprintln!(
+            "warning: {name}=... is not used: the configuration reads no `${name}`{}",
+            match cfg
+                .variables_read
+                .iter()
+                .find(|v| v.eq_ignore_ascii_case(name))
+            {
+                Some(v) => format!(" (did you mean {v}?)"),
+                None => String::new(),
+            }
+        );
+    }
+}
+
+/// Reads a configuration file with `NAME=VALUE` settings, warning about unused ones.
+pub fn load_config(path: &Path, params: &[String]) -> Result<Config, String> {
+    let params = parse_params(params)?;
+    let cfg = Config::from_file(path, &params).map_err(|e| e.to_string())?;
+    warn_unused(&cfg, &params);
+    Ok(cfg)
+}
+
+/// Reads the agreed hash key from `path` and makes it this process's (before any graph is built).
+pub fn load_hash_key(path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key =
+        nf_core::hash::HashKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    nf_core::hash::set_agreed(key).map_err(|_| "the agreed hash key was already set".to_string())
+}
+
+/// A graph on one thread or on several flow-affine shards.
+pub enum Runner {
+    /// One router on this thread.
+    One(Box<Router>),
+    /// N copies of the graph on N threads.
+    Sharded(ShardedRouter),
+}
+
+impl Runner {
+    /// Builds `cfg` once, or once per shard.
+    pub fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
+        if shards <= 1 {
+            Ok(Runner::One(Box::new(Router::new(cfg.build(reg)?)?)))
+        } else {
+            Ok(Runner::Sharded(ShardedRouter::new(shards, |_| {
+                Ok(cfg.build(reg)?)
+            })?))
+        }
+    }
+
+    /// A handle that stops the run from another thread.
+    pub fn stop_handle(&self) -> nf_core::StopHandle {
+        match self {
+            Runner::One(r) => r.stop_handle(),
+            Runner::Sharded(s) => s.stop_handle(),
+        }
+    }
+
+    /// Runs until the sources end or the run is stopped.
+    pub fn run(&mut self) -> Result<(), Error> {
+        match self {
+            Runner::One(r) => r.run(),
+            Runner::Sharded(s) => s.run(),
+        }
+    }
+
+    /// What the run did to the buffer pools (summed over shards).
+    pub fn pool_stats(&self) -> nf_core::pool::PoolStats {
+        match self {
+            Runner::One(r) => r.pool_stats(),
+            Runner::Sharded(s) => s.pool_stats(),
+        }
+    }
+
+    /// Every element's handlers (summed over shards).
+    pub fn handlers(&self) -> Vec<HandlerValue> {
+        match self {
+            Runner::One(r) => r.handlers(),
+            Runner::Sharded(s) => s.handlers(),
+        }
+    }
+}
+
+/// Stops `stop` on the first SIGINT or SIGTERM (from a helper thread running a small tokio runtime), so
+/// that a run interrupted by the user still flushes its files and prints its counters.
+pub fn stop_on_signal(stop: nf_core::StopHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("nf-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("signal received: stopping");
+                stop.stop();
+            });
+        });
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot watch for signals: {e}");
+    }
+}
+
+/// The classes whose `count` handler counts the packets a run took in.
+const SOURCES: &[&str] = &["FromPcap", "Replay", "InfiniteSource", "RatedSource"];
+
+/// Packets the run's sources produced.
+pub fn source_packets(h: &[HandlerValue]) -> u64 {
+    h.iter()
+        .filter(|v| v.handler == "count" && SOURCES.contains(&v.class.as_str()))
+        .filter_map(|v| v.value.parse::<u64>().ok())
+        .sum()
+}
+
+/// Prints `element.handler  value`, aligned; multi-line values indented below their name.
+pub fn print_handlers(h: &[HandlerValue]) {
+    let width = h
+        .iter()
+        .map(|v| v.element.len() + v.handler.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for v in h {
+        let name = format!("{}.{}", v.element, v.handler);
+        if v.value.contains('\n') {
+            println!("{name}:");
+            for l in v.value.lines() {
+                println!("    {l}");
+            }
+        } else {
+            println!("{name:width$}  {}", v.value);
+        }
+    }
+}

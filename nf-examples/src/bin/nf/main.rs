@@ -1,0 +1,109 @@
+//! `nf`: the command-line tool of the NF SDK. One module per subcommand, each with its
+//! `#[derive(clap::Args)]` struct and its `run`:
+//!
+//! - `nf run CONFIG [NAME=VALUE ...] [--shards N] [--stats]` ([`run`]): runs a configuration and prints
+//!   every element's handlers at the end; `nf elements` lists the element classes.
+//! - `nf pcap gen|info|split` ([`pcap`]): writes benchmark traffic, counts a capture, splits one by flow.
+//! - `nf bench pipeline|rx|observe|flood|syslog-udp` ([`bench`]): the benchmarks.
+//! - `nf state --store URL dump|stats|load|lag|bench` ([`state`]): reads, writes and measures a store.
+//! - `nf lb CONFIG --role primary|minion|standalone [--store URL]` ([`lb`]): a stateful L4 load
+//!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
+//! - `nf lab` ([`lab`]): the failover lab in network namespaces (needs root).
+//! - `nf demo` ([`demo`]): the failover story in one process.
+//! - `nf syslogd`, `nf kmsg-forward` ([`syslogd`]): the syslog driver, and a relay of kernel records.
+//! - `nf observe` ([`observe`]): the traffic-observation driver.
+
+mod bench;
+mod common;
+mod demo;
+mod flood;
+mod io_bench;
+mod lab;
+mod lb;
+mod observe;
+mod pcap;
+mod run;
+mod state;
+mod syslogd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "nf",
+    version,
+    about = "The NF SDK's command-line tool: run element graphs, generate traffic, benchmark, replicate state"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The middlebox-minion story in one process (no root, no server): a primary load balancer fails,
+    /// a minion takes over with (Failover) and without (Fail) its replicated state; prints the table.
+    Demo(demo::DemoArgs),
+    /// Run a configuration until its sources are exhausted, then print every element's handlers.
+    Run(run::RunArgs),
+    /// List the element classes that configurations may use.
+    Elements,
+    /// Capture-file tools.
+    Pcap {
+        #[command(subcommand)]
+        cmd: pcap::PcapCmd,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+    /// A stateful L4 load balancer from a configuration with a `LoadBalancer` element: a primary
+    /// replicates its flow mappings to a store (white-box driver), a minion installs them as they arrive
+    /// and serves traffic at once; both report heartbeats (`nf state stats` shows them).
+    Lb(lb::LbArgs),
+    /// The failover lab (needs root): a topology in network namespaces, a primary that fails and a
+    /// minion that takes over, real TCP; writes the table (Markdown, JSON) and a plot (SVG).
+    Lab(lab::LabArgs),
+    /// A syslog server whose messages an extractor turns into state records, until SIGINT/SIGTERM.
+    Syslogd(syslogd::SyslogdArgs),
+    /// Infer a black box's per-flow state from its traffic on both sides: two capture files (read to
+    /// the end, merged by time) or two interfaces (until SIGINT/SIGTERM).
+    Observe(observe::ObserveArgs),
+    /// Relay new kernel log records (/dev/kmsg) to a syslog server over UDP, until SIGINT/SIGTERM.
+    KmsgForward(syslogd::KmsgForwardArgs),
+    /// Read, write and measure a state store.
+    State(state::StateArgs),
+}
+
+fn main() -> ExitCode {
+    let res = match Cli::parse().cmd {
+        Cmd::Demo(o) => demo::run(o),
+        Cmd::Run(o) => run::run(o),
+        Cmd::Elements => {
+            run::elements();
+            Ok(())
+        }
+        Cmd::Pcap { cmd } => pcap::run(cmd),
+        Cmd::Bench { cmd } => bench::run(cmd),
+        Cmd::Lb(o) => lb::run(o),
+        Cmd::Lab(o) => lab::run(o),
+        Cmd::Syslogd(o) => syslogd::run(o),
+        Cmd::Observe(o) => observe::run(o),
+        Cmd::KmsgForward(o) => syslogd::kmsg_forward(o),
+        Cmd::State(o) => state::run(o),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Errors that already carry the prefix (a configuration's diagnostics) keep theirs.
+            if e.starts_with("error") {
+                eprintln!("{e}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `nf run` and `nf elements`.
+
+use crate::common::{
+    Runner, load_config, print_handlers, registry, source_packets, stop_on_signal,
+};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `nf run`: runs a configuration until its sources are exhausted (or SIGINT/SIGTERM), then prints every
+/// element's handlers.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (Click's language).
+    config: PathBuf,
+    /// `NAME=VALUE` settings for `$NAME` in the configuration.
+    #[arg(value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Run N copies of the graph on N threads, packets dispatched by flow hash.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Also print the run time, the packet rate and the buffer pools' counters.
+    #[arg(long)]
+    stats: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs `nf run`.
+pub fn run(o: RunArgs) -> Result<(), String> {
+    let cfg = load_config(&o.config, &o.params)?;
+    let reg = registry();
+    let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
+    stop_on_signal(r.stop_handle());
+    let t0 = Instant::now();
+    let res = r.run();
+    let dt = t0.elapsed();
+    let h = r.handlers();
+    if !o.quiet {
+        print_handlers(&h);
+    }
+    if o.stats {
+        let n = source_packets(&h);
+        let secs = dt.as_secs_f64();
+        eprintln!(
+            "run: {:.3} s, {} packets, {:.2} Mpps, {:.1} ns/packet, {} shard(s)",
+            secs,
+            n,
+            n as f64 / secs / 1e6,
+            secs * 1e9 / n.max(1) as f64,
+            o.shards.max(1)
+        );
+        let p = r.pool_stats();
+        eprintln!(
+            "buffer pool{}: allocated {} reused {} recycled {} freed {}",
+            if o.shards > 1 { "s (all shards)" } else { "" },
+            p.allocated,
+            p.reused,
+            p.recycled,
+            p.freed
+        );
+    }
+    res.map_err(|e| e.to_string())
+}
+
+/// `nf elements`: lists the element classes configurations may use.
+pub fn elements() {
+    let reg = registry();
+    let w = reg.classes().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in reg.classes() {
+        println!("{:w$}  {}", c.name, c.doc);
+    }
+}
