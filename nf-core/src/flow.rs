@@ -1,10 +1,9 @@
 //! Flow keys: IPv4 and IPv6 five-tuples, their direction-free canonical form and the symmetric RSS hash.
 
 use crate::hash::HashKey;
+use crate::hash::toeplitz;
 use crate::packet::{HeaderInfo, Link, Packet, PacketError, proto, read_addr};
-use crate::toeplitz;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// A five-tuple: addresses, ports and transport protocol.
@@ -369,7 +368,12 @@ impl FlowKey {
             ^ self.dst[0].rotate_left(32)
             ^ self.dst[1].rotate_left(47);
         h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.tail_word();
-        crate::hash::fmix64(h) as u32
+        // MurmurHash3's 64-bit finaliser.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        (h ^ (h >> 33)) as u32
     }
 
     /// Extracts the key of a packet whose headers were located.
@@ -578,62 +582,6 @@ pub fn flow_hash(p: &mut Packet, link: Link) -> Option<u32> {
     let h = k.rss_hash();
     p.anno.set_flow_hash(Some(h));
     Some(h)
-}
-
-/// A key stored with its precomputed hash, for tables indexed by the flow hash the packet already carries.
-#[derive(Clone, Copy, Debug)]
-pub struct HashedKey<K> {
-    /// The precomputed hash.
-    pub hash: u32,
-    /// The key.
-    pub key: K,
-}
-
-impl<K: PartialEq> PartialEq for HashedKey<K> {
-    #[inline]
-    fn eq(&self, o: &Self) -> bool {
-        self.hash == o.hash && self.key == o.key
-    }
-}
-impl<K: Eq> Eq for HashedKey<K> {}
-impl<K> std::hash::Hash for HashedKey<K> {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u32(self.hash);
-    }
-}
-
-/// A `BuildHasher` for [`HashedKey`]: spreads the 32-bit precomputed hash over 64 bits with one multiply.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PrehashedState;
-
-/// The hasher of [`PrehashedState`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, v: u32) {
-        self.0 = (u64::from(v) | (u64::from(v) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-impl BuildHasher for PrehashedState {
-    type Hasher = PrehashedHasher;
-    #[inline]
-    fn build_hasher(&self) -> PrehashedHasher {
-        PrehashedHasher(0)
-    }
 }
 
 #[cfg(test)]

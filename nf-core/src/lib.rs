@@ -5,7 +5,8 @@
 //!
 //! - [`Packet`]: a pooled `bytes::BytesMut` frame with headroom and annotations; header access through
 //!   `etherparse`; in-place rewrites with incremental checksums ([`checksum`]).
-//! - [`FlowKey`]: IPv4/IPv6 five-tuples, canonical form, the symmetric Toeplitz (RSS) hash ([`toeplitz`]).
+//! - [`FlowKey`]: IPv4/IPv6 five-tuples, canonical form, the symmetric Toeplitz (RSS) hash ([`hash::toeplitz`]) and the
+//!   keyed table hash ([`hash`]).
 //! - [`Element`]: push and pull over [`Batch`]es, tasks, handlers. [`Graph`] builds graphs in code;
 //!   [`Config`] parses Click's language; [`Registry`] names the classes; [`Router`] and [`ShardedRouter`] run.
 //! - [`state`]: the `StateSink` seam through which state leaves a stateful element, and the bounded
@@ -47,7 +48,6 @@ pub mod router;
 pub mod state;
 pub mod table;
 pub mod testing;
-pub mod toeplitz;
 pub mod traffic;
 
 pub use args::Args;

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
@@ -128,31 +127,8 @@ impl fmt::Display for Prefix {
     }
 }
 
-/// A multiplicative hasher for the masked addresses (uniform enough for prefixes, one multiply).
-#[derive(Default, Clone, Copy)]
-pub struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.write_u32(v as u32);
-        self.0 ^= (v >> 32) as u64;
-        self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (v >> 96) as u64;
-        self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type AddrMap<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
+/// The levels are maps of masked addresses the operator configured: a one-multiply hasher suits them.
+type AddrMap<K, V> = HashMap<K, V, crate::hash::BuildMulHasher>;
 
 /// An entry of the IPv4 table: 0 (no prefix), `PTR | block` (look at the next level), or `index + 1` of
 /// the prefix in the list.

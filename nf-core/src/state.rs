@@ -805,7 +805,7 @@ mod bound_tests {
     fn a_flood_of_one_hash_stays_in_its_window() {
         let mut t: StateTable<u64, u64> = StateTable::new(1 << 16, WhenFull::Evict);
         let far = Timestamp(u64::MAX);
-        let spread = |k: u64| crate::hash::fmix64(k) as u32;
+        let spread = |k: u64| crate::hash::mix64(k) as u32;
         for k in 0..20_000u64 {
             assert!(t.insert(spread(k), k, k, Timestamp(0), far).is_some());
         }
@@ -860,7 +860,7 @@ mod bound_tests {
         // Keys with hashes that collide in a small table but not in a large one, then growth.
         let mut t: StateTable<u32, u32> = StateTable::new(1 << 20, WhenFull::Evict);
         for k in 0..300_000u32 {
-            let h = crate::hash::fmix64(u64::from(k)) as u32;
+            let h = crate::hash::mix64(u64::from(k)) as u32;
             t.insert(h, k, k, Timestamp(0), Timestamp(u64::MAX));
         }
         assert_eq!(t.len(), 300_000);

@@ -43,7 +43,7 @@ pub fn packet(data: &[u8]) {
     // A sharded reader's fast shard choice agrees with the flow key's symmetric hash wherever the frame
     // has a whole transport header. (Cut short inside it, the key has no ports while the fast path, which
     // reads the ports' bytes in place, hashes them: the frame then goes where its flow's whole packets go.)
-    let rss = nf_core::toeplitz::symmetric();
+    let rss = nf_core::hash::toeplitz::symmetric();
     for shards in [2, 3] {
         let fast = nf_core::flow::FrameSharder::new(rss, shards).shard(data);
         let key = Packet::from_slice(data).locate_key(Link::Ethernet).ok();

@@ -349,15 +349,6 @@ pub fn cell_and_key(hash: u64, cells: usize) -> (usize, u32) {
     (cell, key)
 }
 
-#[inline]
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// The hash Blink keys a flow by: its addresses and ports (one direction).
 #[inline]
 pub fn flow_hash(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> u64 {
@@ -366,16 +357,18 @@ pub fn flow_hash(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> u64 {
             IpAddr::V4(a) => u64::from(u32::from(a)),
             IpAddr::V6(a) => {
                 let v = u128::from(a);
-                mix(v as u64) ^ (v >> 64) as u64
+                crate::hash::mix64(v as u64) ^ (v >> 64) as u64
             }
         }
     };
-    mix(fold(src) << 32 ^ fold(dst) ^ mix(u64::from(sport) << 16 | u64::from(dport)))
+    crate::hash::mix64(
+        fold(src) << 32 ^ fold(dst) ^ crate::hash::mix64(u64::from(sport) << 16 | u64::from(dport)),
+    )
 }
 
 #[inline]
 fn flow_hash_v4(src: u32, dst: u32, ports: u32) -> u64 {
-    mix(u64::from(src) << 32 ^ u64::from(dst) ^ mix(u64::from(ports)))
+    crate::hash::mix64(u64::from(src) << 32 ^ u64::from(dst) ^ crate::hash::mix64(u64::from(ports)))
 }
 
 /// Blink's detector and forwarding decision over a set of prefixes, without packets: feed it the

@@ -470,8 +470,7 @@ impl TunnelEncap {
                         ^ w(32).rotate_left(41)
                         ^ ports
                 };
-                let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                (x >> 48) as u16
+                (crate::hash::mix64(x) >> 48) as u16
             }
             _ => 0,
         };

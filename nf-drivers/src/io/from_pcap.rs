@@ -268,7 +268,7 @@ impl FromPcap {
         }
         let base = file.bytes().as_ptr() as usize;
         let mut k = 0;
-        let sharder = nf_core::flow::FrameSharder::new(nf_core::toeplitz::symmetric(), n);
+        let sharder = nf_core::flow::FrameSharder::new(nf_core::hash::toeplitz::symmetric(), n);
         // The last record scanned (its header, for its timestamp), when it came from `scan_pcap`.
         let mut last_hdr = None;
         while k < burst {

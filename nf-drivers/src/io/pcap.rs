@@ -820,7 +820,7 @@ pub fn split_by_shard(
         let w = PcapFileWriter::create(&path, MAX_RECORD, nanos, DataLink::ETHERNET)?;
         out.push((w, 0u64));
     }
-    let rss = nf_core::toeplitz::symmetric();
+    let rss = nf_core::hash::toeplitz::symmetric();
     for r in file.records() {
         let r = r?;
         let s = nf_core::flow::frame_shard_by(rss, r.data, shards);

@@ -20,6 +20,7 @@
 //! (counted) when a flood fills them.
 
 use nf_core::FlowKey;
+use nf_core::hash::{StableHasher, mix64, splitmix64};
 use nf_core::packet::{IpVersion, ethernet_payload_offset, locate_ip};
 use nf_state::schemas::{FlowMappingKey, FlowMappingValue, NatBindingKey, NatBindingValue, Proto};
 use std::collections::{HashMap, VecDeque};
@@ -116,19 +117,13 @@ impl Default for ChunkConfig {
     }
 }
 
-const fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// The Gear table: one random 64-bit value per byte value.
 const GEAR: [u64; 256] = {
     let mut t = [0u64; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = splitmix(0x5eed_0000 + i as u64);
+        let mut seed = 0x5eed_0000 + i as u64;
+        t[i] = splitmix64(&mut seed);
         i += 1;
     }
     t
@@ -138,7 +133,7 @@ const GEAR: [u64; 256] = {
 #[derive(Debug, Clone, Copy, Default)]
 struct Chunker {
     rolling: u64,
-    hash: u64,
+    hash: StableHasher,
     len: u32,
     done: u32,
     next_seq: Option<u32>,
@@ -159,22 +154,22 @@ impl Chunker {
                 return;
             }
             self.len = 0;
-            self.hash = 0xcbf2_9ce4_8422_2325;
+            self.hash = StableHasher::new();
         }
         if self.len == 0 {
-            self.hash = 0xcbf2_9ce4_8422_2325;
+            self.hash = StableHasher::new();
         }
         self.next_seq = seq.map(|s| s.wrapping_add(payload.len() as u32));
         let mask = u64::from(cfg.average.max(2).next_power_of_two() - 1);
         let take = payload.len().min((cfg.bytes - self.done) as usize);
         for &b in &payload[..take] {
             self.rolling = (self.rolling << 1).wrapping_add(GEAR[usize::from(b)]);
-            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            self.hash.write_u8(b);
             self.len += 1;
             if (self.len >= cfg.min && self.rolling & mask == 0) || self.len >= cfg.max {
-                out.push(splitmix(self.hash ^ u64::from(self.len)));
+                out.push(mix64(self.hash.finish() ^ u64::from(self.len)));
                 self.len = 0;
-                self.hash = 0xcbf2_9ce4_8422_2325;
+                self.hash = StableHasher::new();
             }
         }
         self.done += take as u32;
@@ -353,12 +348,6 @@ pub struct Correlator {
     scratch: Vec<u64>,
 }
 
-fn fnv(h: &mut u64, b: &[u8]) {
-    for &x in b {
-        *h = (*h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
-    }
-}
-
 fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
     let l3 = if ethernet {
         ethernet_payload_offset(frame).ok()?
@@ -383,7 +372,7 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
             (0, (l3 + 40 + plen).min(frame.len()))
         }
     };
-    let mut fp: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut fp = StableHasher::new();
     match h.proto {
         6 => {
             let t = frame.get(l4..l4 + 20)?;
@@ -399,13 +388,13 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
             let opts = frame.get(l4 + 20..(l4 + doff).min(end)).unwrap_or(&[]);
             let pstart = (l4 + doff).min(end);
             let payload = frame.get(pstart..end).unwrap_or(&[]);
-            fnv(&mut fp, &[6]);
-            fnv(&mut fp, &t[4..12]); // seq, ack
-            fnv(&mut fp, &[flags & 0x17]); // SYN ACK FIN RST
-            fnv(&mut fp, &(payload.len() as u32).to_be_bytes());
-            fnv(&mut fp, &payload[..payload.len().min(32)]);
-            let mut oh: u64 = 0xcbf2_9ce4_8422_2325;
-            fnv(&mut oh, opts);
+            fp.write(&[6]);
+            fp.write(&t[4..12]); // seq, ack
+            fp.write(&[flags & 0x17]); // SYN ACK FIN RST
+            fp.write(&(payload.len() as u32).to_be_bytes());
+            fp.write(&payload[..payload.len().min(32)]);
+            let mut oh = StableHasher::new();
+            oh.write(opts);
             let strength = if syn {
                 0.75
             } else if !payload.is_empty() {
@@ -415,9 +404,13 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
             };
             Some(Parsed {
                 key,
-                fp,
+                fp: fp.finish(),
                 ip_id,
-                opt_hash: if opts.is_empty() { 0 } else { oh as u32 | 1 },
+                opt_hash: if opts.is_empty() {
+                    0
+                } else {
+                    oh.finish() as u32 | 1
+                },
                 syn,
                 ack,
                 fin,
@@ -430,14 +423,14 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
         17 => {
             let pstart = (l4 + 8).min(end);
             let payload = frame.get(pstart..end).unwrap_or(&[]);
-            fnv(&mut fp, &[17]);
-            fnv(&mut fp, &ip_id.to_be_bytes());
-            fnv(&mut fp, &(payload.len() as u32).to_be_bytes());
-            fnv(&mut fp, &payload[..payload.len().min(64)]);
+            fp.write(&[17]);
+            fp.write(&ip_id.to_be_bytes());
+            fp.write(&(payload.len() as u32).to_be_bytes());
+            fp.write(&payload[..payload.len().min(64)]);
             let strength = if payload.len() >= 8 { 0.5 } else { 0.25 };
             Some(Parsed {
                 key,
-                fp,
+                fp: fp.finish(),
                 ip_id,
                 opt_hash: 0,
                 syn: false,

@@ -51,20 +51,6 @@ impl fmt::Debug for MaglevTable {
     }
 }
 
-/// A 64-bit hash of `s` with `seed`: FNV-1a, then a murmur3 finaliser (fixed constants, so that every
-/// instance of every version agrees).
-fn hash(s: &str, seed: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in s.as_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 fn is_prime(n: usize) -> bool {
     if n < 2 {
         return false;
@@ -100,7 +86,10 @@ impl MaglevTable {
             .iter()
             .map(|&i| {
                 let n = &backends[i].name;
-                (hash(n, 1) % m, hash(n, 2) % (m - 1) + 1)
+                (
+                    crate::hash::stable_hash(1, n.as_bytes()) % m,
+                    crate::hash::stable_hash(2, n.as_bytes()) % (m - 1) + 1,
+                )
             })
             .collect();
         let wmax = live.iter().map(|&i| backends[i].weight).max().unwrap_or(1) as u64;

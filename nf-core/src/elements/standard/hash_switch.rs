@@ -55,16 +55,13 @@ impl Element for HashSwitch {
         Ok(())
     }
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
-        let (o, l, n) = (self.offset, self.length, self.n as u64);
+        let (o, l, n) = (self.offset, self.length, self.n);
         let mut dropped = 0;
         batch.classify_to(out, |p| match p.data().get(o..o + l) {
             Some(bytes) => {
-                // FNV-1a, then a multiply-shift to spread over the outputs.
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for &b in bytes {
-                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-                }
-                Some(((u128::from(h) * u128::from(n)) >> 64) as usize)
+                // The stable hash (every process sends a flow to the same output), spread over
+                // the outputs by its high bits.
+                Some(crate::hash::reduce(crate::hash::stable_hash(0, bytes), n))
             }
             None => {
                 dropped += 1;

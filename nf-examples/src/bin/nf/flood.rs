@@ -122,12 +122,10 @@ fn attacker_hash(aim: Aim, k: &FlowKey, guess: &HashKey) -> u32 {
 fn ordinary_clients(n: usize) -> Vec<(Ipv4Addr, u16)> {
     let mut seen = std::collections::HashSet::new();
     let mut v = Vec::with_capacity(n);
-    for i in 0u64.. {
-        if v.len() == n {
-            break;
-        }
-        // A bijective mix of a counter: addresses and ports spread at random, the same every run.
-        let r = nf_core::hash::fmix64(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0123_4567);
+    // SplitMix64 from a fixed seed: addresses and ports spread at random, the same every run.
+    let mut state = 0x0123_4567;
+    while v.len() < n {
+        let r = nf_core::hash::splitmix64(&mut state);
         let c = (
             Ipv4Addr::from(0x0A00_0000 | (r as u32 & 0x00FF_FFFF)),
             1024 + ((r >> 32) as u16 % 60_000),

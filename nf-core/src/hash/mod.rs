@@ -1,18 +1,27 @@
-//! The hashes of nf-core, each named by its job.
+//! The hashes of the SDK, each named by its job; nothing else in the workspace computes a hash.
 //!
-//! - **Dispatch** (which core or queue a flow goes to): the symmetric Toeplitz hash of [`crate::toeplitz`],
-//!   as a NIC computes RSS, so that software and hardware dispatch agree. Its key is public (it is the
-//!   NIC's), so it must never place keys in a table.
+//! - **Dispatch** ([`toeplitz`]: which core or queue a flow goes to): the symmetric Toeplitz hash, as a
+//!   NIC computes RSS, so that software and hardware dispatch agree. Its key is public (it is the NIC's),
+//!   so it must never place keys in a table.
 //! - **Table placement** ([`HashKey::process`], [`crate::FlowKey::table_hash`]): a keyed hash whose key is
 //!   drawn from the operating system's randomness when the process starts and never leaves it. The flow
 //!   tables of the data plane ([`StateTable`](crate::state::StateTable)) place keys that senders choose;
 //!   with an unkeyed hash, anyone who reads this source can search offline for five-tuples that share a
 //!   probe chain and make every lookup walk it (hash flooding). Without the key no such search is
 //!   possible.
-//! - **Agreement** ([`HashKey::parse`], [`crate::FlowKey::keyed_hash`]): where several boxes must compute
-//!   the same hash of a flow (Maglev's choice of backend, so that a minion or a pool member picks the
-//!   backend the primary picked), the key is shared and configured by the operator (an argument, kept out
-//!   of logs: [`HashKey`]'s `Debug` prints no key material), never a constant in the source.
+//! - **Agreement on flows** ([`HashKey::parse`], [`crate::FlowKey::keyed_hash`]): where several boxes must
+//!   compute the same hash of a flow (Maglev's choice of backend, so that a minion or a pool member picks
+//!   the backend the primary picked), the key is shared and configured by the operator (an argument, kept
+//!   out of logs: [`HashKey`]'s `Debug` prints no key material), never a constant in the source.
+//! - **Stable names and bytes** ([`StableHasher`], [`stable_hash`]): a fixed, documented function of
+//!   bytes for what must come out the same in every process and version but is not chosen by a sender:
+//!   Maglev's permutation of backend names, `HashSwitch`'s choice of output, payload fingerprints of the
+//!   observation driver. FNV-1a over the bytes, finished by [`mix64`].
+//! - **Mixing** ([`mix64`], [`splitmix64`]): SplitMix64's finaliser and generator step, for spreading a
+//!   value that is already a hash (Blink's flow cells, VXLAN's source-port entropy) and for expanding a
+//!   seed into constants (key words, the chunker's table).
+//! - **Maps of trusted keys** ([`MulHasher`]): a one-multiply `std::hash::Hasher` for `HashMap`s whose keys
+//!   the operator chooses (the prefixes of a routing table), never for keys a sender chooses.
 //!
 //! The keyed function is NH (the universal hash of UMAC, RFC 4418) over the flow key's ten 32-bit words,
 //! each source word paired with the destination word at the same place and the ports with the protocol
@@ -28,6 +37,8 @@
 //! an agreed key, from any box or configuration holding it) can again aim flows at one probe chain. The
 //! tables bound every probe ([`PROBE_LIMIT`](crate::state::PROBE_LIMIT)), so even then a lookup does bounded
 //! work and the damage is the eviction of entries in that chain's window, not a stalled core.
+
+pub mod toeplitz;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -58,25 +69,134 @@ pub struct HashKeyError {
     pub len: usize,
 }
 
-/// SplitMix64's step: expands a secret into key words (stable across versions and platforms, so that
-/// boxes configured with the same secret derive the same key).
-#[inline]
-const fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
+/// The golden-ratio increment of SplitMix64 (2⁶⁴ / φ, odd).
+pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finaliser (Stafford's "variant 13"): a bijection of 64-bit words in which every input
+/// bit reaches every output bit. For spreading a value that is already a hash, or a counter.
+#[inline(always)]
+pub const fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// MurmurHash3's 64-bit finaliser.
+/// SplitMix64's generator step: advances `state` by [`GOLDEN`] and returns its [`mix64`]. Expands a
+/// seed into as many well-spread words as wanted (stable across versions and platforms, so that boxes
+/// configured with the same secret derive the same key).
+#[inline]
+pub const fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(GOLDEN);
+    mix64(*state)
+}
+
+/// Lemire's multiply-shift reduction: `hash` mapped onto `0..n` by its high bits (no division; uniform
+/// when `hash` is).
 #[inline(always)]
-pub const fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+pub const fn reduce(hash: u64, n: usize) -> usize {
+    ((hash as u128 * n as u128) >> 64) as usize
+}
+
+/// The stable hash of bytes: FNV-1a, finished by [`mix64`]. Its constants and its output are part of the
+/// SDK's contract (boxes and versions must agree), so they never change within a major version.
+///
+/// ```
+/// use nf_core::hash::{StableHasher, stable_hash};
+/// let mut h = StableHasher::with_seed(7);
+/// h.write(b"10.1.0.1:");
+/// h.write(b"8080");
+/// assert_eq!(h.finish(), stable_hash(7, b"10.1.0.1:8080"));
+/// assert_eq!(stable_hash(0, b""), nf_core::hash::mix64(0xcbf2_9ce4_8422_2325));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StableHasher(u64);
+
+impl StableHasher {
+    /// FNV-1a's offset basis.
+    pub const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    /// FNV-1a's 64-bit prime.
+    pub const PRIME: u64 = 0x0100_0000_01b3;
+
+    /// A hasher with no seed.
+    #[inline]
+    pub const fn new() -> Self {
+        StableHasher(Self::OFFSET)
+    }
+
+    /// A hasher whose output depends on `seed` too (independent permutations from one input).
+    #[inline]
+    pub const fn with_seed(seed: u64) -> Self {
+        StableHasher(Self::OFFSET ^ seed.wrapping_mul(GOLDEN))
+    }
+
+    /// Feeds bytes.
+    #[inline]
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u8(b);
+        }
+    }
+
+    /// Feeds one byte.
+    #[inline(always)]
+    pub fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Self::PRIME);
+    }
+
+    /// The hash of what was fed.
+    #[inline]
+    pub const fn finish(&self) -> u64 {
+        mix64(self.0)
+    }
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// [`StableHasher`] over `bytes` with `seed`, in one call.
+#[inline]
+pub fn stable_hash(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = StableHasher::with_seed(seed);
+    h.write(bytes);
+    h.finish()
+}
+
+/// A one-multiply [`std::hash::Hasher`] for maps whose keys the operator chooses (configuration
+/// prefixes); a sender-chosen key belongs in a table placed by the keyed hash instead. Use it as
+/// `HashMap<K, V, BuildMulHasher>`.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct MulHasher(u64);
+
+/// The `BuildHasher` of [`MulHasher`].
+pub type BuildMulHasher = std::hash::BuildHasherDefault<MulHasher>;
+
+impl std::hash::Hasher for MulHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(GOLDEN);
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(GOLDEN);
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(GOLDEN);
+    }
+    #[inline]
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
 }
 
 impl HashKey {
@@ -84,7 +204,7 @@ impl HashKey {
     pub fn from_secret(secret: u128) -> Self {
         let mut a = secret as u64;
         let mut b = (secret >> 64) as u64;
-        let mut next = || splitmix(&mut a) ^ splitmix(&mut b).rotate_left(29);
+        let mut next = || splitmix64(&mut a) ^ splitmix64(&mut b).rotate_left(29);
         HashKey {
             nh: [next(), next(), next(), next(), next()],
             fin: next(),
@@ -141,7 +261,7 @@ impl HashKey {
     #[inline(always)]
     pub fn finish(&self, s: u64) -> u32 {
         let x = s ^ self.fin;
-        ((x ^ (x >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+        ((x ^ (x >> 32)).wrapping_mul(GOLDEN) >> 32) as u32
     }
 
     /// The keyed hash of one 64-bit word.
@@ -182,6 +302,18 @@ mod tests {
         assert!(HashKey::parse("0011").is_err());
         assert!(HashKey::parse("zz112233445566778899aabbccddeeff").is_err());
         assert!(HashKey::parse("+0112233445566778899aabbccddeeff").is_err());
+    }
+
+    #[test]
+    fn the_stable_hash_is_the_documented_function() {
+        // FNV-1a then SplitMix64's finaliser, computed independently (Python) for these values: boxes
+        // of every version must agree on them.
+        assert_eq!(stable_hash(0, b"10.1.0.1:8080"), 0xa151_89ca_aa4e_ce9c);
+        assert_eq!(stable_hash(7, b"a"), 0xdc2a_374b_7edf_4569);
+        let mut st = 0;
+        assert_eq!(splitmix64(&mut st), 0xe220_a839_7b1d_cdaf); // SplitMix64's first output from 0
+        assert_eq!(reduce(u64::MAX, 10), 9);
+        assert_eq!(reduce(0, 10), 0);
     }
 
     #[test]
