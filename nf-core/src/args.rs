@@ -477,88 +477,13 @@ impl FromArg for EtherAddr {
     }
 }
 
-/// An IP prefix (`10.0.0.0/8`, `2001:db8::/32`); a bare address is a host prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IpPrefix {
-    /// The network address (host bits cleared).
-    pub addr: IpAddr,
-    /// Prefix length.
-    pub len: u8,
-}
-
-impl IpPrefix {
-    /// True if `a` is inside the prefix.
-    pub fn contains(&self, a: IpAddr) -> bool {
-        match (self.addr, a) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.len))
-                };
-                u32::from(a) & m == u32::from(n)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.len))
-                };
-                u128::from(a) & m == u128::from(n)
-            }
-            _ => false,
-        }
-    }
-}
+pub use crate::wire::IpPrefix;
 
 impl FromArg for IpPrefix {
     const EXPECTED: &'static str = "an address or prefix such as 10.0.0.0/8";
     fn from_arg(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let (a, l) = match t.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (t, None),
-        };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("`{a}` is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match l {
-            None => max,
-            Some(l) => match l.parse::<u8>() {
-                Ok(n) if n <= max => n,
-                _ => {
-                    // A netmask (255.255.0.0) is accepted for IPv4.
-                    let m: Ipv4Addr = l
-                        .parse()
-                        .map_err(|_| format!("`{l}` is not a prefix length"))?;
-                    let m = u32::from(m);
-                    if m.leading_ones() + m.trailing_zeros() != 32 {
-                        return Err(format!("`{l}` is not a contiguous netmask"));
-                    }
-                    m.leading_ones() as u8
-                }
-            },
-        };
-        let addr = match addr {
-            IpAddr::V4(a) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(len))
-                };
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
-            }
-            IpAddr::V6(a) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(len))
-                };
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-            }
-        };
-        Ok(IpPrefix { addr, len })
+        s.parse()
+            .map_err(|e: crate::wire::PrefixError| e.to_string())
     }
 }
 
@@ -625,10 +550,13 @@ mod tests {
     #[test]
     fn prefixes() {
         let p = IpPrefix::from_arg("10.1.2.3/8").unwrap();
-        assert_eq!(p.addr.to_string(), "10.0.0.0");
+        assert_eq!(p.addr().to_string(), "10.0.0.0");
         assert!(p.contains("10.200.0.1".parse().unwrap()));
         assert!(!p.contains("11.0.0.1".parse().unwrap()));
-        assert_eq!(IpPrefix::from_arg("10.0.0.0/255.255.0.0").unwrap().len, 16);
+        assert_eq!(
+            IpPrefix::from_arg("10.0.0.0/255.255.0.0").unwrap().len(),
+            16
+        );
         assert!(IpPrefix::from_arg("10.0.0.0/33").is_err());
     }
 

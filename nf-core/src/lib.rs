@@ -49,6 +49,7 @@ pub mod state;
 pub mod table;
 pub mod testing;
 pub mod traffic;
+pub mod wire;
 
 pub use args::Args;
 pub use batch::{BATCH_SIZE, Batch, Outputs};

@@ -16,116 +16,11 @@
 //! assert_eq!(m.lookup("11.0.0.1".parse().unwrap()), None);
 //! ```
 
+use crate::wire::prefix_masks::v6_mask;
+pub use crate::wire::{IpPrefix as Prefix, PrefixError};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
-
-/// An IP prefix: an address and a length; the bits past the length are zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-/// Why a prefix could not be made or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PrefixError {
-    /// The text is not `ADDRESS/LENGTH` or `ADDRESS`.
-    #[error("`{0}` is not a prefix (ADDRESS/LENGTH)")]
-    Syntax(String),
-    /// The length is longer than the address.
-    #[error("prefix length {0} is too long for the address")]
-    Length(u8),
-}
-
-fn v4_mask(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - len) }
-}
-
-fn v6_mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - len)
-    }
-}
-
-impl Prefix {
-    /// The prefix of `len` bits of `addr` (the other bits are cleared).
-    pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
-        let addr = match addr {
-            IpAddr::V4(a) if len <= 32 => IpAddr::V4(Ipv4Addr::from(u32::from(a) & v4_mask(len))),
-            IpAddr::V6(a) if len <= 128 => IpAddr::V6(Ipv6Addr::from(u128::from(a) & v6_mask(len))),
-            _ => return Err(PrefixError::Length(len)),
-        };
-        Ok(Prefix { addr, len })
-    }
-
-    /// `0.0.0.0/0`: every IPv4 address.
-    pub const fn v4_default() -> Prefix {
-        Prefix {
-            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            len: 0,
-        }
-    }
-
-    /// `::/0`: every IPv6 address.
-    pub const fn v6_default() -> Prefix {
-        Prefix {
-            addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            len: 0,
-        }
-    }
-
-    /// The (masked) address.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The length in bits.
-    pub fn len(&self) -> u8 {
-        self.len
-    }
-
-    /// True for the zero-length prefix (everything).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// True if `ip` is inside the prefix.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => u32::from(a) & v4_mask(self.len) == u32::from(p),
-            (IpAddr::V6(p), IpAddr::V6(a)) => u128::from(a) & v6_mask(self.len) == u128::from(p),
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = PrefixError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().map_err(|_| PrefixError::Syntax(s.to_string()))?;
-        let len = match l {
-            Some(l) => l.parse().map_err(|_| PrefixError::Syntax(s.to_string()))?,
-            None if addr.is_ipv4() => 32,
-            None => 128,
-        };
-        Prefix::new(addr, len)
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
 
 /// The levels are maps of masked addresses the operator configured: a one-multiply hasher suits them.
 type AddrMap<K, V> = HashMap<K, V, crate::hash::BuildMulHasher>;
@@ -289,9 +184,9 @@ impl<V> PrefixMap<V> {
     /// Sets the value of `prefix`, returning the old one. (Adding or removing an IPv4 prefix rebuilds the
     /// IPv4 table: cheap for hundreds of prefixes, meant for control-plane changes, not per packet.)
     pub fn insert(&mut self, prefix: Prefix, value: V) -> Option<V> {
-        let old = match prefix.addr {
+        let old = match prefix.addr() {
             IpAddr::V4(a) => {
-                let k = (u32::from(a), prefix.len);
+                let k = (u32::from(a), prefix.len());
                 match self.v4.iter_mut().find(|(x, _)| *x == k) {
                     Some((_, v)) => Some(std::mem::replace(v, value)),
                     None => {
@@ -301,7 +196,7 @@ impl<V> PrefixMap<V> {
                     }
                 }
             }
-            IpAddr::V6(a) => slot(&mut self.v6, prefix.len).insert(u128::from(a), value),
+            IpAddr::V6(a) => slot(&mut self.v6, prefix.len()).insert(u128::from(a), value),
         };
         if old.is_none() {
             self.len += 1;
@@ -311,9 +206,9 @@ impl<V> PrefixMap<V> {
 
     /// Removes `prefix` (exactly), returning its value.
     pub fn remove(&mut self, prefix: &Prefix) -> Option<V> {
-        let old = match prefix.addr {
+        let old = match prefix.addr() {
             IpAddr::V4(a) => {
-                let k = (u32::from(a), prefix.len);
+                let k = (u32::from(a), prefix.len());
                 let old = self
                     .v4
                     .iter()
@@ -327,7 +222,7 @@ impl<V> PrefixMap<V> {
             IpAddr::V6(a) => self
                 .v6
                 .iter_mut()
-                .find(|(l, _)| *l == prefix.len)
+                .find(|(l, _)| *l == prefix.len())
                 .and_then(|(_, m)| m.remove(&u128::from(a))),
         };
         self.v6.retain(|(_, m)| !m.is_empty());
@@ -363,25 +258,13 @@ impl<V> PrefixMap<V> {
 
     /// Every prefix and its value (IPv4 in insertion order, then IPv6 longest first).
     pub fn iter(&self) -> impl Iterator<Item = (Prefix, &V)> {
-        let v4 = self.v4.iter().map(|((a, l), v)| {
-            (
-                Prefix {
-                    addr: IpAddr::V4(Ipv4Addr::from(*a)),
-                    len: *l,
-                },
-                v,
-            )
-        });
+        let v4 = self
+            .v4
+            .iter()
+            .map(|((a, l), v)| (Prefix::from_masked(IpAddr::V4(Ipv4Addr::from(*a)), *l), v));
         let v6 = self.v6.iter().flat_map(|(l, m)| {
-            m.iter().map(move |(a, v)| {
-                (
-                    Prefix {
-                        addr: IpAddr::V6(Ipv6Addr::from(*a)),
-                        len: *l,
-                    },
-                    v,
-                )
-            })
+            m.iter()
+                .map(move |(a, v)| (Prefix::from_masked(IpAddr::V6(Ipv6Addr::from(*a)), *l), v))
         });
         v4.chain(v6)
     }
@@ -449,7 +332,7 @@ mod tests {
             for p in &list {
                 if let IpAddr::V4(a) = p.addr() {
                     all.push(u32::from(a));
-                    all.push(u32::from(a) | !v4_mask(p.len()));
+                    all.push(u32::from(a) | !crate::wire::prefix_masks::v4_mask(p.len()));
                 }
             }
             for ip in all {

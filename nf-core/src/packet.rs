@@ -185,7 +185,7 @@ pub enum Malformed {
     #[error("{layer} needs {need} bytes, has {have}")]
     Truncated {
         /// The header.
-        layer: etherparse::err::Layer,
+        layer: crate::wire::Layer,
         /// Bytes needed.
         need: u32,
         /// Bytes present.
@@ -193,7 +193,7 @@ pub enum Malformed {
     },
     /// A header whose contents do not parse (a version, a header length, an extension header, ...).
     #[error("bad {0}")]
-    Header(etherparse::err::Layer),
+    Header(crate::wire::Layer),
     /// An IP header whose version is neither 4 nor 6.
     #[error("IP version {0}")]
     IpVersion(u8),
@@ -213,7 +213,7 @@ pub enum Malformed {
 impl From<etherparse::err::LenError> for Malformed {
     fn from(e: etherparse::err::LenError) -> Self {
         Malformed::Truncated {
-            layer: e.layer,
+            layer: e.layer.into(),
             need: e.required_len.try_into().unwrap_or(u32::MAX),
             have: e.len.try_into().unwrap_or(u32::MAX),
         }
@@ -222,18 +222,16 @@ impl From<etherparse::err::LenError> for Malformed {
 
 impl From<etherparse::err::packet::SliceError> for Malformed {
     fn from(e: etherparse::err::packet::SliceError) -> Self {
-        use etherparse::err::Layer;
+        use crate::wire::Layer;
         use etherparse::err::packet::SliceError as E;
         match e {
             E::Len(l) => l.into(),
-            E::LinuxSll(_) => Malformed::Header(Layer::LinuxSllHeader),
-            E::Macsec(_) => Malformed::Header(Layer::MacsecHeader),
-            E::Ip(_) => Malformed::Header(Layer::IpHeader),
-            E::Ipv4(_) => Malformed::Header(Layer::Ipv4Header),
-            E::Ipv6(_) => Malformed::Header(Layer::Ipv6Header),
-            E::Ipv4Exts(_) => Malformed::Header(Layer::IpAuthHeader),
-            E::Ipv6Exts(_) => Malformed::Header(Layer::Ipv6ExtHeader),
-            E::Tcp(_) => Malformed::Header(Layer::TcpHeader),
+            E::LinuxSll(_) | E::Macsec(_) => Malformed::Header(Layer::Ethernet),
+            E::Ip(_) => Malformed::Header(Layer::Ip),
+            E::Ipv4(_) => Malformed::Header(Layer::Ipv4),
+            E::Ipv6(_) => Malformed::Header(Layer::Ipv6),
+            E::Ipv4Exts(_) | E::Ipv6Exts(_) => Malformed::Header(Layer::IpExtension),
+            E::Tcp(_) => Malformed::Header(Layer::Tcp),
         }
     }
 }
@@ -243,7 +241,7 @@ impl From<etherparse::err::ipv4::HeaderSliceError> for Malformed {
         match e {
             etherparse::err::ipv4::HeaderSliceError::Len(l) => l.into(),
             etherparse::err::ipv4::HeaderSliceError::Content(_) => {
-                Malformed::Header(etherparse::err::Layer::Ipv4Header)
+                Malformed::Header(crate::wire::Layer::Ipv4)
             }
         }
     }
@@ -254,8 +252,8 @@ impl From<etherparse::err::ipv6::SliceError> for Malformed {
         use etherparse::err::ipv6::SliceError as E;
         match e {
             E::Len(l) => l.into(),
-            E::Header(_) => Malformed::Header(etherparse::err::Layer::Ipv6Header),
-            E::Exts(_) => Malformed::Header(etherparse::err::Layer::Ipv6ExtHeader),
+            E::Header(_) => Malformed::Header(crate::wire::Layer::Ipv6),
+            E::Exts(_) => Malformed::Header(crate::wire::Layer::IpExtension),
         }
     }
 }

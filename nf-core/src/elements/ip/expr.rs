@@ -67,7 +67,7 @@ pub enum Expr {
     /// Transport protocol number.
     Proto(u8),
     /// Address in a prefix (a host is a full-length prefix).
-    Net(Dir, NetMatch),
+    Net(Dir, IpPrefix),
     /// Port in a range; with a protocol, only for that protocol (else TCP or UDP).
     Port(Dir, Option<u8>, u16, u16),
     /// All the given TCP flag bits set.
@@ -86,56 +86,6 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// Not.
     Not(Box<Expr>),
-}
-
-/// A prefix compiled for matching: the address family, network bits and mask as 128-bit integers
-/// (IPv4 in the low 32 bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NetMatch {
-    /// IPv4 (else IPv6).
-    pub v4: bool,
-    /// Network address.
-    pub net: u128,
-    /// Mask.
-    pub mask: u128,
-}
-
-impl From<IpPrefix> for NetMatch {
-    fn from(p: IpPrefix) -> Self {
-        match p.addr {
-            IpAddr::V4(a) => {
-                let m = if p.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(p.len))
-                };
-                NetMatch {
-                    v4: true,
-                    net: u128::from(u32::from(a) & m),
-                    mask: u128::from(m),
-                }
-            }
-            IpAddr::V6(a) => {
-                let m = if p.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(p.len))
-                };
-                NetMatch {
-                    v4: false,
-                    net: u128::from(a) & m,
-                    mask: m,
-                }
-            }
-        }
-    }
-}
-
-impl NetMatch {
-    #[inline]
-    fn contains(&self, v4: bool, a: u128) -> bool {
-        self.v4 == v4 && a & self.mask == self.net
-    }
 }
 
 /// The fields of one IP packet that expressions test, read once per packet.
@@ -301,7 +251,7 @@ impl Expr {
             Expr::Proto(p) => v.proto == *p,
             Expr::Net(d, m) => {
                 let v4 = v.version == 4;
-                dir_test(*d, m.contains(v4, v.src), m.contains(v4, v.dst))
+                dir_test(*d, m.contains_bits(v4, v.src), m.contains_bits(v4, v.dst))
             }
             Expr::Port(d, p, lo, hi) => {
                 let proto_ok = match p {
@@ -588,8 +538,7 @@ impl P {
                 let a: IpAddr = v
                     .parse()
                     .map_err(|_| format!("`{v}` is not an IP address"))?;
-                let len = if a.is_ipv4() { 32 } else { 128 };
-                Ok(Expr::Net(d, IpPrefix { addr: a, len }.into()))
+                Ok(Expr::Net(d, IpPrefix::host(a)))
             }
             "net" => {
                 let v = self.want("a prefix")?;
@@ -598,7 +547,7 @@ impl P {
                     self.i += 1;
                     text = format!("{v}/{}", self.want("a netmask")?);
                 }
-                Ok(Expr::Net(d, IpPrefix::from_arg(&text)?.into()))
+                Ok(Expr::Net(d, IpPrefix::from_arg(&text)?))
             }
             "port" => {
                 let (lo, hi) = self.port_range()?;
