@@ -382,18 +382,15 @@ impl FlowKey {
         let dst = read_addr(buf, h, false)?;
         let (src_port, dst_port) = match (h.proto, h.l4) {
             (proto::TCP | proto::UDP, Some(l4)) => {
-                let p = buf.get(l4..l4 + 4)?;
-                (
-                    u16::from_be_bytes([p[0], p[1]]),
-                    u16::from_be_bytes([p[2], p[3]]),
-                )
+                // TCP's ports sit where UDP's do.
+                let p = crate::wire::UdpDatagram::new_unchecked(buf.get(l4..l4 + 4)?);
+                (p.src_port(), p.dst_port())
             }
             (proto::ICMP | proto::ICMPV6, Some(l4)) => {
-                let p = buf.get(l4..l4 + 8)?;
-                let is_echo = matches!(p[0], 0 | 8 | 128 | 129);
-                if is_echo {
-                    let id = u16::from_be_bytes([p[4], p[5]]);
-                    (id, id)
+                let m = crate::wire::IcmpMessage::new_checked(buf.get(l4..)?).ok()?;
+                // Echo request and reply (ICMP 8/0, ICMPv6 128/129): keyed by the identifier.
+                if matches!(m.msg_type(), 0 | 8 | 128 | 129) {
+                    (m.echo_ident(), m.echo_ident())
                 } else {
                     (0, 0)
                 }

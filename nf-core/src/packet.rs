@@ -10,6 +10,7 @@
 
 use crate::checksum;
 use crate::pool;
+use crate::wire::field::{ipv4 as v4f, ipv6 as v6f, tcp as tcpf, udp as udpf};
 use bytes::BytesMut;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -298,21 +299,8 @@ pub enum Link {
     Ip,
 }
 
-/// IANA protocol numbers used throughout the SDK.
-pub mod proto {
-    /// ICMP.
-    pub const ICMP: u8 = 1;
-    /// TCP.
-    pub const TCP: u8 = 6;
-    /// UDP.
-    pub const UDP: u8 = 17;
-    /// IPv4 in IP (RFC 2003).
-    pub const IPIP: u8 = 4;
-    /// GRE.
-    pub const GRE: u8 = 47;
-    /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
-}
+/// IANA protocol numbers (the wire layer's [`ip_proto`](crate::wire::ip_proto), by its older name).
+pub use crate::wire::ip_proto as proto;
 
 /// A network packet: an owned, pooled frame with headroom and annotations (64 bytes: one cache line).
 ///
@@ -720,7 +708,7 @@ impl Packet {
             None => match link {
                 Link::Ip => Some(head),
                 Link::Ethernet => match self.data().get(12..14) {
-                    Some([0x08, 0x00]) => Some(head + 14),
+                    Some(t) if t == IPV4_TYPE => Some(head + 14),
                     _ => None,
                 },
             },
@@ -732,21 +720,25 @@ impl Packet {
                 .get(l3..l3 + 24)
                 .and_then(|s| <&[u8; 24]>::try_from(s).ok())
             {
-                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-                let proto = ip[9];
+                // An IPv4 header without options and the first 4 bytes of TCP's or UDP's (the
+                // ports, at the same offsets in both), as views of the 24 bytes checked above.
+                let (ip, ports) = ip.split_at(20);
+                let ip = crate::wire::Ipv4Packet::new_unchecked(ip);
+                let ports = crate::wire::UdpDatagram::new_unchecked(ports);
+                let total = usize::from(ip.total_len());
+                let proto = ip.protocol();
                 let min = if proto == proto::TCP { 40 } else { 28 };
-                if ip[0] == 0x45
+                if ip.as_slice()[v4f::VER_IHL] == 0x45
                     && (proto == proto::TCP || proto == proto::UDP)
-                    && ip[6] & 0x3f == 0
-                    && ip[7] == 0
+                    && !ip.is_fragment()
                     && (min..=avail).contains(&total)
                 {
                     let key = crate::FlowKey::v4_octets(
                         proto,
-                        [ip[12], ip[13], ip[14], ip[15]],
-                        u16::from_be_bytes([ip[20], ip[21]]),
-                        [ip[16], ip[17], ip[18], ip[19]],
-                        u16::from_be_bytes([ip[22], ip[23]]),
+                        ip.src_addr().octets(),
+                        ports.src_port(),
+                        ip.dst_addr().octets(),
+                        ports.dst_port(),
                     );
                     let info = HeaderInfo {
                         version: IpVersion::V4,
@@ -779,6 +771,18 @@ impl Packet {
             .and_then(|o| self.buffer().get(usize::from(o)..))
     }
 
+    /// The TCP flag bits of a packet whose headers `h` located, if it is TCP with its header present
+    /// ([`tcp_flags`](crate::wire::tcp_flags) names the bits).
+    #[inline(always)]
+    pub fn tcp_flags(&self, h: &HeaderInfo) -> Option<u8> {
+        match (h.proto, h.l4) {
+            (proto::TCP, Some(l4)) => {
+                crate::wire::TcpSegment::<&[u8]>::peek_flags(self.buffer().get(l4..)?)
+            }
+            _ => None,
+        }
+    }
+
     /// Rewrites the source IP address in place, updating checksums incrementally.
     pub fn set_ip_src(&mut self, h: &HeaderInfo, addr: IpAddr) -> Result<(), PacketError> {
         self.set_addr(h, addr, true)
@@ -794,11 +798,11 @@ impl Packet {
         let (off, n) = match (h.version, addr) {
             (IpVersion::V4, IpAddr::V4(a)) => {
                 new[..4].copy_from_slice(&a.octets());
-                (h.l3 + if src { 12 } else { 16 }, 4)
+                (h.l3 + if src { v4f::SRC_ADDR } else { v4f::DST_ADDR }, 4)
             }
             (IpVersion::V6, IpAddr::V6(a)) => {
                 new.copy_from_slice(&a.octets());
-                (h.l3 + if src { 8 } else { 24 }, 16)
+                (h.l3 + if src { v6f::SRC_ADDR } else { v6f::DST_ADDR }, 16)
             }
             _ => return Err(PacketError::FamilyMismatch),
         };
@@ -807,8 +811,11 @@ impl Packet {
         old[..n].copy_from_slice(&self.raw()[off..off + n]);
         self.raw_mut()[off..off + n].copy_from_slice(&new[..n]);
         if h.version == IpVersion::V4 {
-            let c = self.read16(h.l3 + 10);
-            self.write16(h.l3 + 10, checksum::update_bytes(c, &old[..n], &new[..n]));
+            let c = self.read16(h.l3 + v4f::CHECKSUM);
+            self.write16(
+                h.l3 + v4f::CHECKSUM,
+                checksum::update_bytes(c, &old[..n], &new[..n]),
+            );
         }
         self.update_l4_pseudo(h, &old[..n], &new[..n])
     }
@@ -855,15 +862,15 @@ impl Packet {
         let (off, n) = match (h.version, to.ip()) {
             (IpVersion::V4, IpAddr::V4(a)) => {
                 new[..4].copy_from_slice(&a.octets());
-                (h.l3 + if src { 12 } else { 16 }, 4)
+                (h.l3 + if src { v4f::SRC_ADDR } else { v4f::DST_ADDR }, 4)
             }
             (IpVersion::V6, IpAddr::V6(a)) => {
                 new[..16].copy_from_slice(&a.octets());
-                (h.l3 + if src { 8 } else { 24 }, 16)
+                (h.l3 + if src { v6f::SRC_ADDR } else { v6f::DST_ADDR }, 16)
             }
             _ => return Err(PacketError::FamilyMismatch),
         };
-        let po = l4 + if src { 0 } else { 2 };
+        let po = l4 + if src { tcpf::SRC_PORT } else { tcpf::DST_PORT };
         self.need((off + n).max(po + 2))?;
         new[n..n + 2].copy_from_slice(&to.port().to_be_bytes());
         let mut old = [0u8; 18];
@@ -872,8 +879,11 @@ impl Packet {
         self.raw_mut()[off..off + n].copy_from_slice(&new[..n]);
         self.raw_mut()[po..po + 2].copy_from_slice(&new[n..n + 2]);
         if h.version == IpVersion::V4 {
-            let c = self.read16(h.l3 + 10);
-            self.write16(h.l3 + 10, checksum::update_bytes(c, &old[..n], &new[..n]));
+            let c = self.read16(h.l3 + v4f::CHECKSUM);
+            self.write16(
+                h.l3 + v4f::CHECKSUM,
+                checksum::update_bytes(c, &old[..n], &new[..n]),
+            );
         }
         self.update_l4_pseudo(h, &old[..n + 2], &new[..n + 2])
     }
@@ -906,16 +916,22 @@ impl Packet {
             .get_mut(..4)
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| short(l4 + 4))?;
-        let a = if src { 12 } else { 16 };
+        let a = if src { v4f::SRC_ADDR } else { v4f::DST_ADDR };
         let old_addr = u32::from_be_bytes([ip[a], ip[a + 1], ip[a + 2], ip[a + 3]]);
         ip[a..a + 4].copy_from_slice(&addr.to_be_bytes());
         let d_addr = checksum::delta32(old_addr, addr);
-        let ip_c = u16::from_be_bytes([ip[10], ip[11]]);
-        ip[10..12].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
-        let pa = if src { 0 } else { 2 };
+        let ic = v4f::CHECKSUM;
+        let ip_c = u16::from_be_bytes([ip[ic], ip[ic + 1]]);
+        ip[ic..ic + 2].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
+        // TCP's and UDP's ports sit at the same offsets.
+        let pa = if src { tcpf::SRC_PORT } else { tcpf::DST_PORT };
         let old_port = u16::from_be_bytes([ports[pa], ports[pa + 1]]);
         ports[pa..pa + 2].copy_from_slice(&port.to_be_bytes());
-        let co = if proto == proto::TCP { 16 } else { 6 };
+        let co = if proto == proto::TCP {
+            tcpf::CHECKSUM
+        } else {
+            udpf::CHECKSUM
+        };
         if let Some(c) = t.get_mut(co..co + 2) {
             let old_c = u16::from_be_bytes([c[0], c[1]]);
             if proto == proto::UDP && old_c == 0 {
@@ -933,12 +949,12 @@ impl Packet {
 
     /// Rewrites the transport source port (TCP or UDP) in place, updating the checksum incrementally.
     pub fn set_src_port(&mut self, h: &HeaderInfo, port: u16) -> Result<(), PacketError> {
-        self.set_port(h, port, 0)
+        self.set_port(h, port, tcpf::SRC_PORT)
     }
 
     /// Rewrites the transport destination port (TCP or UDP) in place, updating the checksum incrementally.
     pub fn set_dst_port(&mut self, h: &HeaderInfo, port: u16) -> Result<(), PacketError> {
-        self.set_port(h, port, 2)
+        self.set_port(h, port, tcpf::DST_PORT)
     }
 
     fn set_port(&mut self, h: &HeaderInfo, port: u16, at: usize) -> Result<(), PacketError> {
@@ -968,9 +984,9 @@ impl Packet {
     fn l4_checksum_offset(&self, h: &HeaderInfo) -> Option<usize> {
         let l4 = h.l4?;
         let co = match h.proto {
-            proto::TCP => l4 + 16,
-            proto::UDP => l4 + 6,
-            proto::ICMPV6 => l4 + 2,
+            proto::TCP => l4 + tcpf::CHECKSUM,
+            proto::UDP => l4 + udpf::CHECKSUM,
+            proto::ICMPV6 => l4 + crate::wire::field::icmp::CHECKSUM,
             _ => return None,
         };
         (co + 2 <= self.tail as usize).then_some(co)
@@ -1002,22 +1018,23 @@ impl Packet {
         match h.version {
             IpVersion::V4 => {
                 self.need(h.l3 + 20)?;
-                let ttl = self.raw()[h.l3 + 8];
+                let ttl = self.raw()[h.l3 + v4f::TTL];
                 if ttl == 0 {
                     return Ok(0);
                 }
-                let old = self.read16(h.l3 + 8);
-                self.raw_mut()[h.l3 + 8] = ttl - 1;
-                let new = self.read16(h.l3 + 8);
-                let c = self.read16(h.l3 + 10);
-                self.write16(h.l3 + 10, checksum::update16(c, old, new));
+                // TTL and protocol form one 16-bit word of the checksum.
+                let old = self.read16(h.l3 + v4f::TTL);
+                self.raw_mut()[h.l3 + v4f::TTL] = ttl - 1;
+                let new = self.read16(h.l3 + v4f::TTL);
+                let c = self.read16(h.l3 + v4f::CHECKSUM);
+                self.write16(h.l3 + v4f::CHECKSUM, checksum::update16(c, old, new));
                 Ok(ttl - 1)
             }
             IpVersion::V6 => {
                 self.need(h.l3 + 40)?;
-                let hl = self.raw()[h.l3 + 7];
+                let hl = self.raw()[h.l3 + v6f::HOP_LIMIT];
                 let n = hl.saturating_sub(1);
-                self.raw_mut()[h.l3 + 7] = n;
+                self.raw_mut()[h.l3 + v6f::HOP_LIMIT] = n;
                 Ok(n)
             }
         }
@@ -1050,13 +1067,17 @@ impl Packet {
 #[inline]
 pub fn ethernet_payload_offset(frame: &[u8]) -> Result<usize, PacketError> {
     // The common case: untagged IPv4 or IPv6.
-    if let Some(&[a, b]) = frame.get(12..14)
-        && ((a, b) == (0x08, 0x00) || (a, b) == (0x86, 0xdd))
+    if let Some(t) = frame.get(12..14)
+        && (t == IPV4_TYPE || t == IPV6_TYPE)
     {
         return Ok(14);
     }
     ethernet_payload_offset_slow(frame)
 }
+
+/// The EtherTypes of the fast paths, as they sit in a frame.
+const IPV4_TYPE: [u8; 2] = crate::wire::ethertype::IPV4.to_be_bytes();
+const IPV6_TYPE: [u8; 2] = crate::wire::ethertype::IPV6.to_be_bytes();
 
 fn ethernet_payload_offset_slow(frame: &[u8]) -> Result<usize, PacketError> {
     let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(PacketError::from)?;
@@ -1091,12 +1112,13 @@ fn ethernet_payload_offset_slow(frame: &[u8]) -> Result<usize, PacketError> {
 #[inline]
 pub fn locate_ip(buf: &[u8], l3: usize) -> Result<HeaderInfo, PacketError> {
     if let Some(ip) = buf.get(l3..l3 + 20) {
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        let flags_frag = u16::from_be_bytes([ip[6], ip[7]]);
+        let ip = crate::wire::Ipv4Packet::new_unchecked(ip);
+        let total = usize::from(ip.total_len());
         let avail = buf.len() - l3;
         // Version 4, IHL 5, total length in [20, available], no MF flag and offset 0.
-        if ip[0] == 0x45 && (20..=avail).contains(&total) && flags_frag & 0x3fff == 0 {
-            let proto = ip[9];
+        if ip.as_slice()[v4f::VER_IHL] == 0x45 && (20..=avail).contains(&total) && !ip.is_fragment()
+        {
+            let proto = ip.protocol();
             let l4 = transport_fits(proto, total - 20).then_some(l3 + 20);
             return Ok(HeaderInfo {
                 version: IpVersion::V4,
@@ -1169,12 +1191,12 @@ fn transport_fits(proto: u8, len: usize) -> bool {
 pub fn read_addr(buf: &[u8], h: &HeaderInfo, src: bool) -> Option<IpAddr> {
     match h.version {
         IpVersion::V4 => {
-            let o = h.l3 + if src { 12 } else { 16 };
+            let o = h.l3 + if src { v4f::SRC_ADDR } else { v4f::DST_ADDR };
             let b: [u8; 4] = buf.get(o..o + 4)?.try_into().ok()?;
             Some(IpAddr::V4(Ipv4Addr::from(b)))
         }
         IpVersion::V6 => {
-            let o = h.l3 + if src { 8 } else { 24 };
+            let o = h.l3 + if src { v6f::SRC_ADDR } else { v6f::DST_ADDR };
             let b: [u8; 16] = buf.get(o..o + 16)?.try_into().ok()?;
             Some(IpAddr::V6(Ipv6Addr::from(b)))
         }

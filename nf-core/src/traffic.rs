@@ -30,6 +30,18 @@ pub enum Protocols {
     Udp,
 }
 
+impl crate::args::FromArg for Protocols {
+    const EXPECTED: &'static str = "udp, tcp or mixed";
+    fn from_arg(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "udp" => Ok(Protocols::Udp),
+            "tcp" => Ok(Protocols::Tcp),
+            "mixed" => Ok(Protocols::Mixed),
+            o => Err(format!("`{o}` is not a protocol mix")),
+        }
+    }
+}
+
 /// How the traffic looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrafficConfig {

@@ -28,6 +28,7 @@ use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::lpm::{Prefix, PrefixMap};
 use crate::packet::{IpVersion, Link, Packet, Timestamp, proto};
+use crate::wire::{Ipv4Packet, Ipv6Packet};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
@@ -681,43 +682,42 @@ impl BlinkDetector {
         let l3 = h.l3;
         let (i, tcp) = match h.version {
             IpVersion::V4 => {
-                let ip = &b[l3..];
-                let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+                // `locate` checked the header: the view's accessors stay within it.
+                let ip = Ipv4Packet::new_unchecked(&b[l3..]);
+                let dst = u32::from(ip.dst_addr());
                 let Some(i) = self.blink.lookup_v4(dst) else {
                     self.unmatched += 1;
                     return self.unmatched_port;
                 };
                 let tcp = match (h.proto, h.l4) {
                     (proto::TCP, Some(l4)) => {
-                        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-                        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-                        tcp_seen(b, l4, (l3 + total).min(b.len()), |ports| {
-                            flow_hash_v4(src, dst, ports)
-                        })
+                        let src = u32::from(ip.src_addr());
+                        let end = (l3 + usize::from(ip.total_len())).min(b.len());
+                        tcp_seen(b, l4, end, |ports| flow_hash_v4(src, dst, ports))
                     }
                     _ => None,
                 };
                 (i, tcp)
             }
             IpVersion::V6 => {
-                let ip = &b[l3..];
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&ip[24..40]);
-                let dst = u128::from_be_bytes(d);
-                let Some(i) = self.blink.map.lookup_v6(dst).map(|&i| i as usize) else {
+                let ip = Ipv6Packet::new_unchecked(&b[l3..]);
+                let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                let Some(i) = self
+                    .blink
+                    .map
+                    .lookup_v6(u128::from(dst))
+                    .map(|&i| i as usize)
+                else {
                     self.unmatched += 1;
                     return self.unmatched_port;
                 };
                 let tcp = match (h.proto, h.l4) {
                     (proto::TCP, Some(l4)) => {
-                        let mut s = [0u8; 16];
-                        s.copy_from_slice(&ip[8..24]);
-                        let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-                        let end = (l3 + 40 + payload).min(b.len());
+                        let end = (l3 + ip.total_len()).min(b.len());
                         tcp_seen(b, l4, end, |ports| {
                             flow_hash(
-                                IpAddr::from(s),
-                                IpAddr::from(d),
+                                IpAddr::V6(src),
+                                IpAddr::V6(dst),
                                 (ports >> 16) as u16,
                                 ports as u16,
                             )
@@ -778,18 +778,14 @@ impl BlinkDetector {
 /// Reads the TCP header at `l4` (payload ending at `end`), hashing the flow with `hash(sport << 16 | dport)`.
 #[inline]
 fn tcp_seen(b: &[u8], l4: usize, end: usize, hash: impl FnOnce(u32) -> u64) -> Option<TcpSeen> {
-    let t = b.get(l4..l4 + 20)?;
-    let ports = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
-    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    let doff = usize::from(t[12] >> 4) * 4;
-    let flags = t[13];
-    let len = end.saturating_sub(l4 + doff) as u32;
+    let t = crate::wire::TcpSegment::new_unchecked(b.get(l4..l4 + 20)?);
+    let len = end.saturating_sub(l4 + t.header_len()) as u32;
     Some(TcpSeen {
-        hash: hash(ports),
-        seq,
+        hash: hash(u32::from(t.src_port()) << 16 | u32::from(t.dst_port())),
+        seq: t.seq_number(),
         len,
-        syn: flags & 0x02 != 0,
-        fin: flags & 0x01 != 0,
+        syn: t.syn(),
+        fin: t.fin(),
     })
 }
 

@@ -7,14 +7,14 @@
 
 use crate::args::Args;
 use crate::batch::{Batch, Outputs};
-use crate::checksum;
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::packet::{Packet, ethernet_payload_offset};
+use crate::wire::{IpCompHeader, IpCompRepr, Ipv4Packet};
 use std::sync::Arc;
 
 /// The IP protocol number of IPComp.
-pub const IPCOMP: u8 = 108;
+pub const IPCOMP: u8 = crate::wire::ip_proto::IPCOMP;
 /// The compression parameter index this SDK uses for LZ4 (from the private range, RFC 3173 §3.3).
 pub const CPI_LZ4: u16 = 0xf000;
 
@@ -47,27 +47,17 @@ impl CompressStats {
 /// The IPv4 header at data offset `off` of an Ethernet frame: (header length, total length), if the
 /// packet is a whole (unfragmented) IPv4 datagram inside the frame.
 fn whole_v4(d: &[u8], off: usize) -> Option<(usize, usize)> {
-    let ip = d.get(off..off + 20)?;
-    if ip[0] >> 4 != 4 {
-        return None;
-    }
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if hl < 20 || total < hl || off + total > d.len() {
-        return None;
-    }
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-        return None;
-    }
-    Some((hl, total))
+    let ip = Ipv4Packet::new_checked(d.get(off..)?).ok()?;
+    ip.is_whole()
+        .then(|| (ip.header_len(), usize::from(ip.total_len())))
 }
 
+/// Rewrites the IPv4 header at `h` for a new total length and payload protocol.
 fn fix_header(h: &mut [u8], total: usize, proto: u8) {
-    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    h[9] = proto;
-    h[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(h);
+    ip.set_total_len(total as u16);
+    ip.set_protocol(proto);
+    ip.fill_checksum();
 }
 
 /// Compresses packets going into a tunnel (see [the module](self)).
@@ -143,11 +133,15 @@ impl Compress {
         if n + 4 >= payload.len() {
             return false;
         }
-        let proto = d[off + 9];
+        let proto = Ipv4Packet::new_unchecked(&d[off..]).protocol();
         let before = payload.len();
         let dm = p.data_mut();
         let at = off + hl;
-        dm[at..at + 4].copy_from_slice(&[proto, 0, (CPI_LZ4 >> 8) as u8, CPI_LZ4 as u8]);
+        IpCompRepr {
+            next_header: proto,
+            cpi: CPI_LZ4,
+        }
+        .emit(&mut IpCompHeader::new_unchecked(&mut dm[at..at + 4]));
         dm[at + 4..at + 4 + n].copy_from_slice(&self.scratch[..n]);
         let new_total = hl + 4 + n;
         fix_header(&mut dm[off..off + hl], new_total, IPCOMP);
@@ -209,15 +203,17 @@ impl Decompress {
         let Some((hl, total)) = whole_v4(d, off) else {
             return Ok(false);
         };
-        if d[off + 9] != IPCOMP || total < hl + 4 {
+        if Ipv4Packet::new_unchecked(&d[off..]).protocol() != IPCOMP {
             return Ok(false);
         }
         let c = &d[off + hl..off + total];
-        let cpi = u16::from_be_bytes([c[2], c[3]]);
-        if cpi != CPI_LZ4 {
-            return Err(DecompressError::UnknownCpi(cpi));
+        let Ok(h) = IpCompHeader::new_checked(c) else {
+            return Ok(false);
+        };
+        if h.cpi() != CPI_LZ4 {
+            return Err(DecompressError::UnknownCpi(h.cpi()));
         }
-        let next = c[0];
+        let next = h.next_header();
         let room = 65535 - hl;
         if self.scratch.len() < room {
             self.scratch.resize(room, 0);

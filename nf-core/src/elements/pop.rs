@@ -17,6 +17,7 @@ use crate::error::ConfigError;
 use crate::flow::FlowKey;
 use crate::packet::{Link, Packet, Timestamp};
 use crate::state::{StateTable, WhenFull};
+use crate::wire::tcp_flags::{ACK, SYN};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -186,10 +187,7 @@ impl PoPSelector {
         let now = p.anno.timestamp.as_nanos();
         let (canon, _) = key.canonical();
         let hash = canon.table_hash();
-        let syn = h.proto == crate::packet::proto::TCP
-            && h.l4
-                .and_then(|l4| p.buffer().get(l4 + 13))
-                .is_some_and(|f| f & 0x12 == 0x02);
+        let syn = p.tcp_flags(&h).is_some_and(|f| f & (SYN | ACK) == SYN);
         if let Some(e) = self.flows.find(hash, &canon) {
             let pop = self.flows.get(e).map(|(_, v)| v.pop).unwrap_or(0);
             self.flows.touch(e, Timestamp(now).add_nanos(self.idle));
@@ -215,10 +213,9 @@ impl PoPSelector {
         let Ok(h) = p.locate(Link::Ethernet) else {
             return;
         };
-        let synack = h.proto == crate::packet::proto::TCP
-            && h.l4
-                .and_then(|l4| p.buffer().get(l4 + 13))
-                .is_some_and(|f| f & 0x12 == 0x12);
+        let synack = p
+            .tcp_flags(&h)
+            .is_some_and(|f| f & (SYN | ACK) == SYN | ACK);
         if !synack {
             return;
         }

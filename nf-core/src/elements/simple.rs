@@ -20,6 +20,7 @@ use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::elements::ip::expr::{Expr, View};
 use crate::error::ConfigError;
 use crate::packet::{Packet, PacketError};
+use crate::wire::{MplsLabel, VlanTag};
 
 /// Where the `ProcState` tag travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +45,8 @@ impl std::str::FromStr for TagCarrier {
     }
 }
 
-const ETH_VLAN: [u8; 2] = [0x81, 0x00];
-const ETH_MPLS: [u8; 2] = [0x88, 0x47];
+const ETH_VLAN: [u8; 2] = crate::wire::ethertype::VLAN.to_be_bytes();
+const ETH_MPLS: [u8; 2] = crate::wire::ethertype::MPLS.to_be_bytes();
 
 impl TagCarrier {
     /// The largest tag this carrier holds.
@@ -61,13 +62,13 @@ impl TagCarrier {
     pub fn read(self, p: &Packet) -> Option<u16> {
         let d = p.data();
         match self {
-            TagCarrier::Vlan if d.get(12..14) == Some(&ETH_VLAN) && d.len() >= 18 => {
-                let vid = u16::from_be_bytes([d[14], d[15]]) & 0x0fff;
-                vid.checked_sub(1)
+            TagCarrier::Vlan if d.get(12..14) == Some(&ETH_VLAN) => {
+                let tag = VlanTag::new_checked(d.get(14..)?).ok()?;
+                tag.vid().checked_sub(1)
             }
-            TagCarrier::Mpls if d.get(12..14) == Some(&ETH_MPLS) && d.len() >= 18 => {
-                let e = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
-                ((e >> 12) as u16).checked_sub(16)
+            TagCarrier::Mpls if d.get(12..14) == Some(&ETH_MPLS) => {
+                let label = MplsLabel::new_checked(d.get(14..)?).ok()?;
+                (label.label() as u16).checked_sub(16)
             }
             TagCarrier::Annotation => Some(u16::from(p.anno.paint)),
             _ => None,
@@ -84,7 +85,7 @@ impl TagCarrier {
                 let mut o = 14;
                 while let Some(e) = d.get(o..o + 4) {
                     o += 4;
-                    if e[2] & 1 == 1 {
+                    if MplsLabel::new_unchecked(e).bottom() {
                         break;
                     }
                 }
@@ -106,13 +107,14 @@ impl TagCarrier {
             let d = p.data_mut();
             match self {
                 TagCarrier::Vlan => {
-                    let tci = (u16::from_be_bytes([d[14], d[15]]) & 0xf000) | (tag + 1);
-                    d[14..16].copy_from_slice(&tci.to_be_bytes());
+                    let mut t = VlanTag::new_unchecked(&mut d[14..18]);
+                    let (pcp, dei) = (t.pcp(), t.dei());
+                    t.set_tci(pcp, dei, tag + 1);
                 }
                 TagCarrier::Mpls => {
-                    let e = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
-                    let e = (e & 0xfff) | (u32::from(tag) + 16) << 12;
-                    d[14..18].copy_from_slice(&e.to_be_bytes());
+                    let mut l = MplsLabel::new_unchecked(&mut d[14..18]);
+                    let (tc, bottom, ttl) = (l.tc(), l.bottom(), l.ttl());
+                    l.set(u32::from(tag) + 16, tc, bottom, ttl);
                 }
                 TagCarrier::Annotation => p.anno.paint = tag as u8,
             }
@@ -197,9 +199,10 @@ impl TagCarrier {
                     return Some(tag);
                 }
                 let ty = match d.get(18).map(|b| b >> 4) {
-                    Some(6) => [0x86, 0xdd],
-                    _ => [0x08, 0x00],
-                };
+                    Some(6) => crate::wire::ethertype::IPV6,
+                    _ => crate::wire::ethertype::IPV4,
+                }
+                .to_be_bytes();
                 d.copy_within(0..12, 4);
                 d[16..18].copy_from_slice(&ty);
             }

@@ -9,14 +9,15 @@
 
 use crate::args::Args;
 use crate::batch::{Batch, Outputs};
-use crate::checksum;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
-use crate::packet::{IpVersion, Link, Packet, PacketError, ethernet_payload_offset};
+use crate::packet::{IpVersion, Link, Malformed, Packet, PacketError, ethernet_payload_offset};
+pub use crate::wire::VXLAN_PORT;
+use crate::wire::{
+    EthernetFrame, EthernetRepr, GrePacket, GreRepr, IcmpMessage, IcmpRepr, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, UdpDatagram, UdpRepr, VxlanHeader, VxlanRepr, ethertype, ip_proto,
+};
 use std::net::Ipv4Addr;
-
-/// The IANA UDP port of VXLAN.
-pub const VXLAN_PORT: u16 = 4789;
 
 /// A tunnel format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,26 +92,25 @@ impl Tunnel {
 /// The length of the IP packet at `ip` (from its header), if it is one.
 fn ip_len(ip: &[u8]) -> Option<usize> {
     match ip.first()? >> 4 {
-        4 => Some(usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]))),
-        6 => Some(40 + usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]))),
+        4 => Some(usize::from(Ipv4Packet::new_checked(ip).ok()?.total_len())),
+        6 => Some(Ipv6Packet::new_checked(ip).ok()?.total_len()),
         _ => None,
     }
 }
 
-fn outer_ipv4(len: usize, proto: u8, tos: u8, t: &Tunnel, id: u16) -> [u8; 20] {
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[1] = tos;
-    ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
-    ip[6] = 0x40; // DF: the encapsulator made sure it fits.
-    ip[8] = t.ttl;
-    ip[9] = proto;
-    ip[12..16].copy_from_slice(&t.local.octets());
-    ip[16..20].copy_from_slice(&t.remote.octets());
-    let c = checksum::ipv4_header(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip
+/// The outer IPv4 header of tunnel `t` around `payload_len` bytes of protocol `proto`.
+fn outer_ipv4(t: &Tunnel, payload_len: usize, proto: u8, tos: u8, id: u16) -> Ipv4Repr {
+    Ipv4Repr {
+        src_addr: t.local,
+        dst_addr: t.remote,
+        protocol: proto,
+        payload_len,
+        ttl: t.ttl,
+        tos,
+        ident: id,
+        // The encapsulator made sure it fits.
+        dont_frag: true,
+    }
 }
 
 /// Encapsulates the IP packet at data offset `off` (after the link header) of an Ethernet frame in
@@ -121,10 +121,9 @@ pub fn encapsulate(p: &mut Packet, off: usize, t: &Tunnel, id: u16, entropy: u16
     let inner = &p.data()[off..];
     let version = inner.first().map(|b| b >> 4).unwrap_or(4);
     let tos = match version {
-        6 => inner
-            .get(0..2)
-            .map(|b| (b[0] << 4) | (b[1] >> 4))
-            .unwrap_or(0),
+        6 if inner.len() >= Ipv6Packet::<&[u8]>::HEADER_LEN => {
+            Ipv6Packet::new_unchecked(inner).traffic_class()
+        }
         _ => inner.get(1).copied().unwrap_or(0),
     };
     let ip_len = p.len() - off;
@@ -147,22 +146,26 @@ pub fn encapsulate(p: &mut Packet, off: usize, t: &Tunnel, id: u16, entropy: u16
             }
             let d = p.data_mut();
             if l >= 2 {
-                d[l - 2..l].copy_from_slice(&[0x08, 0x00]);
+                d[l - 2..l].copy_from_slice(&ethertype::IPV4.to_be_bytes());
             }
-            let proto = match (t.mode, version) {
-                (TunnelMode::Gre, _) => 47,
-                (_, 6) => 41,
-                _ => 4,
+            let inner_type = if version == 6 {
+                ethertype::IPV6
+            } else {
+                ethertype::IPV4
             };
-            let ip = outer_ipv4(ip_len + n, proto, tos, t, id);
-            d[l..l + 20].copy_from_slice(&ip);
+            let proto = match (t.mode, version) {
+                (TunnelMode::Gre, _) => ip_proto::GRE,
+                (_, 6) => ip_proto::IPV6,
+                _ => ip_proto::IPIP,
+            };
+            let outer = outer_ipv4(t, ip_len + n - 20, proto, tos, id);
+            outer.emit(&mut Ipv4Packet::new_unchecked(&mut d[l..l + 20]));
             if t.mode == TunnelMode::Gre {
-                let ty: [u8; 2] = if version == 6 {
-                    [0x86, 0xdd]
-                } else {
-                    [0x08, 0x00]
+                let gre = GreRepr {
+                    protocol: inner_type,
+                    key: None,
                 };
-                d[l + 20..l + 24].copy_from_slice(&[0, 0, ty[0], ty[1]]);
+                gre.emit(&mut GrePacket::new_unchecked(&mut d[l + 20..l + 24]));
             }
         }
         TunnelMode::Vxlan { vni } => {
@@ -173,16 +176,17 @@ pub fn encapsulate(p: &mut Packet, off: usize, t: &Tunnel, id: u16, entropy: u16
             p.push(n);
             let d = p.data_mut();
             d[..12].copy_from_slice(&macs);
-            d[12..14].copy_from_slice(&[0x08, 0x00]);
-            let ip = outer_ipv4(frame_len + 36, 17, tos, t, id);
-            d[14..34].copy_from_slice(&ip);
-            let sport = 49152 | (entropy & 0x3fff);
-            d[34..36].copy_from_slice(&sport.to_be_bytes());
-            d[36..38].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-            d[38..40].copy_from_slice(&((frame_len + 16) as u16).to_be_bytes());
-            d[40..42].copy_from_slice(&[0, 0]); // no UDP checksum (allowed over IPv4)
-            let v = vni.to_be_bytes();
-            d[42..50].copy_from_slice(&[0x08, 0, 0, 0, v[1], v[2], v[3], 0]);
+            d[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+            let outer = outer_ipv4(t, frame_len + 16, ip_proto::UDP, tos, id);
+            outer.emit(&mut Ipv4Packet::new_unchecked(&mut d[14..34]));
+            let udp = UdpRepr {
+                src_port: 49152 | (entropy & 0x3fff),
+                dst_port: VXLAN_PORT,
+                payload_len: frame_len + 8,
+            };
+            // No UDP checksum (allowed over IPv4).
+            udp.emit(&mut UdpDatagram::new_unchecked(&mut d[34..42]));
+            VxlanRepr { vni }.emit(&mut VxlanHeader::new_unchecked(&mut d[42..50]));
         }
     }
     p.anno.set_l3_offset(None);
@@ -206,49 +210,43 @@ pub enum DecapError {
 pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<(), DecapError> {
     let d = p.data();
     let off = ethernet_payload_offset(d).map_err(|_| DecapError::NotTunnel)?;
-    let ip = d.get(off..off + 20).ok_or(DecapError::NotTunnel)?;
-    if ip[0] >> 4 != 4 {
-        return Err(DecapError::NotTunnel);
-    }
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if hl < 20 || total < hl || off + total > d.len() {
+    let ip = match Ipv4Packet::new_checked(&d[off..]) {
+        Ok(ip) => ip,
+        Err(Malformed::IpVersion(_)) => return Err(DecapError::NotTunnel),
+        Err(Malformed::Truncated { .. }) if d.len() < off + 20 => {
+            return Err(DecapError::NotTunnel);
+        }
+        Err(_) => return Err(DecapError::Malformed("outer IPv4 lengths")),
+    };
+    if usize::from(ip.total_len()) > ip.as_slice().len() {
         return Err(DecapError::Malformed("outer IPv4 lengths"));
     }
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    if ip.is_fragment() {
         return Err(DecapError::Malformed("a fragment of a tunnel packet"));
     }
-    let proto = ip[9];
+    let proto = ip.protocol();
     // Ethernet padding after the outer packet goes.
-    let end = off + total;
-    let body = off + hl;
+    let end = off + usize::from(ip.total_len());
+    let body = off + ip.header_len();
     match mode {
         TunnelMode::IpIp | TunnelMode::Gre => {
             let inner = match (mode, proto) {
-                (TunnelMode::IpIp, 4 | 41) => body,
-                (TunnelMode::Gre, 47) => {
-                    let g = d
-                        .get(body..body + 4)
-                        .ok_or(DecapError::Malformed("GRE header"))?;
-                    if g[1] & 0x07 != 0 {
-                        return Err(DecapError::Malformed("GRE version"));
-                    }
-                    // Checksum, key and sequence number present: 4 bytes each.
-                    let extra = 4 * ((g[0] >> 7) + ((g[0] >> 5) & 1) + ((g[0] >> 4) & 1)) as usize;
-                    body + 4 + extra
+                (TunnelMode::IpIp, ip_proto::IPIP | ip_proto::IPV6) => body,
+                (TunnelMode::Gre, ip_proto::GRE) => {
+                    let g = GrePacket::new_checked(&d[body..end]).map_err(|e| match e {
+                        Malformed::Header(_) => DecapError::Malformed("GRE version"),
+                        _ => DecapError::Malformed("GRE header"),
+                    })?;
+                    body + g.header_len()
                 }
                 _ => return Err(DecapError::NotTunnel),
             };
             if inner >= end {
                 return Err(DecapError::Malformed("no inner packet"));
             }
-            let version = d
-                .get(inner)
-                .map(|b| b >> 4)
-                .ok_or(DecapError::Malformed("empty"))?;
-            let ty: [u8; 2] = match version {
-                4 => [0x08, 0x00],
-                6 => [0x86, 0xdd],
+            let ty = match d[inner] >> 4 {
+                4 => ethertype::IPV4,
+                6 => ethertype::IPV6,
                 _ => return Err(DecapError::Malformed("inner packet is not IP")),
             };
             if ip_len(&d[inner..end]).is_none_or(|l| l > end - inner) {
@@ -258,7 +256,7 @@ pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<
             let l = off.min(32);
             link[..l].copy_from_slice(&d[..l]);
             if l >= 2 {
-                link[l - 2..l].copy_from_slice(&ty);
+                link[l - 2..l].copy_from_slice(&ty.to_be_bytes());
             }
             p.truncate(end);
             p.pull(inner - l)
@@ -266,18 +264,19 @@ pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<
             p.data_mut()[..l].copy_from_slice(&link[..l]);
         }
         TunnelMode::Vxlan { vni } => {
-            let u = d.get(body..body + 16).ok_or(DecapError::NotTunnel)?;
-            if proto != 17 || u16::from_be_bytes([u[2], u[3]]) != VXLAN_PORT {
+            let udp = match UdpDatagram::new_checked(&d[body..end]) {
+                Ok(u) if proto == ip_proto::UDP && u.dst_port() == VXLAN_PORT => u,
+                _ => return Err(DecapError::NotTunnel),
+            };
+            let vx = VxlanHeader::new_checked(&udp.as_slice()[UdpDatagram::<&[u8]>::HEADER_LEN..])
+                .map_err(|e| match e {
+                    Malformed::Truncated { .. } => DecapError::NotTunnel,
+                    _ => DecapError::Malformed("VXLAN without the I flag"),
+                })?;
+            if check_vni && vx.vni() != vni {
                 return Err(DecapError::NotTunnel);
             }
-            if u[8] & 0x08 == 0 {
-                return Err(DecapError::Malformed("VXLAN without the I flag"));
-            }
-            let got = u32::from_be_bytes([0, u[12], u[13], u[14]]);
-            if check_vni && got != vni {
-                return Err(DecapError::NotTunnel);
-            }
-            if end < body + 16 + 14 {
+            if vx.payload().len() < EthernetFrame::<&[u8]>::HEADER_LEN {
                 return Err(DecapError::Malformed("VXLAN inner frame"));
             }
             p.truncate(end);
@@ -293,31 +292,28 @@ pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<
 /// An ICMP "destination unreachable, fragmentation needed" (type 3 code 4) answering the IPv4 packet at
 /// `off` of `frame`, from `from`, announcing `mtu` (RFC 1191), in an Ethernet frame back to the sender.
 pub fn frag_needed(frame: &[u8], off: usize, from: Ipv4Addr, mtu: u16) -> Option<Packet> {
-    let ip = frame.get(off..)?;
-    let hl = usize::from(*ip.first()? & 0x0f) * 4;
-    let quoted = ip.get(..(hl + 8).min(ip.len()))?;
-    let src = ip.get(12..16)?;
-    let mut v = Vec::with_capacity(14 + 20 + 8 + quoted.len());
-    v.extend_from_slice(frame.get(6..12)?);
-    v.extend_from_slice(frame.get(0..6)?);
-    v.extend_from_slice(&[0x08, 0x00]);
-    let icmp_len = 8 + quoted.len();
-    let mut h = [0u8; 20];
-    h[0] = 0x45;
-    h[2..4].copy_from_slice(&((20 + icmp_len) as u16).to_be_bytes());
-    h[8] = 64;
-    h[9] = 1;
-    h[12..16].copy_from_slice(&from.octets());
-    h[16..20].copy_from_slice(src);
-    let c = checksum::ipv4_header(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    v.extend_from_slice(&h);
-    let at = v.len();
-    v.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
-    v.extend_from_slice(&mtu.to_be_bytes());
-    v.extend_from_slice(quoted);
-    let c = checksum::checksum(&v[at..]);
-    v[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+    let ip = Ipv4Packet::new_checked(frame.get(off..)?).ok()?;
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let quoted = &ip.as_slice()[..(ip.header_len() + 8).min(ip.as_slice().len())];
+    let icmp = IcmpRepr::frag_needed(mtu);
+    let ipr = Ipv4Repr {
+        src_addr: from,
+        dst_addr: ip.src_addr(),
+        protocol: ip_proto::ICMP,
+        payload_len: icmp.header_len() + quoted.len(),
+        ttl: 64,
+        ..Ipv4Repr::default()
+    };
+    let mut v = vec![0u8; 14 + ipr.header_len() + ipr.payload_len];
+    EthernetRepr {
+        src_addr: eth.dst_addr(),
+        dst_addr: eth.src_addr(),
+        ethertype: ethertype::IPV4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut v[..]));
+    ipr.emit(&mut Ipv4Packet::new_unchecked(&mut v[14..]));
+    v[42..].copy_from_slice(quoted);
+    icmp.emit(&mut IcmpMessage::new_unchecked(&mut v[34..]));
     Some(Packet::from_slice(&v))
 }
 
@@ -325,25 +321,19 @@ pub fn frag_needed(frame: &[u8], off: usize, from: Ipv4Addr, mtu: u16) -> Option
 /// of at most `mtu` bytes, each behind a copy of the link header.
 pub fn fragment(p: &Packet, off: usize, mtu: usize) -> Result<Vec<Packet>, PacketError> {
     let d = p.data();
-    let ip = &d[off..];
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let total = ip_len(ip).ok_or(PacketError::Malformed(crate::packet::Malformed::Field(
-        "not IPv4",
-    )))?;
-    if total > ip.len() || hl < 20 || total < hl {
-        return Err(PacketError::Malformed(crate::packet::Malformed::Field(
-            "IPv4 lengths",
-        )));
+    let ip = Ipv4Packet::new_checked(&d[off..]).map_err(PacketError::Malformed)?;
+    let (hl, total) = (ip.header_len(), usize::from(ip.total_len()));
+    if total > ip.as_slice().len() {
+        return Err(PacketError::Malformed(Malformed::Field("IPv4 lengths")));
     }
     let per = (mtu.saturating_sub(hl) / 8) * 8;
     if per == 0 {
-        return Err(PacketError::Malformed(crate::packet::Malformed::Field(
+        return Err(PacketError::Malformed(Malformed::Field(
             "MTU too small to fragment",
         )));
     }
-    let ff = u16::from_be_bytes([ip[6], ip[7]]);
-    let (more, base) = (ff & 0x2000 != 0, ff & 0x1fff);
-    let payload = &ip[hl..total];
+    let (more, base) = (ip.more_frags(), ip.frag_offset());
+    let payload = ip.payload();
     let mut out = Vec::with_capacity(payload.len().div_ceil(per));
     let mut at = 0;
     while at < payload.len() {
@@ -351,16 +341,12 @@ pub fn fragment(p: &Packet, off: usize, mtu: usize) -> Result<Vec<Packet>, Packe
         let last = at + piece.len() == payload.len();
         let mut f = Vec::with_capacity(off + hl + piece.len());
         f.extend_from_slice(&d[..off]);
-        f.extend_from_slice(&ip[..hl]);
+        f.extend_from_slice(&ip.as_slice()[..hl]);
         f.extend_from_slice(piece);
-        let h = &mut f[off..off + hl];
-        h[2..4].copy_from_slice(&((hl + piece.len()) as u16).to_be_bytes());
-        let flags = if last && !more { 0 } else { 0x2000 };
-        let fo = flags | (base + (at / 8) as u16);
-        h[6..8].copy_from_slice(&fo.to_be_bytes());
-        h[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&h[..hl]);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4Packet::new_unchecked(&mut f[off..]);
+        h.set_total_len((hl + piece.len()) as u16);
+        h.set_frag(false, !last || more, base + at as u16);
+        h.fill_checksum();
         let mut q = Packet::from_slice(&f);
         q.anno = p.anno;
         q.anno.set_l3_offset(None);

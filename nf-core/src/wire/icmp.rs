@@ -1,5 +1,6 @@
 //! ICMP (RFC 792) and ICMPv6 (RFC 4443) messages: type, code, checksum and the 4 bytes that follow.
 
+use super::field::icmp as f;
 use super::{Layer, Malformed, be16, be32, need, put16, put32, view};
 
 view!(
@@ -29,13 +30,13 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
     /// The checksum.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.as_slice(), 2)
+        be16(self.as_slice(), f::CHECKSUM)
     }
     /// The rest-of-header word (echo: identifier and sequence; "fragmentation needed": the next-hop MTU
     /// in its low 16 bits).
     #[inline]
     pub fn rest(&self) -> u32 {
-        be32(self.as_slice(), 4)
+        be32(self.as_slice(), f::REST)
     }
     /// An echo's identifier (the high half of [`rest`](Self::rest)).
     #[inline]
@@ -60,12 +61,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpMessage<T> {
     /// Sets the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 2, v);
+        put16(self.buffer.as_mut(), f::CHECKSUM, v);
     }
     /// Sets the rest-of-header word.
     #[inline]
     pub fn set_rest(&mut self, v: u32) {
-        put32(self.buffer.as_mut(), 4, v);
+        put32(self.buffer.as_mut(), f::REST, v);
     }
     /// Computes and writes an ICMP (v4) checksum over the whole buffer (ICMPv6's covers a
     /// pseudo-header: the caller's).

@@ -1,5 +1,6 @@
 //! IPv6 fixed headers (RFC 8200).
 
+use super::field::ipv6 as f;
 use super::{Layer, Malformed, be16, be32, need, put16, put32, view};
 use std::net::Ipv6Addr;
 
@@ -39,28 +40,32 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// The payload length (what follows the fixed header).
     #[inline]
     pub fn payload_len(&self) -> u16 {
-        be16(self.as_slice(), 4)
+        be16(self.as_slice(), f::LENGTH)
     }
     /// The next header ([`ip_proto`](super::ip_proto)).
     #[inline]
     pub fn next_header(&self) -> u8 {
-        self.as_slice()[6]
+        self.as_slice()[f::NXT_HDR]
     }
     /// The hop limit.
     #[inline]
     pub fn hop_limit(&self) -> u8 {
-        self.as_slice()[7]
+        self.as_slice()[f::HOP_LIMIT]
     }
     /// The source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv6Addr {
-        let b: [u8; 16] = self.as_slice()[8..24].try_into().unwrap_or([0; 16]);
+        let b: [u8; 16] = self.as_slice()[f::SRC_ADDR..f::SRC_ADDR + 16]
+            .try_into()
+            .unwrap_or([0; 16]);
         Ipv6Addr::from(b)
     }
     /// The destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv6Addr {
-        let b: [u8; 16] = self.as_slice()[24..40].try_into().unwrap_or([0; 16]);
+        let b: [u8; 16] = self.as_slice()[f::DST_ADDR..f::DST_ADDR + 16]
+            .try_into()
+            .unwrap_or([0; 16]);
         Ipv6Addr::from(b)
     }
     /// The length of the whole packet its header announces (40 + payload length).
@@ -89,27 +94,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets the payload length.
     #[inline]
     pub fn set_payload_len(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 4, v);
+        put16(self.buffer.as_mut(), f::LENGTH, v);
     }
     /// Sets the next header.
     #[inline]
     pub fn set_next_header(&mut self, v: u8) {
-        self.buffer.as_mut()[6] = v;
+        self.buffer.as_mut()[f::NXT_HDR] = v;
     }
     /// Sets the hop limit.
     #[inline]
     pub fn set_hop_limit(&mut self, v: u8) {
-        self.buffer.as_mut()[7] = v;
+        self.buffer.as_mut()[f::HOP_LIMIT] = v;
     }
     /// Sets the source address.
     #[inline]
     pub fn set_src_addr(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[8..24].copy_from_slice(&a.octets());
+        self.buffer.as_mut()[f::SRC_ADDR..f::SRC_ADDR + 16].copy_from_slice(&a.octets());
     }
     /// Sets the destination address.
     #[inline]
     pub fn set_dst_addr(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[24..40].copy_from_slice(&a.octets());
+        self.buffer.as_mut()[f::DST_ADDR..f::DST_ADDR + 16].copy_from_slice(&a.octets());
     }
 }
 

@@ -75,6 +75,93 @@ pub use tcp::{TcpRepr, TcpSegment};
 pub use udp::{UdpDatagram, UdpRepr};
 pub use vxlan::{VXLAN_PORT, VxlanHeader, VxlanRepr};
 
+/// Where each field sits in its header (byte offsets from the header's start): the views read and
+/// write through these, and so do the in-place rewrites of [`Packet`](crate::Packet) (NAT, TTL), so that
+/// one place decides each field.
+pub mod field {
+    /// IPv4 (RFC 791).
+    pub mod ipv4 {
+        /// Version and header length.
+        pub const VER_IHL: usize = 0;
+        /// Type of service.
+        pub const TOS: usize = 1;
+        /// Total length (16 bits).
+        pub const LENGTH: usize = 2;
+        /// Identification (16 bits).
+        pub const IDENT: usize = 4;
+        /// Flags and fragment offset (16 bits).
+        pub const FLG_OFF: usize = 6;
+        /// Time to live.
+        pub const TTL: usize = 8;
+        /// Protocol.
+        pub const PROTOCOL: usize = 9;
+        /// Header checksum (16 bits).
+        pub const CHECKSUM: usize = 10;
+        /// Source address (4 bytes).
+        pub const SRC_ADDR: usize = 12;
+        /// Destination address (4 bytes).
+        pub const DST_ADDR: usize = 16;
+    }
+    /// IPv6 (RFC 8200).
+    pub mod ipv6 {
+        /// Version, traffic class, flow label (32 bits).
+        pub const VER_TC_FLOW: usize = 0;
+        /// Payload length (16 bits).
+        pub const LENGTH: usize = 4;
+        /// Next header.
+        pub const NXT_HDR: usize = 6;
+        /// Hop limit.
+        pub const HOP_LIMIT: usize = 7;
+        /// Source address (16 bytes).
+        pub const SRC_ADDR: usize = 8;
+        /// Destination address (16 bytes).
+        pub const DST_ADDR: usize = 24;
+    }
+    /// TCP (RFC 9293).
+    pub mod tcp {
+        /// Source port (16 bits).
+        pub const SRC_PORT: usize = 0;
+        /// Destination port (16 bits).
+        pub const DST_PORT: usize = 2;
+        /// Sequence number (32 bits).
+        pub const SEQ_NUM: usize = 4;
+        /// Acknowledgement number (32 bits).
+        pub const ACK_NUM: usize = 8;
+        /// Data offset (high nibble).
+        pub const DATA_OFF: usize = 12;
+        /// Flags.
+        pub const FLAGS: usize = 13;
+        /// Window (16 bits).
+        pub const WINDOW: usize = 14;
+        /// Checksum (16 bits).
+        pub const CHECKSUM: usize = 16;
+        /// Urgent pointer (16 bits).
+        pub const URGENT: usize = 18;
+    }
+    /// UDP (RFC 768).
+    pub mod udp {
+        /// Source port (16 bits).
+        pub const SRC_PORT: usize = 0;
+        /// Destination port (16 bits).
+        pub const DST_PORT: usize = 2;
+        /// Length (16 bits).
+        pub const LENGTH: usize = 4;
+        /// Checksum (16 bits).
+        pub const CHECKSUM: usize = 6;
+    }
+    /// ICMP and ICMPv6.
+    pub mod icmp {
+        /// Type.
+        pub const TYPE: usize = 0;
+        /// Code.
+        pub const CODE: usize = 1;
+        /// Checksum (16 bits).
+        pub const CHECKSUM: usize = 2;
+        /// The rest-of-header word (32 bits).
+        pub const REST: usize = 4;
+    }
+}
+
 /// IANA IP protocol numbers (IPv4's protocol, IPv6's next header).
 pub mod ip_proto {
     /// IPv6 hop-by-hop options.
@@ -93,12 +180,17 @@ pub mod ip_proto {
     pub const GRE: u8 = 47;
     /// ESP.
     pub const ESP: u8 = 50;
+    /// The IPsec authentication header.
+    pub const AH: u8 = 51;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
     /// IPComp (RFC 3173).
     pub const IPCOMP: u8 = 108;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
 
-    /// The protocol named `s` (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, `ipip`, `esp`, `ipcomp`) or a
+    /// The protocol named `s` (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, `ipip`, `ipv6`, `esp`, `ah`,
+    /// `ipcomp`, `sctp`) or a
     /// number: how configurations spell a protocol (one parser for every element).
     pub fn parse(s: &str) -> Option<u8> {
         match s.to_ascii_lowercase().as_str() {
@@ -110,7 +202,9 @@ pub mod ip_proto {
             "ipip" => Some(IPIP),
             "ipv6" => Some(IPV6),
             "esp" => Some(ESP),
+            "ah" => Some(AH),
             "ipcomp" => Some(IPCOMP),
+            "sctp" => Some(SCTP),
             n => n.parse().ok(),
         }
     }
@@ -126,7 +220,9 @@ pub mod ip_proto {
             IPIP => "ipip",
             IPV6 => "ipv6",
             ESP => "esp",
+            AH => "ah",
             IPCOMP => "ipcomp",
+            SCTP => "sctp",
             _ => return None,
         })
     }
@@ -175,6 +271,21 @@ pub mod tcp_flags {
     pub const ECE: u8 = 0x40;
     /// Congestion window reduced.
     pub const CWR: u8 = 0x80;
+
+    /// The flag named `s` (`fin`, `syn`, `rst`, `psh`, `ack`, `urg`, `ece`, `cwr`).
+    pub fn parse(s: &str) -> Option<u8> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "fin" => FIN,
+            "syn" => SYN,
+            "rst" => RST,
+            "psh" => PSH,
+            "ack" => ACK,
+            "urg" => URG,
+            "ece" => ECE,
+            "cwr" => CWR,
+            _ => return None,
+        })
+    }
 }
 
 /// Which header a [`Malformed`] error is about.

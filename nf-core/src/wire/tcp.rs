@@ -1,5 +1,6 @@
 //! TCP headers (RFC 9293).
 
+use super::field::tcp as f;
 use super::{Layer, Malformed, be16, be32, need, put16, put32, tcp_flags, view};
 
 view!(
@@ -23,35 +24,41 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         need(Layer::Tcp, s.as_slice(), hl)?;
         Ok(s)
     }
+    /// The flag bits of the segment starting at `segment`, without making a view (the hot paths' one
+    /// read of a packet's TCP header); `None` if the bytes stop before them.
+    #[inline(always)]
+    pub fn peek_flags(segment: &[u8]) -> Option<u8> {
+        segment.get(f::FLAGS).copied()
+    }
     /// The source port.
     #[inline(always)]
     pub fn src_port(&self) -> u16 {
-        be16(self.as_slice(), 0)
+        be16(self.as_slice(), f::SRC_PORT)
     }
     /// The destination port.
     #[inline(always)]
     pub fn dst_port(&self) -> u16 {
-        be16(self.as_slice(), 2)
+        be16(self.as_slice(), f::DST_PORT)
     }
     /// The sequence number.
     #[inline]
     pub fn seq_number(&self) -> u32 {
-        be32(self.as_slice(), 4)
+        be32(self.as_slice(), f::SEQ_NUM)
     }
     /// The acknowledgement number.
     #[inline]
     pub fn ack_number(&self) -> u32 {
-        be32(self.as_slice(), 8)
+        be32(self.as_slice(), f::ACK_NUM)
     }
     /// The header's length in bytes (data offset × 4).
     #[inline(always)]
     pub fn header_len(&self) -> usize {
-        usize::from(self.as_slice()[12] >> 4) * 4
+        usize::from(self.as_slice()[f::DATA_OFF] >> 4) * 4
     }
     /// The flag bits ([`tcp_flags`]).
     #[inline(always)]
     pub fn flags(&self) -> u8 {
-        self.as_slice()[13]
+        self.as_slice()[f::FLAGS]
     }
     /// SYN set.
     #[inline]
@@ -76,12 +83,12 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     /// The receive window.
     #[inline]
     pub fn window(&self) -> u16 {
-        be16(self.as_slice(), 14)
+        be16(self.as_slice(), f::WINDOW)
     }
     /// The checksum.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.as_slice(), 16)
+        be16(self.as_slice(), f::CHECKSUM)
     }
     /// The options (between the fixed header and the payload; empty if the buffer stops before).
     #[inline]
@@ -101,42 +108,42 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     /// Sets the source port.
     #[inline]
     pub fn set_src_port(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 0, v);
+        put16(self.buffer.as_mut(), f::SRC_PORT, v);
     }
     /// Sets the destination port.
     #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 2, v);
+        put16(self.buffer.as_mut(), f::DST_PORT, v);
     }
     /// Sets the sequence number.
     #[inline]
     pub fn set_seq_number(&mut self, v: u32) {
-        put32(self.buffer.as_mut(), 4, v);
+        put32(self.buffer.as_mut(), f::SEQ_NUM, v);
     }
     /// Sets the acknowledgement number.
     #[inline]
     pub fn set_ack_number(&mut self, v: u32) {
-        put32(self.buffer.as_mut(), 8, v);
+        put32(self.buffer.as_mut(), f::ACK_NUM, v);
     }
     /// Sets the header length (a multiple of 4, 20 to 60).
     #[inline]
     pub fn set_header_len(&mut self, v: usize) {
-        self.buffer.as_mut()[12] = ((v / 4) as u8) << 4;
+        self.buffer.as_mut()[f::DATA_OFF] = ((v / 4) as u8) << 4;
     }
     /// Sets the flag bits.
     #[inline]
     pub fn set_flags(&mut self, v: u8) {
-        self.buffer.as_mut()[13] = v;
+        self.buffer.as_mut()[f::FLAGS] = v;
     }
     /// Sets the window.
     #[inline]
     pub fn set_window(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 14, v);
+        put16(self.buffer.as_mut(), f::WINDOW, v);
     }
     /// Sets the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 16, v);
+        put16(self.buffer.as_mut(), f::CHECKSUM, v);
     }
     /// The options, mutable (in place rewrites: MSS clamping).
     #[inline]
@@ -192,7 +199,7 @@ impl TcpRepr {
         s.set_flags(self.flags);
         s.set_window(self.window);
         s.set_checksum(0);
-        put16(s.buffer.as_mut(), 18, 0);
+        put16(s.buffer.as_mut(), f::URGENT, 0);
     }
 }
 

@@ -1,5 +1,6 @@
 //! UDP headers (RFC 768).
 
+use super::field::udp as f;
 use super::{Layer, Malformed, be16, need, put16, view};
 
 view!(
@@ -19,17 +20,17 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     /// The source port.
     #[inline(always)]
     pub fn src_port(&self) -> u16 {
-        be16(self.as_slice(), 0)
+        be16(self.as_slice(), f::SRC_PORT)
     }
     /// The destination port.
     #[inline(always)]
     pub fn dst_port(&self) -> u16 {
-        be16(self.as_slice(), 2)
+        be16(self.as_slice(), f::DST_PORT)
     }
     /// The length field (header and payload).
     #[inline]
     pub fn len(&self) -> u16 {
-        be16(self.as_slice(), 4)
+        be16(self.as_slice(), f::LENGTH)
     }
     /// Whether the length field says there is no payload.
     #[inline]
@@ -39,7 +40,7 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     /// The checksum (0: none, allowed over IPv4).
     #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.as_slice(), 6)
+        be16(self.as_slice(), f::CHECKSUM)
     }
     /// The payload, to the length field (or the buffer's end, if shorter).
     #[inline]
@@ -54,22 +55,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     /// Sets the source port.
     #[inline]
     pub fn set_src_port(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 0, v);
+        put16(self.buffer.as_mut(), f::SRC_PORT, v);
     }
     /// Sets the destination port.
     #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 2, v);
+        put16(self.buffer.as_mut(), f::DST_PORT, v);
     }
     /// Sets the length field.
     #[inline]
     pub fn set_len(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 4, v);
+        put16(self.buffer.as_mut(), f::LENGTH, v);
     }
     /// Sets the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), 6, v);
+        put16(self.buffer.as_mut(), f::CHECKSUM, v);
     }
 }
 

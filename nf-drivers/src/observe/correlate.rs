@@ -22,6 +22,7 @@
 use nf_core::FlowKey;
 use nf_core::hash::{StableHasher, mix64, splitmix64};
 use nf_core::packet::{IpVersion, ethernet_payload_offset, locate_ip};
+use nf_core::wire::{Ipv4Packet, Ipv6Packet, TcpSegment, ip_proto, tcp_flags};
 use nf_state::schemas::{FlowMappingKey, FlowMappingValue, NatBindingKey, NatBindingValue, Proto};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -359,38 +360,33 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
     let key = FlowKey::from_headers(frame, &h)?;
     let (ip_id, end) = match h.version {
         IpVersion::V4 => {
-            let ip = frame.get(l3..l3 + 20)?;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let ip = Ipv4Packet::new_checked(frame.get(l3..)?).ok()?;
             (
-                u16::from_be_bytes([ip[4], ip[5]]),
-                (l3 + total).min(frame.len()),
+                ip.ident(),
+                (l3 + usize::from(ip.total_len())).min(frame.len()),
             )
         }
         IpVersion::V6 => {
-            let ip = frame.get(l3..l3 + 40)?;
-            let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            (0, (l3 + 40 + plen).min(frame.len()))
+            let ip = Ipv6Packet::new_checked(frame.get(l3..)?).ok()?;
+            (0, (l3 + ip.total_len()).min(frame.len()))
         }
     };
     let mut fp = StableHasher::new();
     match h.proto {
-        6 => {
-            let t = frame.get(l4..l4 + 20)?;
-            let doff = usize::from(t[12] >> 4) * 4;
-            let flags = t[13];
-            let (syn, ack, fin, rst) = (
-                flags & 0x02 != 0,
-                flags & 0x10 != 0,
-                flags & 0x01 != 0,
-                flags & 0x04 != 0,
-            );
-            let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        ip_proto::TCP => {
+            let t = TcpSegment::new_unchecked(frame.get(l4..l4 + 20)?);
+            let doff = t.header_len();
+            let flags = t.flags();
+            let (syn, ack, fin, rst) = (t.syn(), t.ack(), t.fin(), t.rst());
+            let seq = t.seq_number();
             let opts = frame.get(l4 + 20..(l4 + doff).min(end)).unwrap_or(&[]);
             let pstart = (l4 + doff).min(end);
             let payload = frame.get(pstart..end).unwrap_or(&[]);
             fp.write(&[6]);
-            fp.write(&t[4..12]); // seq, ack
-            fp.write(&[flags & 0x17]); // SYN ACK FIN RST
+            fp.write(&t.as_slice()[4..12]); // seq, ack
+            fp.write(
+                &[flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST)],
+            );
             fp.write(&(payload.len() as u32).to_be_bytes());
             fp.write(&payload[..payload.len().min(32)]);
             let mut oh = StableHasher::new();
@@ -420,7 +416,7 @@ fn parse(frame: &[u8], ethernet: bool) -> Option<Parsed> {
                 payload: (pstart, end.max(pstart)),
             })
         }
-        17 => {
+        ip_proto::UDP => {
             let pstart = (l4 + 8).min(end);
             let payload = frame.get(pstart..end).unwrap_or(&[]);
             fp.write(&[17]);

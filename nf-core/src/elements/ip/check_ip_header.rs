@@ -1,9 +1,9 @@
 //! `CheckIPHeader`: validates IPv4 headers.
 
 use crate::batch::{Batch, Outputs};
-use crate::checksum;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::packet::Packet;
+use crate::wire::Ipv4Packet;
 
 /// Why a header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,34 +66,29 @@ impl CheckIPHeader {
         let l3 = p.data_offset() + self.offset;
         let data = p.data();
         let ip = data.get(self.offset..).ok_or(BadReason::TooShort)?;
-        if ip.len() < 20 {
+        if ip.len() < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
             return Err(BadReason::TooShort);
         }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        if ip[0] >> 4 != 4 || ihl < 20 {
+        let ip = Ipv4Packet::new_unchecked(ip);
+        let ihl = ip.header_len();
+        if ip.version() != 4 || ihl < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
             return Err(BadReason::BadVersionOrLength);
         }
-        if ip.len() < ihl {
+        if ip.as_slice().len() < ihl {
             return Err(BadReason::TooShort);
         }
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if total < ihl || total > ip.len() {
+        let total = usize::from(ip.total_len());
+        if total < ihl || total > ip.as_slice().len() {
             return Err(BadReason::BadTotalLength);
         }
-        let sum_ok = match <&[u8; 20]>::try_from(&ip[..ihl]) {
-            // No options (nearly every packet): the unrolled sum, inlined.
-            Ok(h) => checksum::ipv4_header(h) == 0,
-            Err(_) => checksum::checksum(&ip[..ihl]) == 0,
-        };
-        if self.verify_checksum && !sum_ok {
+        if self.verify_checksum && !ip.verify_checksum() {
             return Err(BadReason::BadChecksum);
         }
-        if ip[12] == 255 && ip[13] == 255 && ip[14] == 255 && ip[15] == 255
-            || (ip[12] & 0xf0) == 0xe0
-        {
+        let src = ip.src_addr();
+        if src.is_broadcast() || src.is_multicast() {
             return Err(BadReason::BadSource);
         }
-        let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+        let first_fragment = ip.frag_offset() == 0;
         p.truncate(self.offset + total);
         p.anno.set_l3_offset(u16::try_from(l3).ok());
         p.anno.set_l4_offset(if first_fragment {

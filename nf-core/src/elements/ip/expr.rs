@@ -10,6 +10,7 @@
 
 use crate::args::{FromArg, IpPrefix};
 use crate::packet::proto;
+use crate::wire::{Ipv4Packet, Ipv6Packet, TcpSegment, UdpDatagram};
 use std::net::IpAddr;
 
 /// Which address or port a test looks at.
@@ -122,19 +123,21 @@ impl View {
             && let Some(ip) = buf.get(l3..l3 + 20)
             && ip[0] >> 4 == 4
         {
+            // 20 bytes are there: the fixed header's accessors stay within them.
+            let ip = Ipv4Packet::new_unchecked(ip);
             let mut v = View {
                 version: 4,
-                proto: ip[9],
+                proto: ip.protocol(),
                 ..View::default()
             };
             if needs.addresses {
-                v.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
-                v.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
+                v.src = u128::from(u32::from(ip.src_addr()));
+                v.dst = u128::from(u32::from(ip.dst_addr()));
             }
             if needs.ip_fields {
-                v.ttl = ip[8];
-                v.tos = ip[1];
-                v.frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+                v.ttl = ip.ttl();
+                v.tos = ip.tos();
+                v.frag = ip.is_fragment();
             }
             return Some(v);
         }
@@ -147,26 +150,31 @@ impl View {
         let v = *ip.first()? >> 4;
         let mut view = View::default();
         let (l4, proto, frag) = match v {
-            4 if ip.len() >= 20 => {
-                let ihl = usize::from(ip[0] & 0xf) * 4;
-                if ihl < 20 || ip.len() < ihl {
-                    return None;
-                }
-                view.src = u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
-                view.dst = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
-                view.ttl = ip[8];
-                view.tos = ip[1];
-                let fo = u16::from_be_bytes([ip[6], ip[7]]);
-                let frag = fo & 0x3fff != 0;
-                let first = fo & 0x1fff == 0;
-                (first.then_some(ihl), ip[9], frag)
+            4 => {
+                let ip = match Ipv4Packet::new_checked(ip) {
+                    Ok(ip) => ip,
+                    // A total length under the header's is read as far as the header goes.
+                    Err(crate::wire::Malformed::Field(_)) => Ipv4Packet::new_unchecked(ip),
+                    Err(_) => return None,
+                };
+                view.src = u128::from(u32::from(ip.src_addr()));
+                view.dst = u128::from(u32::from(ip.dst_addr()));
+                view.ttl = ip.ttl();
+                view.tos = ip.tos();
+                let first = ip.frag_offset() == 0;
+                (
+                    first.then_some(ip.header_len()),
+                    ip.protocol(),
+                    ip.is_fragment(),
+                )
             }
             6 => {
                 let h = crate::packet::locate_ip(buf, l3).ok()?;
-                view.src = u128::from_be_bytes(<[u8; 16]>::try_from(&ip[8..24]).ok()?);
-                view.dst = u128::from_be_bytes(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
-                view.ttl = ip[7];
-                view.tos = (u16::from_be_bytes([ip[0], ip[1]]) >> 4) as u8;
+                let ip6 = Ipv6Packet::new_checked(ip).ok()?;
+                view.src = u128::from(ip6.src_addr());
+                view.dst = u128::from(ip6.dst_addr());
+                view.ttl = ip6.hop_limit();
+                view.tos = ip6.traffic_class();
                 (h.l4.map(|o| o - l3), h.proto, h.fragment)
             }
             _ => return None,
@@ -178,17 +186,13 @@ impl View {
             let t = &ip[o.min(ip.len())..];
             match proto {
                 proto::TCP if t.len() >= 14 => {
-                    view.ports = Some((
-                        u16::from_be_bytes([t[0], t[1]]),
-                        u16::from_be_bytes([t[2], t[3]]),
-                    ));
-                    view.tcp_flags = t[13];
+                    let tcp = TcpSegment::new_unchecked(t);
+                    view.ports = Some((tcp.src_port(), tcp.dst_port()));
+                    view.tcp_flags = tcp.flags();
                 }
                 proto::UDP if t.len() >= 4 => {
-                    view.ports = Some((
-                        u16::from_be_bytes([t[0], t[1]]),
-                        u16::from_be_bytes([t[2], t[3]]),
-                    ));
+                    let udp = UdpDatagram::new_unchecked(t);
+                    view.ports = Some((udp.src_port(), udp.dst_port()));
                 }
                 proto::ICMP | proto::ICMPV6 if !t.is_empty() => view.icmp_type = Some(t[0]),
                 _ => {}
@@ -365,18 +369,7 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_TERMS: usize = 256;
 
 fn proto_number(w: &str) -> Option<u8> {
-    Some(match w {
-        "tcp" => proto::TCP,
-        "udp" => proto::UDP,
-        "icmp" => proto::ICMP,
-        "icmp6" | "icmpv6" => proto::ICMPV6,
-        "gre" => proto::GRE,
-        "ipip" => proto::IPIP,
-        "esp" => 50,
-        "ah" => 51,
-        "sctp" => 132,
-        n => return n.parse().ok(),
-    })
+    crate::wire::ip_proto::parse(w)
 }
 
 fn and(a: Expr, b: Expr) -> Expr {
@@ -684,15 +677,7 @@ impl P {
 }
 
 fn tcp_flag(f: &str) -> Result<u8, String> {
-    Ok(match f {
-        "fin" => 0x01,
-        "syn" => 0x02,
-        "rst" => 0x04,
-        "psh" => 0x08,
-        "ack" => 0x10,
-        "urg" => 0x20,
-        o => return Err(format!("`{o}` is not a TCP flag")),
-    })
+    crate::wire::tcp_flags::parse(f).ok_or_else(|| format!("`{f}` is not a TCP flag"))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `SetIPChecksum`: recomputes the IPv4 header checksum.
 
 use crate::batch::{Batch, Outputs};
-use crate::checksum;
 use crate::element::{Element, HandlerSpec};
+use crate::wire::Ipv4Packet;
 
 /// Recomputes the IPv4 header checksum of each packet (at the network-header annotation, or the data
 /// start). Packets without a complete IPv4 header are dropped and counted.
@@ -44,20 +44,21 @@ impl Element for SetIPChecksum {
         let mut drops = 0;
         batch.map_to(out, 0, |p| {
             let l3 = p.anno.l3_offset().map_or(p.data_offset(), usize::from);
-            let buf = p.buffer_mut();
-            let Some(&first) = buf.get(l3) else {
+            let Some(ip) = p.buffer_mut().get_mut(l3..) else {
                 drops += 1;
                 return false;
             };
-            let ihl = usize::from(first & 0xf) * 4;
-            if first >> 4 != 4 || ihl < 20 || buf.len() < l3 + ihl {
+            // A header the view can hold (a total length shorter than the header is the next
+            // element's to judge: only the header is summed).
+            let fits = match Ipv4Packet::new_checked(&*ip) {
+                Ok(_) | Err(crate::wire::Malformed::Field(_)) => true,
+                Err(_) => false,
+            };
+            if !fits {
                 drops += 1;
                 return false;
             }
-            buf[l3 + 10] = 0;
-            buf[l3 + 11] = 0;
-            let c = checksum::checksum(&buf[l3..l3 + ihl]);
-            buf[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+            Ipv4Packet::new_unchecked(ip).fill_checksum();
             true
         });
         self.drops += drops;

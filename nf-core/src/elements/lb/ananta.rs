@@ -6,9 +6,10 @@ use super::maglev::{MaglevBackend, MaglevTable};
 use crate::batch::{Batch, Outputs};
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::flow::FlowKey;
+use crate::packet;
 use crate::packet::{Link, Packet};
 use crate::state::{StateTable, Stateful, WhenFull};
-use crate::{checksum, packet};
+use crate::wire::{Ipv4Packet, Ipv4Repr, ip_proto};
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// A flow's backend in a Mux's table.
@@ -207,17 +208,16 @@ fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     let off = l3 - p.data_offset();
     let inner_len = p.len() - off;
     let tos = p.data().get(off + 1).copied().unwrap_or(0);
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[1] = tos;
-    ip[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 4; // IP-in-IP
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = checksum::ipv4_header(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let outer = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: ip_proto::IPIP,
+        payload_len: inner_len,
+        ttl: 64,
+        tos,
+        ident: 0,
+        dont_frag: true,
+    };
     if off == 14 {
         // An untagged Ethernet header: fixed-size moves (no call to `memmove`).
         p.push(20);
@@ -227,7 +227,7 @@ fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
                 d[32], d[33],
             ];
             d[..14].copy_from_slice(&eth);
-            d[14..].copy_from_slice(&ip);
+            outer.emit(&mut Ipv4Packet::new_unchecked(&mut d[14..34]));
         }
     } else {
         let mut eth = [0u8; 18];
@@ -235,7 +235,7 @@ fn encapsulate(p: &mut Packet, l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
         eth[..n].copy_from_slice(&p.data()[..n]);
         let front = p.push(20);
         front[..n].copy_from_slice(&eth[..n]);
-        p.data_mut()[n..n + 20].copy_from_slice(&ip);
+        outer.emit(&mut Ipv4Packet::new_unchecked(&mut p.data_mut()[n..n + 20]));
     }
     p.anno.set_l3_offset(None);
     p.anno.set_l4_offset(None);
@@ -399,7 +399,12 @@ impl HostAgent {
             return false;
         };
         let d = p.data();
-        if d.len() < off + 40 || d[off] != 0x45 || d[off + 9] != 4 {
+        // An outer IPv4 header without options around an inner IPv4 header.
+        let outer = match d.get(off..off + 40) {
+            Some(b) => Ipv4Packet::new_unchecked(b),
+            None => return false,
+        };
+        if outer.version() != 4 || outer.header_len() != 20 || outer.protocol() != ip_proto::IPIP {
             return false;
         }
         let mut eth = [0u8; 18];

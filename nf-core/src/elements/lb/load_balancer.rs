@@ -189,10 +189,7 @@ impl std::fmt::Debug for LoadBalancer {
     }
 }
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 /// `LbEntry::closing`: the flow is established.
 const ESTABLISHED: u8 = 8;
 
@@ -509,10 +506,7 @@ impl LoadBalancer {
     fn inspect(&self, p: &mut Packet, port: usize) -> Option<Seen> {
         let (h, key) = p.locate_key(self.link).ok()?;
         let key = key?;
-        let flags = match h.l4 {
-            Some(l4) if key.proto() == 6 => p.buffer().get(l4 + 13).copied().unwrap_or(0),
-            _ => 0,
-        };
+        let flags = p.tcp_flags(&h).unwrap_or(0);
         Some(Seen {
             h,
             key,

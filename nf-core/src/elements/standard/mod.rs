@@ -57,7 +57,7 @@ fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
     let data: Option<String> = a.read("DATA")?;
     let length: usize = a.read_or("LENGTH", 64)?;
     let flows: usize = a.read_at_most_or("FLOWS", 1, MAX_FLOWS)?;
-    let proto: String = a.read_or("PROTO", "udp".to_string())?;
+    let protocols: Protocols = a.read_or("PROTO", Protocols::Udp)?;
     let limit: i64 = a.read_or("LIMIT", -1)?;
     let burst: usize = a.read_or("BURST", 32)?;
     let stop: bool = a.read_or("STOP", false)?;
@@ -65,12 +65,6 @@ fn source(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
     if !(14..=9000).contains(&length) {
         return Err(a.error(format!("LENGTH {length} must be between 14 and 9000")));
     }
-    let protocols = match proto.as_str() {
-        "udp" => Protocols::Udp,
-        "tcp" => Protocols::Tcp,
-        "mixed" => Protocols::Mixed,
-        o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
-    };
     let mut s = match data {
         Some(d) => InfiniteSource::from_templates(vec![
             parse_hex(&d).map_err(|e| a.error(format!("DATA: {e}")))?,
@@ -201,13 +195,7 @@ pub fn register(r: &mut Registry) {
                     _ => return Err(a.error(format!("LENGTH must be imix or 54..9000, not `{n}`"))),
                 },
             };
-            let proto: String = a.read_or("PROTO", "mixed".to_string())?;
-            let protocols = match proto.as_str() {
-                "udp" => Protocols::Udp,
-                "tcp" => Protocols::Tcp,
-                "mixed" => Protocols::Mixed,
-                o => return Err(a.error(format!("PROTO must be udp, tcp or mixed, not `{o}`"))),
-            };
+            let protocols: Protocols = a.read_or("PROTO", Protocols::Mixed)?;
             let limit: Option<u64> = a.read("LIMIT")?;
             let burst: usize = a.read_or("BURST", 32)?;
             let stop: bool = a.read_or("STOP", true)?;

@@ -123,10 +123,7 @@ impl Timeouts {
     }
 }
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 
 /// Tracks TCP, UDP and other IP flows, both directions in one entry, in a bounded table with idle
 /// timeouts. Reports inserts, state transitions and removals to the table's
@@ -240,10 +237,7 @@ impl ConnTrack {
         let (h, key) = p.locate_key(self.link).ok()?;
         let key = key?;
         let (canon, reversed) = key.canonical();
-        let flags = match (h.proto, h.l4) {
-            (proto::TCP, Some(l4)) => p.buffer().get(l4 + 13).copied().unwrap_or(0),
-            _ => 0,
-        };
+        let flags = p.tcp_flags(&h).unwrap_or(0);
         Some(Seen {
             reversed,
             proto: key.proto(),
