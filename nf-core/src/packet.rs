@@ -776,9 +776,7 @@ impl Packet {
     #[inline(always)]
     pub fn tcp_flags(&self, h: &HeaderInfo) -> Option<u8> {
         match (h.proto, h.l4) {
-            (proto::TCP, Some(l4)) => {
-                crate::wire::TcpSegment::<&[u8]>::peek_flags(self.buffer().get(l4..)?)
-            }
+            (proto::TCP, Some(l4)) => self.buffer().get(l4 + tcpf::FLAGS).copied(),
             _ => None,
         }
     }

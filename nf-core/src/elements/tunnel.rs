@@ -92,8 +92,12 @@ impl Tunnel {
 /// The length of the IP packet at `ip` (from its header), if it is one.
 fn ip_len(ip: &[u8]) -> Option<usize> {
     match ip.first()? >> 4 {
-        4 => Some(usize::from(Ipv4Packet::new_checked(ip).ok()?.total_len())),
-        6 => Some(Ipv6Packet::new_checked(ip).ok()?.total_len()),
+        4 if ip.len() >= Ipv4Packet::<&[u8]>::MIN_HEADER_LEN => {
+            Some(usize::from(Ipv4Packet::new_unchecked(ip).total_len()))
+        }
+        6 if ip.len() >= Ipv6Packet::<&[u8]>::HEADER_LEN => {
+            Some(Ipv6Packet::new_unchecked(ip).total_len())
+        }
         _ => None,
     }
 }
@@ -210,15 +214,15 @@ pub enum DecapError {
 pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<(), DecapError> {
     let d = p.data();
     let off = ethernet_payload_offset(d).map_err(|_| DecapError::NotTunnel)?;
-    let ip = match Ipv4Packet::new_checked(&d[off..]) {
-        Ok(ip) => ip,
-        Err(Malformed::IpVersion(_)) => return Err(DecapError::NotTunnel),
-        Err(Malformed::Truncated { .. }) if d.len() < off + 20 => {
-            return Err(DecapError::NotTunnel);
-        }
-        Err(_) => return Err(DecapError::Malformed("outer IPv4 lengths")),
+    let ip = match d.get(off..) {
+        Some(b) if b.len() >= Ipv4Packet::<&[u8]>::MIN_HEADER_LEN => Ipv4Packet::new_unchecked(b),
+        _ => return Err(DecapError::NotTunnel),
     };
-    if usize::from(ip.total_len()) > ip.as_slice().len() {
+    if ip.version() != 4 {
+        return Err(DecapError::NotTunnel);
+    }
+    let (hl, total) = (ip.header_len(), usize::from(ip.total_len()));
+    if hl < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN || total < hl || total > ip.as_slice().len() {
         return Err(DecapError::Malformed("outer IPv4 lengths"));
     }
     if ip.is_fragment() {
@@ -226,17 +230,23 @@ pub fn decapsulate(p: &mut Packet, mode: TunnelMode, check_vni: bool) -> Result<
     }
     let proto = ip.protocol();
     // Ethernet padding after the outer packet goes.
-    let end = off + usize::from(ip.total_len());
-    let body = off + ip.header_len();
+    let end = off + total;
+    let body = off + hl;
     match mode {
         TunnelMode::IpIp | TunnelMode::Gre => {
             let inner = match (mode, proto) {
                 (TunnelMode::IpIp, ip_proto::IPIP | ip_proto::IPV6) => body,
                 (TunnelMode::Gre, ip_proto::GRE) => {
-                    let g = GrePacket::new_checked(&d[body..end]).map_err(|e| match e {
-                        Malformed::Header(_) => DecapError::Malformed("GRE version"),
-                        _ => DecapError::Malformed("GRE header"),
-                    })?;
+                    let g = match d.get(body..end) {
+                        Some(g) if g.len() >= GrePacket::<&[u8]>::MIN_HEADER_LEN => {
+                            GrePacket::new_unchecked(g)
+                        }
+                        _ => return Err(DecapError::Malformed("GRE header")),
+                    };
+                    if g.version() != 0 {
+                        return Err(DecapError::Malformed("GRE version"));
+                    }
+                    // Options past the packet's end leave no inner packet (refused below).
                     body + g.header_len()
                 }
                 _ => return Err(DecapError::NotTunnel),

@@ -65,30 +65,34 @@ impl CheckIPHeader {
     pub fn check(&self, p: &mut Packet) -> Result<(), BadReason> {
         let l3 = p.data_offset() + self.offset;
         let data = p.data();
-        let ip = data.get(self.offset..).ok_or(BadReason::TooShort)?;
-        if ip.len() < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
+        let bytes = data.get(self.offset..).ok_or(BadReason::TooShort)?;
+        if bytes.len() < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
             return Err(BadReason::TooShort);
         }
-        let ip = Ipv4Packet::new_unchecked(ip);
+        let ip = Ipv4Packet::new_unchecked(bytes);
         let ihl = ip.header_len();
         if ip.version() != 4 || ihl < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
             return Err(BadReason::BadVersionOrLength);
         }
-        if ip.as_slice().len() < ihl {
+        if bytes.len() < ihl {
             return Err(BadReason::TooShort);
         }
         let total = usize::from(ip.total_len());
-        if total < ihl || total > ip.as_slice().len() {
+        if total < ihl || total > bytes.len() {
             return Err(BadReason::BadTotalLength);
         }
-        if self.verify_checksum && !ip.verify_checksum() {
+        // Summed whether or not it is checked: ahead of the branch the sum costs fewer instructions than
+        // behind it (BENCHMARKS.md, "The wire layer").
+        let sum_ok = Ipv4Packet::new_unchecked(&bytes[..ihl]).verify_checksum();
+        if self.verify_checksum && !sum_ok {
             return Err(BadReason::BadChecksum);
         }
-        let src = ip.src_addr();
-        if src.is_broadcast() || src.is_multicast() {
+        // Multicast first: one test of the first octet for nearly every packet, in place.
+        let src = ip.src_octets();
+        if src[0] & 0xf0 == 0xe0 || *src == [255; 4] {
             return Err(BadReason::BadSource);
         }
-        let first_fragment = ip.frag_offset() == 0;
+        let first_fragment = ip.is_first_fragment();
         p.truncate(self.offset + total);
         p.anno.set_l3_offset(u16::try_from(l3).ok());
         p.anno.set_l4_offset(if first_fragment {

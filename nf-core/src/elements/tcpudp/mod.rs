@@ -18,9 +18,14 @@ pub fn clamp_mss(p: &mut Packet, h: &HeaderInfo, mss: u16) -> bool {
     let Some(l4) = h.l4.and_then(|l4| l4.checked_sub(p.data_offset())) else {
         return false;
     };
-    let Ok(mut seg) = TcpSegment::new_checked(&mut p.data_mut()[l4..]) else {
+    let Some(seg) = p.data_mut().get_mut(l4..) else {
         return false;
     };
+    if seg.len() < TcpSegment::<&[u8]>::MIN_HEADER_LEN {
+        return false;
+    }
+    // The options that the segment holds (none if its data offset points past its end).
+    let mut seg = TcpSegment::new_unchecked(seg);
     // The MSS option: kind 2, length 4, the value.
     let opts = seg.options();
     let mut i = 0;
