@@ -154,9 +154,9 @@ pub struct TableStats {
     pub probe_limited: u64,
 }
 
-// Aligned to a cache line so that an entry of up to 128 bytes spans two lines, both prefetched (relying on
-// the CPU's adjacent-line prefetcher to bring the second left lookups waiting on it: +3-4 % for conntrack,
-// `nf lb` and the Mux when both are prefetched).
+// Aligned to a cache line so that an entry of up to 128 bytes spans two lines, both prefetched: the CPU's
+// adjacent-line prefetcher alone leaves lookups waiting on the second (BENCHMARKS.md, "Both lines of a
+// table slot prefetched").
 #[repr(align(64))]
 struct Slot<K, V> {
     hash: u32,
