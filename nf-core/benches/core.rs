@@ -190,7 +190,7 @@ fn http_frames(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn compression(c: &mut Criterion) {
-    use nf_core::elements::compress::{Compress, Decompress};
+    use nf_core::elements::tunnel::{Compress, Decompress};
     let frames = http_frames(256);
     let payload: u64 = frames.iter().map(|f| (f.len() - 34) as u64).sum();
     let mut g = c.benchmark_group("compress");

@@ -380,6 +380,39 @@ pub trait Element: AsAny + Send {
     }
 }
 
+/// An element class of the configuration language, as Click's `class_name` and `configure`: the name
+/// configurations use, one line for `nf elements`, and how the element is made from its arguments. The
+/// arguments are read here, in the element's own file; a registry adds the class with
+/// [`Registry::add`](crate::Registry::add).
+///
+/// ```
+/// use nf_core::element::ElementClass;
+/// use nf_core::{Args, Batch, ConfigError, Element, Outputs, Registry};
+///
+/// /// Passes every packet on.
+/// struct Pass;
+/// impl Element for Pass {
+///     fn class_name(&self) -> &'static str { Self::NAME }
+///     fn push(&mut self, _port: usize, b: &mut Batch, out: &mut Outputs) { out.port(0).append(b) }
+/// }
+/// impl ElementClass for Pass {
+///     const NAME: &'static str = "Pass";
+///     const DOC: &'static str = "passes every packet on";
+///     fn configure(_args: &mut Args) -> Result<Self, ConfigError> { Ok(Pass) }
+/// }
+/// let mut r = Registry::standard();
+/// r.add::<Pass>();
+/// assert!(r.get("Pass").is_some());
+/// ```
+pub trait ElementClass: Element + Sized {
+    /// The class name configurations use.
+    const NAME: &'static str;
+    /// What the class does, in one line.
+    const DOC: &'static str;
+    /// Makes the element from its configuration arguments (arguments left unread are errors).
+    fn configure(args: &mut crate::args::Args) -> Result<Self, crate::error::ConfigError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

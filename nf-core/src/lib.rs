@@ -55,8 +55,8 @@ pub use args::Args;
 pub use batch::{BATCH_SIZE, Batch, Outputs};
 pub use config::Config;
 pub use element::{
-    Cohort, Element, HandlerSpec, InitContext, PortCount, PortSpec, Processing, TaskContext,
-    TaskStatus,
+    Cohort, Element, ElementClass, HandlerSpec, InitContext, PortCount, PortSpec, Processing,
+    TaskContext, TaskStatus,
 };
 pub use error::{ConfigError, ConfigErrors, Error};
 pub use flow::{Endpoint, FlowKey};

@@ -62,6 +62,11 @@ impl Registry {
         );
     }
 
+    /// Registers class `E` under its name, with its doc line and its `configure`.
+    pub fn add<E: crate::element::ElementClass>(&mut self) {
+        self.register(E::NAME, E::DOC, E::configure);
+    }
+
     /// Registers a class with a constructor that returns a boxed element.
     pub fn register_boxed(&mut self, name: &str, doc: &str, constructor: Constructor) {
         self.classes.insert(

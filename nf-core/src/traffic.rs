@@ -30,6 +30,19 @@ pub enum Protocols {
     Udp,
 }
 
+impl crate::args::FromArg for SizeMix {
+    const EXPECTED: &'static str = "imix or a frame length from 54 to 9000";
+    fn from_arg(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "imix" => Ok(SizeMix::Imix),
+            n => match n.parse::<usize>() {
+                Ok(v) if (54..=9000).contains(&v) => Ok(SizeMix::Fixed(v)),
+                _ => Err(format!("`{n}` is not imix or 54..9000")),
+            },
+        }
+    }
+}
+
 impl crate::args::FromArg for Protocols {
     const EXPECTED: &'static str = "udp, tcp or mixed";
     fn from_arg(s: &str) -> Result<Self, String> {

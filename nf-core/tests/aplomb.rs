@@ -4,8 +4,8 @@
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use nf_core::element::Element;
-use nf_core::elements::compress::{Compress, Decompress};
-use nf_core::elements::pop::PoPSelector;
+use nf_core::elements::tunnel::PoPSelector;
+use nf_core::elements::tunnel::{Compress, Decompress};
 use nf_core::elements::tunnel::{Tunnel, TunnelDecap, TunnelEncap, TunnelMode, decapsulate};
 use nf_core::{Batch, Outputs, Packet, Timestamp};
 use std::net::Ipv4Addr;

@@ -3,7 +3,7 @@
 
 use etherparse::PacketBuilder;
 use nf_core::element::Element;
-use nf_core::elements::blink::{BlinkDetector, BlinkParams, DownReason, NextHops, flow_hash};
+use nf_core::elements::resilience::{BlinkDetector, BlinkParams, DownReason, NextHops, flow_hash};
 use nf_core::{Batch, Outputs, Packet, Timestamp};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -120,7 +120,7 @@ impl Net {
         self.det.read_handler("reroutes").unwrap().parse().unwrap()
     }
 
-    fn state(&self) -> nf_core::elements::blink::PrefixState {
+    fn state(&self) -> nf_core::elements::resilience::PrefixState {
         self.det.blink().prefixes()[0].clone()
     }
 }

@@ -5,8 +5,8 @@
 use etherparse::PacketBuilder;
 use nf_core::batch::{Batch, Outputs};
 use nf_core::element::{Element, PortCount, PortSpec};
-use nf_core::elements::simple::TagCarrier;
 use nf_core::elements::standard::Replay;
+use nf_core::elements::steering::TagCarrier;
 use nf_core::{Config, Registry, Router};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -230,7 +230,7 @@ fn tags_round_trip_and_a_packet_from_the_wrong_middlebox_is_dropped() {
     let cfg = Config::parse("t", text, &BTreeMap::new()).unwrap();
     let g = cfg.build(&reg).unwrap();
     let _ = Router::new(g).unwrap();
-    use nf_core::elements::simple::{HopPlace, PolicyChain, PolicySwitch};
+    use nf_core::elements::steering::{HopPlace, PolicyChain, PolicySwitch};
     let policy = PolicyChain::new()
         .class("web", "tcp", &["fw", "ids"], TagCarrier::Vlan)
         .unwrap();

@@ -233,9 +233,9 @@ pub fn observe(data: &[u8]) {
 /// that compresses decompresses to itself; a decapsulated frame encapsulates again.
 pub fn tunnel(data: &[u8]) {
     use nf_core::element::Element;
-    use nf_core::elements::blink::{BlinkDetector, BlinkParams, NextHops};
-    use nf_core::elements::compress::{Compress, Decompress};
-    use nf_core::elements::simple::{HopPlace, PolicyChain, PolicySwitch, TagCarrier};
+    use nf_core::elements::resilience::{BlinkDetector, BlinkParams, NextHops};
+    use nf_core::elements::steering::{HopPlace, PolicyChain, PolicySwitch, TagCarrier};
+    use nf_core::elements::tunnel::{Compress, Decompress};
     use nf_core::elements::tunnel::{Tunnel, TunnelMode, decapsulate, encapsulate};
     use nf_core::lpm::Prefix;
     use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use etherparse::PacketBuilder;
 use nf_core::element::{Element, InitContext};
-use nf_core::elements::compress::Compress;
+use nf_core::elements::tunnel::Compress;
 use nf_core::elements::tunnel::{Tunnel, TunnelEncap, TunnelMode};
 use nf_core::{Batch, Outputs, Packet, Timestamp};
 use nf_drivers::io::pcap::PcapFileWriter;

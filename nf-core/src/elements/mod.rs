@@ -1,13 +1,11 @@
 //! The standard element library, grouped as Click groups it.
 
-pub mod blink;
-pub mod compress;
 pub mod ethernet;
 pub mod ip;
 pub mod lb;
-pub mod pop;
-pub mod simple;
+pub mod resilience;
 pub mod standard;
+pub mod steering;
 pub mod tcpudp;
 pub mod tunnel;
 
@@ -20,8 +18,7 @@ pub fn register(r: &mut Registry) {
     ethernet::register(r);
     tcpudp::register(r);
     lb::register(r);
-    blink::register(r);
-    simple::register(r);
+    resilience::register(r);
+    steering::register(r);
     tunnel::register(r);
-    pop::register(r);
 }

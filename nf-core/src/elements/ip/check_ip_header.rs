@@ -1,7 +1,10 @@
 //! `CheckIPHeader`: validates IPv4 headers.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::packet::Packet;
 use crate::wire::Ipv4Packet;
 
@@ -111,7 +114,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for CheckIPHeader {
     fn class_name(&self) -> &'static str {
-        "CheckIPHeader"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "a/ah")
@@ -152,5 +155,15 @@ impl Element for CheckIPHeader {
             )),
             _ => None,
         }
+    }
+}
+
+impl ElementClass for CheckIPHeader {
+    const NAME: &'static str = "CheckIPHeader";
+    const DOC: &'static str = "validates IPv4 headers; bad packets to output 1 or dropped";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let off = a.read_p_or("OFFSET", 0usize)?;
+        let ck = a.read_or("CHECKSUM", true)?;
+        Ok(CheckIPHeader::new(off, ck))
     }
 }

@@ -1,7 +1,10 @@
 //! `DecIPTTL`: decrements the TTL.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::packet::{HeaderInfo, IpVersion, Link};
 
 /// Decrements the IPv4 TTL (updating the header checksum incrementally) or the IPv6 hop limit. Packets
@@ -39,7 +42,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("drops", "packets whose TTL
 
 impl Element for DecIPTTL {
     fn class_name(&self) -> &'static str {
-        "DecIPTTL"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "a/ah")
@@ -96,5 +99,14 @@ impl Element for DecIPTTL {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "drops").then(|| self.drops.to_string())
+    }
+}
+
+impl ElementClass for DecIPTTL {
+    const NAME: &'static str = "DecIPTTL";
+    const DOC: &'static str = "decrements the IPv4 TTL / IPv6 hop limit; expired to output 1";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(DecIPTTL::new())
     }
 }

@@ -1,8 +1,10 @@
 //! `IPClassifier` and `IPFilter`: tcpdump-like expressions over IP headers.
 
 use super::expr::{Expr, Needs, View};
-use crate::args::{Args, RawArg};
+use crate::args::Args;
+use crate::args::RawArg;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
 use crate::error::ConfigError;
 
@@ -215,6 +217,21 @@ impl Element for IPClassifier {
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "dropped").then(|| self.dropped.to_string())
     }
+}
+
+impl ElementClass for IPClassifier {
+    const NAME: &'static str = "IPClassifier";
+    const DOC: &'static str = "classifies IP packets by tcpdump-like expressions";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let raw = a.rest_raw();
+        IPClassifier::from_raw(a, raw)
+    }
+}
+
+/// Makes an `IPFilter` (an `IPClassifier` whose rules say `allow`, `deny` or `N` and an expression).
+pub fn configure_filter(a: &mut Args) -> Result<IPClassifier, ConfigError> {
+    let raw = a.rest_raw();
+    IPClassifier::filter_from_raw(a, raw)
 }
 
 #[cfg(test)]

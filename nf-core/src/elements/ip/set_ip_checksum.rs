@@ -1,7 +1,10 @@
 //! `SetIPChecksum`: recomputes the IPv4 header checksum.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec};
+use crate::error::ConfigError;
 use crate::wire::Ipv4Packet;
 
 /// Recomputes the IPv4 header checksum of each packet (at the network-header annotation, or the data
@@ -38,7 +41,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read(
 
 impl Element for SetIPChecksum {
     fn class_name(&self) -> &'static str {
-        "SetIPChecksum"
+        Self::NAME
     }
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         let mut drops = 0;
@@ -68,5 +71,14 @@ impl Element for SetIPChecksum {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "drops").then(|| self.drops.to_string())
+    }
+}
+
+impl ElementClass for SetIPChecksum {
+    const NAME: &'static str = "SetIPChecksum";
+    const DOC: &'static str = "recomputes the IPv4 header checksum";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(SetIPChecksum::new())
     }
 }

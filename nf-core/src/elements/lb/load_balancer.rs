@@ -1,8 +1,11 @@
 //! `LoadBalancer`: a stateful L4 load balancer (VIP:port -> backends), both directions rewritten.
 
 use super::maglev::{MaglevBackend, MaglevTable};
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::flow::{Endpoint, FlowKey};
 use crate::packet::{Link, Packet, Timestamp};
 use crate::state::Installer;
@@ -707,7 +710,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for LoadBalancer {
     fn class_name(&self) -> &'static str {
-        "LoadBalancer"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(2), PortCount::range(2, 3), "h/h")
@@ -850,78 +853,75 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{s}` is not an IP:PORT"))
 }
 
-/// Registers `LoadBalancer`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "LoadBalancer",
-        "stateful L4 load balancer: VIP -> backends, both directions rewritten (reports to a StateSink)",
-        |a| {
-            let vip: String = a.read_mp("VIP")?;
-            let vip = parse_addr(&vip).map_err(|e| a.error(format!("VIP: {e}")))?;
-            let backends: String = a.read_mp("BACKENDS")?;
-            let (backends, weights) =
-                parse_backends(&backends).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
-            let maglev_size: usize = a.read_at_most_or(
-                "MAGLEV_SIZE",
-                super::maglev::DEFAULT_SIZE,
-                super::maglev::MAX_SIZE,
-            )?;
-            a.reserve("MAGLEV_SIZE", maglev_size as u64 * 4)?;
-            let policy: String = a.read_or("POLICY", "random".to_string())?;
-            let policy = match policy.as_str() {
-                "random" => Policy::Random,
-                "roundrobin" | "rr" => Policy::RoundRobin,
-                "leastconn" => Policy::LeastConnections,
-                "maglev" => Policy::Maglev,
-                o => {
-                    return Err(a.error(format!(
-                        "POLICY must be random, roundrobin, leastconn or maglev, not `{o}`"
-                    )));
-                }
-            };
-            let cap: usize = a.read_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
-            let idle: u64 = a.read_or("IDLE", 300)?;
-            let linger: u64 = a.read_or("LINGER", 10)?;
-            let embryonic: u64 = a.read_or("HALF_OPEN", 5)?;
-            let unknown: String = a.read_or("UNKNOWN", "pick".to_string())?;
-            let drop_unknown = match unknown.as_str() {
-                "pick" => false,
-                "drop" => true,
-                o => return Err(a.error(format!("UNKNOWN must be pick or drop, not `{o}`"))),
-            };
-            let loose: bool = a.read_or("LOOSE_VIP", false)?;
-            let strict: bool = a.read_or("STRICT_REPLIES", true)?;
-            let seed: Option<u64> = a.read("SEED")?;
-            let hash_key: Option<String> = a.read("HASH_KEY")?;
-            let hash_key = hash_key
-                .map(|k| crate::hash::HashKey::parse(&k))
-                .transpose()
-                .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
-            let link: String = a.read_or("LINK", "ether".to_string())?;
-            let link = match link.as_str() {
-                "ether" | "ethernet" => Link::Ethernet,
-                "ip" => Link::Ip,
-                o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
-            };
-            let mut lb = LoadBalancer::new(vip, backends)
-                .policy(policy)
-                .weights(weights)
-                .maglev_size(maglev_size)
-                .capacity(cap)
-                .idle(std::time::Duration::from_secs(idle))
-                .linger(std::time::Duration::from_secs(linger))
-                .embryonic(std::time::Duration::from_secs(embryonic))
-                .drop_unknown(drop_unknown)
-                .loose_vip(loose)
-                .strict_replies(strict)
-                .link(link);
-            if let Some(s) = seed {
-                lb = lb.seed(s);
+impl ElementClass for LoadBalancer {
+    const NAME: &'static str = "LoadBalancer";
+    const DOC: &'static str = "stateful L4 load balancer: VIP -> backends, both directions rewritten (reports to a StateSink)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let vip: String = a.read_mp("VIP")?;
+        let vip = parse_addr(&vip).map_err(|e| a.error(format!("VIP: {e}")))?;
+        let backends: String = a.read_mp("BACKENDS")?;
+        let (backends, weights) =
+            parse_backends(&backends).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
+        let maglev_size: usize = a.read_at_most_or(
+            "MAGLEV_SIZE",
+            super::maglev::DEFAULT_SIZE,
+            super::maglev::MAX_SIZE,
+        )?;
+        a.reserve("MAGLEV_SIZE", maglev_size as u64 * 4)?;
+        let policy: String = a.read_or("POLICY", "random".to_string())?;
+        let policy = match policy.as_str() {
+            "random" => Policy::Random,
+            "roundrobin" | "rr" => Policy::RoundRobin,
+            "leastconn" => Policy::LeastConnections,
+            "maglev" => Policy::Maglev,
+            o => {
+                return Err(a.error(format!(
+                    "POLICY must be random, roundrobin, leastconn or maglev, not `{o}`"
+                )));
             }
-            if let Some(k) = hash_key {
-                lb = lb.hash_key(k);
-            }
-            Ok(lb)
-        },
-    );
+        };
+        let cap: usize = a.read_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
+        let idle: u64 = a.read_or("IDLE", 300)?;
+        let linger: u64 = a.read_or("LINGER", 10)?;
+        let embryonic: u64 = a.read_or("HALF_OPEN", 5)?;
+        let unknown: String = a.read_or("UNKNOWN", "pick".to_string())?;
+        let drop_unknown = match unknown.as_str() {
+            "pick" => false,
+            "drop" => true,
+            o => return Err(a.error(format!("UNKNOWN must be pick or drop, not `{o}`"))),
+        };
+        let loose: bool = a.read_or("LOOSE_VIP", false)?;
+        let strict: bool = a.read_or("STRICT_REPLIES", true)?;
+        let seed: Option<u64> = a.read("SEED")?;
+        let hash_key: Option<String> = a.read("HASH_KEY")?;
+        let hash_key = hash_key
+            .map(|k| crate::hash::HashKey::parse(&k))
+            .transpose()
+            .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
+        let link: String = a.read_or("LINK", "ether".to_string())?;
+        let link = match link.as_str() {
+            "ether" | "ethernet" => Link::Ethernet,
+            "ip" => Link::Ip,
+            o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+        };
+        let mut lb = LoadBalancer::new(vip, backends)
+            .policy(policy)
+            .weights(weights)
+            .maglev_size(maglev_size)
+            .capacity(cap)
+            .idle(std::time::Duration::from_secs(idle))
+            .linger(std::time::Duration::from_secs(linger))
+            .embryonic(std::time::Duration::from_secs(embryonic))
+            .drop_unknown(drop_unknown)
+            .loose_vip(loose)
+            .strict_replies(strict)
+            .link(link);
+        if let Some(s) = seed {
+            lb = lb.seed(s);
+        }
+        if let Some(k) = hash_key {
+            lb = lb.hash_key(k);
+        }
+        Ok(lb)
+    }
 }

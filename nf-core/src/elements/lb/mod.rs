@@ -1,18 +1,21 @@
 //! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`), Maglev
-//! consistent hashing, and Ananta's Mux, Host Agent and SNAT port allocation.
+//! consistent hashing, and Ananta's Mux, Host Agent and SNAT port allocation (one element per file).
 
-pub mod ananta;
+mod ananta_mux;
+mod host_agent;
 pub mod load_balancer;
 pub mod maglev;
 pub mod snat;
 
-pub use ananta::{AnantaMux, HostAgent, MuxEntry};
+pub use ananta_mux::{AnantaMux, MuxCounts, MuxEntry};
+pub use host_agent::{HostAgent, HostAgentCounts};
 pub use load_balancer::{ClientKey, LbEntry, LbInstall, LoadBalancer, Policy};
 pub use maglev::{MaglevBackend, MaglevError, MaglevTable};
 pub use snat::{Snat, SnatAllocator, SnatKey, SnatStats, SnatValue};
 
 /// Registers the load-balancing elements.
 pub fn register(r: &mut crate::registry::Registry) {
-    load_balancer::register(r);
-    ananta::register(r);
+    r.add::<LoadBalancer>();
+    r.add::<AnantaMux>();
+    r.add::<HostAgent>();
 }

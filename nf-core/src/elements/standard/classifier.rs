@@ -1,8 +1,11 @@
 //! `Classifier`: chooses the output by byte patterns (Click's syntax).
 
+use crate::args::Args;
 use crate::args::RawArg;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
+use crate::error::ConfigError;
 
 #[derive(Debug, Clone)]
 struct Clause {
@@ -166,7 +169,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read(
 
 impl Element for Classifier {
     fn class_name(&self) -> &'static str {
-        "Classifier"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(
@@ -191,6 +194,15 @@ impl Element for Classifier {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "dropped").then(|| self.dropped.to_string())
+    }
+}
+
+impl ElementClass for Classifier {
+    const NAME: &'static str = "Classifier";
+    const DOC: &'static str = "chooses the output by byte patterns (12/0800, -)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let raw = a.rest_raw();
+        Classifier::from_raw(a, raw)
     }
 }
 

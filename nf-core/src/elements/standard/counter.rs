@@ -1,7 +1,10 @@
 //! `Counter`: counts packets and bytes and measures their rate.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec};
+use crate::error::ConfigError;
 use crate::packet::Timestamp;
 
 /// Counts the packets and bytes that pass through it, and their rate.
@@ -60,7 +63,7 @@ impl Counter {
 
 impl Element for Counter {
     fn class_name(&self) -> &'static str {
-        "Counter"
+        Self::NAME
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
@@ -105,5 +108,14 @@ impl Element for Counter {
             }
             _ => Err(format!("no write handler `{name}`")),
         }
+    }
+}
+
+impl ElementClass for Counter {
+    const NAME: &'static str = "Counter";
+    const DOC: &'static str = "counts packets and bytes, and their rate";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(Counter::new())
     }
 }

@@ -1,7 +1,10 @@
 //! `Discard`: drops every packet.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec, TaskContext, TaskStatus};
+use crate::error::ConfigError;
 
 /// Drops every packet it receives (its buffer goes back to the pool).
 ///
@@ -47,7 +50,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("count", "packets dropped")
 
 impl Element for Discard {
     fn class_name(&self) -> &'static str {
-        "Discard"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::exactly(0), "a/a")
@@ -92,5 +95,18 @@ impl Discard {
             pulling: true,
             scratch: Batch::new(),
         }
+    }
+}
+
+impl ElementClass for Discard {
+    const NAME: &'static str = "Discard";
+    const DOC: &'static str = "drops every packet";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let b: usize = a.read_or("BURST", 32)?;
+        Ok(if b != 32 {
+            Discard::pulling(b)
+        } else {
+            Discard::new()
+        })
     }
 }

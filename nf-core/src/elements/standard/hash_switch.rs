@@ -1,7 +1,10 @@
 //! `HashSwitch`: chooses the output by a hash of some bytes.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 
 /// Sends each packet to output `hash(data[OFFSET..OFFSET+LENGTH]) mod N`, so that packets with equal bytes
 /// there take the same output. Packets too short are dropped (and counted).
@@ -45,7 +48,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("dropped", "packets too sho
 
 impl Element for HashSwitch {
     fn class_name(&self) -> &'static str {
-        "HashSwitch"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::at_least(1), "h/h")
@@ -75,5 +78,13 @@ impl Element for HashSwitch {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "dropped").then(|| self.dropped.to_string())
+    }
+}
+
+impl ElementClass for HashSwitch {
+    const NAME: &'static str = "HashSwitch";
+    const DOC: &'static str = "chooses the output by a hash of bytes (OFFSET, LENGTH)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        Ok(HashSwitch::new(a.read_mp("OFFSET")?, a.read_mp("LENGTH")?))
     }
 }

@@ -1,8 +1,13 @@
 //! `InfiniteSource` and `RatedSource`: synthetic traffic from templates.
 
-use super::unqueue::TokenBucket;
+use super::MAX_FLOWS;
+use super::rated_unqueue::TokenBucket;
+use crate::args::Args;
+use crate::args::parse_hex;
 use crate::batch::Outputs;
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortSpec, TaskContext, TaskStatus};
+use crate::error::ConfigError;
 use crate::packet::Packet;
 use crate::traffic::{Protocols, SizeMix, TrafficConfig, TrafficGen};
 
@@ -108,6 +113,54 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::write("reset", "start counting toward LIMIT again"),
 ];
 
+impl InfiniteSource {
+    /// Makes an `InfiniteSource`, or with `rated` a `RatedSource` (which also reads `RATE`, in packets
+    /// per second), from configuration arguments.
+    pub fn configure_with(a: &mut Args, rated: bool) -> Result<InfiniteSource, ConfigError> {
+        let rate: Option<f64> = if rated {
+            Some(a.read_p_or("RATE", 10.0)?)
+        } else {
+            None
+        };
+        let data: Option<String> = a.read("DATA")?;
+        let length: usize = a.read_or("LENGTH", 64)?;
+        let flows: usize = a.read_at_most_or("FLOWS", 1, MAX_FLOWS)?;
+        let protocols: Protocols = a.read_or("PROTO", Protocols::Udp)?;
+        let limit: i64 = a.read_or("LIMIT", -1)?;
+        let burst: usize = a.read_or("BURST", 32)?;
+        let stop: bool = a.read_or("STOP", false)?;
+        let active: bool = a.read_or("ACTIVE", true)?;
+        if !(14..=9000).contains(&length) {
+            return Err(a.error(format!("LENGTH {length} must be between 14 and 9000")));
+        }
+        let mut s = match data {
+            Some(d) => InfiniteSource::from_templates(vec![
+                parse_hex(&d).map_err(|e| a.error(format!("DATA: {e}")))?,
+            ]),
+            None => InfiniteSource::with_traffic(length, flows, protocols),
+        };
+        if limit >= 0 {
+            s = s.limit(limit as u64);
+        }
+        s = s.stop(stop).burst(burst);
+        if let Some(r) = rate {
+            if r <= 0.0 {
+                return Err(a.error("RATE must be positive"));
+            }
+            s = s.rate(r);
+        }
+        if !active {
+            let _ = crate::element::Element::write_handler(&mut s, "active", "false");
+        }
+        Ok(s)
+    }
+
+    /// Makes a `RatedSource` (see [`configure_with`](Self::configure_with)).
+    pub fn configure_rated(a: &mut Args) -> Result<InfiniteSource, ConfigError> {
+        Self::configure_with(a, true)
+    }
+}
+
 impl Element for InfiniteSource {
     fn class_name(&self) -> &'static str {
         if self.rate.is_some() {
@@ -183,5 +236,13 @@ impl Element for InfiniteSource {
             }
             _ => Err(format!("no write handler `{name}`")),
         }
+    }
+}
+
+impl ElementClass for InfiniteSource {
+    const NAME: &'static str = "InfiniteSource";
+    const DOC: &'static str = "generates packets from templates (LENGTH, FLOWS, LIMIT, STOP)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        InfiniteSource::configure_with(a, false)
     }
 }

@@ -1,7 +1,10 @@
 //! `Paint`: sets the paint annotation.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
 use crate::element::Element;
+use crate::element::ElementClass;
+use crate::error::ConfigError;
 
 /// Sets every packet's paint annotation to `COLOR`.
 ///
@@ -31,7 +34,7 @@ impl Paint {
 
 impl Element for Paint {
     fn class_name(&self) -> &'static str {
-        "Paint"
+        Self::NAME
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
@@ -40,5 +43,13 @@ impl Element for Paint {
             p.anno.paint = c;
         }
         out.port(0).append(batch);
+    }
+}
+
+impl ElementClass for Paint {
+    const NAME: &'static str = "Paint";
+    const DOC: &'static str = "sets the paint annotation";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        Ok(Paint::new(a.read_mp("COLOR")?))
     }
 }

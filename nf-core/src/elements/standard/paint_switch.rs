@@ -1,7 +1,10 @@
 //! `PaintSwitch`: chooses the output by the paint annotation.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 
 /// Sends each packet to the output numbered by its paint annotation; packets painted past the last output
 /// are dropped (and counted).
@@ -34,7 +37,7 @@ const HANDLERS: &[crate::element::HandlerSpec] = &[crate::element::HandlerSpec::
 
 impl Element for PaintSwitch {
     fn class_name(&self) -> &'static str {
-        "PaintSwitch"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::at_least(1), "h/h")
@@ -62,5 +65,14 @@ impl Element for PaintSwitch {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "dropped").then(|| self.dropped.to_string())
+    }
+}
+
+impl ElementClass for PaintSwitch {
+    const NAME: &'static str = "PaintSwitch";
+    const DOC: &'static str = "chooses the output by the paint annotation";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(PaintSwitch::new())
     }
 }

@@ -1,7 +1,10 @@
 //! `Print`: prints a line per packet.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
 use crate::element::Element;
+use crate::element::ElementClass;
+use crate::error::ConfigError;
 use std::io::Write;
 
 /// Prints each packet to standard error as `LABEL: LENGTH | hex bytes`, then forwards it.
@@ -58,7 +61,7 @@ impl Print {
 
 impl Element for Print {
     fn class_name(&self) -> &'static str {
-        "Print"
+        Self::NAME
     }
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         let stderr = std::io::stderr();
@@ -67,5 +70,16 @@ impl Element for Print {
             let _ = writeln!(w, "{}", self.format(p));
         }
         out.port(0).append(batch);
+    }
+}
+
+impl ElementClass for Print {
+    const NAME: &'static str = "Print";
+    const DOC: &'static str = "prints packets to standard error";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let label: String = a.read_p_or("LABEL", String::new())?;
+        let max: usize = a.read_or("MAXLENGTH", 24)?;
+        let ts: bool = a.read_or("TIMESTAMP", false)?;
+        Ok(Print::new(label, max, ts))
     }
 }

@@ -1,9 +1,15 @@
 //! `Queue`: stores pushed packets until they are pulled.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::packet::Packet;
 use std::collections::VecDeque;
+
+/// The most packets a `Queue` holds (`CAPACITY`; preallocated).
+pub const MAX_QUEUE: usize = 1 << 22;
 
 /// A bounded FIFO: packets pushed in wait until a downstream task pulls them. When full, arriving packets
 /// are dropped (tail drop) and counted. Memory for `CAPACITY` packets is reserved up front.
@@ -67,7 +73,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for Queue {
     fn class_name(&self) -> &'static str {
-        "Queue"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "h/l")
@@ -120,5 +126,18 @@ impl Element for Queue {
             }
             _ => Err(format!("no write handler `{name}`")),
         }
+    }
+}
+
+impl ElementClass for Queue {
+    const NAME: &'static str = "Queue";
+    const DOC: &'static str = "a bounded FIFO between push and pull";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let cap: usize = a.read_p_at_most_or("CAPACITY", 1000, MAX_QUEUE)?;
+        a.reserve(
+            "CAPACITY",
+            (cap as u64).saturating_mul(std::mem::size_of::<Packet>() as u64),
+        )?;
+        Ok(Queue::new(cap))
     }
 }

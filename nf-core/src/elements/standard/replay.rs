@@ -1,9 +1,16 @@
 //! `Replay`: replays frames held in memory (for benchmarks that separate processing from I/O).
 
+use crate::args::Args;
 use crate::batch::Outputs;
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, PortSpec, TaskContext, TaskStatus};
+use crate::error::ConfigError;
 use crate::packet::Timestamp;
+use crate::traffic::{Protocols, SizeMix};
 use crate::traffic::{TrafficConfig, TrafficGen};
+
+/// The most frames a `Replay` pre-generates (`PACKETS`).
+pub const MAX_REPLAY_PACKETS: usize = 1 << 24;
 
 /// Replays a set of frames held in one contiguous buffer, in order and around again, copying each into a
 /// pooled packet: the same work as reading a capture, minus the file. Frames come from the traffic generator
@@ -135,7 +142,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for Replay {
     fn class_name(&self) -> &'static str {
-        "Replay"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::SOURCE
@@ -210,6 +217,41 @@ impl Element for Replay {
             "byte_count" => Some(self.bytes.to_string()),
             _ => None,
         }
+    }
+}
+
+impl ElementClass for Replay {
+    const NAME: &'static str = "Replay";
+    const DOC: &'static str =
+        "replays generated frames held in memory (PACKETS, FLOWS, LENGTH, PROTO, REPLIES, LIMIT)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let packets: usize = a.read_at_most_or("PACKETS", 100_000, MAX_REPLAY_PACKETS)?;
+        let flows: usize = a.read_at_most_or("FLOWS", 10_000, super::MAX_FLOWS)?;
+        let size: SizeMix = a.read_or("LENGTH", SizeMix::Fixed(64))?;
+        let protocols: Protocols = a.read_or("PROTO", Protocols::Mixed)?;
+        let limit: Option<u64> = a.read("LIMIT")?;
+        let burst: usize = a.read_or("BURST", 32)?;
+        let stop: bool = a.read_or("STOP", true)?;
+        let replies: bool = a.read_or("REPLIES", true)?;
+        if packets == 0 {
+            return Err(a.error("PACKETS must be at least 1"));
+        }
+        let cfg = TrafficConfig {
+            flows,
+            size,
+            protocols,
+            bidirectional: replies,
+            ..Default::default()
+        };
+        a.reserve("FLOWS", cfg.memory())?;
+        // The frames, one buffer, plus an index entry each.
+        let frames = (packets as u64).saturating_mul(cfg.max_frame_len() as u64 + 8);
+        a.reserve("PACKETS × LENGTH", frames)?;
+        let mut r = Replay::generated(packets, cfg).burst(burst).stop(stop);
+        if let Some(l) = limit {
+            r = r.limit(l);
+        }
+        Ok(r)
     }
 }
 

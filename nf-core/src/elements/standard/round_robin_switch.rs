@@ -1,7 +1,10 @@
 //! `RoundRobinSwitch`: sends packets to its outputs in turn.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 
 /// Sends the first packet to output 0, the next to output 1, and so on, wrapping around.
 ///
@@ -30,7 +33,7 @@ impl RoundRobinSwitch {
 
 impl Element for RoundRobinSwitch {
     fn class_name(&self) -> &'static str {
-        "RoundRobinSwitch"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::at_least(1), "h/h")
@@ -48,5 +51,14 @@ impl Element for RoundRobinSwitch {
             Some(o)
         });
         self.next = next;
+    }
+}
+
+impl ElementClass for RoundRobinSwitch {
+    const NAME: &'static str = "RoundRobinSwitch";
+    const DOC: &'static str = "sends packets to its outputs in turn";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(RoundRobinSwitch::new())
     }
 }

@@ -1,7 +1,10 @@
 //! `SetTimestamp`: sets the timestamp annotation to the current time.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
 use crate::element::Element;
+use crate::element::ElementClass;
+use crate::error::ConfigError;
 use crate::packet::Timestamp;
 
 /// Sets each packet's timestamp annotation to the current wall-clock time (one clock read per batch).
@@ -19,7 +22,7 @@ pub struct SetTimestamp;
 
 impl Element for SetTimestamp {
     fn class_name(&self) -> &'static str {
-        "SetTimestamp"
+        Self::NAME
     }
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         let now = Timestamp::now();
@@ -27,5 +30,14 @@ impl Element for SetTimestamp {
             p.anno.timestamp = now;
         }
         out.port(0).append(batch);
+    }
+}
+
+impl ElementClass for SetTimestamp {
+    const NAME: &'static str = "SetTimestamp";
+    const DOC: &'static str = "sets the timestamp annotation to now";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let _ = a;
+        Ok(SetTimestamp)
     }
 }

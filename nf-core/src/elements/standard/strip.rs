@@ -1,7 +1,10 @@
 //! `Strip`: removes bytes from the front of each packet.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec};
+use crate::error::ConfigError;
 
 /// Removes `N` bytes from the front of each packet (they become headroom; nothing is copied). Packets
 /// shorter than `N` are dropped and counted.
@@ -38,7 +41,7 @@ const HANDLERS: &[HandlerSpec] = &[HandlerSpec::read("dropped", "packets shorter
 
 impl Element for Strip {
     fn class_name(&self) -> &'static str {
-        "Strip"
+        Self::NAME
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
@@ -56,5 +59,13 @@ impl Element for Strip {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         (name == "dropped").then(|| self.dropped.to_string())
+    }
+}
+
+impl ElementClass for Strip {
+    const NAME: &'static str = "Strip";
+    const DOC: &'static str = "removes N bytes from the front";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        Ok(Strip::new(a.read_mp("N")?))
     }
 }

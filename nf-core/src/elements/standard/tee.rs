@@ -1,7 +1,10 @@
 //! `Tee`: copies each packet to every output.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 
 /// Sends a copy of each packet to every output (the original to the last one).
 ///
@@ -33,7 +36,7 @@ impl Tee {
 
 impl Element for Tee {
     fn class_name(&self) -> &'static str {
-        "Tee"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         let outs = match self.n {
@@ -58,5 +61,20 @@ impl Element for Tee {
             }
         }
         out.port(n - 1).append(batch);
+    }
+}
+
+impl ElementClass for Tee {
+    const NAME: &'static str = "Tee";
+    const DOC: &'static str = "copies each packet to every output";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let n: Option<usize> = a.read_p("N")?;
+        if n.is_some_and(|n| n > crate::element::MAX_PORTS) {
+            return Err(a.error(format!(
+                "N is more than {} outputs",
+                crate::element::MAX_PORTS
+            )));
+        }
+        Ok(Tee::new(n))
     }
 }

@@ -1,7 +1,10 @@
 //! `Unstrip`: puts stripped bytes back at the front of each packet.
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
 use crate::element::Element;
+use crate::element::ElementClass;
+use crate::error::ConfigError;
 
 /// Adds `N` bytes back in front of each packet's data (the bytes `Strip` left as headroom reappear
 /// unchanged; with too little headroom the data moves into a larger buffer).
@@ -32,7 +35,7 @@ impl Unstrip {
 
 impl Element for Unstrip {
     fn class_name(&self) -> &'static str {
-        "Unstrip"
+        Self::NAME
     }
     #[inline]
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
@@ -46,5 +49,13 @@ impl Element for Unstrip {
             }
         }
         out.port(0).append(batch);
+    }
+}
+
+impl ElementClass for Unstrip {
+    const NAME: &'static str = "Unstrip";
+    const DOC: &'static str = "puts N bytes back at the front";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        Ok(Unstrip::new(a.read_mp("N")?))
     }
 }

@@ -1,7 +1,10 @@
 //! `ConnTrack`: a connection tracker (per-flow TCP and UDP state with timeouts, in a bounded table).
 
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::flow::FlowKey;
 use crate::packet::{Link, Packet, Timestamp, proto};
 use crate::state::{StateTable, Stateful, WhenFull};
@@ -389,7 +392,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for ConnTrack {
     fn class_name(&self) -> &'static str {
-        "ConnTrack"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
@@ -500,42 +503,40 @@ impl Element for ConnTrack {
     }
 }
 
-/// Registers `ConnTrack`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "ConnTrack",
-        "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)",
-        |a| {
-            let cap: usize =
-                a.read_p_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
-            let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
-            let when_full = match wf.as_str() {
-                "evict" => WhenFull::Evict,
-                "reject" => WhenFull::Reject,
-                o => return Err(a.error(format!("WHEN_FULL must be evict or reject, not `{o}`"))),
-            };
-            let link: String = a.read_or("LINK", "ether".to_string())?;
-            let link = match link.as_str() {
-                "ether" | "ethernet" => Link::Ethernet,
-                "ip" => Link::Ip,
-                o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
-            };
-            let d = Timeouts::default();
-            let t = Timeouts {
-                tcp_established: a.read_or("TCP_ESTABLISHED", d.tcp_established)?,
-                tcp_handshake: a.read_or("TCP_HANDSHAKE", d.tcp_handshake)?,
-                tcp_closing: a.read_or("TCP_CLOSING", d.tcp_closing)?,
-                tcp_close: d.tcp_close,
-                udp_assured: a.read_or("UDP", d.udp_assured)?,
-                udp_unreplied: a.read_or("UDP_UNREPLIED", d.udp_unreplied)?,
-                other: a.read_or("OTHER", d.other)?,
-            };
-            let loose = a.read_or("LOOSE", false)?;
-            Ok(ConnTrack::new(cap)
-                .with_timeouts(t)
-                .when_full(when_full)
-                .loose(loose)
-                .link(link))
-        },
-    );
+impl ElementClass for ConnTrack {
+    const NAME: &'static str = "ConnTrack";
+    const DOC: &'static str =
+        "tracks TCP/UDP flows with timeouts in a bounded table (reports to a StateSink)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let cap: usize =
+            a.read_p_at_most_or("CAPACITY", 65536, crate::state::MAX_TABLE_CAPACITY)?;
+        let wf: String = a.read_or("WHEN_FULL", "evict".to_string())?;
+        let when_full = match wf.as_str() {
+            "evict" => WhenFull::Evict,
+            "reject" => WhenFull::Reject,
+            o => return Err(a.error(format!("WHEN_FULL must be evict or reject, not `{o}`"))),
+        };
+        let link: String = a.read_or("LINK", "ether".to_string())?;
+        let link = match link.as_str() {
+            "ether" | "ethernet" => Link::Ethernet,
+            "ip" => Link::Ip,
+            o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+        };
+        let d = Timeouts::default();
+        let t = Timeouts {
+            tcp_established: a.read_or("TCP_ESTABLISHED", d.tcp_established)?,
+            tcp_handshake: a.read_or("TCP_HANDSHAKE", d.tcp_handshake)?,
+            tcp_closing: a.read_or("TCP_CLOSING", d.tcp_closing)?,
+            tcp_close: d.tcp_close,
+            udp_assured: a.read_or("UDP", d.udp_assured)?,
+            udp_unreplied: a.read_or("UDP_UNREPLIED", d.udp_unreplied)?,
+            other: a.read_or("OTHER", d.other)?,
+        };
+        let loose = a.read_or("LOOSE", false)?;
+        Ok(ConnTrack::new(cap)
+            .with_timeouts(t)
+            .when_full(when_full)
+            .loose(loose)
+            .link(link))
+    }
 }

@@ -52,5 +52,5 @@ pub fn clamp_mss(p: &mut Packet, h: &HeaderInfo, mss: u16) -> bool {
 
 /// Registers the TCP/UDP elements.
 pub fn register(r: &mut crate::registry::Registry) {
-    conntrack::register(r);
+    r.add::<ConnTrack>();
 }

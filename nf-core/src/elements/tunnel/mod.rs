@@ -1,17 +1,28 @@
-//! APLOMB (Sherry et al., SIGCOMM'12): the enterprise gateway that tunnels traffic to a cloud of
-//! middleboxes. Tunnels in three formats, IP-in-IP (RFC 2003; IPv6 inside IPv4 as protocol 41), GRE
+//! Tunnelling (APLOMB, Sherry et al., SIGCOMM'12: the enterprise gateway that tunnels traffic to a cloud
+//! of middleboxes). Tunnels in three formats, IP-in-IP (RFC 2003; IPv6 inside IPv4 as protocol 41), GRE
 //! (RFC 2784) and VXLAN (RFC 7348), with the path MTU respected: a packet that would not fit once
 //! encapsulated is fragmented before encapsulation if it may be (IPv4 without DF), answered with an ICMP
 //! "fragmentation needed" carrying the tunnel's MTU if it may not (IPv4 with DF), and dropped (counted) if it
 //! is IPv6; TCP SYNs have their MSS clamped so that connections never send such packets. Per-tunnel
 //! compression (`Compress`/`Decompress`, LZ4 in the IPComp format of RFC 3173) and the choice of a point of
-//! presence by measured latency (`PoPSelector`, in [`pop`](super::pop)) complete the gateway.
+//! presence by measured latency (`PoPSelector`) complete the gateway. This module holds the tunnel formats
+//! (built and parsed through [`crate::wire`]); each element has its own file.
+
+mod compress;
+mod decompress;
+mod pop_selector;
+mod tunnel_decap;
+mod tunnel_encap;
+
+pub use compress::{CPI_LZ4, Compress, CompressStats, IPCOMP};
+pub use decompress::{Decompress, DecompressError};
+pub use pop_selector::PoPSelector;
+pub use tunnel_decap::TunnelDecap;
+pub use tunnel_encap::TunnelEncap;
 
 use crate::args::Args;
-use crate::batch::{Batch, Outputs};
-use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
-use crate::packet::{IpVersion, Link, Malformed, Packet, PacketError, ethernet_payload_offset};
+use crate::packet::{Malformed, Packet, PacketError, ethernet_payload_offset};
 pub use crate::wire::VXLAN_PORT;
 use crate::wire::{
     EthernetFrame, EthernetRepr, GrePacket, GreRepr, IcmpMessage, IcmpRepr, Ipv4Packet, Ipv4Repr,
@@ -90,7 +101,7 @@ impl Tunnel {
 }
 
 /// The length of the IP packet at `ip` (from its header), if it is one.
-fn ip_len(ip: &[u8]) -> Option<usize> {
+pub(crate) fn ip_len(ip: &[u8]) -> Option<usize> {
     match ip.first()? >> 4 {
         4 if ip.len() >= Ipv4Packet::<&[u8]>::MIN_HEADER_LEN => {
             Some(usize::from(Ipv4Packet::new_unchecked(ip).total_len()))
@@ -367,244 +378,9 @@ pub fn fragment(p: &Packet, off: usize, mtu: usize) -> Result<Vec<Packet>, Packe
     Ok(out)
 }
 
-/// The enterprise side of a tunnel: encapsulates every packet (see [the module](self)).
-///
-/// # Ports
-/// One push input (Ethernet frames); output 0 the tunnelled packets, optional output 1 the ICMP errors
-/// for the senders of oversized DF packets (dropped if not connected).
-///
-/// # Arguments
-/// `MODE` (`ipip`, `gre`, `vxlan`), `LOCAL` and `REMOTE` (IPv4), `MTU` (path MTU, 1500), `VNI` (VXLAN, 0),
-/// `TTL` (64), `CLAMP` (clamp TCP SYNs' MSS to fit, true).
-///
-/// # Handlers
-/// `encapsulated`, `fragmented` (packets split), `fragments` (pieces made), `frag_needed` (ICMP errors
-/// sent), `too_big` (oversized IPv6 packets dropped), `clamped`, `bad` (not IP, dropped).
-#[derive(Debug, Clone)]
-pub struct TunnelEncap {
-    tunnel: Tunnel,
-    clamp: bool,
-    id: u16,
-    errors_out: bool,
-    counts: [u64; 7],
-}
-
-const ENCAP_HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("encapsulated", "packets sent into the tunnel"),
-    HandlerSpec::read("fragmented", "packets fragmented to fit"),
-    HandlerSpec::read("fragments", "fragments made"),
-    HandlerSpec::read(
-        "frag_needed",
-        "ICMP fragmentation-needed errors sent (DF and too big)",
-    ),
-    HandlerSpec::read("too_big", "IPv6 packets too big for the tunnel (dropped)"),
-    HandlerSpec::read("clamped", "TCP SYNs whose MSS was lowered"),
-    HandlerSpec::read("bad", "packets that are not IP (dropped)"),
-];
-
-impl TunnelEncap {
-    /// Encapsulates into `tunnel`.
-    pub fn new(tunnel: Tunnel) -> Self {
-        TunnelEncap {
-            tunnel,
-            clamp: true,
-            id: 0,
-            errors_out: false,
-            counts: [0; 7],
-        }
-    }
-
-    /// Whether TCP SYNs get their MSS clamped (default true).
-    pub fn clamp(mut self, on: bool) -> Self {
-        self.clamp = on;
-        self
-    }
-
-    fn one(&mut self, mut p: Packet, out: &mut Outputs) {
-        let Ok(h) = p.locate(Link::Ethernet) else {
-            self.counts[6] += 1;
-            return;
-        };
-        let off = h.l3 - p.data_offset();
-        let Some(len) = ip_len(&p.data()[off..]) else {
-            self.counts[6] += 1;
-            return;
-        };
-        if len > p.len() - off {
-            self.counts[6] += 1;
-            return;
-        }
-        p.truncate(off + len);
-        let room = self.tunnel.inner_mtu();
-        if self.clamp {
-            let mss = room.saturating_sub(if h.version == IpVersion::V4 { 40 } else { 60 });
-            if crate::elements::tcpudp::clamp_mss(&mut p, &h, mss.min(65535) as u16) {
-                self.counts[5] += 1;
-            }
-        }
-        // VXLAN's UDP source port follows the inner flow (for ECMP on the way): a hash of its addresses.
-        let entropy = match self.tunnel.mode {
-            TunnelMode::Vxlan { .. } => {
-                let d = &p.data()[off..];
-                let w = |i: usize| {
-                    d.get(i..i + 8)
-                        .map(|b| {
-                            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                        })
-                        .unwrap_or(0)
-                };
-                // The ports, when the transport header is there.
-                let ports =
-                    h.l4.and_then(|l4| p.buffer().get(l4..l4 + 4))
-                        .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                        .unwrap_or(0);
-                let x = if h.version == IpVersion::V4 {
-                    w(12) ^ ports.rotate_left(29)
-                } else {
-                    w(8) ^ w(16).rotate_left(13)
-                        ^ w(24).rotate_left(29)
-                        ^ w(32).rotate_left(41)
-                        ^ ports
-                };
-                (crate::hash::mix64(x) >> 48) as u16
-            }
-            _ => 0,
-        };
-        if len <= room {
-            self.id = self.id.wrapping_add(1);
-            encapsulate(&mut p, off, &self.tunnel, self.id, entropy);
-            self.counts[0] += 1;
-            out.push(0, p);
-            return;
-        }
-        match h.version {
-            IpVersion::V6 => self.counts[4] += 1,
-            IpVersion::V4 if p.data()[off + 6] & 0x40 != 0 => {
-                self.counts[3] += 1;
-                if self.errors_out
-                    && let Some(e) = frag_needed(p.data(), off, self.tunnel.local, room as u16)
-                {
-                    out.push(1, e);
-                }
-            }
-            IpVersion::V4 => match fragment(&p, off, room) {
-                Ok(frags) => {
-                    self.counts[1] += 1;
-                    for mut f in frags {
-                        self.counts[2] += 1;
-                        self.id = self.id.wrapping_add(1);
-                        encapsulate(&mut f, off, &self.tunnel, self.id, entropy);
-                        self.counts[0] += 1;
-                        out.push(0, f);
-                    }
-                }
-                Err(_) => self.counts[6] += 1,
-            },
-        }
-    }
-}
-
-impl Element for TunnelEncap {
-    fn class_name(&self) -> &'static str {
-        "TunnelEncap"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
-    }
-    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
-        self.errors_out = ctx.noutputs > 1;
-        Ok(())
-    }
-    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
-        for p in batch.drain() {
-            self.one(p, out);
-        }
-    }
-    fn handlers(&self) -> &'static [HandlerSpec] {
-        ENCAP_HANDLERS
-    }
-    fn read_handler(&self, name: &str) -> Option<String> {
-        let i = ENCAP_HANDLERS.iter().position(|h| h.name == name)?;
-        Some(self.counts[i].to_string())
-    }
-}
-
-/// The cloud side of a tunnel: removes the tunnel's headers (see [`decapsulate`]).
-///
-/// # Ports
-/// One push input; output 0 the inner packets, optional output 1 what is not this tunnel's (dropped if
-/// not connected).
-///
-/// # Arguments
-/// `MODE` (`ipip`, `gre`, `vxlan`), `VNI` (VXLAN: only this VNI; any if not given).
-///
-/// # Handlers
-/// `decapsulated`, `other` (not this tunnel's), `malformed` (dropped).
-#[derive(Debug, Clone)]
-pub struct TunnelDecap {
-    mode: TunnelMode,
-    check_vni: bool,
-    other_out: bool,
-    counts: [u64; 3],
-}
-
-const DECAP_HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("decapsulated", "inner packets delivered"),
-    HandlerSpec::read("other", "packets that are not this tunnel's"),
-    HandlerSpec::read("malformed", "tunnel packets that do not parse (dropped)"),
-];
-
-impl TunnelDecap {
-    /// Decapsulates `mode` (VXLAN: of any VNI unless `check_vni`).
-    pub fn new(mode: TunnelMode, check_vni: bool) -> Self {
-        TunnelDecap {
-            mode,
-            check_vni,
-            other_out: false,
-            counts: [0; 3],
-        }
-    }
-}
-
-impl Element for TunnelDecap {
-    fn class_name(&self) -> &'static str {
-        "TunnelDecap"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
-    }
-    fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
-        self.other_out = ctx.noutputs > 1;
-        Ok(())
-    }
-    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
-        let (mode, check, other) = (self.mode, self.check_vni, self.other_out);
-        let counts = &mut self.counts;
-        batch.classify_to(out, |p| match decapsulate(p, mode, check) {
-            Ok(()) => {
-                counts[0] += 1;
-                Some(0)
-            }
-            Err(DecapError::NotTunnel) => {
-                counts[1] += 1;
-                other.then_some(1)
-            }
-            Err(DecapError::Malformed(_)) => {
-                counts[2] += 1;
-                None
-            }
-        });
-    }
-    fn handlers(&self) -> &'static [HandlerSpec] {
-        DECAP_HANDLERS
-    }
-    fn read_handler(&self, name: &str) -> Option<String> {
-        let i = DECAP_HANDLERS.iter().position(|h| h.name == name)?;
-        Some(self.counts[i].to_string())
-    }
-}
-
-fn mode_from(a: &mut Args) -> Result<(TunnelMode, bool), ConfigError> {
+/// Reads `MODE` and `VNI` (the arguments both ends of a tunnel take): the mode, and whether a VNI was
+/// given.
+pub(crate) fn mode_from(a: &mut Args) -> Result<(TunnelMode, bool), ConfigError> {
     let m: String = a.read_mp("MODE")?;
     let mode: TunnelMode = m.parse().map_err(|e: String| a.error(e))?;
     let vni: Option<u32> = a.read("VNI")?;
@@ -623,40 +399,11 @@ fn mode_from(a: &mut Args) -> Result<(TunnelMode, bool), ConfigError> {
     })
 }
 
-/// Registers `TunnelEncap`, `TunnelDecap`, `Compress` and `Decompress`.
+/// Registers the tunnel elements: `TunnelEncap`, `TunnelDecap`, `Compress`, `Decompress`, `PoPSelector`.
 pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "TunnelEncap",
-        "APLOMB: encapsulates in IP-in-IP, GRE or VXLAN, with MTU handling and MSS clamping",
-        |a| {
-            let (mode, _) = mode_from(a)?;
-            let local: Ipv4Addr = a.read_mp("LOCAL")?;
-            let remote: Ipv4Addr = a.read_mp("REMOTE")?;
-            let mtu: u16 = a.read_or("MTU", 1500)?;
-            let ttl: u8 = a.read_or("TTL", 64)?;
-            let clamp: bool = a.read_or("CLAMP", true)?;
-            if usize::from(mtu) < mode.overhead() + 68 {
-                return Err(a.error(format!(
-                    "MTU {mtu} leaves less than 68 bytes inside the tunnel"
-                )));
-            }
-            let t = Tunnel {
-                mode,
-                local,
-                remote,
-                mtu,
-                ttl,
-            };
-            Ok(TunnelEncap::new(t).clamp(clamp))
-        },
-    );
-    r.register(
-        "TunnelDecap",
-        "APLOMB: removes IP-in-IP, GRE or VXLAN headers",
-        |a| {
-            let (mode, check) = mode_from(a)?;
-            Ok(TunnelDecap::new(mode, check))
-        },
-    );
-    super::compress::register(r);
+    r.add::<TunnelEncap>();
+    r.add::<TunnelDecap>();
+    r.add::<Compress>();
+    r.add::<Decompress>();
+    r.add::<PoPSelector>();
 }

@@ -7,7 +7,7 @@
 
 use crate::args::Args;
 use crate::batch::{Batch, Outputs};
-use crate::element::{Element, HandlerSpec, PortCount, PortSpec};
+use crate::element::{Element, ElementClass, HandlerSpec, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::packet::{Packet, ethernet_payload_offset};
 use crate::wire::{IpCompHeader, IpCompRepr, Ipv4Packet};
@@ -46,14 +46,14 @@ impl CompressStats {
 
 /// The IPv4 header at data offset `off` of an Ethernet frame: (header length, total length), if the
 /// packet is a whole (unfragmented) IPv4 datagram inside the frame.
-fn whole_v4(d: &[u8], off: usize) -> Option<(usize, usize)> {
+pub(super) fn whole_v4(d: &[u8], off: usize) -> Option<(usize, usize)> {
     let ip = Ipv4Packet::new_checked(d.get(off..)?).ok()?;
     ip.is_whole()
         .then(|| (ip.header_len(), usize::from(ip.total_len())))
 }
 
 /// Rewrites the IPv4 header at `h` for a new total length and payload protocol.
-fn fix_header(h: &mut [u8], total: usize, proto: u8) {
+pub(super) fn fix_header(h: &mut [u8], total: usize, proto: u8) {
     let mut ip = Ipv4Packet::new_unchecked(h);
     ip.set_total_len(total as u16);
     ip.set_protocol(proto);
@@ -154,96 +154,6 @@ impl Compress {
     }
 }
 
-/// Decompresses what [`Compress`] made; other packets pass unchanged, undecodable ones are dropped.
-///
-/// # Arguments
-/// `DICT` (the compressor's dictionary, if it had one).
-///
-/// # Handlers
-/// `decompressed`, `passed`, `errors`.
-#[derive(Debug, Clone)]
-pub struct Decompress {
-    dict: Arc<[u8]>,
-    scratch: Vec<u8>,
-    stats: CompressStats,
-}
-
-/// Why an IPComp packet could not be decompressed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecompressError {
-    /// Another compression algorithm (CPI).
-    #[error("unknown compression parameter index {0:#06x}")]
-    UnknownCpi(u16),
-    /// The compressed data is corrupt, or decompresses past the largest IPv4 packet.
-    #[error("corrupt compressed payload")]
-    Corrupt,
-}
-
-impl Decompress {
-    /// A decompressor with dictionary `dict` (may be empty).
-    pub fn new(dict: Arc<[u8]>) -> Self {
-        Decompress {
-            dict,
-            scratch: Vec::new(),
-            stats: CompressStats::default(),
-        }
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> CompressStats {
-        self.stats
-    }
-
-    /// Decompresses one Ethernet frame in place: `Ok(false)` if it is not an IPComp packet.
-    pub fn decompress(&mut self, p: &mut Packet) -> Result<bool, DecompressError> {
-        let d = p.data();
-        let Ok(off) = ethernet_payload_offset(d) else {
-            return Ok(false);
-        };
-        let Some((hl, total)) = whole_v4(d, off) else {
-            return Ok(false);
-        };
-        if Ipv4Packet::new_unchecked(&d[off..]).protocol() != IPCOMP {
-            return Ok(false);
-        }
-        let c = &d[off + hl..off + total];
-        let Ok(h) = IpCompHeader::new_checked(c) else {
-            return Ok(false);
-        };
-        if h.cpi() != CPI_LZ4 {
-            return Err(DecompressError::UnknownCpi(h.cpi()));
-        }
-        let next = h.next_header();
-        let room = 65535 - hl;
-        if self.scratch.len() < room {
-            self.scratch.resize(room, 0);
-        }
-        let out = &mut self.scratch[..room];
-        let n = if self.dict.is_empty() {
-            lz4_flex::block::decompress_into(&c[4..], out)
-        } else {
-            lz4_flex::block::decompress_into_with_dict(&c[4..], out, &self.dict)
-        }
-        .map_err(|_| DecompressError::Corrupt)?;
-        let before = c.len();
-        let grow = (hl + n).saturating_sub(total);
-        p.truncate(off + total);
-        if grow > 0 {
-            p.put(grow);
-        } else {
-            p.truncate(off + hl + n);
-        }
-        let dm = p.data_mut();
-        dm[off + hl..off + hl + n].copy_from_slice(&self.scratch[..n]);
-        fix_header(&mut dm[off..off + hl], hl + n, next);
-        p.anno.set_l4_offset(None);
-        self.stats.packets += 1;
-        self.stats.bytes_in += n as u64;
-        self.stats.bytes_out += before as u64;
-        Ok(true)
-    }
-}
-
 const C_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("compressed", "packets compressed"),
     HandlerSpec::read("passed", "packets passed unchanged"),
@@ -252,13 +162,7 @@ const C_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("ratio", "bytes_in / bytes_out"),
 ];
 
-const D_HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("decompressed", "packets decompressed"),
-    HandlerSpec::read("passed", "packets passed unchanged"),
-    HandlerSpec::read("errors", "packets that could not be decompressed (dropped)"),
-];
-
-fn stat(s: &CompressStats, name: &str) -> Option<String> {
+pub(super) fn stat(s: &CompressStats, name: &str) -> Option<String> {
     Some(match name {
         "compressed" | "decompressed" => s.packets.to_string(),
         "passed" => s.passed.to_string(),
@@ -272,7 +176,7 @@ fn stat(s: &CompressStats, name: &str) -> Option<String> {
 
 impl Element for Compress {
     fn class_name(&self) -> &'static str {
-        "Compress"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "h/h")
@@ -293,35 +197,8 @@ impl Element for Compress {
     }
 }
 
-impl Element for Decompress {
-    fn class_name(&self) -> &'static str {
-        "Decompress"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::exactly(1), "h/h")
-    }
-    fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
-        batch.map_to(out, 0, |p| match self.decompress(p) {
-            Ok(true) => true,
-            Ok(false) => {
-                self.stats.passed += 1;
-                true
-            }
-            Err(_) => {
-                self.stats.errors += 1;
-                false
-            }
-        });
-    }
-    fn handlers(&self) -> &'static [HandlerSpec] {
-        D_HANDLERS
-    }
-    fn read_handler(&self, name: &str) -> Option<String> {
-        stat(&self.stats, name)
-    }
-}
-
-fn dict(a: &mut Args) -> Result<Arc<[u8]>, ConfigError> {
+/// Reads `DICT`: a file both ends share, at most 64 KiB (none: an empty dictionary).
+pub(super) fn dict(a: &mut Args) -> Result<Arc<[u8]>, ConfigError> {
     let Some(path) = a.read::<String>("DICT")? else {
         return Ok(Arc::from(Vec::new()));
     };
@@ -344,18 +221,12 @@ fn dict(a: &mut Args) -> Result<Arc<[u8]>, ConfigError> {
     Ok(Arc::from(d))
 }
 
-/// Registers `Compress` and `Decompress`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "Compress",
-        "compresses IPv4 payloads (LZ4 in IPComp) for a tunnel",
-        |a| {
-            let d = dict(a)?;
-            let min: usize = a.read_or("MIN", 64)?;
-            Ok(Compress::new(d).min_payload(min))
-        },
-    );
-    r.register("Decompress", "decompresses what Compress made", |a| {
-        Ok(Decompress::new(dict(a)?))
-    });
+impl ElementClass for Compress {
+    const NAME: &'static str = "Compress";
+    const DOC: &'static str = "compresses IPv4 payloads (LZ4 in IPComp) for a tunnel";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let d = dict(a)?;
+        let min: usize = a.read_or("MIN", 64)?;
+        Ok(Compress::new(d).min_payload(min))
+    }
 }

@@ -24,6 +24,7 @@
 
 use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::lpm::{Prefix, PrefixMap};
@@ -802,7 +803,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for BlinkDetector {
     fn class_name(&self) -> &'static str {
-        "BlinkDetector"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::at_least(1), "h/h")
@@ -946,11 +947,11 @@ fn from_args(a: &mut Args) -> Result<BlinkDetector, ConfigError> {
     Ok(det)
 }
 
-/// Registers `BlinkDetector`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "BlinkDetector",
-        "Blink fast reroute: infers a next hop's failure from TCP retransmissions towards a prefix",
-        from_args,
-    );
+impl ElementClass for BlinkDetector {
+    const NAME: &'static str = "BlinkDetector";
+    const DOC: &'static str =
+        "Blink fast reroute: infers a next hop's failure from TCP retransmissions towards a prefix";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        from_args(a)
+    }
 }

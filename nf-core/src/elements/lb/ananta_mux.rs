@@ -1,12 +1,14 @@
-//! Ananta (SIGCOMM'13) as elements: the `AnantaMux` (VIP map, consistent hashing, a flow table with
-//! trusted and untrusted flows, IP-in-IP towards the backend's host) and the `HostAgent` (decapsulation,
-//! DNAT to the backend, reverse NAT on replies that leave directly to the client, MSS clamping).
+//! `AnantaMux`: Ananta's Mux (SIGCOMM'13): VIP map, consistent hashing, a flow table with trusted and
+//! untrusted flows, IP-in-IP towards the backend's host. Its partner on the backends' hosts is
+//! [`HostAgent`](super::HostAgent).
 
 use super::maglev::{MaglevBackend, MaglevTable};
+use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
+use crate::error::ConfigError;
 use crate::flow::FlowKey;
-use crate::packet;
 use crate::packet::{Link, Packet};
 use crate::state::{StateTable, Stateful, WhenFull};
 use crate::wire::{Ipv4Packet, Ipv4Repr, ip_proto};
@@ -55,9 +57,22 @@ pub struct AnantaMux {
     untrusted_idle: u64,
     loose_vip: bool,
     has_other: bool,
-    counts: [u64; 4],
+    counts: MuxCounts,
     /// Pass 1's findings per packet of a batch: the IP header's offset, the key and its hash.
     scratch: Vec<Option<(usize, FlowKey, u32)>>,
+}
+
+/// What an `AnantaMux` did, one field per counting handler (the table sizes are the tables').
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MuxCounts {
+    /// Packets encapsulated to a backend.
+    pub encapsulated: u64,
+    /// Flows promoted from the untrusted to the trusted table.
+    pub promoted: u64,
+    /// Packets forwarded by the hash alone, without state (the untrusted quota spent).
+    pub stateless: u64,
+    /// Packets not for the VIP.
+    pub not_vip: u64,
 }
 
 impl std::fmt::Debug for AnantaMux {
@@ -95,7 +110,7 @@ impl AnantaMux {
             untrusted_idle: 2_000_000_000,
             loose_vip: false,
             has_other: false,
-            counts: [0; 4],
+            counts: MuxCounts::default(),
             scratch: Vec::new(),
         }
     }
@@ -146,7 +161,7 @@ impl AnantaMux {
 
     fn route(&mut self, p: &mut Packet, seen: Option<(usize, FlowKey, u32)>) -> bool {
         let Some((l3, key, hash)) = seen else {
-            self.counts[3] += 1;
+            self.counts.not_vip += 1;
             return false;
         };
         let now = p.anno.timestamp;
@@ -166,7 +181,7 @@ impl AnantaMux {
                     now,
                     now.add_nanos(self.trusted_idle),
                 );
-                self.counts[1] += 1;
+                self.counts.promoted += 1;
             }
             b
         } else {
@@ -191,13 +206,13 @@ impl AnantaMux {
                     .insert(hash, key, e, now, now.add_nanos(self.untrusted_idle))
                     .is_none()
                 {
-                    self.counts[2] += 1; // quota spent: by hash, without state
+                    self.counts.stateless += 1; // quota spent: by hash, without state
                 }
                 b
             }
         };
         encapsulate(p, l3, self.me, backend);
-        self.counts[0] += 1;
+        self.counts.encapsulated += 1;
         true
     }
 }
@@ -284,7 +299,7 @@ fn parse_v4_list(s: &str) -> Result<Vec<Ipv4Addr>, String> {
 
 impl Element for AnantaMux {
     fn class_name(&self) -> &'static str {
-        "AnantaMux"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::range(1, 2), "h/h")
@@ -330,12 +345,12 @@ impl Element for AnantaMux {
     }
     fn read_handler(&self, name: &str) -> Option<String> {
         Some(match name {
-            "encapsulated" => self.counts[0].to_string(),
+            "encapsulated" => self.counts.encapsulated.to_string(),
             "trusted" => self.trusted.len().to_string(),
             "untrusted" => self.untrusted.len().to_string(),
-            "promoted" => self.counts[1].to_string(),
-            "stateless" => self.counts[2].to_string(),
-            "not_vip" => self.counts[3].to_string(),
+            "promoted" => self.counts.promoted.to_string(),
+            "stateless" => self.counts.stateless.to_string(),
+            "not_vip" => self.counts.not_vip.to_string(),
             _ => return None,
         })
     }
@@ -347,156 +362,8 @@ impl Element for AnantaMux {
     }
 }
 
-/// Ananta's Host Agent, on a backend's host: packets from a Mux (input 0) are decapsulated, their
-/// destination VIP:port rewritten to the backend's address and port (DNAT), and sent to the backend
-/// (output 0); the backend's replies (input 1) get VIP:port back as their source (reverse NAT) and leave
-/// directly towards the client (output 1: direct server return, the Mux is not on the way back). TCP SYNs
-/// and SYN-ACKs have their MSS clamped (the encapsulation costs 20 bytes of the path MTU). Checksums are
-/// updated incrementally.
-///
-/// # Ports
-/// Two push inputs, two push outputs.
-///
-/// # Arguments
-/// `VIP` (IP:PORT), `BACKEND` (IP:PORT of the backend on this host), `MSS` (default 1440).
-///
-/// # Handlers
-/// `decapsulated`, `replies`, `clamped`, `dropped` (read).
-pub struct HostAgent {
-    vip: SocketAddr,
-    backend: SocketAddr,
-    mss: u16,
-    counts: [u64; 4],
-}
-
-impl std::fmt::Debug for HostAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostAgent")
-            .field("vip", &self.vip)
-            .field("backend", &self.backend)
-            .finish()
-    }
-}
-
-impl HostAgent {
-    /// A host agent for `vip` served by `backend`.
-    pub fn new(vip: SocketAddr, backend: SocketAddr) -> Self {
-        HostAgent {
-            vip,
-            backend,
-            mss: 1440,
-            counts: [0; 4],
-        }
-    }
-    /// The MSS to clamp to.
-    pub fn mss(mut self, m: u16) -> Self {
-        self.mss = m;
-        self
-    }
-
-    fn decap(&mut self, p: &mut Packet) -> bool {
-        let Ok(off) = packet::ethernet_payload_offset(p.data()) else {
-            return false;
-        };
-        let d = p.data();
-        // An outer IPv4 header without options around an inner IPv4 header.
-        let outer = match d.get(off..off + 40) {
-            Some(b) => Ipv4Packet::new_unchecked(b),
-            None => return false,
-        };
-        if outer.version() != 4 || outer.header_len() != 20 || outer.protocol() != ip_proto::IPIP {
-            return false;
-        }
-        let mut eth = [0u8; 18];
-        let n = off.min(18);
-        eth[..n].copy_from_slice(&d[..n]);
-        if p.pull(20).is_err() {
-            return false;
-        }
-        p.data_mut()[..n].copy_from_slice(&eth[..n]);
-        p.anno.set_l3_offset(None);
-        p.anno.set_l4_offset(None);
-        let Ok(h) = p.locate(Link::Ethernet) else {
-            return false;
-        };
-        if p.set_ip_dst(&h, self.backend.ip()).is_err()
-            || p.set_dst_port(&h, self.backend.port()).is_err()
-        {
-            return false;
-        }
-        self.clamp(p, &h);
-        true
-    }
-
-    fn reverse(&mut self, p: &mut Packet) -> bool {
-        let Ok(h) = p.locate(Link::Ethernet) else {
-            return false;
-        };
-        if p.set_ip_src(&h, self.vip.ip()).is_err() || p.set_src_port(&h, self.vip.port()).is_err()
-        {
-            return false;
-        }
-        self.clamp(p, &h);
-        true
-    }
-
-    /// Lowers a SYN's MSS option to the configured value, updating the TCP checksum.
-    fn clamp(&mut self, p: &mut Packet, h: &packet::HeaderInfo) {
-        if crate::elements::tcpudp::clamp_mss(p, h, self.mss) {
-            self.counts[2] += 1;
-        }
-    }
-}
-
-const HA_HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read(
-        "decapsulated",
-        "packets decapsulated and sent to the backend",
-    ),
-    HandlerSpec::read("replies", "replies sent to clients with the VIP restored"),
-    HandlerSpec::read("clamped", "SYNs whose MSS was lowered"),
-    HandlerSpec::read("dropped", "packets that were neither"),
-];
-
-impl Element for HostAgent {
-    fn class_name(&self) -> &'static str {
-        "HostAgent"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(2), PortCount::exactly(2), "h/h")
-    }
-    fn push(&mut self, port: usize, batch: &mut Batch, out: &mut Outputs) {
-        batch.classify_to(out, |p| {
-            let ok = if port == 0 {
-                self.decap(p)
-            } else {
-                self.reverse(p)
-            };
-            if ok {
-                self.counts[port] += 1;
-                Some(port)
-            } else {
-                self.counts[3] += 1;
-                None
-            }
-        });
-    }
-    fn handlers(&self) -> &'static [HandlerSpec] {
-        HA_HANDLERS
-    }
-    fn read_handler(&self, name: &str) -> Option<String> {
-        let i = match name {
-            "decapsulated" => 0,
-            "replies" => 1,
-            "clamped" => 2,
-            "dropped" => 3,
-            _ => return None,
-        };
-        Some(self.counts[i].to_string())
-    }
-}
-
-fn addr(
+/// Reads an `IP:PORT` argument value (`what` names it in the error).
+pub(super) fn addr(
     a: &crate::args::Args,
     s: &str,
     what: &str,
@@ -505,51 +372,36 @@ fn addr(
         .map_err(|_| a.error(format!("{what}: `{s}` is not an IP:PORT")))
 }
 
-/// Registers `AnantaMux` and `HostAgent`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "AnantaMux",
-        "Ananta's Mux: Maglev hashing, trusted/untrusted flow tables, IP-in-IP to the backend's host",
-        |a| {
-            let vip: String = a.read_mp("VIP")?;
-            let vip = addr(a, &vip, "VIP")?;
-            let me: Ipv4Addr = a.read_mp("SELF")?;
-            let b: String = a.read_mp("BACKENDS")?;
-            let backends = parse_v4_list(&b).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
-            let tc: usize = a.read_at_most_or("TRUSTED", 65536, crate::state::MAX_TABLE_CAPACITY)?;
-            let uc: usize = a.read_at_most_or("UNTRUSTED", 4096, crate::state::MAX_TABLE_CAPACITY)?;
-            let ti: u64 = a.read_or("TRUSTED_IDLE", 300)?;
-            let ui: u64 = a.read_or("UNTRUSTED_IDLE", 2)?;
-            let loose: bool = a.read_or("LOOSE_VIP", false)?;
-            let hash_key: Option<String> = a.read("HASH_KEY")?;
-            let hash_key = hash_key
-                .map(|k| crate::hash::HashKey::parse(&k))
-                .transpose()
-                .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
-            let mux = AnantaMux::new(vip, me, backends);
-            let mux = match hash_key {
-                Some(k) => mux.hash_key(k),
-                None => mux,
-            };
-            Ok(mux
-                .capacities(tc, uc)
-                .idle(
-                    std::time::Duration::from_secs(ti),
-                    std::time::Duration::from_secs(ui),
-                )
-                .loose_vip(loose))
-        },
-    );
-    r.register(
-        "HostAgent",
-        "Ananta's Host Agent: decapsulation, DNAT to the backend, reverse NAT on replies (DSR), MSS clamping",
-        |a| {
-            let vip: String = a.read_mp("VIP")?;
-            let vip = addr(a, &vip, "VIP")?;
-            let be: String = a.read_mp("BACKEND")?;
-            let backend = addr(a, &be, "BACKEND")?;
-            let mss: u16 = a.read_or("MSS", 1440)?;
-            Ok(HostAgent::new(vip, backend).mss(mss))
-        },
-    );
+impl ElementClass for AnantaMux {
+    const NAME: &'static str = "AnantaMux";
+    const DOC: &'static str = "Ananta's Mux: Maglev hashing, trusted/untrusted flow tables, IP-in-IP to the backend's host";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let vip: String = a.read_mp("VIP")?;
+        let vip = addr(a, &vip, "VIP")?;
+        let me: Ipv4Addr = a.read_mp("SELF")?;
+        let b: String = a.read_mp("BACKENDS")?;
+        let backends = parse_v4_list(&b).map_err(|e| a.error(format!("BACKENDS: {e}")))?;
+        let tc: usize = a.read_at_most_or("TRUSTED", 65536, crate::state::MAX_TABLE_CAPACITY)?;
+        let uc: usize = a.read_at_most_or("UNTRUSTED", 4096, crate::state::MAX_TABLE_CAPACITY)?;
+        let ti: u64 = a.read_or("TRUSTED_IDLE", 300)?;
+        let ui: u64 = a.read_or("UNTRUSTED_IDLE", 2)?;
+        let loose: bool = a.read_or("LOOSE_VIP", false)?;
+        let hash_key: Option<String> = a.read("HASH_KEY")?;
+        let hash_key = hash_key
+            .map(|k| crate::hash::HashKey::parse(&k))
+            .transpose()
+            .map_err(|e| a.error(format!("HASH_KEY: {e}")))?;
+        let mux = AnantaMux::new(vip, me, backends);
+        let mux = match hash_key {
+            Some(k) => mux.hash_key(k),
+            None => mux,
+        };
+        Ok(mux
+            .capacities(tc, uc)
+            .idle(
+                std::time::Duration::from_secs(ti),
+                std::time::Duration::from_secs(ui),
+            )
+            .loose_vip(loose))
+    }
 }

@@ -12,6 +12,7 @@
 
 use crate::args::Args;
 use crate::batch::{Batch, Outputs};
+use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::FlowKey;
@@ -278,7 +279,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for PoPSelector {
     fn class_name(&self) -> &'static str {
-        "PoPSelector"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::range(1, 2), PortCount::at_least(1), "h/h")
@@ -376,11 +377,10 @@ fn from_args(a: &mut Args) -> Result<PoPSelector, ConfigError> {
     Ok(s)
 }
 
-/// Registers `PoPSelector`.
-pub fn register(r: &mut crate::registry::Registry) {
-    r.register(
-        "PoPSelector",
-        "APLOMB: chooses a cloud PoP per connection by measured latency",
-        from_args,
-    );
+impl ElementClass for PoPSelector {
+    const NAME: &'static str = "PoPSelector";
+    const DOC: &'static str = "APLOMB: chooses a cloud PoP per connection by measured latency";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        from_args(a)
+    }
 }
