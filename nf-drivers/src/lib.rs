@@ -35,11 +35,7 @@ pub use error::Error;
 /// `FromTap`, `ToTap`; and SIMPLE's `FlowCorrelator`).
 pub fn register(r: &mut nf_core::Registry) {
     io::register(r);
-    r.register(
-        "FlowCorrelator",
-        "SIMPLE: links flows entering and leaving a header-rewriting middlebox by payload fingerprints",
-        observe::flow_correlator::from_args,
-    );
+    r.add::<observe::flow_correlator::FlowCorrelator>();
 }
 
 /// A registry with nf-core's standard elements and this crate's.

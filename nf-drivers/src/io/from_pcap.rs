@@ -1,7 +1,9 @@
 //! `FromPcap`: replays a capture file into a graph.
 
 use super::pcap::{CaptureFile, Cursor, Scanned};
+use nf_core::element::ElementClass;
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
+use nf_core::{Args, ConfigError};
 use nf_core::{Element, Outputs, Timestamp};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,7 +180,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for FromPcap {
     fn class_name(&self) -> &'static str {
-        "FromPcap"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::SOURCE
@@ -407,5 +409,36 @@ impl FromPcap {
             })
         });
         self.end_round(produced, bytes)
+    }
+}
+
+impl ElementClass for FromPcap {
+    const NAME: &'static str = "FromPcap";
+    const DOC: &'static str =
+        "reads packets from a pcap/pcapng file (FILE, STOP, LOOP, BURST, TIMING)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let file: String = a.read_mp("FILE")?;
+        let stop: bool = a.read_or("STOP", true)?;
+        let lp: String = a.read_or("LOOP", "1".to_string())?;
+        let passes = match lp.as_str() {
+            "true" | "forever" => Passes::Forever,
+            "false" => Passes::Count(1),
+            n => match n.parse::<u64>() {
+                Ok(0) => Passes::Forever,
+                Ok(k) => Passes::Count(k),
+                Err(_) => {
+                    return Err(a.error(format!(
+                        "LOOP must be true, false or a number of passes, not `{n}`"
+                    )));
+                }
+            },
+        };
+        let burst: usize = a.read_or("BURST", 32)?;
+        let timing: bool = a.read_or("TIMING", false)?;
+        Ok(FromPcap::new(file)
+            .stop(stop)
+            .passes(passes)
+            .burst(burst)
+            .timing(timing))
     }
 }

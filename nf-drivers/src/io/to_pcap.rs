@@ -1,7 +1,9 @@
 //! `ToPcap`: writes packets to a pcap file.
 
 use super::pcap::PcapFileWriter;
+use nf_core::element::ElementClass;
 use nf_core::element::{HandlerSpec, InitContext, PortCount, PortSpec, TaskContext, TaskStatus};
+use nf_core::{Args, ConfigError};
 use nf_core::{Batch, Element, Outputs};
 use std::path::PathBuf;
 
@@ -103,7 +105,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for ToPcap {
     fn class_name(&self) -> &'static str {
-        "ToPcap"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(1), PortCount::range(0, 1), "a/a")
@@ -169,5 +171,23 @@ impl Element for ToPcap {
     }
     fn error(&self) -> Option<String> {
         self.error.clone()
+    }
+}
+
+impl ElementClass for ToPcap {
+    const NAME: &'static str = "ToPcap";
+    const DOC: &'static str = "writes packets to a pcap file (FILE, SNAPLEN, NANO, LINK)";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        let file: String = a.read_mp("FILE")?;
+        let snaplen: u32 = a.read_or("SNAPLEN", 65535)?;
+        let nano: bool = a.read_or("NANO", false)?;
+        let link: String = a.read_or("LINK", "ether".to_string())?;
+        let raw = match link.as_str() {
+            "ether" | "ethernet" => false,
+            "ip" | "raw" => true,
+            o => return Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+        };
+        let _burst: usize = a.read_or("BURST", 32)?;
+        Ok(ToPcap::new(file).snaplen(snaplen).nanos(nano).raw_ip(raw))
     }
 }

@@ -5,6 +5,7 @@
 //! observation driver's [`Correlator`] in [`Fingerprint::Payload`] mode.
 
 use super::correlate::{ChunkConfig, Correlator, Fingerprint, Inference, ObserveConfig, Side};
+use nf_core::ElementClass;
 use nf_core::args::Args;
 use nf_core::batch::{Batch, Outputs};
 use nf_core::element::{Element, HandlerSpec, PortCount, PortSpec};
@@ -143,7 +144,7 @@ const HANDLERS: &[HandlerSpec] = &[
 
 impl Element for FlowCorrelator {
     fn class_name(&self) -> &'static str {
-        "FlowCorrelator"
+        Self::NAME
     }
     fn ports(&self) -> PortSpec {
         PortSpec::new(PortCount::exactly(2), PortCount::exactly(2), "h/h")
@@ -178,7 +179,7 @@ impl Element for FlowCorrelator {
     }
 }
 
-pub(crate) fn from_args(a: &mut Args) -> Result<FlowCorrelator, ConfigError> {
+fn from_args(a: &mut Args) -> Result<FlowCorrelator, ConfigError> {
     let d = ObserveConfig::default();
     let c = ChunkConfig::default();
     let window_ms: u64 = a.read_or("WINDOW_MS", d.window_ns / 1_000_000)?;
@@ -213,5 +214,13 @@ pub(crate) fn from_args(a: &mut Args) -> Result<FlowCorrelator, ConfigError> {
         "ether" => Ok(e),
         "ip" => Ok(e.raw_ip()),
         o => Err(a.error(format!("LINK must be ether or ip, not `{o}`"))),
+    }
+}
+
+impl ElementClass for FlowCorrelator {
+    const NAME: &'static str = "FlowCorrelator";
+    const DOC: &'static str = "SIMPLE: links flows entering and leaving a header-rewriting middlebox by payload fingerprints";
+    fn configure(a: &mut Args) -> Result<Self, ConfigError> {
+        from_args(a)
     }
 }
