@@ -8,6 +8,8 @@
 //!   `FromTap` / `ToTap` (a TAP interface through smoltcp's `phy`).
 //! - [`driver`]: the [`StateDriver`](driver::StateDriver) trait every driver implements (run until shut
 //!   down, emit records to a store, count seen / parsed / rejected / emitted / dropped, flush on stop).
+//! - [`adapter`]: the conversions between the elements' table entries and the schemas' records (the one
+//!   place where elements meet schemas).
 //! - [`whitebox`]: the white-box driver, for boxes built with this SDK: any stateful element's table
 //!   reports through its `StateSink` to a replicator.
 //! - [`syslog`]: the syslog driver, for black boxes that log: a server (UDP, TCP with RFC 6587 framing,
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod adapter;
 pub mod driver;
 pub mod error;
 pub mod fuzzing;

@@ -24,19 +24,19 @@
 //! ```
 
 use crate::Error;
+use crate::adapter;
+pub use crate::adapter::{flow_mapping_key, lb_install, lb_installer};
 use crate::driver::{CounterSnapshot, DriverCounters, Shutdown, StateDriver};
 use nf_core::FlowKey;
-use nf_core::elements::lb::{ClientKey, LbEntry, LbInstall};
+use nf_core::elements::lb::{ClientKey, LbEntry};
 use nf_core::elements::tcpudp::Connection;
-use nf_core::state::{ChangeKind, StateChange, StateSink, Stateful};
+use nf_core::state::{StateChange, StateSink, Stateful};
 use nf_state::StateStore;
-use nf_state::bridge::conntrack_record;
-use nf_state::replicate::Install;
 use nf_state::replicate::{
     PreparedReplicator, Replicator, ReplicatorConfig, ReplicatorHandle, ReplicatorStats,
 };
 use nf_state::schema::Schema;
-use nf_state::schemas::{Conntrack, FlowMapping, FlowMappingKey, FlowMappingValue, Proto};
+use nf_state::schemas::{Conntrack, FlowMapping};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -150,13 +150,7 @@ impl WhiteBox<Conntrack> {
     /// A sink for a connection tracker's table: inserts and state transitions become upserts of the
     /// `conntrack` schema, removals (closed, expired, evicted) deletes.
     pub fn conntrack_sink(&self) -> Box<dyn StateSink<FlowKey, Connection>> {
-        self.sink(|ch: &StateChange<'_, FlowKey, Connection>| {
-            let (k, v) = conntrack_record(ch.key, ch.value);
-            match ch.kind {
-                ChangeKind::Insert | ChangeKind::Update => Some((k, Some(v))),
-                ChangeKind::Remove(_) => Some((k, None)),
-            }
-        })
+        self.sink(adapter::conntrack_change)
     }
 }
 
@@ -164,60 +158,7 @@ impl WhiteBox<FlowMapping> {
     /// A sink for a `LoadBalancer`'s table: each flow's backend becomes a `flow-mapping` upsert when the
     /// flow is assigned, a delete when it ends.
     pub fn lb_sink(&self) -> Box<dyn StateSink<ClientKey, LbEntry>> {
-        self.sink(|ch: &StateChange<'_, ClientKey, LbEntry>| {
-            let k = flow_mapping_key(ch.key);
-            match ch.kind {
-                ChangeKind::Insert => Some((
-                    k,
-                    Some(FlowMappingValue {
-                        backend_ip: ch.value.backend.ip(),
-                        backend_port: ch.value.backend.port(),
-                    }),
-                )),
-                // Closing flags change nothing a minion needs.
-                ChangeKind::Update => None,
-                ChangeKind::Remove(_) => Some((k, None)),
-            }
-        })
-    }
-}
-
-/// The `flow-mapping` key of a balanced flow.
-pub fn flow_mapping_key(k: &ClientKey) -> FlowMappingKey {
-    FlowMappingKey {
-        proto: Proto::from_number(k.proto),
-        client_ip: k.ip,
-        client_port: k.port,
-    }
-}
-
-/// What a minion's follower hands its `LoadBalancer` (through `LoadBalancer::installer`) for a
-/// `flow-mapping` install.
-pub fn lb_install(i: Install<FlowMapping>) -> LbInstall {
-    let ck = |k: &FlowMappingKey| ClientKey {
-        proto: k.proto.number(),
-        ip: k.client_ip,
-        port: k.client_port,
-    };
-    match i {
-        Install::Reset => LbInstall::Clear,
-        Install::Upsert(k, v) => LbInstall::Set(
-            ck(&k),
-            std::net::SocketAddr::new(v.backend_ip, v.backend_port),
-        ),
-        Install::Delete(k) => LbInstall::Remove(ck(&k)),
-    }
-}
-
-/// A follower's install callback into a balancer's bounded install queue, for
-/// [`follow_with_backpressure`](nf_state::replicate::follow_with_backpressure): a full queue hands the
-/// install back (the follower waits and offers it again); a balancer that is gone takes nothing more.
-pub fn lb_installer(
-    tx: nf_core::state::Installer<LbInstall>,
-) -> impl FnMut(Install<FlowMapping>) -> Result<(), Install<FlowMapping>> + Send {
-    move |i| match tx.try_install(lb_install(i.clone())) {
-        Err(nf_core::state::InstallError::Full(_)) => Err(i),
-        Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+        self.sink(adapter::lb_change)
     }
 }
 

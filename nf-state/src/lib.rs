@@ -9,7 +9,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod bridge;
 pub mod codec;
 pub mod error;
 pub mod record;

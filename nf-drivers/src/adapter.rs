@@ -1,0 +1,164 @@
+//! The one place where the SDK's stateful elements meet the state schemas: the conversions between an
+//! element's table entries and a schema's records, both ways (a primary's changes become records; a
+//! minion's follower turns records back into entries to install). The state layer (`nf-state`) knows
+//! schemas and stores, not elements; the elements (`nf-core`) know their tables, not schemas.
+//!
+//! | element | table entry | schema | to records | back to entries |
+//! |---|---|---|---|---|
+//! | `ConnTrack` | `FlowKey` -> `Connection` | `conntrack` | [`conntrack_record`], [`conntrack_change`] | [`conntrack_install`] |
+//! | `LoadBalancer` | `ClientKey` -> `LbEntry` | `flow-mapping` | [`flow_mapping_key`], [`lb_change`] | [`lb_install`], [`lb_installer`] |
+
+use nf_core::FlowKey;
+use nf_core::elements::lb::{ClientKey, LbEntry, LbInstall};
+use nf_core::elements::tcpudp::{Connection, ProtoState, TcpState};
+use nf_core::state::{ChangeKind, StateChange};
+use nf_state::replicate::Install;
+use nf_state::schemas::{
+    ConnState, ConntrackValue, FiveTuple, FlowMapping, FlowMappingKey, FlowMappingValue, Proto,
+};
+
+/// The `conntrack` schema's key and value for a tracked connection (the table key is canonical; the
+/// schema's key is the originator's five-tuple).
+pub fn conntrack_record(key: &FlowKey, c: &Connection) -> (FiveTuple, ConntrackValue) {
+    let o = c.origin(key);
+    let state = match c.state {
+        ProtoState::Tcp(t) => match t {
+            TcpState::SynSent => ConnState::SynSent,
+            TcpState::SynRecv => ConnState::SynRecv,
+            TcpState::Established => ConnState::Established,
+            TcpState::FinWait => ConnState::FinWait,
+            TcpState::LastAck => ConnState::LastAck,
+            TcpState::TimeWait => ConnState::TimeWait,
+            TcpState::Close => ConnState::Close,
+        },
+        ProtoState::Udp { assured } | ProtoState::Other { replied: assured } => {
+            if assured {
+                ConnState::Assured
+            } else {
+                ConnState::Unreplied
+            }
+        }
+    };
+    (
+        FiveTuple {
+            proto: Proto::from_number(o.proto()),
+            src_ip: o.src(),
+            src_port: o.src_port(),
+            dst_ip: o.dst(),
+            dst_port: o.dst_port(),
+        },
+        ConntrackValue {
+            state,
+            timeout_secs: c.timeout_secs,
+            packets: c.packets,
+            bytes: c.bytes,
+        },
+    )
+}
+
+/// The inverse of [`conntrack_record`]: the canonical table key and the connection to install.
+pub fn conntrack_install(k: &FiveTuple, v: &ConntrackValue) -> (FlowKey, Connection) {
+    let proto = match k.proto {
+        Proto::Icmp if k.src_ip.is_ipv6() => 58,
+        p => p.number(),
+    };
+    let origin = FlowKey::new(proto, k.src_ip, k.src_port, k.dst_ip, k.dst_port);
+    let (canon, reversed) = origin.canonical();
+    let state = match (proto, v.state) {
+        (6, ConnState::SynSent) => ProtoState::Tcp(TcpState::SynSent),
+        (6, ConnState::SynRecv) => ProtoState::Tcp(TcpState::SynRecv),
+        (6, ConnState::FinWait) => ProtoState::Tcp(TcpState::FinWait),
+        (6, ConnState::LastAck) => ProtoState::Tcp(TcpState::LastAck),
+        (6, ConnState::TimeWait) => ProtoState::Tcp(TcpState::TimeWait),
+        (6, ConnState::Close) => ProtoState::Tcp(TcpState::Close),
+        (6, _) => ProtoState::Tcp(TcpState::Established),
+        (17, s) => ProtoState::Udp {
+            assured: s == ConnState::Assured,
+        },
+        (_, s) => ProtoState::Other {
+            replied: s == ConnState::Assured,
+        },
+    };
+    let conn = Connection {
+        origin_reversed: reversed,
+        state,
+        packets: v.packets,
+        bytes: v.bytes,
+        first_seen: nf_core::Timestamp(0),
+        last_seen: nf_core::Timestamp(0),
+        timeout_secs: v.timeout_secs,
+    };
+    (canon, conn)
+}
+
+/// What a change of a connection tracker's table replicates: inserts and state transitions as upserts of
+/// the `conntrack` schema, removals (closed, expired, evicted) as deletes. The tracker reports state
+/// transitions, not every packet, so a minion's packet and byte counters are those of the last
+/// transition.
+pub fn conntrack_change(
+    ch: &StateChange<'_, FlowKey, Connection>,
+) -> Option<(FiveTuple, Option<ConntrackValue>)> {
+    let (k, v) = conntrack_record(ch.key, ch.value);
+    match ch.kind {
+        ChangeKind::Insert | ChangeKind::Update => Some((k, Some(v))),
+        ChangeKind::Remove(_) => Some((k, None)),
+    }
+}
+
+/// What a change of a `LoadBalancer`'s table replicates: a flow's backend as a `flow-mapping` upsert when
+/// the flow is assigned, a delete when it ends (closing flags change nothing a minion needs).
+pub fn lb_change(
+    ch: &StateChange<'_, ClientKey, LbEntry>,
+) -> Option<(FlowMappingKey, Option<FlowMappingValue>)> {
+    let k = flow_mapping_key(ch.key);
+    match ch.kind {
+        ChangeKind::Insert => Some((
+            k,
+            Some(FlowMappingValue {
+                backend_ip: ch.value.backend.ip(),
+                backend_port: ch.value.backend.port(),
+            }),
+        )),
+        ChangeKind::Update => None,
+        ChangeKind::Remove(_) => Some((k, None)),
+    }
+}
+
+/// The `flow-mapping` key of a balanced flow.
+pub fn flow_mapping_key(k: &ClientKey) -> FlowMappingKey {
+    FlowMappingKey {
+        proto: Proto::from_number(k.proto),
+        client_ip: k.ip,
+        client_port: k.port,
+    }
+}
+
+/// What a minion's follower hands its `LoadBalancer` (through `LoadBalancer::installer`) for a
+/// `flow-mapping` install.
+pub fn lb_install(i: Install<FlowMapping>) -> LbInstall {
+    let ck = |k: &FlowMappingKey| ClientKey {
+        proto: k.proto.number(),
+        ip: k.client_ip,
+        port: k.client_port,
+    };
+    match i {
+        Install::Reset => LbInstall::Clear,
+        Install::Upsert(k, v) => LbInstall::Set(
+            ck(&k),
+            std::net::SocketAddr::new(v.backend_ip, v.backend_port),
+        ),
+        Install::Delete(k) => LbInstall::Remove(ck(&k)),
+    }
+}
+
+/// A follower's install callback into a balancer's bounded install queue, for
+/// [`follow_with_backpressure`](nf_state::replicate::follow_with_backpressure): a full queue hands the
+/// install back (the follower waits and offers it again); a balancer that is gone takes nothing more.
+pub fn lb_installer(
+    tx: nf_core::state::Installer<LbInstall>,
+) -> impl FnMut(Install<FlowMapping>) -> Result<(), Install<FlowMapping>> + Send {
+    move |i| match tx.try_install(lb_install(i.clone())) {
+        Err(nf_core::state::InstallError::Full(_)) => Err(i),
+        Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+    }
+}
