@@ -31,6 +31,7 @@ pub mod args;
 pub mod batch;
 pub mod checksum;
 pub mod config;
+#[cfg(feature = "testing")]
 pub mod counting_alloc_unsafe;
 pub mod element;
 pub mod elements;
@@ -47,6 +48,7 @@ pub mod registry;
 pub mod router;
 pub mod state;
 pub mod table;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod traffic;
 pub mod wire;

@@ -26,6 +26,7 @@
 pub mod adapter;
 pub mod driver;
 pub mod error;
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod io;
 pub mod observe;

@@ -578,7 +578,7 @@ pub type BlinkListener = Box<dyn FnMut(&BlinkEvent) + Send>;
 
 /// Blink as an element: monitors TCP traffic towards a set of destination prefixes and forwards each
 /// packet of a prefix to its current next hop (an output port): the primary until Blink declares it down,
-/// then the backups as described in [the module](self). Packets to no monitored prefix, and packets that
+/// then the backups as described in [the package](super). Packets to no monitored prefix, and packets that
 /// are not IP, leave on the `UNMATCHED` output.
 ///
 /// # Ports

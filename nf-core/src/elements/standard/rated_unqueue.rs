@@ -43,7 +43,7 @@ impl TokenBucket {
     }
 }
 
-/// Like [`Unqueue`], at most `RATE` packets per second.
+/// Like [`Unqueue`](super::Unqueue), at most `RATE` packets per second.
 ///
 /// # Ports
 /// One pull input, one push output.

@@ -9,7 +9,7 @@ use crate::error::ConfigError;
 use crate::packet::Packet;
 
 /// One switch of a SIMPLE deployment: forwards each packet by its traffic class and its `ProcState` tag to
-/// the next middlebox of its chain (see [the module](self)), under a [`PolicyChain`] shared by all the
+/// the next middlebox of its chain (see [the package](super)), under a [`PolicyChain`] shared by all the
 /// switches.
 ///
 /// # Ports

@@ -60,7 +60,7 @@ pub(super) fn fix_header(h: &mut [u8], total: usize, proto: u8) {
     ip.fill_checksum();
 }
 
-/// Compresses packets going into a tunnel (see [the module](self)).
+/// Compresses packets going into a tunnel (see [the package](super)).
 ///
 /// # Arguments
 /// `DICT` (a file both ends share, at most 64 KiB; optional); `MIN` (payloads shorter than this pass

@@ -9,7 +9,7 @@ use crate::packet::{Packet, ethernet_payload_offset};
 use crate::wire::{IpCompHeader, Ipv4Packet};
 use std::sync::Arc;
 
-/// Decompresses what [`Compress`] made; other packets pass unchanged, undecodable ones are dropped.
+/// Decompresses what [`Compress`](super::Compress) made; other packets pass unchanged, undecodable ones are dropped.
 ///
 /// # Arguments
 /// `DICT` (the compressor's dictionary, if it had one).

@@ -48,7 +48,7 @@ struct FlowEntry {
     syn_at: u64,
 }
 
-/// The destination block of an address (see [the module](self)).
+/// The destination block of an address (see [the package](super)).
 fn block(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(a) => u64::from(u32::from(a) >> 8),
@@ -56,7 +56,7 @@ fn block(ip: IpAddr) -> u64 {
     }
 }
 
-/// Chooses a PoP for each new connection by measured latency (see [the module](self)).
+/// Chooses a PoP for each new connection by measured latency (see [the package](super)).
 ///
 /// # Ports
 /// Input 0: packets leaving the enterprise, sent to the output of their connection's PoP (outputs

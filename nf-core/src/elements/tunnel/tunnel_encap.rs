@@ -9,7 +9,7 @@ use crate::packet::{IpVersion, Link, Packet};
 use crate::wire::Ipv4Packet;
 use std::net::Ipv4Addr;
 
-/// The enterprise side of a tunnel: encapsulates every packet (see [the module](self)).
+/// The enterprise side of a tunnel: encapsulates every packet (see [the package](super)).
 ///
 /// # Ports
 /// One push input (Ethernet frames); output 0 the tunnelled packets, optional output 1 the ICMP errors

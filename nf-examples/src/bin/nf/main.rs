@@ -4,7 +4,7 @@
 //! - `nf run CONFIG [NAME=VALUE ...] [--shards N] [--stats]` ([`run`]): runs a configuration and prints
 //!   every element's handlers at the end; `nf elements` lists the element classes.
 //! - `nf pcap gen|info|split` ([`pcap`]): writes benchmark traffic, counts a capture, splits one by flow.
-//! - `nf bench pipeline|rx|observe|flood|syslog-udp` ([`bench`]): the benchmarks.
+//! - `nf bench pipeline|rx|observe|flood|syslog-udp` ([`bench`](mod@bench)): the benchmarks.
 //! - `nf state --store URL dump|stats|load|lag|bench` ([`state`]): reads, writes and measures a store.
 //! - `nf lb CONFIG --role primary|minion|standalone [--store URL]` ([`lb`]): a stateful L4 load
 //!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
