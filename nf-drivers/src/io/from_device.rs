@@ -27,6 +27,17 @@ const FRAME: usize = 2048 - 128;
 ///
 /// # Handlers
 /// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors` (read).
+///
+/// # Example
+/// A graph between two interfaces (run as root: `nf run bridge.click`); building it checks the
+/// configuration without touching an interface:
+/// ```
+/// let text = "FromDevice(veth0) -> c :: Counter -> ToDevice(veth1);";
+/// let cfg = nf_core::Config::parse("bridge.click", text, &Default::default()).unwrap();
+/// let graph = cfg.build(&nf_drivers::registry()).unwrap();
+/// // nf_core::Router::new(graph)?.run()? opens the sockets and runs until stopped.
+/// # let _ = graph;
+/// ```
 pub struct FromDevice {
     ifname: String,
     burst: usize,

@@ -21,6 +21,16 @@ use nf_core::{Args, ConfigError};
 ///
 /// # Handlers
 /// `count`, `byte_count`, `dropped` (frames the queue from the I/O thread had no room for) (read).
+///
+/// # Example
+/// A graph that gives the host a TAP interface (run as root; `ip link set tap0 up` once it exists);
+/// building it checks the configuration without creating the interface:
+/// ```
+/// let text = "FromTap(tap0) -> c :: Counter -> ToTap(tap0);";
+/// let cfg = nf_core::Config::parse("tap.click", text, &Default::default()).unwrap();
+/// let graph = cfg.build(&nf_drivers::registry()).unwrap();
+/// # let _ = graph;
+/// ```
 pub struct FromTap {
     name: String,
     burst: usize,

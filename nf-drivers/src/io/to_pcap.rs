@@ -20,6 +20,23 @@ use std::path::PathBuf;
 ///
 /// # Handlers
 /// `count`, `byte_count` (read).
+///
+/// # Example
+/// ```
+/// let file = std::env::temp_dir().join(format!("nf-doc-{}-{}.pcap", std::process::id(), line!()));
+/// let reg = nf_drivers::registry();
+/// let run = |text: String| {
+///     let cfg = nf_core::Config::parse("t", &text, &Default::default()).unwrap();
+///     let mut r = nf_core::Router::new(cfg.build(&reg).unwrap()).unwrap();
+///     r.run().unwrap();
+///     r
+/// };
+/// run(format!("InfiniteSource(LIMIT 5, STOP true) -> ToPcap({})", file.display()));
+/// let r = run(format!("src :: FromPcap({}) -> c :: Counter -> Discard;", file.display()));
+/// assert_eq!(r.read_handler("src", "count").unwrap(), "5");
+/// assert_eq!(r.read_handler("c", "count").unwrap(), "5");
+/// # std::fs::remove_file(&file).unwrap();
+/// ```
 pub struct ToPcap {
     path: PathBuf,
     snaplen: u32,

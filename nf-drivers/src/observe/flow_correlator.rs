@@ -34,6 +34,10 @@ pub const MAX_LINKS: usize = 65_536;
 /// Links the flows entering a middlebox (input 0) with the flows leaving it (input 1) by payload
 /// fingerprints; packets pass through (input `i` to output `i`).
 ///
+/// # Ports
+/// Two push inputs (0: packets entering the middlebox, 1: packets leaving it), two push outputs (the same
+/// packets, unchanged).
+///
 /// # Arguments
 /// `WINDOW_MS` (longest time between a payload entering and leaving, 2000); `THRESHOLD` (confidence to
 /// link, 0.9); `BYTES` (payload bytes of each direction fingerprinted, 4096); `CHUNK` (mean chunk length,
@@ -42,6 +46,21 @@ pub const MAX_LINKS: usize = 65_536;
 /// # Handlers
 /// `linked`, `ambiguous`, `unmatched` (counts); `links` (on demand: `entering <-> leaving confidence`,
 /// one per line).
+///
+/// # Example
+/// ```
+/// // Both taps of a middlebox: packets pass through, each side to its own output, while the payloads
+/// // are fingerprinted (the tests link a proxy's flows this way: nf-drivers/tests/flow_correlator.rs).
+/// let text = "InfiniteSource(LIMIT 64, LENGTH 300, FLOWS 4, PROTO tcp, STOP true) -> t :: Tee(2);
+///     t[0] -> [0]fc :: FlowCorrelator(CHUNK 32); t[1] -> [1]fc;
+///     fc[0] -> a :: Counter -> Discard; fc[1] -> b :: Counter -> Discard;";
+/// let cfg = nf_core::Config::parse("t", text, &Default::default()).unwrap();
+/// let mut r = nf_core::Router::new(cfg.build(&nf_drivers::registry()).unwrap()).unwrap();
+/// r.run().unwrap();
+/// assert_eq!(r.read_handler("a", "count").unwrap(), "64");
+/// assert_eq!(r.read_handler("b", "count").unwrap(), "64");
+/// assert!(r.read_handler("fc", "linked").is_ok());
+/// ```
 pub struct FlowCorrelator {
     corr: Correlator,
     ethernet: bool,

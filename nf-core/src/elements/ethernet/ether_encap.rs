@@ -16,6 +16,9 @@ use crate::wire::{EthernetFrame, EthernetRepr};
 /// # Arguments
 /// `ETHERTYPE` (e.g. `0x0800`), `SRC`, `DST` (mandatory, in that order, as Click's).
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("

@@ -16,6 +16,9 @@ use crate::error::ConfigError;
 /// # Arguments
 /// `SRC`, `DST` (mandatory).
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("

@@ -16,6 +16,9 @@ use crate::packet::{HeaderInfo, IpVersion, Link};
 /// # Ports
 /// One agnostic input; one or two agnostic outputs.
 ///
+/// # Arguments
+/// None.
+///
 /// # Handlers
 /// `drops` (read): expired packets.
 ///

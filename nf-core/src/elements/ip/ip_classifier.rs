@@ -17,6 +17,10 @@ use crate::error::ConfigError;
 /// # Ports
 /// One push input; one push output per expression.
 ///
+/// # Arguments
+/// The expressions, one per output, in order (positional). As `IPFilter`: rules `allow EXPR`,
+/// `deny EXPR` (or `drop EXPR`) or `N EXPR` (to output `N`), first match wins.
+///
 /// # Handlers
 /// `dropped` (read).
 ///

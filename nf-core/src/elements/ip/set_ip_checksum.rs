@@ -13,6 +13,9 @@ use crate::wire::Ipv4Packet;
 /// # Ports
 /// One agnostic input, one agnostic output.
 ///
+/// # Arguments
+/// None.
+///
 /// # Handlers
 /// `drops` (read).
 ///

@@ -44,6 +44,18 @@ pub struct MuxEntry {
 /// # Handlers
 /// `encapsulated`, `trusted`, `untrusted`, `promoted`, `stateless` (forwarded by hash, quota spent),
 /// `not_vip` (read); `set_backends` (write: new backends; established flows stay).
+///
+/// # Example
+/// ```
+/// // Generated TCP traffic goes to 192.168.0.1:80 (with replies, which are not for the VIP).
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 20, FLOWS 4, PROTO tcp, STOP true)
+///       -> m :: AnantaMux(VIP 192.168.0.1:80, SELF 10.9.9.9, BACKENDS 10.2.0.1 10.2.0.2)
+///       -> c :: Classifier(23/04, -) -> ipip :: Counter -> Discard; c[1] -> Discard;").unwrap();
+/// let sent = r.read_handler("m", "encapsulated").unwrap();
+/// assert_ne!(sent, "0");
+/// assert_eq!(r.read_handler("ipip", "count").unwrap(), sent); // IP-in-IP, protocol 4
+/// ```
 pub struct AnantaMux {
     vip: SocketAddr,
     me: Ipv4Addr,

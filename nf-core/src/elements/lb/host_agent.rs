@@ -25,6 +25,19 @@ use std::net::SocketAddr;
 ///
 /// # Handlers
 /// `decapsulated`, `replies`, `clamped`, `dropped` (read).
+///
+/// # Example
+/// ```
+/// // The Mux's packets arrive at the backend with the backend's address and port.
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 20, FLOWS 4, PROTO tcp, STOP true)
+///       -> m :: AnantaMux(VIP 192.168.0.1:80, SELF 10.9.9.9, BACKENDS 10.2.0.1)
+///       -> [0]h :: HostAgent(VIP 192.168.0.1:80, BACKEND 10.2.0.1:8080);
+///     Idle -> [1]h; h[1] -> Discard;
+///     h[0] -> c :: Classifier(30/0a020001 36/1f90, -) -> be :: Counter -> Discard; c[1] -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("h", "decapsulated").unwrap(), r.read_handler("m", "encapsulated").unwrap());
+/// assert_eq!(r.read_handler("be", "count").unwrap(), r.read_handler("h", "decapsulated").unwrap());
+/// ```
 pub struct HostAgent {
     vip: SocketAddr,
     backend: SocketAddr,

@@ -26,6 +26,9 @@ struct Clause {
 /// # Ports
 /// One push input; one push output per pattern.
 ///
+/// # Arguments
+/// The patterns, one per output, in order (positional).
+///
 /// # Handlers
 /// `dropped` (read): packets that matched no pattern.
 ///

@@ -12,6 +12,9 @@ use crate::packet::Timestamp;
 /// # Ports
 /// One agnostic input, one agnostic output.
 ///
+/// # Arguments
+/// None.
+///
 /// # Handlers
 /// `count`, `byte_count` (read); `rate` and `bit_rate` (read: packets and bits per second, averaged between
 /// the first and the last packet, by packet timestamps); `reset` (write: zero everything).

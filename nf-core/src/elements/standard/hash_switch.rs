@@ -15,6 +15,9 @@ use crate::error::ConfigError;
 /// # Arguments
 /// `OFFSET`, `LENGTH` (mandatory).
 ///
+/// # Handlers
+/// `dropped` (read): packets too short for the hashed bytes.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("

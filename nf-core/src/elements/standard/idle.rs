@@ -13,6 +13,12 @@ use crate::error::ConfigError;
 /// # Ports
 /// Any number of agnostic inputs and outputs.
 ///
+/// # Arguments
+/// None.
+///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("Idle -> c :: Counter -> Discard;").unwrap();

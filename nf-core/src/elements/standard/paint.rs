@@ -14,6 +14,9 @@ use crate::error::ConfigError;
 /// # Arguments
 /// `COLOR` (0-255, mandatory).
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config(

@@ -12,11 +12,20 @@ use crate::error::ConfigError;
 /// # Ports
 /// One push input; any number of push outputs.
 ///
+/// # Arguments
+/// None.
+///
 /// # Handlers
 /// `dropped` (read).
 ///
 /// # Example
-/// See [`Paint`](super::Paint).
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 3, STOP true) -> Paint(1) -> s :: PaintSwitch;
+///     s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("a", "count").unwrap(), "0");
+/// assert_eq!(r.read_handler("b", "count").unwrap(), "3");
+/// ```
 #[derive(Debug, Default)]
 pub struct PaintSwitch {
     n: usize,

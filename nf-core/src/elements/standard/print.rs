@@ -15,6 +15,9 @@ use std::io::Write;
 /// # Arguments
 /// `LABEL` (optional); `MAXLENGTH` (default 24): bytes of data to show; `TIMESTAMP` (default false).
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config(

@@ -11,6 +11,12 @@ use crate::error::ConfigError;
 /// # Ports
 /// One push input; one or more push outputs.
 ///
+/// # Arguments
+/// None.
+///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("

@@ -12,6 +12,12 @@ use crate::packet::Timestamp;
 /// # Ports
 /// One agnostic input, one agnostic output.
 ///
+/// # Arguments
+/// None.
+///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config("InfiniteSource(LIMIT 1, STOP true) -> SetTimestamp -> Discard;").unwrap();

@@ -14,6 +14,9 @@ use crate::error::ConfigError;
 /// # Arguments
 /// `N` (optional): number of outputs.
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config(

@@ -18,7 +18,11 @@ use crate::error::ConfigError;
 /// `count` (read): packets moved.
 ///
 /// # Example
-/// See [`Queue`](super::Queue).
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 50, STOP true) -> Queue(100) -> u :: Unqueue(8) -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("u", "count").unwrap(), "50");
+/// ```
 #[derive(Debug)]
 pub struct Unqueue {
     burst: usize,

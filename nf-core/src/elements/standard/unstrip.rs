@@ -15,6 +15,9 @@ use crate::error::ConfigError;
 /// # Arguments
 /// `N` (mandatory).
 ///
+/// # Handlers
+/// None.
+///
 /// # Example
 /// ```
 /// let r = nf_core::testing::run_config(

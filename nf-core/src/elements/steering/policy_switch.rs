@@ -28,6 +28,18 @@ use crate::packet::Packet;
 /// `steered` (packets sent to a hop), `finished` (chains completed here), `unclassified`, `misrouted`
 /// (a packet back from a middlebox its chain did not send it to, dropped), `bad` (no IP header, a tag that
 /// does not fit; dropped).
+///
+/// # Example
+/// ```
+/// // Web traffic through a firewall on port 1, then out of egress port 0; other traffic straight out.
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 10, PROTO tcp, STOP true) -> s :: PolicySwitch(HOP fw 1, CLASS web tcp CHAIN fw);
+///     s[1] -> fw :: Counter -> Queue -> Unqueue -> [1]s;
+///     s[0] -> out :: Counter -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("fw", "count").unwrap(), "10");
+/// assert_eq!(r.read_handler("s", "finished").unwrap(), "10");
+/// assert_eq!(r.read_handler("out", "count").unwrap(), "10");
+/// ```
 #[derive(Debug, Clone)]
 pub struct PolicySwitch {
     policy: PolicyChain,

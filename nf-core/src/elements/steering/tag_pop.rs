@@ -8,8 +8,22 @@ use crate::error::ConfigError;
 
 /// Removes the `ProcState` tag; packets without one pass unchanged.
 ///
+/// # Ports
+/// One agnostic input, one agnostic output.
+///
 /// # Arguments
 /// `CARRIER` (`vlan`, `mpls` or `anno`).
+///
+/// # Handlers
+/// None.
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 3, STOP true) -> TagPush(mpls, 9) -> TagPop(mpls)
+///       -> c :: Classifier(12/0800, -) -> ip :: Counter -> Discard; c[1] -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("ip", "count").unwrap(), "3"); // IPv4 again behind the Ethernet header
+/// ```
 #[derive(Debug, Clone)]
 pub struct TagPop {
     carrier: TagCarrier,

@@ -8,8 +8,14 @@ use crate::error::ConfigError;
 
 /// Adds the `ProcState` tag (a VLAN or MPLS header, or the annotation) with a fixed value.
 ///
+/// # Ports
+/// One agnostic input, one agnostic output.
+///
 /// # Arguments
 /// `CARRIER` (`vlan`, `mpls` or `anno`), `TAG` (default 0).
+///
+/// # Handlers
+/// `dropped` (read): packets too short for a tag.
 ///
 /// # Example
 /// ```

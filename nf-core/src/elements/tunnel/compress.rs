@@ -62,6 +62,9 @@ pub(super) fn fix_header(h: &mut [u8], total: usize, proto: u8) {
 
 /// Compresses packets going into a tunnel (see [the package](super)).
 ///
+/// # Ports
+/// One push input, one push output (compressed or unchanged, in order).
+///
 /// # Arguments
 /// `DICT` (a file both ends share, at most 64 KiB; optional); `MIN` (payloads shorter than this pass
 /// unchanged, 64).

@@ -11,11 +11,24 @@ use std::sync::Arc;
 
 /// Decompresses what [`Compress`](super::Compress) made; other packets pass unchanged, undecodable ones are dropped.
 ///
+/// # Ports
+/// One push input, one push output (undecodable packets dropped and counted).
+///
 /// # Arguments
 /// `DICT` (the compressor's dictionary, if it had one).
 ///
 /// # Handlers
 /// `decompressed`, `passed`, `errors`.
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 4, STOP true, LENGTH 400)
+///       -> c :: Compress(MIN 16) -> d :: Decompress -> n :: Counter -> Discard;").unwrap();
+/// // Every packet arrives; what was compressed is restored.
+/// assert_eq!(r.read_handler("n", "count").unwrap(), "4");
+/// assert_eq!(r.read_handler("c", "compressed").unwrap(), r.read_handler("d", "decompressed").unwrap());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Decompress {
     dict: Arc<[u8]>,

@@ -56,7 +56,8 @@ fn block(ip: IpAddr) -> u64 {
     }
 }
 
-/// Chooses a PoP for each new connection by measured latency (see [the package](super)).
+/// Chooses a PoP for each new connection by measured latency: a SYN's round trip through each PoP, kept
+/// per destination block.
 ///
 /// # Ports
 /// Input 0: packets leaving the enterprise, sent to the output of their connection's PoP (outputs
@@ -70,6 +71,16 @@ fn block(ip: IpAddr) -> u64 {
 /// # Handlers
 /// `chosen` (new connections per PoP), `measured` (RTT samples), `rtt` (on demand: each block's average
 /// per PoP, in ms; write `POP ADDRESS MS` to record a measurement from elsewhere).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 40, FLOWS 8, PROTO tcp, STOP true) -> s :: PoPSelector(POP east, POP west);
+///     s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;").unwrap();
+/// let a: u64 = r.read_handler("a", "count").unwrap().parse().unwrap();
+/// let b: u64 = r.read_handler("b", "count").unwrap().parse().unwrap();
+/// assert_eq!(a + b, 40); // each connection through one PoP, unmeasured ones tried in turn
+/// ```
 #[derive(Debug)]
 pub struct PoPSelector {
     names: Vec<String>,

@@ -17,6 +17,15 @@ use crate::error::ConfigError;
 ///
 /// # Handlers
 /// `decapsulated`, `other` (not this tunnel's), `malformed` (dropped).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 5, STOP true)
+///       -> TunnelEncap(MODE vxlan, VNI 7, LOCAL 192.0.2.1, REMOTE 198.51.100.1)
+///       -> d :: TunnelDecap(MODE vxlan, VNI 7) -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("d", "decapsulated").unwrap(), "5");
+/// ```
 #[derive(Debug, Clone)]
 pub struct TunnelDecap {
     mode: TunnelMode,

@@ -22,6 +22,16 @@ use std::net::Ipv4Addr;
 /// # Handlers
 /// `encapsulated`, `fragmented` (packets split), `fragments` (pieces made), `frag_needed` (ICMP errors
 /// sent), `too_big` (oversized IPv6 packets dropped), `clamped`, `bad` (not IP, dropped).
+///
+/// # Example
+/// ```
+/// let r = nf_core::testing::run_config("
+///     InfiniteSource(LIMIT 3, STOP true)
+///       -> e :: TunnelEncap(MODE gre, LOCAL 192.0.2.1, REMOTE 198.51.100.1)
+///       -> c :: Classifier(23/2f, -) -> gre :: Counter -> Discard; c[1] -> Discard;").unwrap();
+/// assert_eq!(r.read_handler("e", "encapsulated").unwrap(), "3");
+/// assert_eq!(r.read_handler("gre", "count").unwrap(), "3"); // outer protocol 47
+/// ```
 #[derive(Debug, Clone)]
 pub struct TunnelEncap {
     tunnel: Tunnel,
