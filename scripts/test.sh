@@ -60,4 +60,9 @@ fi
 cargo deny check licenses bans sources
 # Every crate packages and its package builds alone, in dependency order (what `cargo publish` would
 # upload: metadata, licence files, README, no file left out).
+# Cargo unpacks the packages of its temporary registry under CARGO_HOME by name and version, and reuses
+# an earlier unpack of the same version: a second run would build against the first run's sources.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+rm -rf target/package "$cargo_home"/registry/src/-*/nf-{core,state,drivers,examples}-* \
+    "$cargo_home"/registry/cache/-*/nf-{core,state,drivers,examples}-*
 cargo package --workspace --allow-dirty

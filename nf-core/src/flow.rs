@@ -534,8 +534,8 @@ impl<'a> FrameSharder<'a> {
             let le32 = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
             let proto = h[23];
             // One test of the three conditions, combined without branching: whether a packet is TCP or
-            // UDP is a coin toss in mixed traffic, and a mispredicted `||` per frame cost a shard's scan
-            // half its time (10.8 -> 5.3 ns per record walking a capture).
+            // UDP is a coin toss in mixed traffic, and a mispredicted `||` per frame would double a
+            // shard's scan of a capture (BENCHMARKS.md).
             let fast = (le32(12) & 0x00ff_ffff == 0x0045_0008)
                 & ((proto == crate::packet::proto::TCP) | (proto == crate::packet::proto::UDP))
                 & (u16::from_be_bytes([h[20], h[21]]) & 0x3fff == 0);

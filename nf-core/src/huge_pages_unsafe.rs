@@ -6,8 +6,8 @@
 //! flows touches 4,096 pages of 4 KiB, twice what the second-level TLB holds, so half of the lookups
 //! also walked the page tables, and a software prefetch that misses the TLB waits for that walk. In
 //! 2 MiB pages the table is eight TLB entries. On a host whose huge-page mode is `madvise` (the common
-//! default), nothing is huge unless asked: the Mux's run went 52.1 -> 48.2 ns per packet with the
-//! tables in huge pages.
+//! default), nothing is huge unless asked: hence the advice (BENCHMARKS.md, "Ananta's Mux", has the
+//! figures).
 #![allow(unsafe_code)]
 
 /// Below this size a table is left in ordinary pages (it spans few enough of them).

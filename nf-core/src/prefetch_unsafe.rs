@@ -1,5 +1,6 @@
-//! A cache prefetch hint: the only `unsafe` of nf-core (the CPU instruction is exposed as an `unsafe`
-//! intrinsic). Flow tables call it for a whole batch before their lookups, so the batch's cache misses
+//! A cache prefetch hint (the CPU instruction is exposed as an `unsafe` intrinsic): one of nf-core's
+//! three `unsafe` modules, with `huge_pages_unsafe` (the `madvise` of large tables) and, behind the
+//! `testing` feature, `counting_alloc_unsafe` (the allocator the allocation tests count with). Flow tables call it for a whole batch before their lookups, so the batch's cache misses
 //! overlap instead of stalling one after the other: a plain load used as a "prefetch" holds a reorder-buffer
 //! entry until the line arrives, and a batch of them fills the buffer.
 #![allow(unsafe_code)]

@@ -967,8 +967,8 @@ pub struct ShardedRouter {
     _separators: Vec<Box<[u8]>>,
 }
 
-/// Bytes kept allocated between two shards' graphs (64 KiB measured a little better than 1 KiB: 89–92
-/// against 86–88 Mpps for discard on 2 shards).
+/// Bytes kept allocated between two shards' graphs, so that no cache line holds state of two shards (64
+/// KiB: see BENCHMARKS.md for the sizes compared).
 const SEPARATOR: usize = 65536;
 
 impl std::fmt::Debug for ShardedRouter {

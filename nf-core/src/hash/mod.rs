@@ -255,9 +255,9 @@ impl HashKey {
     /// bits, multiplied by an odd constant, and the product's high half taken, so that every bit of the
     /// sum reaches the low bits tables index by. Keys that differ in one or two words (the clients of one
     /// server: addresses and ports) land as a random hash would put them: in a table 3/4 full the mean
-    /// probe and the share of full probe windows match random placement (0.025 %); MurmurHash3's
-    /// finaliser instead costs two multiplications more a packet (conntrack 498 -> 506 instructions) for
-    /// no better spread.
+    /// probe and the share of full probe windows match random placement (0.025 %). A stronger finaliser
+    /// would cost two multiplications more a packet for no better spread (BENCHMARKS.md, "Hash
+    /// flooding").
     #[inline(always)]
     pub fn finish(&self, s: u64) -> u32 {
         let x = s ^ self.fin;

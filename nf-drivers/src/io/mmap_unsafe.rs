@@ -44,9 +44,8 @@ pub(crate) fn map(file: &File) -> std::io::Result<memmap2::Mmap> {
 /// Asks the CPU to start loading the cache line at `data[at]` (no effect past the end, or off x86-64).
 ///
 /// Replaying a capture streams the whole file through the cache; the hardware prefetcher stops at every
-/// 4 KiB page of a file mapping, so the reader prefetches a few records ahead itself (1.5 KiB ahead:
-/// measured against 0.75, 1, 2 and 4 KiB, and against the L2 and non-temporal hints, from a file in
-/// 2 MiB folios; 4 KiB was 3-4 % slower end to end, the non-temporal hint 8 %).
+/// 4 KiB page of a file mapping, so the reader prefetches a few records ahead itself, 1.5 KiB ahead
+/// into L1 (the distances and hints compared are in BENCHMARKS.md).
 #[inline(always)]
 pub(crate) fn prefetch(data: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
