@@ -1,5 +1,6 @@
-//! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`), Maglev
-//! consistent hashing, and Ananta's Mux, Host Agent and SNAT port allocation (one element per file).
+//! Load balancing: the stateful L4 `LoadBalancer` (the primary and the minion of `nf lb`, as in
+//! Middlebox Minion), Maglev consistent hashing (Eisenbud et al., NSDI'16), and Ananta's Mux, Host Agent
+//! and SNAT port allocation (Patel et al., SIGCOMM'13); one element per file.
 
 mod ananta_mux;
 mod host_agent;

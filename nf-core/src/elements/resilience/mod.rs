@@ -1,4 +1,5 @@
-//! Resilience: elements that notice failures from the traffic itself and reroute around them (Blink).
+//! Resilience: elements that notice failures from the traffic itself and reroute around them (Blink,
+//! Holterbach et al., NSDI'19).
 
 mod blink_detector;
 

@@ -1,4 +1,5 @@
-//! TCP and UDP elements: the connection tracker.
+//! TCP and UDP elements (Click's `tcpudp` package): the connection tracker, with the states and timeouts
+//! of Linux's conntrack (whose replication conntrackd does for kernel boxes), and MSS clamping.
 
 pub mod conntrack;
 
