@@ -31,6 +31,7 @@ pub mod args;
 pub mod batch;
 pub mod checksum;
 pub mod config;
+pub mod control;
 #[cfg(feature = "testing")]
 pub mod counting_alloc_unsafe;
 pub mod element;

@@ -7,7 +7,9 @@
 //! steady-state processing allocates nothing. Pull ports are served on demand for the tasks that pull.
 
 use crate::batch::{BATCH_SIZE, Batch, Outputs};
-use crate::element::{Cohort, Element, InitContext, Processing, Puller, TaskContext, TaskStatus};
+use crate::element::{
+    Cohort, Element, HandlerSpec, InitContext, Processing, Puller, TaskContext, TaskStatus,
+};
 use crate::error::{ConfigError, ConfigErrors, Error, SourceFile, Span};
 use crate::flow::{flow_hash, shard_of};
 use crate::graph::{ElementId, Graph};
@@ -87,6 +89,10 @@ pub struct Router {
     rounds: u64,
     /// What the runs of this router did to its thread's buffer pool.
     pool: crate::pool::PoolStats,
+    /// A control socket's requests, answered between rounds.
+    control: Option<Box<crate::control::ControlPort>>,
+    /// The configuration's text and its flattened form (the control socket's `config`, `flatconfig`).
+    config_text: (Arc<str>, Arc<str>),
 }
 
 impl std::fmt::Debug for Router {
@@ -468,6 +474,8 @@ impl Router {
             spare: (0..16).map(|_| Batch::with_capacity(BATCH_SIZE)).collect(),
             stop: StopHandle::default(),
             pool: Default::default(),
+            control: None,
+            config_text: (Arc::from(""), Arc::from("")),
             shard: (shard, shards),
             now: Timestamp::now(),
             dispatch: None,
@@ -484,6 +492,51 @@ impl Router {
     /// freed).
     pub fn pool_stats(&self) -> crate::pool::PoolStats {
         self.pool
+    }
+
+    /// Sets the configuration's text and its flattened form, which a control socket's `config` and
+    /// `flatconfig` handlers return.
+    pub fn set_config_text(&mut self, text: &str, flat: &str) {
+        self.config_text = (Arc::from(text), Arc::from(flat));
+    }
+
+    pub(crate) fn config_texts(&self) -> (Arc<str>, Arc<str>) {
+        self.config_text.clone()
+    }
+
+    pub(crate) fn attach_control(&mut self, port: crate::control::ControlPort) {
+        self.control = Some(Box::new(port));
+    }
+
+    /// Answers the control socket's waiting commands now (a router that is not running its rounds,
+    /// between runs, or an embedder that drives `run_round` itself).
+    pub fn poll_control(&mut self) {
+        if let Some(c) = self.control.take() {
+            c.poll(self);
+            self.control = Some(c);
+        }
+    }
+
+    /// The description of handler `handler` of element `element` (`class` and `name` are every
+    /// element's).
+    pub fn handler_spec(&self, element: &str, handler: &str) -> Option<HandlerSpec> {
+        let n = self.nodes.iter().find(|n| n.name == element)?;
+        match handler {
+            "class" => Some(HandlerSpec::read("class", "the element's class")),
+            "name" => Some(HandlerSpec::read("name", "the element's name")),
+            "handlers" => Some(HandlerSpec::read("handlers", "the element's handlers")),
+            _ => n
+                .elem
+                .handlers()
+                .iter()
+                .find(|h| h.name == handler)
+                .copied(),
+        }
+    }
+
+    /// The class of every element, in graph order.
+    pub fn classes(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.elem.class_name())
     }
 
     /// Element names, in graph order.
@@ -540,6 +593,19 @@ impl Router {
         match handler {
             "class" => return Ok(n.elem.class_name().to_string()),
             "name" => return Ok(n.name.clone()),
+            "handlers" => {
+                // Click's form: one handler a line, its name, a tab, and `r`, `w` or `rw`.
+                let mut s = String::from("class\tr\nname\tr\nhandlers\tr\n");
+                for h in n.elem.handlers() {
+                    let rw = match (h.read, h.write) {
+                        (true, true) => "rw",
+                        (true, false) => "r",
+                        _ => "w",
+                    };
+                    s.push_str(&format!("{}\t{rw}\n", h.name));
+                }
+                return Ok(s);
+            }
             _ => {}
         }
         n.elem.read_handler(handler).ok_or_else(|| Error::Handler {
@@ -725,6 +791,14 @@ impl Router {
                 break;
             }
             let busy = self.run_round();
+            // A control socket's commands, every 16th round (microseconds apart under load): an
+            // empty poll every round would cost more than the wait is worth.
+            if self.rounds.is_multiple_of(CONTROL_EVERY)
+                && let Some(c) = self.control.take()
+            {
+                c.poll(self);
+                self.control = Some(c);
+            }
             let finished = match &self.dispatch {
                 None => self.all_stopping_sources_done(),
                 Some(d) => {
@@ -951,6 +1025,9 @@ struct Dispatch {
     pending: Vec<Batch>,
     shared: Arc<ShardShared>,
 }
+
+/// Rounds between two polls of a control socket's commands.
+const CONTROL_EVERY: u64 = 16;
 
 /// N copies of a graph on N threads, with packets dispatched by flow hash so that both directions of a flow
 /// are processed by one shard (Metron's flow affinity, in software: what RSS does on a NIC).

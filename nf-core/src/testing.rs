@@ -20,6 +20,16 @@ pub fn run_config_with(registry: &Registry, text: &str) -> Result<Router, Error>
     Ok(r)
 }
 
+/// Parses and builds `text` with the standard classes into a router that has not run yet (its
+/// configuration text set for a control socket's `config` and `flatconfig`).
+pub fn router_for(text: &str) -> Result<Router, Error> {
+    let cfg = Config::parse("<test>", text, &BTreeMap::new())?;
+    let g = cfg.build(&Registry::standard())?;
+    let mut r = Router::new(g)?;
+    r.set_config_text(text, &cfg.flatten());
+    Ok(r)
+}
+
 /// Checks `text` (parse, build, graph checks) and returns the rendered errors, or `None` if it is valid.
 pub fn check_config(registry: &Registry, name: &str, text: &str) -> Option<String> {
     check_config_with_budget(registry, name, text, crate::args::DEFAULT_MEMORY_BUDGET)

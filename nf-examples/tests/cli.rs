@@ -526,3 +526,64 @@ fn a_sharded_run_reports_the_pools_of_its_shards() {
     };
     assert!(n("reused") + n("allocated") >= 20000, "{line}");
 }
+
+#[test]
+fn nf_ctl_reads_and_writes_a_running_graph_through_its_control_socket() {
+    let cfg = tmp("controlled.click");
+    std::fs::write(
+        &cfg,
+        "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;\n",
+    )
+    .unwrap();
+    let sock = tmp("controlled.sock");
+    let at = format!("unix:{}", sock.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args(["run", "-q", cfg.to_str().unwrap(), "--control", &at])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let read = |h: &str| {
+        let o = nf(&["ctl", &at, "read", h]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        text(&o).0.trim().to_string()
+    };
+    let a: u64 = read("c.count").parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(read("c.count").parse::<u64>().unwrap() > a);
+    assert_eq!(read("list"), "3\nsrc\nc\nDiscard@1");
+    // Stopping the source through the socket.
+    let o = nf(&["ctl", &at, "write", "src.active", "false"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = nf(&["ctl", &at, "list"]);
+    let (so, _) = text(&o);
+    assert!(so.contains("c :: Counter  count (r)"), "{so}");
+    assert!(so.contains("active (rw)"), "{so}");
+    // Errors keep Click's codes and fail the command.
+    let o = nf(&["ctl", &at, "read", "c.nosuch"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("error: 511"), "{}", text(&o).1);
+    let o = nf(&["ctl", &at, "write", "nosuch.x", "1"]);
+    assert!(text(&o).1.contains("error: 510"), "{}", text(&o).1);
+    // A non-loopback TCP socket needs consent.
+    let o = nf(&["run", cfg.to_str().unwrap(), "--control", "tcp:0.0.0.0:0"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("not a loopback address"),
+        "{}",
+        text(&o).1
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let _ = child.wait();
+    let _ = child.stdout.take();
+}

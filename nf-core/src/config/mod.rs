@@ -123,6 +123,27 @@ impl Config {
         }
     }
 
+    /// The configuration flattened, in Click's language: every element declared with its class and
+    /// arguments (compounds expanded, variables substituted), then every connection (Click's
+    /// `flatconfig`).
+    pub fn flatten(&self) -> String {
+        let mut s = String::new();
+        for e in &self.elements {
+            let args: Vec<&str> = e.args.iter().map(|a| a.text.as_str()).collect();
+            s.push_str(&format!(
+                "{} :: {}({});\n",
+                e.name,
+                e.class,
+                args.join(", ")
+            ));
+        }
+        for c in &self.connections {
+            let (f, t) = (&self.elements[c.from.0].name, &self.elements[c.to.0].name);
+            s.push_str(&format!("{f} [{}] -> [{}] {t};\n", c.from.1, c.to.1));
+        }
+        s
+    }
+
     /// The names of `params` that the configuration never reads (most likely misspelt: a caller warns).
     pub fn unused_params<'a>(&self, params: &'a BTreeMap<String, String>) -> Vec<&'a str> {
         params

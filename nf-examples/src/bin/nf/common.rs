@@ -10,6 +10,52 @@ pub fn registry() -> Registry {
     nf_drivers::registry()
 }
 
+/// The control socket of a running graph (Click's ControlSocket protocol, version 1.3).
+#[derive(clap::Args, Default)]
+pub struct ControlArgs {
+    /// Serve the handlers over Click's ControlSocket protocol at unix:PATH or tcp:ADDRESS:PORT (repeat
+    /// for several; `nf ctl` is a client). Whoever reaches it can read every handler and write every
+    /// writable one (stop sources, change backends).
+    #[arg(long = "control", value_name = "ADDR", value_parser = parse_listen)]
+    pub control: Vec<nf_core::control::Listen>,
+    /// Allow a TCP control socket on an address other than loopback.
+    #[arg(long)]
+    pub control_remote: bool,
+    /// Refuse writes on the control sockets.
+    #[arg(long)]
+    pub control_read_only: bool,
+}
+
+fn parse_listen(s: &str) -> Result<nf_core::control::Listen, String> {
+    nf_core::control::Listen::parse(s).map_err(|e| e.to_string())
+}
+
+impl ControlArgs {
+    /// Starts the control sockets asked for on `router` (none: `None`), with `cfg`'s text for the
+    /// `config` and `flatconfig` handlers.
+    pub fn start(
+        &self,
+        router: &mut Router,
+        cfg: &Config,
+    ) -> Result<Option<nf_core::control::ControlServer>, String> {
+        if self.control.is_empty() {
+            return Ok(None);
+        }
+        router.set_config_text(&cfg.source.text, &cfg.flatten());
+        let config = nf_core::control::ControlConfig {
+            read_only: self.control_read_only,
+            allow_remote: self.control_remote,
+            ..Default::default()
+        };
+        let server = nf_core::control::ControlServer::start(router, &self.control, config)
+            .map_err(|e| e.to_string())?;
+        for a in server.local_addrs() {
+            eprintln!("control socket: {a}");
+        }
+        Ok(Some(server))
+    }
+}
+
 /// Codec of the records' keys and values.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CodecArg {

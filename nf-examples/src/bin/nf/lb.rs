@@ -2,7 +2,7 @@
 //! interfaces or to anything else), as a primary that replicates its flow mappings, a minion that
 //! installs them, or standalone.
 
-use crate::common::{load_config, load_hash_key, print_handlers, registry};
+use crate::common::{ControlArgs, load_config, load_hash_key, print_handlers, registry};
 use nf_core::Router;
 use nf_core::elements::lb::LoadBalancer;
 use nf_drivers::driver::{Shutdown, StateDriver};
@@ -59,6 +59,8 @@ pub struct LbArgs {
     /// Print nothing at the end.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    control: ControlArgs,
 }
 
 /// What a node of `nf lb` does with its state.
@@ -150,6 +152,7 @@ pub fn run(o: LbArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let mut router =
         Router::new(cfg.build(&reg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let _control = o.control.start(&mut router, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

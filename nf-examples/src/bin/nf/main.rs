@@ -12,9 +12,12 @@
 //! - `nf demo` ([`demo`]): the failover story in one process.
 //! - `nf syslogd`, `nf kmsg-forward` ([`syslogd`]): the syslog driver, and a relay of kernel records.
 //! - `nf observe` ([`observe`]): the traffic-observation driver.
+//! - `nf ctl ADDR read|write|list` ([`ctl`]): a client of the control socket that `nf run` and `nf lb`
+//!   open with `--control`.
 
 mod bench;
 mod common;
+mod ctl;
 mod demo;
 mod flood;
 mod io_bench;
@@ -75,6 +78,9 @@ enum Cmd {
     KmsgForward(syslogd::KmsgForwardArgs),
     /// Read, write and measure a state store.
     State(state::StateArgs),
+    /// Read and write the handlers of a running `nf run` or `nf lb` through its control socket
+    /// (`--control`; Click's ControlSocket protocol).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Cmd::Observe(o) => observe::run(o),
         Cmd::KmsgForward(o) => syslogd::kmsg_forward(o),
         Cmd::State(o) => state::run(o),
+        Cmd::Ctl(o) => ctl::run(o),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

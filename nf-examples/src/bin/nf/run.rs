@@ -1,7 +1,7 @@
 //! `nf run` and `nf elements`.
 
 use crate::common::{
-    Runner, load_config, print_handlers, registry, source_packets, stop_on_signal,
+    ControlArgs, Runner, load_config, print_handlers, registry, source_packets, stop_on_signal,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,6 +24,8 @@ pub struct RunArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    control: ControlArgs,
 }
 
 /// Runs `nf run`.
@@ -31,6 +33,16 @@ pub fn run(o: RunArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let reg = registry();
     let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
+    let _control = match &mut r {
+        Runner::One(router) => o.control.start(router, &cfg)?,
+        Runner::Sharded(_) if !o.control.control.is_empty() => {
+            return Err(
+                "--control serves runs of one shard (a sharded run's handlers are per shard)"
+                    .into(),
+            );
+        }
+        Runner::Sharded(_) => None,
+    };
     stop_on_signal(r.stop_handle());
     let t0 = Instant::now();
     let res = r.run();

@@ -1,0 +1,882 @@
+//! A control socket in Click's ControlSocket protocol, version 1.3: other programs read and write a
+//! running router's handlers over a Unix or TCP socket, with any client written for Click.
+//!
+//! The protocol (as Click's `ControlSocket` element documents it): on connection the server sends
+//! `Click::ControlSocket/1.3`; each command is one line (ended by CR, LF or CRLF); each answer is a line
+//! `CODE text` (CRLF-terminated), followed for reads by `DATA n` and `n` bytes. Commands: `READ handler
+//! [params]`, `READDATA handler n` (then `n` bytes of parameters), `READUNTIL handler [terminator]`,
+//! `WRITE handler [value]`, `WRITEDATA handler n`, `WRITEUNTIL handler [terminator]`, `CHECKREAD`,
+//! `CHECKWRITE`, `LLRPC` (answered 501: unimplemented) and `QUIT`. Handler names are `element.handler`
+//! (the element by name, or by number from 1) or a global handler: `version`, `list`, `classes`,
+//! `config`, `flatconfig`. Codes: 200 OK, 500 syntax error, 501 unimplemented, 510 no such element, 511
+//! no such handler, 520 handler error, 521 data too big, 530 permission denied, 540 no router running.
+//!
+//! Handlers run on the router's own thread, between two rounds of its tasks: the packet path takes no
+//! lock, and when no command waits a round costs one empty channel poll. Each connection has a thread of
+//! its own that parses and waits; the number of connections, the length of a line, the size of data and
+//! the time a command may wait are bounded, and every refusal is counted ([`ControlStats`]), so a slow or
+//! hostile client cannot stall the router or the other clients.
+//!
+//! **Who can reach the socket can read every handler and write every writable one**: change backends,
+//! reset counters, stop sources. A TCP socket listens on a loopback address unless
+//! [`ControlConfig::allow_remote`] says otherwise; a Unix socket is protected by its file's permissions.
+//!
+//! ```
+//! use nf_core::control::{ControlConfig, ControlServer, Listen};
+//! use std::io::{BufRead, BufReader, Write};
+//! let mut router = nf_core::testing::router_for(
+//!     "InfiniteSource(LIMIT 100, STOP true) -> c :: Counter -> Discard;").unwrap();
+//! let server = ControlServer::start(&mut router, &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+//!     ControlConfig::default()).unwrap();
+//! router.run().unwrap();
+//! // The router answers between its rounds; once it is gone, a client is told so.
+//! drop(router);
+//! let nf_core::control::Listen::Tcp(at) = server.local_addrs()[0] else { unreachable!() };
+//! let mut s = std::net::TcpStream::connect(at).unwrap();
+//! let mut r = BufReader::new(s.try_clone().unwrap());
+//! let mut line = String::new();
+//! r.read_line(&mut line).unwrap();
+//! assert_eq!(line, "Click::ControlSocket/1.3\r\n");
+//! s.write_all(b"READ c.count\r\n").unwrap();
+//! line.clear();
+//! r.read_line(&mut line).unwrap();
+//! assert!(line.starts_with("540"), "{line}");
+//! ```
+
+use crate::router::Router;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
+
+/// The protocol's banner.
+pub const BANNER: &str = "Click::ControlSocket/1.3";
+
+/// Where a control socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A Unix stream socket at this path (replaced if a socket file is there).
+    Unix(PathBuf),
+    /// A TCP socket (port 0: any free port, see [`ControlServer::local_addrs`]).
+    Tcp(SocketAddr),
+}
+
+/// A `--control` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not unix:PATH or tcp:ADDRESS:PORT")]
+pub struct ListenError(pub String);
+
+impl Listen {
+    /// Parses `unix:PATH` or `tcp:ADDRESS:PORT` (`tcp:[::1]:PORT` for IPv6).
+    pub fn parse(s: &str) -> Result<Listen, ListenError> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            let p = p.strip_prefix("//").unwrap_or(p);
+            if p.is_empty() {
+                return Err(ListenError(s.to_string()));
+            }
+            return Ok(Listen::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp:") {
+            let a = a.strip_prefix("//").unwrap_or(a);
+            return a
+                .parse()
+                .map(Listen::Tcp)
+                .map_err(|_| ListenError(s.to_string()));
+        }
+        Err(ListenError(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Limits and permissions of a control server.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Most connections at once (more are answered 530 and closed, counted).
+    pub max_connections: usize,
+    /// Longest command line, in bytes (a longer one is answered 500 and the connection closed).
+    pub max_line: usize,
+    /// Most bytes of handler data in one command (`WRITEDATA n`, `WRITEUNTIL`: more is 521).
+    pub max_data: usize,
+    /// How long a command may wait for the router (then 520: the router is busy or stalled).
+    pub command_timeout: Duration,
+    /// How long a connection may stay silent before it is closed (counted).
+    pub idle_timeout: Duration,
+    /// Refuse writes (530).
+    pub read_only: bool,
+    /// Allow a TCP socket on an address other than loopback (anyone who reaches it controls the
+    /// router).
+    pub allow_remote: bool,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            max_connections: 16,
+            max_line: 64 << 10,
+            max_data: 1 << 20,
+            command_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            read_only: false,
+            allow_remote: false,
+        }
+    }
+}
+
+/// What a control server did.
+#[derive(Debug, Default)]
+pub struct ControlStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused (too many at once).
+    pub refused: AtomicU64,
+    /// Commands answered.
+    pub commands: AtomicU64,
+    /// Commands answered with a 5xx code.
+    pub errors: AtomicU64,
+    /// Commands the router did not answer in time.
+    pub timeouts: AtomicU64,
+    /// Connections closed for a line or data over the limits.
+    pub oversized: AtomicU64,
+    /// Connections closed for silence.
+    pub idle_closed: AtomicU64,
+}
+
+/// Why a control server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A socket could not be bound.
+    #[error("control socket {listen}: {source}")]
+    Bind {
+        /// Where.
+        listen: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A TCP address that is not loopback, without [`ControlConfig::allow_remote`].
+    #[error(
+        "control socket {0}: not a loopback address (anyone who reaches it controls the router; allow it explicitly)"
+    )]
+    Remote(String),
+}
+
+/// A command for the router's thread.
+enum Op {
+    Read(String, String),
+    Write(String, String),
+    Check(String, bool),
+}
+
+struct Request {
+    op: Op,
+    reply: SyncSender<Answer>,
+}
+
+/// An answer: the code, the message, and for reads the data.
+struct Answer {
+    code: u16,
+    message: String,
+    data: Option<String>,
+}
+
+impl Answer {
+    fn err(code: u16, message: impl Into<String>) -> Answer {
+        Answer {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+/// The router's end: requests waiting for its thread.
+pub(crate) struct ControlPort {
+    rx: Receiver<Request>,
+    config_text: Arc<str>,
+    flat_text: Arc<str>,
+    read_only: bool,
+}
+
+/// A running control server: its listening sockets and their threads. Dropping it stops accepting (the
+/// router's end closes when the router is dropped).
+pub struct ControlServer {
+    addrs: Vec<Listen>,
+    stats: Arc<ControlStats>,
+    stop: Arc<AtomicBool>,
+    unix_paths: Vec<PathBuf>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+impl ControlServer {
+    /// Binds `listen` and serves `router`'s handlers (answered on the router's thread while it runs).
+    /// The configuration text for the `config` and `flatconfig` handlers is set with
+    /// [`Router::set_config_text`].
+    pub fn start(
+        router: &mut Router,
+        listen: &[Listen],
+        config: ControlConfig,
+    ) -> Result<ControlServer, ControlError> {
+        let (tx, rx) = sync_channel::<Request>(64);
+        let (config_text, flat_text) = router.config_texts();
+        router.attach_control(ControlPort {
+            rx,
+            config_text,
+            flat_text,
+            read_only: config.read_only,
+        });
+        let stats = Arc::new(ControlStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
+        let cfg = Arc::new(config);
+        let mut addrs = Vec::new();
+        let mut threads = Vec::new();
+        let mut unix_paths = Vec::new();
+        for l in listen {
+            let ctx = ConnCtx {
+                tx: tx.clone(),
+                cfg: cfg.clone(),
+                stats: stats.clone(),
+                active: active.clone(),
+            };
+            let bind_err = |e| ControlError::Bind {
+                listen: l.to_string(),
+                source: e,
+            };
+            match l {
+                Listen::Tcp(a) => {
+                    if !a.ip().is_loopback() && !cfg.allow_remote {
+                        return Err(ControlError::Remote(l.to_string()));
+                    }
+                    let sock = TcpListener::bind(a).map_err(bind_err)?;
+                    sock.set_nonblocking(true).map_err(bind_err)?;
+                    let local = sock.local_addr().map_err(bind_err)?;
+                    addrs.push(Listen::Tcp(local));
+                    let stop = stop.clone();
+                    threads.push(spawn_accept(move || {
+                        accept_loop(&stop, || sock.accept().map(|(s, _)| Conn::Tcp(s)), ctx)
+                    }));
+                }
+                #[cfg(unix)]
+                Listen::Unix(p) => {
+                    use std::os::unix::fs::FileTypeExt;
+                    use std::os::unix::net::UnixListener;
+                    if let Ok(m) = std::fs::symlink_metadata(p)
+                        && m.file_type().is_socket()
+                    {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    let sock = UnixListener::bind(p).map_err(bind_err)?;
+                    sock.set_nonblocking(true).map_err(bind_err)?;
+                    addrs.push(l.clone());
+                    unix_paths.push(p.clone());
+                    let stop = stop.clone();
+                    threads.push(spawn_accept(move || {
+                        accept_loop(&stop, || sock.accept().map(|(s, _)| Conn::Unix(s)), ctx)
+                    }));
+                }
+                #[cfg(not(unix))]
+                Listen::Unix(_) => {
+                    return Err(bind_err(std::io::Error::other(
+                        "Unix sockets need a Unix system",
+                    )));
+                }
+            }
+        }
+        Ok(ControlServer {
+            addrs,
+            stats,
+            stop,
+            unix_paths,
+            threads,
+        })
+    }
+
+    /// Where it listens (TCP ports as bound: port 0 becomes the port the system chose).
+    pub fn local_addrs(&self) -> &[Listen] {
+        &self.addrs
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<ControlStats> {
+        self.stats.clone()
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        for p in &self.unix_paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn spawn_accept(f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("nf-control".into())
+        .spawn(f)
+        .unwrap_or_else(|_| std::thread::spawn(|| {}))
+}
+
+#[derive(Clone)]
+struct ConnCtx {
+    tx: SyncSender<Request>,
+    cfg: Arc<ControlConfig>,
+    stats: Arc<ControlStats>,
+    active: Arc<AtomicUsize>,
+}
+
+enum Conn {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Conn {
+    fn prepare(&self, idle: Duration) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(idle))?;
+                s.set_write_timeout(Some(idle))
+            }
+            #[cfg(unix)]
+            Conn::Unix(s) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(idle))?;
+                s.set_write_timeout(Some(idle))
+            }
+        }
+    }
+    fn split(self) -> std::io::Result<(Box<dyn Read + Send>, Box<dyn Write + Send>)> {
+        match self {
+            Conn::Tcp(s) => Ok((Box::new(s.try_clone()?), Box::new(s))),
+            #[cfg(unix)]
+            Conn::Unix(s) => Ok((Box::new(s.try_clone()?), Box::new(s))),
+        }
+    }
+}
+
+fn accept_loop(stop: &AtomicBool, mut accept: impl FnMut() -> std::io::Result<Conn>, ctx: ConnCtx) {
+    while !stop.load(Ordering::Relaxed) {
+        match accept() {
+            Ok(conn) => {
+                let ctx = ctx.clone();
+                if ctx.active.fetch_add(1, Ordering::AcqRel) >= ctx.cfg.max_connections {
+                    ctx.active.fetch_sub(1, Ordering::AcqRel);
+                    ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    if let Ok((_, mut w)) = conn.split() {
+                        let _ = w.write_all(b"530 Too many connections\r\n");
+                    }
+                    continue;
+                }
+                ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                let active = ctx.active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("nf-control-conn".into())
+                    .spawn(move || {
+                        serve(conn, &ctx);
+                        ctx.active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    // The connection went with the closure; give its slot back.
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Reads one line (ended by CR, LF or CRLF) of at most `max` bytes; `Ok(None)` at the end of the stream.
+fn read_line(r: &mut impl BufRead, max: usize) -> std::io::Result<Option<Result<String, ()>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() {
+                None
+            } else {
+                Some(Ok(String::from_utf8_lossy(&line).into_owned()))
+            });
+        }
+        match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(i) => {
+                line.extend_from_slice(&buf[..i]);
+                let cr = buf[i] == b'\r';
+                r.consume(i + 1);
+                if cr {
+                    // CRLF: the LF belongs to this line.
+                    if let Ok(b) = r.fill_buf()
+                        && b.first() == Some(&b'\n')
+                    {
+                        r.consume(1);
+                    }
+                }
+                if line.len() > max {
+                    return Ok(Some(Err(())));
+                }
+                return Ok(Some(Ok(String::from_utf8_lossy(&line).into_owned())));
+            }
+            None => {
+                let n = buf.len();
+                line.extend_from_slice(buf);
+                r.consume(n);
+                if line.len() > max {
+                    return Ok(Some(Err(())));
+                }
+            }
+        }
+    }
+}
+
+fn serve(conn: Conn, ctx: &ConnCtx) {
+    if conn.prepare(ctx.cfg.idle_timeout).is_err() {
+        return;
+    }
+    let Ok((r, mut w)) = conn.split() else {
+        return;
+    };
+    let mut r = BufReader::new(r);
+    if w.write_all(format!("{BANNER}\r\n").as_bytes()).is_err() {
+        return;
+    }
+    loop {
+        let line = match read_line(&mut r, ctx.cfg.max_line) {
+            Ok(Some(Ok(l))) => l,
+            Ok(Some(Err(()))) => {
+                ctx.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                let _ = w.write_all(b"500 Line too long\r\n");
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    ctx.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(cmd) = words.first() else { continue };
+        let cmd = cmd.to_ascii_uppercase();
+        let answer = match cmd.as_str() {
+            "QUIT" => {
+                let _ = w.write_all(b"200 Goodbye!\r\n");
+                return;
+            }
+            "READ" | "WRITE" | "CHECKREAD" | "CHECKWRITE" if words.len() < 2 => {
+                Answer::err(500, "Syntax error: a handler name is needed")
+            }
+            "READ" => {
+                let params = rest_after(&line, 2);
+                ask(ctx, Op::Read(words[1].to_string(), params))
+            }
+            "WRITE" => {
+                let value = rest_after(&line, 2);
+                ask(ctx, Op::Write(words[1].to_string(), value))
+            }
+            "CHECKREAD" => ask(ctx, Op::Check(words[1].to_string(), false)),
+            "CHECKWRITE" => ask(ctx, Op::Check(words[1].to_string(), true)),
+            "READDATA" | "WRITEDATA" => {
+                let n = match words.get(2).map(|n| n.parse::<usize>()) {
+                    Some(Ok(n)) if words.len() == 3 => n,
+                    _ => {
+                        answer_line(&mut w, &Answer::err(500, "Syntax error: HANDLER LENGTH"));
+                        continue;
+                    }
+                };
+                if n > ctx.cfg.max_data {
+                    ctx.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    let _ = w.write_all(b"521 Data too big\r\n");
+                    return;
+                }
+                let mut data = vec![0u8; n];
+                if r.read_exact(&mut data).is_err() {
+                    return;
+                }
+                let data = String::from_utf8_lossy(&data).into_owned();
+                if cmd == "READDATA" {
+                    ask(ctx, Op::Read(words[1].to_string(), data))
+                } else {
+                    ask(ctx, Op::Write(words[1].to_string(), data))
+                }
+            }
+            "READUNTIL" | "WRITEUNTIL" if words.len() >= 2 => {
+                let term = words.get(2).copied().unwrap_or("").trim_end().to_string();
+                let mut data = String::new();
+                loop {
+                    match read_line(&mut r, ctx.cfg.max_line) {
+                        Ok(Some(Ok(l))) if l.trim_end() == term => break,
+                        Ok(Some(Ok(l))) => {
+                            data.push_str(&l);
+                            data.push('\n');
+                            if data.len() > ctx.cfg.max_data {
+                                ctx.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                                let _ = w.write_all(b"521 Data too big\r\n");
+                                return;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+                if cmd == "READUNTIL" {
+                    ask(ctx, Op::Read(words[1].to_string(), data))
+                } else {
+                    ask(ctx, Op::Write(words[1].to_string(), data))
+                }
+            }
+            "LLRPC" => Answer::err(501, "Unimplemented command 'LLRPC' (no LLRPCs here)"),
+            other => Answer::err(501, format!("Unimplemented command '{other}'")),
+        };
+        ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
+        if answer.code >= 500 {
+            ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if !answer_line(&mut w, &answer) {
+            return;
+        }
+    }
+}
+
+/// The text of `line` after its first `n` words (a handler's parameters, spaces kept).
+fn rest_after(line: &str, n: usize) -> String {
+    let mut s = line.trim_start();
+    for _ in 0..n {
+        s = s.trim_start();
+        match s.find(char::is_whitespace) {
+            Some(i) => s = &s[i..],
+            None => return String::new(),
+        }
+    }
+    s.trim().to_string()
+}
+
+fn answer_line(w: &mut impl Write, a: &Answer) -> bool {
+    let mut out = format!("{} {}\r\n", a.code, a.message.replace(['\r', '\n'], " "));
+    if let Some(d) = &a.data {
+        out.push_str(&format!("DATA {}\r\n", d.len()));
+        out.push_str(d);
+    }
+    w.write_all(out.as_bytes()).is_ok() && w.flush().is_ok()
+}
+
+/// Hands `op` to the router's thread and waits (bounded) for its answer.
+fn ask(ctx: &ConnCtx, op: Op) -> Answer {
+    let (tx, rx) = sync_channel(1);
+    let req = Request { op, reply: tx };
+    match ctx.tx.try_send(req) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(req)) => {
+            // Many commands at once: wait for room, within the same bound.
+            if ctx.tx.send(req).is_err() {
+                return Answer::err(540, "No router running");
+            }
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+            return Answer::err(540, "No router running");
+        }
+    }
+    match rx.recv_timeout(ctx.cfg.command_timeout) {
+        Ok(a) => a,
+        Err(RecvTimeoutError::Timeout) => {
+            ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            Answer::err(
+                520,
+                "The router did not answer in time (it is not running its rounds)",
+            )
+        }
+        Err(RecvTimeoutError::Disconnected) => Answer::err(540, "No router running"),
+    }
+}
+
+impl ControlPort {
+    /// Answers every waiting request (called by the router between rounds).
+    pub(crate) fn poll(&self, router: &mut Router) {
+        while let Ok(req) = self.rx.try_recv() {
+            let a = self.answer(router, req.op);
+            let _ = req.reply.try_send(a);
+        }
+    }
+
+    fn answer(&self, router: &mut Router, op: Op) -> Answer {
+        match op {
+            Op::Read(h, params) => match split_handler(router, &h) {
+                Err(a) => a,
+                Ok(None) => self.global(router, &h),
+                Ok(Some((e, name))) => {
+                    // Read handlers take no parameters here (Click's few that do are not needed).
+                    let _ = params;
+                    match router.read_handler(&e, name) {
+                        Ok(v) => Answer {
+                            code: 200,
+                            message: format!("Read handler '{h}' OK"),
+                            data: Some(v),
+                        },
+                        Err(crate::Error::Handler { message, .. })
+                            if message == "no such read handler" =>
+                        {
+                            no_handler(router, &e, name, &h, false)
+                        }
+                        Err(err) => Answer::err(520, err.to_string()),
+                    }
+                }
+            },
+            Op::Write(h, value) => {
+                if self.read_only {
+                    return Answer::err(530, "Permission denied (a read-only control socket)");
+                }
+                match split_handler(router, &h) {
+                    Err(a) => a,
+                    Ok(None) => Answer::err(511, format!("No write handler named '{h}'")),
+                    Ok(Some((e, name))) => {
+                        if !router.handler_spec(&e, name).is_some_and(|s| s.write) {
+                            return no_handler(router, &e, name, &h, true);
+                        }
+                        match router.write_handler(&e, name, &value) {
+                            Ok(()) => Answer::err(200, format!("Write handler '{h}' OK")),
+                            Err(crate::Error::Handler { message, .. }) => Answer::err(520, message),
+                            Err(err) => Answer::err(520, err.to_string()),
+                        }
+                    }
+                }
+            }
+            Op::Check(h, write) => match split_handler(router, &h) {
+                Err(a) => a,
+                Ok(None) if !write && GLOBALS.contains(&h.as_str()) => {
+                    Answer::err(200, format!("Read handler '{h}' OK"))
+                }
+                Ok(None) => Answer::err(511, format!("No handler named '{h}'")),
+                Ok(Some((e, name))) => match router.handler_spec(&e, name) {
+                    Some(s) if (write && s.write) || (!write && s.read) => {
+                        if write && self.read_only {
+                            Answer::err(530, "Permission denied (a read-only control socket)")
+                        } else {
+                            Answer::err(
+                                200,
+                                format!(
+                                    "{} handler '{h}' OK",
+                                    if write { "Write" } else { "Read" }
+                                ),
+                            )
+                        }
+                    }
+                    _ => no_handler(router, &e, name, &h, write),
+                },
+            },
+        }
+    }
+
+    fn global(&self, router: &Router, h: &str) -> Answer {
+        let data = match h {
+            "version" => env!("CARGO_PKG_VERSION").to_string(),
+            "list" => {
+                let names: Vec<&str> = router.names().collect();
+                let mut s = format!("{}\n", names.len());
+                for n in names {
+                    s.push_str(n);
+                    s.push('\n');
+                }
+                s
+            }
+            "classes" => {
+                let mut c: Vec<&str> = router.classes().collect();
+                c.sort_unstable();
+                c.dedup();
+                c.iter().map(|c| format!("{c}\n")).collect()
+            }
+            "config" => self.config_text.to_string(),
+            "flatconfig" => self.flat_text.to_string(),
+            _ => return Answer::err(511, format!("No global handler named '{h}'")),
+        };
+        Answer {
+            code: 200,
+            message: format!("Read handler '{h}' OK"),
+            data: Some(data),
+        }
+    }
+}
+
+/// The global read handlers.
+pub const GLOBALS: &[&str] = &["version", "list", "classes", "config", "flatconfig"];
+
+/// `element.handler` (element by name or by number from 1) split; `Ok(None)`: a global handler name.
+fn split_handler<'a>(router: &Router, h: &'a str) -> Result<Option<(String, &'a str)>, Answer> {
+    let Some((e, name)) = h.rsplit_once('.') else {
+        return Ok(None);
+    };
+    if name.is_empty() || e.is_empty() {
+        return Err(Answer::err(
+            500,
+            format!("Syntax error: bad handler name '{h}'"),
+        ));
+    }
+    if router.find(e).is_some() {
+        return Ok(Some((e.to_string(), name)));
+    }
+    if let Ok(i) = e.parse::<usize>()
+        && i >= 1
+        && let Some(n) = router.names().nth(i - 1)
+    {
+        return Ok(Some((n.to_string(), name)));
+    }
+    Err(Answer::err(510, format!("No element named '{e}'")))
+}
+
+fn no_handler(router: &Router, e: &str, name: &str, h: &str, write: bool) -> Answer {
+    let exists = router.handler_spec(e, name).is_some();
+    if exists {
+        Answer::err(
+            511,
+            format!(
+                "Handler '{h}' is not {}",
+                if write { "writable" } else { "readable" }
+            ),
+        )
+    } else {
+        Answer::err(511, format!("No handler named '{h}'"))
+    }
+}
+
+/// A control connection's answer to a command, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The response code.
+    pub code: u16,
+    /// The message after the code.
+    pub message: String,
+    /// For reads: the data.
+    pub data: Option<String>,
+}
+
+/// A small client of the protocol (what `nf ctl` uses).
+pub struct Client {
+    r: BufReader<Box<dyn Read + Send>>,
+    w: Box<dyn Write + Send>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Client")
+    }
+}
+
+/// Why a client command failed (not a 5xx answer: those are [`Reply`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed.
+    #[error("control connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server does not speak the protocol.
+    #[error("not a Click control socket: `{0}`")]
+    Protocol(String),
+}
+
+impl Client {
+    /// Connects to `at` and reads the banner.
+    pub fn connect(at: &Listen, timeout: Duration) -> Result<Client, ClientError> {
+        let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match at {
+            Listen::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, timeout)?;
+                s.set_read_timeout(Some(timeout))?;
+                (Box::new(s.try_clone()?), Box::new(s))
+            }
+            #[cfg(unix)]
+            Listen::Unix(p) => {
+                let s = std::os::unix::net::UnixStream::connect(p)?;
+                s.set_read_timeout(Some(timeout))?;
+                (Box::new(s.try_clone()?), Box::new(s))
+            }
+            #[cfg(not(unix))]
+            Listen::Unix(_) => return Err(std::io::Error::other("Unix sockets need Unix").into()),
+        };
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+        };
+        let mut banner = String::new();
+        c.r.read_line(&mut banner)?;
+        if !banner.starts_with("Click::ControlSocket/") {
+            return Err(ClientError::Protocol(banner.trim_end().to_string()));
+        }
+        Ok(c)
+    }
+
+    /// Sends one command line (and `data`, for the `...DATA` commands) and reads the answer.
+    pub fn command(&mut self, line: &str, data: Option<&[u8]>) -> Result<Reply, ClientError> {
+        self.w.write_all(line.as_bytes())?;
+        self.w.write_all(b"\r\n")?;
+        if let Some(d) = data {
+            self.w.write_all(d)?;
+        }
+        self.w.flush()?;
+        let mut l = String::new();
+        if self.r.read_line(&mut l)? == 0 {
+            return Err(ClientError::Protocol("connection closed".into()));
+        }
+        let l = l.trim_end();
+        let (code, message) = l.split_at(l.len().min(3));
+        let code: u16 = code
+            .parse()
+            .map_err(|_| ClientError::Protocol(l.to_string()))?;
+        let message = message.trim_start_matches([' ', '-']).to_string();
+        let mut data = None;
+        if code / 100 == 2 && line.trim_start().to_ascii_uppercase().starts_with("READ") {
+            let mut d = String::new();
+            self.r.read_line(&mut d)?;
+            let n: usize = d
+                .trim_end()
+                .strip_prefix("DATA ")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| ClientError::Protocol(d.trim_end().to_string()))?;
+            let mut buf = vec![0u8; n];
+            self.r.read_exact(&mut buf)?;
+            data = Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        Ok(Reply {
+            code,
+            message,
+            data,
+        })
+    }
+
+    /// `READ handler`.
+    pub fn read(&mut self, handler: &str) -> Result<Reply, ClientError> {
+        self.command(&format!("READ {handler}"), None)
+    }
+
+    /// `WRITEDATA handler n` with `value` (any bytes, newlines included).
+    pub fn write(&mut self, handler: &str, value: &str) -> Result<Reply, ClientError> {
+        self.command(
+            &format!("WRITEDATA {handler} {}", value.len()),
+            Some(value.as_bytes()),
+        )
+    }
+}

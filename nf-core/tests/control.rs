@@ -1,0 +1,197 @@
+//! The control socket, as a Click client uses it: a real router running on its own thread, real Unix
+//! and TCP sockets, every command of ControlSocket 1.3 and the refusals of hostile clients.
+
+use nf_core::control::{Client, ControlConfig, ControlServer, Listen};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+fn running(
+    text: &str,
+    cfg: ControlConfig,
+    listen: &[Listen],
+) -> (
+    ControlServer,
+    nf_core::StopHandle,
+    std::thread::JoinHandle<nf_core::Router>,
+) {
+    let mut r = nf_core::testing::router_for(text).unwrap();
+    let server = ControlServer::start(&mut r, listen, cfg).unwrap();
+    let stop = r.stop_handle();
+    let h = std::thread::spawn(move || {
+        r.run().unwrap();
+        r
+    });
+    (server, stop, h)
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nf-control-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn count(c: &mut Client, h: &str) -> u64 {
+    let r = c.read(h).unwrap();
+    assert_eq!(r.code, 200, "{r:?}");
+    r.data.unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_running_router_answers_every_command_of_the_protocol() {
+    let sock = tmp("ctl.sock");
+    let text = "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;";
+    let (server, stop, h) = running(
+        text,
+        ControlConfig::default(),
+        &[
+            Listen::Unix(sock.clone()),
+            Listen::parse("tcp:127.0.0.1:0").unwrap(),
+        ],
+    );
+    for at in server.local_addrs() {
+        let mut c = Client::connect(at, T).unwrap();
+        // Reads while traffic flows: the counter moves.
+        let a = count(&mut c, "c.count");
+        std::thread::sleep(Duration::from_millis(50));
+        let b = count(&mut c, "c.count");
+        assert!(b > a, "{a} then {b}");
+        // Element numbers from 1: element 2 is `c`.
+        assert!(count(&mut c, "2.count") >= b);
+        assert_eq!(c.read("c.class").unwrap().data.as_deref(), Some("Counter"));
+        assert_eq!(c.command("CHECKREAD c.count", None).unwrap().code, 200);
+        assert_eq!(c.command("CHECKWRITE c.count", None).unwrap().code, 511);
+        assert_eq!(c.command("CHECKWRITE src.active", None).unwrap().code, 200);
+        // A write stops the source; another (WRITEDATA) starts it again.
+        assert_eq!(c.command("WRITE src.active false", None).unwrap().code, 200);
+        std::thread::sleep(Duration::from_millis(20));
+        let x = count(&mut c, "c.count");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count(&mut c, "c.count"), x, "stopped source");
+        assert_eq!(c.write("src.active", "true").unwrap().code, 200);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(count(&mut c, "c.count") > x);
+        // Errors with Click's codes.
+        assert_eq!(c.read("nosuch.count").unwrap().code, 510);
+        assert_eq!(c.read("99.count").unwrap().code, 510);
+        assert_eq!(c.read("c.nosuch").unwrap().code, 511);
+        assert_eq!(c.command("READ", None).unwrap().code, 500);
+        assert_eq!(c.command("FROB c.count", None).unwrap().code, 501);
+        assert_eq!(c.command("LLRPC c#1", None).unwrap().code, 501);
+        let w = c.command("WRITE c.count 5", None).unwrap();
+        assert_eq!(w.code, 511, "{w:?}");
+        // Global handlers.
+        assert_eq!(
+            c.read("list").unwrap().data.as_deref(),
+            Some("3\nsrc\nc\nDiscard@1\n")
+        );
+        assert_eq!(
+            c.read("version").unwrap().data.as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        let classes = c.read("classes").unwrap().data.unwrap();
+        assert!(classes.contains("Counter\n") && classes.contains("InfiniteSource\n"));
+        assert_eq!(c.read("config").unwrap().data.as_deref(), Some(text));
+        let flat = c.read("flatconfig").unwrap().data.unwrap();
+        assert!(
+            flat.contains("c :: Counter();") && flat.contains("src [0] -> [0] c;"),
+            "{flat}"
+        );
+        // READUNTIL: parameters up to a blank line.
+        let r = c.command("READUNTIL c.count\r\nignored\r\n", None).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+        assert_eq!(c.command("QUIT", None).unwrap().code, 200);
+    }
+    stop.stop();
+    let r = h.join().unwrap();
+    // The router has stopped running its rounds, then is gone: a client is told each.
+    let at = server.local_addrs()[1].clone();
+    let mut c = Client::connect(&at, T).unwrap();
+    drop(r);
+    assert_eq!(c.read("c.count").unwrap().code, 540);
+    drop(server);
+    assert!(!sock.exists(), "the socket file is removed");
+}
+
+#[test]
+fn hostile_clients_are_bounded_and_counted() {
+    let cfg = ControlConfig {
+        max_connections: 2,
+        max_line: 1024,
+        max_data: 4096,
+        ..ControlConfig::default()
+    };
+    let (server, stop, h) = running(
+        "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;",
+        cfg,
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+    );
+    let at = server.local_addrs()[0].clone();
+    let Listen::Tcp(addr) = at else { panic!() };
+    // A silent client holds a slot but blocks nobody.
+    let silent = std::net::TcpStream::connect(addr).unwrap();
+    let mut c = Client::connect(&at, T).unwrap();
+    assert!(count(&mut c, "c.count") > 0);
+    // A third connection is refused at once.
+    let third = std::net::TcpStream::connect(addr).unwrap();
+    let mut line = String::new();
+    BufReader::new(third).read_line(&mut line).unwrap();
+    assert!(line.starts_with("530"), "{line}");
+    drop(c);
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(100));
+    // A line over the limit: refused, the connection closed.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut banner = String::new();
+    r.read_line(&mut banner).unwrap();
+    s.write_all(&vec![b'A'; 5000]).unwrap();
+    s.write_all(b"\r\n").unwrap();
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("500 Line too long"), "{rest}");
+    // Data over the limit: 521.
+    let mut c = Client::connect(&at, T).unwrap();
+    let big = "x".repeat(5000);
+    assert_eq!(c.write("src.active", &big).unwrap().code, 521);
+    let stats = server.stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.refused.load(Relaxed), 1);
+    assert_eq!(stats.oversized.load(Relaxed), 2);
+    stop.stop();
+    h.join().unwrap();
+}
+
+#[test]
+fn read_only_sockets_refuse_writes_and_remote_addresses_need_consent() {
+    let cfg = ControlConfig {
+        read_only: true,
+        ..ControlConfig::default()
+    };
+    let (server, stop, h) = running(
+        "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;",
+        cfg,
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+    );
+    let mut c = Client::connect(&server.local_addrs()[0], T).unwrap();
+    assert_eq!(c.command("WRITE src.active false", None).unwrap().code, 530);
+    assert_eq!(c.command("CHECKWRITE src.active", None).unwrap().code, 530);
+    assert_eq!(c.read("c.class").unwrap().code, 200);
+    stop.stop();
+    h.join().unwrap();
+    let mut r = nf_core::testing::router_for("Idle -> Discard;").unwrap();
+    let e = ControlServer::start(
+        &mut r,
+        &[Listen::parse("tcp:0.0.0.0:0").unwrap()],
+        ControlConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a loopback address"), "{e}");
+    assert!(Listen::parse("udp:1.2.3.4:5").is_err());
+    assert_eq!(
+        Listen::parse("unix:/run/nf.sock").unwrap(),
+        Listen::Unix("/run/nf.sock".into())
+    );
+}

@@ -1,0 +1,86 @@
+//! `nf ctl`: a client of a running graph's control socket (Click's ControlSocket protocol).
+
+use clap::Subcommand;
+use nf_core::control::{Client, Listen, Reply};
+use std::time::Duration;
+
+/// `nf ctl`: reads and writes the handlers of a running `nf run` or `nf lb` (started with `--control`).
+#[derive(clap::Args)]
+pub struct CtlArgs {
+    /// The control socket: unix:PATH or tcp:ADDRESS:PORT.
+    #[arg(value_parser = |s: &str| Listen::parse(s).map_err(|e| e.to_string()))]
+    addr: Listen,
+    #[command(subcommand)]
+    cmd: CtlCmd,
+    /// Seconds to wait for the socket and each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+}
+
+/// What to do.
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Print a handler's value (`element.handler`, or `version`, `list`, `classes`, `config`,
+    /// `flatconfig`).
+    Read {
+        /// The handler.
+        handler: String,
+    },
+    /// Write a handler (the words of the value are joined by spaces).
+    Write {
+        /// The handler.
+        handler: String,
+        /// The value.
+        value: Vec<String>,
+    },
+    /// List every element with its class and handlers (r: readable, w: writable).
+    List,
+}
+
+fn ok(r: Reply) -> Result<Reply, String> {
+    if r.code / 100 == 2 {
+        Ok(r)
+    } else {
+        Err(format!("{} {}", r.code, r.message))
+    }
+}
+
+/// Runs `nf ctl`.
+pub fn run(o: CtlArgs) -> Result<(), String> {
+    let timeout = Duration::try_from_secs_f64(o.timeout)
+        .map_err(|_| format!("--timeout {} is not a number of seconds", o.timeout))?;
+    let mut c = Client::connect(&o.addr, timeout).map_err(|e| format!("{}: {e}", o.addr))?;
+    let err = |e: nf_core::control::ClientError| e.to_string();
+    match o.cmd {
+        CtlCmd::Read { handler } => {
+            let r = ok(c.read(&handler).map_err(err)?)?;
+            let v = r.data.unwrap_or_default();
+            print!("{v}");
+            if !v.ends_with('\n') {
+                println!();
+            }
+        }
+        CtlCmd::Write { handler, value } => {
+            ok(c.write(&handler, &value.join(" ")).map_err(err)?)?;
+        }
+        CtlCmd::List => {
+            let list = ok(c.read("list").map_err(err)?)?.data.unwrap_or_default();
+            for name in list.lines().skip(1) {
+                let class = ok(c.read(&format!("{name}.class")).map_err(err)?)?
+                    .data
+                    .unwrap_or_default();
+                let hs = ok(c.read(&format!("{name}.handlers")).map_err(err)?)?
+                    .data
+                    .unwrap_or_default();
+                let hs: Vec<String> = hs
+                    .lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .filter(|(h, _)| !matches!(*h, "class" | "name" | "handlers"))
+                    .map(|(h, rw)| format!("{h} ({rw})"))
+                    .collect();
+                println!("{name} :: {class}  {}", hs.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
