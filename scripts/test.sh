@@ -60,9 +60,13 @@ fi
 cargo deny check licenses bans sources
 # Every crate packages and its package builds alone, in dependency order (what `cargo publish` would
 # upload: metadata, licence files, README, no file left out).
-# Cargo unpacks the packages of its temporary registry under CARGO_HOME by name and version, and reuses
-# an earlier unpack of the same version: a second run would build against the first run's sources.
+# Cargo takes a registry's crates to be immutable: it reuses an earlier unpack of the same version from its
+# temporary registry, and an earlier build of it. The packages are verified in a target directory of their
+# own, whose builds of these crates (and the unpacks) are cleared first; their dependencies stay built.
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-rm -rf target/package "$cargo_home"/registry/src/-*/nf-{core,state,drivers,examples}-* \
-    "$cargo_home"/registry/cache/-*/nf-{core,state,drivers,examples}-*
-cargo package --workspace --allow-dirty
+pkg_target=target/package-check
+rm -rf "$pkg_target"/package "$cargo_home"/registry/src/-*/nf-{core,state,drivers,examples}-* \
+    "$cargo_home"/registry/cache/-*/nf-{core,state,drivers,examples}-* \
+    "$pkg_target"/debug/.fingerprint/nf-{core,state,drivers,examples}-* \
+    "$pkg_target"/debug/deps/*nf_{core,state,drivers,examples}* "$pkg_target"/debug/build/nf-*
+cargo package --workspace --allow-dirty --target-dir "$pkg_target"
