@@ -171,6 +171,7 @@ pub enum ControlError {
 }
 
 /// A command for the router's thread.
+#[derive(Clone)]
 enum Op {
     Read(String, String),
     Write(String, String),
@@ -234,14 +235,39 @@ impl ControlServer {
         listen: &[Listen],
         config: ControlConfig,
     ) -> Result<ControlServer, ControlError> {
-        let (tx, rx) = sync_channel::<Request>(64);
-        let (config_text, flat_text) = router.config_texts();
-        router.attach_control(ControlPort {
-            rx,
-            config_text,
-            flat_text,
-            read_only: config.read_only,
-        });
+        Self::start_on(std::slice::from_mut(router), listen, config)
+    }
+
+    /// [`start`](Self::start) for a sharded run: every command goes to every shard, each answers on its
+    /// own thread; reads of integers are summed (as [`ShardedRouter::handlers`](crate::ShardedRouter::handlers)
+    /// sums them), other values equal in every shard are given once, values that differ are joined with
+    /// ` / `; a write is made in every shard.
+    pub fn start_sharded(
+        sharded: &mut crate::ShardedRouter,
+        listen: &[Listen],
+        config: ControlConfig,
+    ) -> Result<ControlServer, ControlError> {
+        Self::start_on(sharded.shards_mut(), listen, config)
+    }
+
+    fn start_on(
+        routers: &mut [Router],
+        listen: &[Listen],
+        config: ControlConfig,
+    ) -> Result<ControlServer, ControlError> {
+        let mut tx = Vec::with_capacity(routers.len());
+        for router in routers.iter_mut() {
+            let (t, rx) = sync_channel::<Request>(64);
+            let (config_text, flat_text) = router.config_texts();
+            router.attach_control(ControlPort {
+                rx,
+                config_text,
+                flat_text,
+                read_only: config.read_only,
+            });
+            tx.push(t);
+        }
+        let tx: Arc<[SyncSender<Request>]> = tx.into();
         let stats = Arc::new(ControlStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -341,7 +367,8 @@ fn spawn_accept(f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()
 
 #[derive(Clone)]
 struct ConnCtx {
-    tx: SyncSender<Request>,
+    /// One channel per shard.
+    tx: Arc<[SyncSender<Request>]>,
     cfg: Arc<ControlConfig>,
     stats: Arc<ControlStats>,
     active: Arc<AtomicUsize>,
@@ -588,32 +615,72 @@ fn answer_line(w: &mut impl Write, a: &Answer) -> bool {
     w.write_all(out.as_bytes()).is_ok() && w.flush().is_ok()
 }
 
-/// Hands `op` to the router's thread and waits (bounded) for its answer.
+/// Hands `op` to the router's thread (every shard's) and waits (bounded) for the answer.
 fn ask(ctx: &ConnCtx, op: Op) -> Answer {
-    let (tx, rx) = sync_channel(1);
-    let req = Request { op, reply: tx };
-    match ctx.tx.try_send(req) {
-        Ok(()) => {}
-        Err(std::sync::mpsc::TrySendError::Full(req)) => {
-            // Many commands at once: wait for room, within the same bound.
-            if ctx.tx.send(req).is_err() {
+    let deadline = std::time::Instant::now() + ctx.cfg.command_timeout;
+    let mut waits = Vec::with_capacity(ctx.tx.len());
+    for shard in ctx.tx.iter() {
+        let (tx, rx) = sync_channel(1);
+        let req = Request {
+            op: op.clone(),
+            reply: tx,
+        };
+        match shard.try_send(req) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(req)) => {
+                // Many commands at once: wait for room.
+                if shard.send(req).is_err() {
+                    return Answer::err(540, "No router running");
+                }
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                 return Answer::err(540, "No router running");
             }
         }
-        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-            return Answer::err(540, "No router running");
+        waits.push(rx);
+    }
+    let mut answers = Vec::with_capacity(waits.len());
+    for rx in waits {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(a) => answers.push(a),
+            Err(RecvTimeoutError::Timeout) => {
+                ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Answer::err(
+                    520,
+                    "The router did not answer in time (it is not running its rounds)",
+                );
+            }
+            Err(RecvTimeoutError::Disconnected) => return Answer::err(540, "No router running"),
         }
     }
-    match rx.recv_timeout(ctx.cfg.command_timeout) {
-        Ok(a) => a,
-        Err(RecvTimeoutError::Timeout) => {
-            ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            Answer::err(
-                520,
-                "The router did not answer in time (it is not running its rounds)",
-            )
+    combine(answers)
+}
+
+/// One answer from the shards' answers: the first error, or the values combined.
+fn combine(mut answers: Vec<Answer>) -> Answer {
+    if answers.len() <= 1 {
+        return answers
+            .pop()
+            .unwrap_or_else(|| Answer::err(540, "No router running"));
+    }
+    if let Some(i) = answers.iter().position(|a| a.code >= 300) {
+        return answers.swap_remove(i);
+    }
+    let datas: Option<Vec<&str>> = answers.iter().map(|a| a.data.as_deref()).collect();
+    let data = datas.map(|d| {
+        let ints: Option<Vec<u128>> = d.iter().map(|v| v.trim().parse::<u128>().ok()).collect();
+        match ints {
+            Some(v) => v.iter().sum::<u128>().to_string(),
+            None if d.iter().all(|v| *v == d[0]) => d[0].to_string(),
+            None => d.join(" / "),
         }
-        Err(RecvTimeoutError::Disconnected) => Answer::err(540, "No router running"),
+    });
+    let first = answers.swap_remove(0);
+    Answer {
+        code: first.code,
+        message: first.message,
+        data,
     }
 }
 

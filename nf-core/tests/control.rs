@@ -195,3 +195,44 @@ fn read_only_sockets_refuse_writes_and_remote_addresses_need_consent() {
         Listen::Unix("/run/nf.sock".into())
     );
 }
+
+#[test]
+fn a_sharded_run_answers_for_all_its_shards() {
+    let text = "src :: InfiniteSource(FLOWS 8) -> c :: Counter -> Discard;";
+    let cfg = nf_core::Config::parse("t", text, &Default::default()).unwrap();
+    let reg = nf_core::Registry::standard();
+    let mut s = nf_core::ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    let server = ControlServer::start_sharded(
+        &mut s,
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+        ControlConfig::default(),
+    )
+    .unwrap();
+    let stop = s.stop_handle();
+    let h = std::thread::spawn(move || {
+        s.run().unwrap();
+        s
+    });
+    let mut c = Client::connect(&server.local_addrs()[0], T).unwrap();
+    assert!(count(&mut c, "c.count") > 0);
+    assert_eq!(c.read("c.class").unwrap().data.as_deref(), Some("Counter"));
+    // A write reaches every shard: every source stops.
+    assert_eq!(c.command("WRITE src.active false", None).unwrap().code, 200);
+    std::thread::sleep(Duration::from_millis(50));
+    let x = count(&mut c, "c.count");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(count(&mut c, "c.count"), x);
+    stop.stop();
+    let s = h.join().unwrap();
+    let total: u64 = s
+        .shards()
+        .iter()
+        .map(|r| {
+            r.read_handler("c", "count")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, x, "the socket's sum is the shards' sum");
+}

@@ -31,6 +31,23 @@ fn parse_listen(s: &str) -> Result<nf_core::control::Listen, String> {
 }
 
 impl ControlArgs {
+    fn config(&self) -> nf_core::control::ControlConfig {
+        nf_core::control::ControlConfig {
+            read_only: self.control_read_only,
+            allow_remote: self.control_remote,
+            ..Default::default()
+        }
+    }
+
+    fn announce(
+        server: nf_core::control::ControlServer,
+    ) -> Option<nf_core::control::ControlServer> {
+        for a in server.local_addrs() {
+            eprintln!("control socket: {a}");
+        }
+        Some(server)
+    }
+
     /// Starts the control sockets asked for on `router` (none: `None`), with `cfg`'s text for the
     /// `config` and `flatconfig` handlers.
     pub fn start(
@@ -42,17 +59,31 @@ impl ControlArgs {
             return Ok(None);
         }
         router.set_config_text(&cfg.source.text, &cfg.flatten());
-        let config = nf_core::control::ControlConfig {
-            read_only: self.control_read_only,
-            allow_remote: self.control_remote,
-            ..Default::default()
-        };
-        let server = nf_core::control::ControlServer::start(router, &self.control, config)
+        let server = nf_core::control::ControlServer::start(router, &self.control, self.config())
             .map_err(|e| e.to_string())?;
-        for a in server.local_addrs() {
-            eprintln!("control socket: {a}");
+        Ok(Self::announce(server))
+    }
+
+    /// [`start`](Self::start) on a graph of one or several shards.
+    pub fn start_on(
+        &self,
+        runner: &mut Runner,
+        cfg: &Config,
+    ) -> Result<Option<nf_core::control::ControlServer>, String> {
+        match runner {
+            Runner::One(r) => self.start(r, cfg),
+            Runner::Sharded(_) if self.control.is_empty() => Ok(None),
+            Runner::Sharded(s) => {
+                let flat = cfg.flatten();
+                for r in s.shards_mut() {
+                    r.set_config_text(&cfg.source.text, &flat);
+                }
+                let server =
+                    nf_core::control::ControlServer::start_sharded(s, &self.control, self.config())
+                        .map_err(|e| e.to_string())?;
+                Ok(Self::announce(server))
+            }
         }
-        Ok(Some(server))
     }
 }
 

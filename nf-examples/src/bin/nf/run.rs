@@ -33,16 +33,7 @@ pub fn run(o: RunArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let reg = registry();
     let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
-    let _control = match &mut r {
-        Runner::One(router) => o.control.start(router, &cfg)?,
-        Runner::Sharded(_) if !o.control.control.is_empty() => {
-            return Err(
-                "--control serves runs of one shard (a sharded run's handlers are per shard)"
-                    .into(),
-            );
-        }
-        Runner::Sharded(_) => None,
-    };
+    let _control = o.control.start_on(&mut r, &cfg)?;
     stop_on_signal(r.stop_handle());
     let t0 = Instant::now();
     let res = r.run();
