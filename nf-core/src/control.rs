@@ -625,16 +625,22 @@ fn ask(ctx: &ConnCtx, op: Op) -> Answer {
             op: op.clone(),
             reply: tx,
         };
-        match shard.try_send(req) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(req)) => {
-                // Many commands at once: wait for room.
-                if shard.send(req).is_err() {
+        // Many commands at once fill the queue: wait for room, within the command's bound.
+        let mut req = req;
+        loop {
+            match shard.try_send(req) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(r)) => {
+                    if std::time::Instant::now() >= deadline {
+                        ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Answer::err(520, "The router's command queue stayed full");
+                    }
+                    req = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                     return Answer::err(540, "No router running");
                 }
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                return Answer::err(540, "No router running");
             }
         }
         waits.push(rx);

@@ -914,17 +914,15 @@ impl Packet {
             .get_mut(..4)
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| short(l4 + 4))?;
-        let a = if src { v4f::SRC_ADDR } else { v4f::DST_ADDR };
-        let old_addr = u32::from_be_bytes([ip[a], ip[a + 1], ip[a + 2], ip[a + 3]]);
-        ip[a..a + 4].copy_from_slice(&addr.to_be_bytes());
+        let mut ip = crate::wire::Ipv4Packet::new_unchecked(ip);
+        let old_addr = ip.addr_word(src);
+        ip.set_addr_word(src, addr);
         let d_addr = checksum::delta32(old_addr, addr);
-        let ic = v4f::CHECKSUM;
-        let ip_c = u16::from_be_bytes([ip[ic], ip[ic + 1]]);
-        ip[ic..ic + 2].copy_from_slice(&checksum::apply(ip_c, d_addr).to_be_bytes());
+        ip.set_checksum(checksum::apply(ip.checksum(), d_addr));
         // TCP's and UDP's ports sit at the same offsets.
-        let pa = if src { tcpf::SRC_PORT } else { tcpf::DST_PORT };
-        let old_port = u16::from_be_bytes([ports[pa], ports[pa + 1]]);
-        ports[pa..pa + 2].copy_from_slice(&port.to_be_bytes());
+        let mut ports = crate::wire::UdpDatagram::new_unchecked(ports);
+        let old_port = ports.port(src);
+        ports.set_port(src, port);
         let co = if proto == proto::TCP {
             tcpf::CHECKSUM
         } else {

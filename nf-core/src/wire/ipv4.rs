@@ -1,7 +1,7 @@
 //! IPv4 headers (RFC 791).
 
 use super::field::ipv4 as f;
-use super::{Layer, Malformed, be16, be32, need, put16, view};
+use super::{Layer, Malformed, be16, be32, need, put16, put32, view};
 use crate::checksum;
 use std::net::Ipv4Addr;
 
@@ -107,6 +107,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(be32(self.as_slice(), f::SRC_ADDR))
     }
+    /// The source (`src`) or destination address as a number: for rewrites that choose the side at run
+    /// time and work on words (NAT's incremental checksums), without a branch per access.
+    #[inline(always)]
+    pub fn addr_word(&self, src: bool) -> u32 {
+        be32(self.as_slice(), if src { f::SRC_ADDR } else { f::DST_ADDR })
+    }
     /// The source address's bytes, in place (no copy into an `Ipv4Addr`: a test of one octet reads one
     /// byte).
     #[inline(always)]
@@ -198,12 +204,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the source address.
     #[inline]
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[f::SRC_ADDR..f::SRC_ADDR + 4].copy_from_slice(&a.octets());
+        put32(self.buffer.as_mut(), f::SRC_ADDR, u32::from(a));
     }
     /// Sets the destination address.
     #[inline]
     pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[f::DST_ADDR..f::DST_ADDR + 4].copy_from_slice(&a.octets());
+        put32(self.buffer.as_mut(), f::DST_ADDR, u32::from(a));
+    }
+    /// Sets the source (`src`) or destination address from a number (see [`addr_word`](Self::addr_word)).
+    #[inline(always)]
+    pub fn set_addr_word(&mut self, src: bool, a: u32) {
+        put32(
+            self.buffer.as_mut(),
+            if src { f::SRC_ADDR } else { f::DST_ADDR },
+            a,
+        );
     }
     /// Computes and writes the header checksum.
     pub fn fill_checksum(&mut self) {

@@ -386,13 +386,14 @@ pub(crate) fn need(layer: Layer, buf: &[u8], need: usize) -> Result<(), Malforme
 /// Big-endian 16 bits at `at`.
 #[inline(always)]
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+    // One bounds check and one load: a slice of exactly 2 bytes always converts.
+    <[u8; 2]>::try_from(&b[at..at + 2]).map_or(0, u16::from_be_bytes)
 }
 
 /// Big-endian 32 bits at `at`.
 #[inline(always)]
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    <[u8; 4]>::try_from(&b[at..at + 4]).map_or(0, u32::from_be_bytes)
 }
 
 /// Writes big-endian 16 bits at `at`.

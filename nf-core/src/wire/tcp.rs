@@ -24,12 +24,6 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         need(Layer::Tcp, s.as_slice(), hl)?;
         Ok(s)
     }
-    /// The flag bits of the segment starting at `segment`, without making a view (the hot paths' one
-    /// read of a packet's TCP header); `None` if the bytes stop before them.
-    #[inline(always)]
-    pub fn peek_flags(segment: &[u8]) -> Option<u8> {
-        segment.get(f::FLAGS).copied()
-    }
     /// The source port.
     #[inline(always)]
     pub fn src_port(&self) -> u16 {
@@ -97,6 +91,27 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         b.get(Self::MIN_HEADER_LEN..self.header_len())
             .unwrap_or(&[])
     }
+    /// Where the MSS option's value sits among the options (kind 2, length 4), and the value; `None`
+    /// without one, or with options that do not parse.
+    pub fn mss_option(&self) -> Option<(usize, u16)> {
+        let opts = self.options();
+        let mut i = 0;
+        loop {
+            match opts.get(i)? {
+                // End of the option list.
+                0 => return None,
+                // No-operation.
+                1 => i += 1,
+                2 if opts.get(i + 1) == Some(&4) && i + 4 <= opts.len() => {
+                    return Some((i + 2, be16(opts, i + 2)));
+                }
+                _ => match opts.get(i + 1) {
+                    Some(&len) if len >= 2 => i += usize::from(len),
+                    _ => return None,
+                },
+            }
+        }
+    }
     /// The payload (empty if the buffer stops before it).
     #[inline]
     pub fn payload(&self) -> &[u8] {
@@ -144,6 +159,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         put16(self.buffer.as_mut(), f::CHECKSUM, v);
+    }
+    /// Lowers the MSS option's value to `max` if it is larger, and returns the value it had; `None` if
+    /// nothing changed. The checksum is the caller's (an incremental update from the old value to the
+    /// new).
+    pub fn clamp_mss_option(&mut self, max: u16) -> Option<u16> {
+        let (at, old) = self.mss_option()?;
+        if old <= max {
+            return None;
+        }
+        put16(self.options_mut(), at, max);
+        Some(old)
     }
     /// The options, mutable (in place rewrites: MSS clamping).
     #[inline]
@@ -223,6 +249,21 @@ mod tests {
         assert_eq!(TcpRepr::parse(&s).unwrap(), r);
         assert!(s.syn() && s.ack() && !s.fin() && !s.rst());
         assert_eq!(s.payload().len(), 4);
+        // The MSS option, found and lowered (never raised).
+        let mut o = [0u8; 28];
+        TcpRepr::parse(&s)
+            .unwrap()
+            .emit(&mut TcpSegment::new_unchecked(&mut o[..]));
+        o[12] = 0x70; // 28 bytes: 8 of options
+        o[20..28].copy_from_slice(&[1, 1, 2, 4, 0x05, 0xb4, 0, 0]);
+        let mut t = TcpSegment::new_checked(&mut o[..]).unwrap();
+        assert_eq!(t.mss_option(), Some((4, 1460)));
+        assert_eq!(t.clamp_mss_option(1500), None);
+        assert_eq!(t.clamp_mss_option(1400), Some(1460));
+        assert_eq!(t.mss_option(), Some((4, 1400)));
+        o[22] = 9; // an option whose length runs past the list
+        o[23] = 40;
+        assert_eq!(TcpSegment::new_checked(&o[..]).unwrap().mss_option(), None);
         b[12] = 0x40; // data offset 16 bytes
         assert!(TcpSegment::new_checked(&b[..]).is_err());
         b[12] = 0xf0; // 60 bytes, buffer 24

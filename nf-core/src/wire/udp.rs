@@ -27,6 +27,11 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     pub fn dst_port(&self) -> u16 {
         be16(self.as_slice(), f::DST_PORT)
     }
+    /// The source (`src`) or destination port (TCP's sit at the same offsets).
+    #[inline(always)]
+    pub fn port(&self, src: bool) -> u16 {
+        be16(self.as_slice(), if src { f::SRC_PORT } else { f::DST_PORT })
+    }
     /// The length field (header and payload).
     #[inline]
     pub fn len(&self) -> u16 {
@@ -61,6 +66,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
         put16(self.buffer.as_mut(), f::DST_PORT, v);
+    }
+    /// Sets the source (`src`) or destination port.
+    #[inline(always)]
+    pub fn set_port(&mut self, src: bool, v: u16) {
+        put16(
+            self.buffer.as_mut(),
+            if src { f::SRC_PORT } else { f::DST_PORT },
+            v,
+        );
     }
     /// Sets the length field.
     #[inline]

@@ -25,30 +25,15 @@ pub fn clamp_mss(p: &mut Packet, h: &HeaderInfo, mss: u16) -> bool {
     if seg.len() < TcpSegment::<&[u8]>::MIN_HEADER_LEN {
         return false;
     }
-    // The options that the segment holds (none if its data offset points past its end).
     let mut seg = TcpSegment::new_unchecked(seg);
-    // The MSS option: kind 2, length 4, the value.
-    let opts = seg.options();
-    let mut i = 0;
-    let at = loop {
-        match opts.get(i) {
-            None | Some(0) => return false,
-            Some(1) => i += 1,
-            Some(2) if opts.get(i + 1) == Some(&4) && i + 4 <= opts.len() => break i,
-            Some(_) => match opts.get(i + 1) {
-                Some(&len) if len >= 2 => i += usize::from(len),
-                _ => return false,
-            },
+    match seg.clamp_mss_option(mss) {
+        Some(old) => {
+            let c = checksum::update16(seg.checksum(), old, mss);
+            seg.set_checksum(c);
+            true
         }
-    };
-    let old = u16::from_be_bytes([opts[at + 2], opts[at + 3]]);
-    if old <= mss {
-        return false;
+        None => false,
     }
-    let c = checksum::update16(seg.checksum(), old, mss);
-    seg.options_mut()[at + 2..at + 4].copy_from_slice(&mss.to_be_bytes());
-    seg.set_checksum(c);
-    true
 }
 
 /// Registers the TCP/UDP elements.
