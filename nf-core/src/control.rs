@@ -117,6 +117,9 @@ pub struct ControlConfig {
     /// Allow a TCP socket on an address other than loopback (anyone who reaches it controls the
     /// router).
     pub allow_remote: bool,
+    /// How to build a new configuration's graph for `WRITE hotconfig` (`None`: the handler answers
+    /// 501). The closure returns the graph and the configuration's flattened text.
+    pub hotconfig: Option<Rebuilder>,
 }
 
 impl Default for ControlConfig {
@@ -129,6 +132,7 @@ impl Default for ControlConfig {
             idle_timeout: Duration::from_secs(300),
             read_only: false,
             allow_remote: false,
+            hotconfig: None,
         }
     }
 }
@@ -171,11 +175,14 @@ pub enum ControlError {
 }
 
 /// A command for the router's thread.
-#[derive(Clone)]
 enum Op {
     Read(String, String),
     Write(String, String),
     Check(String, bool),
+    /// Every numeric handler and the run's counters, for a metrics endpoint.
+    Metrics,
+    /// A new graph, built and checked beside the running one, to swap in (`hotconfig`).
+    HotConfig(Box<Router>, Arc<str>, Arc<str>),
 }
 
 struct Request {
@@ -188,6 +195,8 @@ struct Answer {
     code: u16,
     message: String,
     data: Option<String>,
+    /// For [`Op::Metrics`]: the shard's figures.
+    metrics: Option<Box<ShardMetrics>>,
 }
 
 impl Answer {
@@ -196,21 +205,61 @@ impl Answer {
             code,
             message: message.into(),
             data: None,
+            metrics: None,
         }
+    }
+    fn data(code: u16, message: impl Into<String>, data: String) -> Answer {
+        Answer {
+            data: Some(data),
+            ..Answer::err(code, message)
+        }
+    }
+}
+
+/// One shard's figures for a metrics endpoint, taken on its own thread between two rounds.
+#[derive(Clone, Debug, Default)]
+pub struct ShardMetrics {
+    /// The shard's index (0 when not sharded).
+    pub shard: usize,
+    /// Packets, batches and rounds.
+    pub run: crate::router::RunStats,
+    /// The shard's thread's buffer pool: what it allocated, reused, recycled and freed since the
+    /// thread started.
+    pub pool: crate::pool::PoolStats,
+    /// Buffers waiting in that pool now.
+    pub pooled: usize,
+    /// Every numeric read handler of the shard's elements.
+    pub handlers: Vec<crate::router::HandlerSample>,
+    /// Hot reconfigurations made, and the last one's pause on the router's thread in nanoseconds.
+    pub swaps: (u64, u64),
+}
+
+/// The function inside a [`Rebuilder`]: (text, shard, shards) to (graph, flattened text), or an error.
+pub type RebuildFn = dyn Fn(&str, usize, usize) -> Result<(Router, String), String> + Send + Sync;
+
+/// Builds the graph of a new configuration for a hot reconfiguration (`WRITE hotconfig`): from the
+/// configuration text, the graph that shard `shard` of `shards` runs, built and initialized but not
+/// running, with the configuration's flattened text. Errors are returned to the client as they are (a
+/// configuration error names its line and column).
+#[derive(Clone)]
+pub struct Rebuilder(pub Arc<RebuildFn>);
+
+impl std::fmt::Debug for Rebuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rebuilder")
     }
 }
 
 /// The router's end: requests waiting for its thread.
 pub(crate) struct ControlPort {
     rx: Receiver<Request>,
-    config_text: Arc<str>,
-    flat_text: Arc<str>,
     read_only: bool,
 }
 
 /// A running control server: its listening sockets and their threads. Dropping it stops accepting (the
 /// router's end closes when the router is dropped).
 pub struct ControlServer {
+    handle: ControlHandle,
     addrs: Vec<Listen>,
     stats: Arc<ControlStats>,
     stop: Arc<AtomicBool>,
@@ -258,11 +307,8 @@ impl ControlServer {
         let mut tx = Vec::with_capacity(routers.len());
         for router in routers.iter_mut() {
             let (t, rx) = sync_channel::<Request>(64);
-            let (config_text, flat_text) = router.config_texts();
             router.attach_control(ControlPort {
                 rx,
-                config_text,
-                flat_text,
                 read_only: config.read_only,
             });
             tx.push(t);
@@ -326,7 +372,16 @@ impl ControlServer {
                 }
             }
         }
+        let handle = ControlHandle {
+            ctx: ConnCtx {
+                tx: tx.clone(),
+                cfg: cfg.clone(),
+                stats: stats.clone(),
+                active: active.clone(),
+            },
+        };
         Ok(ControlServer {
+            handle,
             addrs,
             stats,
             stop,
@@ -343,6 +398,99 @@ impl ControlServer {
     /// Its counters.
     pub fn stats(&self) -> Arc<ControlStats> {
         self.stats.clone()
+    }
+
+    /// An in-process client: the same commands as the sockets', without a socket (a metrics endpoint,
+    /// a signal handler). Start a server with no sockets to have only this.
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+}
+
+/// An in-process client of a control server ([`ControlServer::handle`]): commands answered on the
+/// router's thread between rounds, with the server's bounds and counters.
+#[derive(Clone)]
+pub struct ControlHandle {
+    ctx: ConnCtx,
+}
+
+impl std::fmt::Debug for ControlHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlHandle")
+            .field("shards", &self.ctx.tx.len())
+            .finish()
+    }
+}
+
+impl ControlHandle {
+    fn reply(a: Answer) -> Reply {
+        Reply {
+            code: a.code,
+            message: a.message,
+            data: a.data,
+        }
+    }
+
+    /// Reads `handler` (`element.handler` or a global one).
+    pub fn read(&self, handler: &str) -> Reply {
+        let h = handler.to_string();
+        Self::reply(ask(&self.ctx, |_| Op::Read(h.clone(), String::new())))
+    }
+
+    /// Writes `value` to `handler` (`hotconfig` included).
+    pub fn write(&self, handler: &str, value: &str) -> Reply {
+        Self::reply(write(&self.ctx, handler, value))
+    }
+
+    /// Every shard's figures, in shard order (taken on each shard's thread).
+    pub fn metrics(&self) -> Result<Vec<ShardMetrics>, Reply> {
+        let answers = ask_each(&self.ctx, |_| Op::Metrics).map_err(Self::reply)?;
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| match a.metrics {
+                Some(m) => Ok(ShardMetrics { shard: i, ..*m }),
+                None => Err(Self::reply(a)),
+            })
+            .collect()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Arc<ControlStats> {
+        self.ctx.stats.clone()
+    }
+}
+
+/// A write, from a socket or a handle: `hotconfig` is built here, on the caller's thread, and swapped
+/// in on the router's; other handlers are written on the router's thread.
+fn write(ctx: &ConnCtx, handler: &str, value: &str) -> Answer {
+    if handler != "hotconfig" {
+        let (h, v) = (handler.to_string(), value.to_string());
+        return ask(ctx, |_| Op::Write(h.clone(), v.clone()));
+    }
+    if ctx.cfg.read_only {
+        return Answer::err(530, "Permission denied (a read-only control socket)");
+    }
+    let Some(rebuild) = &ctx.cfg.hotconfig else {
+        return Answer::err(501, "Hot reconfiguration is not enabled here");
+    };
+    let shards = ctx.tx.len();
+    if shards != 1 {
+        return Answer::err(
+            501,
+            "Hot reconfiguration of a sharded run is not supported (run one shard)",
+        );
+    }
+    match (rebuild.0)(value, 0, 1) {
+        Err(e) => Answer::err(520, e),
+        Ok((router, flat)) => {
+            let mut router = Some(Box::new(router));
+            let (text, flat): (Arc<str>, Arc<str>) = (Arc::from(value), Arc::from(flat.as_str()));
+            ask(ctx, |_| match router.take() {
+                Some(r) => Op::HotConfig(r, text.clone(), flat.clone()),
+                None => Op::Check("hotconfig".into(), true),
+            })
+        }
     }
 }
 
@@ -523,15 +671,18 @@ fn serve(conn: Conn, ctx: &ConnCtx) {
                 Answer::err(500, "Syntax error: a handler name is needed")
             }
             "READ" => {
-                let params = rest_after(&line, 2);
-                ask(ctx, Op::Read(words[1].to_string(), params))
+                let (h, params) = (words[1].to_string(), rest_after(&line, 2));
+                ask(ctx, |_| Op::Read(h.clone(), params.clone()))
             }
-            "WRITE" => {
-                let value = rest_after(&line, 2);
-                ask(ctx, Op::Write(words[1].to_string(), value))
+            "WRITE" => write(ctx, words[1], &rest_after(&line, 2)),
+            "CHECKREAD" => {
+                let h = words[1].to_string();
+                ask(ctx, |_| Op::Check(h.clone(), false))
             }
-            "CHECKREAD" => ask(ctx, Op::Check(words[1].to_string(), false)),
-            "CHECKWRITE" => ask(ctx, Op::Check(words[1].to_string(), true)),
+            "CHECKWRITE" => {
+                let h = words[1].to_string();
+                ask(ctx, |_| Op::Check(h.clone(), true))
+            }
             "READDATA" | "WRITEDATA" => {
                 let n = match words.get(2).map(|n| n.parse::<usize>()) {
                     Some(Ok(n)) if words.len() == 3 => n,
@@ -551,9 +702,10 @@ fn serve(conn: Conn, ctx: &ConnCtx) {
                 }
                 let data = String::from_utf8_lossy(&data).into_owned();
                 if cmd == "READDATA" {
-                    ask(ctx, Op::Read(words[1].to_string(), data))
+                    let h = words[1].to_string();
+                    ask(ctx, |_| Op::Read(h.clone(), data.clone()))
                 } else {
-                    ask(ctx, Op::Write(words[1].to_string(), data))
+                    write(ctx, words[1], &data)
                 }
             }
             "READUNTIL" | "WRITEUNTIL" if words.len() >= 2 => {
@@ -575,9 +727,10 @@ fn serve(conn: Conn, ctx: &ConnCtx) {
                     }
                 }
                 if cmd == "READUNTIL" {
-                    ask(ctx, Op::Read(words[1].to_string(), data))
+                    let h = words[1].to_string();
+                    ask(ctx, |_| Op::Read(h.clone(), data.clone()))
                 } else {
-                    ask(ctx, Op::Write(words[1].to_string(), data))
+                    write(ctx, words[1], &data)
                 }
             }
             "LLRPC" => Answer::err(501, "Unimplemented command 'LLRPC' (no LLRPCs here)"),
@@ -607,7 +760,21 @@ fn rest_after(line: &str, n: usize) -> String {
 }
 
 fn answer_line(w: &mut impl Write, a: &Answer) -> bool {
-    let mut out = format!("{} {}\r\n", a.code, a.message.replace(['\r', '\n'], " "));
+    // A message of several lines (a configuration's errors) goes as Click sends one: every line but
+    // the last as `CODE-text`, the last as `CODE text`.
+    let lines: Vec<&str> = a
+        .message
+        .split(['\r', '\n'])
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let sep = if i + 1 < lines.len() { '-' } else { ' ' };
+        out.push_str(&format!("{}{sep}{l}\r\n", a.code));
+    }
+    if lines.is_empty() {
+        out = format!("{} \r\n", a.code);
+    }
     if let Some(d) = &a.data {
         out.push_str(&format!("DATA {}\r\n", d.len()));
         out.push_str(d);
@@ -616,30 +783,37 @@ fn answer_line(w: &mut impl Write, a: &Answer) -> bool {
 }
 
 /// Hands `op` to the router's thread (every shard's) and waits (bounded) for the answer.
-fn ask(ctx: &ConnCtx, op: Op) -> Answer {
+fn ask(ctx: &ConnCtx, op: impl FnMut(usize) -> Op) -> Answer {
+    match ask_each(ctx, op) {
+        Ok(answers) => combine(answers),
+        Err(a) => a,
+    }
+}
+
+/// Hands `op(i)` to shard `i`'s thread, for every shard, and waits (bounded) for their answers.
+fn ask_each(ctx: &ConnCtx, mut op: impl FnMut(usize) -> Op) -> Result<Vec<Answer>, Answer> {
     let deadline = std::time::Instant::now() + ctx.cfg.command_timeout;
     let mut waits = Vec::with_capacity(ctx.tx.len());
-    for shard in ctx.tx.iter() {
+    for (i, shard) in ctx.tx.iter().enumerate() {
         let (tx, rx) = sync_channel(1);
-        let req = Request {
-            op: op.clone(),
+        let mut req = Request {
+            op: op(i),
             reply: tx,
         };
         // Many commands at once fill the queue: wait for room, within the command's bound.
-        let mut req = req;
         loop {
             match shard.try_send(req) {
                 Ok(()) => break,
                 Err(std::sync::mpsc::TrySendError::Full(r)) => {
                     if std::time::Instant::now() >= deadline {
                         ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Answer::err(520, "The router's command queue stayed full");
+                        return Err(Answer::err(520, "The router's command queue stayed full"));
                     }
                     req = r;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                    return Answer::err(540, "No router running");
+                    return Err(Answer::err(540, "No router running"));
                 }
             }
         }
@@ -652,15 +826,17 @@ fn ask(ctx: &ConnCtx, op: Op) -> Answer {
             Ok(a) => answers.push(a),
             Err(RecvTimeoutError::Timeout) => {
                 ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Answer::err(
+                return Err(Answer::err(
                     520,
                     "The router did not answer in time (it is not running its rounds)",
-                );
+                ));
             }
-            Err(RecvTimeoutError::Disconnected) => return Answer::err(540, "No router running"),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Answer::err(540, "No router running"));
+            }
         }
     }
-    combine(answers)
+    Ok(answers)
 }
 
 /// One answer from the shards' answers: the first error, or the values combined.
@@ -684,9 +860,8 @@ fn combine(mut answers: Vec<Answer>) -> Answer {
     });
     let first = answers.swap_remove(0);
     Answer {
-        code: first.code,
-        message: first.message,
         data,
+        ..Answer::err(first.code, first.message)
     }
 }
 
@@ -708,11 +883,7 @@ impl ControlPort {
                     // Read handlers take no parameters here (Click's few that do are not needed).
                     let _ = params;
                     match router.read_handler(&e, name) {
-                        Ok(v) => Answer {
-                            code: 200,
-                            message: format!("Read handler '{h}' OK"),
-                            data: Some(v),
-                        },
+                        Ok(v) => Answer::data(200, format!("Read handler '{h}' OK"), v),
                         Err(crate::Error::Handler { message, .. })
                             if message == "no such read handler" =>
                         {
@@ -739,6 +910,43 @@ impl ControlPort {
                             Err(err) => Answer::err(520, err.to_string()),
                         }
                     }
+                }
+            }
+            Op::Metrics => Answer {
+                metrics: Some(Box::new(ShardMetrics {
+                    shard: 0,
+                    run: router.run_stats(),
+                    pool: crate::pool::stats(),
+                    pooled: crate::pool::pooled(),
+                    handlers: router.handler_samples(),
+                    swaps: router.swaps(),
+                })),
+                ..Answer::err(200, "Metrics OK")
+            },
+            Op::HotConfig(new, text, flat) => {
+                if self.read_only {
+                    return Answer::err(530, "Permission denied (a read-only control socket)");
+                }
+                let swap = match router.hot_swap(*new) {
+                    Ok(s) => s,
+                    Err(e) => return Answer::err(520, e.to_string()),
+                };
+                router.set_config_texts(text, flat);
+                Answer::err(
+                    200,
+                    format!(
+                        "Write handler 'hotconfig' OK ({} of {} elements took their old state; paused {} us)",
+                        swap.kept,
+                        swap.elements,
+                        swap.pause_ns / 1000
+                    ),
+                )
+            }
+            Op::Check(h, write) if h == "hotconfig" && write => {
+                if self.read_only {
+                    Answer::err(530, "Permission denied (a read-only control socket)")
+                } else {
+                    Answer::err(200, "Write handler 'hotconfig' OK")
                 }
             }
             Op::Check(h, write) => match split_handler(router, &h) {
@@ -785,15 +993,11 @@ impl ControlPort {
                 c.dedup();
                 c.iter().map(|c| format!("{c}\n")).collect()
             }
-            "config" => self.config_text.to_string(),
-            "flatconfig" => self.flat_text.to_string(),
+            "config" => router.config_texts().0.to_string(),
+            "flatconfig" => router.config_texts().1.to_string(),
             _ => return Answer::err(511, format!("No global handler named '{h}'")),
         };
-        Answer {
-            code: 200,
-            message: format!("Read handler '{h}' OK"),
-            data: Some(data),
-        }
+        Answer::data(200, format!("Read handler '{h}' OK"), data)
     }
 }
 
@@ -910,16 +1114,24 @@ impl Client {
             self.w.write_all(d)?;
         }
         self.w.flush()?;
-        let mut l = String::new();
-        if self.r.read_line(&mut l)? == 0 {
-            return Err(ClientError::Protocol("connection closed".into()));
-        }
-        let l = l.trim_end();
-        let (code, message) = l.split_at(l.len().min(3));
-        let code: u16 = code
-            .parse()
-            .map_err(|_| ClientError::Protocol(l.to_string()))?;
-        let message = message.trim_start_matches([' ', '-']).to_string();
+        // The answer's lines: `CODE-text` continues, `CODE text` ends.
+        let mut parts = Vec::new();
+        let code = loop {
+            let mut l = String::new();
+            if self.r.read_line(&mut l)? == 0 {
+                return Err(ClientError::Protocol("connection closed".into()));
+            }
+            let l = l.trim_end();
+            let (c, rest) = l.split_at(l.len().min(3));
+            let code: u16 = c
+                .parse()
+                .map_err(|_| ClientError::Protocol(l.to_string()))?;
+            parts.push(rest.get(1..).unwrap_or("").to_string());
+            if !rest.starts_with('-') {
+                break code;
+            }
+        };
+        let message = parts.join("\n");
         let mut data = None;
         if code / 100 == 2 && line.trim_start().to_ascii_uppercase().starts_with("READ") {
             let mut d = String::new();

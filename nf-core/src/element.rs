@@ -136,6 +136,17 @@ fn code(side: &str, port: usize) -> Processing {
     }
 }
 
+/// What a read handler's value is, for a metrics scraper ([`crate::metrics`] exports the numeric ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// A count that only grows (until a `reset`): packets, drops, flows created.
+    Counter,
+    /// A value that goes up and down: flows in a table, packets waiting, a rate, a setting.
+    Gauge,
+    /// Not a metric: text, a table dump, a write-only knob.
+    Text,
+}
+
 /// A handler an element offers: a named value to read, or a knob to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandlerSpec {
@@ -149,10 +160,13 @@ pub struct HandlerSpec {
     pub doc: &'static str,
     /// Shown in run reports ([`crate::Router::handlers`]); false for bulky values read on demand.
     pub listed: bool,
+    /// A counter, a gauge or neither (how a metrics endpoint types the value).
+    pub kind: HandlerKind,
 }
 
 impl HandlerSpec {
-    /// A read handler.
+    /// A read handler whose value is a count that only grows (a [`HandlerKind::Counter`]); a value that
+    /// can fall is a [`gauge`](Self::gauge).
     pub const fn read(name: &'static str, doc: &'static str) -> Self {
         HandlerSpec {
             name,
@@ -160,6 +174,21 @@ impl HandlerSpec {
             write: false,
             doc,
             listed: true,
+            kind: HandlerKind::Counter,
+        }
+    }
+    /// A read handler whose value goes up and down (flows in a table, a queue's length).
+    pub const fn gauge(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec {
+            kind: HandlerKind::Gauge,
+            ..Self::read(name, doc)
+        }
+    }
+    /// A read handler whose value is text (a list, a name, an error), listed in run reports.
+    pub const fn text(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec {
+            kind: HandlerKind::Text,
+            ..Self::read(name, doc)
         }
     }
     /// A read handler left out of run reports (a table dump), read by name only.
@@ -170,6 +199,7 @@ impl HandlerSpec {
             write: false,
             doc,
             listed: false,
+            kind: HandlerKind::Text,
         }
     }
     /// A write handler.
@@ -180,9 +210,10 @@ impl HandlerSpec {
             write: true,
             doc,
             listed: false,
+            kind: HandlerKind::Text,
         }
     }
-    /// A read-write handler.
+    /// A read-write handler (a setting: a [`HandlerKind::Gauge`] when its value is a number).
     pub const fn read_write(name: &'static str, doc: &'static str) -> Self {
         HandlerSpec {
             name,
@@ -190,6 +221,7 @@ impl HandlerSpec {
             write: true,
             doc,
             listed: true,
+            kind: HandlerKind::Gauge,
         }
     }
 }
@@ -368,6 +400,35 @@ pub trait Element: AsAny + Send {
     fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
         let _ = value;
         Err(format!("no write handler `{name}`"))
+    }
+
+    /// Takes over the state of `old`, the element of the same name and class in the graph this one's
+    /// replaces (a hot reconfiguration, Click's `take_state`): flow tables, counters, queued packets,
+    /// open sockets. Called after [`initialize`](Self::initialize), on the router's thread between two
+    /// rounds: keep it short (move, do not copy). Whatever `old` keeps is cleaned up and dropped. The
+    /// default keeps nothing: the element starts afresh.
+    ///
+    /// ```
+    /// use nf_core::{Batch, Element, Outputs};
+    /// struct Count(u64);
+    /// impl Element for Count {
+    ///     fn class_name(&self) -> &'static str { "Count" }
+    ///     fn push(&mut self, _: usize, b: &mut Batch, out: &mut Outputs) {
+    ///         self.0 += b.len() as u64;
+    ///         out.port(0).append(b)
+    ///     }
+    ///     fn take_state(&mut self, old: &mut dyn Element) {
+    ///         if let Some(old) = old.as_any_mut().downcast_mut::<Count>() {
+    ///             self.0 = old.0;
+    ///         }
+    ///     }
+    /// }
+    /// let (mut old, mut new) = (Count(7), Count(0));
+    /// new.take_state(&mut old);
+    /// assert_eq!(new.0, 7);
+    /// ```
+    fn take_state(&mut self, old: &mut dyn Element) {
+        let _ = old;
     }
 
     /// Called when the run ends (flush files, report).

@@ -42,6 +42,8 @@ pub mod graph;
 pub mod hash;
 pub mod huge_pages_unsafe;
 pub mod lpm;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod packet;
 pub mod pool;
 pub mod prefetch_unsafe;
@@ -68,7 +70,7 @@ pub use packet::{
     Annotations, HeaderInfo, IpVersion, Link, Malformed, Packet, PacketError, Timestamp,
 };
 pub use registry::Registry;
-pub use router::{HandlerValue, Router, ShardedRouter, StopHandle};
+pub use router::{HandlerValue, Router, ShardedRouter, StopHandle, SwapReport};
 
 /// Registers nf-core's element classes (the same as [`Registry::standard`] starts with).
 pub fn register(r: &mut Registry) {

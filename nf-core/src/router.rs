@@ -55,6 +55,74 @@ pub struct HandlerValue {
     pub value: String,
 }
 
+/// Buckets of [`RunStats::batch_sizes`]: batches of at most 1, 2, 4, ... 64 packets, and more.
+pub const BATCH_BUCKETS: usize = 8;
+
+/// What a router's sources put into its graph (and, in a sharded run, what other shards handed it):
+/// packets and batches, counted per batch, not per packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Scheduling rounds run.
+    pub rounds: u64,
+    /// Packets that entered the graph.
+    pub packets: u64,
+    /// Batches they came in.
+    pub batches: u64,
+    /// Batches by size: bucket `i < 7` counts batches of more than `2^(i-1)` and at most `2^i` packets,
+    /// the last one every batch above 64.
+    pub batch_sizes: [u64; BATCH_BUCKETS],
+}
+
+impl RunStats {
+    /// Counts one batch of `n > 0` packets.
+    #[inline]
+    fn count(&mut self, n: usize) {
+        self.packets += n as u64;
+        self.batches += 1;
+        let b = (usize::BITS - (n - 1).leading_zeros()) as usize;
+        self.batch_sizes[b.min(BATCH_BUCKETS - 1)] += 1;
+    }
+}
+
+impl std::ops::AddAssign for RunStats {
+    fn add_assign(&mut self, o: RunStats) {
+        self.rounds += o.rounds;
+        self.packets += o.packets;
+        self.batches += o.batches;
+        for (a, b) in self.batch_sizes.iter_mut().zip(o.batch_sizes) {
+            *a += b;
+        }
+    }
+}
+
+/// What a hot reconfiguration did ([`Router::hot_swap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapReport {
+    /// Elements in the new graph.
+    pub elements: usize,
+    /// Of those, the ones that took an old element's state (same name and class).
+    pub kept: usize,
+    /// How long the router's thread was kept from its rounds, in nanoseconds.
+    pub pause_ns: u64,
+}
+
+/// A numeric read handler's value, for a metrics endpoint ([`Router::handler_samples`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerSample {
+    /// Element name.
+    pub element: String,
+    /// Element class.
+    pub class: &'static str,
+    /// Handler name.
+    pub handler: &'static str,
+    /// The handler's one line of documentation.
+    pub doc: &'static str,
+    /// Counter or gauge.
+    pub kind: crate::element::HandlerKind,
+    /// The value.
+    pub value: f64,
+}
+
 /// Stops a running router from another thread (a signal handler, a test).
 #[derive(Clone, Debug, Default)]
 pub struct StopHandle(Arc<AtomicBool>);
@@ -87,6 +155,10 @@ pub struct Router {
     now: Timestamp,
     dispatch: Option<Dispatch>,
     rounds: u64,
+    /// Packets and batches that entered the graph.
+    run_stats: RunStats,
+    /// Hot reconfigurations made, and the last one's pause in nanoseconds.
+    swaps: (u64, u64),
     /// What the runs of this router did to its thread's buffer pool.
     pool: crate::pool::PoolStats,
     /// A control socket's requests, answered between rounds.
@@ -480,6 +552,8 @@ impl Router {
             now: Timestamp::now(),
             dispatch: None,
             rounds: 0,
+            run_stats: RunStats::default(),
+            swaps: (0, 0),
         })
     }
 
@@ -492,6 +566,101 @@ impl Router {
     /// freed).
     pub fn pool_stats(&self) -> crate::pool::PoolStats {
         self.pool
+    }
+
+    /// Packets and batches that entered this router's graph, and its rounds.
+    pub fn run_stats(&self) -> RunStats {
+        RunStats {
+            rounds: self.rounds,
+            ..self.run_stats
+        }
+    }
+
+    /// Hot reconfigurations made ([`hot_swap`](Self::hot_swap)), and the last one's pause in
+    /// nanoseconds.
+    pub fn swaps(&self) -> (u64, u64) {
+        self.swaps
+    }
+
+    /// Replaces this router's graph by `new`'s, between two rounds (Click's hot reconfiguration): every
+    /// element of `new` whose name and class match an element of the running graph first takes that
+    /// element's state ([`Element::take_state`]: flow tables, counters, queued packets, open sockets);
+    /// the rest start afresh, and the old graph's remaining elements are cleaned up and dropped.
+    /// `new` is built and initialized beforehand, beside the running graph (a configuration that does
+    /// not build never reaches here). What stays: the stop handle, the control socket, the shard, the
+    /// counters of rounds and packets. A sharded router's graph is not swapped (its shards hand
+    /// batches to each other by element index): the swap is refused with an error.
+    pub fn hot_swap(&mut self, mut new: Router) -> Result<SwapReport, Error> {
+        if self.dispatch.is_some() || new.dispatch.is_some() {
+            return Err(Error::Runtime(
+                "a sharded router's graph cannot be swapped".into(),
+            ));
+        }
+        let t0 = std::time::Instant::now();
+        let mut kept = 0;
+        let mut by_name: std::collections::HashMap<String, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        for n in &mut new.nodes {
+            if let Some(i) = by_name.remove(&n.name) {
+                let old = &mut self.nodes[i];
+                if old.elem.class_name() == n.elem.class_name() {
+                    n.elem.take_state(old.elem.as_mut());
+                    kept += 1;
+                }
+            }
+        }
+        let elements = new.nodes.len();
+        let old_nodes = std::mem::replace(&mut self.nodes, std::mem::take(&mut new.nodes));
+        self.tasks = std::mem::take(&mut new.tasks);
+        self.timers = std::mem::take(&mut new.timers);
+        let pause = t0.elapsed().as_nanos() as u64;
+        self.swaps = (self.swaps.0 + 1, pause);
+        // The old graph's leftovers are cleaned up after the pause is measured (files flushed,
+        // sockets closed): the new graph runs from the next round.
+        for mut n in old_nodes {
+            n.elem.cleanup();
+        }
+        Ok(SwapReport {
+            elements,
+            kept,
+            pause_ns: pause,
+        })
+    }
+
+    pub(crate) fn set_config_texts(&mut self, text: Arc<str>, flat: Arc<str>) {
+        self.config_text = (text, flat);
+    }
+
+    /// Every numeric read handler's value (counters and gauges; text handlers and values that are not
+    /// numbers are left out), for a metrics endpoint.
+    pub fn handler_samples(&self) -> Vec<HandlerSample> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for h in n.elem.handlers() {
+                if !h.read || h.kind == crate::element::HandlerKind::Text {
+                    continue;
+                }
+                let Some(v) = n.elem.read_handler(h.name) else {
+                    continue;
+                };
+                let Ok(value) = v.trim().parse::<f64>() else {
+                    continue;
+                };
+                out.push(HandlerSample {
+                    element: n.name.clone(),
+                    class: n.elem.class_name(),
+                    handler: h.name,
+                    doc: h.doc,
+                    kind: h.kind,
+                    value,
+                });
+            }
+        }
+        out
     }
 
     /// Sets the configuration's text and its flattened form, which a control socket's `config` and
@@ -522,9 +691,9 @@ impl Router {
     pub fn handler_spec(&self, element: &str, handler: &str) -> Option<HandlerSpec> {
         let n = self.nodes.iter().find(|n| n.name == element)?;
         match handler {
-            "class" => Some(HandlerSpec::read("class", "the element's class")),
-            "name" => Some(HandlerSpec::read("name", "the element's name")),
-            "handlers" => Some(HandlerSpec::read("handlers", "the element's handlers")),
+            "class" => Some(HandlerSpec::text("class", "the element's class")),
+            "name" => Some(HandlerSpec::text("name", "the element's name")),
+            "handlers" => Some(HandlerSpec::text("handlers", "the element's handlers")),
             _ => n
                 .elem
                 .handlers()
@@ -711,9 +880,15 @@ impl Router {
         };
         self.nodes[t].elem = elem;
         self.nodes[t].outs = outs;
-        if self.nodes[t].is_source && self.dispatch.is_some() && !self.nodes[t].elem.shards_itself()
-        {
-            self.dispatch_outputs(t);
+        if self.nodes[t].is_source {
+            if self.dispatch.is_some() && !self.nodes[t].elem.shards_itself() {
+                self.dispatch_outputs(t);
+            }
+            for b in self.nodes[t].outs.batches_mut().iter() {
+                if !b.is_empty() {
+                    self.run_stats.count(b.len());
+                }
+            }
         }
         self.forward(t);
         status
@@ -911,6 +1086,9 @@ impl Router {
 
     fn deliver(&mut self, mut t: Transfer, ret: &[Sender<Batch>], shared: &ShardShared) {
         let (j, q) = self.nodes[t.elem as usize].out_conn[t.port as usize];
+        if !t.batch.is_empty() {
+            self.run_stats.count(t.batch.len());
+        }
         if j != NONE {
             self.push_into(j as usize, q as usize, &mut t.batch);
         }

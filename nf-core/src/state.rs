@@ -674,6 +674,42 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         self.raw.max_displacement()
     }
 
+    /// Takes every entry of `old`, with its sink and its counters (a hot reconfiguration: the element of
+    /// the new graph takes the table of the element it replaces). Tables of the same capacity are
+    /// swapped, nothing copied; otherwise the entries move one by one, keeping their expiry (a smaller
+    /// table keeps what it can hold: the rest are evicted, counted). `old` is left empty, without a sink.
+    pub fn take_over(&mut self, old: &mut StateTable<K, V>)
+    where
+        V: Clone,
+    {
+        let sink = old.sink.take();
+        if self.capacity == old.capacity {
+            let when_full = self.when_full;
+            std::mem::swap(self, old);
+            self.when_full = when_full;
+            old.clear();
+        } else {
+            let mut stats = old.stats;
+            self.clear();
+            for s in old.raw.iter() {
+                let evicted = self.stats.evicted;
+                self.install(
+                    s.hash,
+                    s.key.clone(),
+                    s.value.clone(),
+                    Timestamp(0),
+                    s.expires,
+                );
+                stats.evicted += self.stats.evicted - evicted;
+            }
+            self.stats = stats;
+            old.clear();
+        }
+        if let Some(sink) = sink {
+            self.sink = Some(sink);
+        }
+    }
+
     /// Removes every entry without reporting.
     pub fn clear(&mut self) {
         self.raw.clear();

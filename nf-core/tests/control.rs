@@ -236,3 +236,123 @@ fn a_sharded_run_answers_for_all_its_shards() {
         .sum();
     assert_eq!(total, x, "the socket's sum is the shards' sum");
 }
+
+/// A rebuilder for `WRITE hotconfig`: the standard registry, the text as given.
+fn rebuilder() -> nf_core::control::Rebuilder {
+    nf_core::control::Rebuilder(std::sync::Arc::new(|text: &str, shard, shards| {
+        let cfg = nf_core::Config::parse("hotconfig", text, &Default::default())
+            .map_err(|e| e.to_string())?;
+        let g = cfg
+            .build(&nf_core::Registry::standard())
+            .map_err(|e| e.to_string())?;
+        let r = nf_core::Router::new_shard(g, shard, shards).map_err(|e| e.to_string())?;
+        Ok((r, cfg.flatten()))
+    }))
+}
+
+#[test]
+fn hotconfig_swaps_the_graph_and_keeps_the_state_of_what_stays() {
+    let lb = |backends: &str, idle: u32| {
+        format!(
+            "src :: InfiniteSource(FLOWS 64, PROTO tcp) -> c :: Counter -> q :: Queue(100000);
+             q -> Unqueue(BURST 8) -> lb :: LoadBalancer(VIP 10.0.0.2:80, LOOSE_VIP true, IDLE {idle},
+                 BACKENDS {backends}) -> Discard;
+             Idle -> [1]lb[1] -> Discard;"
+        )
+    };
+    let cfg = ControlConfig {
+        hotconfig: Some(rebuilder()),
+        ..Default::default()
+    };
+    let (server, stop, h) = running(
+        &lb("10.1.0.1:80 10.1.0.2:80", 300),
+        cfg,
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+    );
+    let mut c = Client::connect(&server.local_addrs()[0], T).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let before = c.read("lb.backends").unwrap().data.unwrap();
+    let flows_before = count(&mut c, "lb.flows");
+    assert_eq!(flows_before, 64, "{before}");
+    let counted = count(&mut c, "c.count");
+
+    // A third backend and a new timeout: every flow keeps its backend, the counter goes on.
+    let text = lb("10.1.0.1:80 10.1.0.2:80 10.1.0.3:80", 60);
+    let r = c
+        .command(
+            &format!("WRITEDATA hotconfig {}", text.len()),
+            Some(text.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.code, 200, "{r:?}");
+    assert!(r.message.contains("took their old state"), "{r:?}");
+    let after = c.read("lb.backends").unwrap().data.unwrap();
+    assert!(after.ends_with("10.1.0.3:80=0"), "{before} -> {after}");
+    // The first two backends' census: the same flows as before.
+    let strip = |s: &str| s.split(' ').take(2).collect::<Vec<_>>().join(" ");
+    assert_eq!(strip(&after), strip(&before));
+    assert_eq!(count(&mut c, "lb.flows"), 64);
+    assert!(count(&mut c, "c.count") >= counted);
+    assert_eq!(
+        count(&mut c, "lb.new_flows"),
+        64,
+        "no flow was chosen again"
+    );
+    let cfgtext = c.read("config").unwrap().data.unwrap();
+    assert!(cfgtext.contains("10.1.0.3:80"), "{cfgtext}");
+
+    // A configuration with an error: refused with its line and column, nothing changes.
+    let bad =
+        "src :: InfiniteSource(FLOWS 8) -> c :: Counter;\nc -> lb :: NoSuchClass(1) -> Discard;";
+    let r = c
+        .command(
+            &format!("WRITEDATA hotconfig {}", bad.len()),
+            Some(bad.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.code, 520, "{r:?}");
+    assert!(r.message.contains("hotconfig:2:"), "{r:?}");
+    assert!(
+        c.read("config")
+            .unwrap()
+            .data
+            .unwrap()
+            .contains("10.1.0.3:80")
+    );
+    assert_eq!(count(&mut c, "lb.flows"), 64);
+
+    // Read-only sockets and servers without a rebuilder refuse it.
+    stop.stop();
+    let r = h.join().unwrap();
+    assert_eq!(r.swaps().0, 1);
+    drop(server);
+    let (server, stop, h) = running(
+        "InfiniteSource -> Discard;",
+        ControlConfig::default(),
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+    );
+    let mut c = Client::connect(&server.local_addrs()[0], T).unwrap();
+    assert_eq!(c.write("hotconfig", "Idle -> Discard;").unwrap().code, 501);
+    stop.stop();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_queue_s_packets_and_a_counter_s_counts_survive_a_swap() {
+    let mut old = nf_core::testing::router_for(
+        "InfiniteSource(LIMIT 500, STOP true) -> c :: Counter -> q :: Queue(1000); q -> Idle;",
+    )
+    .unwrap();
+    old.run().unwrap();
+    assert_eq!(old.read_handler("q", "length").unwrap(), "500");
+    let new = nf_core::testing::router_for(
+        "InfiniteSource(LIMIT 0, STOP true) -> c :: Counter -> q :: Queue(300); q -> Idle;",
+    )
+    .unwrap();
+    let rep = old.hot_swap(new).unwrap();
+    assert_eq!((rep.elements, rep.kept), (4, 4));
+    assert_eq!(old.read_handler("c", "count").unwrap(), "500");
+    // A smaller queue keeps what it holds; the rest are drops.
+    assert_eq!(old.read_handler("q", "length").unwrap(), "300");
+    assert_eq!(old.read_handler("q", "drops").unwrap(), "200");
+}

@@ -159,6 +159,19 @@ impl Element for FromDevice {
         });
         TaskStatus::Busy
     }
+    /// A new configuration's source on the same interface keeps reading the old one's socket: the
+    /// frames that arrived while the new graph was built are in its queue (and in the new socket's,
+    /// which is closed): none lost, none twice.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<FromDevice>()
+            && old.ifname == self.ifname
+            && old.sock.is_some()
+        {
+            self.sock = old.sock.take();
+            (self.count, self.bytes, self.truncated, self.errors) =
+                (old.count, old.bytes, old.truncated, old.errors);
+        }
+    }
     fn handlers(&self) -> &'static [HandlerSpec] {
         FROM_HANDLERS
     }

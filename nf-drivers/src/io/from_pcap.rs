@@ -192,7 +192,7 @@ const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("count", "packets read"),
     HandlerSpec::read("byte_count", "bytes read"),
     HandlerSpec::read("passes", "passes over the file begun"),
-    HandlerSpec::read("error", "the failure that ended the source, if any"),
+    HandlerSpec::text("error", "the failure that ended the source, if any"),
 ];
 
 impl Element for FromPcap {

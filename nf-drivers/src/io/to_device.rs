@@ -136,6 +136,17 @@ impl Element for ToDevice {
             TaskStatus::Idle
         }
     }
+    /// A new configuration's sink on the same interface keeps the old one's socket and counts.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<ToDevice>()
+            && old.ifname == self.ifname
+            && old.sock.is_some()
+        {
+            self.sock = old.sock.take();
+            (self.count, self.bytes, self.dropped, self.errors) =
+                (old.count, old.bytes, old.dropped, old.errors);
+        }
+    }
     fn handlers(&self) -> &'static [HandlerSpec] {
         TO_HANDLERS
     }

@@ -281,8 +281,8 @@ impl Stateful for AnantaMux {
 
 const MUX_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("encapsulated", "packets sent to a backend"),
-    HandlerSpec::read("trusted", "flows in the trusted table"),
-    HandlerSpec::read("untrusted", "flows in the untrusted table"),
+    HandlerSpec::gauge("trusted", "flows in the trusted table"),
+    HandlerSpec::gauge("untrusted", "flows in the untrusted table"),
     HandlerSpec::read("promoted", "flows promoted to trusted"),
     HandlerSpec::read(
         "stateless",

@@ -315,7 +315,15 @@ impl LoadBalancer {
         self.backends = backends;
         self.weights = weights;
         self.rr = 0;
-        // The census of the new set, from the table (a control-plane walk, once per change).
+        self.recount();
+        if self.policy == Policy::Maglev {
+            self.build_maglev()?;
+        }
+        Ok(())
+    }
+
+    /// The census of the backend set, from the table (a control-plane walk, once per change).
+    fn recount(&mut self) {
         let mut census = vec![0; self.backends.len()];
         let list = &self.backends;
         self.table.for_each(|_, e| {
@@ -324,10 +332,6 @@ impl LoadBalancer {
             }
         });
         self.census = census;
-        if self.policy == Policy::Maglev {
-            self.build_maglev()?;
-        }
-        Ok(())
     }
     /// Table capacity (the oldest-expiring flow is evicted when full).
     pub fn capacity(mut self, n: usize) -> Self {
@@ -677,7 +681,7 @@ impl Stateful for LoadBalancer {
 }
 
 const HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("flows", "flows in the table"),
+    HandlerSpec::gauge("flows", "flows in the table"),
     HandlerSpec::read("new_flows", "flows assigned a backend"),
     HandlerSpec::read("forwarded", "packets sent to backends"),
     HandlerSpec::read("replies", "packets sent back to clients"),
@@ -701,7 +705,7 @@ const HANDLERS: &[HandlerSpec] = &[
         "probe_limited",
         "new flows whose probe window was full (keys aimed at one place if it grows)",
     ),
-    HandlerSpec::read("backends", "flows per backend in the table"),
+    HandlerSpec::text("backends", "flows per backend in the table"),
     HandlerSpec::write(
         "set_backends",
         "a new backend set (IP:PORT[*WEIGHT] ...): established flows stay, new ones use it",
@@ -785,6 +789,34 @@ impl Element for LoadBalancer {
             // census is kept as flows come and go, so nothing here walks the table.
             self.sweep(now, 4096);
         }
+    }
+    /// A new configuration's balancer takes the old one's flows (every flow keeps its backend, also
+    /// a backend the new set no longer has: it drains as its flows close), its counters, its install
+    /// queue (a minion keeps following) and its table's sink (a primary keeps replicating). The Maglev
+    /// table is the old one if the backends, weights, size and key are unchanged, else the new one.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        let Some(old) = old.as_any_mut().downcast_mut::<LoadBalancer>() else {
+            return;
+        };
+        self.table.take_over(&mut old.table);
+        self.counts = old.counts;
+        self.clock = old.clock;
+        self.rng = old.rng;
+        if self.installs.is_none() {
+            self.installs = old.installs.take();
+        }
+        if self.policy == old.policy
+            && self.backends == old.backends
+            && self.weights == old.weights
+            && self.maglev_size == old.maglev_size
+            && self.agreed == old.agreed
+        {
+            self.rr = old.rr;
+            if old.maglev.is_some() {
+                self.maglev = old.maglev.take();
+            }
+        }
+        self.recount();
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS

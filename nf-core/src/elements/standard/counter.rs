@@ -37,8 +37,8 @@ pub struct Counter {
 const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("count", "packets seen"),
     HandlerSpec::read("byte_count", "bytes seen"),
-    HandlerSpec::read("rate", "packets per second (first to last packet)"),
-    HandlerSpec::read("bit_rate", "bits per second (first to last packet)"),
+    HandlerSpec::gauge("rate", "packets per second (first to last packet)"),
+    HandlerSpec::gauge("bit_rate", "bits per second (first to last packet)"),
     HandlerSpec::write("reset", "zero the counters"),
 ];
 
@@ -83,6 +83,13 @@ impl Element for Counter {
         self.count += batch.len() as u64;
         self.bytes += bytes;
         out.port(0).append(batch);
+    }
+    /// A new configuration's counter goes on from the old one's counts.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<Counter>() {
+            (self.count, self.bytes, self.first, self.last) =
+                (old.count, old.bytes, old.first, old.last);
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS

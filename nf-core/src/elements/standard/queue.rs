@@ -64,8 +64,8 @@ impl Queue {
 }
 
 const HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("length", "packets waiting"),
-    HandlerSpec::read("highwater_length", "most packets ever waiting"),
+    HandlerSpec::gauge("length", "packets waiting"),
+    HandlerSpec::gauge("highwater_length", "most packets ever waiting"),
     HandlerSpec::read("drops", "packets dropped because the queue was full"),
     HandlerSpec::read_write("capacity", "most packets held"),
     HandlerSpec::write("reset_counts", "zero drops and highwater_length"),
@@ -92,6 +92,21 @@ impl Element for Queue {
         let n = max.min(self.q.len());
         into.extend(self.q.drain(..n));
         n
+    }
+    /// A new configuration's queue takes the old one's packets (as many as its capacity holds; the
+    /// rest are dropped, counted) and counts.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<Queue>() {
+            self.drops = old.drops;
+            self.highwater = old.highwater;
+            while let Some(p) = old.q.pop_front() {
+                if self.q.len() < self.capacity {
+                    self.q.push_back(p);
+                } else {
+                    self.drops += 1;
+                }
+            }
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS

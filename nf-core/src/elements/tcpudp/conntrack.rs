@@ -373,7 +373,7 @@ impl Stateful for ConnTrack {
 
 const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("count", "packets tracked"),
-    HandlerSpec::read("flows", "entries in the table"),
+    HandlerSpec::gauge("flows", "entries in the table"),
     HandlerSpec::read("inserts", "flows inserted"),
     HandlerSpec::read("updates", "state transitions"),
     HandlerSpec::read("closed", "flows removed after closing"),
@@ -385,7 +385,7 @@ const HANDLERS: &[HandlerSpec] = &[
     ),
     HandlerSpec::read("rejected", "new flows refused: table full"),
     HandlerSpec::read("untracked", "packets that could not be tracked"),
-    HandlerSpec::read("capacity", "most entries"),
+    HandlerSpec::gauge("capacity", "most entries"),
     HandlerSpec::read_on_demand("table", "up to 100 entries"),
     HandlerSpec::write("clear", "empty the table (not reported)"),
 ];
@@ -456,6 +456,16 @@ impl Element for ConnTrack {
         }
         let now = pkt.add_nanos(wall.since(seen));
         self.table.sweep(now, 4096);
+    }
+    /// A new configuration's tracker takes the old one's connections (with their state and expiry),
+    /// its table's sink and its counts.
+    fn take_state(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<ConnTrack>() {
+            self.table.take_over(&mut old.table);
+            self.count = old.count;
+            self.untracked = old.untracked;
+            self.clock = old.clock;
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS

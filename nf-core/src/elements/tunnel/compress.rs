@@ -162,7 +162,7 @@ const C_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("passed", "packets passed unchanged"),
     HandlerSpec::read("bytes_in", "payload bytes before compression"),
     HandlerSpec::read("bytes_out", "payload bytes after compression"),
-    HandlerSpec::read("ratio", "bytes_in / bytes_out"),
+    HandlerSpec::gauge("ratio", "bytes_in / bytes_out"),
 ];
 
 pub(super) fn stat(s: &CompressStats, name: &str) -> Option<String> {

@@ -277,7 +277,7 @@ impl PoPSelector {
 }
 
 const HANDLERS: &[HandlerSpec] = &[
-    HandlerSpec::read("chosen", "new connections per PoP"),
+    HandlerSpec::text("chosen", "new connections per PoP"),
     HandlerSpec::read("measured", "RTT samples"),
     HandlerSpec {
         name: "rtt",
@@ -285,6 +285,7 @@ const HANDLERS: &[HandlerSpec] = &[
         write: true,
         doc: "each block's average RTT per PoP in ms (write: POP ADDRESS MS)",
         listed: false,
+        kind: crate::element::HandlerKind::Text,
     },
 ];
 

@@ -10,81 +10,195 @@ pub fn registry() -> Registry {
     nf_drivers::registry()
 }
 
-/// The control socket of a running graph (Click's ControlSocket protocol, version 1.3).
+/// The operator's way into a running graph: control sockets (Click's ControlSocket protocol, version
+/// 1.3), hot reconfiguration (`WRITE hotconfig`, SIGHUP) and a Prometheus endpoint.
 #[derive(clap::Args, Default)]
 pub struct ControlArgs {
     /// Serve the handlers over Click's ControlSocket protocol at unix:PATH or tcp:ADDRESS:PORT (repeat
     /// for several; `nf ctl` is a client). Whoever reaches it can read every handler and write every
-    /// writable one (stop sources, change backends).
+    /// writable one (stop sources, change backends, load a new configuration).
     #[arg(long = "control", value_name = "ADDR", value_parser = parse_listen)]
     pub control: Vec<nf_core::control::Listen>,
-    /// Allow a TCP control socket on an address other than loopback.
+    /// Allow a TCP control socket or a metrics endpoint on an address other than loopback.
     #[arg(long)]
     pub control_remote: bool,
-    /// Refuse writes on the control sockets.
+    /// Refuse writes on the control sockets (hot reconfiguration included).
     #[arg(long)]
     pub control_read_only: bool,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics: every element's numeric handlers, the
+    /// shards' packets and batches, the buffer pool, and the store's and drivers' counters.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse_listen(s: &str) -> Result<nf_core::control::Listen, String> {
     nf_core::control::Listen::parse(s).map_err(|e| e.to_string())
 }
 
+/// What [`ControlArgs::start`] started; dropping it stops them (the fields are held, not read).
+#[derive(Default)]
+#[allow(dead_code)]
+pub struct Ops {
+    /// The control server (also when only metrics were asked for: the endpoint reads through it).
+    pub control: Option<nf_core::control::ControlServer>,
+    /// The metrics endpoint.
+    pub metrics: Option<nf_core::metrics::MetricsServer>,
+}
+
+/// Where a graph's configuration came from, for hot reconfiguration: the file (SIGHUP re-reads it)
+/// and the `NAME=VALUE` settings (applied to every new text).
+pub struct Source<'a> {
+    /// The configuration as loaded.
+    pub cfg: &'a Config,
+    /// Its file.
+    pub path: &'a Path,
+    /// Its settings.
+    pub params: &'a [String],
+}
+
 impl ControlArgs {
-    fn config(&self) -> nf_core::control::ControlConfig {
+    fn config(&self, src: Option<&Source<'_>>) -> nf_core::control::ControlConfig {
+        let hotconfig = src.and_then(|s| {
+            let params = parse_params(s.params).ok()?;
+            let name = "hotconfig".to_string();
+            Some(nf_core::control::Rebuilder(std::sync::Arc::new(
+                move |text: &str, shard: usize, shards: usize| {
+                    let cfg = Config::parse(&name, text, &params).map_err(|e| e.to_string())?;
+                    let graph = cfg.build(&registry()).map_err(|e| e.to_string())?;
+                    let router =
+                        Router::new_shard(graph, shard, shards).map_err(|e| e.to_string())?;
+                    Ok((router, cfg.flatten()))
+                },
+            )))
+        });
         nf_core::control::ControlConfig {
             read_only: self.control_read_only,
             allow_remote: self.control_remote,
+            hotconfig,
             ..Default::default()
         }
     }
 
-    fn announce(
-        server: nf_core::control::ControlServer,
-    ) -> Option<nf_core::control::ControlServer> {
-        for a in server.local_addrs() {
-            eprintln!("control socket: {a}");
-        }
-        Some(server)
-    }
-
-    /// Starts the control sockets asked for on `router` (none: `None`), with `cfg`'s text for the
-    /// `config` and `flatconfig` handlers.
+    /// Starts what was asked for on `router`: the control sockets (with hot reconfiguration of
+    /// `src`'s file, also on SIGHUP) and the metrics endpoint, which adds `sources` to the router's
+    /// figures.
     pub fn start(
         &self,
         router: &mut Router,
-        cfg: &Config,
-    ) -> Result<Option<nf_core::control::ControlServer>, String> {
-        if self.control.is_empty() {
-            return Ok(None);
-        }
-        router.set_config_text(&cfg.source.text, &cfg.flatten());
-        let server = nf_core::control::ControlServer::start(router, &self.control, self.config())
-            .map_err(|e| e.to_string())?;
-        Ok(Self::announce(server))
+        src: &Source<'_>,
+        sources: Vec<nf_core::metrics::Source>,
+    ) -> Result<Ops, String> {
+        router.set_config_text(&src.cfg.source.text, &src.cfg.flatten());
+        let server =
+            nf_core::control::ControlServer::start(router, &self.control, self.config(Some(src)))
+                .map_err(|e| e.to_string())?;
+        reload_on_hangup(server.handle(), src.path.to_path_buf());
+        self.finish(server, sources)
     }
 
-    /// [`start`](Self::start) on a graph of one or several shards.
-    pub fn start_on(
+    fn finish(
         &self,
-        runner: &mut Runner,
-        cfg: &Config,
-    ) -> Result<Option<nf_core::control::ControlServer>, String> {
+        server: nf_core::control::ControlServer,
+        sources: Vec<nf_core::metrics::Source>,
+    ) -> Result<Ops, String> {
+        for a in server.local_addrs() {
+            eprintln!("control socket: {a}");
+        }
+        let metrics = match self.metrics {
+            None => None,
+            Some(addr) => {
+                let m = nf_core::metrics::MetricsServer::start(
+                    addr,
+                    Some(server.handle()),
+                    sources,
+                    self.control_remote,
+                )
+                .map_err(|e| e.to_string())?;
+                eprintln!("metrics: http://{}/metrics", m.local_addr());
+                Some(m)
+            }
+        };
+        Ok(Ops {
+            control: Some(server),
+            metrics,
+        })
+    }
+
+    /// [`start`](Self::start) on a graph of one or several shards (a sharded run is not reconfigured
+    /// hot: `hotconfig` answers that it is not supported).
+    pub fn start_on(&self, runner: &mut Runner, src: &Source<'_>) -> Result<Ops, String> {
         match runner {
-            Runner::One(r) => self.start(r, cfg),
-            Runner::Sharded(_) if self.control.is_empty() => Ok(None),
+            Runner::One(r) => self.start(r, src, Vec::new()),
+            Runner::Sharded(_) if self.control.is_empty() && self.metrics.is_none() => {
+                Ok(Ops::default())
+            }
             Runner::Sharded(s) => {
-                let flat = cfg.flatten();
+                let flat = src.cfg.flatten();
                 for r in s.shards_mut() {
-                    r.set_config_text(&cfg.source.text, &flat);
+                    r.set_config_text(&src.cfg.source.text, &flat);
                 }
-                let server =
-                    nf_core::control::ControlServer::start_sharded(s, &self.control, self.config())
-                        .map_err(|e| e.to_string())?;
-                Ok(Self::announce(server))
+                let server = nf_core::control::ControlServer::start_sharded(
+                    s,
+                    &self.control,
+                    self.config(None),
+                )
+                .map_err(|e| e.to_string())?;
+                self.finish(server, Vec::new())
             }
         }
     }
+}
+
+/// On SIGHUP, re-reads `path` and loads it through `handle` (`WRITE hotconfig`): the error, or what
+/// the swap kept, is printed.
+fn reload_on_hangup(handle: nf_core::control::ControlHandle, path: std::path::PathBuf) {
+    #[cfg(unix)]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("nf-sighup".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                        return;
+                    };
+                    while hup.recv().await.is_some() {
+                        let text = match std::fs::read_to_string(&path) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                eprintln!(
+                                    "SIGHUP: {}: {e}; the running graph stays",
+                                    path.display()
+                                );
+                                continue;
+                            }
+                        };
+                        let h = handle.clone();
+                        let r =
+                            tokio::task::spawn_blocking(move || h.write("hotconfig", &text)).await;
+                        match r {
+                            Ok(r) if r.code == 200 => eprintln!("SIGHUP: {}", r.message),
+                            Ok(r) => eprintln!(
+                                "SIGHUP: {} ({}); the running graph stays",
+                                r.message, r.code
+                            ),
+                            Err(e) => eprintln!("SIGHUP: {e}"),
+                        }
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            eprintln!("warning: cannot watch for SIGHUP: {e}");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (handle, path);
 }
 
 /// Codec of the records' keys and values.

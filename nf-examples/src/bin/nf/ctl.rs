@@ -26,12 +26,18 @@ enum CtlCmd {
         /// The handler.
         handler: String,
     },
-    /// Write a handler (the words of the value are joined by spaces).
+    /// Write a handler (the words of the value are joined by spaces). `write hotconfig --file F`
+    /// loads a new configuration into the running graph, keeping the state of every element whose
+    /// name and class stay (prints what the swap kept; a configuration with errors changes nothing
+    /// and its errors are printed).
     Write {
         /// The handler.
         handler: String,
         /// The value.
         value: Vec<String>,
+        /// Send this file's contents as the value (`WRITEDATA`: any bytes, newlines included).
+        #[arg(long, short, conflicts_with = "value")]
+        file: Option<std::path::PathBuf>,
     },
     /// List every element with its class and handlers (r: readable, w: writable).
     List,
@@ -60,8 +66,22 @@ pub fn run(o: CtlArgs) -> Result<(), String> {
                 println!();
             }
         }
-        CtlCmd::Write { handler, value } => {
-            ok(c.write(&handler, &value.join(" ")).map_err(err)?)?;
+        CtlCmd::Write {
+            handler,
+            value,
+            file,
+        } => {
+            let r = match file {
+                Some(f) => {
+                    let data = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    c.command(&format!("WRITEDATA {handler} {}", data.len()), Some(&data))
+                }
+                None => c.write(&handler, &value.join(" ")),
+            };
+            let r = ok(r.map_err(err)?)?;
+            if handler == "hotconfig" {
+                println!("{}", r.message);
+            }
         }
         CtlCmd::List => {
             let list = ok(c.read("list").map_err(err)?)?.data.unwrap_or_default();

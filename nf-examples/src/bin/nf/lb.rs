@@ -2,9 +2,10 @@
 //! interfaces or to anything else), as a primary that replicates its flow mappings, a minion that
 //! installs them, or standalone.
 
-use crate::common::{ControlArgs, load_config, load_hash_key, print_handlers, registry};
+use crate::common::{ControlArgs, Source, load_config, load_hash_key, print_handlers, registry};
 use nf_core::Router;
 use nf_core::elements::lb::LoadBalancer;
+use nf_core::metrics::Metrics;
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::whitebox::{WhiteBox, lb_installer};
 use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_with_backpressure};
@@ -94,6 +95,7 @@ fn replicate(
     shutdown: &Shutdown,
 ) -> (
     Arc<nf_drivers::driver::DriverCounters>,
+    Arc<nf_state::replicate::ReplicatorStats>,
     tokio::task::JoinHandle<()>,
 ) {
     let mut driver = WhiteBox::<FlowMapping>::new(ReplicatorConfig {
@@ -102,6 +104,7 @@ fn replicate(
     });
     nf_core::state::Stateful::table_mut(lb).set_sink(driver.lb_sink());
     let c = driver.counters();
+    let rs = driver.replicator_stats();
     let (s, sd) = (store.clone(), shutdown.clone());
     let task = rt.spawn(async move {
         match driver.run(s, sd).await {
@@ -109,22 +112,47 @@ fn replicate(
             Err(e) => eprintln!("whitebox: {e}"),
         }
     });
-    (c, task)
+    (c, rs, task)
 }
 
-/// Upserts this node's heartbeat every 500 ms until `stop` fires.
+/// Every node's last heartbeat as this node last read it: (node, role, age in seconds, entries).
+type Beats = Arc<std::sync::Mutex<Vec<(String, String, f64, u64)>>>;
+
+/// Upserts this node's heartbeat every 500 ms until `stop` fires, and reads every node's each second
+/// (for the metrics endpoint).
 async fn heartbeats(
     store: Arc<dyn StateStore>,
     node: String,
     role: &'static str,
     progress: impl Fn() -> (u64, u64) + Send + 'static,
+    beats: Beats,
     mut stop: Shutdown,
 ) {
     let mut t = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = 0u64;
     loop {
         tokio::select! {
             _ = stop.wait() => return,
             _ = t.tick() => {}
+        }
+        tick += 1;
+        if tick.is_multiple_of(2)
+            && let Ok(snap) = store.scan("heartbeat").await
+        {
+            let now = nf_core::Timestamp::now().0;
+            let seen: Vec<_> = snap
+                .records
+                .iter()
+                .filter_map(|r| r.decode::<Heartbeat>().ok())
+                .filter_map(|(k, v)| {
+                    let v = v?;
+                    let age = now.saturating_sub(v.time_ns) as f64 / 1e9;
+                    Some((k.node, v.role, age, v.entries))
+                })
+                .collect();
+            if let Ok(mut b) = beats.lock() {
+                *b = seen;
+            }
         }
         let (seq, entries) = progress();
         let v = HeartbeatValue {
@@ -152,7 +180,6 @@ pub fn run(o: LbArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let mut router =
         Router::new(cfg.build(&reg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let _control = o.control.start(&mut router, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,10 +201,16 @@ pub fn run(o: LbArgs) -> Result<(), String> {
     let (trigger, shutdown) = Shutdown::new();
     let mut follower_stats: Option<Arc<FollowerStats>> = None;
     let mut tasks = Vec::new();
+    let beats: Beats = Arc::default();
+    let mut sources: Vec<nf_core::metrics::Source> = Vec::new();
+    if store.is_some() {
+        sources.push(beats_source(beats.clone()));
+    }
     match (role, &store) {
         ("primary", Some(store)) => {
-            let (c, task) = replicate(&rt, lb, store, &o.node, &shutdown);
+            let (c, rs, task) = replicate(&rt, lb, store, &o.node, &shutdown);
             tasks.push(task);
+            sources.push(replication_source(c.clone(), rs));
             let progress = move || {
                 let s = c.snapshot();
                 (s.emitted, s.parsed)
@@ -187,19 +220,23 @@ pub fn run(o: LbArgs) -> Result<(), String> {
                 o.node.clone(),
                 role,
                 progress,
+                beats.clone(),
                 shutdown.clone(),
             )));
         }
         ("minion", Some(store)) => {
             if o.replicate {
                 // The flows this node creates once it serves (installed ones are not reported).
-                tasks.push(replicate(&rt, lb, store, &o.node, &shutdown).1);
+                let (c, rs, task) = replicate(&rt, lb, store, &o.node, &shutdown);
+                tasks.push(task);
+                sources.push(replication_source(c, rs));
             }
             let tx = lb
                 .installer()
                 .ok_or("the balancer's installer was already taken")?;
             let stats = Arc::new(FollowerStats::default());
             follower_stats = Some(stats.clone());
+            sources.push(follower_source(stats.clone()));
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let (s, st) = (store.clone(), stats.clone());
             let origins = o.accept_origin.to_vec();
@@ -247,11 +284,21 @@ pub fn run(o: LbArgs) -> Result<(), String> {
                 o.node.clone(),
                 role,
                 progress,
+                beats.clone(),
                 shutdown.clone(),
             )));
         }
         _ => {}
     }
+    let _ops = o.control.start(
+        &mut router,
+        &Source {
+            cfg: &cfg,
+            path: &o.config,
+            params: &o.params,
+        },
+        sources,
+    )?;
     // SIGINT/SIGTERM stop the router; the router's end stops the rest.
     let stop = router.stop_handle();
     let (sig_trigger, mut sig) = rt
@@ -292,4 +339,163 @@ pub fn run(o: LbArgs) -> Result<(), String> {
         print_handlers(&router.handlers());
     }
     res.map_err(|e| e.to_string())
+}
+
+/// The white-box driver's and its replicator's counters, for the metrics endpoint.
+fn replication_source(
+    c: Arc<nf_drivers::driver::DriverCounters>,
+    rs: Arc<nf_state::replicate::ReplicatorStats>,
+) -> nf_core::metrics::Source {
+    Box::new(move |m: &mut Metrics| {
+        let s = c.snapshot();
+        let l = [("driver", "whitebox")];
+        m.counter(
+            "nf_driver_seen",
+            "inputs the driver saw (state changes, log lines, packets)",
+            &l,
+            s.seen as f64,
+        );
+        m.counter(
+            "nf_driver_parsed",
+            "inputs the driver understood",
+            &l,
+            s.parsed as f64,
+        );
+        m.counter(
+            "nf_driver_rejected",
+            "inputs the driver could not use",
+            &l,
+            s.rejected as f64,
+        );
+        m.counter(
+            "nf_driver_emitted",
+            "records the store acknowledged",
+            &l,
+            s.emitted as f64,
+        );
+        m.counter(
+            "nf_driver_dropped",
+            "inputs or records lost to a full queue",
+            &l,
+            s.dropped as f64,
+        );
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        m.counter(
+            "nf_replication_written",
+            "records written to the store",
+            &[],
+            g(&rs.written),
+        );
+        m.counter(
+            "nf_replication_batches",
+            "batches written to the store",
+            &[],
+            g(&rs.batches),
+        );
+        m.counter(
+            "nf_replication_deltas_dropped",
+            "state changes dropped because the replication queue was full",
+            &[],
+            g(&rs.dropped),
+        );
+        m.counter(
+            "nf_replication_coalesced",
+            "state changes folded into a later change of the same key",
+            &[],
+            g(&rs.coalesced),
+        );
+        m.counter(
+            "nf_replication_retries",
+            "store writes retried",
+            &[],
+            g(&rs.retries),
+        );
+        for (q, name) in [(0.5, "0.5"), (0.99, "0.99")] {
+            m.gauge(
+                "nf_replication_lag_seconds",
+                "time from a state change to the store's acknowledgement (quantile over the run)",
+                &[("quantile", name)],
+                rs.lag.quantile_ns(q) as f64 / 1e9,
+            );
+        }
+    })
+}
+
+/// A minion's follower's counters, for the metrics endpoint.
+fn follower_source(st: Arc<FollowerStats>) -> nf_core::metrics::Source {
+    Box::new(move |m: &mut Metrics| {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        m.counter(
+            "nf_follower_applied",
+            "stream records applied",
+            &[],
+            g(&st.applied),
+        );
+        m.counter(
+            "nf_follower_snapshot_records",
+            "records installed from snapshots",
+            &[],
+            g(&st.snapshot_records),
+        );
+        m.counter(
+            "nf_follower_gaps",
+            "sequence gaps (each followed by a new snapshot)",
+            &[],
+            g(&st.gaps),
+        );
+        m.counter(
+            "nf_follower_rejected",
+            "records that did not decode",
+            &[],
+            g(&st.rejected),
+        );
+        m.counter(
+            "nf_follower_foreign",
+            "records from an origin not accepted",
+            &[],
+            g(&st.foreign),
+        );
+        m.counter(
+            "nf_follower_install_waits",
+            "installs that waited for room in the balancer's queue",
+            &[],
+            g(&st.install_waits),
+        );
+        m.gauge(
+            "nf_follower_last_seq",
+            "the last sequence number applied",
+            &[],
+            g(&st.last_seq),
+        );
+        for (q, name) in [(0.5, "0.5"), (0.99, "0.99")] {
+            m.gauge(
+                "nf_follower_latency_seconds",
+                "time from a record's creation on the primary to its installation here (quantile over the run)",
+                &[("quantile", name)],
+                st.latency.quantile_ns(q) as f64 / 1e9,
+            );
+        }
+    })
+}
+
+/// Every node's heartbeat age, for the metrics endpoint.
+fn beats_source(beats: Beats) -> nf_core::metrics::Source {
+    Box::new(move |m: &mut Metrics| {
+        let Ok(b) = beats.lock() else { return };
+        for (node, role, age, entries) in b.iter() {
+            let l = [("node", node.as_str()), ("role", role.as_str())];
+            m.gauge(
+                "nf_heartbeat_age_seconds",
+                "how long ago each node's last heartbeat was written",
+                &l,
+                *age,
+            );
+            m.gauge(
+                "nf_heartbeat_entries",
+                "the entries each node reported in its last heartbeat",
+                &l,
+                *entries as f64,
+            );
+        }
+    })
 }

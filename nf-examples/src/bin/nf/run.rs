@@ -1,7 +1,8 @@
 //! `nf run` and `nf elements`.
 
 use crate::common::{
-    ControlArgs, Runner, load_config, print_handlers, registry, source_packets, stop_on_signal,
+    ControlArgs, Runner, Source, load_config, print_handlers, registry, source_packets,
+    stop_on_signal,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,7 +34,14 @@ pub fn run(o: RunArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let reg = registry();
     let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
-    let _control = o.control.start_on(&mut r, &cfg)?;
+    let _ops = o.control.start_on(
+        &mut r,
+        &Source {
+            cfg: &cfg,
+            path: &o.config,
+            params: &o.params,
+        },
+    )?;
     stop_on_signal(r.stop_handle());
     let t0 = Instant::now();
     let res = r.run();
