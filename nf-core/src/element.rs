@@ -143,6 +143,9 @@ pub enum HandlerKind {
     Counter,
     /// A value that goes up and down: flows in a table, packets waiting, a rate, a setting.
     Gauge,
+    /// A gauge per key, written `KEY=VALUE` separated by spaces (flows per backend): exported with the
+    /// key as a label.
+    GaugeMap,
     /// Not a metric: text, a table dump, a write-only knob.
     Text,
 }
@@ -181,6 +184,13 @@ impl HandlerSpec {
     pub const fn gauge(name: &'static str, doc: &'static str) -> Self {
         HandlerSpec {
             kind: HandlerKind::Gauge,
+            ..Self::read(name, doc)
+        }
+    }
+    /// A read handler whose value is a gauge per key, `KEY=VALUE KEY=VALUE ...` (flows per backend).
+    pub const fn gauge_map(name: &'static str, doc: &'static str) -> Self {
+        HandlerSpec {
+            kind: HandlerKind::GaugeMap,
             ..Self::read(name, doc)
         }
     }

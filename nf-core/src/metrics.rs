@@ -178,12 +178,12 @@ impl Metrics {
     /// Adds a router's figures (every shard's, as [`ControlHandle::metrics`] returns them).
     pub fn add_router(&mut self, shards: &[ShardMetrics]) {
         // Handlers: summed over the shards, by element and handler, in the graph's order.
-        let mut order: Vec<(String, &'static str)> = Vec::new();
-        let mut sums: HashMap<(String, &'static str), (f64, &crate::router::HandlerSample)> =
-            HashMap::new();
+        type Key = (String, &'static str, Option<String>);
+        let mut order: Vec<Key> = Vec::new();
+        let mut sums: HashMap<Key, (f64, &crate::router::HandlerSample)> = HashMap::new();
         for sh in shards {
             for h in &sh.handlers {
-                let k = (h.element.clone(), h.handler);
+                let k = (h.element.clone(), h.handler, h.key.clone());
                 match sums.get_mut(&k) {
                     Some(v) => v.0 += h.value,
                     None => {
@@ -195,21 +195,28 @@ impl Metrics {
         }
         for k in &order {
             let (v, h) = sums[k];
+            let mut l = vec![
+                ("element", h.element.as_str()),
+                ("class", h.class),
+                ("handler", h.handler),
+            ];
+            if let Some(key) = &h.key {
+                l.push(("key", key));
+            }
             self.gauge(
                 "nf_handler",
-                "every numeric read handler of every element (the value READ returns)",
-                &[
-                    ("element", &h.element),
-                    ("class", h.class),
-                    ("handler", h.handler),
-                ],
+                "every numeric read handler of every element (the value READ returns; a value per key for handlers that give one)",
+                &l,
                 v,
             );
         }
         for k in &order {
             let (v, h) = sums[k];
             let name = format!("nf_{}_{}", name_part(h.class), name_part(h.handler));
-            let l = [("element", h.element.as_str())];
+            let mut l = vec![("element", h.element.as_str())];
+            if let Some(key) = &h.key {
+                l.push(("key", key));
+            }
             match h.kind {
                 HandlerKind::Counter => self.counter(&name, h.doc, &l, v),
                 _ => self.gauge(&name, h.doc, &l, v),

@@ -115,6 +115,8 @@ pub struct HandlerSample {
     pub class: &'static str,
     /// Handler name.
     pub handler: &'static str,
+    /// For a [`HandlerKind::GaugeMap`](crate::element::HandlerKind::GaugeMap): the key of this value.
+    pub key: Option<String>,
     /// The handler's one line of documentation.
     pub doc: &'static str,
     /// Counter or gauge.
@@ -585,7 +587,8 @@ impl Router {
     /// Replaces this router's graph by `new`'s, between two rounds (Click's hot reconfiguration): every
     /// element of `new` whose name and class match an element of the running graph first takes that
     /// element's state ([`Element::take_state`]: flow tables, counters, queued packets, open sockets);
-    /// the rest start afresh, and the old graph's remaining elements are cleaned up and dropped.
+    /// the rest start afresh, and the old graph's remaining elements are cleaned up and dropped on a
+    /// thread of their own.
     /// `new` is built and initialized beforehand, beside the running graph (a configuration that does
     /// not build never reaches here). What stays: the stop handle, the control socket, the shard, the
     /// counters of rounds and packets. A sharded router's graph is not swapped (its shards hand
@@ -619,10 +622,21 @@ impl Router {
         self.timers = std::mem::take(&mut new.timers);
         let pause = t0.elapsed().as_nanos() as u64;
         self.swaps = (self.swaps.0 + 1, pause);
-        // The old graph's leftovers are cleaned up after the pause is measured (files flushed,
-        // sockets closed): the new graph runs from the next round.
-        for mut n in old_nodes {
-            n.elem.cleanup();
+        // The old graph's leftovers are cleaned up and dropped on a thread of their own (files
+        // flushed, sockets closed: closing a packet socket waits for the kernel, tens of
+        // milliseconds), while the new graph runs its rounds.
+        let reap = move || {
+            for mut n in old_nodes {
+                n.elem.cleanup();
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("nf-reaper".into())
+            .spawn(reap)
+        {
+            return Err(Error::Runtime(format!(
+                "the old graph's elements were dropped without cleanup: {e}"
+            )));
         }
         Ok(SwapReport {
             elements,
@@ -647,17 +661,24 @@ impl Router {
                 let Some(v) = n.elem.read_handler(h.name) else {
                     continue;
                 };
-                let Ok(value) = v.trim().parse::<f64>() else {
-                    continue;
-                };
-                out.push(HandlerSample {
+                let sample = |key: Option<&str>, value: f64| HandlerSample {
                     element: n.name.clone(),
                     class: n.elem.class_name(),
                     handler: h.name,
+                    key: key.map(str::to_string),
                     doc: h.doc,
                     kind: h.kind,
                     value,
-                });
+                };
+                if h.kind == crate::element::HandlerKind::GaugeMap {
+                    for (k, x) in v.split_whitespace().filter_map(|w| w.rsplit_once('=')) {
+                        if let Ok(x) = x.parse::<f64>() {
+                            out.push(sample(Some(k), x));
+                        }
+                    }
+                } else if let Ok(value) = v.trim().parse::<f64>() {
+                    out.push(sample(None, value));
+                }
             }
         }
         out

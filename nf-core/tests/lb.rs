@@ -651,3 +651,128 @@ fn least_connections_census_follows_the_table_without_a_walk() {
     // And the emptiest backend gets the next flows: the two backends now hold 50 each.
     assert_eq!(b.census(), &[50, 50]);
 }
+
+/// The backend a new flow from client port `port` gets (a SYN).
+fn new_flow(b: &mut LoadBalancer, port: u16, t: u64) -> Option<String> {
+    let (to_b, _) = push(b, 0, tcp("10.0.0.5", port, "10.0.0.100", 80, "S", 1), t);
+    to_b.first()
+        .map(|f| format!("{}:{}", addrs(f).2, addrs(f).3))
+}
+
+#[test]
+fn drain_down_weight_and_health_steer_new_flows_and_keep_established_ones() {
+    use nf_core::elements::lb::BackendState;
+    for policy in [
+        Policy::Random,
+        Policy::RoundRobin,
+        Policy::LeastConnections,
+        Policy::Maglev,
+    ] {
+        let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080", "10.1.0.4:8080"], policy);
+        let watch = b.status_watch().unwrap();
+        assert_eq!(
+            watch.try_iter().count(),
+            3,
+            "every backend's status at once"
+        );
+        // 300 flows over the three backends.
+        let first: Vec<String> = (0..300)
+            .map(|k| new_flow(&mut b, 1000 + k, S).unwrap())
+            .collect();
+        let on_2 = first.iter().filter(|x| *x == "10.1.0.2:8080").count();
+        assert!(on_2 > 30, "{policy:?}: {on_2}");
+
+        b.write_handler("drain", "10.1.0.2:8080").unwrap();
+        b.write_handler("weight", "10.1.0.3:8080 0").unwrap();
+        let st = watch.try_iter().collect::<Vec<_>>();
+        assert_eq!(st.len(), 2, "{st:?}");
+        assert_eq!(st[0].state, BackendState::Drain);
+        assert_eq!(st[1].weight, 0);
+        // New flows: only 10.1.0.4; established ones keep their backend (ACKs of the first flows).
+        for k in 0..100 {
+            assert_eq!(
+                new_flow(&mut b, 5000 + k, S).as_deref(),
+                Some("10.1.0.4:8080"),
+                "{policy:?}"
+            );
+        }
+        for (k, want) in first.iter().enumerate() {
+            let (to_b, _) = push(
+                &mut b,
+                0,
+                tcp("10.0.0.5", 1000 + k as u16, "10.0.0.100", 80, "A", 2),
+                S,
+            );
+            let a = addrs(&to_b[0]);
+            assert_eq!(&format!("{}:{}", a.2, a.3), want, "{policy:?}");
+        }
+        assert_eq!(
+            b.read_handler("accepting").unwrap(),
+            "10.1.0.2:8080=0 10.1.0.3:8080=0 10.1.0.4:8080=1"
+        );
+        // A failed health check: no backend takes new flows; they are dropped, counted.
+        b.write_handler("health", "10.1.0.4:8080 down").unwrap();
+        assert_eq!(new_flow(&mut b, 9000, S), None);
+        assert_eq!(b.read_handler("no_backend").unwrap(), "1");
+        b.write_handler("health", "10.1.0.4:8080 up").unwrap();
+        b.write_handler("up", "10.1.0.2:8080").unwrap();
+        b.write_handler("weight", "10.1.0.3:8080 1").unwrap();
+        let back: std::collections::HashSet<String> = (0..300)
+            .filter_map(|k| new_flow(&mut b, 10000 + k, S))
+            .collect();
+        assert_eq!(back.len(), 3, "{policy:?}: {back:?}");
+        let states = b.read_handler("states").unwrap();
+        assert!(
+            states.contains("10.1.0.2:8080 up weight 1 healthy"),
+            "{states}"
+        );
+        // Bad writes are refused with a reason.
+        assert!(b.write_handler("drain", "10.9.9.9:1").is_err());
+        assert!(b.write_handler("weight", "10.1.0.2:8080 x").is_err());
+        assert!(b.write_handler("health", "10.1.0.2:8080 maybe").is_err());
+    }
+}
+
+#[test]
+fn weights_share_new_flows_and_a_drain_deadline_cuts_the_remaining_flows() {
+    let mut b = lb(&["10.1.0.2:8080", "10.1.0.3:8080"], Policy::Random).weights(vec![3, 1]);
+    let mut on_2 = 0;
+    for k in 0..4000u16 {
+        if new_flow(&mut b, 1000 + k, S).as_deref() == Some("10.1.0.2:8080") {
+            on_2 += 1;
+        }
+    }
+    assert!(
+        (2800..3200).contains(&on_2),
+        "3:1 weights gave {on_2} of 4000"
+    );
+    let sink = Arc::new(Mutex::new(0usize));
+    let s2 = sink.clone();
+    b.table_mut()
+        .set_sink(Box::new(move |c: &StateChange<'_, ClientKey, _>| {
+            if matches!(c.kind, ChangeKind::Remove(_)) {
+                *s2.lock().unwrap() += 1;
+            }
+        }));
+    b.write_handler("drain", "10.1.0.3:8080 0.05").unwrap();
+    assert!(b.read_handler("states").unwrap().contains("deadline"));
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    let mut out = Outputs::new(2);
+    b.on_timer(Timestamp::now(), &mut out);
+    let cut: u64 = b.read_handler("drained").unwrap().parse().unwrap();
+    assert_eq!(
+        cut as usize,
+        4000 - on_2,
+        "every flow of the drained backend"
+    );
+    assert_eq!(*sink.lock().unwrap(), cut as usize, "each removal reported");
+    assert!(
+        b.read_handler("states")
+            .unwrap()
+            .contains("10.1.0.3:8080 down")
+    );
+    assert_eq!(
+        b.read_handler("backends").unwrap(),
+        format!("10.1.0.2:8080={on_2} 10.1.0.3:8080=0")
+    );
+}

@@ -7,6 +7,7 @@
 //! |---|---|---|---|---|
 //! | `ConnTrack` | `FlowKey` -> `Connection` | `conntrack` | [`conntrack_record`], [`conntrack_change`] | [`conntrack_install`] |
 //! | `LoadBalancer` | `ClientKey` -> `LbEntry` | `flow-mapping` | [`flow_mapping_key`], [`lb_change`] | [`lb_install`], [`lb_installer`] |
+//! | `LoadBalancer` | its backends' `BackendStatus` | `backend-state` | [`backend_state_record`] | [`backend_state_installer`] |
 
 use nf_core::FlowKey;
 use nf_core::elements::lb::{ClientKey, LbEntry, LbInstall};
@@ -160,5 +161,66 @@ pub fn lb_installer(
     move |i| match tx.try_install(lb_install(i.clone())) {
         Err(nf_core::state::InstallError::Full(_)) => Err(i),
         Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+    }
+}
+
+/// The `backend-state` schema's key and value for a balancer's backend status.
+pub fn backend_state_record(
+    s: &nf_core::elements::lb::BackendStatus,
+) -> (
+    nf_state::schemas::BackendKey,
+    nf_state::schemas::BackendStateValue,
+) {
+    use nf_core::elements::lb::BackendState as S;
+    use nf_state::schemas::AdminState as A;
+    (
+        nf_state::schemas::BackendKey {
+            backend_ip: s.backend.ip(),
+            backend_port: s.backend.port(),
+        },
+        nf_state::schemas::BackendStateValue {
+            state: match s.state {
+                S::Up => A::Up,
+                S::Drain => A::Drain,
+                S::Down => A::Down,
+            },
+            weight: s.weight,
+            healthy: s.healthy,
+            drain_deadline_ns: s.deadline.map(|d| d.0),
+            time_ns: nf_core::Timestamp::now().0,
+        },
+    )
+}
+
+/// A follower's install callback for `backend-state` into a balancer's install queue (as
+/// [`lb_installer`]): each record becomes the backend's status; deletions and snapshots' resets
+/// change nothing (a backend keeps its last known state).
+pub fn backend_state_installer(
+    tx: nf_core::state::Installer<LbInstall>,
+) -> impl FnMut(
+    Install<nf_state::schemas::BackendState>,
+) -> Result<(), Install<nf_state::schemas::BackendState>>
++ Send {
+    use nf_core::elements::lb::{BackendState as S, BackendStatus};
+    use nf_state::schemas::AdminState as A;
+    move |i| {
+        let Install::Upsert(k, v) = &i else {
+            return Ok(());
+        };
+        let st = BackendStatus {
+            backend: std::net::SocketAddr::new(k.backend_ip, k.backend_port),
+            state: match v.state {
+                A::Up => S::Up,
+                A::Drain => S::Drain,
+                A::Down => S::Down,
+            },
+            weight: v.weight,
+            healthy: v.healthy,
+            deadline: v.drain_deadline_ns.map(nf_core::Timestamp),
+        };
+        match tx.try_install(LbInstall::Backend(st)) {
+            Err(nf_core::state::InstallError::Full(_)) => Err(i),
+            Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+        }
     }
 }

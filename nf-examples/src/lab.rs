@@ -30,8 +30,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const LB_FRONT: &str = "02:00:00:00:01:00";
 const LB_BACK: &str = "02:00:00:00:02:00";
 const CLIENT_MAC: &str = "02:00:00:00:04:01";
-const VIP: &str = "10.0.0.100";
-const STORE: &str = "redis://10.9.0.1:6379/0";
+/// The balancers' virtual address.
+pub const VIP: &str = "10.0.0.100";
+/// The state store the balancers reach (Redis in the management namespace).
+pub const STORE: &str = "redis://10.9.0.1:6379/0";
 const LOG_PREFIX: &str = "nflab-new";
 
 /// What keeps the primary's state.
@@ -237,12 +239,21 @@ fn now_us() -> u64 {
 /// The balancer configuration for `nf lb`: the LoadBalancer between `$FRONT` and `$BACK`, static
 /// neighbours for the clients and each backend.
 pub fn lb_config(backends: usize) -> String {
-    let list: Vec<String> = (0..backends)
-        .map(|i| format!("{}:8080", backend_ip(i)))
+    lb_config_with(&(0..backends).collect::<Vec<_>>(), backends, 120)
+}
+
+/// [`lb_config`] with the balancer's backends chosen among the lab's (`in_set`, indices), routes to
+/// the first `routes` of them (a backend taken out of the set keeps its route, so its flows go on),
+/// and an idle timeout (the hot reconfiguration tests change these).
+pub fn lb_config_with(in_set: &[usize], routes: usize, idle: u32) -> String {
+    let backends = routes;
+    let list: Vec<String> = in_set
+        .iter()
+        .map(|&i| format!("{}:8080", backend_ip(i)))
         .collect();
     let mut c = format!(
         "// nf lb: the failover lab's balancer. FRONT and BACK are set on the command line.\n\
-         lb :: LoadBalancer(VIP {VIP}:80, BACKENDS {}, POLICY random, IDLE 120);\n\
+         lb :: LoadBalancer(VIP {VIP}:80, BACKENDS {}, POLICY random, IDLE {idle});\n\
          FromDevice($FRONT) -> [0]lb;\n\
          FromDevice($BACK) -> [1]lb;\n\
          lb[1] -> EtherRewrite(SRC {LB_FRONT}, DST {CLIENT_MAC}) -> ToDevice($FRONT);\n",
@@ -419,7 +430,8 @@ impl FailoverLab {
         )
     }
 
-    fn switch(&self, to_minion: bool) -> Result<(), String> {
+    /// Moves the traffic to the minion (or back to the primary).
+    pub fn switch(&self, to_minion: bool) -> Result<(), String> {
         // One process, four changes: the failover switch.
         let mut c = Command::new("ip")
             .args(["-n", &self.lab.ns("sw"), "-batch", "-"])
@@ -449,7 +461,18 @@ impl FailoverLab {
         self.switch(false)
     }
 
-    fn nf(&self, ns: &str, args: &[&str]) -> Result<Child, String> {
+    /// The lab's namespaces (`cl`, `sw`, `pri`, `min`, `mg`, `b0`...).
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The lab's namespaces, to start processes that the lab stops when it is dropped.
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+
+    /// Starts `nf ARGS` in namespace `ns` (output kept under `NF_LAB_LOGS`, else dropped).
+    pub fn nf(&self, ns: &str, args: &[&str]) -> Result<Child, String> {
         // NF_LAB_LOGS=DIR keeps each process's output (its counters at exit) in DIR/NS-COMMAND.log.
         let (out, err) = match std::env::var_os("NF_LAB_LOGS") {
             Some(dir) => {

@@ -462,7 +462,9 @@ fn state_reading_commands_say_what_they_see_and_create_nothing() {
     // The unknown-schema message names every schema.
     let o = nf(&["state", "--store", "mem:", "dump", "--schema", "flows"]);
     assert!(
-        text(&o).1.contains("backend-load, heartbeat"),
+        text(&o)
+            .1
+            .contains("backend-load, backend-state, heartbeat"),
         "{}",
         text(&o).1
     );

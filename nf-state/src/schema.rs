@@ -70,6 +70,7 @@ pub fn json_line(r: &Record) -> Result<String, Error> {
         NatBinding::NAME => json_of::<NatBinding>(r),
         Conntrack::NAME => json_of::<Conntrack>(r),
         BackendLoad::NAME => json_of::<BackendLoad>(r),
+        BackendState::NAME => json_of::<BackendState>(r),
         Heartbeat::NAME => json_of::<Heartbeat>(r),
         o => Err(Error::UnknownSchema(o.to_string())),
     }
@@ -100,6 +101,7 @@ pub fn record_from_json(
         NatBinding::NAME => one::<NatBinding>(codec, origin, line),
         Conntrack::NAME => one::<Conntrack>(codec, origin, line),
         BackendLoad::NAME => one::<BackendLoad>(codec, origin, line),
+        BackendState::NAME => one::<BackendState>(codec, origin, line),
         Heartbeat::NAME => one::<Heartbeat>(codec, origin, line),
         o => Err(Error::UnknownSchema(o.to_string())),
     }
@@ -111,5 +113,6 @@ pub const BUILT_IN: &[&str] = &[
     "nat-binding",
     "conntrack",
     "backend-load",
+    "backend-state",
     "heartbeat",
 ];

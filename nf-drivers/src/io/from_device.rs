@@ -167,7 +167,8 @@ impl Element for FromDevice {
             && old.ifname == self.ifname
             && old.sock.is_some()
         {
-            self.sock = old.sock.take();
+            // The new socket goes to the old element, closed with it off the router's thread.
+            std::mem::swap(&mut self.sock, &mut old.sock);
             (self.count, self.bytes, self.truncated, self.errors) =
                 (old.count, old.bytes, old.truncated, old.errors);
         }

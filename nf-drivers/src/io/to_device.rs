@@ -142,7 +142,8 @@ impl Element for ToDevice {
             && old.ifname == self.ifname
             && old.sock.is_some()
         {
-            self.sock = old.sock.take();
+            // The new socket goes to the old element, closed with it off the router's thread.
+            std::mem::swap(&mut self.sock, &mut old.sock);
             (self.count, self.bytes, self.dropped, self.errors) =
                 (old.count, old.bytes, old.dropped, old.errors);
         }

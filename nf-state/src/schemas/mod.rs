@@ -1,12 +1,14 @@
 //! The built-in schemas: the state of the middleboxes of the literature.
 
 mod backend_load;
+mod backend_state;
 mod conntrack;
 mod flow_mapping;
 mod heartbeat;
 mod nat_binding;
 
 pub use backend_load::{BackendKey, BackendLoad, BackendLoadValue};
+pub use backend_state::{AdminState, BackendState, BackendStateValue};
 pub use conntrack::{ConnState, Conntrack, ConntrackValue, FiveTuple};
 pub use flow_mapping::{FlowMapping, FlowMappingKey, FlowMappingV1Value, FlowMappingValue};
 pub use heartbeat::{Heartbeat, HeartbeatValue, NodeKey};

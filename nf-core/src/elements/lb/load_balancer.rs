@@ -61,6 +61,63 @@ pub enum LbInstall {
     Remove(ClientKey),
     /// Forget every flow (a snapshot follows).
     Clear,
+    /// A backend's state, weight and health as the primary has them.
+    Backend(BackendStatus),
+}
+
+/// What an operator made of a backend (HAProxy's and IPVS's administrative states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    /// Takes new flows (if healthy and of weight above 0).
+    Up,
+    /// Takes no new flow; its flows stay until they close, or until the deadline (then they are
+    /// removed and the backend is down).
+    Drain,
+    /// Takes no new flow; its flows stay (a backend that is really gone resets them).
+    Down,
+}
+
+impl BackendState {
+    /// `up`, `drain` or `down`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Drain => "drain",
+            BackendState::Down => "down",
+        }
+    }
+    /// From [`name`](Self::name)'s words.
+    pub fn parse(s: &str) -> Option<BackendState> {
+        match s {
+            "up" => Some(BackendState::Up),
+            "drain" => Some(BackendState::Drain),
+            "down" => Some(BackendState::Down),
+            _ => None,
+        }
+    }
+}
+
+/// A backend's state, weight and health: what a primary replicates so that its minion knows which
+/// backends are draining or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// The backend.
+    pub backend: SocketAddr,
+    /// What the operator made of it.
+    pub state: BackendState,
+    /// Its weight (0: no new flows).
+    pub weight: u32,
+    /// What the health checks last said (true until they say otherwise).
+    pub healthy: bool,
+    /// For a draining backend with a deadline: when its remaining flows are cut (wall clock, ns).
+    pub deadline: Option<Timestamp>,
+}
+
+impl BackendStatus {
+    /// True if new flows may go to it.
+    pub fn accepting(&self) -> bool {
+        self.state == BackendState::Up && self.healthy && self.weight > 0
+    }
 }
 
 /// A stateful L4 load balancer for one virtual address. Packets from clients to `VIP` (input 0) are sent
@@ -128,6 +185,13 @@ pub struct LoadBalancer {
     rng: u64,
     rr: usize,
     weights: Vec<u32>,
+    /// Each backend's state and health (in the order of `backends`).
+    status: Vec<BackendStatus>,
+    /// The backends that take new flows, with their weights' running sums (random and round robin
+    /// pick among them; Maglev's table holds only them).
+    eligible: Vec<(usize, u64)>,
+    /// Where changes of `status` go (a primary's replication), once asked for.
+    status_tx: Option<std::sync::mpsc::SyncSender<BackendStatus>>,
     maglev: Option<MaglevTable>,
     maglev_size: usize,
     /// The key of Maglev's flow hash (agreed between balancers).
@@ -172,6 +236,9 @@ fn client_key(key: &FlowKey, port: usize) -> ClientKey {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
+    no_backend: u64,
+    drained: u64,
+    status_dropped: u64,
     new_flows: u64,
     forwarded: u64,
     replies: u64,
@@ -238,7 +305,7 @@ impl LoadBalancer {
     pub fn new(vip: SocketAddr, backends: Vec<SocketAddr>) -> Self {
         let seed = Timestamp::now().0 | 1;
         let n = backends.len();
-        LoadBalancer {
+        let mut lb = LoadBalancer {
             vip,
             backends,
             policy: Policy::Random,
@@ -254,6 +321,9 @@ impl LoadBalancer {
             rng: seed,
             rr: 0,
             weights: vec![1; n],
+            status: Vec::new(),
+            eligible: Vec::new(),
+            status_tx: None,
             maglev: None,
             maglev_size: super::maglev::DEFAULT_SIZE,
             agreed: crate::hash::agreed().clone(),
@@ -264,7 +334,10 @@ impl LoadBalancer {
             clock: (Timestamp(0), Timestamp(0)),
             counts: Counts::default(),
             scratch: Vec::new(),
-        }
+        };
+        lb.status = lb.fresh_status();
+        let _ = lb.rebuild_choice();
+        lb
     }
     /// The backend policy.
     pub fn policy(mut self, p: Policy) -> Self {
@@ -274,6 +347,8 @@ impl LoadBalancer {
     /// Backend weights (Maglev), in the order of the backends.
     pub fn weights(mut self, w: Vec<u32>) -> Self {
         self.weights = w;
+        self.status = self.fresh_status();
+        let _ = self.rebuild_choice();
         self
     }
     /// The key of Maglev's flow hash: balancers that must pick the same backend for a flow share it.
@@ -294,7 +369,11 @@ impl LoadBalancer {
             .enumerate()
             .map(|(i, b)| MaglevBackend {
                 name: b.to_string(),
-                weight: self.weights.get(i).copied().unwrap_or(1),
+                weight: if self.status.get(i).is_none_or(|s| s.accepting()) {
+                    self.weights.get(i).copied().unwrap_or(1)
+                } else {
+                    0
+                },
             })
             .collect();
         self.maglev =
@@ -316,10 +395,161 @@ impl LoadBalancer {
         self.weights = weights;
         self.rr = 0;
         self.recount();
+        let old = std::mem::take(&mut self.status);
+        self.status = self.fresh_status();
+        for s in &mut self.status {
+            if let Some(o) = old.iter().find(|o| o.backend == s.backend) {
+                (s.state, s.healthy, s.deadline) = (o.state, o.healthy, o.deadline);
+            }
+        }
+        for i in 0..self.status.len() {
+            self.report(i);
+        }
+        self.rebuild_choice()
+    }
+
+    fn fresh_status(&self) -> Vec<BackendStatus> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(i, &backend)| BackendStatus {
+                backend,
+                state: BackendState::Up,
+                weight: self.weights.get(i).copied().unwrap_or(1),
+                healthy: true,
+                deadline: None,
+            })
+            .collect()
+    }
+
+    /// After a change of states, health or weights: the eligible backends and their running sums,
+    /// and Maglev's table (rebuilt over them; a table of no backend is none, and new flows are
+    /// dropped, counted in `no_backend`).
+    fn rebuild_choice(&mut self) -> Result<(), String> {
+        let mut sum = 0u64;
+        self.eligible = self
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.accepting())
+            .map(|(i, s)| {
+                sum += u64::from(s.weight);
+                (i, sum)
+            })
+            .collect();
         if self.policy == Policy::Maglev {
-            self.build_maglev()?;
+            if self.eligible.is_empty() {
+                self.maglev = None;
+            } else {
+                self.build_maglev()?;
+            }
         }
         Ok(())
+    }
+
+    /// Tells the replication (if any) of backend `i`'s status.
+    fn report(&mut self, i: usize) {
+        if let (Some(tx), Some(s)) = (&self.status_tx, self.status.get(i))
+            && tx.try_send(*s).is_err()
+        {
+            self.counts.status_dropped += 1;
+        }
+    }
+
+    /// Every backend's state, weight and health, in the order of the backends.
+    pub fn backend_status(&self) -> &[BackendStatus] {
+        &self.status
+    }
+
+    /// The receiving end of the backends' status changes (for a primary's replication): every change
+    /// made by a handler, a health check, a reload or a drain's deadline, and, at once, every
+    /// backend's status as it is. One per balancer (`None` the second time); bounded (changes past
+    /// 1,024 waiting are dropped, counted in `status_dropped`).
+    pub fn status_watch(&mut self) -> Option<std::sync::mpsc::Receiver<BackendStatus>> {
+        if self.status_tx.is_some() {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        self.status_tx = Some(tx);
+        for i in 0..self.status.len() {
+            self.report(i);
+        }
+        Some(rx)
+    }
+
+    /// Sets a backend's state (`deadline`: for a drain, how long its flows may stay), weight or
+    /// health; the choice of new flows follows at once. Established flows keep their backend.
+    pub fn set_backend(
+        &mut self,
+        backend: SocketAddr,
+        state: Option<BackendState>,
+        weight: Option<u32>,
+        healthy: Option<bool>,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<(), String> {
+        let i = self
+            .backends
+            .iter()
+            .position(|b| *b == backend)
+            .ok_or_else(|| format!("{backend} is not a backend of this balancer"))?;
+        let s = &mut self.status[i];
+        if let Some(st) = state {
+            s.state = st;
+            s.deadline = match (st, deadline) {
+                (BackendState::Drain, Some(d)) => {
+                    Some(Timestamp::now().add_nanos(d.as_nanos() as u64))
+                }
+                _ => None,
+            };
+        }
+        if let Some(w) = weight {
+            s.weight = w;
+            self.weights[i] = w;
+        }
+        if let Some(h) = healthy {
+            s.healthy = h;
+        }
+        self.report(i);
+        self.rebuild_choice()
+    }
+
+    /// Applies a status that came from the primary (a minion); a backend not in this balancer's set
+    /// is skipped.
+    fn apply_status(&mut self, st: BackendStatus) {
+        if let Some(i) = self.backends.iter().position(|b| *b == st.backend) {
+            self.status[i] = st;
+            self.weights[i] = st.weight;
+            let _ = self.rebuild_choice();
+        }
+    }
+
+    /// Draining backends whose deadline has passed: their flows are removed (reported, so a minion
+    /// removes them too) and they are down.
+    fn cut_drains(&mut self, wall: Timestamp, now: Timestamp) {
+        for i in 0..self.status.len() {
+            let s = self.status[i];
+            if s.state != BackendState::Drain || s.deadline.is_none_or(|d| wall < d) {
+                continue;
+            }
+            let b = Endpoint::from(s.backend);
+            let mut keys = Vec::new();
+            self.table.for_each(|k, e| {
+                if e.backend == b {
+                    keys.push(*k);
+                }
+            });
+            for k in keys {
+                if let Some(e) = self.table.find(k.hash(), &k) {
+                    self.table.remove(e, RemoveReason::Deleted, now);
+                    self.counts.drained += 1;
+                }
+            }
+            self.status[i].state = BackendState::Down;
+            self.status[i].deadline = None;
+            self.recount();
+            self.report(i);
+            let _ = self.rebuild_choice();
+        }
     }
 
     /// The census of the backend set, from the table (a control-plane walk, once per change).
@@ -418,27 +648,35 @@ impl LoadBalancer {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A backend for a new flow among the eligible ones (up, healthy, weight above 0): Maglev by the
+    /// flow's hash, random in proportion to the weights, round robin in turn, least connections by
+    /// flows per unit of weight. `None` if no backend takes new flows.
     fn choose(&mut self, flow_hash: u32) -> Option<usize> {
-        let n = self.backends.len();
-        if n == 0 {
-            return None;
-        }
+        let n = self.eligible.len();
+        let total = self.eligible.last()?.1;
         Some(match self.policy {
             Policy::Maglev => {
-                if self.maglev.is_none() && self.build_maglev().is_err() {
-                    return None;
+                if self.maglev.is_none() {
+                    self.build_maglev().ok()?;
                 }
-                self.maglev.as_ref().map_or(0, |t| t.lookup(flow_hash))
+                self.maglev.as_ref()?.lookup(flow_hash)
             }
-            Policy::Random => ((self.next_random() >> 32) as usize * n) >> 32,
+            Policy::Random => {
+                let r = ((self.next_random() >> 32) * total) >> 32;
+                let k = self.eligible.partition_point(|&(_, sum)| sum <= r);
+                self.eligible.get(k).map_or(self.eligible[n - 1].0, |e| e.0)
+            }
             Policy::RoundRobin => {
                 self.rr = (self.rr + 1) % n;
-                self.rr
+                self.eligible[self.rr].0
             }
             Policy::LeastConnections => {
-                let mut best = 0;
-                for i in 1..n {
-                    if self.census[i] < self.census[best] {
+                let w = |i: usize| u64::from(self.status[i].weight);
+                let mut best = self.eligible[0].0;
+                for &(i, _) in &self.eligible[1..] {
+                    if u128::from(self.census[i]) * u128::from(w(best))
+                        < u128::from(self.census[best]) * u128::from(w(i))
+                    {
                         best = i;
                     }
                 }
@@ -450,12 +688,15 @@ impl LoadBalancer {
     /// Installs up to `max` queued mappings (before a batch: a bounded delay for its packets; at a
     /// timer tick, when no traffic comes, a whole queue's worth).
     fn apply_installs(&mut self, now: Timestamp, max: usize) {
-        let Some(rx) = self.installs.as_ref() else {
+        if self.installs.is_none() {
             return;
-        };
-        let (census, backends) = (&mut self.census, &self.backends);
+        }
+        let rx = self.installs.take();
         for _ in 0..max {
-            let Ok(i) = rx.try_recv() else { break };
+            let Some(Ok(i)) = rx.as_ref().map(|r| r.try_recv()) else {
+                break;
+            };
+            let (census, backends) = (&mut self.census, &self.backends);
             match i {
                 LbInstall::Set(k, backend) => {
                     let e = LbEntry {
@@ -486,8 +727,10 @@ impl LoadBalancer {
                     self.table.clear();
                     census.iter_mut().for_each(|c| *c = 0);
                 }
+                LbInstall::Backend(st) => self.apply_status(st),
             }
         }
+        self.installs = rx;
     }
 
     /// Expires idle flows from the sweep hand on (up to `max` slots), keeping the census.
@@ -586,6 +829,7 @@ impl LoadBalancer {
                     }
                 }
                 let Some(i) = self.choose(key.keyed_hash(&self.agreed)) else {
+                    self.counts.no_backend += 1;
                     return false;
                 };
                 let b = Endpoint::from(self.backends[i]);
@@ -705,10 +949,42 @@ const HANDLERS: &[HandlerSpec] = &[
         "probe_limited",
         "new flows whose probe window was full (keys aimed at one place if it grows)",
     ),
-    HandlerSpec::text("backends", "flows per backend in the table"),
+    HandlerSpec::read("no_backend", "new flows dropped: no backend took new flows"),
+    HandlerSpec::read(
+        "drained",
+        "flows removed when their draining backend's deadline passed",
+    ),
+    HandlerSpec::read(
+        "status_dropped",
+        "backend status changes not replicated (the queue was full)",
+    ),
+    HandlerSpec::gauge_map("backends", "flows per backend in the table"),
+    HandlerSpec::gauge_map("weights", "each backend's weight"),
+    HandlerSpec::gauge_map(
+        "accepting",
+        "1 if the backend takes new flows (up, healthy, weight above 0), else 0",
+    ),
+    HandlerSpec::text(
+        "states",
+        "each backend: state (up, drain, down), weight, health, flows, drain deadline",
+    ),
     HandlerSpec::write(
         "set_backends",
         "a new backend set (IP:PORT[*WEIGHT] ...): established flows stay, new ones use it",
+    ),
+    HandlerSpec::write(
+        "drain",
+        "IP:PORT [SECONDS]: no new flows; its flows stay until they close (or SECONDS pass)",
+    ),
+    HandlerSpec::write("down", "IP:PORT: no new flows; its flows stay"),
+    HandlerSpec::write(
+        "up",
+        "IP:PORT: takes new flows again (ends a drain or a down)",
+    ),
+    HandlerSpec::write("weight", "IP:PORT WEIGHT: its share of new flows (0: none)"),
+    HandlerSpec::write(
+        "health",
+        "IP:PORT up|down: what a health check found (down: no new flows)",
     ),
 ];
 
@@ -723,9 +999,8 @@ impl Element for LoadBalancer {
         if self.backends.is_empty() {
             return Err("LoadBalancer needs at least one backend".into());
         }
-        if self.policy == Policy::Maglev {
-            self.build_maglev()?;
-        }
+        self.status = self.fresh_status();
+        self.rebuild_choice()?;
         self.has_other_output = ctx.noutputs > 2;
         if ctx.shards > 1 {
             self.table = StateTable::new(self.capacity.div_ceil(ctx.shards), WhenFull::Evict);
@@ -784,6 +1059,9 @@ impl Element for LoadBalancer {
             pkt.add_nanos(wall.since(seen))
         };
         self.apply_installs(now, self.install_queue);
+        if self.status.iter().any(|s| s.deadline.is_some()) {
+            self.cut_drains(wall, now);
+        }
         if seen.0 != 0 {
             // Bounded work per tick (4,096 slots from the sweep hand), whatever the table holds; the
             // census is kept as flows come and go, so nothing here walks the table.
@@ -805,6 +1083,15 @@ impl Element for LoadBalancer {
         if self.installs.is_none() {
             self.installs = old.installs.take();
         }
+        // An operator's drains and downs, and the health checks' verdicts, outlive a reload; the
+        // weights are the new configuration's.
+        for s in &mut self.status {
+            if let Some(o) = old.status.iter().find(|o| o.backend == s.backend) {
+                (s.state, s.healthy, s.deadline) = (o.state, o.healthy, o.deadline);
+            }
+        }
+        self.status_tx = old.status_tx.take();
+        let changed = self.status.iter().any(|s| !s.accepting());
         if self.policy == old.policy
             && self.backends == old.backends
             && self.weights == old.weights
@@ -812,11 +1099,16 @@ impl Element for LoadBalancer {
             && self.agreed == old.agreed
         {
             self.rr = old.rr;
-            if old.maglev.is_some() {
-                self.maglev = old.maglev.take();
-            }
         }
         self.recount();
+        // Maglev's table, built with the new graph (off the router's thread), is rebuilt here only if
+        // a backend kept from the old graph takes no new flows.
+        if changed {
+            let _ = self.rebuild_choice();
+        }
+        for i in 0..self.status.len() {
+            self.report(i);
+        }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         HANDLERS
@@ -837,6 +1129,45 @@ impl Element for LoadBalancer {
             "expired" => s.expired.to_string(),
             "evicted" => s.evicted.to_string(),
             "probe_limited" => s.probe_limited.to_string(),
+            "no_backend" => c.no_backend.to_string(),
+            "drained" => c.drained.to_string(),
+            "status_dropped" => c.status_dropped.to_string(),
+            "weights" => self
+                .status
+                .iter()
+                .map(|b| format!("{}={}", b.backend, b.weight))
+                .collect::<Vec<_>>()
+                .join(" "),
+            "accepting" => self
+                .status
+                .iter()
+                .map(|b| format!("{}={}", b.backend, u8::from(b.accepting())))
+                .collect::<Vec<_>>()
+                .join(" "),
+            "states" => {
+                let now = Timestamp::now();
+                self.status
+                    .iter()
+                    .zip(&self.census)
+                    .map(|(b, n)| {
+                        let mut l = format!(
+                            "{} {} weight {} {} flows {n}",
+                            b.backend,
+                            b.state.name(),
+                            b.weight,
+                            if b.healthy { "healthy" } else { "unhealthy" }
+                        );
+                        if let Some(d) = b.deadline {
+                            l.push_str(&format!(
+                                " deadline {:.1}s",
+                                d.0.saturating_sub(now.0) as f64 / 1e9
+                            ));
+                        }
+                        l.push('\n');
+                        l
+                    })
+                    .collect()
+            }
             "backends" => self
                 .backends
                 .iter()
@@ -852,6 +1183,40 @@ impl Element for LoadBalancer {
             "set_backends" => {
                 let (b, w) = parse_backends(value)?;
                 self.set_backends(b, w)
+            }
+            "drain" | "down" | "up" | "weight" | "health" => {
+                let mut words = value.split_whitespace();
+                let addr = parse_addr(words.next().ok_or("IP:PORT needed")?)?;
+                let arg = words.next();
+                if words.next().is_some() {
+                    return Err(format!("`{value}`: too many words"));
+                }
+                let (mut state, mut weight, mut healthy, mut deadline) = (None, None, None, None);
+                match (name, arg) {
+                    ("drain", a) => {
+                        state = Some(BackendState::Drain);
+                        deadline = a
+                            .map(|a| {
+                                a.parse::<f64>()
+                                    .ok()
+                                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                                    .ok_or_else(|| format!("`{a}` is not a number of seconds"))
+                            })
+                            .transpose()?;
+                    }
+                    ("down", None) => state = Some(BackendState::Down),
+                    ("up", None) => state = Some(BackendState::Up),
+                    ("weight", Some(w)) => {
+                        weight = Some(
+                            w.parse::<u32>()
+                                .map_err(|_| format!("`{w}`: the weight must be a whole number"))?,
+                        )
+                    }
+                    ("health", Some("up")) => healthy = Some(true),
+                    ("health", Some("down")) => healthy = Some(false),
+                    _ => return Err(format!("`{name} {value}`: see the handler's documentation")),
+                }
+                self.set_backend(addr, state, weight, healthy, deadline)
             }
             _ => Err(format!("no write handler `{name}`")),
         }

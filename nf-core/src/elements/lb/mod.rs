@@ -10,7 +10,9 @@ pub mod snat;
 
 pub use ananta_mux::{AnantaMux, MuxCounts, MuxEntry};
 pub use host_agent::{HostAgent, HostAgentCounts};
-pub use load_balancer::{ClientKey, LbEntry, LbInstall, LoadBalancer, Policy};
+pub use load_balancer::{
+    BackendState, BackendStatus, ClientKey, LbEntry, LbInstall, LoadBalancer, Policy,
+};
 pub use maglev::{MaglevBackend, MaglevError, MaglevTable};
 pub use snat::{Snat, SnatAllocator, SnatKey, SnatStats, SnatValue};
 

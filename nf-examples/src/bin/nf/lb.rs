@@ -9,7 +9,7 @@ use nf_core::metrics::Metrics;
 use nf_drivers::driver::{Shutdown, StateDriver};
 use nf_drivers::whitebox::{WhiteBox, lb_installer};
 use nf_state::replicate::{FollowerStats, ReplicatorConfig, follow_with_backpressure};
-use nf_state::schemas::{FlowMapping, Heartbeat, HeartbeatValue, NodeKey};
+use nf_state::schemas::{BackendState, FlowMapping, Heartbeat, HeartbeatValue, NodeKey};
 use nf_state::{Codec, Record, StateStore};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +62,8 @@ pub struct LbArgs {
     quiet: bool,
     #[command(flatten)]
     control: ControlArgs,
+    #[command(flatten)]
+    checks: crate::health::CheckArgs,
 }
 
 /// What a node of `nf lb` does with its state.
@@ -117,6 +119,50 @@ fn replicate(
 
 /// Every node's last heartbeat as this node last read it: (node, role, age in seconds, entries).
 type Beats = Arc<std::sync::Mutex<Vec<(String, String, f64, u64)>>>;
+
+/// Replicates the balancer's backend states (`backend-state`) to `store` with origin `node`, from a
+/// thread of its own, until `shutdown`: every change the balancer reports (handlers, health checks,
+/// reloads, drain deadlines). A store that fails is retried (the change is not acknowledged before).
+fn replicate_backends(
+    rt: &tokio::runtime::Runtime,
+    lb: &mut LoadBalancer,
+    store: &Arc<dyn StateStore>,
+    node: &str,
+    shutdown: &Shutdown,
+) -> Option<std::thread::JoinHandle<()>> {
+    let rx = lb.status_watch()?;
+    let (store, node, sd, handle) = (
+        store.clone(),
+        node.to_string(),
+        shutdown.clone(),
+        rt.handle().clone(),
+    );
+    std::thread::Builder::new()
+        .name("nf-backend-state".into())
+        .spawn(move || {
+            while !sd.is_set() {
+                let Ok(st) = rx.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let (k, v) = nf_drivers::adapter::backend_state_record(&st);
+                let Ok(r) = Record::upsert::<BackendState>(Codec::Bincode, &node, &k, &v) else {
+                    continue;
+                };
+                let mut backoff = Duration::from_millis(50);
+                while !sd.is_set() {
+                    match handle.block_on(store.apply(vec![r.clone()])) {
+                        Ok(_) => break,
+                        Err(e) => {
+                            eprintln!("backend-state: {e}; again in {backoff:?}");
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }
+        })
+        .ok()
+}
 
 /// Upserts this node's heartbeat every 500 ms until `stop` fires, and reads every node's each second
 /// (for the metrics endpoint).
@@ -202,6 +248,7 @@ pub fn run(o: LbArgs) -> Result<(), String> {
     let mut follower_stats: Option<Arc<FollowerStats>> = None;
     let mut tasks = Vec::new();
     let beats: Beats = Arc::default();
+    let mut threads = Vec::new();
     let mut sources: Vec<nf_core::metrics::Source> = Vec::new();
     if store.is_some() {
         sources.push(beats_source(beats.clone()));
@@ -211,6 +258,7 @@ pub fn run(o: LbArgs) -> Result<(), String> {
             let (c, rs, task) = replicate(&rt, lb, store, &o.node, &shutdown);
             tasks.push(task);
             sources.push(replication_source(c.clone(), rs));
+            threads.extend(replicate_backends(&rt, lb, store, &o.node, &shutdown));
             let progress = move || {
                 let s = c.snapshot();
                 (s.emitted, s.parsed)
@@ -230,6 +278,7 @@ pub fn run(o: LbArgs) -> Result<(), String> {
                 let (c, rs, task) = replicate(&rt, lb, store, &o.node, &shutdown);
                 tasks.push(task);
                 sources.push(replication_source(c, rs));
+                threads.extend(replicate_backends(&rt, lb, store, &o.node, &shutdown));
             }
             let tx = lb
                 .installer()
@@ -240,6 +289,7 @@ pub fn run(o: LbArgs) -> Result<(), String> {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let (s, st) = (store.clone(), stats.clone());
             let origins = o.accept_origin.to_vec();
+            let (tx2, stop2) = (tx.clone(), stop_rx.clone());
             tasks.push(rt.spawn(async move {
                 // A store that goes away (or is not there yet) is waited for: the follower starts again
                 // with a snapshot, which replaces the table, and follows from there.
@@ -261,6 +311,36 @@ pub fn run(o: LbArgs) -> Result<(), String> {
                         Err(_) if *stop_rx.borrow() => break,
                         Err(e) => {
                             eprintln!("follower: {e}; following again in {backoff:?}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }));
+            // The primary's backend states (drains, downs, weights, health): a follower of its own.
+            let (s, bst, origins) = (
+                store.clone(),
+                Arc::new(FollowerStats::default()),
+                o.accept_origin.to_vec(),
+            );
+            tasks.push(rt.spawn(async move {
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    let r = follow_with_backpressure::<BackendState>(
+                        s.clone(),
+                        bst.clone(),
+                        stop2.clone(),
+                        &origins,
+                        nf_drivers::adapter::backend_state_installer(tx2.clone()),
+                    )
+                    .await;
+                    match r {
+                        Ok(()) => break,
+                        Err(_) if *stop2.borrow() => break,
+                        Err(e) => {
+                            eprintln!(
+                                "backend-state follower: {e}; following again in {backoff:?}"
+                            );
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
@@ -299,6 +379,16 @@ pub fn run(o: LbArgs) -> Result<(), String> {
         },
         sources,
     )?;
+    if o.checks.check.is_some()
+        && let Some(c) = &_ops.control
+    {
+        tasks.push(rt.spawn(crate::health::run(
+            c.handle(),
+            element.clone(),
+            o.checks.clone(),
+            shutdown.clone(),
+        )));
+    }
     // SIGINT/SIGTERM stop the router; the router's end stops the rest.
     let stop = router.stop_handle();
     let (sig_trigger, mut sig) = rt
@@ -320,6 +410,9 @@ pub fn run(o: LbArgs) -> Result<(), String> {
     drop(sig_trigger);
     for t in tasks {
         let _ = rt.block_on(t);
+    }
+    for t in threads {
+        let _ = t.join();
     }
     if let Some(st) = follower_stats {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

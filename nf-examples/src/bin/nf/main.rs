@@ -20,6 +20,7 @@ mod common;
 mod ctl;
 mod demo;
 mod flood;
+mod health;
 mod io_bench;
 mod lab;
 mod lb;

@@ -18,7 +18,7 @@ pub struct StateArgs {
 pub enum StateCmd {
     /// Print the current state of a schema, one JSON record per line.
     Dump {
-        /// flow-mapping, nat-binding, conntrack, backend-load or heartbeat.
+        /// flow-mapping, nat-binding, conntrack, backend-load, backend-state or heartbeat.
         #[arg(long)]
         schema: String,
     },
