@@ -112,11 +112,12 @@ pub async fn run(handle: ControlHandle, element: String, o: CheckArgs, mut stop:
             Ok(l) => l,
             Err(_) => continue,
         };
-        let checks = list.iter().map(|&b| {
+        let mut checks = tokio::task::JoinSet::new();
+        for &b in &list {
             let o = o.clone();
-            async move { (b, check_once(b, &o, timeout).await) }
-        });
-        let results = futures_join_all(checks).await;
+            checks.spawn(async move { (b, check_once(b, &o, timeout).await) });
+        }
+        let results = checks.join_all().await;
         for (b, ok) in results {
             let e = seen.entry(b).or_insert((true, 0, 0));
             if ok {
@@ -151,20 +152,4 @@ pub async fn run(handle: ControlHandle, element: String, o: CheckArgs, mut stop:
         }
         seen.retain(|b, _| list.contains(b));
     }
-}
-
-/// Runs the checks of one round together.
-async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
 }
