@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (on Debian: tcpdump, redis-server, iproute2, iptables, conntrack, ethtool,
-# curl, util-linux's logger, ping; the tests start their own Redis servers on free loopback ports and build
+# curl, util-linux's logger, ping, prometheus for promtool; the tests start their own Redis servers on free loopback ports and build
 # their own network namespaces, as root) and runs every test of the workspace:
 # unit tests, integration tests, the criterion benches in test mode, and the doctests; then the checks a
 # change is held to: format, clippy, a warning-free `cargo doc`, cargo-deny and `cargo package`.
@@ -21,6 +21,9 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v sysctl >/dev/null 2>&1 || need+=(procps)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
+# promtool, Prometheus's own checker of the metrics endpoint's exposition.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -589,3 +589,148 @@ fn nf_ctl_reads_and_writes_a_running_graph_through_its_control_socket() {
     let _ = child.wait();
     let _ = child.stdout.take();
 }
+
+/// A running `nf lb` (a primary replicating to a file store) scraped over real HTTP (curl) with its
+/// control socket open: the exposition passes Prometheus's own checker (`promtool check metrics`),
+/// types counters and gauges from the handlers, and carries the store's, the driver's and the
+/// heartbeats' figures; a configuration loaded hot shows in the counts.
+#[test]
+fn nf_lb_serves_prometheus_metrics_that_promtool_accepts() {
+    use std::io::BufRead;
+    let cfg = tmp("metrics-lb.click");
+    std::fs::write(
+        &cfg,
+        "src :: RatedSource(RATE 20000, FLOWS 300, PROTO tcp);
+         lb :: LoadBalancer(VIP 10.0.0.2:80, LOOSE_VIP true, BACKENDS 10.1.0.1:8080 10.1.0.2:8080*3);
+         src -> c :: Counter -> lb -> q :: Queue(64) -> Unqueue -> Discard;
+         Idle -> [1]lb[1] -> Discard;\n",
+    )
+    .unwrap();
+    let store = tmp("metrics-store.log");
+    let _ = std::fs::remove_file(&store);
+    let sock = tmp("metrics.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args([
+            "lb",
+            "-q",
+            cfg.to_str().unwrap(),
+            "--role",
+            "primary",
+            "--node",
+            "m1",
+        ])
+        .args(["--store", &format!("file:{}", store.display())])
+        .args(["--control", &format!("unix:{}", sock.display())])
+        .args(["--metrics", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if an assertion fails on the way.
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = Command::new("kill")
+                    .args(["-9", &self.0.to_string()])
+                    .status();
+            }
+        }
+    }
+    let _guard = Guard(child.id());
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut url = None;
+    let mut line = String::new();
+    while url.is_none() && err.read_line(&mut line).unwrap() > 0 {
+        url = line.trim().strip_prefix("metrics: ").map(str::to_string);
+        line.clear();
+    }
+    let url = url.expect("nf lb prints where its metrics are");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let scrape = |accept: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-sf", "-D", "-", &url]);
+        if let Some(a) = accept {
+            c.args(["-H", &format!("Accept: {a}")]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "curl {url}: {:?}", o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // Wait for the heartbeats (every 500 ms, read back every second).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let first = scrape(None);
+    let (head, body) = first.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/test.sh");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let p = promtool.wait_with_output().unwrap();
+    assert!(
+        p.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&p.stdout),
+        String::from_utf8_lossy(&p.stderr)
+    );
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{body}"))
+    };
+    assert_eq!(value("nf_router_up"), 1.0);
+    assert_eq!(
+        value("nf_handler{element=\"lb\",class=\"LoadBalancer\",handler=\"flows\"}"),
+        300.0
+    );
+    assert!(
+        body.contains("# TYPE nf_loadbalancer_flows gauge"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE nf_loadbalancer_new_flows_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("# HELP nf_loadbalancer_new_flows_total flows assigned a backend"));
+    assert!(value("nf_counters_count_total{element=\"c\"}") > 0.0);
+    assert_eq!(
+        value("nf_loadbalancer_weights{element=\"lb\",key=\"10.1.0.2:8080\"}"),
+        3.0
+    );
+    assert!(value("nf_shard_packets_total{shard=\"0\"}") > 0.0);
+    assert!(body.contains("nf_shard_batch_packets_bucket{"), "{body}");
+    assert!(value("nf_replication_written_total") >= 300.0);
+    assert!(value("nf_driver_emitted_total{driver=\"whitebox\"}") >= 300.0);
+    assert!(value("nf_replication_lag_p99_seconds") < 5.0, "{body}");
+    let age = value("nf_heartbeat_age_seconds{node=\"m1\",role=\"primary\"}");
+    assert!(age < 2.0, "{age}");
+    // OpenMetrics when asked for it.
+    let om = scrape(Some("application/openmetrics-text; version=1.0.0"));
+    assert!(om.contains("application/openmetrics-text"), "{om}");
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+    // A drain and a reload through the control socket show in the next scrape.
+    let at = format!("unix:{}", sock.display());
+    let o = nf(&["ctl", &at, "write", "lb.drain", "10.1.0.1:8080"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let after = scrape(None);
+    assert!(
+        after.contains("nf_loadbalancer_accepting{element=\"lb\",key=\"10.1.0.1:8080\"} 0"),
+        "{after}"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}

@@ -503,12 +503,16 @@ fn replication_source(
             &[],
             g(&rs.retries),
         );
-        for (q, name) in [(0.5, "0.5"), (0.99, "0.99")] {
+        for (v, name) in [
+            (rs.lag.quantile_ns(0.5), "p50"),
+            (rs.lag.quantile_ns(0.99), "p99"),
+            (rs.lag.max_ns(), "max"),
+        ] {
             m.gauge(
-                "nf_replication_lag_seconds",
-                "time from a state change to the store's acknowledgement (quantile over the run)",
-                &[("quantile", name)],
-                rs.lag.quantile_ns(q) as f64 / 1e9,
+                &format!("nf_replication_lag_{name}_seconds"),
+                "time from a state change to the store's acknowledgement (over the run)",
+                &[],
+                v as f64 / 1e9,
             );
         }
     })
@@ -560,12 +564,16 @@ fn follower_source(st: Arc<FollowerStats>) -> nf_core::metrics::Source {
             &[],
             g(&st.last_seq),
         );
-        for (q, name) in [(0.5, "0.5"), (0.99, "0.99")] {
+        for (v, name) in [
+            (st.latency.quantile_ns(0.5), "p50"),
+            (st.latency.quantile_ns(0.99), "p99"),
+            (st.latency.max_ns(), "max"),
+        ] {
             m.gauge(
-                "nf_follower_latency_seconds",
-                "time from a record's creation on the primary to its installation here (quantile over the run)",
-                &[("quantile", name)],
-                st.latency.quantile_ns(q) as f64 / 1e9,
+                &format!("nf_follower_latency_{name}_seconds"),
+                "time from a record's creation on the primary to its installation here (over the run)",
+                &[],
+                v as f64 / 1e9,
             );
         }
     })
