@@ -136,7 +136,7 @@ fn code(side: &str, port: usize) -> Processing {
     }
 }
 
-/// What a read handler's value is, for a metrics scraper ([`crate::metrics`] exports the numeric ones).
+/// What a read handler's value is, for a metrics scraper (the `metrics` module, behind the feature of that name, exports the numeric ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerKind {
     /// A count that only grows (until a `reset`): packets, drops, flows created.

@@ -727,6 +727,43 @@ fn nf_lb_serves_prometheus_metrics_that_promtool_accepts() {
         after.contains("nf_loadbalancer_accepting{element=\"lb\",key=\"10.1.0.1:8080\"} 0"),
         "{after}"
     );
+    // SIGHUP re-reads the file: a third backend appears, the flows and the drain stay.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("10.1.0.2:8080*3", "10.1.0.2:8080*3 10.1.0.3:8080"),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = String::new();
+    for _ in 0..100 {
+        reloaded = scrape(None);
+        if reloaded.contains("key=\"10.1.0.3:8080\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        reloaded.contains("nf_loadbalancer_weights{element=\"lb\",key=\"10.1.0.3:8080\"} 1"),
+        "{reloaded}"
+    );
+    assert!(
+        reloaded.contains("nf_hot_swaps_total{shard=\"0\"} 1"),
+        "{reloaded}"
+    );
+    assert!(
+        reloaded.contains("nf_loadbalancer_accepting{element=\"lb\",key=\"10.1.0.1:8080\"} 0"),
+        "the drain outlives the reload: {reloaded}"
+    );
+    assert!(
+        reloaded.contains("nf_loadbalancer_flows{element=\"lb\"} 300"),
+        "{reloaded}"
+    );
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -16,12 +16,13 @@ use std::sync::mpsc::Receiver;
 /// How a new flow's backend is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Uniformly at random (as MiMi's prototype: a minion without state cannot recompute the choice).
+    /// At random, in proportion to the weights (as MiMi's prototype: a minion without state cannot
+    /// recompute the choice).
     Random,
-    /// In turn.
+    /// In turn (a weight of 0 skips a backend; other weights are not used).
     RoundRobin,
-    /// The backend with the fewest flows in the table (counted as flows come and go: each insert,
-    /// install, close, expiry and eviction).
+    /// The backend with the fewest flows in the table per unit of weight (counted as flows come and go:
+    /// each insert, install, close, expiry and eviction).
     LeastConnections,
     /// Maglev consistent hashing of the five-tuple: every balancer with the same backends and the same
     /// agreed hash key ([`LoadBalancer::hash_key`], `HASH_KEY`, or the process's
@@ -142,8 +143,8 @@ impl BackendStatus {
 /// to clients; 2, if connected: packets that are not for this balancer, else dropped and counted).
 ///
 /// # Arguments
-/// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated `IP:PORT[*WEIGHT]`, mandatory; weights are used
-/// by Maglev); `POLICY` (`random`, `roundrobin`, `leastconn`, `maglev`; default random); `MAGLEV_SIZE`
+/// `VIP` (IP:PORT, mandatory); `BACKENDS` (space-separated `IP:PORT[*WEIGHT]`, mandatory; see [`Policy`]
+/// for how each policy uses the weights); `POLICY` (`random`, `roundrobin`, `leastconn`, `maglev`; default random); `MAGLEV_SIZE`
 /// (prime, default 65537); `CAPACITY` (default 65536); `IDLE` (seconds, default 300);
 /// `LINGER` (seconds, default 10); `HALF_OPEN` (seconds a new flow is kept before the client's second packet
 /// establishes it, default 5); `UNKNOWN` (`pick` or `drop`); `SEED` (random policy; default from the
@@ -154,10 +155,22 @@ impl BackendStatus {
 /// compute which backend a flow gets (and so aim flows at one backend), not more: the flow table is placed
 /// by the process's own secret key.
 ///
+/// # Backends
+/// Each backend has a weight and a state ([`BackendStatus`]): `up`, `drain` (no new flows; its flows stay
+/// until they close, or until an optional deadline, when they are removed and the backend is down) or
+/// `down` (no new flows; its flows stay), and a health that checks set (an unhealthy backend takes no new
+/// flow). New flows go to the backends that are up, healthy and of weight above 0; none: the packet is
+/// dropped, counted in `no_backend`. Changes are reported through [`LoadBalancer::status_watch`] (a
+/// primary replicates them) and installed on a minion through its install queue
+/// ([`LbInstall::Backend`]). A reload ([`Element::take_state`]) keeps every backend's state and health.
+///
 /// # Handlers
 /// `flows`, `new_flows`, `forwarded`, `replies`, `unknown`, `unknown_replies`, `not_vip`, `installed`,
-/// `closed`, `expired`, `evicted`, `probe_limited`, `backends` (flows per backend in the table) (read);
-/// `set_backends` (write: a new backend set, applied without stopping traffic).
+/// `closed`, `expired`, `evicted`, `probe_limited`, `no_backend`, `drained`, `status_dropped`; `backends`
+/// (flows per backend in the table), `weights`, `accepting` (1 if it takes new flows) as `IP:PORT=N`
+/// lists; `states` (a line per backend) (read); `set_backends` (a new backend set, applied without
+/// stopping traffic), `drain IP:PORT [SECONDS]`, `down IP:PORT`, `up IP:PORT`, `weight IP:PORT W`,
+/// `health IP:PORT up|down` (write).
 ///
 /// # Example
 /// ```
@@ -1100,7 +1113,21 @@ impl Element for LoadBalancer {
         {
             self.rr = old.rr;
         }
-        self.recount();
+        // The census follows the backends by address (no walk of the table on the router's thread),
+        // unless a backend is new here: flows of it may be in the table (a backend removed and added
+        // back), and only a walk counts them.
+        let carried: Option<Vec<u64>> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let j = old.backends.iter().position(|o| o == b)?;
+                old.census.get(j).copied()
+            })
+            .collect();
+        match carried {
+            Some(c) => self.census = c,
+            None => self.recount(),
+        }
         // Maglev's table, built with the new graph (off the router's thread), is rebuilt here only if
         // a backend kept from the old graph takes no new flows.
         if changed {

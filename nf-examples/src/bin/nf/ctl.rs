@@ -41,6 +41,15 @@ enum CtlCmd {
     },
     /// List every element with its class and handlers (r: readable, w: writable).
     List,
+    /// Read a handler COUNT times over one connection and print the round trips' percentiles (what
+    /// an operator's read costs while the graph carries traffic).
+    Time {
+        /// The handler.
+        handler: String,
+        /// How many reads.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
 }
 
 fn ok(r: Reply) -> Result<Reply, String> {
@@ -82,6 +91,24 @@ pub fn run(o: CtlArgs) -> Result<(), String> {
             if handler == "hotconfig" {
                 println!("{}", r.message);
             }
+        }
+        CtlCmd::Time { handler, count } => {
+            let mut rtts = Vec::with_capacity(count);
+            for _ in 0..count.max(1) {
+                let t0 = std::time::Instant::now();
+                ok(c.read(&handler).map_err(err)?)?;
+                rtts.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+            rtts.sort_by(f64::total_cmp);
+            let q = |p: f64| rtts[((rtts.len() - 1) as f64 * p).round() as usize];
+            println!(
+                "{} reads of {handler}: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us, max {:.0} us",
+                rtts.len(),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(1.0)
+            );
         }
         CtlCmd::List => {
             let list = ok(c.read("list").map_err(err)?)?.data.unwrap_or_default();
