@@ -318,10 +318,16 @@ fn health_checks_take_a_dead_backend_out_and_the_minion_agrees() {
 
     // Backend 1 stops: after the fall count no new flow goes to it, and the minion knows.
     let t0 = Instant::now();
+    // pkill sees every namespace's processes: the pattern names this lab's content directory, so
+    // that another lab's backend at the same address (a test running beside this one) is spared.
+    let www = std::env::temp_dir()
+        .join(format!("{tag}-www"))
+        .to_string_lossy()
+        .into_owned();
     l.lab()
         .exec(
             "b1",
-            "pkill -f \"http[.]server 8080 --bind 10[.]1[.]0[.]12 \"",
+            &format!("pkill -f \"http[.]server 8080 --bind 10[.]1[.]0[.]12 --directory {www}\""),
         )
         .unwrap();
     let down =
@@ -343,8 +349,6 @@ fn health_checks_take_a_dead_backend_out_and_the_minion_agrees() {
     assert_eq!(syns(&l, 1), 0);
 
     // It comes back: after the rise count it takes new flows again, on both balancers.
-    let dir_www = std::env::temp_dir().join(format!("{tag}-www"));
-    let www = dir_www.to_string_lossy().into_owned();
     l.lab_mut()
         .spawn(
             "b1",
