@@ -771,3 +771,88 @@ fn nf_lb_serves_prometheus_metrics_that_promtool_accepts() {
     assert!(kill.success());
     assert!(child.wait().unwrap().success());
 }
+
+/// `nf syslogd --metrics`: the driver's and the server's counters over HTTP, accepted by promtool.
+#[test]
+fn nf_syslogd_serves_its_counters_as_metrics() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nf"))
+        .args([
+            "syslogd",
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--extract",
+            "netfilter-log",
+        ])
+        .args(["--store", "mem:", "--metrics", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut line, mut udp, mut url) = (String::new(), None, None);
+    while udp.is_none() && out.read_line(&mut line).unwrap() > 0 {
+        udp = line
+            .trim()
+            .strip_prefix("listening on udp://")
+            .map(str::to_string);
+        line.clear();
+    }
+    while url.is_none() && err.read_line(&mut line).unwrap() > 0 {
+        url = line.trim().strip_prefix("metrics: ").map(str::to_string);
+        line.clear();
+    }
+    let (udp, url) = (udp.expect("the UDP address"), url.expect("the metrics URL"));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        s.send_to(b"<13>Dec  7 10:00:00 host app: hello", &udp)
+            .unwrap();
+    }
+    s.send_to(b"\x00not syslog", &udp).unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        let o = Command::new("curl").args(["-sf", &url]).output().unwrap();
+        body = String::from_utf8(o.stdout).unwrap();
+        if body.contains("nf_syslog_messages_total{transport=\"udp\"} 4") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        body.contains("nf_syslog_messages_total{transport=\"udp\"} 4"),
+        "{body}"
+    );
+    assert!(body.contains("nf_syslog_unparsed_total{} 1"), "{body}");
+    assert!(
+        body.contains("nf_driver_seen_total{driver=\"syslog\"} 4"),
+        "{body}"
+    );
+    let p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_input(body.as_bytes());
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stdout));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Runs a command with `input` on its standard input.
+trait WithInput {
+    fn output_with_input(&mut self, input: &[u8]) -> Output;
+}
+
+impl WithInput for Command {
+    fn output_with_input(&mut self, input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        c.wait_with_output().unwrap()
+    }
+}

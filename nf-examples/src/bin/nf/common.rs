@@ -45,6 +45,56 @@ pub struct Ops {
     pub metrics: Option<nf_core::metrics::MetricsServer>,
 }
 
+/// A state driver's counters, for a metrics endpoint (`driver` labels them: whitebox, syslog,
+/// observe).
+pub fn driver_source(
+    driver: &'static str,
+    c: std::sync::Arc<nf_drivers::driver::DriverCounters>,
+) -> nf_core::metrics::Source {
+    Box::new(move |m: &mut nf_core::metrics::Metrics| {
+        let s = c.snapshot();
+        let l = [("driver", driver)];
+        for (name, v, help) in [
+            (
+                "nf_driver_seen",
+                s.seen,
+                "inputs the driver saw (state changes, log lines, packets)",
+            ),
+            ("nf_driver_parsed", s.parsed, "inputs the driver understood"),
+            (
+                "nf_driver_rejected",
+                s.rejected,
+                "inputs the driver could not use",
+            ),
+            (
+                "nf_driver_emitted",
+                s.emitted,
+                "records the store acknowledged",
+            ),
+            (
+                "nf_driver_dropped",
+                s.dropped,
+                "inputs or records lost to a full queue",
+            ),
+        ] {
+            m.counter(name, help, &l, v as f64);
+        }
+    })
+}
+
+/// A metrics endpoint of a program without a graph (a driver's): `sources` only.
+pub fn metrics_only(
+    addr: Option<std::net::SocketAddr>,
+    remote: bool,
+    sources: Vec<nf_core::metrics::Source>,
+) -> Result<Option<nf_core::metrics::MetricsServer>, String> {
+    let Some(addr) = addr else { return Ok(None) };
+    let m = nf_core::metrics::MetricsServer::start(addr, None, sources, remote)
+        .map_err(|e| e.to_string())?;
+    eprintln!("metrics: http://{}/metrics", m.local_addr());
+    Ok(Some(m))
+}
+
 /// Where a graph's configuration came from, for hot reconfiguration: the file (SIGHUP re-reads it)
 /// and the `NAME=VALUE` settings (applied to every new text).
 pub struct Source<'a> {

@@ -439,39 +439,9 @@ fn replication_source(
     c: Arc<nf_drivers::driver::DriverCounters>,
     rs: Arc<nf_state::replicate::ReplicatorStats>,
 ) -> nf_core::metrics::Source {
+    let driver = crate::common::driver_source("whitebox", c);
     Box::new(move |m: &mut Metrics| {
-        let s = c.snapshot();
-        let l = [("driver", "whitebox")];
-        m.counter(
-            "nf_driver_seen",
-            "inputs the driver saw (state changes, log lines, packets)",
-            &l,
-            s.seen as f64,
-        );
-        m.counter(
-            "nf_driver_parsed",
-            "inputs the driver understood",
-            &l,
-            s.parsed as f64,
-        );
-        m.counter(
-            "nf_driver_rejected",
-            "inputs the driver could not use",
-            &l,
-            s.rejected as f64,
-        );
-        m.counter(
-            "nf_driver_emitted",
-            "records the store acknowledged",
-            &l,
-            s.emitted as f64,
-        );
-        m.counter(
-            "nf_driver_dropped",
-            "inputs or records lost to a full queue",
-            &l,
-            s.dropped as f64,
-        );
+        driver(m);
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
         m.counter(
             "nf_replication_written",

@@ -35,6 +35,13 @@ pub struct ObserveArgs {
     /// The records' origin.
     #[arg(long, default_value = "observe")]
     origin: String,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics: the driver's counters and the link
+    /// latency.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Allow the metrics endpoint on an address other than loopback.
+    #[arg(long)]
+    metrics_remote: bool,
 }
 
 /// `nf bench observe`: the observation correlator's packet rate on one core, over a synthetic DNAT
@@ -92,6 +99,28 @@ pub fn run(o: ObserveArgs) -> Result<(), String> {
     rt.block_on(async move {
         let store = nf_state::open(&o.store).await.map_err(|e| e.to_string())?;
         let mut d = ObserveDriver::new(outside, inside, cfg);
+        let lat = d.latency();
+        let _metrics = crate::common::metrics_only(
+            o.metrics,
+            o.metrics_remote,
+            vec![
+                crate::common::driver_source("observe", d.counters()),
+                Box::new(move |m: &mut nf_core::metrics::Metrics| {
+                    for (v, name) in [
+                        (lat.quantile_ns(0.5), "p50"),
+                        (lat.quantile_ns(0.99), "p99"),
+                        (lat.max_ns(), "max"),
+                    ] {
+                        m.gauge(
+                            &format!("nf_observe_link_latency_{name}_seconds"),
+                            "packet time from an inside flow's first packet to the packet that linked it",
+                            &[],
+                            v as f64 / 1e9,
+                        );
+                    }
+                }),
+            ],
+        )?;
         let (_trigger, shutdown) = Shutdown::on_signals().map_err(|e| e.to_string())?;
         let t0 = std::time::Instant::now();
         let done = d.run(store, shutdown).await.map_err(|e| e.to_string())?;

@@ -52,6 +52,13 @@ pub struct SyslogdArgs {
     /// hold the slots.
     #[arg(long, default_value_t = 300.0)]
     idle_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics: the driver's counters and the
+    /// server's (messages per transport, refusals, unparsed, store retries).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Allow the metrics endpoint on an address other than loopback.
+    #[arg(long)]
+    metrics_remote: bool,
 }
 
 /// `nf kmsg-forward`: relays new kernel log records (/dev/kmsg) to a syslog server over UDP, until
@@ -143,6 +150,46 @@ pub fn run(o: SyslogdArgs) -> Result<(), String> {
         println!("extractor {} -> {}", o.extract, store.url());
         let counters = driver.counters();
         let stats = driver.stats();
+        let st = stats.clone();
+        let _metrics = crate::common::metrics_only(
+            o.metrics,
+            o.metrics_remote,
+            vec![
+                crate::common::driver_source("syslog", counters.clone()),
+                Box::new(move |m: &mut nf_core::metrics::Metrics| {
+                    let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+                    for (t, v) in [("udp", &st.udp), ("tcp", &st.tcp), ("unix", &st.unix)] {
+                        m.counter(
+                            "nf_syslog_messages",
+                            "messages received, by transport",
+                            &[("transport", t)],
+                            r(v),
+                        );
+                    }
+                    for (name, v, help) in [
+                        ("connections", &st.connections, "TCP connections accepted"),
+                        ("refused", &st.refused, "senders refused (not on the allow-list)"),
+                        (
+                            "per_source_refused",
+                            &st.per_source_refused,
+                            "TCP connections refused: their source held its share",
+                        ),
+                        ("idle_closed", &st.idle_closed, "TCP connections closed for silence"),
+                        ("oversized", &st.oversized, "messages over the size limit"),
+                        ("unparsed", &st.unparsed, "messages that are not syslog"),
+                        ("ignored", &st.ignored, "messages the extractor did not want"),
+                        (
+                            "extract_errors",
+                            &st.extract_errors,
+                            "messages the extractor recognised but could not use",
+                        ),
+                        ("store_retries", &st.store_retries, "store writes retried"),
+                    ] {
+                        m.counter(&format!("nf_syslog_{name}"), help, &[], r(v));
+                    }
+                }),
+            ],
+        )?;
         let ring = driver.unparsed();
         let (_trigger, shutdown) = Shutdown::on_signals().map_err(|e| e.to_string())?;
         if o.stats_every > 0 {
