@@ -9,7 +9,8 @@
 //! `CHECKWRITE`, `LLRPC` (answered 501: unimplemented) and `QUIT`. Handler names are `element.handler`
 //! (the element by name, or by number from 1) or a global handler: `version`, `list`, `classes`,
 //! `config`, `flatconfig`. Codes: 200 OK, 500 syntax error, 501 unimplemented, 510 no such element, 511
-//! no such handler, 520 handler error, 521 data too big, 530 permission denied, 540 no router running.
+//! no such handler, 520 handler error, 521 data too big, 530 permission denied, 540 no router running;
+//! 220 (done, with warnings) answers a hot reconfiguration that dropped some element's state.
 //!
 //! Handlers run on the router's own thread, between two rounds of its tasks: the packet path takes no
 //! lock, and when no command waits a round costs one empty channel poll. Each connection has a thread of
@@ -932,15 +933,24 @@ impl ControlPort {
                     Err(e) => return Answer::err(520, e.to_string()),
                 };
                 router.set_config_texts(text, flat);
-                Answer::err(
-                    200,
-                    format!(
-                        "Write handler 'hotconfig' OK ({} of {} elements took their old state; paused {} us)",
-                        swap.kept,
-                        swap.elements,
-                        swap.pause_ns / 1000
-                    ),
-                )
+                let ok = format!(
+                    "Write handler 'hotconfig' OK ({} of {} elements took their old state; paused {} us)",
+                    swap.kept,
+                    swap.elements,
+                    swap.pause_ns / 1000
+                );
+                if swap.replaced.is_empty() {
+                    Answer::err(200, ok)
+                } else {
+                    // Click's 220: done, with warnings.
+                    Answer::err(
+                        220,
+                        format!(
+                            "{ok}\nwarning: another class under the same name, its state dropped: {}",
+                            swap.replaced.join(", ")
+                        ),
+                    )
+                }
             }
             Op::Check(h, write) if h == "hotconfig" && write => {
                 if self.read_only {

@@ -96,12 +96,15 @@ impl std::ops::AddAssign for RunStats {
 }
 
 /// What a hot reconfiguration did ([`Router::hot_swap`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwapReport {
     /// Elements in the new graph.
     pub elements: usize,
     /// Of those, the ones that took an old element's state (same name and class).
     pub kept: usize,
+    /// Elements whose name stayed but whose class changed: they started afresh, the old one's state
+    /// dropped (the control socket answers 220, "OK with warnings", naming them).
+    pub replaced: Vec<String>,
     /// How long the router's thread was kept from its rounds, in nanoseconds.
     pub pause_ns: u64,
 }
@@ -601,6 +604,7 @@ impl Router {
         }
         let t0 = std::time::Instant::now();
         let mut kept = 0;
+        let mut replaced = Vec::new();
         let mut by_name: std::collections::HashMap<String, usize> = self
             .nodes
             .iter()
@@ -613,6 +617,8 @@ impl Router {
                 if old.elem.class_name() == n.elem.class_name() {
                     n.elem.take_state(old.elem.as_mut());
                     kept += 1;
+                } else {
+                    replaced.push(n.name.clone());
                 }
             }
         }
@@ -641,6 +647,7 @@ impl Router {
         Ok(SwapReport {
             elements,
             kept,
+            replaced,
             pause_ns: pause,
         })
     }

@@ -301,6 +301,31 @@ fn hotconfig_swaps_the_graph_and_keeps_the_state_of_what_stays() {
     let cfgtext = c.read("config").unwrap().data.unwrap();
     assert!(cfgtext.contains("10.1.0.3:80"), "{cfgtext}");
 
+    // Another class under a kept name: done, with a warning (Click's 220) naming it.
+    let swapped =
+        lb("10.1.0.1:80 10.1.0.2:80 10.1.0.3:80", 60).replace("c :: Counter", "c :: Paint(1)");
+    let r = c
+        .command(
+            &format!("WRITEDATA hotconfig {}", swapped.len()),
+            Some(swapped.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.code, 220, "{r:?}");
+    assert!(r.message.contains("state dropped: c"), "{r:?}");
+    let back = lb("10.1.0.1:80 10.1.0.2:80 10.1.0.3:80", 60);
+    let r = c
+        .command(
+            &format!("WRITEDATA hotconfig {}", back.len()),
+            Some(back.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.code, 220, "Paint -> Counter: {r:?}");
+    assert_eq!(
+        count(&mut c, "lb.flows"),
+        64,
+        "the balancer's flows stayed through both"
+    );
+
     // A configuration with an error: refused with its line and column, nothing changes.
     let bad =
         "src :: InfiniteSource(FLOWS 8) -> c :: Counter;\nc -> lb :: NoSuchClass(1) -> Discard;";
@@ -324,7 +349,7 @@ fn hotconfig_swaps_the_graph_and_keeps_the_state_of_what_stays() {
     // Read-only sockets and servers without a rebuilder refuse it.
     stop.stop();
     let r = h.join().unwrap();
-    assert_eq!(r.swaps().0, 1);
+    assert_eq!(r.swaps().0, 3);
     drop(server);
     let (server, stop, h) = running(
         "InfiniteSource -> Discard;",
