@@ -6,7 +6,7 @@
 //! - every element's numeric read handlers, twice: in one family `nf_handler{element, class, handler}`
 //!   (every value, typed gauge: the form a generic dashboard lists), and in a family per class and
 //!   handler, `nf_<class>_<handler>{element}`, whose HELP is the handler's documentation and whose TYPE
-//!   is the handler's [`HandlerKind`](crate::element::HandlerKind) (counters end in `_total`): the form to
+//!   is the handler's [`HandlerKind`] (counters end in `_total`): the form to
 //!   take `rate()` of. A sharded run's values are summed over the shards, as
 //!   [`ShardedRouter::handlers`](crate::ShardedRouter::handlers) sums them;
 //! - per shard: packets and batches that entered the graph (`nf_shard_packets_total`,
