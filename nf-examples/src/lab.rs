@@ -2,7 +2,7 @@
 //! a minion that takes over, in Linux network namespaces.
 //!
 //! The topology: clients (one namespace, several addresses) reach the VIP `10.0.0.100:80` through the
-//! front bridge of a switch namespace; the balancer reaches the backends (`python3 -m http.server`)
+//! front bridge of a switch namespace; the balancer reaches the backends (`nf serve`)
 //! through its back bridge. The primary and the minion hang off both bridges with the same MAC
 //! addresses; the minion's switch ports are disabled. The failover switch disables the primary's ports
 //! and enables the minion's in one `ip -batch`. A management namespace holds Redis (the state store) and,
@@ -223,6 +223,31 @@ pub struct FailoverLab {
     lab: Lab,
     cfg: LabConfig,
     lb_config: PathBuf,
+    /// Each backend's HTTP server (`nf serve`), by process id.
+    backend_pids: Vec<u32>,
+}
+
+/// Starts backend `i`'s HTTP server: `nf serve` on its address, port 8080, with the lab's three
+/// responses (`/small` 1 KiB, `/page` 100 KiB, `/big` 2 MiB). Returns its process id.
+fn start_backend(lab: &mut Lab, nf: &Path, i: usize) -> Result<u32, String> {
+    let listen = format!("{}:8080", backend_ip(i));
+    let nf = nf.to_string_lossy().into_owned();
+    let child = lab.spawn(
+        &format!("b{i}"),
+        &[
+            &nf,
+            "serve",
+            "--listen",
+            &listen,
+            "--file",
+            "small=1024",
+            "--file",
+            "page=102400",
+            "--file",
+            "big=2097152",
+        ],
+    )?;
+    Ok(child.id())
 }
 
 fn backend_ip(i: usize) -> String {
@@ -313,13 +338,6 @@ impl FailoverLab {
         // (with the default, up to 6 MB, the server would send the whole file at once into the
         // client's buffer and the connection would be idle when the failure comes).
         lab.exec("cl", "sysctl -qw net.ipv4.tcp_rmem=\"4096 32768 65536\"")?;
-        // Content: a small page (health checks), a 100 KB page (WEB) and a 2 MB file (LONG).
-        let www = std::env::temp_dir().join(format!("{}-www", cfg.tag));
-        std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
-        std::fs::write(www.join("small"), vec![b's'; 1024]).map_err(|e| e.to_string())?;
-        std::fs::write(www.join("page"), vec![b'p'; 100 * 1024]).map_err(|e| e.to_string())?;
-        std::fs::write(www.join("big"), vec![b'x'; 2 << 20]).map_err(|e| e.to_string())?;
-        let dir = www.to_string_lossy().into_owned();
         for i in 0..cfg.backends {
             let name = format!("b{i}");
             lab.add(&name)?;
@@ -345,20 +363,10 @@ impl FailoverLab {
                 &name,
                 "tc qdisc add dev b0 root tbf rate 8mbit burst 16kb latency 500ms",
             )?;
-            let ip = backend_ip(i);
-            lab.spawn(
-                &name,
-                &[
-                    "python3",
-                    "-m",
-                    "http.server",
-                    "8080",
-                    "--bind",
-                    &ip,
-                    "--directory",
-                    &dir,
-                ],
-            )?;
+        }
+        let mut backend_pids = Vec::new();
+        for i in 0..cfg.backends {
+            backend_pids.push(start_backend(&mut lab, &cfg.nf, i)?);
         }
         // Management: Redis; the balancers reach it over x0.
         lab.exec(
@@ -416,6 +424,7 @@ impl FailoverLab {
             lab,
             cfg,
             lb_config,
+            backend_pids,
         };
         me.attach_primary()?;
         Ok(me)
@@ -464,6 +473,21 @@ impl FailoverLab {
     /// The lab's namespaces (`cl`, `sw`, `pri`, `min`, `mg`, `b0`...).
     pub fn lab(&self) -> &Lab {
         &self.lab
+    }
+
+    /// Stops backend `i`'s HTTP server (SIGKILL: a backend that dies).
+    pub fn stop_backend(&mut self, i: usize) -> Result<(), String> {
+        let pid = *self.backend_pids.get(i).ok_or("no such backend")?;
+        sh(&format!("kill -9 {pid}")).map(|_| ())
+    }
+
+    /// Starts backend `i`'s HTTP server again.
+    pub fn start_backend(&mut self, i: usize) -> Result<(), String> {
+        let pid = start_backend(&mut self.lab, &self.cfg.nf, i)?;
+        if let Some(p) = self.backend_pids.get_mut(i) {
+            *p = pid;
+        }
+        Ok(())
     }
 
     /// The lab's namespaces, to start processes that the lab stops when it is dropped.

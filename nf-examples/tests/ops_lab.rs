@@ -11,7 +11,7 @@ fn nf() -> &'static str {
     env!("CARGO_BIN_EXE_nf")
 }
 
-/// The lab and its tag (its namespaces' prefix; its web content is in `$TMP/TAG-www`).
+/// The lab and its tag (its namespaces' prefix).
 fn lab(tag: &str) -> (FailoverLab, String) {
     let tag = format!("{tag}{}", std::process::id() % 100_000);
     let l = FailoverLab::build(LabConfig {
@@ -240,7 +240,7 @@ fn ten_hot_reloads_under_real_tcp_break_no_connection() {
 
 #[test]
 fn health_checks_take_a_dead_backend_out_and_the_minion_agrees() {
-    let (mut l, tag) = lab("nfh");
+    let (mut l, _) = lab("nfh");
     let dir = std::env::temp_dir().join(format!("nf-health-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("lb.click");
@@ -318,18 +318,7 @@ fn health_checks_take_a_dead_backend_out_and_the_minion_agrees() {
 
     // Backend 1 stops: after the fall count no new flow goes to it, and the minion knows.
     let t0 = Instant::now();
-    // pkill sees every namespace's processes: the pattern names this lab's content directory, so
-    // that another lab's backend at the same address (a test running beside this one) is spared.
-    let www = std::env::temp_dir()
-        .join(format!("{tag}-www"))
-        .to_string_lossy()
-        .into_owned();
-    l.lab()
-        .exec(
-            "b1",
-            &format!("pkill -f \"http[.]server 8080 --bind 10[.]1[.]0[.]12 --directory {www}\""),
-        )
-        .unwrap();
+    l.stop_backend(1).unwrap();
     let down =
         "10.1.0.11:8080=1 10.1.0.12:8080=0 10.1.0.13:8080=1 10.1.0.14:8080=1 10.1.0.15:8080=1";
     wait(10, "the health checks to find backend 1 dead", || {
@@ -349,21 +338,7 @@ fn health_checks_take_a_dead_backend_out_and_the_minion_agrees() {
     assert_eq!(syns(&l, 1), 0);
 
     // It comes back: after the rise count it takes new flows again, on both balancers.
-    l.lab_mut()
-        .spawn(
-            "b1",
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                "10.1.0.12",
-                "--directory",
-                &www,
-            ],
-        )
-        .unwrap();
+    l.start_backend(1).unwrap();
     wait(15, "backend 1 back up", || {
         read(&psock, "lb.accepting") == all_up
     });

@@ -9,7 +9,6 @@ use nf_drivers::driver::Shutdown;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How `nf lb` checks its backends.
 #[derive(clap::Args, Clone)]
@@ -48,35 +47,28 @@ pub enum CheckKind {
     Http,
 }
 
-/// One check of `at`: true if it passed.
+/// One check of `at`: true if it passed (a TCP connection opens; for HTTP, a GET answers the expected
+/// status, through hyper's HTTP/1.1 client).
 async fn check_once(at: SocketAddr, o: &CheckArgs, timeout: Duration) -> bool {
     let run = async {
-        let mut s = tokio::net::TcpStream::connect(at).await.ok()?;
+        let s = tokio::net::TcpStream::connect(at).await.ok()?;
         if o.check == Some(CheckKind::Tcp) {
             return Some(true);
         }
-        // The smallest request a server must answer; the status line is all that is read.
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {at}\r\nUser-Agent: nf-health-check\r\nConnection: close\r\n\r\n",
-            o.check_path
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = [0u8; 64];
-        let mut got = 0;
-        while got < 12 {
-            let n = s.read(&mut buf[got..]).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        let line = std::str::from_utf8(&buf[..got]).ok()?;
-        let code = line
-            .strip_prefix("HTTP/1.")?
-            .get(2..5)?
-            .parse::<u16>()
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                .await
+                .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(o.check_path.as_str())
+            .header(hyper::header::HOST, at.to_string())
+            .header(hyper::header::USER_AGENT, "nf-health-check")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
             .ok()?;
-        Some(code == o.check_status)
+        let resp = send.send_request(req).await.ok()?;
+        Some(resp.status().as_u16() == o.check_status)
     };
     matches!(tokio::time::timeout(timeout, run).await, Ok(Some(true)))
 }

@@ -24,9 +24,11 @@ mod health;
 mod io_bench;
 mod lab;
 mod lb;
+mod load;
 mod observe;
 mod pcap;
 mod run;
+mod serve;
 mod state;
 mod syslogd;
 
@@ -82,6 +84,11 @@ enum Cmd {
     /// Read and write the handlers of a running `nf run` or `nf lb` through its control socket
     /// (`--control`; Click's ControlSocket protocol).
     Ctl(ctl::CtlArgs),
+    /// A small HTTP/1.1 server for the labs' backends: `GET /bytes/N`, paced if asked, keep-alive.
+    Serve(serve::ServeArgs),
+    /// An open-loop HTTP/1.1 load generator: new connections at a rate (Poisson), long DASH-like
+    /// flows, every connection's outcome with its timestamps.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +108,8 @@ fn main() -> ExitCode {
         Cmd::KmsgForward(o) => syslogd::kmsg_forward(o),
         Cmd::State(o) => state::run(o),
         Cmd::Ctl(o) => ctl::run(o),
+        Cmd::Serve(o) => serve::run(o),
+        Cmd::Load(o) => load::run(o),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
