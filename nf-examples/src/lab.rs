@@ -54,6 +54,10 @@ pub enum Workload {
     Web,
     /// Long, rate-limited downloads open across the failure.
     Long,
+    /// `nf load`: new sessions at `load_rate` a second (Poisson arrivals, 1 kB or 10 kB: the
+    /// backends' 8 Mbit/s carry a thousand a second) and
+    /// `load_long` DASH-like flows, each outcome with its timestamps.
+    Load,
 }
 
 /// MiMi's scenarios.
@@ -95,6 +99,7 @@ impl Workload {
         match self {
             Workload::Web => "WEB",
             Workload::Long => "LONG",
+            Workload::Load => "LOAD",
         }
     }
     /// From its name (case-insensitive).
@@ -102,6 +107,7 @@ impl Workload {
         match s.to_ascii_lowercase().as_str() {
             "web" => Some(Workload::Web),
             "long" => Some(Workload::Long),
+            "load" => Some(Workload::Load),
             _ => None,
         }
     }
@@ -163,6 +169,15 @@ pub struct LabConfig {
     pub clients: usize,
     /// Backends.
     pub backends: usize,
+    /// LOAD: new sessions a second.
+    pub load_rate: f64,
+    /// LOAD: concurrent long flows (500 kbit/s each, a segment every half second).
+    pub load_long: usize,
+    /// LOAD: how long the sessions keep coming.
+    pub load_duration: Duration,
+    /// The window before a failure in which new sessions count as "at risk": their state may not
+    /// have reached the minion when the failure came.
+    pub risk_window: Duration,
     /// Namespace prefix.
     pub tag: String,
     /// Set to stop between runs (Ctrl-C): the lab is torn down and what ran is reported.
@@ -189,6 +204,10 @@ impl Default for LabConfig {
             downloads: 20,
             clients: 5,
             backends: 5,
+            load_rate: 200.0,
+            load_long: 20,
+            load_duration: Duration::from_secs(8),
+            risk_window: Duration::from_millis(100),
             tag: "nflab".into(),
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -216,6 +235,54 @@ pub struct RunResult {
     pub secs: f64,
     /// Time from the failover switch to the minion's first forwarded packet, microseconds.
     pub switch_to_first_us: Option<u64>,
+    /// LOAD: for each failure, what was at risk and what was lost.
+    pub risk: Vec<FailureRisk>,
+}
+
+/// One failure of a LOAD run, against `nf load`'s per-session outcomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRisk {
+    /// When it came (µs since the epoch).
+    pub at_us: u64,
+    /// Sessions opened within the risk window before it.
+    pub opened_recently: u64,
+    /// Of those, the ones that failed.
+    pub failed_recently: u64,
+    /// Sessions open across it (opened before, ended after).
+    pub open_across: u64,
+    /// Of those, the ones that failed.
+    pub failed_across: u64,
+}
+
+/// One line of `nf load --events`: (start, end, ok).
+fn load_events(path: &Path) -> Result<Vec<(u64, u64, bool)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
+            let n = |k: &str| v[k].as_u64().ok_or_else(|| format!("{k} missing in `{l}`"));
+            Ok((n("start_us")?, n("end_us")?, v["outcome"] == "ok"))
+        })
+        .collect()
+}
+
+/// Each failure's sessions at risk: opened within `window` µs before it, and open across it (until
+/// the next failure), with the failures among them.
+fn risk_of(events: &[(u64, u64, bool)], failures: &[u64], window: u64) -> Vec<FailureRisk> {
+    failures
+        .iter()
+        .map(|&at| {
+            let recent = events.iter().filter(|e| e.0 < at && e.0 + window >= at);
+            let across = events.iter().filter(|e| e.0 < at && e.1 >= at);
+            FailureRisk {
+                at_us: at,
+                opened_recently: recent.clone().count() as u64,
+                failed_recently: recent.filter(|e| !e.2).count() as u64,
+                open_across: across.clone().count() as u64,
+                failed_across: across.filter(|e| !e.2).count() as u64,
+            }
+        })
+        .collect()
 }
 
 /// The lab: its namespaces (torn down when dropped).
@@ -592,6 +659,39 @@ impl FailoverLab {
                     );
                 }
             }
+            Workload::Load => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns])
+                    .arg(&self.cfg.nf)
+                    .arg("load")
+                    .arg(format!("{VIP}:80"))
+                    .args(["--rate", &self.cfg.load_rate.to_string()])
+                    .args([
+                        "--duration",
+                        &self.cfg.load_duration.as_secs_f64().to_string(),
+                    ])
+                    .args(["--sizes", "1k:80,10k:20"])
+                    .args(["--long", &self.cfg.load_long.to_string()])
+                    .args([
+                        "--long-bitrate",
+                        "500k",
+                        "--segment",
+                        "0.5",
+                        "--timeout",
+                        "3",
+                    ])
+                    .arg("--events")
+                    .arg(self.load_events_path());
+                for k in 0..self.cfg.clients.max(1) {
+                    c.args(["--source", &format!("10.0.0.{}", 2 + k)]);
+                }
+                kids.push(
+                    c.stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
             Workload::Long => {
                 for k in 0..self.cfg.downloads {
                     let src = format!("10.0.0.{}", 2 + k % self.cfg.clients.max(1));
@@ -610,6 +710,11 @@ impl FailoverLab {
             }
         }
         Ok(kids)
+    }
+
+    /// Where a LOAD run's `nf load` writes its sessions' outcomes.
+    fn load_events_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-load.jsonl", self.cfg.tag))
     }
 
     /// One run of one combination.
@@ -721,6 +826,7 @@ impl FailoverLab {
         let t0 = Instant::now();
         let kids = self.traffic(workload)?;
         let mut switch_to_first_us = None;
+        let mut failures_us = Vec::new();
         if scenario.fails() {
             // The minion's first forwarded frame, either way (management traffic left out).
             // The switch's `ip -batch`, started now and fed at the failure: no process start-up in the
@@ -769,6 +875,7 @@ impl FailoverLab {
                 let _ = p.kill();
             }
             let at = now_us();
+            failures_us.push(at);
             {
                 use std::io::Write;
                 let mut stdin = switch.stdin.take().ok_or("no stdin for ip -batch")?;
@@ -780,14 +887,33 @@ impl FailoverLab {
             let first = wait_first_packet(dump, Duration::from_secs(10));
             switch_to_first_us = first.map(|t| t.saturating_sub(at));
             if repeated {
-                self.more_failures(&mut procs, rep, t0)?;
+                self.more_failures(&mut procs, rep, t0, &mut failures_us)?;
             }
         }
         let (mut attempted, mut failed, mut bytes) = (0u64, 0u64, 0u64);
+        let mut risk = Vec::new();
         for k in kids {
             let out = k.wait_with_output().map_err(|e| e.to_string())?;
             let text = String::from_utf8_lossy(&out.stdout);
             match workload {
+                Workload::Load => {
+                    let ev = load_events(&self.load_events_path())?;
+                    attempted += ev.len() as u64;
+                    failed += ev.iter().filter(|e| !e.2).count() as u64;
+                    // `nf load`'s summary lines end with the megabytes received.
+                    bytes += text
+                        .lines()
+                        .filter_map(|l| {
+                            l.rsplit(", ")
+                                .next()?
+                                .strip_suffix(" MB")?
+                                .parse::<f64>()
+                                .ok()
+                        })
+                        .map(|mb| (mb * 1e6) as u64)
+                        .sum::<u64>();
+                    risk = risk_of(&ev, &failures_us, self.cfg.risk_window.as_micros() as u64);
+                }
                 Workload::Web => {
                     for l in text.lines() {
                         attempted += 1;
@@ -856,13 +982,20 @@ impl FailoverLab {
             bytes,
             secs,
             switch_to_first_us,
+            risk,
         })
     }
 
     /// Failures 2.. of a white-box run (`procs[0]` the primary's process, `procs[1]` the minion's): the
     /// node that failed last comes back as a minion (replicating what it will create), then, at the next
     /// failure time, the active node dies and the switch moves the traffic to the recovered one.
-    fn more_failures(&mut self, procs: &mut [Child], rep: bool, t0: Instant) -> Result<(), String> {
+    fn more_failures(
+        &mut self,
+        procs: &mut [Child],
+        rep: bool,
+        t0: Instant,
+        failures_us: &mut Vec<u64>,
+    ) -> Result<(), String> {
         // Node 0 (primary's namespace) failed first; node 1 (the minion) is active.
         let sides = [
             ("pri", "p0", "p1", "primary"),
@@ -893,6 +1026,7 @@ impl FailoverLab {
             std::thread::sleep(at.saturating_sub(t0.elapsed()));
             // The active node fails; the switch moves the traffic to the recovered one.
             let _ = procs[active].kill();
+            failures_us.push(now_us());
             self.switch(down == 1)?;
             active = down;
         }
@@ -970,14 +1104,15 @@ pub fn markdown(results: &[RunResult]) -> String {
             primaries.push(r.primary);
         }
     }
-    for p in primaries {
+    let risky: Vec<&RunResult> = results.iter().filter(|r| !r.risk.is_empty()).collect();
+    for p in primaries.clone() {
         let _ = writeln!(s, "\n### Primary: {}\n", p.name());
         let _ = writeln!(
             s,
             "| workload | scenario | runs | failed connections, mean (sd) | attempted, mean | completed, mean | throughput | failover switch -> minion's first packet (max) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-        for w in [Workload::Web, Workload::Long] {
+        for w in [Workload::Web, Workload::Long, Workload::Load] {
             for sc in [
                 Scenario::Clean,
                 Scenario::Copied,
@@ -1021,6 +1156,43 @@ pub fn markdown(results: &[RunResult]) -> String {
             }
         }
     }
+    if !risky.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### LOAD: the sessions at risk at each failure\n\n\
+             Sessions opened within the risk window before a failure (their state may not have reached \
+             the minion) and sessions open across it, with the failures among them, summed over the runs.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| primary | scenario | failures | opened in the window | of them failed | open across | of them failed |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        for p in &primaries {
+            for sc in [Scenario::Fail, Scenario::Failover] {
+                let rs: Vec<&&RunResult> = risky
+                    .iter()
+                    .filter(|r| r.primary == *p && r.scenario == sc)
+                    .collect();
+                if rs.is_empty() {
+                    continue;
+                }
+                let all: Vec<&FailureRisk> = rs.iter().flat_map(|r| r.risk.iter()).collect();
+                let sum = |f: fn(&FailureRisk) -> u64| all.iter().map(|k| f(k)).sum::<u64>();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    p.name(),
+                    sc.name(),
+                    all.len(),
+                    sum(|k| k.opened_recently),
+                    sum(|k| k.failed_recently),
+                    sum(|k| k.open_across),
+                    sum(|k| k.failed_across)
+                );
+            }
+        }
+    }
     s
 }
 
@@ -1030,7 +1202,7 @@ pub fn json(results: &[RunResult]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{{\"primary\":\"{}\",\"workload\":\"{}\",\"scenario\":\"{}\",\"run\":{},\"attempted\":{},\"failed\":{},\"bytes\":{},\"secs\":{:.3},\"switch_to_first_us\":{}}}",
+                "{{\"primary\":\"{}\",\"workload\":\"{}\",\"scenario\":\"{}\",\"run\":{},\"attempted\":{},\"failed\":{},\"bytes\":{},\"secs\":{:.3},\"switch_to_first_us\":{},\"risk\":[{}]}}",
                 r.primary.name(),
                 r.workload.name(),
                 r.scenario.name(),
@@ -1039,7 +1211,15 @@ pub fn json(results: &[RunResult]) -> String {
                 r.failed,
                 r.bytes,
                 r.secs,
-                r.switch_to_first_us.map_or("null".into(), |v| v.to_string())
+                r.switch_to_first_us.map_or("null".into(), |v| v.to_string()),
+                r.risk
+                    .iter()
+                    .map(|k| format!(
+                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{}}}",
+                        k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
             )
         })
         .collect();

@@ -71,3 +71,44 @@ fn three_flips_back_and_forth_keep_the_connections() {
         "three flips, nearly nothing lost: {failover:?}"
     );
 }
+
+/// LOAD (`nf load`: 300 new sessions a second and 10 long flows) across one failure of the white-box
+/// primary: without state the sessions open across the failure break; with it nearly none do, and
+/// each failure's sessions at risk (opened in the 100 ms before it) are counted.
+#[test]
+fn under_load_failover_keeps_the_sessions_open_across_the_failure() {
+    let cfg = LabConfig {
+        nf: env!("CARGO_BIN_EXE_nf").into(),
+        primaries: vec![Primary::WhiteBox],
+        workloads: vec![Workload::Load],
+        scenarios: vec![Scenario::Fail, Scenario::Failover],
+        runs: 1,
+        load_rate: 300.0,
+        load_long: 10,
+        load_duration: std::time::Duration::from_secs(5),
+        fail_after: std::time::Duration::from_millis(2500),
+        tag: format!("nfg{}", std::process::id() % 100_000),
+        ..Default::default()
+    };
+    let mut lab = FailoverLab::build(cfg).unwrap();
+    let rs = lab.run_all(|r| eprintln!("{r:?}")).unwrap();
+    drop(lab);
+    let (fail, failover) = (&rs[0], &rs[1]);
+    assert!(fail.attempted > 1000 && failover.attempted > 1000, "{rs:?}");
+    let (f, o) = (&fail.risk[0], &failover.risk[0]);
+    assert!(f.open_across >= 10 && o.open_across >= 10, "{rs:?}");
+    assert!(
+        f.failed_across * 2 >= f.open_across,
+        "without state most sessions open across the failure break: {f:?}"
+    );
+    assert!(
+        o.failed_across * 5 <= f.failed_across.max(5),
+        "with state at most 1/5 of Fail's (EXPERIMENTS.md has the full-size figures): {o:?} against {f:?}"
+    );
+    assert!(
+        failover.failed * 100 <= failover.attempted,
+        "Failover loses at most 1 % of the sessions: {failover:?}"
+    );
+    let md = nf_examples::lab::markdown(&rs);
+    assert!(md.contains("the sessions at risk at each failure"), "{md}");
+}

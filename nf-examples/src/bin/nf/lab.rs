@@ -13,7 +13,8 @@ pub struct LabArgs {
     /// Primaries: whitebox, syslog, observe (comma-separated).
     #[arg(long, default_value = "whitebox,syslog,observe")]
     primaries: String,
-    /// Workloads: web, long.
+    /// Workloads: web, long, load (`nf load`: sessions at --load-rate a second and --load-long
+    /// DASH-like flows, each session's outcome placed against each failure).
     #[arg(long, default_value = "web,long")]
     workloads: String,
     /// Scenarios: clean, copied, fail, failover.
@@ -32,6 +33,19 @@ pub struct LabArgs {
     /// recovered primary (restarted as a replicating minion); the white-box primary only.
     #[arg(long, default_value_t = 1)]
     failures: usize,
+    /// LOAD: new sessions a second (Poisson arrivals).
+    #[arg(long, default_value_t = 200.0)]
+    load_rate: f64,
+    /// LOAD: concurrent long flows.
+    #[arg(long, default_value_t = 20)]
+    load_long: usize,
+    /// LOAD: seconds of new sessions.
+    #[arg(long, default_value_t = 8.0)]
+    load_seconds: f64,
+    /// LOAD: milliseconds before a failure in which a new session counts as at risk (its state may
+    /// not have reached the minion).
+    #[arg(long, default_value_t = 100.0)]
+    risk_window_ms: f64,
     /// Where the reports go.
     #[arg(long, default_value = "lab-results")]
     out: PathBuf,
@@ -77,6 +91,10 @@ pub fn run(o: LabArgs) -> Result<(), String> {
         web_duration: Duration::from_secs_f64(o.web_seconds.max(1.0)),
         fail_after: Duration::from_secs_f64(o.fail_after.max(0.5)),
         failures: o.failures.max(1),
+        load_rate: o.load_rate.max(0.0),
+        load_long: o.load_long,
+        load_duration: Duration::from_secs_f64(o.load_seconds.max(1.0)),
+        risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
         stop: stop.clone(),
         ..Default::default()
     };
