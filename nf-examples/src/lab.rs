@@ -169,6 +169,9 @@ pub struct LabConfig {
     pub clients: usize,
     /// Backends.
     pub backends: usize,
+    /// Each backend's sending rate, Mbit/s (8: LONG downloads stay open for seconds; LOAD at a
+    /// thousand sessions a second with long flows needs more).
+    pub backend_mbit: u32,
     /// LOAD: new sessions a second.
     pub load_rate: f64,
     /// LOAD: concurrent long flows (500 kbit/s each, a segment every half second).
@@ -204,6 +207,7 @@ impl Default for LabConfig {
             downloads: 20,
             clients: 5,
             backends: 5,
+            backend_mbit: 8,
             load_rate: 200.0,
             load_long: 20,
             load_duration: Duration::from_secs(8),
@@ -424,11 +428,15 @@ impl FailoverLab {
             )?;
             lab.exec(&name, "ip route add default via 10.1.0.1")?;
             lab.exec(&name, "ethtool -K b0 tx off >/dev/null")?;
-            // Each backend sends at most 8 Mbit/s: LONG downloads stay open for seconds on the wire
+            // Each backend sends at most `backend_mbit` (8 by default): LONG downloads stay open for seconds on the wire
             // (curl's own --limit-rate only averages, and lets a transfer finish in a burst).
             lab.exec(
                 &name,
-                "tc qdisc add dev b0 root tbf rate 8mbit burst 16kb latency 500ms",
+                &format!(
+                    "tc qdisc add dev b0 root tbf rate {}mbit burst {}kb latency 500ms",
+                    cfg.backend_mbit.max(1),
+                    (2 * cfg.backend_mbit).max(16)
+                ),
             )?;
         }
         let mut backend_pids = Vec::new();

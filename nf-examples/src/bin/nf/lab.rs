@@ -33,6 +33,19 @@ pub struct LabArgs {
     /// recovered primary (restarted as a replicating minion); the white-box primary only.
     #[arg(long, default_value_t = 1)]
     failures: usize,
+    /// The paper's protocol: the traffic's length in seconds (WEB and LOAD; sets --web-seconds and
+    /// --load-seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// The paper's protocol: a failure every this many seconds while the traffic lasts (sets
+    /// --fail-after and --failures; with --duration 300 --fail-every 30, nine failures, the last at
+    /// 270 s).
+    #[arg(long)]
+    fail_every: Option<f64>,
+    /// Each backend's sending rate in Mbit/s (`tc tbf`; 8 keeps LONG's downloads open for seconds;
+    /// LOAD at a thousand sessions a second with long flows needs about 100).
+    #[arg(long, default_value_t = 8)]
+    backend_mbit: u32,
     /// LOAD: new sessions a second (Poisson arrivals).
     #[arg(long, default_value_t = 200.0)]
     load_rate: f64,
@@ -82,18 +95,33 @@ pub fn run(o: LabArgs) -> Result<(), String> {
             });
         })
         .map_err(|e| e.to_string())?;
+    let (mut web_seconds, mut load_seconds, mut fail_after, mut failures) =
+        (o.web_seconds, o.load_seconds, o.fail_after, o.failures);
+    if let Some(d) = o.duration {
+        (web_seconds, load_seconds) = (d, d);
+    }
+    if let Some(every) = o.fail_every {
+        if every.is_nan() || every <= 0.0 {
+            return Err("--fail-every must be above 0".into());
+        }
+        fail_after = every;
+        failures = ((load_seconds.max(web_seconds) / every).ceil() as usize)
+            .saturating_sub(1)
+            .max(1);
+    }
     let cfg = LabConfig {
         nf: std::env::current_exe().map_err(|e| e.to_string())?,
         primaries: list(&o.primaries, "primary", Primary::parse)?,
         workloads: list(&o.workloads, "workload", Workload::parse)?,
         scenarios: list(&o.scenarios, "scenario", Scenario::parse)?,
         runs: o.runs.max(1),
-        web_duration: Duration::from_secs_f64(o.web_seconds.max(1.0)),
-        fail_after: Duration::from_secs_f64(o.fail_after.max(0.5)),
-        failures: o.failures.max(1),
+        web_duration: Duration::from_secs_f64(web_seconds.max(1.0)),
+        fail_after: Duration::from_secs_f64(fail_after.max(0.5)),
+        failures: failures.max(1),
+        backend_mbit: o.backend_mbit,
         load_rate: o.load_rate.max(0.0),
         load_long: o.load_long,
-        load_duration: Duration::from_secs_f64(o.load_seconds.max(1.0)),
+        load_duration: Duration::from_secs_f64(load_seconds.max(1.0)),
         risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
         stop: stop.clone(),
         ..Default::default()
