@@ -256,6 +256,11 @@ pub struct FailureRisk {
     pub open_across: u64,
     /// Of those, the ones that failed.
     pub failed_across: u64,
+    /// White-box: the active node's replication lag (change to store acknowledged), p99 over the
+    /// run until this failure, µs.
+    pub driver_lag_p99_us: Option<u64>,
+    /// White-box: the standby's follower (record created to installed), p99 until this failure, µs.
+    pub follower_lag_p99_us: Option<u64>,
 }
 
 /// One line of `nf load --events`: (start, end, ok).
@@ -284,6 +289,8 @@ fn risk_of(events: &[(u64, u64, bool)], failures: &[u64], window: u64) -> Vec<Fa
                 failed_recently: recent.filter(|e| !e.2).count() as u64,
                 open_across: across.clone().count() as u64,
                 failed_across: across.filter(|e| !e.2).count() as u64,
+                driver_lag_p99_us: None,
+                follower_lag_p99_us: None,
             }
         })
         .collect()
@@ -604,7 +611,34 @@ impl FailoverLab {
         args.push(&f);
         args.push(&b);
         args.extend_from_slice(extra);
+        // Its metrics on the namespace's loopback: the lab reads the replication lag at each failure.
+        args.extend_from_slice(&["--metrics", "127.0.0.1:9100"]);
         self.nf(ns, &args)
+    }
+
+    /// The white-box replication's lag as the two balancers report it now (p99 over the run so
+    /// far, microseconds): the active node's driver (change to store) and the standby's follower
+    /// (record to installed).
+    fn lags(&self, active: &str, standby: &str) -> (Option<u64>, Option<u64>) {
+        let read = |ns: &str, name: &str| -> Option<u64> {
+            let o = self
+                .lab
+                .exec_out(ns, "curl -s -m 0.3 http://127.0.0.1:9100/metrics")
+                .ok()?;
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let v: f64 = text
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((v * 1e6) as u64)
+        };
+        (
+            read(active, "nf_replication_lag_p99_seconds"),
+            read(standby, "nf_follower_latency_p99_seconds"),
+        )
     }
 
     /// The iptables DNAT balancer in the primary's namespace (random backend), with a LOG rule for new
@@ -835,6 +869,7 @@ impl FailoverLab {
         let kids = self.traffic(workload)?;
         let mut switch_to_first_us = None;
         let mut failures_us = Vec::new();
+        let mut lag_at = Vec::new();
         if scenario.fails() {
             // The minion's first forwarded frame, either way (management traffic left out).
             // The switch's `ip -batch`, started now and fed at the failure: no process start-up in the
@@ -875,6 +910,9 @@ impl FailoverLab {
             }
             let wait = self.cfg.fail_after.saturating_sub(t0.elapsed());
             std::thread::sleep(wait);
+            if primary == Primary::WhiteBox && rep {
+                lag_at.push(self.lags("pri", "min"));
+            }
             // The failure: the primary stops (its process dies; an iptables box is cut off), and the
             // switch moves its ports to the minion.
             if primary == Primary::WhiteBox
@@ -895,7 +933,7 @@ impl FailoverLab {
             let first = wait_first_packet(dump, Duration::from_secs(10));
             switch_to_first_us = first.map(|t| t.saturating_sub(at));
             if repeated {
-                self.more_failures(&mut procs, rep, t0, &mut failures_us)?;
+                self.more_failures(&mut procs, rep, t0, &mut failures_us, &mut lag_at)?;
             }
         }
         let (mut attempted, mut failed, mut bytes) = (0u64, 0u64, 0u64);
@@ -921,6 +959,9 @@ impl FailoverLab {
                         .map(|mb| (mb * 1e6) as u64)
                         .sum::<u64>();
                     risk = risk_of(&ev, &failures_us, self.cfg.risk_window.as_micros() as u64);
+                    for (k, l) in risk.iter_mut().zip(&lag_at) {
+                        (k.driver_lag_p99_us, k.follower_lag_p99_us) = *l;
+                    }
                 }
                 Workload::Web => {
                     for l in text.lines() {
@@ -1003,6 +1044,7 @@ impl FailoverLab {
         rep: bool,
         t0: Instant,
         failures_us: &mut Vec<u64>,
+        lag_at: &mut Vec<(Option<u64>, Option<u64>)>,
     ) -> Result<(), String> {
         // Node 0 (primary's namespace) failed first; node 1 (the minion) is active.
         let sides = [
@@ -1033,6 +1075,9 @@ impl FailoverLab {
             let at = self.cfg.fail_after * k as u32;
             std::thread::sleep(at.saturating_sub(t0.elapsed()));
             // The active node fails; the switch moves the traffic to the recovered one.
+            if rep {
+                lag_at.push(self.lags(sides[active].0, ns));
+            }
             let _ = procs[active].kill();
             failures_us.push(now_us());
             self.switch(down == 1)?;
@@ -1173,9 +1218,9 @@ pub fn markdown(results: &[RunResult]) -> String {
         );
         let _ = writeln!(
             s,
-            "| primary | scenario | failures | opened in the window | of them failed | open across | of them failed |"
+            "| primary | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         for p in &primaries {
             for sc in [Scenario::Fail, Scenario::Failover] {
                 let rs: Vec<&&RunResult> = risky
@@ -1187,16 +1232,23 @@ pub fn markdown(results: &[RunResult]) -> String {
                 }
                 let all: Vec<&FailureRisk> = rs.iter().flat_map(|r| r.risk.iter()).collect();
                 let sum = |f: fn(&FailureRisk) -> u64| all.iter().map(|k| f(k)).sum::<u64>();
+                let ms = |v: Option<u64>| {
+                    v.map_or("-".to_string(), |us| {
+                        format!("{:.1} ms", us as f64 / 1000.0)
+                    })
+                };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     p.name(),
                     sc.name(),
                     all.len(),
                     sum(|k| k.opened_recently),
                     sum(|k| k.failed_recently),
                     sum(|k| k.open_across),
-                    sum(|k| k.failed_across)
+                    sum(|k| k.failed_across),
+                    ms(all.iter().filter_map(|k| k.driver_lag_p99_us).max()),
+                    ms(all.iter().filter_map(|k| k.follower_lag_p99_us).max())
                 );
             }
         }
@@ -1223,8 +1275,10 @@ pub fn json(results: &[RunResult]) -> String {
                 r.risk
                     .iter()
                     .map(|k| format!(
-                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{}}}",
-                        k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across
+                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{}}}",
+                        k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across,
+                        k.driver_lag_p99_us.map_or("null".into(), |v| v.to_string()),
+                        k.follower_lag_p99_us.map_or("null".into(), |v| v.to_string())
                     ))
                     .collect::<Vec<_>>()
                     .join(",")
