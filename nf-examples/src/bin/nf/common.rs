@@ -199,54 +199,59 @@ impl ControlArgs {
     }
 }
 
+/// Runs `body`'s future on a thread of its own with a small current-thread tokio runtime (signal
+/// watchers: they must not depend on the program's own runtime or threads). A thread that cannot be
+/// started is reported as a warning naming `what`.
+pub fn watch_thread<F, Fut>(name: &str, what: &str, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(body());
+        });
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot watch for {what}: {e}");
+    }
+}
+
 /// On SIGHUP, re-reads `path` and loads it through `handle` (`WRITE hotconfig`): the error, or what
 /// the swap kept, is printed.
 fn reload_on_hangup(handle: nf_core::control::ControlHandle, path: std::path::PathBuf) {
     #[cfg(unix)]
-    {
-        let spawned = std::thread::Builder::new()
-            .name("nf-sighup".into())
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                        return;
-                    };
-                    while hup.recv().await.is_some() {
-                        let text = match std::fs::read_to_string(&path) {
-                            Ok(t) => t,
-                            Err(e) => {
-                                eprintln!(
-                                    "SIGHUP: {}: {e}; the running graph stays",
-                                    path.display()
-                                );
-                                continue;
-                            }
-                        };
-                        let h = handle.clone();
-                        let r =
-                            tokio::task::spawn_blocking(move || h.write("hotconfig", &text)).await;
-                        match r {
-                            Ok(r) if r.code == 200 => eprintln!("SIGHUP: {}", r.message),
-                            Ok(r) => eprintln!(
-                                "SIGHUP: {} ({}); the running graph stays",
-                                r.message, r.code
-                            ),
-                            Err(e) => eprintln!("SIGHUP: {e}"),
-                        }
-                    }
-                });
-            });
-        if let Err(e) = spawned {
-            eprintln!("warning: cannot watch for SIGHUP: {e}");
+    watch_thread("nf-sighup", "SIGHUP", move || async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("SIGHUP: {}: {e}; the running graph stays", path.display());
+                    continue;
+                }
+            };
+            let h = handle.clone();
+            let r = tokio::task::spawn_blocking(move || h.write("hotconfig", &text)).await;
+            match r {
+                Ok(r) if r.code / 100 == 2 => eprintln!("SIGHUP: {}", r.message),
+                Ok(r) => eprintln!(
+                    "SIGHUP: {} ({}); the running graph stays",
+                    r.message, r.code
+                ),
+                Err(e) => eprintln!("SIGHUP: {e}"),
+            }
         }
-    }
+    });
     #[cfg(not(unix))]
     let _ = (handle, path);
 }
@@ -374,39 +379,26 @@ impl Runner {
 /// Stops `stop` on the first SIGINT or SIGTERM (from a helper thread running a small tokio runtime), so
 /// that a run interrupted by the user still flushes its files and prints its counters.
 pub fn stop_on_signal(stop: nf_core::StopHandle) {
-    let spawned = std::thread::Builder::new()
-        .name("nf-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+    watch_thread("nf-signals", "signals", move || async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
-            rt.block_on(async {
-                #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let (Ok(mut int), Ok(mut term)) = (
-                        signal(SignalKind::interrupt()),
-                        signal(SignalKind::terminate()),
-                    ) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("signal received: stopping");
-                stop.stop();
-            });
-        });
-    if let Err(e) = spawned {
-        eprintln!("warning: cannot watch for signals: {e}");
-    }
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("signal received: stopping");
+        stop.stop();
+    });
 }
 
 /// The classes whose `count` handler counts the packets a run took in.

@@ -78,23 +78,12 @@ fn list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec
 pub fn run(o: LabArgs) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
-    let _signals = std::thread::Builder::new()
-        .name("nf-lab-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("nf lab: stopping after the run in progress, then tearing down");
-                    s2.store(true, Ordering::Relaxed);
-                }
-            });
-        })
-        .map_err(|e| e.to_string())?;
+    crate::common::watch_thread("nf-lab-signals", "Ctrl-C", move || async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("nf lab: stopping after the run in progress, then tearing down");
+            s2.store(true, Ordering::Relaxed);
+        }
+    });
     let (mut web_seconds, mut load_seconds, mut fail_after, mut failures) =
         (o.web_seconds, o.load_seconds, o.fail_after, o.failures);
     if let Some(d) = o.duration {

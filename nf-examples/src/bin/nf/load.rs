@@ -324,6 +324,13 @@ async fn get(
     }
 }
 
+/// Counts a connection's end and hands its record to the writer.
+fn finish(ctx: &Ctx, tally: &Tally, e: Event) {
+    tally.count(e.outcome);
+    tally.bytes.fetch_add(e.bytes, Ordering::Relaxed);
+    let _ = ctx.events.send(e);
+}
+
 /// A short connection: connect, one GET, close.
 async fn short(
     ctx: Arc<Ctx>,
@@ -346,20 +353,22 @@ async fn short(
             (o, local, b, t)
         }
     };
-    tally.count(outcome);
-    tally.bytes.fetch_add(bytes, Ordering::Relaxed);
-    let _ = ctx.events.send(Event {
-        id,
-        kind: "short",
-        src: local,
-        start_us,
-        end_us: now_us(),
-        ttfb_us: ttfb,
-        outcome,
-        bytes,
-        expected: size,
-        segments: 1,
-    });
+    finish(
+        &ctx,
+        &tally,
+        Event {
+            id,
+            kind: "short",
+            src: local,
+            start_us,
+            end_us: now_us(),
+            ttfb_us: ttfb,
+            outcome,
+            bytes,
+            expected: size,
+            segments: 1,
+        },
+    );
 }
 
 /// A long flow: one connection, a segment every `every` until `until`.
@@ -396,20 +405,22 @@ async fn long(
             }
         }
     }
-    tally.count(outcome);
-    tally.bytes.fetch_add(bytes, Ordering::Relaxed);
-    let _ = ctx.events.send(Event {
-        id,
-        kind: "long",
-        src: local,
-        start_us,
-        end_us: now_us(),
-        ttfb_us: ttfb,
-        outcome,
-        bytes,
-        expected: seg * segments.max(1),
-        segments,
-    });
+    finish(
+        &ctx,
+        &tally,
+        Event {
+            id,
+            kind: "long",
+            src: local,
+            start_us,
+            end_us: now_us(),
+            ttfb_us: ttfb,
+            outcome,
+            bytes,
+            expected: seg * segments.max(1),
+            segments,
+        },
+    );
 }
 
 fn summary(what: &str, t: &Tally, secs: f64) -> String {
