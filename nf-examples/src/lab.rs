@@ -261,7 +261,13 @@ pub struct FailureRisk {
     pub driver_lag_p99_us: Option<u64>,
     /// White-box: the standby's follower (record created to installed), p99 until this failure, µs.
     pub follower_lag_p99_us: Option<u64>,
+    /// The sessions open across it by their age at the failure ([`AGE_BINS_MS`]): (open, failed).
+    pub by_age: Vec<(u64, u64)>,
 }
+
+/// Upper bounds of the age bins of [`FailureRisk::by_age`], milliseconds: a session opened less than
+/// 1 ms before the failure, 1-10 ms, 10-100 ms, 100 ms-1 s, longer.
+pub const AGE_BINS_MS: [u64; 5] = [1, 10, 100, 1000, u64::MAX];
 
 /// One line of `nf load --events`: (start, end, ok).
 fn load_events(path: &Path) -> Result<Vec<(u64, u64, bool)>, String> {
@@ -291,6 +297,23 @@ fn risk_of(events: &[(u64, u64, bool)], failures: &[u64], window: u64) -> Vec<Fa
                 failed_across: across.filter(|e| !e.2).count() as u64,
                 driver_lag_p99_us: None,
                 follower_lag_p99_us: None,
+                by_age: AGE_BINS_MS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &hi)| {
+                        let lo = if i == 0 { 0 } else { AGE_BINS_MS[i - 1] };
+                        let bin = events.iter().filter(|e| {
+                            e.0 < at && e.1 >= at && {
+                                let age_ms = (at - e.0) / 1000;
+                                age_ms >= lo && age_ms < hi
+                            }
+                        });
+                        (
+                            bin.clone().count() as u64,
+                            bin.filter(|e| !e.2).count() as u64,
+                        )
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -1275,10 +1298,15 @@ pub fn json(results: &[RunResult]) -> String {
                 r.risk
                     .iter()
                     .map(|k| format!(
-                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{}}}",
+                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{},\"by_age\":[{}]}}",
                         k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across,
                         k.driver_lag_p99_us.map_or("null".into(), |v| v.to_string()),
-                        k.follower_lag_p99_us.map_or("null".into(), |v| v.to_string())
+                        k.follower_lag_p99_us.map_or("null".into(), |v| v.to_string()),
+                        k.by_age
+                            .iter()
+                            .map(|(o, f)| format!("[{o},{f}]"))
+                            .collect::<Vec<_>>()
+                            .join(",")
                     ))
                     .collect::<Vec<_>>()
                     .join(",")
@@ -1381,7 +1409,116 @@ pub fn svg(results: &[RunResult]) -> String {
             sc.name()
         );
     }
+    let panel = top + h + 60.0;
+    let extra = age_panel(results, panel, left);
+    if extra.is_empty() {
+        s.push_str("</svg>\n");
+        return s;
+    }
+    // The sessions' panel below the bars: the document grows to hold it.
+    s = s.replacen(
+        &format!("height=\"{:.0}\"", top + h + 60.0),
+        &format!("height=\"{:.0}\"", panel + AGE_PANEL_HEIGHT),
+        1,
+    );
+    s.push_str(&extra);
     s.push_str("</svg>\n");
+    s
+}
+
+/// The height of [`age_panel`].
+const AGE_PANEL_HEIGHT: f64 = 260.0;
+
+/// LOAD runs: the share of the sessions open across a failure that failed, by their age at the
+/// failure (how long before it they were opened): where the state not yet replicated shows, as failures
+/// of the youngest sessions. Empty without LOAD runs.
+fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
+    type Cell = (Primary, Scenario, Vec<(u64, u64)>);
+    let mut cells: Vec<Cell> = Vec::new();
+    for r in results.iter().filter(|r| !r.risk.is_empty()) {
+        let mut sum = vec![(0u64, 0u64); AGE_BINS_MS.len()];
+        for k in &r.risk {
+            for (t, b) in sum.iter_mut().zip(&k.by_age) {
+                (t.0, t.1) = (t.0 + b.0, t.1 + b.1);
+            }
+        }
+        match cells
+            .iter_mut()
+            .find(|c| c.0 == r.primary && c.1 == r.scenario)
+        {
+            Some(c) => {
+                for (t, b) in c.2.iter_mut().zip(&sum) {
+                    (t.0, t.1) = (t.0 + b.0, t.1 + b.1);
+                }
+            }
+            None => cells.push((r.primary, r.scenario, sum)),
+        }
+    }
+    if cells.is_empty() {
+        return String::new();
+    }
+    let (h, top) = (150.0, y0 + 30.0);
+    // Escaped for XML.
+    let labels = ["&lt;1 ms", "1-10 ms", "10-100 ms", "0.1-1 s", "&gt;1 s"];
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<text x=\"{left}\" y=\"{:.0}\" font-size=\"14\">LOAD: sessions open across a failure that failed, by their age at the failure</text>",
+        y0 + 15.0
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"5\" y=\"{top:.0}\">100%</text><text x=\"5\" y=\"{:.0}\">0</text>",
+        top + h
+    );
+    let gw = 5.0 * 26.0 + 20.0;
+    for (ci, (p, sc, bins)) in cells.iter().enumerate() {
+        let x0 = left + ci as f64 * gw;
+        let color = if *sc == Scenario::Failover {
+            "#31a354"
+        } else {
+            "#de2d26"
+        };
+        for (bi, (open, failed)) in bins.iter().enumerate() {
+            let frac = if *open == 0 {
+                0.0
+            } else {
+                *failed as f64 / *open as f64
+            };
+            let bh = h * frac;
+            let x = x0 + bi as f64 * 26.0;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"22\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {} {}: {failed} of {open}</title></rect>",
+                top + h - bh,
+                p.name(),
+                sc.name(),
+                labels[bi]
+            );
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"8\">{failed}/{open}</text>",
+                x + 11.0,
+                top + h - bh - 3.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{x0:.1}\" y=\"{:.1}\">{} {}</text><text x=\"{x0:.1}\" y=\"{:.1}\" font-size=\"8\">ages: {}</text>",
+            top + h + 16.0,
+            p.name(),
+            sc.name(),
+            top + h + 28.0,
+            labels.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{:.0}\" x2=\"{:.0}\" y2=\"{:.0}\" stroke=\"black\"/>",
+        top + h,
+        left + cells.len() as f64 * gw,
+        top + h
+    );
     s
 }
 
@@ -1403,4 +1540,52 @@ pub fn write_reports(
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_counts_its_sessions_at_risk_by_age() {
+        let at = 10_000_000;
+        // (start, end, ok): one opened 0.5 ms before and failed, one 50 ms before and fine, one long
+        // and failed, one ended before, one started after.
+        let events = [
+            (at - 500, at + 10, false),
+            (at - 50_000, at + 10, true),
+            (at - 5_000_000, at + 10, false),
+            (at - 90_000, at - 1, true),
+            (at + 5, at + 50, false),
+        ];
+        let r = risk_of(&events, &[at], 100_000);
+        let k = &r[0];
+        assert_eq!((k.opened_recently, k.failed_recently), (3, 1));
+        assert_eq!((k.open_across, k.failed_across), (3, 2));
+        assert_eq!(k.by_age, vec![(1, 1), (0, 0), (1, 0), (0, 0), (1, 1)]);
+        let run = RunResult {
+            primary: Primary::WhiteBox,
+            workload: Workload::Load,
+            scenario: Scenario::Failover,
+            run: 1,
+            attempted: 5,
+            failed: 3,
+            bytes: 0,
+            secs: 1.0,
+            switch_to_first_us: Some(1000),
+            risk: r,
+        };
+        let svg = svg(std::slice::from_ref(&run));
+        assert!(svg.contains("by their age at the failure"), "{svg}");
+        assert!(
+            svg.contains("whitebox Failover &lt;1 ms: 1 of 1")
+                && !svg.contains("<1 ms")
+                && !svg.contains(">1 s"),
+            "{svg}"
+        );
+        assert!(
+            json(std::slice::from_ref(&run)).contains("\"by_age\":[[1,1],[0,0],[1,0],[0,0],[1,1]]")
+        );
+        assert!(markdown(&[run]).contains("| whitebox | Failover | 1 | 3 | 1 | 3 | 2 |"));
+    }
 }
