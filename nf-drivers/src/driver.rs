@@ -21,6 +21,9 @@ pub struct DriverCounters {
     pub emitted: AtomicU64,
     /// Inputs or records lost to a full queue (overload), never silently.
     pub dropped: AtomicU64,
+    /// Time from a record's creation (the driver saw the change) to the store's acknowledgement, for
+    /// the drivers that write through a batch writer (syslog, observation).
+    pub store_lag: nf_state::replicate::Histogram,
 }
 
 impl DriverCounters {
@@ -162,6 +165,12 @@ pub(crate) async fn write_batches(
             match store.apply(batch.clone()).await {
                 Ok(_) => {
                     counters.emitted.fetch_add(n, Ordering::Relaxed);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    for r in &batch {
+                        counters.store_lag.record(now.saturating_sub(r.time));
+                    }
                     break;
                 }
                 Err(_) if attempts < 30 => {

@@ -639,14 +639,18 @@ impl FailoverLab {
         self.nf(ns, &args)
     }
 
-    /// The white-box replication's lag as the two balancers report it now (p99 over the run so
-    /// far, microseconds): the active node's driver (change to store) and the standby's follower
-    /// (record to installed).
-    fn lags(&self, active: &str, standby: &str) -> (Option<u64>, Option<u64>) {
-        let read = |ns: &str, name: &str| -> Option<u64> {
+    /// The replication's lag as the processes report it now (p99 over the run so far, microseconds):
+    /// the active node's driver (change to store: the white-box balancer's replicator on port 9100 of
+    /// `active`; or a syslog or observation driver's batch writer, port 9101 of `active`) and the
+    /// standby's follower (record to installed).
+    fn lags(&self, active: &str, standby: &str, driver: Primary) -> (Option<u64>, Option<u64>) {
+        let read = |ns: &str, port: u16, name: &str| -> Option<u64> {
             let o = self
                 .lab
-                .exec_out(ns, "curl -s -m 0.3 http://127.0.0.1:9100/metrics")
+                .exec_out(
+                    ns,
+                    &format!("curl -s -m 0.3 http://127.0.0.1:{port}/metrics"),
+                )
                 .ok()?;
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
             let v: f64 = text
@@ -658,10 +662,13 @@ impl FailoverLab {
                 .ok()?;
             Some((v * 1e6) as u64)
         };
-        (
-            read(active, "nf_replication_lag_p99_seconds"),
-            read(standby, "nf_follower_latency_p99_seconds"),
-        )
+        let drv = match driver {
+            Primary::WhiteBox => read(active, 9100, "nf_replication_lag_p99_seconds"),
+            Primary::Syslog | Primary::Observe => {
+                read(active, 9101, "nf_driver_store_lag_p99_seconds")
+            }
+        };
+        (drv, read(standby, 9100, "nf_follower_latency_p99_seconds"))
     }
 
     /// The iptables DNAT balancer in the primary's namespace (random backend), with a LOG rule for new
@@ -821,6 +828,8 @@ impl FailoverLab {
                             LOG_PREFIX,
                             "--store",
                             STORE,
+                            "--metrics",
+                            "127.0.0.1:9101",
                         ],
                     )?);
                     procs.push(self.nf(
@@ -847,6 +856,8 @@ impl FailoverLab {
                             &format!("{VIP}:80"),
                             "--store",
                             STORE,
+                            "--metrics",
+                            "127.0.0.1:9101",
                         ],
                     )?);
                 }
@@ -933,8 +944,13 @@ impl FailoverLab {
             }
             let wait = self.cfg.fail_after.saturating_sub(t0.elapsed());
             std::thread::sleep(wait);
-            if primary == Primary::WhiteBox && rep {
-                lag_at.push(self.lags("pri", "min"));
+            if rep {
+                let driver_ns = if primary == Primary::Syslog {
+                    "mg"
+                } else {
+                    "pri"
+                };
+                lag_at.push(self.lags(driver_ns, "min", primary));
             }
             // The failure: the primary stops (its process dies; an iptables box is cut off), and the
             // switch moves its ports to the minion.
@@ -1099,7 +1115,7 @@ impl FailoverLab {
             std::thread::sleep(at.saturating_sub(t0.elapsed()));
             // The active node fails; the switch moves the traffic to the recovered one.
             if rep {
-                lag_at.push(self.lags(sides[active].0, ns));
+                lag_at.push(self.lags(sides[active].0, ns, Primary::WhiteBox));
             }
             let _ = procs[active].kill();
             failures_us.push(now_us());

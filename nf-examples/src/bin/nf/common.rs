@@ -79,6 +79,21 @@ pub fn driver_source(
         ] {
             m.counter(name, help, &l, v as f64);
         }
+        let lag = &c.store_lag;
+        if lag.count() > 0 {
+            for (v, q) in [
+                (lag.quantile_ns(0.5), "p50"),
+                (lag.quantile_ns(0.99), "p99"),
+                (lag.max_ns(), "max"),
+            ] {
+                m.gauge(
+                    &format!("nf_driver_store_lag_{q}_seconds"),
+                    "time from a record's creation (the driver saw the change) to the store's acknowledgement (over the run)",
+                    &l,
+                    v as f64 / 1e9,
+                );
+            }
+        }
     })
 }
 
