@@ -1,6 +1,6 @@
 //! The observation driver against real black boxes in network namespaces (needs root): an iptables DNAT
 //! load balancer choosing backends at random, and an iptables MASQUERADE (NAPT) box; real concurrent
-//! `curl` clients and `python3 -m http.server` servers; `tcpdump` records both sides of the box; `nf
+//! `curl` clients and `nf serve` servers; `tcpdump` records both sides of the box; `nf
 //! observe` reads the two captures into a store, and its mappings are compared with the `conntrack -L`
 //! taken right after the traffic. The accuracy figures are printed (and recorded in BENCHMARKS.md).
 
@@ -127,7 +127,12 @@ fn a_random_dnat_balancer_is_inferred_from_its_traffic() {
         lab.exec(&name, "ip route add default via 10.1.0.1");
         lab.spawn(
             &name,
-            &["python3", "-m", "http.server", "8080", "--bind", b],
+            &[
+                env!("CARGO_BIN_EXE_nf"),
+                "serve",
+                "--listen",
+                &format!("{b}:8080"),
+            ],
         );
     }
     lab.exec("lb", "sysctl -qw net.ipv4.ip_forward=1");
@@ -255,12 +260,10 @@ fn a_masquerading_napt_box_is_inferred_from_its_traffic() {
     lab.spawn(
         "s",
         &[
-            "python3",
-            "-m",
-            "http.server",
-            "8000",
-            "--bind",
-            "203.0.113.9",
+            env!("CARGO_BIN_EXE_nf"),
+            "serve",
+            "--listen",
+            "203.0.113.9:8000",
         ],
     );
     wait_until(20, "the server", || {

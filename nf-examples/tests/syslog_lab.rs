@@ -1,5 +1,5 @@
 //! The syslog driver against a real black box: an iptables DNAT load balancer in network namespaces
-//! (a client, the balancer, three backends serving HTTP with `python3 -m http.server`), real TCP
+//! (a client, the balancer, three backends serving HTTP with `nf serve`), real TCP
 //! connections from `curl`. The balancer's kernel logs each new connection in FORWARD (`LOG --ctstate
 //! NEW`); `nf kmsg-forward` relays those lines from `/dev/kmsg` to `nf syslogd --extract netfilter-log`.
 //! In parallel `conntrack -E -o timestamp,extended` in the balancer's namespace is piped through
@@ -124,7 +124,12 @@ fn an_iptables_dnat_balancer_is_mirrored_from_its_logs() {
         lab.exec(&name, &format!("ip route add default via {gw}"));
         lab.spawn(
             &name,
-            &["python3", "-m", "http.server", "8080", "--bind", b],
+            &[
+                env!("CARGO_BIN_EXE_nf"),
+                "serve",
+                "--listen",
+                &format!("{b}:8080"),
+            ],
         );
     }
     lab.exec("lb", "sysctl -qw net.ipv4.ip_forward=1");
