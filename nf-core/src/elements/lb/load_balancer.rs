@@ -197,8 +197,7 @@ pub struct LoadBalancer {
     link: Link,
     rng: u64,
     rr: usize,
-    weights: Vec<u32>,
-    /// Each backend's state and health (in the order of `backends`).
+    /// Each backend's state, weight and health (in the order of `backends`).
     status: Vec<BackendStatus>,
     /// The backends that take new flows, with their weights' running sums (random and round robin
     /// pick among them; Maglev's table holds only them).
@@ -333,7 +332,6 @@ impl LoadBalancer {
             link: Link::Ethernet,
             rng: seed,
             rr: 0,
-            weights: vec![1; n],
             status: Vec::new(),
             eligible: Vec::new(),
             status_tx: None,
@@ -348,7 +346,7 @@ impl LoadBalancer {
             counts: Counts::default(),
             scratch: Vec::new(),
         };
-        lb.status = lb.fresh_status();
+        lb.status = lb.fresh_status(&[]);
         let _ = lb.rebuild_choice();
         lb
     }
@@ -357,10 +355,9 @@ impl LoadBalancer {
         self.policy = p;
         self
     }
-    /// Backend weights (Maglev), in the order of the backends.
+    /// Backend weights, in the order of the backends (see [`Policy`] for how each policy uses them).
     pub fn weights(mut self, w: Vec<u32>) -> Self {
-        self.weights = w;
-        self.status = self.fresh_status();
+        self.status = self.fresh_status(&w);
         let _ = self.rebuild_choice();
         self
     }
@@ -382,11 +379,10 @@ impl LoadBalancer {
             .enumerate()
             .map(|(i, b)| MaglevBackend {
                 name: b.to_string(),
-                weight: if self.status.get(i).is_none_or(|s| s.accepting()) {
-                    self.weights.get(i).copied().unwrap_or(1)
-                } else {
-                    0
-                },
+                weight: self
+                    .status
+                    .get(i)
+                    .map_or(1, |s| if s.accepting() { s.weight } else { 0 }),
             })
             .collect();
         self.maglev =
@@ -405,11 +401,10 @@ impl LoadBalancer {
             return Err("at least one backend".into());
         }
         self.backends = backends;
-        self.weights = weights;
         self.rr = 0;
         self.recount();
         let old = std::mem::take(&mut self.status);
-        self.status = self.fresh_status();
+        self.status = self.fresh_status(&weights);
         for s in &mut self.status {
             if let Some(o) = old.iter().find(|o| o.backend == s.backend) {
                 (s.state, s.healthy, s.deadline) = (o.state, o.healthy, o.deadline);
@@ -421,14 +416,15 @@ impl LoadBalancer {
         self.rebuild_choice()
     }
 
-    fn fresh_status(&self) -> Vec<BackendStatus> {
+    /// Every backend up and healthy, with `weights` (1 where none is given).
+    fn fresh_status(&self, weights: &[u32]) -> Vec<BackendStatus> {
         self.backends
             .iter()
             .enumerate()
             .map(|(i, &backend)| BackendStatus {
                 backend,
                 state: BackendState::Up,
-                weight: self.weights.get(i).copied().unwrap_or(1),
+                weight: weights.get(i).copied().unwrap_or(1),
                 healthy: true,
                 deadline: None,
             })
@@ -517,7 +513,6 @@ impl LoadBalancer {
         }
         if let Some(w) = weight {
             s.weight = w;
-            self.weights[i] = w;
         }
         if let Some(h) = healthy {
             s.healthy = h;
@@ -531,7 +526,6 @@ impl LoadBalancer {
     fn apply_status(&mut self, st: BackendStatus) {
         if let Some(i) = self.backends.iter().position(|b| *b == st.backend) {
             self.status[i] = st;
-            self.weights[i] = st.weight;
             let _ = self.rebuild_choice();
         }
     }
@@ -1017,7 +1011,6 @@ impl Element for LoadBalancer {
         if self.backends.is_empty() {
             return Err("LoadBalancer needs at least one backend".into());
         }
-        self.status = self.fresh_status();
         self.rebuild_choice()?;
         self.has_other_output = ctx.noutputs > 2;
         if ctx.shards > 1 {
@@ -1088,8 +1081,9 @@ impl Element for LoadBalancer {
     }
     /// A new configuration's balancer takes the old one's flows (every flow keeps its backend, also
     /// a backend the new set no longer has: it drains as its flows close), its counters, its install
-    /// queue (a minion keeps following) and its table's sink (a primary keeps replicating). The Maglev
-    /// table is the old one if the backends, weights, size and key are unchanged, else the new one.
+    /// queue (a minion keeps following), its table's sink (a primary keeps replicating) and its
+    /// backends' states. Maglev's table is the one the new graph built (off the router's thread),
+    /// rebuilt here only if a backend kept from the old graph takes no new flows.
     fn take_state(&mut self, old: &mut dyn Element) {
         let Some(old) = old.as_any_mut().downcast_mut::<LoadBalancer>() else {
             return;
@@ -1112,7 +1106,11 @@ impl Element for LoadBalancer {
         let changed = self.status.iter().any(|s| !s.accepting());
         if self.policy == old.policy
             && self.backends == old.backends
-            && self.weights == old.weights
+            && self
+                .status
+                .iter()
+                .map(|s| s.weight)
+                .eq(old.status.iter().map(|s| s.weight))
             && self.maglev_size == old.maglev_size
             && self.agreed == old.agreed
         {
