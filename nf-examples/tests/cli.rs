@@ -682,12 +682,7 @@ fn nf_lb_serves_prometheus_metrics_that_promtool_accepts() {
         String::from_utf8_lossy(&p.stdout),
         String::from_utf8_lossy(&p.stderr)
     );
-    let value = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in:\n{body}"))
-    };
+    let value = |name: &str| metric(body, name);
     assert_eq!(value("nf_router_up"), 1.0);
     assert_eq!(
         value("nf_handler{element=\"lb\",class=\"LoadBalancer\",handler=\"flows\"}"),
@@ -889,12 +884,7 @@ fn a_sharded_run_reports_each_shard_and_sums_the_handlers() {
         .args(["-INT", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let value = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in:\n{body}"))
-    };
+    let value = |name: &str| metric(&body, name);
     let (s0, s1) = (
         value("nf_shard_packets_total{shard=\"0\"}"),
         value("nf_shard_packets_total{shard=\"1\"}"),
@@ -912,4 +902,12 @@ fn a_sharded_run_reports_each_shard_and_sums_the_handlers() {
         .stdin(std::process::Stdio::piped())
         .output_with_input(body.as_bytes());
     assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stdout));
+}
+
+/// The value of the first sample of an exposition whose line starts with `name` (labels included).
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{body}"))
 }

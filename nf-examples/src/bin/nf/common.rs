@@ -79,22 +79,39 @@ pub fn driver_source(
         ] {
             m.counter(name, help, &l, v as f64);
         }
-        let lag = &c.store_lag;
-        if lag.count() > 0 {
-            for (v, q) in [
-                (lag.quantile_ns(0.5), "p50"),
-                (lag.quantile_ns(0.99), "p99"),
-                (lag.max_ns(), "max"),
-            ] {
-                m.gauge(
-                    &format!("nf_driver_store_lag_{q}_seconds"),
-                    "time from a record's creation (the driver saw the change) to the store's acknowledgement (over the run)",
-                    &l,
-                    v as f64 / 1e9,
-                );
-            }
+        if c.store_lag.count() > 0 {
+            latency_gauges(
+                m,
+                "nf_driver_store_lag",
+                "time from a record's creation (the driver saw the change) to the store's acknowledgement (over the run)",
+                &l,
+                &c.store_lag,
+            );
         }
     })
+}
+
+/// A latency histogram as three gauges, `PREFIX_p50_seconds`, `PREFIX_p99_seconds` and
+/// `PREFIX_max_seconds` (a Prometheus summary's `quantile` label is for summaries only).
+pub fn latency_gauges(
+    m: &mut nf_core::metrics::Metrics,
+    prefix: &str,
+    help: &str,
+    labels: &[(&str, &str)],
+    h: &nf_state::replicate::Histogram,
+) {
+    for (v, q) in [
+        (h.quantile_ns(0.5), "p50"),
+        (h.quantile_ns(0.99), "p99"),
+        (h.max_ns(), "max"),
+    ] {
+        m.gauge(
+            &format!("{prefix}_{q}_seconds"),
+            help,
+            labels,
+            v as f64 / 1e9,
+        );
+    }
 }
 
 /// A metrics endpoint of a program without a graph (a driver's): `sources` only.

@@ -55,18 +55,8 @@ async fn check_once(at: SocketAddr, o: &CheckArgs, timeout: Duration) -> bool {
         if o.check == Some(CheckKind::Tcp) {
             return Some(true);
         }
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
-                .await
-                .ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get(o.check_path.as_str())
-            .header(hyper::header::HOST, at.to_string())
-            .header(hyper::header::USER_AGENT, "nf-health-check")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .ok()?;
+        let mut send = crate::load::http1_client(s).await.ok()?;
+        let req = crate::load::get_request(&o.check_path, &at.to_string())?;
         let resp = send.send_request(req).await.ok()?;
         Some(resp.status().as_u16() == o.check_status)
     };

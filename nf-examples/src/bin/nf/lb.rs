@@ -117,6 +117,43 @@ fn replicate(
     (c, rs, task)
 }
 
+/// Follows schema `S` into the balancer until `stop` turns true: a store that goes away (or is not
+/// there yet) is waited for, with a growing pause, and followed again from a new snapshot (which
+/// replaces what it installs). `installer` makes each attempt's install callback.
+async fn follow_retrying<S, F, I>(
+    what: &'static str,
+    store: Arc<dyn StateStore>,
+    stats: Arc<FollowerStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    origins: Vec<String>,
+    installer: F,
+) where
+    S: nf_state::Schema,
+    F: Fn() -> I + Send,
+    I: FnMut(nf_state::replicate::Install<S>) -> Result<(), nf_state::replicate::Install<S>> + Send,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let r = follow_with_backpressure::<S>(
+            store.clone(),
+            stats.clone(),
+            stop.clone(),
+            &origins,
+            installer(),
+        )
+        .await;
+        match r {
+            Ok(()) => break,
+            Err(_) if *stop.borrow() => break,
+            Err(e) => {
+                eprintln!("{what}: {e}; following again in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// Every node's last heartbeat as this node last read it: (node, role, age in seconds, entries).
 type Beats = Arc<std::sync::Mutex<Vec<(String, String, f64, u64)>>>;
 
@@ -287,66 +324,26 @@ pub fn run(o: LbArgs) -> Result<(), String> {
             follower_stats = Some(stats.clone());
             sources.push(follower_source(stats.clone()));
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let (s, st) = (store.clone(), stats.clone());
-            let origins = o.accept_origin.to_vec();
-            let (tx2, stop2) = (tx.clone(), stop_rx.clone());
-            tasks.push(rt.spawn(async move {
-                // A store that goes away (or is not there yet) is waited for: the follower starts again
-                // with a snapshot, which replaces the table, and follows from there.
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    let tx = tx.clone();
-                    // A full install queue (the balancer's thread behind) makes the follower wait,
-                    // counted in install_waits: no mapping is dropped.
-                    let r = follow_with_backpressure::<FlowMapping>(
-                        s.clone(),
-                        st.clone(),
-                        stop_rx.clone(),
-                        &origins,
-                        lb_installer(tx),
-                    )
-                    .await;
-                    match r {
-                        Ok(()) => break,
-                        Err(_) if *stop_rx.borrow() => break,
-                        Err(e) => {
-                            eprintln!("follower: {e}; following again in {backoff:?}");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
-                    }
-                }
-            }));
+            // A full install queue (the balancer's thread behind) makes a follower wait, counted in
+            // install_waits: nothing is dropped.
+            let tx2 = tx.clone();
+            tasks.push(rt.spawn(follow_retrying(
+                "follower",
+                store.clone(),
+                stats.clone(),
+                stop_rx.clone(),
+                o.accept_origin.to_vec(),
+                move || lb_installer(tx.clone()),
+            )));
             // The primary's backend states (drains, downs, weights, health): a follower of its own.
-            let (s, bst, origins) = (
+            tasks.push(rt.spawn(follow_retrying(
+                "backend-state follower",
                 store.clone(),
                 Arc::new(FollowerStats::default()),
+                stop_rx.clone(),
                 o.accept_origin.to_vec(),
-            );
-            tasks.push(rt.spawn(async move {
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    let r = follow_with_backpressure::<BackendState>(
-                        s.clone(),
-                        bst.clone(),
-                        stop2.clone(),
-                        &origins,
-                        nf_drivers::adapter::backend_state_installer(tx2.clone()),
-                    )
-                    .await;
-                    match r {
-                        Ok(()) => break,
-                        Err(_) if *stop2.borrow() => break,
-                        Err(e) => {
-                            eprintln!(
-                                "backend-state follower: {e}; following again in {backoff:?}"
-                            );
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
-                    }
-                }
-            }));
+                move || nf_drivers::adapter::backend_state_installer(tx2.clone()),
+            )));
             let mut sd = shutdown.clone();
             tasks.push(rt.spawn(async move {
                 sd.wait().await;
@@ -473,18 +470,13 @@ fn replication_source(
             &[],
             g(&rs.retries),
         );
-        for (v, name) in [
-            (rs.lag.quantile_ns(0.5), "p50"),
-            (rs.lag.quantile_ns(0.99), "p99"),
-            (rs.lag.max_ns(), "max"),
-        ] {
-            m.gauge(
-                &format!("nf_replication_lag_{name}_seconds"),
-                "time from a state change to the store's acknowledgement (over the run)",
-                &[],
-                v as f64 / 1e9,
-            );
-        }
+        crate::common::latency_gauges(
+            m,
+            "nf_replication_lag",
+            "time from a state change to the store's acknowledgement (over the run)",
+            &[],
+            &rs.lag,
+        );
     })
 }
 
@@ -534,18 +526,13 @@ fn follower_source(st: Arc<FollowerStats>) -> nf_core::metrics::Source {
             &[],
             g(&st.last_seq),
         );
-        for (v, name) in [
-            (st.latency.quantile_ns(0.5), "p50"),
-            (st.latency.quantile_ns(0.99), "p99"),
-            (st.latency.max_ns(), "max"),
-        ] {
-            m.gauge(
-                &format!("nf_follower_latency_{name}_seconds"),
-                "time from a record's creation on the primary to its installation here (over the run)",
-                &[],
-                v as f64 / 1e9,
-            );
-        }
+        crate::common::latency_gauges(
+            m,
+            "nf_follower_latency",
+            "time from a record's creation on the primary to its installation here (over the run)",
+            &[],
+            &st.latency,
+        );
     })
 }
 

@@ -205,13 +205,12 @@ fn parse_sizes(s: &str) -> Result<Vec<(u64, u64)>, String> {
     Ok(out)
 }
 
-/// A small generator for arrivals and sizes (splitmix64).
+/// A small generator for arrivals and sizes (the SDK's SplitMix64 step).
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(nf_core::hash::GOLDEN);
-        nf_core::hash::mix64(self.0)
+        nf_core::hash::splitmix64(&mut self.0)
     }
     /// Uniform in (0, 1].
     fn unit(&mut self) -> f64 {
@@ -276,13 +275,29 @@ async fn connect(
     };
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| classify(&e))?;
+    let send = http1_client(stream).await.map_err(|e| classify(&e))?;
+    Ok((send, local))
+}
+
+/// The client side of HTTP/1.1 over a connected stream: the request sender, the connection driven
+/// by a task of its own (`nf load` and `nf lb`'s health checks).
+pub async fn http1_client(
+    stream: tokio::net::TcpStream,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, hyper::Error> {
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok((send, local))
+    Ok(send)
+}
+
+/// A `GET path` with its `Host` and no body.
+pub fn get_request(path: &str, host: &str) -> Option<Request<Empty<Bytes>>> {
+    Request::get(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, "nf")
+        .body(Empty::<Bytes>::new())
+        .ok()
 }
 
 /// One GET of `size` bytes on `send`: the bytes received, the time to the answer's head, and how it
@@ -293,10 +308,7 @@ async fn get(
     path: &str,
 ) -> (u64, Option<u64>, Outcome) {
     let t0 = Instant::now();
-    let Ok(req) = Request::get(path)
-        .header(hyper::header::HOST, &ctx.host)
-        .body(Empty::<Bytes>::new())
-    else {
+    let Some(req) = get_request(path, &ctx.host) else {
         return (0, None, Outcome::Error);
     };
     let resp = match tokio::time::timeout(ctx.timeout, send.send_request(req)).await {

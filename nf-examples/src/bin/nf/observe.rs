@@ -106,18 +106,13 @@ pub fn run(o: ObserveArgs) -> Result<(), String> {
             vec![
                 crate::common::driver_source("observe", d.counters()),
                 Box::new(move |m: &mut nf_core::metrics::Metrics| {
-                    for (v, name) in [
-                        (lat.quantile_ns(0.5), "p50"),
-                        (lat.quantile_ns(0.99), "p99"),
-                        (lat.max_ns(), "max"),
-                    ] {
-                        m.gauge(
-                            &format!("nf_observe_link_latency_{name}_seconds"),
-                            "packet time from an inside flow's first packet to the packet that linked it",
-                            &[],
-                            v as f64 / 1e9,
-                        );
-                    }
+                    crate::common::latency_gauges(
+                        m,
+                        "nf_observe_link_latency",
+                        "packet time from an inside flow's first packet to the packet that linked it",
+                        &[],
+                        &lat,
+                    )
                 }),
             ],
         )?;
