@@ -335,3 +335,58 @@ fn listen_addresses_parse_or_fail_clearly() {
         assert!(e.contains(bad), "{e}");
     }
 }
+
+/// A kernel record (kmsg form, as `nf kmsg-forward` sends it) is timed from the kernel's log call: a
+/// record that the kernel stamped at the same instant as one seen earlier, but that arrives 200 ms
+/// later, is counted 200 ms late and its store record is dated back to the kernel's instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_records_are_timed_from_the_kernels_log_call() {
+    let (mut d, store, stop, shutdown) =
+        start(vec!["udp://127.0.0.1:0".parse().unwrap()], 1024).await;
+    let Listen::Udp(addr) = d.local_addrs()[0].clone() else {
+        unreachable!()
+    };
+    let stats = d.stats();
+    let s2 = store.clone();
+    let task = tokio::spawn(async move { d.run(s2, shutdown).await });
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The sender's kernel clock: an arbitrary 5,000 s since its boot.
+    let usec = 5_000_000_000u64;
+    let send = |seq: u64, port: u16| {
+        let m = format!("4,{seq},{usec},-;{}", nf_line("lb: ", port, "10.1.0.8"));
+        sock.send_to(m.as_bytes(), addr).unwrap();
+    };
+    let stored = |port: u16| {
+        let store = store.clone();
+        async move {
+            for _ in 0..200 {
+                if backend_of(&store, port).await.is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("port {port} never stored");
+        }
+    };
+    send(1, 1001);
+    stored(1001).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(2, 1002);
+    stored(1002).await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+
+    assert_eq!(stats.kernel_lag.count(), 2);
+    let late = stats.kernel_lag.max_ns();
+    assert!(
+        (200_000_000..2_000_000_000).contains(&late),
+        "the second record waited at least 200 ms after its kernel instant: {late} ns"
+    );
+    // Both records are dated at the kernel's instant (within the first one's own trip), not 200 ms
+    // apart as their arrivals were.
+    let mut recs = store.scan("flow-mapping").await.unwrap().records;
+    recs.sort_by_key(|r| r.seq);
+    assert_eq!(recs.len(), 2);
+    let apart = recs[1].time.abs_diff(recs[0].time);
+    assert!(apart < 50_000_000, "dated {apart} ns apart");
+}

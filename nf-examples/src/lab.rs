@@ -58,6 +58,12 @@ pub enum Workload {
     /// backends' 8 Mbit/s carry a thousand a second) and
     /// `load_long` DASH-like flows, each outcome with its timestamps.
     Load,
+    /// The paper's WEB at a given size: `nf load` opening this many sessions over the run's
+    /// `load_duration` (a rate of sessions / duration, Poisson arrivals), no long flows. `web-30k`.
+    WebSessions(u32),
+    /// The paper's DASH-like sessions: this many concurrent long flows (`load_long_bitrate` each, a
+    /// segment every half second) and no short sessions. `dash-1000`.
+    Dash(u32),
 }
 
 /// MiMi's scenarios.
@@ -94,22 +100,62 @@ impl Primary {
 }
 
 impl Workload {
-    /// Its name.
-    pub fn name(self) -> &'static str {
+    /// Its name in reports: `WEB`, `LONG`, `LOAD`, `WEB-30k`, `DASH-1000`.
+    pub fn name(self) -> String {
         match self {
-            Workload::Web => "WEB",
-            Workload::Long => "LONG",
-            Workload::Load => "LOAD",
+            Workload::Web => "WEB".into(),
+            Workload::Long => "LONG".into(),
+            Workload::Load => "LOAD".into(),
+            Workload::WebSessions(n) => format!("WEB-{}", count_name(n)),
+            Workload::Dash(n) => format!("DASH-{}", count_name(n)),
         }
     }
-    /// From its name (case-insensitive).
+    /// From its name (case-insensitive): `web`, `long`, `load`, `web-N` (N sessions, `1k`, `30k`,
+    /// `100k` or a plain number), `dash-N` (N long flows).
     pub fn parse(s: &str) -> Option<Workload> {
-        match s.to_ascii_lowercase().as_str() {
+        let s = s.to_ascii_lowercase();
+        let count = |n: &str| -> Option<u32> {
+            let (digits, scale) = match n.strip_suffix('k') {
+                Some(d) => (d, 1000),
+                None => (n, 1),
+            };
+            digits
+                .parse::<u32>()
+                .ok()
+                .and_then(|d| d.checked_mul(scale))
+                .filter(|&v| v > 0)
+        };
+        match s.as_str() {
             "web" => Some(Workload::Web),
             "long" => Some(Workload::Long),
             "load" => Some(Workload::Load),
-            _ => None,
+            _ => {
+                if let Some(n) = s.strip_prefix("web-") {
+                    count(n).map(Workload::WebSessions)
+                } else if let Some(n) = s.strip_prefix("dash-") {
+                    count(n).map(Workload::Dash)
+                } else {
+                    None
+                }
+            }
         }
+    }
+    /// Whether `nf load` generates it (each session's outcome with its times, placed against each
+    /// failure).
+    pub fn is_load(self) -> bool {
+        matches!(
+            self,
+            Workload::Load | Workload::WebSessions(_) | Workload::Dash(_)
+        )
+    }
+}
+
+/// `1000` -> `1k`, `1500` -> `1500`.
+fn count_name(n: u32) -> String {
+    if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
     }
 }
 
@@ -174,8 +220,10 @@ pub struct LabConfig {
     pub backend_mbit: u32,
     /// LOAD: new sessions a second.
     pub load_rate: f64,
-    /// LOAD: concurrent long flows (500 kbit/s each, a segment every half second).
+    /// LOAD: concurrent long flows (`load_long_kbit` each, a segment every half second).
     pub load_long: usize,
+    /// LOAD and DASH: each long flow's bitrate, kbit/s (500).
+    pub load_long_kbit: u32,
     /// LOAD: how long the sessions keep coming.
     pub load_duration: Duration,
     /// The window before a failure in which new sessions count as "at risk": their state may not
@@ -210,6 +258,7 @@ impl Default for LabConfig {
             backend_mbit: 8,
             load_rate: 200.0,
             load_long: 20,
+            load_long_kbit: 500,
             load_duration: Duration::from_secs(8),
             risk_window: Duration::from_millis(100),
             tag: "nflab".into(),
@@ -731,22 +780,25 @@ impl FailoverLab {
                     );
                 }
             }
-            Workload::Load => {
+            Workload::Load | Workload::WebSessions(_) | Workload::Dash(_) => {
+                let secs = self.cfg.load_duration.as_secs_f64();
+                let (rate, long) = match w {
+                    Workload::WebSessions(n) => (f64::from(n) / secs, 0),
+                    Workload::Dash(n) => (0.0, n as usize),
+                    _ => (self.cfg.load_rate, self.cfg.load_long),
+                };
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &ns])
                     .arg(&self.cfg.nf)
                     .arg("load")
                     .arg(format!("{VIP}:80"))
-                    .args(["--rate", &self.cfg.load_rate.to_string()])
-                    .args([
-                        "--duration",
-                        &self.cfg.load_duration.as_secs_f64().to_string(),
-                    ])
+                    .args(["--rate", &rate.to_string()])
+                    .args(["--duration", &secs.to_string()])
                     .args(["--sizes", "1k:80,10k:20"])
-                    .args(["--long", &self.cfg.load_long.to_string()])
+                    .args(["--long", &long.to_string()])
                     .args([
                         "--long-bitrate",
-                        "500k",
+                        &format!("{}k", self.cfg.load_long_kbit.max(1)),
                         "--segment",
                         "0.5",
                         "--timeout",
@@ -981,7 +1033,7 @@ impl FailoverLab {
             let out = k.wait_with_output().map_err(|e| e.to_string())?;
             let text = String::from_utf8_lossy(&out.stdout);
             match workload {
-                Workload::Load => {
+                Workload::Load | Workload::WebSessions(_) | Workload::Dash(_) => {
                     let ev = load_events(&self.load_events_path())?;
                     attempted += ev.len() as u64;
                     failed += ev.iter().filter(|e| !e.2).count() as u64;
@@ -1197,6 +1249,12 @@ pub fn markdown(results: &[RunResult]) -> String {
         }
     }
     let risky: Vec<&RunResult> = results.iter().filter(|r| !r.risk.is_empty()).collect();
+    let mut workloads: Vec<Workload> = Vec::new();
+    for r in results {
+        if !workloads.contains(&r.workload) {
+            workloads.push(r.workload);
+        }
+    }
     for p in primaries.clone() {
         let _ = writeln!(s, "\n### Primary: {}\n", p.name());
         let _ = writeln!(
@@ -1204,7 +1262,7 @@ pub fn markdown(results: &[RunResult]) -> String {
             "| workload | scenario | runs | failed connections, mean (sd) | attempted, mean | completed, mean | throughput | failover switch -> minion's first packet (max) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-        for w in [Workload::Web, Workload::Long, Workload::Load] {
+        for &w in &workloads {
             for sc in [
                 Scenario::Clean,
                 Scenario::Copied,
@@ -1257,14 +1315,20 @@ pub fn markdown(results: &[RunResult]) -> String {
         );
         let _ = writeln!(
             s,
-            "| primary | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) |"
+            "| primary | workload | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-        for p in &primaries {
-            for sc in [Scenario::Fail, Scenario::Failover] {
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        for (p, w, sc) in primaries.iter().flat_map(|&p| {
+            workloads.iter().flat_map(move |&w| {
+                [Scenario::Fail, Scenario::Failover]
+                    .into_iter()
+                    .map(move |sc| (p, w, sc))
+            })
+        }) {
+            {
                 let rs: Vec<&&RunResult> = risky
                     .iter()
-                    .filter(|r| r.primary == *p && r.scenario == sc)
+                    .filter(|r| r.primary == p && r.workload == w && r.scenario == sc)
                     .collect();
                 if rs.is_empty() {
                     continue;
@@ -1278,8 +1342,9 @@ pub fn markdown(results: &[RunResult]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     p.name(),
+                    w.name(),
                     sc.name(),
                     all.len(),
                     sum(|k| k.opened_recently),
@@ -1426,7 +1491,7 @@ pub fn svg(results: &[RunResult]) -> String {
         );
     }
     let panel = top + h + 60.0;
-    let extra = age_panel(results, panel, left);
+    let (extra, panel_width) = age_panel(results, panel, left);
     if extra.is_empty() {
         s.push_str("</svg>\n");
         return s;
@@ -1437,6 +1502,13 @@ pub fn svg(results: &[RunResult]) -> String {
         &format!("height=\"{:.0}\"", panel + AGE_PANEL_HEIGHT),
         1,
     );
+    if panel_width + 20.0 > width {
+        s = s.replacen(
+            &format!("width=\"{width:.0}\""),
+            &format!("width=\"{:.0}\"", panel_width + 20.0),
+            1,
+        );
+    }
     s.push_str(&extra);
     s.push_str("</svg>\n");
     s
@@ -1447,9 +1519,9 @@ const AGE_PANEL_HEIGHT: f64 = 260.0;
 
 /// LOAD runs: the share of the sessions open across a failure that failed, by their age at the
 /// failure (how long before it they were opened): where the state not yet replicated shows, as failures
-/// of the youngest sessions. Empty without LOAD runs.
-fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
-    type Cell = (Primary, Scenario, Vec<(u64, u64)>);
+/// of the youngest sessions, and the panel's right edge. Empty without LOAD runs.
+fn age_panel(results: &[RunResult], y0: f64, left: f64) -> (String, f64) {
+    type Cell = (Primary, Workload, Scenario, Vec<(u64, u64)>);
     let mut cells: Vec<Cell> = Vec::new();
     for r in results.iter().filter(|r| !r.risk.is_empty()) {
         let mut sum = vec![(0u64, 0u64); AGE_BINS_MS.len()];
@@ -1460,18 +1532,18 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
         }
         match cells
             .iter_mut()
-            .find(|c| c.0 == r.primary && c.1 == r.scenario)
+            .find(|c| c.0 == r.primary && c.1 == r.workload && c.2 == r.scenario)
         {
             Some(c) => {
-                for (t, b) in c.2.iter_mut().zip(&sum) {
+                for (t, b) in c.3.iter_mut().zip(&sum) {
                     (t.0, t.1) = (t.0 + b.0, t.1 + b.1);
                 }
             }
-            None => cells.push((r.primary, r.scenario, sum)),
+            None => cells.push((r.primary, r.workload, r.scenario, sum)),
         }
     }
     if cells.is_empty() {
-        return String::new();
+        return (String::new(), 0.0);
     }
     let (h, top) = (150.0, y0 + 30.0);
     // Escaped for XML.
@@ -1488,7 +1560,7 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
         top + h
     );
     let gw = 5.0 * 26.0 + 20.0;
-    for (ci, (p, sc, bins)) in cells.iter().enumerate() {
+    for (ci, (p, w, sc, bins)) in cells.iter().enumerate() {
         let x0 = left + ci as f64 * gw;
         let color = if *sc == Scenario::Failover {
             "#31a354"
@@ -1505,9 +1577,10 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
             let x = x0 + bi as f64 * 26.0;
             let _ = writeln!(
                 s,
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"22\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {} {}: {failed} of {open}</title></rect>",
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"22\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {} {} {}: {failed} of {open}</title></rect>",
                 top + h - bh,
                 p.name(),
+                w.name(),
                 sc.name(),
                 labels[bi]
             );
@@ -1520,9 +1593,10 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
         }
         let _ = writeln!(
             s,
-            "<text x=\"{x0:.1}\" y=\"{:.1}\">{} {}</text><text x=\"{x0:.1}\" y=\"{:.1}\" font-size=\"8\">ages: {}</text>",
+            "<text x=\"{x0:.1}\" y=\"{:.1}\" font-size=\"11\">{} {} {}</text><text x=\"{x0:.1}\" y=\"{:.1}\" font-size=\"8\">ages: {}</text>",
             top + h + 16.0,
             p.name(),
+            w.name(),
             sc.name(),
             top + h + 28.0,
             labels.join(", ")
@@ -1535,7 +1609,7 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> String {
         left + cells.len() as f64 * gw,
         top + h
     );
-    s
+    (s, left + cells.len() as f64 * gw)
 }
 
 /// Writes `NAME.md`, `NAME.json` and `NAME.svg` into `dir`.
@@ -1561,6 +1635,25 @@ pub fn write_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_papers_sizes_parse_and_name_themselves() {
+        for (text, w, name) in [
+            ("web-30k", Workload::WebSessions(30_000), "WEB-30k"),
+            ("WEB-1500", Workload::WebSessions(1_500), "WEB-1500"),
+            ("dash-1000", Workload::Dash(1_000), "DASH-1k"),
+            ("dash-50", Workload::Dash(50), "DASH-50"),
+            ("load", Workload::Load, "LOAD"),
+        ] {
+            assert_eq!(Workload::parse(text), Some(w), "{text}");
+            assert_eq!(w.name(), name);
+            assert_eq!(Workload::parse(&w.name()), Some(w), "a name parses back");
+        }
+        for bad in ["web-", "web-0", "dash-k", "web-99999999k", "webs-1k"] {
+            assert_eq!(Workload::parse(bad), None, "{bad}");
+        }
+        assert!(Workload::Dash(5).is_load() && !Workload::Long.is_load());
+    }
 
     #[test]
     fn each_failure_counts_its_sessions_at_risk_by_age() {
@@ -1594,7 +1687,7 @@ mod tests {
         let svg = svg(std::slice::from_ref(&run));
         assert!(svg.contains("by their age at the failure"), "{svg}");
         assert!(
-            svg.contains("whitebox Failover &lt;1 ms: 1 of 1")
+            svg.contains("whitebox LOAD Failover &lt;1 ms: 1 of 1")
                 && !svg.contains("<1 ms")
                 && !svg.contains(">1 s"),
             "{svg}"
@@ -1602,6 +1695,6 @@ mod tests {
         assert!(
             json(std::slice::from_ref(&run)).contains("\"by_age\":[[1,1],[0,0],[1,0],[0,0],[1,1]]")
         );
-        assert!(markdown(&[run]).contains("| whitebox | Failover | 1 | 3 | 1 | 3 | 2 |"));
+        assert!(markdown(&[run]).contains("| whitebox | LOAD | Failover | 1 | 3 | 1 | 3 | 2 |"));
     }
 }

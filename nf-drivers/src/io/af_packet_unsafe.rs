@@ -242,14 +242,7 @@ impl PacketSocket {
 
     /// Waits until a frame can be read, at most `timeout_ms` milliseconds.
     pub fn wait_readable(&self, timeout_ms: i32) {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `p` is one valid pollfd that lives across the call.
-        unsafe {
-            libc::poll(&mut p, 1, timeout_ms);
-        }
+        use std::os::fd::AsFd;
+        super::poll_unsafe::wait_readable(self.fd.as_fd(), timeout_ms);
     }
 }

@@ -8,6 +8,7 @@ mod from_pcap;
 mod from_tap;
 mod mmap_unsafe;
 pub mod pcap;
+pub(crate) mod poll_unsafe;
 mod tap;
 mod to_device;
 mod to_pcap;

@@ -99,6 +99,14 @@ impl Emitter {
             .push(Record::delete::<S>(self.codec, &self.origin, key)?);
         Ok(())
     }
+    /// Dates the records emitted from index `from` on back by `by` (their change happened that long
+    /// before they were made: a kernel record's delay on its way to the driver).
+    pub(crate) fn backdate(&mut self, from: usize, by: std::time::Duration) {
+        let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        for r in self.records.iter_mut().skip(from) {
+            r.time = r.time.saturating_sub(ns);
+        }
+    }
     /// Records emitted so far.
     pub fn len(&self) -> usize {
         self.records.len()

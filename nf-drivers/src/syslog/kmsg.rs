@@ -6,7 +6,6 @@ use crate::Error;
 use crate::driver::Shutdown;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// What a forwarder did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +19,8 @@ pub struct ForwardStats {
 }
 
 /// Reads `/dev/kmsg` from its end and sends each new record containing `grep` (all: `None`) to `to`,
-/// until `shutdown` fires. Blocking: run it on a thread of its own (or `spawn_blocking`).
+/// as the kernel writes it, until `shutdown` fires. Blocking: run it on a thread of its own (or
+/// `spawn_blocking`).
 pub fn forward(
     to: SocketAddr,
     grep: Option<&str>,
@@ -44,9 +44,16 @@ pub fn forward(
         .map_err(io("bind a UDP socket"))?;
     let mut stats = ForwardStats::default();
     let mut buf = vec![0u8; 16 * 1024];
+    // The kernel wakes a reader of /dev/kmsg as each record is written: waiting on readiness (50 ms at
+    // most, to see the stop order) forwards a record within microseconds, where sleeping a fixed 5 ms
+    // added 2.5 ms on average to every LOG line's trip.
+    let wait = |f: &std::fs::File| {
+        use std::os::fd::AsFd;
+        crate::io::poll_unsafe::wait_readable(f.as_fd(), 50);
+    };
     while !shutdown.is_set() {
         match f.read(&mut buf) {
-            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(0) => wait(&f),
             Ok(n) => {
                 stats.read += 1;
                 let rec = &buf[..n];
@@ -60,9 +67,7 @@ pub fn forward(
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(&f),
             // EPIPE: records were overwritten before we read them; the next read resumes.
             Err(e) if e.raw_os_error() == Some(32) => stats.overrun += 1,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

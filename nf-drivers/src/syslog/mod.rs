@@ -9,6 +9,7 @@
 
 pub mod extract;
 pub mod framing;
+pub mod kernel_clock;
 pub mod kmsg;
 pub mod message;
 pub mod server;

@@ -8,10 +8,12 @@
 
 use super::extract::{Emitter, Extractor};
 use super::framing::{FrameError, Framer, trim_end};
-use super::message::parse;
+use super::kernel_clock::KernelClocks;
+use super::message::{Format, parse};
 use crate::Error;
 use crate::driver::{CounterSnapshot, DriverCounters, Shutdown, StateDriver};
 use bytes::{Bytes, BytesMut};
+use nf_state::replicate::Histogram;
 use nf_state::{Codec, Record, StateStore};
 use std::collections::VecDeque;
 use std::fmt;
@@ -151,6 +153,10 @@ pub struct SyslogStats {
     pub per_source_refused: AtomicU64,
     /// TCP connections closed after `idle_timeout` without a byte.
     pub idle_closed: AtomicU64,
+    /// Kernel records (kmsg form) that yielded records: the delay from the kernel's log call to the
+    /// parser, per sender's clock (see [`super::kernel_clock`]). Their records are dated back by it, so
+    /// the driver's `store_lag` runs from the kernel's LOG line for them.
+    pub kernel_lag: Histogram,
 }
 
 /// A message that did not parse or extract, kept for inspection.
@@ -314,8 +320,12 @@ impl SyslogDriver {
     }
 }
 
+/// A message as the listeners hand it to the parser: its bytes and its sender's address (`None`
+/// through the Unix socket).
+type Inbound = (Bytes, Option<std::net::IpAddr>);
+
 struct Ctx {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Inbound>,
     counters: Arc<DriverCounters>,
     stats: Arc<SyslogStats>,
     allow: Arc<[nf_core::lpm::Prefix]>,
@@ -333,8 +343,8 @@ impl Ctx {
     }
 
     /// A datagram's message: dropped (and counted) if the queue is full.
-    fn offer(&self, msg: Bytes) {
-        if self.tx.try_send(msg).is_err() {
+    fn offer(&self, msg: Bytes, sender: Option<std::net::IpAddr>) {
+        if self.tx.try_send((msg, sender)).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -353,11 +363,11 @@ fn datagrams_udp(s: std::net::UdpSocket, ctx: Ctx, shutdown: Shutdown, max: usiz
     while !shutdown.is_set() {
         match s.recv_from(&mut buf) {
             Ok((_, peer)) if !ctx.allowed(peer.ip()) => {}
-            Ok((n, _)) => {
+            Ok((n, peer)) => {
                 ctx.stats.udp.fetch_add(1, Ordering::Relaxed);
                 let mut m = Bytes::copy_from_slice(&buf[..n]);
                 trim_end(&mut m);
-                ctx.offer(m);
+                ctx.offer(m, Some(peer.ip().to_canonical()));
             }
             Err(e)
                 if matches!(
@@ -381,7 +391,7 @@ async fn datagrams_unix(s: tokio::net::UnixDatagram, ctx: Ctx, mut shutdown: Shu
                     ctx.stats.unix.fetch_add(1, Ordering::Relaxed);
                     let mut m = Bytes::copy_from_slice(&buf[..n]);
                     trim_end(&mut m);
-                    ctx.offer(m);
+                    ctx.offer(m, None);
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             }
@@ -460,6 +470,7 @@ async fn tcp_connection(
     mut shutdown: Shutdown,
     lim: TcpLimits,
 ) {
+    let peer = s.peer_addr().ok().map(|a| a.ip().to_canonical());
     let mut framer = Framer::new(lim.max_message);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let deliver = |f: Result<Bytes, FrameError>| async {
@@ -467,7 +478,7 @@ async fn tcp_connection(
             Ok(m) => {
                 ctx.stats.tcp.fetch_add(1, Ordering::Relaxed);
                 // Back-pressure, not loss: wait for room in the queue.
-                ctx.tx.send(m).await.is_ok()
+                ctx.tx.send((m, peer)).await.is_ok()
             }
             Err(FrameError::Oversized { .. }) => {
                 ctx.counters.seen.fetch_add(1, Ordering::Relaxed);
@@ -527,7 +538,7 @@ impl StateDriver for SyslogDriver {
             .extractor
             .take()
             .ok_or_else(|| Error::Config("the syslog driver has already run".into()))?;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(self.cfg.queue.max(1));
+        let (tx, mut rx) = mpsc::channel::<Inbound>(self.cfg.queue.max(1));
         let mut sockets = Vec::new();
         let mut unix_paths = Vec::new();
         for b in self.bound.drain(..) {
@@ -575,6 +586,7 @@ impl StateDriver for SyslogDriver {
         ));
 
         let mut emitter = Emitter::new(self.cfg.codec, self.cfg.origin.clone());
+        let mut clocks = KernelClocks::new();
         let batch = self.cfg.batch.max(1);
         let mut stopping = false;
         loop {
@@ -586,11 +598,13 @@ impl StateDriver for SyslogDriver {
                     continue;
                 }
             };
-            let Some(first) = first else { break };
-            self.handle(&first, extractor.as_mut(), &mut emitter);
+            let Some((first, from)) = first else { break };
+            self.handle(&first, from, &mut clocks, extractor.as_mut(), &mut emitter);
             while emitter.len() < batch {
                 match rx.try_recv() {
-                    Ok(m) => self.handle(&m, extractor.as_mut(), &mut emitter),
+                    Ok((m, from)) => {
+                        self.handle(&m, from, &mut clocks, extractor.as_mut(), &mut emitter)
+                    }
                     Err(_) => break,
                 }
             }
@@ -616,7 +630,17 @@ impl StateDriver for SyslogDriver {
 }
 
 impl SyslogDriver {
-    fn handle(&self, raw: &[u8], extractor: &mut dyn Extractor, out: &mut Emitter) {
+    /// Parses one message and hands it to the extractor. A kernel record (kmsg form) is timed: its
+    /// delay from the kernel's log call to here goes to `kernel_lag`, and the records it yields are
+    /// dated back by it, so that the store lag they report runs from the kernel's LOG line.
+    fn handle(
+        &self,
+        raw: &[u8],
+        from: Option<std::net::IpAddr>,
+        clocks: &mut KernelClocks,
+        extractor: &mut dyn Extractor,
+        out: &mut Emitter,
+    ) {
         self.counters.seen.fetch_add(1, Ordering::Relaxed);
         let text = String::from_utf8_lossy(raw);
         match parse(&text) {
@@ -632,7 +656,16 @@ impl SyslogDriver {
                     Ok(()) if out.len() == before => {
                         self.stats.ignored.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(()) => {}
+                    Ok(()) => {
+                        let delay = (m.format == Format::Kmsg)
+                            .then(|| m.timestamp?.parse::<u64>().ok())
+                            .flatten()
+                            .and_then(|usec| clocks.delay(from, usec, std::time::Instant::now()));
+                        if let Some(d) = delay {
+                            self.stats.kernel_lag.record(d.as_nanos() as u64);
+                            out.backdate(before, d);
+                        }
+                    }
                     Err(e) => {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                         self.stats.extract_errors.fetch_add(1, Ordering::Relaxed);

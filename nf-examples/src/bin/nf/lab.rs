@@ -14,7 +14,9 @@ pub struct LabArgs {
     #[arg(long, default_value = "whitebox,syslog,observe")]
     primaries: String,
     /// Workloads: web, long, load (`nf load`: sessions at --load-rate a second and --load-long
-    /// DASH-like flows, each session's outcome placed against each failure).
+    /// DASH-like flows, each session's outcome placed against each failure), and the paper's sizes:
+    /// web-N (`nf load` opening N sessions over --duration: web-1k, web-2k, web-20k, web-30k,
+    /// web-100k) and dash-N (N concurrent DASH-like flows of --load-long-kbit: dash-50, dash-1000).
     #[arg(long, default_value = "web,long")]
     workloads: String,
     /// Scenarios: clean, copied, fail, failover.
@@ -52,6 +54,9 @@ pub struct LabArgs {
     /// LOAD: concurrent long flows.
     #[arg(long, default_value_t = 20)]
     load_long: usize,
+    /// LOAD and dash-N: each long flow's bitrate, kbit/s.
+    #[arg(long, default_value_t = 500)]
+    load_long_kbit: u32,
     /// LOAD: seconds of new sessions.
     #[arg(long, default_value_t = 8.0)]
     load_seconds: f64,
@@ -110,6 +115,7 @@ pub fn run(o: LabArgs) -> Result<(), String> {
         backend_mbit: o.backend_mbit,
         load_rate: o.load_rate.max(0.0),
         load_long: o.load_long,
+        load_long_kbit: o.load_long_kbit,
         load_duration: Duration::from_secs_f64(load_seconds.max(1.0)),
         risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
         stop: stop.clone(),

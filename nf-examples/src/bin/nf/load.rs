@@ -383,7 +383,9 @@ async fn short(
     );
 }
 
-/// A long flow: one connection, a segment every `every` until `until`.
+/// A long flow: one connection opened at `phase` into the run, a segment every `every` until
+/// `until` (a flow that fell behind fetches the missed segments back to back, as a player refills
+/// its buffer, but never past `until`).
 #[allow(clippy::too_many_arguments)]
 async fn long(
     ctx: Arc<Ctx>,
@@ -391,10 +393,12 @@ async fn long(
     src: Option<IpAddr>,
     seg: u64,
     every: Duration,
+    phase: Duration,
     until: tokio::time::Instant,
     path: String,
     tally: Arc<Tally>,
 ) {
+    tokio::time::sleep(phase).await;
     let start_us = now_us();
     let (mut outcome, mut local, mut bytes, mut segments, mut ttfb) =
         (Outcome::Ok, None, 0, 0, None);
@@ -403,7 +407,7 @@ async fn long(
         Ok((mut send, l)) => {
             local = l;
             let mut next = tokio::time::Instant::now();
-            while next < until {
+            while next < until && tokio::time::Instant::now() < until {
                 tokio::time::sleep_until(next).await;
                 next += every;
                 let (b, t, o) = get(&ctx, &mut send, &path).await;
@@ -504,7 +508,8 @@ pub fn run(o: LoadArgs) -> Result<(), String> {
         };
         let t0 = tokio::time::Instant::now();
         let until = t0 + duration;
-        // Long flows first: they are open when the arrivals start.
+        // Long flows first: they are open when the arrivals start. Players are not in step: flow k
+        // of n starts k/n of a segment period into the run, so their requests spread evenly.
         let seg = (o.long_bitrate as f64 / 8.0 * every.as_secs_f64()) as u64;
         let seg_path = o.path.replace("{size}", &seg.to_string());
         let mut long_tasks = Vec::new();
@@ -515,6 +520,7 @@ pub fn run(o: LoadArgs) -> Result<(), String> {
                 src(k as u64),
                 seg,
                 every,
+                every.mul_f64(k as f64 / o.long as f64),
                 until,
                 seg_path.clone(),
                 longs.clone(),

@@ -187,6 +187,16 @@ pub fn run(o: SyslogdArgs) -> Result<(), String> {
                     ] {
                         m.counter(&format!("nf_syslog_{name}"), help, &[], r(v));
                     }
+                    if st.kernel_lag.count() > 0 {
+                        crate::common::latency_gauges(
+                            m,
+                            "nf_syslog_kernel_lag",
+                            "kernel records: time from the kernel's log call to the parser (over the run; the \
+                             driver's store lag of their records runs from the same instant)",
+                            &[],
+                            &st.kernel_lag,
+                        );
+                    }
                 }),
             ],
         )?;
