@@ -119,6 +119,20 @@ pub enum Error {
         /// Oldest sequence number still retained.
         oldest: u64,
     },
+    /// The store went back in time under a watcher: its last sequence number is below what the watcher
+    /// had already read (a Redis replica promoted after its master failed, without the master's last
+    /// acknowledged writes; a server restored from an older copy). The records the watcher read beyond
+    /// `now` are gone from the store, and new ones will reuse their numbers: resynchronise from a
+    /// snapshot, keeping what was installed (the store no longer has all of it).
+    #[error("`{schema}` went back in time: the watcher had read up to {had}, the store now ends at {now}")]
+    Rewound {
+        /// Schema.
+        schema: String,
+        /// Last sequence number the watcher had read.
+        had: u64,
+        /// The store's last sequence number now.
+        now: u64,
+    },
     /// The store is closed or its backend went away.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -443,6 +443,9 @@ pub struct FollowerStats {
     pub applied: AtomicU64,
     /// Sequence gaps detected.
     pub gaps: AtomicU64,
+    /// Times the store went back in time under the follower ([`Error::Rewound`]: a failover to a replica
+    /// that missed its master's last writes): it resynchronised without dropping what it had installed.
+    pub rewinds: AtomicU64,
     /// Records that did not decode (counted, skipped).
     pub rejected: AtomicU64,
     /// Records from an origin the follower does not accept (counted, skipped): see [`follow_from`].
@@ -517,9 +520,13 @@ pub async fn follow_with_backpressure<S: Schema>(
         }};
     }
     let accepted = |r: &Record| origins.is_empty() || origins.iter().any(|o| **o == *r.origin);
+    // After a rewind the snapshot is merged into what is installed, not put in its place: the store
+    // lost records the follower had (whose flows are still live on the primary), so keeping them is
+    // the lesser error (a delete the store lost leaves a mapping that expires with its idle timeout).
+    let mut merge = false;
     'resync: loop {
         let snap = store.scan(S::NAME).await?;
-        if !offer!(Install::Reset) {
+        if !std::mem::take(&mut merge) && !offer!(Install::Reset) {
             return Ok(());
         }
         for r in &snap.records {
@@ -558,6 +565,11 @@ pub async fn follow_with_backpressure<S: Schema>(
                 None => return Err(Error::Unavailable("the store's stream ended".into())),
                 Some(Err(Error::Gap { .. })) => {
                     stats.gaps.fetch_add(1, Ordering::Relaxed);
+                    continue 'resync;
+                }
+                Some(Err(Error::Rewound { .. })) => {
+                    stats.rewinds.fetch_add(1, Ordering::Relaxed);
+                    merge = true;
                     continue 'resync;
                 }
                 Some(Err(e)) => return Err(e),

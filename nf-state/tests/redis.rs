@@ -142,6 +142,92 @@ async fn a_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_record() 
     assert_eq!(fstats.gaps.load(Ordering::Relaxed), 0);
 }
 
+/// A store that goes back in time under a follower (a replica promoted without its master's last
+/// writes; here the server restarted from a copy of its data taken halfway): the follower notices,
+/// keeps what it had installed, and takes the new records that reuse the lost sequence numbers, which a
+/// watcher resuming "after the last number it read" would skip without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_back_in_time_is_noticed_and_nothing_new_is_skipped() {
+    let mut server = RedisServer::start("rewind");
+    let store = nf_state::open(&server.url()).await.unwrap();
+    let write = |from: u32, to: u32| {
+        let store = store.clone();
+        async move {
+            let batch: Vec<nf_state::Record> = (from..to)
+                .map(|i| {
+                    nf_state::Record::upsert::<FlowMapping>(
+                        Codec::Bincode,
+                        "primary",
+                        &fm_key(i),
+                        &fm_val(i),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            // Retried as a replicator does: the first command after a restart may meet the dead
+            // connection.
+            for _ in 0..50 {
+                if let Ok(seqs) = store.apply(batch.clone()).await {
+                    return seqs;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the store never took the batch");
+        }
+    };
+    let map = Arc::new(Mutex::new(HashMap::new()));
+    let fstats = Arc::new(FollowerStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let f = tokio::spawn(follow::<FlowMapping>(
+        store.clone(),
+        fstats.clone(),
+        stop,
+        install_into_map(map.clone()),
+    ));
+    let caught_up = |seq: u64| {
+        let fstats = fstats.clone();
+        async move {
+            let t0 = Instant::now();
+            while fstats.last_seq.load(Ordering::Relaxed) < seq {
+                assert!(t0.elapsed() < Duration::from_secs(15), "follower stuck");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    write(0, 50).await;
+    let halfway = server.copy_data();
+    write(50, 100).await;
+    caught_up(100).await;
+    // The failover: the store comes back with records 1..=50 only.
+    server.kill();
+    server.restore_data(&halfway);
+    server.spawn();
+    // The client's first command after the restart may meet the dead connection; it reconnects.
+    let mut seq = None;
+    for _ in 0..50 {
+        if let Ok(s) = store.scan("flow-mapping").await {
+            seq = Some(s.seq);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seq, Some(50));
+    // New flows after it: numbered 51..=80 again.
+    assert_eq!(write(1000, 1030).await, (51..=80).collect::<Vec<u64>>());
+    let t0 = Instant::now();
+    while map.lock().unwrap().len() < 130 && t0.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).unwrap();
+    f.await.unwrap().unwrap();
+    let m = map.lock().unwrap();
+    for i in (0..100).chain(1000..1030) {
+        assert_eq!(m.get(&fm_key(i)), Some(&fm_val(i)), "flow {i}");
+    }
+    assert!(fstats.rewinds.load(Ordering::Relaxed) >= 1);
+    assert_eq!(fstats.snapshots.load(Ordering::Relaxed), 2, "one resync");
+}
+
 /// A batch sent again (a retry after a lost reply) is applied once: the same sequence numbers come back,
 /// and the stream and the state hold it once. Another writer's batch in between does not confuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

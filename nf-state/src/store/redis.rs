@@ -10,7 +10,9 @@
 //! another writer came in between), so the script does no work per record: Redis's Lua hashes every byte
 //! of every string a script makes, and that, not the commands, was the cost. Watchers read the stream with `XREAD BLOCK` on a connection of their own; one that
 //! loses its connection reconnects and resumes from its last sequence number, so nothing is lost or
-//! repeated; one that falls behind the stream's trimming gets [`Error::Gap`]. Keyspace notifications and
+//! repeated; one that falls behind the stream's trimming gets [`Error::Gap`]; one that finds the
+//! schema's counter below what it has read (after each reconnection and each idle half second: a replica
+//! promoted without its failed master's last writes) gets [`Error::Rewound`]. Keyspace notifications and
 //! Pub/Sub are not used: they lose what is published while a watcher is away.
 //!
 //! In a cluster, the hash tag puts a schema's hash, stream and counter in one slot, so the script runs on one
@@ -385,12 +387,16 @@ fn entry_records(id: EntryId, fields: &[Value], out: &mut Vec<(u64, Result<Recor
 
 async fn watch_loop(
     opener: Opener,
-    log: String,
+    (seq_key, log): (String, String),
     schema: String,
     from: u64,
     tx: tokio::sync::mpsc::Sender<Result<Record, Error>>,
 ) {
     let mut last = from;
+    // Whether the store's counter must be checked against `last` (after each new connection and
+    // each idle read): a failover to a replica that missed the last writes rewinds it, and new records
+    // would then reuse numbers this watcher has already passed, silently.
+    let mut check = true;
     // Where to read from (exclusive); `None` until the entry holding `from + 1` has been found.
     let mut cursor: Option<EntryId> = None;
     let mut conn: Option<Conn> = None;
@@ -405,6 +411,7 @@ async fn watch_loop(
             None => match opener.connect().await {
                 Ok(c) => {
                     backoff = Duration::from_millis(10);
+                    check = true;
                     conn.insert(c)
                 }
                 Err(_) => {
@@ -414,6 +421,29 @@ async fn watch_loop(
                 }
             },
         };
+        if check && last > 0 {
+            let now: redis::RedisResult<Option<u64>> =
+                redis::cmd("GET").arg(&seq_key).query_async(c).await;
+            match now {
+                Ok(now) if now.unwrap_or(0) < last => {
+                    let _ = tx
+                        .send(Err(Error::Rewound {
+                            schema: schema.clone(),
+                            had: last,
+                            now: now.unwrap_or(0),
+                        }))
+                        .await;
+                    return;
+                }
+                Ok(_) => check = false,
+                Err(_) => {
+                    conn = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
         let at = match cursor {
             Some(at) => at,
             None => {
@@ -460,7 +490,10 @@ async fn watch_loop(
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
-            Ok(Value::Nil) => continue,
+            Ok(Value::Nil) => {
+                check = true;
+                continue;
+            }
             Ok(v) => v,
         };
         for (id, fields) in read_entries(&entries) {
@@ -630,11 +663,11 @@ impl StateStore for RedisStore {
     }
 
     async fn watch(&self, schema: &str, from_seq: u64) -> Result<Watch, Error> {
-        let (_, _, k_log) = keys(schema);
+        let (k_seq, _, k_log) = keys(schema);
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let task = tokio::spawn(watch_loop(
             self.opener.clone(),
-            k_log,
+            (k_seq, k_log),
             schema.to_string(),
             from_seq,
             tx,

@@ -104,6 +104,37 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+
+    /// A copy of the server's data as it stands (its append-only files, fsynced at every write).
+    #[allow(dead_code)]
+    pub fn copy_data(&self) -> PathBuf {
+        let to = self.dir.with_extension("copy");
+        let _ = std::fs::remove_dir_all(&to);
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&self.dir)
+            .arg(&to)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cp -a {}", self.dir.display());
+        to
+    }
+
+    /// Puts back a [`RedisServer::copy_data`] (the server must be stopped): on its next start the server
+    /// has what it had then, as a replica promoted without its master's last writes would.
+    #[allow(dead_code)]
+    pub fn restore_data(&self, from: &std::path::Path) {
+        assert!(self.child.is_none(), "stop the server first");
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cp -a {}", from.display());
+        let _ = std::fs::remove_dir_all(from);
+    }
 }
 
 impl Drop for RedisServer {
