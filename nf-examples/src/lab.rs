@@ -229,6 +229,12 @@ pub struct LabConfig {
     /// The window before a failure in which new sessions count as "at risk": their state may not
     /// have reached the minion when the failure came.
     pub risk_window: Duration,
+    /// The state store: one Redis (`false`) or a Redis Cluster of three masters with a replica each.
+    pub store_cluster: bool,
+    /// With the cluster: the master that holds `flow-mapping` is killed (SIGKILL) this long into the
+    /// traffic; its replica takes over after `cluster-node-timeout` (1 s), and the killed node comes
+    /// back as a replica before the next run.
+    pub kill_store_master: Option<Duration>,
     /// Namespace prefix.
     pub tag: String,
     /// Set to stop between runs (Ctrl-C): the lab is torn down and what ran is reported.
@@ -261,6 +267,8 @@ impl Default for LabConfig {
             load_long_kbit: 500,
             load_duration: Duration::from_secs(8),
             risk_window: Duration::from_millis(100),
+            store_cluster: false,
+            kill_store_master: None,
             tag: "nflab".into(),
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -290,6 +298,39 @@ pub struct RunResult {
     pub switch_to_first_us: Option<u64>,
     /// LOAD: for each failure, what was at risk and what was lost.
     pub risk: Vec<FailureRisk>,
+    /// The store's own failure, when the run had one.
+    pub store_kill: Option<StoreKill>,
+}
+
+/// What the processes reported just before a failure (see [`FailureRisk`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct LagsAt {
+    driver: Option<u64>,
+    follower: Option<u64>,
+    unstored: Option<u64>,
+}
+
+/// A Redis Cluster master killed during a run (see [`LabConfig::kill_store_master`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreKill {
+    /// When (µs since the epoch).
+    pub at_us: u64,
+    /// The killed master's port.
+    pub port: u16,
+    /// Until its replica served the slot as master, µs after the kill (`None`: not within 15 s).
+    pub promoted_after_us: Option<u64>,
+    /// `flow-mapping`'s last sequence number on the master, read just before the kill.
+    pub master_seq: u64,
+    /// The same on its replica just after the kill: what the promoted replica starts from.
+    pub replica_seq: u64,
+}
+
+impl StoreKill {
+    /// Records the master had acknowledged that its replica never got (at least: the master may have
+    /// acknowledged more between the read and the kill).
+    pub fn lost(&self) -> u64 {
+        self.master_seq.saturating_sub(self.replica_seq)
+    }
 }
 
 /// One failure of a LOAD run, against `nf load`'s per-session outcomes.
@@ -310,6 +351,9 @@ pub struct FailureRisk {
     pub driver_lag_p99_us: Option<u64>,
     /// White-box: the standby's follower (record created to installed), p99 until this failure, µs.
     pub follower_lag_p99_us: Option<u64>,
+    /// White-box: the state changes the failed node had made that the store had not acknowledged when
+    /// it failed (read just before: changes seen, less those written, folded or dropped), lost with it.
+    pub unstored: Option<u64>,
     /// The sessions open across it by their age at the failure ([`AGE_BINS_MS`]): (open, failed).
     pub by_age: Vec<(u64, u64)>,
 }
@@ -346,6 +390,7 @@ fn risk_of(events: &[(u64, u64, bool)], failures: &[u64], window: u64) -> Vec<Fa
                 failed_across: across.filter(|e| !e.2).count() as u64,
                 driver_lag_p99_us: None,
                 follower_lag_p99_us: None,
+                unstored: None,
                 by_age: AGE_BINS_MS
                     .iter()
                     .enumerate()
@@ -375,6 +420,154 @@ pub struct FailoverLab {
     lb_config: PathBuf,
     /// Each backend's HTTP server (`nf serve`), by process id.
     backend_pids: Vec<u32>,
+    /// The cluster node killed in the last run, to bring back before the next.
+    store_down: Option<u16>,
+}
+
+/// The Redis Cluster's nodes (three masters, then their replicas), on the management bridge.
+const CLUSTER_PORTS: [u16; 6] = [7000, 7001, 7002, 7003, 7004, 7005];
+
+/// `flow-mapping`'s sequence counter (its hash tag decides the cluster slot of the whole schema).
+const FLOW_MAPPING_SEQ: &str = "nf:{flow-mapping}:seq";
+
+/// Where the lab's cluster nodes keep their files.
+fn cluster_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{tag}-redis-cluster"))
+}
+
+/// Every node answers, the cluster serves every slot, and every replica is in step with its master
+/// (a replica whose link never came up could not take over).
+fn cluster_ok(lab: &Lab) -> bool {
+    CLUSTER_PORTS.iter().all(|p| {
+        let out = |cmd: &str| {
+            lab.exec_out("mg", &format!("redis-cli -h 10.9.0.1 -p {p} {cmd}"))
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let repl = out("info replication");
+        out("cluster info").contains("cluster_state:ok")
+            && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+    })
+}
+
+/// Starts one Redis Cluster node on 10.9.0.1:`port` in the management namespace, its files in
+/// `dir/PORT` (a node that comes back finds its `nodes.conf` there and rejoins as a replica).
+fn spawn_cluster_node(lab: &mut Lab, dir: &Path, port: u16) -> Result<(), String> {
+    let d = dir.join(port.to_string());
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    let (p, d) = (port.to_string(), d.to_string_lossy().into_owned());
+    lab.spawn(
+        "mg",
+        &[
+            "redis-server",
+            "--port",
+            &p,
+            "--bind",
+            "10.9.0.1",
+            "--dir",
+            &d,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],
+    )?;
+    Ok(())
+}
+
+/// `redis-cli -h 10.9.0.1 -p PORT ARGS` in namespace `ns` (a shell line: quote braces); its output.
+fn redis_cli(ns: &str, port: u16, args: &str) -> Option<String> {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c"])
+        .arg(format!("redis-cli -h 10.9.0.1 -p {port} {args}"))
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// From `CLUSTER NODES`: the port of the master serving `slot`, with its node id.
+fn slot_owner(nodes: &str, slot: u16) -> Option<(u16, String)> {
+    nodes.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+            return None;
+        }
+        let serves = f[8..].iter().any(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+        });
+        let port = f[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
+        serves.then(|| (port, f[0].to_string()))
+    })
+}
+
+/// Kills the master holding `flow-mapping` (SIGKILL), reads what it and its replica had, and waits
+/// for the replica's promotion.
+fn kill_flow_mapping_master(ns: &str) -> Option<StoreKill> {
+    let slot: u16 = redis_cli(ns, 7000, &format!("cluster keyslot '{FLOW_MAPPING_SEQ}'"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let nodes = redis_cli(ns, 7000, "cluster nodes")?;
+    let (port, id) = slot_owner(&nodes, slot)?;
+    let replica: u16 = nodes.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 4 && f[2].contains("slave") && f[3] == id)
+            .then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())
+            .flatten()
+    })?;
+    let seq_of = |port: u16| -> u64 {
+        // READONLY: a replica answers reads of its own slots (one connection for both commands).
+        redis_cli(
+            ns,
+            port,
+            &format!("<<'EOF'\nREADONLY\nGET {FLOW_MAPPING_SEQ}\nEOF"),
+        )
+        .and_then(|o| o.lines().last()?.trim().parse().ok())
+        .unwrap_or(0)
+    };
+    let pid: u32 = redis_cli(ns, port, "info server")?
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let master_seq = seq_of(port);
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !killed {
+        return None;
+    }
+    let at_us = now_us();
+    let replica_seq = seq_of(replica);
+    let t = Instant::now();
+    let mut promoted_after_us = None;
+    while t.elapsed() < Duration::from_secs(15) {
+        if redis_cli(ns, replica, "role").is_some_and(|r| r.starts_with("master")) {
+            promoted_after_us = Some(now_us().saturating_sub(at_us));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(StoreKill {
+        at_us,
+        port,
+        promoted_after_us,
+        master_seq,
+        replica_seq,
+    })
 }
 
 /// Starts backend `i`'s HTTP server: `nf serve` on its address, port 8080, with the lab's three
@@ -538,27 +731,54 @@ impl FailoverLab {
             )?;
             lab.exec("mg", &format!("ip link set y{k} master br0"))?;
         }
-        lab.spawn(
-            "mg",
-            &[
-                "redis-server",
-                "--port",
-                "6379",
-                "--bind",
-                "10.9.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
-        )?;
-        wait_until(20, "redis-server", || {
-            lab.exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 ping")
-                .map(|o| o.stdout.starts_with(b"PONG"))
-                .unwrap_or(false)
-        })?;
+        if cfg.store_cluster {
+            let dir = cluster_dir(&cfg.tag);
+            let _ = std::fs::remove_dir_all(&dir);
+            for port in CLUSTER_PORTS {
+                spawn_cluster_node(&mut lab, &dir, port)?;
+            }
+            for port in CLUSTER_PORTS {
+                wait_until(20, "the cluster's redis-servers", || {
+                    lab.exec_out("mg", &format!("redis-cli -h 10.9.0.1 -p {port} ping"))
+                        .map(|o| o.stdout.starts_with(b"PONG"))
+                        .unwrap_or(false)
+                })?;
+            }
+            let nodes: Vec<String> = CLUSTER_PORTS
+                .iter()
+                .map(|p| format!("10.9.0.1:{p}"))
+                .collect();
+            lab.exec(
+                "mg",
+                &format!(
+                    "redis-cli --cluster create {} --cluster-replicas 1 --cluster-yes >/dev/null",
+                    nodes.join(" ")
+                ),
+            )?;
+            wait_until(30, "the cluster", || cluster_ok(&lab))?;
+        } else {
+            lab.spawn(
+                "mg",
+                &[
+                    "redis-server",
+                    "--port",
+                    "6379",
+                    "--bind",
+                    "10.9.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                ],
+            )?;
+            wait_until(20, "redis-server", || {
+                lab.exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 ping")
+                    .map(|o| o.stdout.starts_with(b"PONG"))
+                    .unwrap_or(false)
+            })?;
+        }
         for i in 0..cfg.backends {
             let name = format!("b{i}");
             let ip = backend_ip(i);
@@ -579,6 +799,7 @@ impl FailoverLab {
             cfg,
             lb_config,
             backend_pids,
+            store_down: None,
         };
         me.attach_primary()?;
         Ok(me)
@@ -692,32 +913,59 @@ impl FailoverLab {
     /// the active node's driver (change to store: the white-box balancer's replicator on port 9100 of
     /// `active`; or a syslog or observation driver's batch writer, port 9101 of `active`) and the
     /// standby's follower (record to installed).
-    fn lags(&self, active: &str, standby: &str, driver: Primary) -> (Option<u64>, Option<u64>) {
-        let read = |ns: &str, port: u16, name: &str| -> Option<u64> {
-            let o = self
-                .lab
+    fn lags(&self, active: &str, standby: &str, driver: Primary) -> LagsAt {
+        let scrape = |ns: &str, port: u16| -> String {
+            self.lab
                 .exec_out(
                     ns,
                     &format!("curl -s -m 0.3 http://127.0.0.1:{port}/metrics"),
                 )
-                .ok()?;
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            let v: f64 = text
-                .lines()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let value = |text: &str, name: &str| -> Option<f64> {
+            text.lines()
                 .find(|l| l.starts_with(name))?
                 .rsplit(' ')
                 .next()?
                 .parse()
-                .ok()?;
-            Some((v * 1e6) as u64)
+                .ok()
         };
+        let (act, stand) = (
+            scrape(
+                active,
+                if driver == Primary::WhiteBox {
+                    9100
+                } else {
+                    9101
+                },
+            ),
+            scrape(standby, 9100),
+        );
+        let read = |text: &str, name: &str| value(text, name).map(|v| (v * 1e6) as u64);
         let drv = match driver {
-            Primary::WhiteBox => read(active, 9100, "nf_replication_lag_p99_seconds"),
-            Primary::Syslog | Primary::Observe => {
-                read(active, 9101, "nf_driver_store_lag_p99_seconds")
-            }
+            Primary::WhiteBox => read(&act, "nf_replication_lag_p99_seconds"),
+            Primary::Syslog | Primary::Observe => read(&act, "nf_driver_store_lag_p99_seconds"),
         };
-        (drv, read(standby, 9100, "nf_follower_latency_p99_seconds"))
+        let unstored = (driver == Primary::WhiteBox)
+            .then(|| {
+                let seen = value(&act, "nf_driver_seen")?;
+                let done: f64 = [
+                    "nf_replication_written",
+                    "nf_replication_coalesced",
+                    "nf_replication_deltas_dropped",
+                ]
+                .iter()
+                .map(|n| value(&act, n))
+                .sum::<Option<f64>>()?;
+                Some((seen - done).max(0.0) as u64)
+            })
+            .flatten();
+        LagsAt {
+            driver: drv,
+            follower: read(&stand, "nf_follower_latency_p99_seconds"),
+            unstored,
+        }
     }
 
     /// The iptables DNAT balancer in the primary's namespace (random backend), with a LOG rule for new
@@ -836,6 +1084,41 @@ impl FailoverLab {
         Ok(kids)
     }
 
+    /// The store's URL for the lab's processes.
+    pub fn store_url(&self) -> String {
+        if self.cfg.store_cluster {
+            let nodes: Vec<String> = CLUSTER_PORTS[..3]
+                .iter()
+                .map(|p| format!("10.9.0.1:{p}"))
+                .collect();
+            format!("redis+cluster://{}", nodes.join(","))
+        } else {
+            STORE.to_string()
+        }
+    }
+
+    /// An empty store for the next run: the cluster node killed in the last run back (it rejoins as
+    /// a replica), the cluster whole again, every master flushed.
+    fn fresh_store(&mut self) -> Result<(), String> {
+        if !self.cfg.store_cluster {
+            let _ = self
+                .lab
+                .exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 flushall");
+            return Ok(());
+        }
+        if let Some(port) = self.store_down.take() {
+            spawn_cluster_node(&mut self.lab, &cluster_dir(&self.cfg.tag), port)?;
+        }
+        wait_until(30, "the cluster", || cluster_ok(&self.lab))?;
+        for p in CLUSTER_PORTS {
+            // Replicas refuse (READONLY); their masters' flush reaches them.
+            let _ = self
+                .lab
+                .exec_out("mg", &format!("redis-cli -h 10.9.0.1 -p {p} flushall"));
+        }
+        Ok(())
+    }
+
     /// Where a LOAD run's `nf load` writes its sessions' outcomes.
     fn load_events_path(&self) -> PathBuf {
         std::env::temp_dir().join(format!("{}-load.jsonl", self.cfg.tag))
@@ -850,16 +1133,16 @@ impl FailoverLab {
         run: usize,
     ) -> Result<RunResult, String> {
         self.attach_primary()?;
-        let _ = self
-            .lab
-            .exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 flushall");
+        self.fresh_store()?;
+        let store = self.store_url();
+        let store = store.as_str();
         let mut procs: Vec<Child> = Vec::new();
         let rep = scenario.replicates();
         // The primary and its driver.
         match primary {
             Primary::WhiteBox => {
                 let role: &[&str] = if rep {
-                    &["--role", "primary", "--store", STORE, "--node", "primary"]
+                    &["--role", "primary", "--store", store, "--node", "primary"]
                 } else {
                     &["--role", "standalone"]
                 };
@@ -879,7 +1162,7 @@ impl FailoverLab {
                             "--prefix",
                             LOG_PREFIX,
                             "--store",
-                            STORE,
+                            store,
                             "--metrics",
                             "127.0.0.1:9101",
                         ],
@@ -907,7 +1190,7 @@ impl FailoverLab {
                             "--vip",
                             &format!("{VIP}:80"),
                             "--store",
-                            STORE,
+                            store,
                             "--metrics",
                             "127.0.0.1:9101",
                         ],
@@ -923,12 +1206,12 @@ impl FailoverLab {
                     "--role",
                     "minion",
                     "--store",
-                    STORE,
+                    store,
                     "--node",
                     "minion",
                     "--replicate",
                 ],
-                (true, false) => &["--role", "minion", "--store", STORE, "--node", "minion"],
+                (true, false) => &["--role", "minion", "--store", store, "--node", "minion"],
                 _ => &["--role", "standalone"],
             };
             procs.push(self.nf_lb("min", "m0", "m1", role)?);
@@ -953,6 +1236,19 @@ impl FailoverLab {
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
         let kids = self.traffic(workload)?;
+        // The store's failure, on a thread of its own so that it keeps its time whatever the
+        // failures of the balancers do.
+        let killer = self
+            .cfg
+            .kill_store_master
+            .filter(|_| self.cfg.store_cluster && rep)
+            .map(|d| {
+                let ns = self.lab.ns("mg");
+                std::thread::spawn(move || {
+                    std::thread::sleep(d.saturating_sub(t0.elapsed()));
+                    kill_flow_mapping_master(&ns)
+                })
+            });
         let mut switch_to_first_us = None;
         let mut failures_us = Vec::new();
         let mut lag_at = Vec::new();
@@ -1051,7 +1347,8 @@ impl FailoverLab {
                         .sum::<u64>();
                     risk = risk_of(&ev, &failures_us, self.cfg.risk_window.as_micros() as u64);
                     for (k, l) in risk.iter_mut().zip(&lag_at) {
-                        (k.driver_lag_p99_us, k.follower_lag_p99_us) = *l;
+                        (k.driver_lag_p99_us, k.follower_lag_p99_us, k.unstored) =
+                            (l.driver, l.follower, l.unstored);
                     }
                 }
                 Workload::Web => {
@@ -1112,6 +1409,10 @@ impl FailoverLab {
             self.iptables_down();
         }
         self.attach_primary()?;
+        let store_kill = killer.and_then(|k| k.join().ok().flatten());
+        if let Some(k) = &store_kill {
+            self.store_down = Some(k.port);
+        }
         Ok(RunResult {
             primary,
             workload,
@@ -1123,6 +1424,7 @@ impl FailoverLab {
             secs,
             switch_to_first_us,
             risk,
+            store_kill,
         })
     }
 
@@ -1135,7 +1437,7 @@ impl FailoverLab {
         rep: bool,
         t0: Instant,
         failures_us: &mut Vec<u64>,
-        lag_at: &mut Vec<(Option<u64>, Option<u64>)>,
+        lag_at: &mut Vec<LagsAt>,
     ) -> Result<(), String> {
         // Node 0 (primary's namespace) failed first; node 1 (the minion) is active.
         let sides = [
@@ -1143,6 +1445,7 @@ impl FailoverLab {
             ("min", "m0", "m1", "minion"),
         ];
         let mut active = 1;
+        let store = self.store_url();
         for k in 2..=self.cfg.failures {
             let down = 1 - active;
             let (ns, f, b, node) = sides[down];
@@ -1152,7 +1455,7 @@ impl FailoverLab {
                     "--role",
                     "minion",
                     "--store",
-                    STORE,
+                    &store,
                     "--node",
                     node,
                     "--replicate",
@@ -1315,9 +1618,9 @@ pub fn markdown(results: &[RunResult]) -> String {
         );
         let _ = writeln!(
             s,
-            "| primary | workload | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) |"
+            "| primary | workload | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) | changes not yet stored at the failures (sum) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for (p, w, sc) in primaries.iter().flat_map(|&p| {
             workloads.iter().flat_map(move |&w| {
                 [Scenario::Fail, Scenario::Failover]
@@ -1342,7 +1645,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     p.name(),
                     w.name(),
                     sc.name(),
@@ -1352,9 +1655,61 @@ pub fn markdown(results: &[RunResult]) -> String {
                     sum(|k| k.open_across),
                     sum(|k| k.failed_across),
                     ms(all.iter().filter_map(|k| k.driver_lag_p99_us).max()),
-                    ms(all.iter().filter_map(|k| k.follower_lag_p99_us).max())
+                    ms(all.iter().filter_map(|k| k.follower_lag_p99_us).max()),
+                    if all.iter().any(|k| k.unstored.is_some()) {
+                        sum(|k| k.unstored.unwrap_or(0)).to_string()
+                    } else {
+                        "-".into()
+                    }
                 );
             }
+        }
+    }
+    let killed: Vec<&RunResult> = results.iter().filter(|r| r.store_kill.is_some()).collect();
+    if !killed.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### The store fails too: a Redis Cluster master killed\n\n\
+             The master holding `flow-mapping` killed (SIGKILL) during the run; its replica promoted after \
+             the cluster's node timeout. Lost by the store: records the master had acknowledged that its \
+             replica never got. The sessions failed are the run's, with the failures of the balancer.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| primary | workload | scenario | run | master killed, then the first failure | replica promoted after | master's last seq | replica's | lost by the store | changes not yet stored at the first failure | sessions failed |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in killed {
+            let Some(k) = &r.store_kill else { continue };
+            let first = r
+                .risk
+                .first()
+                .map(|f| f.at_us)
+                .filter(|&at| at >= k.at_us)
+                .map_or("-".to_string(), |at| {
+                    format!("{:.0} ms", at.saturating_sub(k.at_us) as f64 / 1000.0)
+                });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {first} | {} | {} | {} | {} | {} | {} of {} |",
+                r.primary.name(),
+                r.workload.name(),
+                r.scenario.name(),
+                r.run,
+                k.promoted_after_us.map_or("-".to_string(), |us| format!(
+                    "{:.0} ms",
+                    us as f64 / 1000.0
+                )),
+                k.master_seq,
+                k.replica_seq,
+                k.lost(),
+                r.risk
+                    .first()
+                    .and_then(|f| f.unstored)
+                    .map_or("-".to_string(), |n| n.to_string()),
+                r.failed,
+                r.attempted
+            );
         }
     }
     s
@@ -1366,7 +1721,7 @@ pub fn json(results: &[RunResult]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{{\"primary\":\"{}\",\"workload\":\"{}\",\"scenario\":\"{}\",\"run\":{},\"attempted\":{},\"failed\":{},\"bytes\":{},\"secs\":{:.3},\"switch_to_first_us\":{},\"risk\":[{}]}}",
+                "{{\"primary\":\"{}\",\"workload\":\"{}\",\"scenario\":\"{}\",\"run\":{},\"attempted\":{},\"failed\":{},\"bytes\":{},\"secs\":{:.3},\"switch_to_first_us\":{},\"store_kill\":{},\"risk\":[{}]}}",
                 r.primary.name(),
                 r.workload.name(),
                 r.scenario.name(),
@@ -1376,13 +1731,23 @@ pub fn json(results: &[RunResult]) -> String {
                 r.bytes,
                 r.secs,
                 r.switch_to_first_us.map_or("null".into(), |v| v.to_string()),
+                r.store_kill.as_ref().map_or("null".into(), |k| format!(
+                    "{{\"at_us\":{},\"port\":{},\"promoted_after_us\":{},\"master_seq\":{},\"replica_seq\":{},\"lost\":{}}}",
+                    k.at_us,
+                    k.port,
+                    k.promoted_after_us.map_or("null".into(), |v| v.to_string()),
+                    k.master_seq,
+                    k.replica_seq,
+                    k.lost()
+                )),
                 r.risk
                     .iter()
                     .map(|k| format!(
-                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{},\"by_age\":[{}]}}",
+                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{},\"unstored\":{},\"by_age\":[{}]}}",
                         k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across,
                         k.driver_lag_p99_us.map_or("null".into(), |v| v.to_string()),
                         k.follower_lag_p99_us.map_or("null".into(), |v| v.to_string()),
+                        k.unstored.map_or("null".into(), |v| v.to_string()),
                         k.by_age
                             .iter()
                             .map(|(o, f)| format!("[{o},{f}]"))
@@ -1683,6 +2048,7 @@ mod tests {
             secs: 1.0,
             switch_to_first_us: Some(1000),
             risk: r,
+            store_kill: None,
         };
         let svg = svg(std::slice::from_ref(&run));
         assert!(svg.contains("by their age at the failure"), "{svg}");

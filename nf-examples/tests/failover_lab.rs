@@ -112,3 +112,51 @@ fn under_load_failover_keeps_the_sessions_open_across_the_failure() {
     let md = nf_examples::lab::markdown(&rs);
     assert!(md.contains("the sessions at risk at each failure"), "{md}");
 }
+
+/// The store fails too: the lab's Redis Cluster (three masters, a replica each) loses the master that
+/// holds the flow mappings one second before the balancer fails. The replica takes over after the
+/// node timeout; meanwhile the primary's replicator retries, so the changes it made in that second
+/// are not in the store when it dies: counted, and the sessions they belonged to are the ones at risk.
+/// The long flows, whose state was stored before, survive; the lab brings the killed node back.
+#[test]
+fn a_cluster_master_killed_before_the_failure_is_counted_and_the_older_flows_survive() {
+    let cfg = LabConfig {
+        nf: env!("CARGO_BIN_EXE_nf").into(),
+        primaries: vec![Primary::WhiteBox],
+        workloads: vec![Workload::Load],
+        scenarios: vec![Scenario::Failover],
+        runs: 2,
+        load_rate: 300.0,
+        load_long: 10,
+        load_duration: std::time::Duration::from_secs(5),
+        fail_after: std::time::Duration::from_millis(2500),
+        store_cluster: true,
+        kill_store_master: Some(std::time::Duration::from_millis(1500)),
+        tag: format!("nfk{}", std::process::id() % 100_000),
+        ..Default::default()
+    };
+    let mut lab = FailoverLab::build(cfg).unwrap();
+    assert!(lab.store_url().starts_with("redis+cluster://"));
+    // Two runs: the second one starts from the cluster the first one left (a node down, brought back).
+    let rs = lab.run_all(|r| eprintln!("{r:?}")).unwrap();
+    drop(lab);
+    for r in &rs {
+        let k = r.store_kill.as_ref().expect("the master was killed");
+        assert!(
+            k.promoted_after_us.is_some_and(|us| us < 10_000_000),
+            "the replica took over: {k:?}"
+        );
+        let at = &r.risk[0];
+        assert!(
+            at.at_us > k.at_us && at.unstored.is_some_and(|n| n > 0),
+            "the balancer failed while its changes waited for the store: {at:?}"
+        );
+        assert!(r.attempted > 1000, "{r:?}");
+        assert!(
+            r.failed * 100 <= r.attempted,
+            "the sessions whose state was stored survive: {r:?}"
+        );
+    }
+    let md = nf_examples::lab::markdown(&rs);
+    assert!(md.contains("The store fails too"), "{md}");
+}

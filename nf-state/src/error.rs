@@ -124,7 +124,9 @@ pub enum Error {
     /// acknowledged writes; a server restored from an older copy). The records the watcher read beyond
     /// `now` are gone from the store, and new ones will reuse their numbers: resynchronise from a
     /// snapshot, keeping what was installed (the store no longer has all of it).
-    #[error("`{schema}` went back in time: the watcher had read up to {had}, the store now ends at {now}")]
+    #[error(
+        "`{schema}` went back in time: the watcher had read up to {had}, the store now ends at {now}"
+    )]
     Rewound {
         /// Schema.
         schema: String,

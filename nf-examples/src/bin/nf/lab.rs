@@ -64,6 +64,18 @@ pub struct LabArgs {
     /// not have reached the minion).
     #[arg(long, default_value_t = 100.0)]
     risk_window_ms: f64,
+    /// The state store: `single` (one Redis) or `cluster` (a Redis Cluster, three masters with a
+    /// replica each).
+    #[arg(long, default_value = "single", value_parser = ["single", "cluster"])]
+    store: String,
+    /// With `--store cluster`: kill the master holding the flow mappings this many seconds into the
+    /// traffic (before the balancer's failure at --fail-after: the state of the connections opened
+    /// meanwhile is in the replicator's retries when the balancer fails).
+    #[arg(long)]
+    kill_store_master: Option<f64>,
+    /// The namespaces' prefix (two labs can run at once under different tags).
+    #[arg(long, default_value = "nflab")]
+    tag: String,
     /// Where the reports go.
     #[arg(long, default_value = "lab-results")]
     out: PathBuf,
@@ -103,6 +115,9 @@ pub fn run(o: LabArgs) -> Result<(), String> {
             .saturating_sub(1)
             .max(1);
     }
+    if o.kill_store_master.is_some() && o.store != "cluster" {
+        return Err("--kill-store-master needs --store cluster".into());
+    }
     let cfg = LabConfig {
         nf: std::env::current_exe().map_err(|e| e.to_string())?,
         primaries: list(&o.primaries, "primary", Primary::parse)?,
@@ -118,6 +133,13 @@ pub fn run(o: LabArgs) -> Result<(), String> {
         load_long_kbit: o.load_long_kbit,
         load_duration: Duration::from_secs_f64(load_seconds.max(1.0)),
         risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
+        store_cluster: o.store == "cluster",
+        tag: o.tag,
+        kill_store_master: match o.kill_store_master {
+            Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(_) => return Err("--kill-store-master: seconds, 0 or more".into()),
+            None => None,
+        },
         stop: stop.clone(),
         ..Default::default()
     };

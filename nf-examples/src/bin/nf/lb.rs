@@ -415,12 +415,13 @@ pub fn run(o: LbArgs) -> Result<(), String> {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         eprintln!(
             "follower: {} snapshot records, {} applied, {} foreign (origin not accepted), {} rejected, \
-             {} gaps, {} install waits (queue full), last seq {}",
+             {} gaps, {} rewinds, {} install waits (queue full), last seq {}",
             g(&st.snapshot_records),
             g(&st.applied),
             g(&st.foreign),
             g(&st.rejected),
             g(&st.gaps),
+            g(&st.rewinds),
             g(&st.install_waits),
             g(&st.last_seq)
         );
@@ -501,6 +502,12 @@ fn follower_source(st: Arc<FollowerStats>) -> nf_core::metrics::Source {
             "sequence gaps (each followed by a new snapshot)",
             &[],
             g(&st.gaps),
+        );
+        m.counter(
+            "nf_follower_rewinds",
+            "times the store went back in time (a failover that lost acknowledged writes), each followed by a merged snapshot",
+            &[],
+            g(&st.rewinds),
         );
         m.counter(
             "nf_follower_rejected",
