@@ -58,8 +58,9 @@ pub enum Workload {
     /// backends' 8 Mbit/s carry a thousand a second) and
     /// `load_long` DASH-like flows, each outcome with its timestamps.
     Load,
-    /// The paper's WEB at a given size: `nf load` opening this many sessions over the run's
-    /// `load_duration` (a rate of sessions / duration, Poisson arrivals), no long flows. `web-30k`.
+    /// The paper's WEB at a given size: `nf load` opening this many browsing sessions over the run's
+    /// `load_duration` (a rate of sessions / duration, Poisson arrivals), each `web_requests` requests
+    /// over one kept-alive connection `web_think` apart, no long flows. `web-30k`.
     WebSessions(u32),
     /// The paper's DASH-like sessions: this many concurrent long flows (`load_long_bitrate` each, a
     /// segment every half second) and no short sessions. `dash-1000`.
@@ -224,6 +225,11 @@ pub struct LabConfig {
     pub load_long: usize,
     /// LOAD and DASH: each long flow's bitrate, kbit/s (500).
     pub load_long_kbit: u32,
+    /// WEB-N: requests per browsing session (5), over one kept-alive connection.
+    pub web_requests: u32,
+    /// WEB-N: the think time between two requests of a session (1 s): a session lasts about
+    /// `(web_requests - 1) x web_think`, so that sessions are open when a failure comes.
+    pub web_think: Duration,
     /// LOAD: how long the sessions keep coming.
     pub load_duration: Duration,
     /// The window before a failure in which new sessions count as "at risk": their state may not
@@ -265,6 +271,8 @@ impl Default for LabConfig {
             load_rate: 200.0,
             load_long: 20,
             load_long_kbit: 500,
+            web_requests: 5,
+            web_think: Duration::from_secs(1),
             load_duration: Duration::from_secs(8),
             risk_window: Duration::from_millis(100),
             store_cluster: false,
@@ -1030,10 +1038,15 @@ impl FailoverLab {
             }
             Workload::Load | Workload::WebSessions(_) | Workload::Dash(_) => {
                 let secs = self.cfg.load_duration.as_secs_f64();
-                let (rate, long) = match w {
-                    Workload::WebSessions(n) => (f64::from(n) / secs, 0),
-                    Workload::Dash(n) => (0.0, n as usize),
-                    _ => (self.cfg.load_rate, self.cfg.load_long),
+                let (rate, long, requests, think) = match w {
+                    Workload::WebSessions(n) => (
+                        f64::from(n) / secs,
+                        0,
+                        self.cfg.web_requests.max(1),
+                        self.cfg.web_think.as_secs_f64(),
+                    ),
+                    Workload::Dash(n) => (0.0, n as usize, 1, 0.0),
+                    _ => (self.cfg.load_rate, self.cfg.load_long, 1, 0.0),
                 };
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &ns])
@@ -1043,6 +1056,8 @@ impl FailoverLab {
                     .args(["--rate", &rate.to_string()])
                     .args(["--duration", &secs.to_string()])
                     .args(["--sizes", "1k:80,10k:20"])
+                    .args(["--requests", &requests.to_string()])
+                    .args(["--think", &think.to_string()])
                     .args(["--long", &long.to_string()])
                     .args([
                         "--long-bitrate",

@@ -15,8 +15,8 @@ pub struct LabArgs {
     primaries: String,
     /// Workloads: web, long, load (`nf load`: sessions at --load-rate a second and --load-long
     /// DASH-like flows, each session's outcome placed against each failure), and the paper's sizes:
-    /// web-N (`nf load` opening N sessions over --duration: web-1k, web-2k, web-20k, web-30k,
-    /// web-100k) and dash-N (N concurrent DASH-like flows of --load-long-kbit: dash-50, dash-1000).
+    /// web-N (`nf load` opening N browsing sessions over --duration, each --web-requests requests
+    /// --web-think apart: web-1k, web-2k, web-20k, web-30k, web-100k) and dash-N (N concurrent DASH-like flows of --load-long-kbit: dash-50, dash-1000).
     #[arg(long, default_value = "web,long")]
     workloads: String,
     /// Scenarios: clean, copied, fail, failover.
@@ -57,6 +57,12 @@ pub struct LabArgs {
     /// LOAD and dash-N: each long flow's bitrate, kbit/s.
     #[arg(long, default_value_t = 500)]
     load_long_kbit: u32,
+    /// WEB-N: requests per browsing session (over one kept-alive connection).
+    #[arg(long, default_value_t = 5)]
+    web_requests: u32,
+    /// WEB-N: seconds between two requests of a session (the user's think time).
+    #[arg(long, default_value_t = 1.0)]
+    web_think: f64,
     /// LOAD: seconds of new sessions.
     #[arg(long, default_value_t = 8.0)]
     load_seconds: f64,
@@ -131,6 +137,8 @@ pub fn run(o: LabArgs) -> Result<(), String> {
         load_rate: o.load_rate.max(0.0),
         load_long: o.load_long,
         load_long_kbit: o.load_long_kbit,
+        web_requests: o.web_requests,
+        web_think: Duration::try_from_secs_f64(o.web_think).map_err(|_| "--web-think: seconds")?,
         load_duration: Duration::from_secs_f64(load_seconds.max(1.0)),
         risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
         store_cluster: o.store == "cluster",

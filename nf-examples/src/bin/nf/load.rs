@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `nf load`: opens new connections to TARGET at `--rate` a second (Poisson arrivals) for
-/// `--duration` seconds, each one `GET /bytes/SIZE` with SIZE drawn from `--sizes`, and keeps `--long`
+/// `--duration` seconds, each one `GET /bytes/SIZE` with SIZE drawn from `--sizes` (or `--requests`
+/// of them over the kept-alive connection, `--think` seconds apart: a browsing session), and keeps `--long`
 /// flows open meanwhile, each fetching a segment of `--long-bitrate` x `--segment` every `--segment`
 /// seconds over one connection. Prints a summary; `--events FILE` writes every connection's outcome as
 /// a JSON line. Works against `nf serve` (any size) or any server with such paths (`--path`).
@@ -45,6 +46,14 @@ pub struct LoadArgs {
     /// Source addresses, used in turn (default: the system's choice).
     #[arg(long = "source", value_name = "IP")]
     sources: Vec<IpAddr>,
+    /// Requests a session makes over its one kept-alive connection (a page and its objects, a
+    /// browsing session), each of a size drawn from --sizes: the session's outcome is its first
+    /// failed request's, or ok.
+    #[arg(long, default_value_t = 1)]
+    requests: u32,
+    /// Seconds a session waits between two of its requests (the user's think time).
+    #[arg(long, default_value_t = 0.0)]
+    think: f64,
     /// Concurrent long flows.
     #[arg(long, default_value_t = 0)]
     long: usize,
@@ -343,28 +352,38 @@ fn finish(ctx: &Ctx, tally: &Tally, e: Event) {
     let _ = ctx.events.send(e);
 }
 
-/// A short connection: connect, one GET, close.
+/// A session: connect, its requests one after another over the kept-alive connection (a think time
+/// between two), close.
 async fn short(
     ctx: Arc<Ctx>,
     id: u64,
     src: Option<IpAddr>,
-    size: u64,
-    path: String,
+    requests: Vec<(u64, String)>,
+    think: Duration,
     tally: Arc<Tally>,
 ) {
     let start_us = now_us();
-    let (outcome, local, bytes, ttfb) = match connect(&ctx, src).await {
-        Err(o) => (o, None, 0, None),
-        Ok((mut send, local)) => {
-            let (b, t, o) = get(&ctx, &mut send, &path).await;
-            let o = if o == Outcome::Ok && b != size {
-                Outcome::Short
-            } else {
-                o
-            };
-            (o, local, b, t)
+    let expected = requests.iter().map(|r| r.0).sum();
+    let (mut outcome, mut local, mut bytes, mut ttfb, mut done) = (Outcome::Ok, None, 0, None, 0);
+    match connect(&ctx, src).await {
+        Err(o) => outcome = o,
+        Ok((mut send, l)) => {
+            local = l;
+            for (k, (size, path)) in requests.iter().enumerate() {
+                if k > 0 && !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
+                let (b, t, o) = get(&ctx, &mut send, path).await;
+                bytes += b;
+                ttfb = ttfb.or(t);
+                if o != Outcome::Ok || b != *size {
+                    outcome = if o == Outcome::Ok { Outcome::Short } else { o };
+                    break;
+                }
+                done += 1;
+            }
         }
-    };
+    }
     finish(
         &ctx,
         &tally,
@@ -377,8 +396,8 @@ async fn short(
             ttfb_us: ttfb,
             outcome,
             bytes,
-            expected: size,
-            segments: 1,
+            expected,
+            segments: done,
         },
     );
 }
@@ -466,6 +485,7 @@ pub fn run(o: LoadArgs) -> Result<(), String> {
     let every =
         Duration::try_from_secs_f64(o.segment.max(0.01)).map_err(|_| "--segment: seconds")?;
     let duration = Duration::try_from_secs_f64(o.duration).map_err(|_| "--duration: seconds")?;
+    let think = Duration::try_from_secs_f64(o.think).map_err(|_| "--think: seconds")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -556,14 +576,18 @@ pub fn run(o: LoadArgs) -> Result<(), String> {
                 shorts.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let r = rng.next() % total;
-            let size = sizes.iter().find(|s| r < s.1).map_or(sizes[0].0, |s| s.0);
-            let path = o.path.replace("{size}", &size.to_string());
+            let requests: Vec<(u64, String)> = (0..o.requests.max(1))
+                .map(|_| {
+                    let r = rng.next() % total;
+                    let size = sizes.iter().find(|s| r < s.1).map_or(sizes[0].0, |s| s.0);
+                    (size, o.path.replace("{size}", &size.to_string()))
+                })
+                .collect();
             open.fetch_add(1, Ordering::Relaxed);
             let (c, t, op) = (ctx.clone(), shorts.clone(), open.clone());
             let s = src(id);
             tokio::spawn(async move {
-                short(c, id, s, size, path, t).await;
+                short(c, id, s, requests, think, t).await;
                 op.fetch_sub(1, Ordering::Relaxed);
             });
             id += 1;
