@@ -480,16 +480,17 @@ fn spawn_cluster_node(lab: &mut Lab, dir: &Path, port: u16) -> Result<(), String
             "1000",
             "--repl-diskless-sync-delay",
             "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ],
+        ]
+        .iter()
+        .chain(REDIS_IN_MEMORY)
+        .copied()
+        .collect::<Vec<_>>(),
     )?;
     Ok(())
 }
+
+/// The lab's Redis servers keep their data in memory only and serve the management bridge.
+const REDIS_IN_MEMORY: &[&str] = &["--save", "", "--appendonly", "no", "--protected-mode", "no"];
 
 /// `redis-cli -h 10.9.0.1 -p PORT ARGS` in namespace `ns` (a shell line: quote braces); its output.
 fn redis_cli(ns: &str, port: u16, args: &str) -> Option<String> {
@@ -767,19 +768,11 @@ impl FailoverLab {
         } else {
             lab.spawn(
                 "mg",
-                &[
-                    "redis-server",
-                    "--port",
-                    "6379",
-                    "--bind",
-                    "10.9.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                ],
+                &["redis-server", "--port", "6379", "--bind", "10.9.0.1"]
+                    .iter()
+                    .chain(REDIS_IN_MEMORY)
+                    .copied()
+                    .collect::<Vec<_>>(),
             )?;
             wait_until(20, "redis-server", || {
                 lab.exec_out("pri", "redis-cli -h 10.9.0.1 -p 6379 ping")

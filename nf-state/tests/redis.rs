@@ -153,17 +153,7 @@ async fn a_store_that_goes_back_in_time_is_noticed_and_nothing_new_is_skipped() 
     let write = |from: u32, to: u32| {
         let store = store.clone();
         async move {
-            let batch: Vec<nf_state::Record> = (from..to)
-                .map(|i| {
-                    nf_state::Record::upsert::<FlowMapping>(
-                        Codec::Bincode,
-                        "primary",
-                        &fm_key(i),
-                        &fm_val(i),
-                    )
-                    .unwrap()
-                })
-                .collect();
+            let batch = fm_records("primary", from..to);
             // Retried as a replicator does: the first command after a restart may meet the dead
             // connection.
             for _ in 0..50 {
@@ -234,19 +224,7 @@ async fn a_store_that_goes_back_in_time_is_noticed_and_nothing_new_is_skipped() 
 async fn a_retried_batch_is_applied_once() {
     let server = RedisServer::start("idempotent");
     let s = nf_state::open(&server.url()).await.unwrap();
-    let batch = |origin: &str, from: u32| -> Vec<nf_state::Record> {
-        (from..from + 10)
-            .map(|i| {
-                nf_state::Record::upsert::<FlowMapping>(
-                    Codec::Bincode,
-                    origin,
-                    &fm_key(i),
-                    &fm_val(i),
-                )
-                .unwrap()
-            })
-            .collect()
-    };
+    let batch = |origin: &str, from: u32| fm_records(origin, from..from + 10);
     let a = batch("primary", 0);
     let first = s.apply(a.clone()).await.unwrap();
     assert_eq!(first, (1..=10).collect::<Vec<u64>>());
@@ -275,17 +253,7 @@ async fn a_retried_batch_is_applied_once() {
     }
     // A batch longer than one script call goes in several; retried whole (the reply of its last call
     // lost), every call is recognised, not only the last.
-    let long: Vec<nf_state::Record> = (1000..6000)
-        .map(|i| {
-            nf_state::Record::upsert::<FlowMapping>(
-                Codec::Bincode,
-                "primary",
-                &fm_key(i),
-                &fm_val(i),
-            )
-            .unwrap()
-        })
-        .collect();
+    let long = fm_records("primary", 1000..6000);
     let got = s.apply(long.clone()).await.unwrap();
     assert_eq!(got, (31..=5030).collect::<Vec<u64>>());
     assert_eq!(s.apply(long).await.unwrap(), got);

@@ -22,6 +22,15 @@ pub fn fm_val(i: u32) -> FlowMappingValue {
     }
 }
 
+/// Upserts of flows `ids` (keys and values as [`fm_key`] and [`fm_val`]) from `origin`.
+pub fn fm_records(origin: &str, ids: std::ops::Range<u32>) -> Vec<Record> {
+    ids.map(|i| {
+        Record::upsert::<FlowMapping>(Codec::Bincode, origin, &fm_key(i), &fm_val(i))
+            .expect("a flow mapping encodes")
+    })
+    .collect()
+}
+
 /// Waits up to 10 s for `cond`.
 pub async fn wait_for(mut cond: impl FnMut() -> bool) {
     for _ in 0..1000 {
