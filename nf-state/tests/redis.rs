@@ -5,14 +5,13 @@ mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use common::*;
-use nf_state::replicate::{FollowerStats, Replicator, ReplicatorConfig, follow, install_into_map};
+use nf_state::replicate::{Replicator, ReplicatorConfig};
 use nf_state::schemas::*;
 use nf_state::{Codec, StateStoreExt};
 use redis_server::*;
-use std::collections::HashMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,15 +52,7 @@ async fn exercise(s: Arc<dyn nf_state::StateStore>) {
     ordered_watch_across_a_reconnect(s.clone(), 20, 250, 1700).await;
 
     // A follower: snapshot, then the stream, deletes included.
-    let map = Arc::new(Mutex::new(HashMap::new()));
-    let stats = Arc::new(FollowerStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let f = tokio::spawn(follow::<FlowMapping>(
-        s.clone(),
-        stats.clone(),
-        stop,
-        install_into_map(map.clone()),
-    ));
+    let (map, stats, stop_tx, f) = follow_into_map(s.clone());
     for i in 0..500 {
         s.delete::<FlowMapping>(Codec::Bincode, "p", &fm_key(i))
             .await
@@ -86,15 +77,7 @@ async fn a_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_record() 
     let mut server = RedisServer::start("restart");
     let store = nf_state::open(&server.url()).await.unwrap();
     // A follower watching throughout.
-    let map = Arc::new(Mutex::new(HashMap::new()));
-    let fstats = Arc::new(FollowerStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let f = tokio::spawn(follow::<FlowMapping>(
-        store.clone(),
-        fstats.clone(),
-        stop,
-        install_into_map(map.clone()),
-    ));
+    let (map, fstats, stop_tx, f) = follow_into_map(store.clone());
     // The primary's replicator retries through the outage.
     let rep = Replicator::<FlowMapping>::start(store.clone(), ReplicatorConfig::default());
     let h = rep.handle();
@@ -165,15 +148,7 @@ async fn a_store_that_goes_back_in_time_is_noticed_and_nothing_new_is_skipped() 
             panic!("the store never took the batch");
         }
     };
-    let map = Arc::new(Mutex::new(HashMap::new()));
-    let fstats = Arc::new(FollowerStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let f = tokio::spawn(follow::<FlowMapping>(
-        store.clone(),
-        fstats.clone(),
-        stop,
-        install_into_map(map.clone()),
-    ));
+    let (map, fstats, stop_tx, f) = follow_into_map(store.clone());
     let caught_up = |seq: u64| {
         let fstats = fstats.clone();
         async move {

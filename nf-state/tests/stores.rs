@@ -4,7 +4,7 @@ use async_trait::async_trait;
 mod common;
 use common::*;
 use nf_state::replicate::{
-    FollowerStats, Replicator, ReplicatorConfig, follow, follow_from, install_into_map,
+    FollowerStats, Replicator, ReplicatorConfig, follow_from, install_into_map,
 };
 use nf_state::schemas::*;
 use nf_state::store::{FileStore, Fsync, MemStore, Snapshot, StoreStats, Watch};
@@ -69,15 +69,7 @@ async fn a_follower_catches_up_from_a_snapshot_then_the_stream() {
                 s.apply(recs).await.unwrap();
             }
         }
-        let map = Arc::new(Mutex::new(HashMap::new()));
-        let stats = Arc::new(FollowerStats::default());
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let f = tokio::spawn(follow::<FlowMapping>(
-            s.clone(),
-            stats.clone(),
-            stop,
-            install_into_map(map.clone()),
-        ));
+        let (map, stats, stop_tx, f) = follow_into_map(s.clone());
         // More changes after the snapshot: new keys, changed keys, deletes.
         for i in 5000..8000 {
             s.put::<FlowMapping>(Codec::Bincode, "p", &fm_key(i), &fm_val(i))
@@ -135,15 +127,7 @@ async fn a_follower_behind_the_retention_resynchronises() {
         other => panic!("expected a gap, got {other:?}"),
     }
     // A follower handles it by reloading a snapshot.
-    let map = Arc::new(Mutex::new(HashMap::new()));
-    let stats = Arc::new(FollowerStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let f = tokio::spawn(follow::<FlowMapping>(
-        s.clone(),
-        stats.clone(),
-        stop,
-        install_into_map(map.clone()),
-    ));
+    let (map, stats, stop_tx, f) = follow_into_map(s.clone());
     wait_for(|| stats.last_seq.load(Ordering::Relaxed) == 1000).await;
     stop_tx.send(true).unwrap();
     f.await.unwrap().unwrap();

@@ -31,6 +31,33 @@ pub fn fm_records(origin: &str, ids: std::ops::Range<u32>) -> Vec<Record> {
     .collect()
 }
 
+/// The map a [`follow_into_map`] follower fills.
+pub type FlowMap =
+    Arc<std::sync::Mutex<std::collections::HashMap<FlowMappingKey, FlowMappingValue>>>;
+
+/// What [`follow_into_map`] returns: the map, the follower's counters, its stop order, its task.
+pub type MapFollower = (
+    FlowMap,
+    Arc<nf_state::replicate::FollowerStats>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), nf_state::Error>>,
+);
+
+/// A follower of `flow-mapping` in `store`, installing into a map: the map, its counters, its stop
+/// order (send `true`) and its task.
+pub fn follow_into_map(store: Arc<dyn StateStore>) -> MapFollower {
+    let map = FlowMap::default();
+    let stats = Arc::new(nf_state::replicate::FollowerStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(nf_state::replicate::follow::<FlowMapping>(
+        store,
+        stats.clone(),
+        stop,
+        nf_state::replicate::install_into_map(map.clone()),
+    ));
+    (map, stats, stop_tx, task)
+}
+
 /// Waits up to 10 s for `cond`.
 pub async fn wait_for(mut cond: impl FnMut() -> bool) {
     for _ in 0..1000 {
