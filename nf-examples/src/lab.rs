@@ -315,6 +315,8 @@ pub struct RunResult {
 struct LagsAt {
     driver: Option<u64>,
     follower: Option<u64>,
+    driver_p50: Option<u64>,
+    follower_p50: Option<u64>,
     unstored: Option<u64>,
 }
 
@@ -359,6 +361,10 @@ pub struct FailureRisk {
     pub driver_lag_p99_us: Option<u64>,
     /// White-box: the standby's follower (record created to installed), p99 until this failure, µs.
     pub follower_lag_p99_us: Option<u64>,
+    /// The same two lags' medians (p50), µs.
+    pub driver_lag_p50_us: Option<u64>,
+    /// See [`FailureRisk::driver_lag_p50_us`].
+    pub follower_lag_p50_us: Option<u64>,
     /// White-box: the state changes the failed node had made that the store had not acknowledged when
     /// it failed (read just before: changes seen, less those written, folded or dropped), lost with it.
     pub unstored: Option<u64>,
@@ -398,6 +404,8 @@ fn risk_of(events: &[(u64, u64, bool)], failures: &[u64], window: u64) -> Vec<Fa
                 failed_across: across.filter(|e| !e.2).count() as u64,
                 driver_lag_p99_us: None,
                 follower_lag_p99_us: None,
+                driver_lag_p50_us: None,
+                follower_lag_p50_us: None,
                 unstored: None,
                 by_age: AGE_BINS_MS
                     .iter()
@@ -944,9 +952,11 @@ impl FailoverLab {
             scrape(standby, 9100),
         );
         let read = |text: &str, name: &str| value(text, name).map(|v| (v * 1e6) as u64);
-        let drv = match driver {
-            Primary::WhiteBox => read(&act, "nf_replication_lag_p99_seconds"),
-            Primary::Syslog | Primary::Observe => read(&act, "nf_driver_store_lag_p99_seconds"),
+        let drv = |q: &str| match driver {
+            Primary::WhiteBox => read(&act, &format!("nf_replication_lag_{q}_seconds")),
+            Primary::Syslog | Primary::Observe => {
+                read(&act, &format!("nf_driver_store_lag_{q}_seconds"))
+            }
         };
         let unstored = (driver == Primary::WhiteBox)
             .then(|| {
@@ -963,8 +973,10 @@ impl FailoverLab {
             })
             .flatten();
         LagsAt {
-            driver: drv,
+            driver: drv("p99"),
             follower: read(&stand, "nf_follower_latency_p99_seconds"),
+            driver_p50: drv("p50"),
+            follower_p50: read(&stand, "nf_follower_latency_p50_seconds"),
             unstored,
         }
     }
@@ -1357,6 +1369,8 @@ impl FailoverLab {
                     for (k, l) in risk.iter_mut().zip(&lag_at) {
                         (k.driver_lag_p99_us, k.follower_lag_p99_us, k.unstored) =
                             (l.driver, l.follower, l.unstored);
+                        (k.driver_lag_p50_us, k.follower_lag_p50_us) =
+                            (l.driver_p50, l.follower_p50);
                     }
                 }
                 Workload::Web => {
@@ -1626,7 +1640,7 @@ pub fn markdown(results: &[RunResult]) -> String {
         );
         let _ = writeln!(
             s,
-            "| primary | workload | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p99 at the failures (max) | store -> minion p99 (max) | changes not yet stored at the failures (sum) |"
+            "| primary | workload | scenario | failures | opened in the window | of them failed | open across | of them failed | driver lag p50, p99 at the failures (median, max) | store -> minion p50, p99 (median, max) | changes not yet stored at the failures (sum) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for (p, w, sc) in primaries.iter().flat_map(|&p| {
@@ -1646,11 +1660,6 @@ pub fn markdown(results: &[RunResult]) -> String {
                 }
                 let all: Vec<&FailureRisk> = rs.iter().flat_map(|r| r.risk.iter()).collect();
                 let sum = |f: fn(&FailureRisk) -> u64| all.iter().map(|k| f(k)).sum::<u64>();
-                let ms = |v: Option<u64>| {
-                    v.map_or("-".to_string(), |us| {
-                        format!("{:.1} ms", us as f64 / 1000.0)
-                    })
-                };
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1662,8 +1671,14 @@ pub fn markdown(results: &[RunResult]) -> String {
                     sum(|k| k.failed_recently),
                     sum(|k| k.open_across),
                     sum(|k| k.failed_across),
-                    ms(all.iter().filter_map(|k| k.driver_lag_p99_us).max()),
-                    ms(all.iter().filter_map(|k| k.follower_lag_p99_us).max()),
+                    lag_cell(
+                        all.iter().filter_map(|k| k.driver_lag_p50_us),
+                        all.iter().filter_map(|k| k.driver_lag_p99_us)
+                    ),
+                    lag_cell(
+                        all.iter().filter_map(|k| k.follower_lag_p50_us),
+                        all.iter().filter_map(|k| k.follower_lag_p99_us)
+                    ),
                     if all.iter().any(|k| k.unstored.is_some()) {
                         sum(|k| k.unstored.unwrap_or(0)).to_string()
                     } else {
@@ -1723,6 +1738,27 @@ pub fn markdown(results: &[RunResult]) -> String {
     s
 }
 
+/// A lag's cell in the risk table: the median over the failures of the p50 and of the p99, and the
+/// p99's maximum (`p50 1.0 ms, p99 2.6 ms (max 5.1 ms)`); `-` without figures.
+fn lag_cell(p50: impl Iterator<Item = u64>, p99: impl Iterator<Item = u64>) -> String {
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    };
+    let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
+    let p99: Vec<u64> = p99.collect();
+    let max = p99.iter().max().copied();
+    match (median(p50.collect()), median(p99), max) {
+        (p50, Some(p99), Some(max)) => format!(
+            "{}p99 {} (max {})",
+            p50.map_or(String::new(), |v| format!("p50 {}, ", ms(v))),
+            ms(p99),
+            ms(max)
+        ),
+        _ => "-".into(),
+    }
+}
+
 /// Every run as JSON (an array of objects).
 pub fn json(results: &[RunResult]) -> String {
     let rows: Vec<String> = results
@@ -1751,10 +1787,12 @@ pub fn json(results: &[RunResult]) -> String {
                 r.risk
                     .iter()
                     .map(|k| format!(
-                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{},\"unstored\":{},\"by_age\":[{}]}}",
+                        "{{\"at_us\":{},\"opened_recently\":{},\"failed_recently\":{},\"open_across\":{},\"failed_across\":{},\"driver_lag_p99_us\":{},\"follower_lag_p99_us\":{},\"driver_lag_p50_us\":{},\"follower_lag_p50_us\":{},\"unstored\":{},\"by_age\":[{}]}}",
                         k.at_us, k.opened_recently, k.failed_recently, k.open_across, k.failed_across,
                         k.driver_lag_p99_us.map_or("null".into(), |v| v.to_string()),
                         k.follower_lag_p99_us.map_or("null".into(), |v| v.to_string()),
+                        k.driver_lag_p50_us.map_or("null".into(), |v| v.to_string()),
+                        k.follower_lag_p50_us.map_or("null".into(), |v| v.to_string()),
                         k.unstored.map_or("null".into(), |v| v.to_string()),
                         k.by_age
                             .iter()
@@ -2040,11 +2078,16 @@ mod tests {
             (at - 90_000, at - 1, true),
             (at + 5, at + 50, false),
         ];
-        let r = risk_of(&events, &[at], 100_000);
+        let mut r = risk_of(&events, &[at], 100_000);
         let k = &r[0];
         assert_eq!((k.opened_recently, k.failed_recently), (3, 1));
         assert_eq!((k.open_across, k.failed_across), (3, 2));
         assert_eq!(k.by_age, vec![(1, 1), (0, 0), (1, 0), (0, 0), (1, 1)]);
+        (
+            r[0].driver_lag_p50_us,
+            r[0].driver_lag_p99_us,
+            r[0].unstored,
+        ) = (Some(1000), Some(2600), Some(7));
         let run = RunResult {
             primary: Primary::WhiteBox,
             workload: Workload::Load,
@@ -2056,8 +2099,27 @@ mod tests {
             secs: 1.0,
             switch_to_first_us: Some(1000),
             risk: r,
-            store_kill: None,
+            store_kill: Some(StoreKill {
+                at_us: at - 1_000_000,
+                port: 7001,
+                promoted_after_us: Some(2_300_000),
+                master_seq: 2619,
+                replica_seq: 2611,
+            }),
         };
+        let md = markdown(std::slice::from_ref(&run));
+        assert!(
+            md.contains("| p50 1.0 ms, p99 2.6 ms (max 2.6 ms) | - | 7 |")
+                && md.contains("| 1000 ms | 2300 ms | 2619 | 2611 | 8 | 7 | 3 of 5 |"),
+            "{md}"
+        );
+        let js = json(std::slice::from_ref(&run));
+        assert!(
+            js.contains("\"store_kill\":{\"at_us\":9000000,\"port\":7001,")
+                && js.contains("\"lost\":8}")
+                && js.contains("\"driver_lag_p50_us\":1000,"),
+            "{js}"
+        );
         let svg = svg(std::slice::from_ref(&run));
         assert!(svg.contains("by their age at the failure"), "{svg}");
         assert!(
