@@ -141,14 +141,6 @@ impl Workload {
             }
         }
     }
-    /// Whether `nf load` generates it (each session's outcome with its times, placed against each
-    /// failure).
-    pub fn is_load(self) -> bool {
-        matches!(
-            self,
-            Workload::Load | Workload::WebSessions(_) | Workload::Dash(_)
-        )
-    }
 }
 
 /// `1000` -> `1k`, `1500` -> `1500`.
@@ -512,19 +504,49 @@ fn redis_cli(ns: &str, port: u16, args: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// From `CLUSTER NODES`: the port of the master serving `slot`, with its node id.
-fn slot_owner(nodes: &str, slot: u16) -> Option<(u16, String)> {
-    nodes.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
-            return None;
-        }
-        let serves = f[8..].iter().any(|r| {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
-        });
-        let port = f[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
-        serves.then(|| (port, f[0].to_string()))
+/// One line of `CLUSTER NODES`: `ID IP:PORT@BUS FLAGS MASTER-ID ... SLOT-RANGE...`.
+struct ClusterNode<'a> {
+    id: &'a str,
+    port: u16,
+    flags: &'a str,
+    /// The master's id for a replica, `-` for a master.
+    master: &'a str,
+    /// Slot ranges (`0-5460`, `5461`), masters only.
+    slots: Vec<&'a str>,
+}
+
+/// The nodes of a `CLUSTER NODES` answer (lines that do not parse are skipped).
+fn cluster_nodes(text: &str) -> Vec<ClusterNode<'_>> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(ClusterNode {
+                id: f.first()?,
+                port: f
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?,
+                flags: f.get(2)?,
+                master: f.get(3)?,
+                slots: f.get(8..).map(<[&str]>::to_vec).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The live master serving `slot`.
+fn slot_owner<'a>(nodes: &'a [ClusterNode<'a>], slot: u16) -> Option<&'a ClusterNode<'a>> {
+    nodes.iter().find(|n| {
+        n.flags.contains("master")
+            && !n.flags.contains("fail")
+            && n.slots.iter().any(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            })
     })
 }
 
@@ -535,14 +557,14 @@ fn kill_flow_mapping_master(ns: &str) -> Option<StoreKill> {
         .trim()
         .parse()
         .ok()?;
-    let nodes = redis_cli(ns, 7000, "cluster nodes")?;
-    let (port, id) = slot_owner(&nodes, slot)?;
-    let replica: u16 = nodes.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() >= 4 && f[2].contains("slave") && f[3] == id)
-            .then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())
-            .flatten()
-    })?;
+    let text = redis_cli(ns, 7000, "cluster nodes")?;
+    let nodes = cluster_nodes(&text);
+    let master = slot_owner(&nodes, slot)?;
+    let port = master.port;
+    let replica = nodes
+        .iter()
+        .find(|n| n.flags.contains("slave") && n.master == master.id)?
+        .port;
     let seq_of = |port: u16| -> u64 {
         // READONLY: a replica answers reads of its own slots (one connection for both commands).
         redis_cli(
@@ -1864,20 +1886,13 @@ pub fn svg(results: &[RunResult]) -> String {
             let v = mean(p, w, sc);
             let bh = h * v / max;
             let x = x0 + si as f64 * 38.0;
-            let _ = writeln!(
-                s,
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"32\" height=\"{bh:.1}\" fill=\"{}\"><title>{} {} {}: {v:.1}</title></rect>",
-                top + h - bh,
+            svg_bar(
+                &mut s,
+                (x, top + h),
+                (32.0, bh),
                 colors[si],
-                p.name(),
-                w.name(),
-                sc.name()
-            );
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{v:.1}</text>",
-                x + 16.0,
-                top + h - bh - 3.0
+                &format!("{} {} {}: {v:.1}", p.name(), w.name(), sc.name()),
+                (&format!("{v:.1}"), 11),
             );
         }
         let _ = writeln!(
@@ -1923,6 +1938,29 @@ pub fn svg(results: &[RunResult]) -> String {
     s.push_str(&extra);
     s.push_str("</svg>\n");
     s
+}
+
+/// One bar standing on `base` (x, baseline y) of `size` (width, height): filled, its `title` shown on
+/// hover, its label (text, font size) written above it.
+fn svg_bar(
+    s: &mut String,
+    (x, base): (f64, f64),
+    (width, height): (f64, f64),
+    fill: &str,
+    title: &str,
+    (label, font): (&str, u32),
+) {
+    let _ = writeln!(
+        s,
+        "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.0}\" height=\"{height:.1}\" fill=\"{fill}\"><title>{title}</title></rect>",
+        base - height
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"{font}\">{label}</text>",
+        x + width / 2.0,
+        base - height - 3.0
+    );
 }
 
 /// The height of [`age_panel`].
@@ -1986,20 +2024,19 @@ fn age_panel(results: &[RunResult], y0: f64, left: f64) -> (String, f64) {
             };
             let bh = h * frac;
             let x = x0 + bi as f64 * 26.0;
-            let _ = writeln!(
-                s,
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"22\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {} {} {}: {failed} of {open}</title></rect>",
-                top + h - bh,
-                p.name(),
-                w.name(),
-                sc.name(),
-                labels[bi]
-            );
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"8\">{failed}/{open}</text>",
-                x + 11.0,
-                top + h - bh - 3.0
+            svg_bar(
+                &mut s,
+                (x, top + h),
+                (22.0, bh),
+                color,
+                &format!(
+                    "{} {} {} {}: {failed} of {open}",
+                    p.name(),
+                    w.name(),
+                    sc.name(),
+                    labels[bi]
+                ),
+                (&format!("{failed}/{open}"), 8),
             );
         }
         let _ = writeln!(
@@ -2048,6 +2085,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_slots_owner_and_its_replica_are_read_from_cluster_nodes() {
+        // As `redis-cli cluster nodes` wrote it for the lab's cluster (ids shortened).
+        let text = "9ae2 10.9.0.1:7002@17002 master - 0 1796662133877 3 connected 10923-16383
+72bf 10.9.0.1:7003@17003 slave 9ae2 0 1796662133576 3 connected
+7c58 10.9.0.1:7005@17005 slave 89b0 0 1796662133576 2 connected
+a457 10.9.0.1:7000@17000 myself,master - 0 1796662133000 1 connected 0-5460
+89b0 10.9.0.1:7001@17001 master - 0 1796662133576 2 connected 5461-10922
+dead 10.9.0.1:7009@17009 master,fail - 0 0 4 disconnected 8871
+garbage";
+        let nodes = cluster_nodes(text);
+        assert_eq!(nodes.len(), 6, "the garbage line is skipped");
+        let owner = slot_owner(&nodes, 8871).map(|n| (n.port, n.id));
+        assert_eq!(
+            owner,
+            Some((7001, "89b0")),
+            "a failed master is not the owner"
+        );
+        assert!(nodes.iter().any(|n| n.master == "89b0" && n.port == 7005));
+        assert_eq!(slot_owner(&nodes, 0).map(|n| n.port), Some(7000));
+        assert_eq!(slot_owner(&nodes, 16383).map(|n| n.port), Some(7002));
+        assert!(slot_owner(&nodes, 16384).is_none());
+    }
+
+    #[test]
     fn the_papers_sizes_parse_and_name_themselves() {
         for (text, w, name) in [
             ("web-30k", Workload::WebSessions(30_000), "WEB-30k"),
@@ -2063,7 +2124,6 @@ mod tests {
         for bad in ["web-", "web-0", "dash-k", "web-99999999k", "webs-1k"] {
             assert_eq!(Workload::parse(bad), None, "{bad}");
         }
-        assert!(Workload::Dash(5).is_load() && !Workload::Long.is_load());
     }
 
     #[test]

@@ -49,6 +49,23 @@ fn fail_and_failover(
     (fail, failover)
 }
 
+/// The white-box primary under a short LOAD (300 sessions a second and 10 long flows for 5 s, the
+/// failure 2.5 s in), one run, namespaces tagged `tag`.
+fn short_load(tag: &str) -> LabConfig {
+    LabConfig {
+        nf: env!("CARGO_BIN_EXE_nf").into(),
+        primaries: vec![Primary::WhiteBox],
+        workloads: vec![Workload::Load],
+        runs: 1,
+        load_rate: 300.0,
+        load_long: 10,
+        load_duration: std::time::Duration::from_secs(5),
+        fail_after: std::time::Duration::from_millis(2500),
+        tag: format!("{tag}{}", std::process::id() % 100_000),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn failover_keeps_the_connections_that_fail_loses() {
     let (_, failover) = fail_and_failover("nff", 1, LabConfig::default().fail_after);
@@ -78,17 +95,8 @@ fn three_flips_back_and_forth_keep_the_connections() {
 #[test]
 fn under_load_failover_keeps_the_sessions_open_across_the_failure() {
     let cfg = LabConfig {
-        nf: env!("CARGO_BIN_EXE_nf").into(),
-        primaries: vec![Primary::WhiteBox],
-        workloads: vec![Workload::Load],
         scenarios: vec![Scenario::Fail, Scenario::Failover],
-        runs: 1,
-        load_rate: 300.0,
-        load_long: 10,
-        load_duration: std::time::Duration::from_secs(5),
-        fail_after: std::time::Duration::from_millis(2500),
-        tag: format!("nfg{}", std::process::id() % 100_000),
-        ..Default::default()
+        ..short_load("nfg")
     };
     let mut lab = FailoverLab::build(cfg).unwrap();
     let rs = lab.run_all(|r| eprintln!("{r:?}")).unwrap();
@@ -121,19 +129,11 @@ fn under_load_failover_keeps_the_sessions_open_across_the_failure() {
 #[test]
 fn a_cluster_master_killed_before_the_failure_is_counted_and_the_older_flows_survive() {
     let cfg = LabConfig {
-        nf: env!("CARGO_BIN_EXE_nf").into(),
-        primaries: vec![Primary::WhiteBox],
-        workloads: vec![Workload::Load],
         scenarios: vec![Scenario::Failover],
         runs: 2,
-        load_rate: 300.0,
-        load_long: 10,
-        load_duration: std::time::Duration::from_secs(5),
-        fail_after: std::time::Duration::from_millis(2500),
         store_cluster: true,
         kill_store_master: Some(std::time::Duration::from_millis(1500)),
-        tag: format!("nfk{}", std::process::id() % 100_000),
-        ..Default::default()
+        ..short_load("nfk")
     };
     let mut lab = FailoverLab::build(cfg).unwrap();
     assert!(lab.store_url().starts_with("redis+cluster://"));

@@ -72,8 +72,8 @@ pub struct LabArgs {
     risk_window_ms: f64,
     /// The state store: `single` (one Redis) or `cluster` (a Redis Cluster, three masters with a
     /// replica each).
-    #[arg(long, default_value = "single", value_parser = ["single", "cluster"])]
-    store: String,
+    #[arg(long, value_enum, default_value_t = LabStore::Single)]
+    store: LabStore,
     /// With `--store cluster`: kill the master holding the flow mappings this many seconds into the
     /// traffic (before the balancer's failure at --fail-after: the state of the connections opened
     /// meanwhile is in the replicator's retries when the balancer fails).
@@ -88,6 +88,15 @@ pub struct LabArgs {
     /// The reports' file name (NAME.md, NAME.json, NAME.svg).
     #[arg(long, default_value = "failover")]
     name: String,
+}
+
+/// `nf lab --store`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LabStore {
+    /// One Redis.
+    Single,
+    /// A Redis Cluster: three masters with a replica each.
+    Cluster,
 }
 
 fn list<T>(s: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -121,7 +130,7 @@ pub fn run(o: LabArgs) -> Result<(), String> {
             .saturating_sub(1)
             .max(1);
     }
-    if o.kill_store_master.is_some() && o.store != "cluster" {
+    if o.kill_store_master.is_some() && o.store != LabStore::Cluster {
         return Err("--kill-store-master needs --store cluster".into());
     }
     let cfg = LabConfig {
@@ -141,7 +150,7 @@ pub fn run(o: LabArgs) -> Result<(), String> {
         web_think: Duration::try_from_secs_f64(o.web_think).map_err(|_| "--web-think: seconds")?,
         load_duration: Duration::from_secs_f64(load_seconds.max(1.0)),
         risk_window: Duration::from_secs_f64(o.risk_window_ms.max(0.0) / 1000.0),
-        store_cluster: o.store == "cluster",
+        store_cluster: o.store == LabStore::Cluster,
         tag: o.tag,
         kill_store_master: match o.kill_store_master {
             Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),

@@ -352,6 +352,60 @@ fn finish(ctx: &Ctx, tally: &Tally, e: Event) {
     let _ = ctx.events.send(e);
 }
 
+/// What a connection's requests have come to so far.
+struct Progress {
+    outcome: Outcome,
+    local: Option<SocketAddr>,
+    bytes: u64,
+    ttfb: Option<u64>,
+    done: u64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            outcome: Outcome::Ok,
+            local: None,
+            bytes: 0,
+            ttfb: None,
+            done: 0,
+        }
+    }
+
+    /// Counts one request's answer (`get`'s bytes, time to first byte and outcome) against the `want`ed
+    /// size; false once the connection is over (an error, or a body shorter than asked).
+    fn took(&mut self, (bytes, ttfb, outcome): (u64, Option<u64>, Outcome), want: u64) -> bool {
+        self.bytes += bytes;
+        self.ttfb = self.ttfb.or(ttfb);
+        if outcome != Outcome::Ok || bytes != want {
+            self.outcome = if outcome == Outcome::Ok {
+                Outcome::Short
+            } else {
+                outcome
+            };
+            return false;
+        }
+        self.done += 1;
+        true
+    }
+
+    /// The connection's event, ended now.
+    fn event(self, id: u64, kind: &'static str, start_us: u64, expected: u64) -> Event {
+        Event {
+            id,
+            kind,
+            src: self.local,
+            start_us,
+            end_us: now_us(),
+            ttfb_us: self.ttfb,
+            outcome: self.outcome,
+            bytes: self.bytes,
+            expected,
+            segments: self.done,
+        }
+    }
+}
+
 /// A session: connect, its requests one after another over the kept-alive connection (a think time
 /// between two), close.
 async fn short(
@@ -364,42 +418,22 @@ async fn short(
 ) {
     let start_us = now_us();
     let expected = requests.iter().map(|r| r.0).sum();
-    let (mut outcome, mut local, mut bytes, mut ttfb, mut done) = (Outcome::Ok, None, 0, None, 0);
+    let mut p = Progress::new();
     match connect(&ctx, src).await {
-        Err(o) => outcome = o,
-        Ok((mut send, l)) => {
-            local = l;
+        Err(o) => p.outcome = o,
+        Ok((mut send, local)) => {
+            p.local = local;
             for (k, (size, path)) in requests.iter().enumerate() {
                 if k > 0 && !think.is_zero() {
                     tokio::time::sleep(think).await;
                 }
-                let (b, t, o) = get(&ctx, &mut send, path).await;
-                bytes += b;
-                ttfb = ttfb.or(t);
-                if o != Outcome::Ok || b != *size {
-                    outcome = if o == Outcome::Ok { Outcome::Short } else { o };
+                if !p.took(get(&ctx, &mut send, path).await, *size) {
                     break;
                 }
-                done += 1;
             }
         }
     }
-    finish(
-        &ctx,
-        &tally,
-        Event {
-            id,
-            kind: "short",
-            src: local,
-            start_us,
-            end_us: now_us(),
-            ttfb_us: ttfb,
-            outcome,
-            bytes,
-            expected,
-            segments: done,
-        },
-    );
+    finish(&ctx, &tally, p.event(id, "short", start_us, expected));
 }
 
 /// A long flow: one connection opened at `phase` into the run, a segment every `every` until
@@ -419,43 +453,23 @@ async fn long(
 ) {
     tokio::time::sleep(phase).await;
     let start_us = now_us();
-    let (mut outcome, mut local, mut bytes, mut segments, mut ttfb) =
-        (Outcome::Ok, None, 0, 0, None);
+    let mut p = Progress::new();
     match connect(&ctx, src).await {
-        Err(o) => outcome = o,
-        Ok((mut send, l)) => {
-            local = l;
+        Err(o) => p.outcome = o,
+        Ok((mut send, local)) => {
+            p.local = local;
             let mut next = tokio::time::Instant::now();
             while next < until && tokio::time::Instant::now() < until {
                 tokio::time::sleep_until(next).await;
                 next += every;
-                let (b, t, o) = get(&ctx, &mut send, &path).await;
-                bytes += b;
-                ttfb = ttfb.or(t);
-                if o != Outcome::Ok || b != seg {
-                    outcome = if o == Outcome::Ok { Outcome::Short } else { o };
+                if !p.took(get(&ctx, &mut send, &path).await, seg) {
                     break;
                 }
-                segments += 1;
             }
         }
     }
-    finish(
-        &ctx,
-        &tally,
-        Event {
-            id,
-            kind: "long",
-            src: local,
-            start_us,
-            end_us: now_us(),
-            ttfb_us: ttfb,
-            outcome,
-            bytes,
-            expected: seg * segments.max(1),
-            segments,
-        },
-    );
+    let expected = seg * p.done.max(1);
+    finish(&ctx, &tally, p.event(id, "long", start_us, expected));
 }
 
 fn summary(what: &str, t: &Tally, secs: f64) -> String {
