@@ -193,6 +193,20 @@ impl FlowKey {
             | (self.pad as u64) << 48
     }
 
+    /// An IPv4 key's source and destination addresses as octets (`None` for IPv6): what a rewriter
+    /// of IPv4 flows reads without building `IpAddr`s.
+    #[inline(always)]
+    pub const fn v4_addrs(&self) -> Option<([u8; 4], [u8; 4])> {
+        if self.is_ipv6() {
+            None
+        } else {
+            Some((
+                (self.src[0] as u32).to_ne_bytes(),
+                (self.dst[0] as u32).to_ne_bytes(),
+            ))
+        }
+    }
+
     /// The source address.
     #[inline]
     pub fn src(&self) -> IpAddr {

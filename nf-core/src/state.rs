@@ -661,6 +661,59 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         expired
     }
 
+    /// [`sweep_with`](Self::sweep_with) for a table whose entries come in pairs (a NAT's mapping and
+    /// its reply mapping, Click's `IPRewriterFlow`): each side is refreshed by its own direction's
+    /// packets alone, and a pair lives while either side does. An expired entry whose `peer` (its
+    /// partner's hash and key) is still live takes the partner's expiry and stays; one whose partner
+    /// has expired too, or is gone, is removed (reported as expired, and told to `removed`). So a
+    /// one-way stream keeps both sides, and a packet touches one entry, not two.
+    pub fn sweep_paired(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        peer: impl Fn(&K, &V) -> (u32, K),
+        mut removed: impl FnMut(&K, &V),
+    ) -> usize {
+        let mut expired = 0;
+        let mut visited = 0;
+        let mask = self.raw.mask();
+        while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
+            let i = self.hand & mask;
+            let partner = match self.raw.get(i) {
+                Some(s) if s.expires <= now => {
+                    let (h, k) = peer(&s.key, &s.value);
+                    Some(
+                        self.raw
+                            .find(u64::from(h), |p| p.hash == h && p.key == k)
+                            .and_then(|j| self.raw.get(j))
+                            .map(|p| p.expires)
+                            .filter(|&t| t > now),
+                    )
+                }
+                _ => None,
+            };
+            match partner {
+                Some(None) => {
+                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
+                    expired += 1;
+                }
+                Some(Some(t)) => {
+                    if let Some(s) = self.raw.get_mut(i) {
+                        s.expires = t;
+                    }
+                    self.hand = (i + 1) & mask;
+                    visited += 1;
+                }
+                None => {
+                    self.hand = (i + 1) & mask;
+                    visited += 1;
+                }
+            }
+        }
+        self.raw.prefetch_range(self.hand, max);
+        expired
+    }
+
     /// Calls `f` on every entry (a snapshot for a minion or a dump handler).
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
         for s in self.raw.iter() {

@@ -3,6 +3,7 @@
 pub mod ethernet;
 pub mod ip;
 pub mod lb;
+pub mod nat;
 pub mod resilience;
 pub mod standard;
 pub mod steering;
@@ -18,6 +19,7 @@ pub fn register(r: &mut Registry) {
     ethernet::register(r);
     tcpudp::register(r);
     lb::register(r);
+    nat::register(r);
     resilience::register(r);
     steering::register(r);
     tunnel::register(r);

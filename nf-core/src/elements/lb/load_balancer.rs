@@ -271,21 +271,8 @@ impl std::fmt::Debug for LoadBalancer {
     }
 }
 
+use crate::elements::tcpudp::closing::{ESTABLISHED, lifetime};
 use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
-/// `LbEntry::closing`: the flow is established.
-const ESTABLISHED: u8 = 8;
-
-/// How long a flow stays from now: `linger` once closed (RST, or FIN both ways), `embryonic` while its
-/// handshake is incomplete, else `idle`.
-fn lifetime(closing: u8, linger: u64, embryonic: u64, idle: u64) -> u64 {
-    if closing & 4 != 0 || closing & 3 == 3 {
-        linger
-    } else if closing & ESTABLISHED == 0 {
-        embryonic
-    } else {
-        idle
-    }
-}
 
 /// A flow of `backend` entered the table (`add`) or left it: the census of flows per backend, which
 /// least-connections picks by and the `backends` handler reads, follows. A backend not in the set (a

@@ -7,7 +7,8 @@ use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::FlowKey;
 use crate::packet::{Link, Packet, Timestamp, proto};
-use crate::state::{StateTable, Stateful, WhenFull};
+use crate::state::{Installer, StateTable, Stateful, WhenFull};
+use std::sync::mpsc::Receiver;
 
 /// TCP connection states (as Linux conntrack names them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +63,17 @@ pub struct Connection {
     pub last_seen: Timestamp,
     /// Seconds of idleness after which the entry expires in its current state.
     pub timeout_secs: u32,
+}
+
+/// What a minion's follower tells its connection tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtInstall {
+    /// A connection as the box it replaces tracks it (the table key: its canonical five-tuple).
+    Set(FlowKey, Connection),
+    /// A connection ended (its canonical five-tuple).
+    Remove(FlowKey),
+    /// Forget every connection (a snapshot follows).
+    Clear,
 }
 
 /// Timeouts in seconds, per state.
@@ -138,6 +150,10 @@ use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 /// on output 1 if it is connected, else on output 0 like the rest. Expiry is driven by packet timestamps
 /// and a sweep of a few entries per batch, so offline traces expire as they would have live.
 ///
+/// A minion installs another box's connections through [`ConnTrack::installer`] ([`CtInstall`]): a
+/// stateful firewall built as `ConnTrack` with output 1 to `Discard` then passes the established
+/// connections of the box it replaces and drops mid-stream packets of every other.
+///
 /// # Ports
 /// One push input; one or two push outputs.
 ///
@@ -149,7 +165,7 @@ use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 ///
 /// # Handlers
 /// `count` (tracked packets), `flows` (entries), `inserts`, `updates`, `closed`, `expired`, `evicted`,
-/// `probe_limited` (new flows whose probe window was full), `rejected`, `untracked` (read); `table` (read:
+/// `probe_limited` (new flows whose probe window was full), `rejected`, `untracked`, `installed` (read); `table` (read:
 /// up to 100 entries); `capacity` (read); `clear` (write).
 ///
 /// # Example
@@ -173,6 +189,10 @@ pub struct ConnTrack {
     /// A packet time, and the wall-clock time it was seen: idle expiry between packets. Refreshed when
     /// packet time has moved on by a millisecond (not per batch: reading the clock cost 1 % of a run).
     clock: (Timestamp, Timestamp),
+    /// The install queue's receiving end, once [`ConnTrack::installer`] made it.
+    installs: Option<Receiver<CtInstall>>,
+    install_queue: usize,
+    installed: u64,
 }
 
 impl std::fmt::Debug for ConnTrack {
@@ -200,7 +220,69 @@ impl ConnTrack {
             scratch: Vec::with_capacity(256),
             verdicts: Vec::with_capacity(256),
             clock: (Timestamp(0), Timestamp(0)),
+            installs: None,
+            install_queue: crate::state::INSTALL_QUEUE,
+            installed: 0,
         }
+    }
+
+    /// The install queue's bound (default [`INSTALL_QUEUE`](crate::state::INSTALL_QUEUE)).
+    pub fn install_queue(mut self, n: usize) -> Self {
+        self.install_queue = n.max(1);
+        self
+    }
+
+    /// The sending end of the install queue, for a minion's follower (on any thread): connections
+    /// queued here are installed before the next batches (up to 4,096 before each) and at each timer
+    /// tick, with their state and a timeout from now. One per tracker (`None` the second time);
+    /// bounded: a full queue makes the follower wait. A minion firewall so passes the established
+    /// connections of the box it replaces, and drops mid-stream packets of any other (`LOOSE false`).
+    pub fn installer(&mut self) -> Option<Installer<CtInstall>> {
+        if self.installs.is_some() {
+            return None;
+        }
+        let (tx, rx) = Installer::bounded(self.install_queue);
+        self.installs = Some(rx);
+        Some(tx)
+    }
+
+    /// Installs up to `max` queued connections.
+    fn apply_installs(&mut self, now: Timestamp, max: usize) {
+        let Some(rx) = self.installs.take() else {
+            return;
+        };
+        for _ in 0..max {
+            let Ok(i) = rx.try_recv() else {
+                break;
+            };
+            match i {
+                CtInstall::Set(k, mut c) => {
+                    c.last_seen = now;
+                    if c.first_seen.0 == 0 {
+                        c.first_seen = now;
+                    }
+                    let secs = if c.timeout_secs == 0 {
+                        self.timeouts.for_state(c.state)
+                    } else {
+                        c.timeout_secs
+                    };
+                    let expires = now.add_nanos(u64::from(secs) * 1_000_000_000);
+                    if self
+                        .table
+                        .install(k.keyed_hash(self.table.hash_key()), k, c, now, expires)
+                        .is_some()
+                    {
+                        self.installed += 1;
+                    }
+                }
+                CtInstall::Remove(k) => {
+                    self.table
+                        .uninstall(k.keyed_hash(self.table.hash_key()), &k);
+                }
+                CtInstall::Clear => self.table.clear(),
+            }
+        }
+        self.installs = Some(rx);
     }
 
     /// Sets the timeouts.
@@ -385,6 +467,7 @@ const HANDLERS: &[HandlerSpec] = &[
     ),
     HandlerSpec::read("rejected", "new flows refused: table full"),
     HandlerSpec::read("untracked", "packets that could not be tracked"),
+    HandlerSpec::read("installed", "connections installed by a minion's follower"),
     HandlerSpec::gauge("capacity", "most entries"),
     HandlerSpec::read_on_demand("table", "up to 100 entries"),
     HandlerSpec::write("clear", "empty the table (not reported)"),
@@ -408,6 +491,9 @@ impl Element for ConnTrack {
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         if let Some(last) = batch.as_slice().last() {
             let now = last.anno.timestamp;
+            if self.installs.is_some() {
+                self.apply_installs(now, 4096);
+            }
             self.table.sweep(now, 8);
             if now.0 >= self.clock.0.0.saturating_add(1_000_000) {
                 self.clock = (now, Timestamp::now());
@@ -452,9 +538,11 @@ impl Element for ConnTrack {
         // and live flows expire when traffic stops.
         let (pkt, seen) = self.clock;
         if seen.0 == 0 {
+            self.apply_installs(wall, self.install_queue);
             return;
         }
         let now = pkt.add_nanos(wall.since(seen));
+        self.apply_installs(now, self.install_queue);
         self.table.sweep(now, 4096);
     }
     /// A new configuration's tracker takes the old one's connections (with their state and expiry),
@@ -465,6 +553,10 @@ impl Element for ConnTrack {
             self.count = old.count;
             self.untracked = old.untracked;
             self.clock = old.clock;
+            self.installed = old.installed;
+            if self.installs.is_none() {
+                self.installs = old.installs.take();
+            }
         }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
@@ -483,6 +575,7 @@ impl Element for ConnTrack {
             "probe_limited" => s.probe_limited.to_string(),
             "rejected" => s.rejected.to_string(),
             "untracked" => self.untracked.to_string(),
+            "installed" => self.installed.to_string(),
             "capacity" => self.table.capacity().to_string(),
             "table" => {
                 let mut v = Vec::new();

@@ -3,7 +3,37 @@
 
 pub mod conntrack;
 
-pub use conntrack::{ConnTrack, Connection, ProtoState, TcpState, Timeouts};
+/// The closing state both of the SDK's stateful rewriters keep per flow (`LoadBalancer`'s
+/// `LbEntry::closing`, `IPRewriter`'s mapping flags), and the lifetime it gives a flow: one rule for
+/// when a flow is on probation, established, or closed.
+pub mod closing {
+    /// A FIN from the flow's initiator (the client).
+    pub const FIN_ORIGIN: u8 = 1;
+    /// A FIN from the responder (the backend, the server).
+    pub const FIN_REPLY: u8 = 2;
+    /// A RST, either way.
+    pub const RST: u8 = 4;
+    /// Established: the initiator's second packet (the ACK completing a handshake, or any packet
+    /// after a UDP flow's first), or installed established.
+    pub const ESTABLISHED: u8 = 8;
+    /// The bits above.
+    pub const MASK: u8 = 15;
+
+    /// How long a flow stays from now: `linger` once closed (RST, or FIN both ways), `embryonic` while
+    /// its handshake is incomplete (a flood's one-packet flows go first), else `idle`.
+    #[inline(always)]
+    pub fn lifetime(closing: u8, linger: u64, embryonic: u64, idle: u64) -> u64 {
+        if closing & RST != 0 || closing & (FIN_ORIGIN | FIN_REPLY) == FIN_ORIGIN | FIN_REPLY {
+            linger
+        } else if closing & ESTABLISHED == 0 {
+            embryonic
+        } else {
+            idle
+        }
+    }
+}
+
+pub use conntrack::{ConnTrack, Connection, CtInstall, ProtoState, TcpState, Timeouts};
 
 use crate::checksum;
 use crate::packet::{HeaderInfo, Packet};
