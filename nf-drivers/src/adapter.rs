@@ -8,14 +8,18 @@
 //! | `ConnTrack` | `FlowKey` -> `Connection` | `conntrack` | [`conntrack_record`], [`conntrack_change`] | [`conntrack_install`] |
 //! | `LoadBalancer` | `ClientKey` -> `LbEntry` | `flow-mapping` | [`flow_mapping_key`], [`lb_change`] | [`lb_install`], [`lb_installer`] |
 //! | `LoadBalancer` | its backends' `BackendStatus` | `backend-state` | [`backend_state_record`] | [`backend_state_installer`] |
+//! | `IPRewriter` | `FlowId` -> `Mapping` (source NAT) | `nat-binding` | [`nat_change`] | [`nat_install`], [`nat_installer`] |
+//! | `ConnTrack` (a minion firewall) | `FlowKey` -> `Connection` | `conntrack` | [`conntrack_change`] | [`conntrack_installer`] |
 
 use nf_core::FlowKey;
 use nf_core::elements::lb::{ClientKey, LbEntry, LbInstall};
-use nf_core::elements::tcpudp::{Connection, ProtoState, TcpState};
+use nf_core::elements::nat::{FlowId, Mapping, RwInstall};
+use nf_core::elements::tcpudp::{Connection, CtInstall, ProtoState, TcpState};
 use nf_core::state::{ChangeKind, StateChange};
 use nf_state::replicate::Install;
 use nf_state::schemas::{
-    ConnState, ConntrackValue, FiveTuple, FlowMapping, FlowMappingKey, FlowMappingValue, Proto,
+    ConnState, Conntrack, ConntrackValue, FiveTuple, FlowMapping, FlowMappingKey, FlowMappingValue,
+    NatBinding, NatBindingKey, NatBindingValue, Proto,
 };
 
 /// The `conntrack` schema's key and value for a tracked connection (the table key is canonical; the
@@ -158,11 +162,131 @@ pub fn lb_install(i: Install<FlowMapping>) -> LbInstall {
 pub fn lb_installer(
     tx: nf_core::state::Installer<LbInstall>,
 ) -> impl FnMut(Install<FlowMapping>) -> Result<(), Install<FlowMapping>> + Send {
-    move |i| match tx.try_install(lb_install(i.clone())) {
-        Err(nf_core::state::InstallError::Full(_)) => Err(i),
-        Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+    into_queue(tx, |i| Some(lb_install(i.clone())))
+}
+
+/// A follower's install callback into an element's bounded install queue: `map` makes each install
+/// the element's (`None`: nothing to install, skipped); a full queue hands the install back (the
+/// follower waits and offers it again); an element that is gone takes nothing more.
+fn into_queue<S: nf_state::Schema, T>(
+    tx: nf_core::state::Installer<T>,
+    map: impl Fn(&Install<S>) -> Option<T> + Send,
+) -> impl FnMut(Install<S>) -> Result<(), Install<S>> + Send
+where
+    T: Send,
+{
+    move |i| {
+        let Some(t) = map(&i) else {
+            return Ok(());
+        };
+        match tx.try_install(t) {
+            Err(nf_core::state::InstallError::Full(_)) => Err(i),
+            Ok(()) | Err(nf_core::state::InstallError::Closed(_)) => Ok(()),
+        }
     }
 }
+
+/// What a change of an `IPRewriter`'s table replicates: a source-NAT flow's translated address and port
+/// as a `nat-binding` upsert when it is mapped, a delete when it ends. Reply mappings (the partner of
+/// each flow's), closing-state updates and mappings that change the destination (destination NAT,
+/// which `nat-binding` does not describe) replicate nothing.
+pub fn nat_change(
+    ch: &StateChange<'_, FlowId, Mapping>,
+) -> Option<(NatBindingKey, Option<NatBindingValue>)> {
+    let (k, m) = (ch.key, ch.value);
+    if m.is_reply() || m.dst != k.dst || m.dport != k.dport {
+        return None;
+    }
+    let key = NatBindingKey {
+        proto: Proto::from_number(k.proto),
+        client_ip: k.src.into(),
+        client_port: k.sport,
+        server_ip: k.dst.into(),
+        server_port: k.dport,
+    };
+    match ch.kind {
+        ChangeKind::Insert => Some((
+            key,
+            Some(NatBindingValue {
+                nat_ip: m.src.into(),
+                nat_port: m.sport,
+            }),
+        )),
+        ChangeKind::Update => None,
+        ChangeKind::Remove(_) => Some((key, None)),
+    }
+}
+
+/// The flow of a `nat-binding` key as an `IPRewriter` sees it come in (`None` for IPv6: the rewriter
+/// is IPv4's, as Click's).
+fn nat_flow(k: &NatBindingKey) -> Option<FlowId> {
+    let (std::net::IpAddr::V4(c), std::net::IpAddr::V4(s)) = (k.client_ip, k.server_ip) else {
+        return None;
+    };
+    Some(FlowId {
+        proto: k.proto.number(),
+        src: c,
+        sport: k.client_port,
+        dst: s,
+        dport: k.server_port,
+    })
+}
+
+/// What a minion's follower hands its `IPRewriter` for a `nat-binding` install: the flow, and the very
+/// address and port the box chose for it (`None`: IPv6, not installed).
+pub fn nat_install(i: &Install<NatBinding>) -> Option<RwInstall> {
+    Some(match i {
+        Install::Reset => RwInstall::Clear,
+        Install::Upsert(k, v) => {
+            let flow = nat_flow(k)?;
+            let std::net::IpAddr::V4(nat) = v.nat_ip else {
+                return None;
+            };
+            RwInstall::Set(
+                flow,
+                FlowId {
+                    src: nat,
+                    sport: v.nat_port,
+                    ..flow
+                },
+            )
+        }
+        Install::Delete(k) => RwInstall::Remove(nat_flow(k)?),
+    })
+}
+
+/// A follower's install callback for `nat-binding` into an `IPRewriter`'s install queue (as
+/// [`lb_installer`]).
+pub fn nat_installer(
+    tx: nf_core::state::Installer<RwInstall>,
+) -> impl FnMut(Install<NatBinding>) -> Result<(), Install<NatBinding>> + Send {
+    into_queue(tx, nat_install)
+}
+
+/// A follower's install callback for `conntrack` into a `ConnTrack`'s install queue (a minion
+/// firewall): each record becomes the connection, with its state, counters and timeout.
+pub fn conntrack_installer(
+    tx: nf_core::state::Installer<CtInstall>,
+) -> impl FnMut(Install<Conntrack>) -> Result<(), Install<Conntrack>> + Send {
+    into_queue(tx, |i: &Install<Conntrack>| {
+        Some(match i {
+            Install::Reset => CtInstall::Clear,
+            Install::Upsert(k, v) => {
+                let (key, c) = conntrack_install(k, v);
+                CtInstall::Set(key, c)
+            }
+            Install::Delete(k) => CtInstall::Remove(conntrack_install(k, &DELETED).0),
+        })
+    })
+}
+
+/// A value to compute a deleted record's table key with (the key does not depend on it).
+const DELETED: ConntrackValue = ConntrackValue {
+    state: ConnState::Close,
+    timeout_secs: 0,
+    packets: [0, 0],
+    bytes: [0, 0],
+};
 
 /// The `backend-state` schema's key and value for a balancer's backend status.
 pub fn backend_state_record(

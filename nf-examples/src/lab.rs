@@ -35,6 +35,10 @@ pub const VIP: &str = "10.0.0.100";
 /// The state store the balancers reach (Redis in the management namespace).
 pub const STORE: &str = "redis://10.9.0.1:6379/0";
 const LOG_PREFIX: &str = "nflab-new";
+/// The NAT and firewall boxes' inside address (the clients' gateway to the servers).
+const BOX_INSIDE: &str = "10.0.0.1";
+/// The NAT box's outside address: the address its clients' flows leave from (the minion's too).
+pub const NAT_EXTERNAL: &str = "10.1.0.1";
 
 /// What keeps the primary's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,27 @@ pub enum Primary {
     Syslog,
     /// An iptables DNAT balancer, state inferred from its traffic (observation driver).
     Observe,
+    /// An iptables NAPT box (`MASQUERADE --random`, the clients behind it), its bindings from its
+    /// `conntrack -E` lines (syslog driver); the minion is `nf nat`.
+    NatSyslog,
+    /// The same NAPT box, its bindings inferred from its traffic (observation driver); the minion is
+    /// `nf nat`.
+    NatObserve,
+    /// An iptables stateful firewall (established and related accepted, new connections only with a
+    /// SYN, everything else dropped), its connections from its `conntrack -E` lines (syslog driver);
+    /// the minion is `nf fw`.
+    FwSyslog,
+}
+
+/// What kind of box a primary is (and so which minion takes over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxKind {
+    /// A load balancer of the VIP (`nf lb`).
+    Lb,
+    /// A NAPT box between the clients and the servers (`nf nat`).
+    Nat,
+    /// A stateful firewall between the clients and the servers (`nf fw`).
+    Fw,
 }
 
 /// The traffic.
@@ -87,7 +112,25 @@ impl Primary {
             Primary::WhiteBox => "whitebox",
             Primary::Syslog => "syslog",
             Primary::Observe => "observe",
+            Primary::NatSyslog => "nat-syslog",
+            Primary::NatObserve => "nat-observe",
+            Primary::FwSyslog => "fw-syslog",
         }
+    }
+    /// The kind of box.
+    pub fn kind(self) -> BoxKind {
+        match self {
+            Primary::WhiteBox | Primary::Syslog | Primary::Observe => BoxKind::Lb,
+            Primary::NatSyslog | Primary::NatObserve => BoxKind::Nat,
+            Primary::FwSyslog => BoxKind::Fw,
+        }
+    }
+    /// True if its state comes from the syslog driver (in the management namespace).
+    fn by_syslog(self) -> bool {
+        matches!(
+            self,
+            Primary::Syslog | Primary::NatSyslog | Primary::FwSyslog
+        )
     }
     /// From its name.
     pub fn parse(s: &str) -> Option<Primary> {
@@ -95,6 +138,9 @@ impl Primary {
             "whitebox" => Some(Primary::WhiteBox),
             "syslog" => Some(Primary::Syslog),
             "observe" => Some(Primary::Observe),
+            "nat-syslog" => Some(Primary::NatSyslog),
+            "nat-observe" => Some(Primary::NatObserve),
+            "fw-syslog" => Some(Primary::FwSyslog),
             _ => None,
         }
     }
@@ -426,6 +472,9 @@ pub struct FailoverLab {
     lab: Lab,
     cfg: LabConfig,
     lb_config: PathBuf,
+    /// The NAT and firewall minions' configurations (`nf nat`, `nf fw`).
+    nat_config: PathBuf,
+    fw_config: PathBuf,
     /// Each backend's HTTP server (`nf serve`), by process id.
     backend_pids: Vec<u32>,
     /// The cluster node killed in the last run, to bring back before the next.
@@ -716,6 +765,15 @@ impl FailoverLab {
             &format!("ip neigh replace {VIP} lladdr {LB_FRONT} dev c0 nud permanent"),
         )?;
         lab.exec("cl", "ethtool -K c0 tx off >/dev/null")?;
+        // The NAT and firewall boxes sit between the clients and the servers: the clients' route to
+        // the servers' network goes through them (10.0.0.1, the boxes' inside address).
+        lab.exec(
+            "cl",
+            &format!(
+                "ip neigh replace {BOX_INSIDE} lladdr {LB_FRONT} dev c0 nud permanent && \
+                 ip route add 10.1.0.0/24 via {BOX_INSIDE}"
+            ),
+        )?;
         // Small receive windows: a rate-limited download is limited on the wire, not only inside curl
         // (with the default, up to 6 MB, the server would send the whole file at once into the
         // client's buffer and the connection would be idle when the failure comes).
@@ -823,12 +881,22 @@ impl FailoverLab {
             })?;
         }
         sh("sysctl -qw net.netfilter.nf_log_all_netns=1")?;
-        let lb_config = std::env::temp_dir().join(format!("{}-lb.click", cfg.tag));
-        std::fs::write(&lb_config, lb_config_text(cfg.backends)).map_err(|e| e.to_string())?;
+        let write = |name: &str, text: String| -> Result<PathBuf, String> {
+            let path = std::env::temp_dir().join(format!("{}-{name}.click", cfg.tag));
+            std::fs::write(&path, text).map_err(|e| e.to_string())?;
+            Ok(path)
+        };
+        let (lb_config, nat_config, fw_config) = (
+            write("lb", lb_config(cfg.backends))?,
+            write("nat", nat_config(cfg.backends))?,
+            write("fw", fw_config(cfg.backends))?,
+        );
         let mut me = FailoverLab {
             lab,
             cfg,
             lb_config,
+            nat_config,
+            fw_config,
             backend_pids,
             store_down: None,
         };
@@ -976,9 +1044,7 @@ impl FailoverLab {
         let read = |text: &str, name: &str| value(text, name).map(|v| (v * 1e6) as u64);
         let drv = |q: &str| match driver {
             Primary::WhiteBox => read(&act, &format!("nf_replication_lag_{q}_seconds")),
-            Primary::Syslog | Primary::Observe => {
-                read(&act, &format!("nf_driver_store_lag_{q}_seconds"))
-            }
+            _ => read(&act, &format!("nf_driver_store_lag_{q}_seconds")),
         };
         let unstored = (driver == Primary::WhiteBox)
             .then(|| {
@@ -1035,12 +1101,119 @@ impl FailoverLab {
 
     fn iptables_down(&self) {
         let l = &self.lab;
-        let _ = l.exec_out("pri", "iptables -t nat -F; iptables -F; conntrack -F 2>/dev/null; ip addr flush dev p0; ip addr flush dev p1");
+        let _ = l.exec_out("pri", "iptables -t nat -F; iptables -F; iptables -P FORWARD ACCEPT; conntrack -F 2>/dev/null; ip addr flush dev p0; ip addr flush dev p1");
+    }
+
+    /// The NAT box (`MASQUERADE --random` out of its outside interface: random ports, as a box that
+    /// hides its choice) or the strict stateful firewall (established and related accepted, new TCP
+    /// connections only with a SYN, `nf_conntrack_tcp_loose` off, everything else dropped) in the
+    /// primary's namespace, between the clients (`p0`, 10.0.0.1) and the servers (`p1`, 10.1.0.1).
+    fn box_up(&self, kind: BoxKind) -> Result<(), String> {
+        let l = &self.lab;
+        l.exec(
+            "pri",
+            &format!("ip addr add {BOX_INSIDE}/24 dev p0 && ip addr add {NAT_EXTERNAL}/24 dev p1"),
+        )?;
+        l.exec(
+            "pri",
+            "sysctl -qw net.ipv4.ip_forward=1 && sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0",
+        )?;
+        match kind {
+            BoxKind::Nat => l
+                .exec(
+                    "pri",
+                    "iptables -t nat -A POSTROUTING -o p1 -j MASQUERADE --random",
+                )
+                .map(|_| ()),
+            BoxKind::Fw => l
+                .exec(
+                    "pri",
+                    "iptables -P FORWARD DROP && \
+                 iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && \
+                 iptables -A FORWARD -p tcp --syn -m conntrack --ctstate NEW -j ACCEPT",
+                )
+                .map(|_| ()),
+            BoxKind::Lb => self.iptables_up(),
+        }
+    }
+
+    /// The box's `conntrack -E` lines, through util-linux `logger` over TCP (RFC 3164) to the syslog
+    /// driver in the management namespace (which must be listening: waited for here), as a process
+    /// group of its own.
+    fn conntrack_events(&self) -> Result<Child, String> {
+        wait_until(10, "the syslog driver's TCP listener", || {
+            self.lab
+                .exec_out("mg", "ss -Hltn sport = :5514")
+                .map(|o| !o.stdout.is_empty())
+                .unwrap_or(false)
+        })?;
+        use std::os::unix::process::CommandExt;
+        Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns("pri"), "sh", "-c"])
+            .arg(
+                "stdbuf -oL conntrack -E -o timestamp,extended -p tcp 2>/dev/null | \
+                 logger --rfc3164 -T -n 10.9.0.1 -P 5514",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("conntrack -E | logger: {e}"))
+    }
+
+    /// `nf observe` on the box's two sides (outside: the clients' `p0`; inside: the servers' `p1`),
+    /// for the balancer's `vip` or, without one, a NAPT box.
+    fn observe(&self, vip: Option<&str>, store: &str) -> Result<Child, String> {
+        let mut args = vec!["observe", "--outside", "p0", "--inside", "p1"];
+        if let Some(v) = vip {
+            args.extend_from_slice(&["--vip", v]);
+        }
+        args.extend_from_slice(&["--store", store, "--metrics", "127.0.0.1:9101"]);
+        self.nf("pri", &args)
+    }
+
+    /// The minion of a kind of box (`nf lb`, `nf nat` with the NAT box's external address, `nf fw`)
+    /// on interfaces `front` (the clients') and `back` (the servers').
+    fn minion(
+        &self,
+        kind: BoxKind,
+        ns: &str,
+        front: &str,
+        back: &str,
+        role: &[&str],
+    ) -> Result<Child, String> {
+        let (cmd, cfg) = match kind {
+            BoxKind::Lb => return self.nf_lb(ns, front, back, role),
+            BoxKind::Nat => ("nat", &self.nat_config),
+            BoxKind::Fw => ("fw", &self.fw_config),
+        };
+        let cfg = cfg.to_string_lossy().into_owned();
+        let (i, o, e) = (
+            format!("INSIDE={front}"),
+            format!("OUTSIDE={back}"),
+            format!("EXTERNAL={NAT_EXTERNAL}"),
+        );
+        let mut args = vec![cmd, cfg.as_str(), i.as_str(), o.as_str()];
+        if kind == BoxKind::Nat {
+            args.push(e.as_str());
+        }
+        args.extend_from_slice(role);
+        args.extend_from_slice(&["--metrics", "127.0.0.1:9100"]);
+        self.nf(ns, &args)
     }
 
     /// Starts the WEB or LONG traffic; returns the children and when they started.
-    fn traffic(&self, w: Workload) -> Result<Vec<Child>, String> {
+    fn traffic(&self, w: Workload, kind: BoxKind) -> Result<Vec<Child>, String> {
         let ns = self.lab.ns("cl");
+        let backends = self.cfg.backends.max(1);
+        // The balancer's clients reach the VIP; the NAT's and the firewall's reach the servers
+        // through the box, spread over them.
+        let target = |k: usize| -> String {
+            match kind {
+                BoxKind::Lb => format!("{VIP}:80"),
+                BoxKind::Nat | BoxKind::Fw => format!("{}:8080", backend_ip(k % backends)),
+            }
+        };
         let mut kids = Vec::new();
         match w {
             Workload::Web => {
@@ -1049,9 +1222,10 @@ impl FailoverLab {
                     let src = format!("10.0.0.{}", 2 + k % self.cfg.clients.max(1));
                     let script = format!(
                         "end=$(( $(date +%s%N) + {} )); while [ $(date +%s%N) -lt $end ]; do \
-                         if out=$(curl -s -o /dev/null -m 5 --interface {src} -w '%{{size_download}}' http://{VIP}/page); \
+                         if out=$(curl -s -o /dev/null -m 5 --interface {src} -w '%{{size_download}}' http://{}/page); \
                          then echo \"$out\"; else echo fail; fi; done",
-                        (secs * 1e9) as u64
+                        (secs * 1e9) as u64,
+                        target(k)
                     );
                     kids.push(
                         Command::new("ip")
@@ -1079,7 +1253,7 @@ impl FailoverLab {
                 c.args(["netns", "exec", &ns])
                     .arg(&self.cfg.nf)
                     .arg("load")
-                    .arg(format!("{VIP}:80"))
+                    .arg(target(0))
                     .args(["--rate", &rate.to_string()])
                     .args(["--duration", &secs.to_string()])
                     .args(["--sizes", "1k:80,10k:20"])
@@ -1114,7 +1288,7 @@ impl FailoverLab {
                             .args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null"])
                             .args(["--interface", &src, "-m", "20"])
                             .args(["-w", "%{size_download} %{time_total} %{exitcode}\\n"])
-                            .arg(format!("http://{VIP}/big"))
+                            .arg(format!("http://{}/big", target(k)))
                             .stdout(Stdio::piped())
                             .stderr(Stdio::null())
                             .spawn()
@@ -1179,6 +1353,8 @@ impl FailoverLab {
         let store = self.store_url();
         let store = store.as_str();
         let mut procs: Vec<Child> = Vec::new();
+        // Pipelines (`conntrack -E | logger`), each a process group, stopped as a group.
+        let mut groups: Vec<Child> = Vec::new();
         let rep = scenario.replicates();
         // The primary and its driver.
         match primary {
@@ -1221,22 +1397,30 @@ impl FailoverLab {
                     )?);
                 }
                 if rep && primary == Primary::Observe {
+                    procs.push(self.observe(Some(&format!("{VIP}:80")), store)?);
+                }
+            }
+            Primary::NatSyslog | Primary::NatObserve | Primary::FwSyslog => {
+                self.box_up(primary.kind())?;
+                if rep && primary.by_syslog() {
                     procs.push(self.nf(
-                        "pri",
+                        "mg",
                         &[
-                            "observe",
-                            "--outside",
-                            "p0",
-                            "--inside",
-                            "p1",
-                            "--vip",
-                            &format!("{VIP}:80"),
+                            "syslogd",
+                            "--listen",
+                            "tcp://10.9.0.1:5514",
+                            "--extract",
+                            "conntrack-events",
                             "--store",
                             store,
                             "--metrics",
                             "127.0.0.1:9101",
                         ],
                     )?);
+                    groups.push(self.conntrack_events()?);
+                }
+                if rep && primary == Primary::NatObserve {
+                    procs.push(self.observe(None, store)?);
                 }
             }
         }
@@ -1256,13 +1440,17 @@ impl FailoverLab {
                 (true, false) => &["--role", "minion", "--store", store, "--node", "minion"],
                 _ => &["--role", "standalone"],
             };
-            procs.push(self.nf_lb("min", "m0", "m1", role)?);
+            procs.push(self.minion(primary.kind(), "min", "m0", "m1", role)?);
         }
-        let ready = wait_until(20, "the VIP through the primary", || {
+        let first = match primary.kind() {
+            BoxKind::Lb => format!("{VIP}:80"),
+            _ => format!("{}:8080", backend_ip(0)),
+        };
+        let ready = wait_until(20, "the servers through the primary", || {
             self.lab
                 .exec_out(
                     "cl",
-                    &format!("curl -s -o /dev/null -m 1 http://{VIP}/small"),
+                    &format!("curl -s -o /dev/null -m 1 http://{first}/small"),
                 )
                 .map(|o| o.status.success())
                 .unwrap_or(false)
@@ -1272,12 +1460,13 @@ impl FailoverLab {
                 let _ = p.kill();
                 let _ = p.wait();
             }
+            groups.into_iter().for_each(stop_group);
             self.iptables_down();
             return Err(e);
         }
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
-        let kids = self.traffic(workload)?;
+        let kids = self.traffic(workload, primary.kind())?;
         // The store's failure, on a thread of its own so that it keeps its time whatever the
         // failures of the balancers do.
         let killer = self
@@ -1335,11 +1524,7 @@ impl FailoverLab {
             let wait = self.cfg.fail_after.saturating_sub(t0.elapsed());
             std::thread::sleep(wait);
             if rep {
-                let driver_ns = if primary == Primary::Syslog {
-                    "mg"
-                } else {
-                    "pri"
-                };
+                let driver_ns = if primary.by_syslog() { "mg" } else { "pri" };
                 lag_at.push(self.lags(driver_ns, "min", primary));
             }
             // The failure: the primary stops (its process dies; an iptables box is cut off), and the
@@ -1449,6 +1634,7 @@ impl FailoverLab {
             let _ = p.kill();
             let _ = p.wait();
         }
+        groups.into_iter().for_each(stop_group);
         if primary != Primary::WhiteBox {
             self.iptables_down();
         }
@@ -1549,8 +1735,71 @@ impl FailoverLab {
     }
 }
 
-fn lb_config_text(backends: usize) -> String {
-    lb_config(backends)
+/// The lab's neighbours on the servers' side for a minion between the clients and the servers: a
+/// classifier on the destination address, one EtherRewrite per server (`out` the element whose output
+/// `port` leads there).
+fn to_servers(c: &mut String, out: &str, backends: usize) {
+    let patterns: Vec<String> = (0..backends)
+        .map(|i| format!("30/0a0100{:02x}", 11 + i))
+        .collect();
+    let _ = writeln!(c, "{out} -> nh :: Classifier({});", patterns.join(", "));
+    for i in 0..backends {
+        let _ = writeln!(
+            c,
+            "nh[{i}] -> EtherRewrite(SRC {LB_BACK}, DST 02:00:00:00:03:{:02x}) -> ToDevice($OUTSIDE);",
+            i + 1
+        );
+    }
+}
+
+/// The NAT minion's configuration for `nf nat`: an IPRewriter (Click's NAPT: the clients' flows leave
+/// from `$EXTERNAL`, a port of 1024-65535 each; replies without a binding dropped) between `$INSIDE`
+/// (the clients) and `$OUTSIDE` (the servers).
+pub fn nat_config(backends: usize) -> String {
+    let mut c = "// nf nat: the failover lab's NAT minion. INSIDE, OUTSIDE and EXTERNAL are set on the command line.\n\
+         rw :: IPRewriter(pattern $EXTERNAL 1024-65535 - - 0 1, drop, TCP_TIMEOUT 7200);\n\
+         FromDevice($INSIDE) -> [0]rw;\n\
+         FromDevice($OUTSIDE) -> [1]rw;\n"
+        .to_string();
+    let _ = writeln!(
+        c,
+        "rw[1] -> EtherRewrite(SRC {LB_FRONT}, DST {CLIENT_MAC}) -> ToDevice($INSIDE);"
+    );
+    to_servers(&mut c, "rw[0]", backends);
+    c
+}
+
+/// The firewall minion's configuration for `nf fw`: a strict connection tracker (new TCP connections
+/// only with a SYN; mid-stream packets of unknown connections, and anything else it cannot track,
+/// dropped) between `$INSIDE` (the clients) and `$OUTSIDE` (the servers), routing by destination.
+pub fn fw_config(backends: usize) -> String {
+    let mut c = "// nf fw: the failover lab's firewall minion. INSIDE and OUTSIDE are set on the command line.\n\
+         ct :: ConnTrack(LOOSE false, TCP_ESTABLISHED 7200);\n\
+         FromDevice($INSIDE) -> ct;\n\
+         FromDevice($OUTSIDE) -> ct;\n\
+         ct[1] -> Discard;\n\
+         ct[0] -> side :: Classifier(30/0a0000, 30/0a0100);\n"
+        .to_string();
+    let _ = writeln!(
+        c,
+        "side[0] -> EtherRewrite(SRC {LB_FRONT}, DST {CLIENT_MAC}) -> ToDevice($INSIDE);"
+    );
+    to_servers(&mut c, "side[1]", backends);
+    c
+}
+
+/// Stops a process group (SIGTERM to the group, then waits for its leader).
+fn stop_group(mut c: Child) {
+    let _ = sh_out(&format!("kill -TERM -- -{} 2>/dev/null", c.id()));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = sh_out(&format!("kill -KILL -- -{} 2>/dev/null", c.id()));
+    let _ = c.wait();
 }
 
 /// Reads tcpdump's first line (`EPOCH.USEC ...`) within `timeout`; the packet's time in µs.

@@ -367,6 +367,15 @@ fn the_demo_shows_failover_keeping_what_fail_breaks() {
 fn the_lab_balancer_configuration_is_the_one_checked_in() {
     let conf = std::fs::read_to_string(nf_examples::configs_dir().join("lab/lb.click")).unwrap();
     assert_eq!(conf, nf_examples::lab::lb_config(5));
+    for (name, text) in [
+        ("nat", nf_examples::lab::nat_config(5)),
+        ("fw", nf_examples::lab::fw_config(5)),
+    ] {
+        let conf =
+            std::fs::read_to_string(nf_examples::configs_dir().join(format!("lab/{name}.click")))
+                .unwrap();
+        assert_eq!(conf, text, "{name}.click");
+    }
     // And a bad one is a clear error naming line and column.
     let bad = tmp("bad-lb.click");
     std::fs::write(&bad, conf.replace("POLICY random", "POLICY fastest")).unwrap();

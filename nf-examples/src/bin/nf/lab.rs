@@ -10,7 +10,9 @@ use std::time::Duration;
 /// a minion that takes over, real TCP; writes the table (Markdown, JSON) and a plot (SVG).
 #[derive(clap::Args)]
 pub struct LabArgs {
-    /// Primaries: whitebox, syslog, observe (comma-separated).
+    /// Primaries (comma-separated): the balancers whitebox, syslog, observe (minion: nf lb); the
+    /// iptables NAPT box nat-syslog (its conntrack events) and nat-observe (its traffic) (minion: nf
+    /// nat); the iptables stateful firewall fw-syslog (its conntrack events) (minion: nf fw).
     #[arg(long, default_value = "whitebox,syslog,observe")]
     primaries: String,
     /// Workloads: web, long, load (`nf load`: sessions at --load-rate a second and --load-long

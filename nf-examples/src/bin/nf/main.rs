@@ -8,6 +8,8 @@
 //! - `nf state --store URL dump|stats|load|lag|bench` ([`state`]): reads, writes and measures a store.
 //! - `nf lb CONFIG --role primary|minion|standalone [--store URL]` ([`lb`]): a stateful L4 load
 //!   balancer; a primary replicates its flow mappings, a minion installs them; both beat hearts.
+//! - `nf nat CONFIG`, `nf fw CONFIG` ([`nat`]): the NAT minion (an `IPRewriter`, `nat-binding`) and the
+//!   stateful-firewall minion (a `ConnTrack`, `conntrack`), with `nf lb`'s roles (the shared [`node`]).
 //! - `nf lab` ([`lab`]): the failover lab in network namespaces (needs root).
 //! - `nf demo` ([`demo`]): the failover story in one process.
 //! - `nf syslogd`, `nf kmsg-forward` ([`syslogd`]): the syslog driver, and a relay of kernel records.
@@ -25,6 +27,8 @@ mod io_bench;
 mod lab;
 mod lb;
 mod load;
+mod nat;
+mod node;
 mod observe;
 mod pcap;
 mod run;
@@ -69,6 +73,14 @@ enum Cmd {
     /// replicates its flow mappings to a store (white-box driver), a minion installs them as they arrive
     /// and serves traffic at once; both report heartbeats (`nf state stats` shows them).
     Lb(lb::LbArgs),
+    /// A NAPT box from a configuration with an `IPRewriter`: a primary replicates its bindings
+    /// (`nat-binding`), a minion installs the store's bindings (from a primary, or the syslog or
+    /// observation driver beside any NAT box) and serves them with the ports the box chose.
+    Nat(nat::NatArgs),
+    /// A stateful firewall from a configuration with a `ConnTrack`: a primary replicates its
+    /// connections (`conntrack`), a minion installs the store's and passes them, dropping mid-stream
+    /// packets of any other connection.
+    Fw(nat::FwArgs),
     /// The failover lab (needs root): a topology in network namespaces, a primary that fails and a
     /// minion that takes over, real TCP; writes the table (Markdown, JSON) and a plot (SVG).
     Lab(lab::LabArgs),
@@ -81,7 +93,7 @@ enum Cmd {
     KmsgForward(syslogd::KmsgForwardArgs),
     /// Read, write and measure a state store.
     State(state::StateArgs),
-    /// Read and write the handlers of a running `nf run` or `nf lb` through its control socket
+    /// Read and write the handlers of a running `nf run`, `nf lb`, `nf nat` or `nf fw` through its control socket
     /// (`--control`; Click's ControlSocket protocol).
     Ctl(ctl::CtlArgs),
     /// A small HTTP/1.1 server for the labs' backends: `GET /bytes/N`, paced if asked, keep-alive.
@@ -102,6 +114,8 @@ fn main() -> ExitCode {
         Cmd::Pcap { cmd } => pcap::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),
         Cmd::Lb(o) => lb::run(o),
+        Cmd::Nat(o) => nat::run_nat(o),
+        Cmd::Fw(o) => nat::run_fw(o),
         Cmd::Lab(o) => lab::run(o),
         Cmd::Syslogd(o) => syslogd::run(o),
         Cmd::Observe(o) => observe::run(o),
