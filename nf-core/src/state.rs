@@ -665,8 +665,9 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// its reply mapping, Click's `IPRewriterFlow`): each side is refreshed by its own direction's
     /// packets alone, and a pair lives while either side does. An expired entry whose `peer` (its
     /// partner's hash and key) is still live takes the partner's expiry and stays; one whose partner
-    /// has expired too, or is gone, is removed (reported as expired, and told to `removed`). So a
-    /// one-way stream keeps both sides, and a packet touches one entry, not two.
+    /// has expired too is removed with it, one whose partner is gone alone (each reported as expired,
+    /// and told to `removed`). So a one-way stream keeps both sides, a packet touches one entry, not
+    /// two, and no half of a dead pair can be found again.
     pub fn sweep_paired(
         &mut self,
         now: Timestamp,
@@ -679,32 +680,40 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         let mask = self.raw.mask();
         while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
             let i = self.hand & mask;
-            let partner = match self.raw.get(i) {
+            let (h, k, partner) = match self.raw.get(i) {
                 Some(s) if s.expires <= now => {
                     let (h, k) = peer(&s.key, &s.value);
-                    Some(
-                        self.raw
-                            .find(u64::from(h), |p| p.hash == h && p.key == k)
-                            .and_then(|j| self.raw.get(j))
-                            .map(|p| p.expires)
-                            .filter(|&t| t > now),
-                    )
+                    let p = self
+                        .raw
+                        .find(u64::from(h), |p| p.hash == h && p.key == k)
+                        .and_then(|j| self.raw.get(j))
+                        .map(|p| p.expires);
+                    (h, Some(k), p)
                 }
-                _ => None,
+                _ => (0, None, None),
             };
-            match partner {
-                Some(None) => {
-                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
-                    expired += 1;
-                }
-                Some(Some(t)) => {
+            match (k, partner) {
+                (Some(_), Some(t)) if t > now => {
+                    // The partner is live: this side stays as long.
                     if let Some(s) = self.raw.get_mut(i) {
                         s.expires = t;
                     }
                     self.hand = (i + 1) & mask;
                     visited += 1;
                 }
-                None => {
+                (Some(k), p) => {
+                    // Both sides are past their time (or the partner is gone): the pair goes at
+                    // once, so that no half of it can be found again.
+                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
+                    expired += 1;
+                    if p.is_some()
+                        && let Some(j) = self.raw.find(u64::from(h), |p| p.hash == h && p.key == k)
+                    {
+                        self.remove_at(j, RemoveReason::Expired, now, &mut removed);
+                        expired += 1;
+                    }
+                }
+                (None, _) => {
                     self.hand = (i + 1) & mask;
                     visited += 1;
                 }

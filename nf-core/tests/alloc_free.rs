@@ -242,6 +242,21 @@ fn the_mux_allocates_nothing_under_hostile_traffic() {
 }
 
 #[test]
+fn the_nat_allocates_nothing_under_hostile_traffic() {
+    use nf_core::elements::nat::{IPRewriter, InputSpec};
+    let rw = IPRewriter::new(vec![
+        InputSpec::parse("pattern 192.0.2.1 1024-65535 - - 0 1").unwrap(),
+        InputSpec::parse("drop").unwrap(),
+    ]);
+    let (n, r) = allocations_with(rw, 2, 2);
+    assert_eq!(n, 0);
+    // The traffic reached it: flows mapped and rewritten, hostile frames refused.
+    assert!(handler(&r, "size") >= 1000, "{:?}", r.handlers());
+    assert!(handler(&r, "rewritten") > 10_000, "{:?}", r.handlers());
+    assert!(handler(&r, "not_tcp_udp") > 10_000, "{:?}", r.handlers());
+}
+
+#[test]
 fn the_connection_tracker_allocates_nothing_under_hostile_traffic() {
     let (n, r) = allocations_with(ConnTrack::new(65_536), 1, 2);
     assert_eq!(n, 0);

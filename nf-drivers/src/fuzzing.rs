@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("load_balancer", load_balancer),
     ("mux", mux),
     ("conntrack", conntrack),
+    ("nat", nat),
 ];
 
 /// The configuration language: parse, check and build never panic.
@@ -773,6 +774,116 @@ pub fn mux(data: &[u8]) {
                 flow.push(proto);
                 let b = seen.entry(flow).or_insert(dst);
                 assert_eq!(*b, dst, "a flow's backend changed");
+            }
+        }
+    }
+}
+
+/// `IPRewriter` as a NAPT (`pattern 192.0.2.1 1024-1039 - -` on the inside, `drop` outside: sixteen
+/// ports for 64 clients, in a table of 16 flows that floods) on any sequence of frames and flows
+/// (opened, closed, reset, idle past their timeouts); replies come from the server to the binding the
+/// client's flow has (or to the client, which is dropped). After every packet: the table is within its
+/// bound and probe limit; every mapping has its partner, and its partner is exactly the reverse; the
+/// bindings are unique (no two flows leave as the same five-tuple); a flow keeps its binding while it
+/// lives; every packet rewritten from a valid one has valid checksums, and a reply reaches its client.
+pub fn nat(data: &[u8]) {
+    use nf_core::elements::nat::{FlowId, IPRewriter, InputSpec};
+    use nf_core::state::Stateful;
+    use std::collections::{HashMap, HashSet};
+    let Ok(specs) = ["pattern 192.0.2.1 1024-1039 - - 0 1", "drop"]
+        .iter()
+        .map(|s| InputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    let secs = std::time::Duration::from_secs;
+    let mut rw = IPRewriter::new(specs)
+        .capacity(16)
+        .seed(7)
+        .timeouts(secs(30), secs(1), secs(5), secs(30));
+    // The model: each live flow's binding (flow as it came in -> as it leaves), a flow forgotten when
+    // the table reports it removed (expired, closed, evicted: it may then come back with another).
+    let mut model: HashMap<FlowId, FlowId> = HashMap::new();
+    let removed: std::sync::Arc<std::sync::Mutex<Vec<FlowId>>> = Default::default();
+    let r2 = removed.clone();
+    rw.table_mut().set_sink(Box::new(
+        move |c: &nf_core::state::StateChange<'_, FlowId, nf_core::elements::nat::Mapping>| {
+            if let nf_core::state::ChangeKind::Remove(_) = c.kind
+                && let Ok(mut r) = r2.lock()
+            {
+                r.push(*c.key);
+            }
+        },
+    ));
+    let mut now = 1_000_000_000u64;
+    for s in &steps(data) {
+        now += s.advance_ms * 1_000_000;
+        let (mut frame, valid) = s.frame(&|_| None);
+        // A reply is addressed to the binding of its client's flow, if it has one.
+        let mut to_client = None;
+        if valid && s.port == 1 {
+            let flows = rw.flows();
+            if let Some(f) = nf_core::Packet::from_slice(&frame)
+                .locate_key(nf_core::Link::Ethernet)
+                .ok()
+                .and_then(|(_, k)| k)
+                .and_then(|k| FlowId::of_key(&k))
+                && let Some((from, to)) = flows.iter().find(|(from, _)| *from == f.reversed())
+            {
+                let mut p = nf_core::Packet::from_slice(&frame);
+                if let Ok((h, _)) = p.locate_key(nf_core::Link::Ethernet)
+                    && p
+                        .set_dst_endpoint(&h, std::net::SocketAddr::V4(to.source()))
+                        .is_ok()
+                {
+                    frame = p.data().to_vec();
+                    to_client = Some(from.source());
+                }
+            }
+        }
+        let out = push_one(&mut rw, &frame, s.port, now, 2);
+        if let Ok(mut r) = removed.lock() {
+            for k in r.drain(..) {
+                model.remove(&k);
+            }
+        }
+        let t = rw.table();
+        assert!(t.len() <= t.capacity(), "{} of {}", t.len(), t.capacity());
+        assert!(t.max_displacement() < nf_core::state::PROBE_LIMIT);
+        // Pairs: every mapping's partner is there, and is its exact reverse.
+        let mut all = HashMap::new();
+        t.for_each(|k, m| {
+            all.insert(*k, *m);
+        });
+        for (k, m) in &all {
+            let back = m.rewritten(k).reversed();
+            let Some(p) = all.get(&back) else {
+                panic!("{k} has no partner {back}");
+            };
+            assert_eq!(p.rewritten(&back), k.reversed(), "{k}'s partner");
+            assert_ne!(p.is_reply(), m.is_reply());
+        }
+        // Unique bindings; a live flow keeps its own.
+        let flows = rw.flows();
+        let leaving: HashSet<FlowId> = flows.iter().map(|(_, to)| *to).collect();
+        assert_eq!(leaving.len(), flows.len(), "two flows leave as one");
+        model.retain(|from, _| flows.iter().any(|(f, _)| f == from));
+        for (from, to) in &flows {
+            let was = model.entry(*from).or_insert(*to);
+            assert_eq!(was, to, "a live flow's binding changed");
+        }
+        if valid {
+            for f in out.iter().flatten() {
+                assert!(checksums_valid(f), "a rewritten packet's checksums");
+            }
+            if let (Some(client), Some(f)) = (to_client, out[1].first()) {
+                let p = nf_core::Packet::from_slice(f)
+                    .locate_key(nf_core::Link::Ethernet)
+                    .ok()
+                    .and_then(|(_, k)| k)
+                    .and_then(|k| FlowId::of_key(&k));
+                assert_eq!(p.map(|k| k.destination()), Some(client), "a reply's client");
             }
         }
     }

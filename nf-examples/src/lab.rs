@@ -1788,18 +1788,32 @@ pub fn fw_config(backends: usize) -> String {
     c
 }
 
-/// Stops a process group (SIGTERM to the group, then waits for its leader).
+/// Stops a process group (SIGTERM to the group, SIGKILL if it is still there after 3 s), and reaps its
+/// leader (given up after another second: a process that ignores SIGKILL is not waited for forever).
 fn stop_group(mut c: Child) {
-    let _ = sh_out(&format!("kill -TERM -- -{} 2>/dev/null", c.id()));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
+    let group = format!("-{}", c.id());
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, "--", group.as_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let gone = |c: &mut Child, within: Duration| {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        false
+    };
+    signal("-TERM");
+    if !gone(&mut c, Duration::from_secs(3)) {
+        signal("-KILL");
+        gone(&mut c, Duration::from_secs(1));
     }
-    let _ = sh_out(&format!("kill -KILL -- -{} 2>/dev/null", c.id()));
-    let _ = c.wait();
 }
 
 /// Reads tcpdump's first line (`EPOCH.USEC ...`) within `timeout`; the packet's time in µs.

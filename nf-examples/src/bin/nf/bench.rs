@@ -41,8 +41,8 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
 /// `nf bench pipeline`.
 #[derive(clap::Args)]
 pub struct PipelineArgs {
-    /// A named pipeline (`discard`, `classifier`, `conntrack`, `lb`) or a configuration file whose
-    /// source element is called `src`.
+    /// A named pipeline (`discard`, `classifier`, `conntrack`, `lb`, `nat`) or a configuration file
+    /// whose source element is called `src`.
     pipeline: String,
     /// Replay frames held in memory instead of reading `FILE` (separates processing from I/O).
     #[arg(long)]
@@ -57,7 +57,8 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Attach the white-box driver to the connection tracker called `ct` (or the load balancer
-    /// called `lb`), replicating its state to this store while the pipeline runs (one shard).
+    /// called `lb`, or the NAT called `rw`), replicating its state to this store while the pipeline
+    /// runs (one shard).
     #[arg(long, value_name = "STORE")]
     whitebox: Option<String>,
     /// `NAME=VALUE` settings (e.g. `FILE=x.pcap`).
@@ -103,6 +104,7 @@ const PIPELINES: &[(&str, &str)] = &[
         include_str!("../../../configs/bench-conntrack.click"),
     ),
     ("lb", include_str!("../../../configs/bench-lb.click")),
+    ("nat", include_str!("../../../configs/bench-nat.click")),
 ];
 
 fn pipeline(o: PipelineArgs) -> Result<(), String> {
@@ -123,7 +125,7 @@ fn pipeline(o: PipelineArgs) -> Result<(), String> {
         None => {
             let t = std::fs::read_to_string(&o.pipeline).map_err(|e| {
                 format!(
-                    "{}: {e} (named pipelines: discard, classifier, conntrack, lb)",
+                    "{}: {e} (named pipelines: discard, classifier, conntrack, lb, nat)",
                     o.pipeline
                 )
             })?;
@@ -230,5 +232,15 @@ fn start_whitebox(
         let task = rt.spawn(async move { driver.run(store, shutdown).await });
         return Ok((stop, task));
     }
-    Err("--whitebox needs a ConnTrack called `ct` or a LoadBalancer called `lb`".into())
+    if let Some(rw) = router.element_by_name_mut::<nf_core::elements::nat::IPRewriter>("rw") {
+        let mut driver = WhiteBox::<nf_state::schemas::NatBinding>::new(Default::default());
+        nf_core::state::Stateful::table_mut(rw)
+            .set_sink(driver.sink(nf_drivers::adapter::nat_change));
+        let task = rt.spawn(async move { driver.run(store, shutdown).await });
+        return Ok((stop, task));
+    }
+    Err(
+        "--whitebox needs a ConnTrack called `ct`, a LoadBalancer called `lb` or an IPRewriter called `rw`"
+            .into(),
+    )
 }
