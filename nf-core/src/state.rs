@@ -209,7 +209,15 @@ pub struct StateTable<K, V> {
     when_full: WhenFull,
     sink: Option<Box<dyn StateSink<K, V>>>,
     stats: TableStats,
+    /// For a table of paired entries ([`StateTable::pair_with`]): an entry's partner (its hash and key).
+    pair: Option<Partner<K, V>>,
+    /// Partners of entries removed, to remove once the operation that removed them is done (removing
+    /// one while a new entry's slot is held open could move another entry into it).
+    orphans: Vec<(u32, K, RemoveReason)>,
 }
+
+/// How a paired table finds an entry's partner: its hash (under the table's key) and key.
+pub type Partner<K, V> = fn(&K, &V, &crate::hash::HashKey) -> (u32, K);
 
 impl<K, V> std::fmt::Debug for StateTable<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -249,7 +257,21 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             when_full,
             sink: None,
             stats: TableStats::default(),
+            pair: None,
+            orphans: Vec::new(),
         }
+    }
+
+    /// Makes this a table of paired entries (a NAT's mapping and its reply mapping, Click's
+    /// `IPRewriterFlow`): `partner` names each entry's partner. The table then keeps pairs whole: an
+    /// entry removed for any reason (expired, closed, evicted, deleted, uninstalled) takes its partner
+    /// with it (reported alike), and the sweep expires a pair only when both sides are past their time
+    /// (an expired side whose partner is live takes the partner's expiry). So each side is refreshed by
+    /// its own direction's packets alone (a packet touches one entry, not two), a one-way stream keeps
+    /// both, and no half of a pair is ever found alone.
+    pub fn pair_with(&mut self, partner: Partner<K, V>) {
+        self.pair = Some(partner);
+        self.orphans = Vec::with_capacity(64);
     }
 
     /// The key this table's entries are hashed with: the process's
@@ -510,6 +532,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     ) -> Option<EntryRef> {
         let Some(i) = self.room_for(hash, now, &mut removed) else {
             self.stats.rejected += 1;
+            self.reap(now, &mut removed);
             return None;
         };
         self.stats.inserts += 1;
@@ -522,7 +545,26 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
                 time: now,
             });
         }
-        Some(EntryRef(i as u32))
+        self.settle(hash, i, now, &mut removed)
+    }
+
+    /// After an entry was put in slot `i`: the partners of the entries its room cost are removed (a
+    /// paired table), and the entry's handle is where it now is (`None` if it went with them: it was
+    /// the partner of one).
+    #[inline]
+    fn settle(
+        &mut self,
+        hash: u32,
+        i: usize,
+        now: Timestamp,
+        removed: &mut impl FnMut(&K, &V),
+    ) -> Option<EntryRef> {
+        if self.orphans.is_empty() {
+            return Some(EntryRef(i as u32));
+        }
+        let key = self.raw.get(i).map(|s| s.key.clone());
+        self.reap(now, removed);
+        key.and_then(|k| self.find(hash, &k))
     }
 
     /// Installs an entry that came from elsewhere (a minion applying a primary's state). Replaces an
@@ -558,10 +600,13 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             self.stats.installs += 1;
             return Some(e);
         }
-        let i = self.room_for(hash, now, &mut removed)?;
+        let Some(i) = self.room_for(hash, now, &mut removed) else {
+            self.reap(now, &mut removed);
+            return None;
+        };
         self.stats.installs += 1;
         self.place(i, hash, key, value, expires);
-        Some(EntryRef(i as u32))
+        self.settle(hash, i, now, &mut removed)
     }
 
     /// Puts a new entry in slot `i` (a free slot of its probe window).
@@ -579,7 +624,9 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Removes an entry, reporting why.
     pub fn remove(&mut self, e: EntryRef, reason: RemoveReason, now: Timestamp) {
-        self.remove_at(e.0 as usize, reason, now, &mut |_, _| {});
+        let mut none = |_: &K, _: &V| {};
+        self.remove_at(e.0 as usize, reason, now, &mut none);
+        self.reap(now, &mut none);
     }
 
     /// Removes the entry of `key` without reporting it (a minion applying a primary's delete).
@@ -587,7 +634,17 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         let Some(e) = self.find(hash, key) else {
             return false;
         };
-        self.raw.take(e.0 as usize).is_some()
+        let Some(s) = self.raw.take(e.0 as usize) else {
+            return false;
+        };
+        // A paired entry's partner goes with it, unreported too.
+        if let Some(p) = self.pair {
+            let (h, k) = p(&s.key, &s.value, self.key);
+            if let Some(j) = self.find(h, &k) {
+                self.raw.take(j.0 as usize);
+            }
+        }
+        true
     }
 
     fn remove_at(
@@ -611,6 +668,10 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         removed: &mut impl FnMut(&K, &V),
     ) {
         removed(&s.key, &s.value);
+        if let Some(p) = self.pair {
+            let (h, k) = p(&s.key, &s.value, self.key);
+            self.orphans.push((h, k, reason));
+        }
         match reason {
             RemoveReason::Closed => self.stats.closed += 1,
             RemoveReason::Expired => self.stats.expired += 1,
@@ -624,6 +685,19 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
                 value: &s.value,
                 time: now,
             });
+        }
+    }
+
+    /// Removes the partners of the entries removed by the operation just done (a paired table).
+    #[inline]
+    fn reap(&mut self, now: Timestamp, removed: &mut impl FnMut(&K, &V)) {
+        while let Some((h, k, reason)) = self.orphans.pop() {
+            if let Some(i) = self.raw.find(u64::from(h), |s| s.hash == h && s.key == k)
+                && let Some(s) = self.raw.take(i)
+            {
+                // Its own partner is the entry already gone: the orphan it leaves finds nothing.
+                self.report_removal(&s, reason, now, removed);
+            }
         }
     }
 
@@ -647,78 +721,43 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         // stays); they are bounded by the number of entries.
         while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
             let i = self.hand & mask;
-            if matches!(self.raw.get(i), Some(s) if s.expires <= now) {
-                self.remove_at(i, RemoveReason::Expired, now, &mut removed);
-                expired += 1;
-            } else {
-                self.hand = (i + 1) & mask;
-                visited += 1;
-            }
-        }
-        // The next call's slots, so that it does not wait for them (in a table larger than the caches
-        // each call's first slot is a miss).
-        self.raw.prefetch_range(self.hand, max);
-        expired
-    }
-
-    /// [`sweep_with`](Self::sweep_with) for a table whose entries come in pairs (a NAT's mapping and
-    /// its reply mapping, Click's `IPRewriterFlow`): each side is refreshed by its own direction's
-    /// packets alone, and a pair lives while either side does. An expired entry whose `peer` (its
-    /// partner's hash and key) is still live takes the partner's expiry and stays; one whose partner
-    /// has expired too is removed with it, one whose partner is gone alone (each reported as expired,
-    /// and told to `removed`). So a one-way stream keeps both sides, a packet touches one entry, not
-    /// two, and no half of a dead pair can be found again.
-    pub fn sweep_paired(
-        &mut self,
-        now: Timestamp,
-        max: usize,
-        peer: impl Fn(&K, &V) -> (u32, K),
-        mut removed: impl FnMut(&K, &V),
-    ) -> usize {
-        let mut expired = 0;
-        let mut visited = 0;
-        let mask = self.raw.mask();
-        while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
-            let i = self.hand & mask;
-            let (h, k, partner) = match self.raw.get(i) {
-                Some(s) if s.expires <= now => {
-                    let (h, k) = peer(&s.key, &s.value);
-                    let p = self
-                        .raw
-                        .find(u64::from(h), |p| p.hash == h && p.key == k)
-                        .and_then(|j| self.raw.get(j))
-                        .map(|p| p.expires);
-                    (h, Some(k), p)
-                }
-                _ => (0, None, None),
+            let due = match self.raw.get(i) {
+                Some(s) if s.expires <= now => match self.pair {
+                    // A paired entry whose partner is live takes the partner's expiry.
+                    Some(p) => {
+                        let (h, k) = p(&s.key, &s.value, self.key);
+                        match self
+                            .raw
+                            .find(u64::from(h), |p| p.hash == h && p.key == k)
+                            .and_then(|j| self.raw.get(j))
+                            .map(|p| p.expires)
+                        {
+                            Some(t) if t > now => Err(Some(t)),
+                            _ => Ok(()),
+                        }
+                    }
+                    None => Ok(()),
+                },
+                _ => Err(None),
             };
-            match (k, partner) {
-                (Some(_), Some(t)) if t > now => {
-                    // The partner is live: this side stays as long.
-                    if let Some(s) = self.raw.get_mut(i) {
+            match due {
+                Ok(()) => {
+                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
+                    expired += 1;
+                    // The partner, expired too, goes at once (it may sit anywhere, hand or not).
+                    self.reap(now, &mut removed);
+                }
+                Err(kept) => {
+                    if let (Some(t), Some(s)) = (kept, self.raw.get_mut(i)) {
                         s.expires = t;
                     }
                     self.hand = (i + 1) & mask;
                     visited += 1;
                 }
-                (Some(k), p) => {
-                    // Both sides are past their time (or the partner is gone): the pair goes at
-                    // once, so that no half of it can be found again.
-                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
-                    expired += 1;
-                    if p.is_some()
-                        && let Some(j) = self.raw.find(u64::from(h), |p| p.hash == h && p.key == k)
-                    {
-                        self.remove_at(j, RemoveReason::Expired, now, &mut removed);
-                        expired += 1;
-                    }
-                }
-                (None, _) => {
-                    self.hand = (i + 1) & mask;
-                    visited += 1;
-                }
             }
         }
+        // The next call's slots, so that it does not wait for them (in a table larger than the caches
+        // each call's first slot is a miss).
         self.raw.prefetch_range(self.hand, max);
         expired
     }

@@ -798,10 +798,11 @@ pub fn nat(data: &[u8]) {
         return;
     };
     let secs = std::time::Duration::from_secs;
-    let mut rw = IPRewriter::new(specs)
-        .capacity(16)
-        .seed(7)
-        .timeouts(secs(30), secs(1), secs(5), secs(30));
+    let mut rw =
+        IPRewriter::new(specs)
+            .capacity(16)
+            .seed(7)
+            .timeouts(secs(30), secs(1), secs(5), secs(30));
     // The model: each live flow's binding (flow as it came in -> as it leaves), a flow forgotten when
     // the table reports it removed (expired, closed, evicted: it may then come back with another).
     let mut model: HashMap<FlowId, FlowId> = HashMap::new();
@@ -833,8 +834,7 @@ pub fn nat(data: &[u8]) {
             {
                 let mut p = nf_core::Packet::from_slice(&frame);
                 if let Ok((h, _)) = p.locate_key(nf_core::Link::Ethernet)
-                    && p
-                        .set_dst_endpoint(&h, std::net::SocketAddr::V4(to.source()))
+                    && p.set_dst_endpoint(&h, std::net::SocketAddr::V4(to.source()))
                         .is_ok()
                 {
                     frame = p.data().to_vec();

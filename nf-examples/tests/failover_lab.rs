@@ -112,9 +112,16 @@ fn the_nat_and_firewall_minions_keep_what_fail_loses() {
         assert_eq!(fail.failed, fail.attempted, "{fail:?}");
         // Twenty downloads: one lost would already be under the goal's 99 %, but the runner may be
         // slower than the machines the goal was measured on; EXPERIMENTS.md has the figures.
-        let most = if failover.primary == Primary::FwSyslog { 0 } else { 1 };
+        let most = if failover.primary == Primary::FwSyslog {
+            0
+        } else {
+            1
+        };
         assert!(failover.failed <= most, "with state: {failover:?}");
-        assert!(failover.switch_to_first_us.is_some(), "the minion forwarded");
+        assert!(
+            failover.switch_to_first_us.is_some(),
+            "the minion forwarded"
+        );
     }
 }
 

@@ -167,6 +167,16 @@ fn partner(key: &FlowId, m: &Mapping, output: u8) -> (FlowId, Mapping) {
     )
 }
 
+/// A table of `flows` flows, two mappings each, kept in pairs (each mapping's partner its reply's).
+fn paired_table(flows: usize) -> StateTable<FlowId, Mapping> {
+    let mut t = StateTable::new(2 * flows, WhenFull::Evict);
+    t.pair_with(|k, m, key| {
+        let (pk, _) = partner(k, m, 0);
+        (pk.key().keyed_hash(key), pk)
+    });
+    t
+}
+
 /// How a pattern chooses a source port from a range (Click's suffixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortChoice {
@@ -385,8 +395,8 @@ const PORT_TRIES: usize = 128;
 /// they arrive on a `pass` input (counted in `not_tcp_udp`).
 ///
 /// The two mappings of a flow live and die together (Click's `IPRewriterFlow`): each is refreshed by
-/// its own direction's packets, and the pair lives while either is fresh
-/// ([`StateTable::sweep_paired`]). A TCP flow is on probation (`TCP_NODATA_TIMEOUT`, evicted first from
+/// its own direction's packets, and the pair lives while either is fresh; an eviction, expiry or
+/// removal of one takes the other ([`StateTable::pair_with`]). A TCP flow is on probation (`TCP_NODATA_TIMEOUT`, evicted first from
 /// a full table) until its initiator's second packet, then kept `TCP_TIMEOUT` idle, and
 /// `TCP_DONE_TIMEOUT` after a FIN both ways or a RST; a UDP flow is kept `UDP_TIMEOUT`. The table is
 /// bounded (`MAPPING_CAPACITY` flows, two mappings each).
@@ -465,7 +475,7 @@ impl IPRewriter {
             .unwrap_or((0, 0));
         IPRewriter {
             specs,
-            table: StateTable::new(2 * 65536, WhenFull::Evict),
+            table: paired_table(65536),
             capacity: 65536,
             tcp_timeout: 86_400_000_000_000,
             tcp_done: 240_000_000_000,
@@ -485,7 +495,7 @@ impl IPRewriter {
     /// The most flows (two mappings each); a full table evicts the flow closest to expiry.
     pub fn capacity(mut self, flows: usize) -> Self {
         self.capacity = flows.max(1);
-        self.table = StateTable::new(2 * self.capacity, WhenFull::Evict);
+        self.table = paired_table(self.capacity);
         self
     }
     /// Timeouts: established TCP, closed TCP (FIN both ways or RST), TCP before its initiator's
@@ -678,38 +688,16 @@ impl IPRewriter {
         let (rk, rm) = partner(&id, &m, rout);
         let rh = self.hash(&rk);
         let exp = now.add_nanos(self.life(id.proto, flags));
-        // An entry evicted to make room takes its partner with it (reported), so that no half flow
-        // stays behind holding a port.
-        let mut evicted: [Option<(FlowId, Mapping)>; 2] = [None, None];
-        let mut note = |k: &FlowId, v: &Mapping| {
-            if let Some(slot) = evicted.iter_mut().find(|s| s.is_none()) {
-                *slot = Some((*k, *v));
-            }
-        };
+        // The table keeps pairs whole: an entry evicted to make room takes its partner with it, and
+        // if the room for the reply cost the flow's own mapping, both are gone (`None`).
         let placed = if installed {
-            self.table
-                .install_with(hash, id, m, now, exp, &mut note)
-                .is_some()
-                && self
-                    .table
-                    .install_with(rh, rk, rm, now, exp, &mut note)
-                    .is_some()
+            self.table.install(hash, id, m, now, exp).is_some()
+                && self.table.install(rh, rk, rm, now, exp).is_some()
         } else {
-            self.table
-                .insert_with(hash, id, m, now, exp, &mut note)
-                .is_some()
-                && self
-                    .table
-                    .insert_with(rh, rk, rm, now, exp, &mut note)
-                    .is_some()
+            self.table.insert(hash, id, m, now, exp).is_some()
+                && self.table.insert(rh, rk, rm, now, exp).is_some()
         };
-        for (k, v) in evicted.into_iter().flatten() {
-            let (pk, _) = partner(&k, &v, 0);
-            if let Some(e) = self.table.find(self.hash(&pk), &pk) {
-                self.table.remove(e, RemoveReason::Evicted, now);
-            }
-        }
-        if !placed {
+        if !placed || self.table.find(hash, &id).is_none() {
             if let Some(e) = self.table.find(hash, &id) {
                 self.table.remove(e, RemoveReason::Deleted, now);
             }
@@ -733,16 +721,16 @@ impl IPRewriter {
                     // A mapping of this node's own that holds the reply identifier the primary chose
                     // (a port this node handed out meanwhile) gives way: the primary's flow is older.
                     let back = new.reversed();
-                    if let Some(m) = self.lookup(&back)
+                    if self.lookup(&back).is_some()
                         && self.lookup(&id).is_none_or(|f| f.rewritten(&id) != new)
                     {
                         self.counts.install_conflicts += 1;
-                        self.remove_flow(&back, &m, now);
+                        self.remove_flow(&back, now);
                     }
                     if let Some(old) = self.lookup(&id)
                         && old.rewritten(&id) != new
                     {
-                        self.remove_flow(&id, &old, now);
+                        self.remove_flow(&id, now);
                     }
                     let h = self.hash(&id);
                     if self.add_flow(h, id, new, (fout, rout), true, now).is_some() {
@@ -750,11 +738,7 @@ impl IPRewriter {
                     }
                 }
                 RwInstall::Remove(id) => {
-                    if let Some(m) = self.lookup(&id) {
-                        let (pk, _) = partner(&id, &m, 0);
-                        self.table.uninstall(self.hash(&pk), &pk);
-                        self.table.uninstall(self.hash(&id), &id);
-                    }
+                    self.table.uninstall(self.hash(&id), &id);
                 }
                 RwInstall::Clear => self.table.clear(),
             }
@@ -762,27 +746,15 @@ impl IPRewriter {
         self.installs = Some(rx);
     }
 
-    /// Removes both mappings of a flow (reported).
-    fn remove_flow(&mut self, key: &FlowId, m: &Mapping, now: Timestamp) {
-        let (pk, _) = partner(key, m, 0);
-        for k in [*key, pk] {
-            if let Some(e) = self.table.find(self.hash(&k), &k) {
-                self.table.remove(e, RemoveReason::Deleted, now);
-            }
+    /// Removes a flow (both mappings, reported).
+    fn remove_flow(&mut self, key: &FlowId, now: Timestamp) {
+        if let Some(e) = self.table.find(self.hash(key), key) {
+            self.table.remove(e, RemoveReason::Deleted, now);
         }
     }
 
     fn sweep(&mut self, now: Timestamp, max: usize) {
-        let key = self.table.hash_key();
-        self.table.sweep_paired(
-            now,
-            max,
-            |k, m| {
-                let (pk, _) = partner(k, m, 0);
-                (pk.key().keyed_hash(key), pk)
-            },
-            |_, _| {},
-        );
+        self.table.sweep(now, max);
     }
 
     /// The first pass over a packet: its headers, identifier, table hash and TCP flags.
