@@ -41,8 +41,8 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
 /// `nf bench pipeline`.
 #[derive(clap::Args)]
 pub struct PipelineArgs {
-    /// A named pipeline (`discard`, `classifier`, `conntrack`, `lb`, `nat`) or a configuration file
-    /// whose source element is called `src`.
+    /// A named pipeline (`discard`, `classifier`, `conntrack`, `lb`, `nat`, `lb-mirror`,
+    /// `nat-mirror`) or a configuration file whose source element is called `src`.
     pipeline: String,
     /// Replay frames held in memory instead of reading `FILE` (separates processing from I/O).
     #[arg(long)]
@@ -105,6 +105,14 @@ const PIPELINES: &[(&str, &str)] = &[
     ),
     ("lb", include_str!("../../../configs/bench-lb.click")),
     ("nat", include_str!("../../../configs/bench-nat.click")),
+    (
+        "lb-mirror",
+        include_str!("../../../configs/bench-lb-mirror.click"),
+    ),
+    (
+        "nat-mirror",
+        include_str!("../../../configs/bench-nat-mirror.click"),
+    ),
 ];
 
 fn pipeline(o: PipelineArgs) -> Result<(), String> {
@@ -125,7 +133,7 @@ fn pipeline(o: PipelineArgs) -> Result<(), String> {
         None => {
             let t = std::fs::read_to_string(&o.pipeline).map_err(|e| {
                 format!(
-                    "{}: {e} (named pipelines: discard, classifier, conntrack, lb, nat)",
+                    "{}: {e} (named pipelines: discard, classifier, conntrack, lb, nat, lb-mirror, nat-mirror)",
                     o.pipeline
                 )
             })?;
