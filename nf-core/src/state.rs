@@ -118,6 +118,31 @@ impl<T> Installer<T> {
     }
 }
 
+/// Packet time carried between packets, for a stateful element's timer: the last packet's timestamp and
+/// the wall-clock time it was seen, so that between packets the timer tells the time on the packets'
+/// clock (a trace expires on its own clock; live flows expire when traffic stops). Refreshed when packet
+/// time has moved on by a millisecond, not every batch (reading the clock cost 1 % of a run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketClock {
+    pkt: Timestamp,
+    wall: Timestamp,
+}
+
+impl PacketClock {
+    /// A batch's packet time.
+    #[inline]
+    pub fn saw(&mut self, now: Timestamp) {
+        if self.wall.0 == 0 || now.0 >= self.pkt.0.saturating_add(1_000_000) {
+            (self.pkt, self.wall) = (now, Timestamp::now());
+        }
+    }
+    /// The packets' time at wall-clock time `wall` (`None` before the first packet).
+    #[inline]
+    pub fn now(&self, wall: Timestamp) -> Option<Timestamp> {
+        (self.wall.0 != 0).then(|| self.pkt.add_nanos(wall.since(self.wall)))
+    }
+}
+
 /// A stateful element seen through its table: what drivers and minions use.
 pub trait Stateful {
     /// Key type.

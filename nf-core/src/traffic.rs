@@ -163,11 +163,7 @@ impl TrafficGen {
     }
 
     fn next_rand(&mut self) -> u64 {
-        // xorshift64*
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        crate::hash::xorshift64_star(&mut self.rng)
     }
 
     fn shuffle(&mut self) {

@@ -2,63 +2,20 @@
 //! checksums, stickiness, FIN/RST handling, policies, unknown flows, state reported to a sink, and a
 //! minion's installs.
 
-use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+#[path = "support/frames.rs"]
+mod frames;
+
+use etherparse::PacketBuilder;
+use frames::addrs;
 use nf_core::element::Element;
 use nf_core::elements::lb::{ClientKey, LbInstall, LoadBalancer, Policy};
 use nf_core::state::{ChangeKind, StateChange, Stateful};
 use nf_core::{Batch, Outputs, Packet, Timestamp};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: &str, seq: u32) -> Vec<u8> {
-    let s: std::net::Ipv4Addr = src.parse().unwrap();
-    let d: std::net::Ipv4Addr = dst.parse().unwrap();
-    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(s.octets(), d.octets(), 64)
-        .tcp(sport, dport, seq, 1000);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    if flags.contains('A') {
-        b = b.ack(1);
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, b"hello").unwrap();
-    v
-}
-
-/// (src, sport, dst, dport) of a frame, after checking its checksums by full recomputation.
-fn addrs(frame: &[u8]) -> (String, u16, String, u16) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.as_ref() else {
-        panic!("not IPv4")
-    };
-    assert_eq!(
-        nf_core::checksum::checksum(ip.header().slice()),
-        0,
-        "IPv4 checksum"
-    );
-    let h = ip.header().to_header();
-    let Some(TransportSlice::Tcp(t)) = p.transport.as_ref() else {
-        panic!("not TCP")
-    };
-    assert_eq!(
-        t.calc_checksum_ipv4(h.source, h.destination).unwrap(),
-        t.checksum(),
-        "TCP checksum"
-    );
-    (
-        IpAddr::from(h.source).to_string(),
-        t.source_port(),
-        IpAddr::from(h.destination).to_string(),
-        t.destination_port(),
-    )
+    frames::frame("tcp", src, sport, dst, dport, flags, seq)
 }
 
 fn push(

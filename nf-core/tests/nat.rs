@@ -2,7 +2,10 @@
 //! checksums, unique bindings, paired expiry, a bounded table, state reported to a sink, a minion's
 //! installs.
 
-use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+#[path = "support/frames.rs"]
+mod frames;
+
+use frames::addrs;
 use nf_core::element::Element;
 use nf_core::elements::nat::{FlowId, IPRewriter, InputSpec, RwInstall};
 use nf_core::state::{ChangeKind, StateChange, Stateful};
@@ -13,79 +16,11 @@ use std::sync::{Arc, Mutex};
 const S: u64 = 1_000_000_000;
 
 fn frame(proto: &str, src: &str, sport: u16, dst: &str, dport: u16, flags: &str) -> Vec<u8> {
-    let s: std::net::Ipv4Addr = src.parse().unwrap();
-    let d: std::net::Ipv4Addr = dst.parse().unwrap();
-    let ip = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
-        s.octets(),
-        d.octets(),
-        64,
-    );
-    let mut v = Vec::new();
-    if proto == "udp" {
-        ip.udp(sport, dport).write(&mut v, b"hello").unwrap();
-        return v;
-    }
-    let mut b = ip.tcp(sport, dport, 1, 1000);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    if flags.contains('A') {
-        b = b.ack(1);
-    }
-    b.write(&mut v, b"hello").unwrap();
-    v
+    frames::frame(proto, src, sport, dst, dport, flags, 1)
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: &str) -> Vec<u8> {
     frame("tcp", src, sport, dst, dport, flags)
-}
-
-/// (src, sport, dst, dport) of a frame, after checking its checksums by full recomputation.
-fn addrs(frame: &[u8]) -> (String, u16, String, u16) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.as_ref() else {
-        panic!("not IPv4")
-    };
-    assert_eq!(
-        nf_core::checksum::checksum(ip.header().slice()),
-        0,
-        "IPv4 checksum"
-    );
-    let h = ip.header().to_header();
-    let (sp, dp) = match p.transport.as_ref() {
-        Some(TransportSlice::Tcp(t)) => {
-            assert_eq!(
-                t.calc_checksum_ipv4(h.source, h.destination).unwrap(),
-                t.checksum(),
-                "TCP checksum"
-            );
-            (t.source_port(), t.destination_port())
-        }
-        Some(TransportSlice::Udp(u)) => {
-            let payload = &frame[frame.len() - 5..];
-            assert_eq!(
-                u.to_header()
-                    .calc_checksum_ipv4_raw(h.source, h.destination, payload)
-                    .unwrap(),
-                u.checksum(),
-                "UDP checksum"
-            );
-            (u.source_port(), u.destination_port())
-        }
-        _ => panic!("not TCP or UDP"),
-    };
-    (
-        IpAddr::from(h.source).to_string(),
-        sp,
-        IpAddr::from(h.destination).to_string(),
-        dp,
-    )
 }
 
 /// Pushes one frame into `port`; what came out of each of the two outputs.

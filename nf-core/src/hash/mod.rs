@@ -19,7 +19,8 @@
 //!   observation driver. FNV-1a over the bytes, finished by [`mix64`].
 //! - **Mixing** ([`mix64`], [`splitmix64`]): SplitMix64's finaliser and generator step, for spreading a
 //!   value that is already a hash (Blink's flow cells, VXLAN's source-port entropy) and for expanding a
-//!   seed into constants (key words, the chunker's table).
+//!   seed into constants (key words, the chunker's table); [`xorshift64_star`] for choices that need no
+//!   secrecy (a random backend, a random port, synthetic traffic).
 //! - **Maps of trusted keys** ([`MulHasher`]): a one-multiply `std::hash::Hasher` for `HashMap`s whose keys
 //!   the operator chooses (the prefixes of a routing table), never for keys a sender chooses.
 //!
@@ -88,6 +89,18 @@ pub const fn mix64(mut z: u64) -> u64 {
 pub const fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(GOLDEN);
     mix64(*state)
+}
+
+/// One step of xorshift64* (Vigna): a fast generator for choices that need no secrecy (a balancer's
+/// random backend, a NAT's random port, synthetic traffic). `state` must not be 0 (seed it odd).
+#[inline]
+pub const fn xorshift64_star(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 /// Lemire's multiply-shift reduction: `hash` mapped onto `0..n` by its high bits (no division; uniform

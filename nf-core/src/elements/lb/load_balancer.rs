@@ -213,7 +213,7 @@ pub struct LoadBalancer {
     /// The install queue's receiving end, once [`LoadBalancer::installer`] made it.
     installs: Option<Receiver<LbInstall>>,
     install_queue: usize,
-    clock: (Timestamp, Timestamp),
+    clock: crate::state::PacketClock,
     counts: Counts,
     scratch: Vec<Option<Seen>>,
 }
@@ -329,7 +329,7 @@ impl LoadBalancer {
             has_other_output: false,
             installs: None,
             install_queue: crate::state::INSTALL_QUEUE,
-            clock: (Timestamp(0), Timestamp(0)),
+            clock: crate::state::PacketClock::default(),
             counts: Counts::default(),
             scratch: Vec::new(),
         };
@@ -633,13 +633,7 @@ impl LoadBalancer {
     }
 
     fn next_random(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        crate::hash::xorshift64_star(&mut self.rng)
     }
 
     /// A backend for a new flow among the eligible ones (up, healthy, weight above 0): Maglev by the
@@ -1012,9 +1006,7 @@ impl Element for LoadBalancer {
         let now = last.anno.timestamp;
         self.apply_installs(now, INSTALLS_PER_BATCH);
         self.sweep(now, 8);
-        if now > self.clock.0 {
-            self.clock = (now, Timestamp::now());
-        }
+        self.clock.saw(now);
         let other = if self.has_other_output { 2 } else { usize::MAX };
         let to = if port == 0 { 0 } else { 1 };
         // Pass 1: every packet's key and hash, and a prefetch of its table slot, so that the batch's
@@ -1050,17 +1042,13 @@ impl Element for LoadBalancer {
         Some(std::time::Duration::from_millis(100))
     }
     fn on_timer(&mut self, wall: Timestamp, _out: &mut Outputs) {
-        let (pkt, seen) = self.clock;
-        let now = if seen.0 == 0 {
-            wall
-        } else {
-            pkt.add_nanos(wall.since(seen))
-        };
+        let seen = self.clock.now(wall);
+        let now = seen.unwrap_or(wall);
         self.apply_installs(now, self.install_queue);
         if self.status.iter().any(|s| s.deadline.is_some()) {
             self.cut_drains(wall, now);
         }
-        if seen.0 != 0 {
+        if seen.is_some() {
             // Bounded work per tick (4,096 slots from the sweep hand), whatever the table holds; the
             // census is kept as flows come and go, so nothing here walks the table.
             self.sweep(now, 4096);

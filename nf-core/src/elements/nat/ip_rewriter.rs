@@ -449,7 +449,7 @@ pub struct IPRewriter {
     install_outputs: (u8, u8),
     installs: Option<Receiver<RwInstall>>,
     install_queue: usize,
-    clock: (Timestamp, Timestamp),
+    clock: crate::state::PacketClock,
     counts: Counts,
     scratch: Vec<Option<Seen>>,
 }
@@ -487,7 +487,7 @@ impl IPRewriter {
             install_outputs,
             installs: None,
             install_queue: crate::state::INSTALL_QUEUE,
-            clock: (Timestamp(0), Timestamp(0)),
+            clock: crate::state::PacketClock::default(),
             counts: Counts::default(),
             scratch: Vec::new(),
         }
@@ -567,13 +567,7 @@ impl IPRewriter {
     }
 
     fn next_random(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        crate::hash::xorshift64_star(&mut self.rng)
     }
 
     /// Idle, closed and probation lifetimes of a protocol.
@@ -982,9 +976,7 @@ impl Element for IPRewriter {
         let now = last.anno.timestamp;
         self.apply_installs(now, INSTALLS_PER_BATCH);
         self.sweep(now, 8);
-        if now > self.clock.0 {
-            self.clock = (now, Timestamp::now());
-        }
+        self.clock.saw(now);
         // Pass 1: identifiers and hashes, and a prefetch of each table slot; pass 2: the table and the
         // rewrites (as LoadBalancer).
         let mut seen = std::mem::take(&mut self.scratch);
@@ -1007,14 +999,10 @@ impl Element for IPRewriter {
         Some(std::time::Duration::from_millis(100))
     }
     fn on_timer(&mut self, wall: Timestamp, _out: &mut Outputs) {
-        let (pkt, seen) = self.clock;
-        let now = if seen.0 == 0 {
-            wall
-        } else {
-            pkt.add_nanos(wall.since(seen))
-        };
+        let seen = self.clock.now(wall);
+        let now = seen.unwrap_or(wall);
         self.apply_installs(now, self.install_queue);
-        if seen.0 != 0 {
+        if seen.is_some() {
             self.sweep(now, 4096);
         }
     }

@@ -186,9 +186,8 @@ pub struct ConnTrack {
     untracked: u64,
     scratch: Vec<Option<Seen>>,
     verdicts: Vec<bool>,
-    /// A packet time, and the wall-clock time it was seen: idle expiry between packets. Refreshed when
-    /// packet time has moved on by a millisecond (not per batch: reading the clock cost 1 % of a run).
-    clock: (Timestamp, Timestamp),
+    /// Packet time between packets (idle expiry when traffic stops).
+    clock: crate::state::PacketClock,
     /// The install queue's receiving end, once [`ConnTrack::installer`] made it.
     installs: Option<Receiver<CtInstall>>,
     install_queue: usize,
@@ -219,7 +218,7 @@ impl ConnTrack {
             untracked: 0,
             scratch: Vec::with_capacity(256),
             verdicts: Vec::with_capacity(256),
-            clock: (Timestamp(0), Timestamp(0)),
+            clock: crate::state::PacketClock::default(),
             installs: None,
             install_queue: crate::state::INSTALL_QUEUE,
             installed: 0,
@@ -495,9 +494,7 @@ impl Element for ConnTrack {
                 self.apply_installs(now, 4096);
             }
             self.table.sweep(now, 8);
-            if now.0 >= self.clock.0.0.saturating_add(1_000_000) {
-                self.clock = (now, Timestamp::now());
-            }
+            self.clock.saw(now);
         }
         // Pass 1: read every packet's key and start loading its table slot, so that the batch's cache
         // misses overlap. Pass 2: update the entries.
@@ -536,12 +533,10 @@ impl Element for ConnTrack {
     fn on_timer(&mut self, wall: Timestamp, _out: &mut Outputs) {
         // Packet time, advanced by the wall time since the last packet: a trace expires on its own clock,
         // and live flows expire when traffic stops.
-        let (pkt, seen) = self.clock;
-        if seen.0 == 0 {
+        let Some(now) = self.clock.now(wall) else {
             self.apply_installs(wall, self.install_queue);
             return;
-        }
-        let now = pkt.add_nanos(wall.since(seen));
+        };
         self.apply_installs(now, self.install_queue);
         self.table.sweep(now, 4096);
     }
