@@ -234,8 +234,15 @@ pub struct StateTable<K, V> {
     when_full: WhenFull,
     sink: Option<Box<dyn StateSink<K, V>>>,
     stats: TableStats,
-    /// For a table of paired entries ([`StateTable::pair_with`]): an entry's partner (its hash and key).
-    pair: Option<Partner<K, V>>,
+    /// For a table of paired entries ([`StateTable::pair_with`]): how to find an entry's partner, and
+    /// the partners to remove (boxed: a table that is not paired carries one word for it).
+    pairing: Option<Box<Pairing<K, V>>>,
+}
+
+/// What a paired table keeps of its pairing.
+struct Pairing<K, V> {
+    /// An entry's partner (its hash and key).
+    partner: Partner<K, V>,
     /// Partners of entries removed, to remove once the operation that removed them is done (removing
     /// one while a new entry's slot is held open could move another entry into it).
     orphans: Vec<(u32, K, RemoveReason)>,
@@ -282,8 +289,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             when_full,
             sink: None,
             stats: TableStats::default(),
-            pair: None,
-            orphans: Vec::new(),
+            pairing: None,
         }
     }
 
@@ -295,8 +301,10 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
     /// its own direction's packets alone (a packet touches one entry, not two), a one-way stream keeps
     /// both, and no half of a pair is ever found alone.
     pub fn pair_with(&mut self, partner: Partner<K, V>) {
-        self.pair = Some(partner);
-        self.orphans = Vec::with_capacity(64);
+        self.pairing = Some(Box::new(Pairing {
+            partner,
+            orphans: Vec::with_capacity(64),
+        }));
     }
 
     /// The key this table's entries are hashed with: the process's
@@ -584,11 +592,23 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         now: Timestamp,
         removed: &mut impl FnMut(&K, &V),
     ) -> Option<EntryRef> {
-        if self.orphans.is_empty() {
+        if !self.has_orphans() {
             return Some(EntryRef(i as u32));
         }
+        self.settle_slow(hash, i, now, removed)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_slow(
+        &mut self,
+        hash: u32,
+        i: usize,
+        now: Timestamp,
+        removed: &mut impl FnMut(&K, &V),
+    ) -> Option<EntryRef> {
         let key = self.raw.get(i).map(|s| s.key.clone());
-        self.reap(now, removed);
+        self.reap_all(now, removed);
         key.and_then(|k| self.find(hash, &k))
     }
 
@@ -663,7 +683,7 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
             return false;
         };
         // A paired entry's partner goes with it, unreported too.
-        if let Some(p) = self.pair {
+        if let Some(p) = self.pairing.as_ref().map(|p| p.partner) {
             let (h, k) = p(&s.key, &s.value, self.key);
             if let Some(j) = self.find(h, &k) {
                 self.raw.take(j.0 as usize);
@@ -693,9 +713,8 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         removed: &mut impl FnMut(&K, &V),
     ) {
         removed(&s.key, &s.value);
-        if let Some(p) = self.pair {
-            let (h, k) = p(&s.key, &s.value, self.key);
-            self.orphans.push((h, k, reason));
+        if self.pairing.is_some() {
+            self.orphan(s, reason);
         }
         match reason {
             RemoveReason::Closed => self.stats.closed += 1,
@@ -713,10 +732,46 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         }
     }
 
+    /// Notes the partner of a removed entry, to remove once the operation is done.
+    #[cold]
+    #[inline(never)]
+    fn orphan(&mut self, s: &Slot<K, V>, reason: RemoveReason) {
+        let key = self.key;
+        if let Some(p) = self.pairing.as_mut() {
+            let (h, k) = (p.partner)(&s.key, &s.value, key);
+            p.orphans.push((h, k, reason));
+        }
+    }
+
+    /// True if partners of removed entries wait to be removed.
+    #[inline(always)]
+    fn has_orphans(&self) -> bool {
+        self.pairing.as_ref().is_some_and(|p| !p.orphans.is_empty())
+    }
+
+    /// When the partner of the entry in slot `i` expires, if it is there.
+    #[cold]
+    #[inline(never)]
+    fn partner_expiry(&self, i: usize, partner: Partner<K, V>) -> Option<Timestamp> {
+        let s = self.raw.get(i)?;
+        let (h, k) = partner(&s.key, &s.value, self.key);
+        let j = self.raw.find(u64::from(h), |p| p.hash == h && p.key == k)?;
+        self.raw.get(j).map(|p| p.expires)
+    }
+
     /// Removes the partners of the entries removed by the operation just done (a paired table).
     #[inline]
     fn reap(&mut self, now: Timestamp, removed: &mut impl FnMut(&K, &V)) {
-        while let Some((h, k, reason)) = self.orphans.pop() {
+        if !self.has_orphans() {
+            return;
+        }
+        self.reap_all(now, removed);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reap_all(&mut self, now: Timestamp, removed: &mut impl FnMut(&K, &V)) {
+        while let Some((h, k, reason)) = self.pairing.as_mut().and_then(|p| p.orphans.pop()) {
             if let Some(i) = self.raw.find(u64::from(h), |s| s.hash == h && s.key == k)
                 && let Some(s) = self.raw.take(i)
             {
@@ -746,40 +801,29 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         // stays); they are bounded by the number of entries.
         while visited < max.min(self.raw.slots()) && !self.raw.is_empty() {
             let i = self.hand & mask;
-            let due = match self.raw.get(i) {
-                Some(s) if s.expires <= now => match self.pair {
-                    // A paired entry whose partner is live takes the partner's expiry.
-                    Some(p) => {
-                        let (h, k) = p(&s.key, &s.value, self.key);
-                        match self
-                            .raw
-                            .find(u64::from(h), |p| p.hash == h && p.key == k)
-                            .and_then(|j| self.raw.get(j))
-                            .map(|p| p.expires)
-                        {
-                            Some(t) if t > now => Err(Some(t)),
-                            _ => Ok(()),
-                        }
-                    }
-                    None => Ok(()),
-                },
-                _ => Err(None),
-            };
-            match due {
-                Ok(()) => {
-                    self.remove_at(i, RemoveReason::Expired, now, &mut removed);
-                    expired += 1;
-                    // The partner, expired too, goes at once (it may sit anywhere, hand or not).
-                    self.reap(now, &mut removed);
-                }
-                Err(kept) => {
-                    if let (Some(t), Some(s)) = (kept, self.raw.get_mut(i)) {
-                        s.expires = t;
-                    }
-                    self.hand = (i + 1) & mask;
-                    visited += 1;
-                }
+            if !matches!(self.raw.get(i), Some(s) if s.expires <= now) {
+                self.hand = (i + 1) & mask;
+                visited += 1;
+                continue;
             }
+            // A paired entry whose partner is live takes the partner's expiry and stays.
+            if let Some(t) = self
+                .pairing
+                .as_ref()
+                .and_then(|p| self.partner_expiry(i, p.partner))
+                && t > now
+            {
+                if let Some(s) = self.raw.get_mut(i) {
+                    s.expires = t;
+                }
+                self.hand = (i + 1) & mask;
+                visited += 1;
+                continue;
+            }
+            self.remove_at(i, RemoveReason::Expired, now, &mut removed);
+            expired += 1;
+            // A paired entry's partner, expired too, goes at once (it may sit anywhere).
+            self.reap(now, &mut removed);
         }
         // The next call's slots, so that it does not wait for them (in a table larger than the caches
         // each call's first slot is a miss).
