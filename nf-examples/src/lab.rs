@@ -11,8 +11,14 @@
 //! Primaries: `whitebox` (`nf lb --role primary`, its white-box driver replicating `flow-mapping`),
 //! `syslog` (an iptables DNAT balancer with random backend choice whose kernel LOG lines reach
 //! `nf syslogd --extract netfilter-log` through `nf kmsg-forward`), `observe` (the same iptables balancer,
-//! watched on its two interfaces by `nf observe`). The minion is always `nf lb --role minion` (or
+//! watched on its two interfaces by `nf observe`). The minion is `nf lb --role minion` (or
 //! `standalone`, without state, for the Fail scenario).
+//!
+//! Between the clients and the servers instead of in front of a VIP (the clients' route to 10.1.0.0/24
+//! goes through the box's 10.0.0.1): `nat-syslog` and `nat-observe` (an iptables NAPT box,
+//! `MASQUERADE --random`, its bindings from its `conntrack -E` lines through `logger` to `nf syslogd
+//! --extract conntrack-events`, or from its traffic through `nf observe`), `fw-syslog` (a strict iptables
+//! firewall, its connections from its conntrack events); their minions are `nf nat` and `nf fw`.
 //!
 //! Workloads: `web` (concurrent loops of short HTTP requests) and `long` (rate-limited 2 MB downloads
 //! that stay open across the failure). Scenarios, as in MiMi's table: Clean (no failure, no
