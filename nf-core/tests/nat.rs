@@ -335,3 +335,27 @@ fn configuration_errors_name_the_spec() {
     );
     assert!(ok.is_none(), "{ok:?}");
 }
+
+#[test]
+fn a_syn_restarts_a_closed_flow_but_not_an_established_one() {
+    use nf_core::elements::tcpudp::closing::ESTABLISHED;
+    let mut rw = napt("192.0.2.1 1024-65535# - -");
+    let flow = id("10.0.0.5:40000", "10.1.0.3:80");
+    push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "S"), S);
+    assert_eq!(rw.lookup(&flow).unwrap().closing() & ESTABLISHED, 0, "probation");
+    push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "A"), S);
+    let established = |rw: &IPRewriter| rw.lookup(&flow).unwrap().closing() & ESTABLISHED != 0;
+    assert!(established(&rw));
+    // Both directions know it (the reply mapping was told once).
+    let reply = rw.lookup(&id("10.1.0.3:80", "192.0.2.1:1024")).unwrap();
+    assert_ne!(reply.closing() & ESTABLISHED, 0);
+    // A stray SYN on an established flow changes nothing.
+    push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "S"), S);
+    assert!(established(&rw));
+    // Closed both ways, then the port reused: the same binding, on probation again.
+    push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "FA"), S);
+    push(&mut rw, 1, tcp("10.1.0.3", 80, "192.0.2.1", 1024, "FA"), S);
+    let [f, _] = push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "S"), S);
+    assert_eq!(addrs(&f[0]).1, 1024);
+    assert_eq!(rw.lookup(&flow).unwrap().closing(), 0);
+}

@@ -805,7 +805,11 @@ impl IPRewriter {
                     m.flags |= ESTABLISHED;
                 }
                 // A new SYN on a closed flow (port reuse) starts it over: probation again.
-                if !reply && flags & SYN != 0 && flags & ACK == 0 && before & closing::MASK != 0 {
+                if !reply
+                    && flags & SYN != 0
+                    && flags & ACK == 0
+                    && before & (FIN_ORIGIN | FIN_REPLY | closing::RST) != 0
+                {
                     m.flags &= !closing::MASK;
                 }
                 let life = if id.proto == proto::TCP {
