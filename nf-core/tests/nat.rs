@@ -342,7 +342,11 @@ fn a_syn_restarts_a_closed_flow_but_not_an_established_one() {
     let mut rw = napt("192.0.2.1 1024-65535# - -");
     let flow = id("10.0.0.5:40000", "10.1.0.3:80");
     push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "S"), S);
-    assert_eq!(rw.lookup(&flow).unwrap().closing() & ESTABLISHED, 0, "probation");
+    assert_eq!(
+        rw.lookup(&flow).unwrap().closing() & ESTABLISHED,
+        0,
+        "probation"
+    );
     push(&mut rw, 0, tcp("10.0.0.5", 40000, "10.1.0.3", 80, "A"), S);
     let established = |rw: &IPRewriter| rw.lookup(&flow).unwrap().closing() & ESTABLISHED != 0;
     assert!(established(&rw));
