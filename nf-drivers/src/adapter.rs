@@ -61,14 +61,19 @@ pub fn conntrack_record(key: &FlowKey, c: &Connection) -> (FiveTuple, ConntrackV
     )
 }
 
-/// The inverse of [`conntrack_record`]: the canonical table key and the connection to install.
-pub fn conntrack_install(k: &FiveTuple, v: &ConntrackValue) -> (FlowKey, Connection) {
+/// A `conntrack` key's table key: the canonical five-tuple, and whether the originator sent its reverse.
+pub fn conntrack_key(k: &FiveTuple) -> (FlowKey, bool) {
     let proto = match k.proto {
         Proto::Icmp if k.src_ip.is_ipv6() => 58,
         p => p.number(),
     };
-    let origin = FlowKey::new(proto, k.src_ip, k.src_port, k.dst_ip, k.dst_port);
-    let (canon, reversed) = origin.canonical();
+    FlowKey::new(proto, k.src_ip, k.src_port, k.dst_ip, k.dst_port).canonical()
+}
+
+/// The inverse of [`conntrack_record`]: the canonical table key and the connection to install.
+pub fn conntrack_install(k: &FiveTuple, v: &ConntrackValue) -> (FlowKey, Connection) {
+    let (canon, reversed) = conntrack_key(k);
+    let proto = canon.proto();
     let state = match (proto, v.state) {
         (6, ConnState::SynSent) => ProtoState::Tcp(TcpState::SynSent),
         (6, ConnState::SynRecv) => ProtoState::Tcp(TcpState::SynRecv),
@@ -275,18 +280,10 @@ pub fn conntrack_installer(
                 let (key, c) = conntrack_install(k, v);
                 CtInstall::Set(key, c)
             }
-            Install::Delete(k) => CtInstall::Remove(conntrack_install(k, &DELETED).0),
+            Install::Delete(k) => CtInstall::Remove(conntrack_key(k).0),
         })
     })
 }
-
-/// A value to compute a deleted record's table key with (the key does not depend on it).
-const DELETED: ConntrackValue = ConntrackValue {
-    state: ConnState::Close,
-    timeout_secs: 0,
-    packets: [0, 0],
-    bytes: [0, 0],
-};
 
 /// The `backend-state` schema's key and value for a balancer's backend status.
 pub fn backend_state_record(

@@ -365,6 +365,31 @@ struct Seen {
     flags: u8,
 }
 
+/// The timeouts of `IPRewriter`'s flows, in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct Lifetimes {
+    /// An established TCP flow, idle.
+    tcp: u64,
+    /// A TCP flow closed by FIN both ways or RST.
+    tcp_done: u64,
+    /// A TCP flow before its initiator's second packet.
+    tcp_nodata: u64,
+    /// A UDP flow, idle.
+    udp: u64,
+}
+
+impl Lifetimes {
+    /// How long a flow of `proto` in closing state `flags` stays from now.
+    #[inline(always)]
+    fn of(&self, proto: u8, flags: u8) -> u64 {
+        if proto == proto::TCP {
+            lifetime(flags, self.tcp_done, self.tcp_nodata, self.tcp)
+        } else {
+            self.udp
+        }
+    }
+}
+
 /// The most queued installs taken before one batch (as `LoadBalancer`).
 const INSTALLS_PER_BATCH: usize = 4096;
 /// The most ports a new flow tries before its mapping fails (bounded work per flow).
@@ -438,10 +463,7 @@ pub struct IPRewriter {
     specs: Vec<InputSpec>,
     table: StateTable<FlowId, Mapping>,
     capacity: usize,
-    tcp_timeout: u64,
-    tcp_done: u64,
-    tcp_nodata: u64,
-    udp_timeout: u64,
+    lifetimes: Lifetimes,
     link: Link,
     rng: u64,
     next_port: u16,
@@ -477,10 +499,12 @@ impl IPRewriter {
             specs,
             table: paired_table(65536),
             capacity: 65536,
-            tcp_timeout: 86_400_000_000_000,
-            tcp_done: 240_000_000_000,
-            tcp_nodata: 300_000_000_000,
-            udp_timeout: 300_000_000_000,
+            lifetimes: Lifetimes {
+                tcp: 86_400_000_000_000,
+                tcp_done: 240_000_000_000,
+                tcp_nodata: 300_000_000_000,
+                udp: 300_000_000_000,
+            },
             link: Link::Ethernet,
             rng: Timestamp::now().0 | 1,
             next_port: 0,
@@ -507,10 +531,12 @@ impl IPRewriter {
         tcp_nodata: std::time::Duration,
         udp: std::time::Duration,
     ) -> Self {
-        self.tcp_timeout = tcp.as_nanos() as u64;
-        self.tcp_done = tcp_done.as_nanos() as u64;
-        self.tcp_nodata = tcp_nodata.as_nanos() as u64;
-        self.udp_timeout = udp.as_nanos() as u64;
+        self.lifetimes = Lifetimes {
+            tcp: tcp.as_nanos() as u64,
+            tcp_done: tcp_done.as_nanos() as u64,
+            tcp_nodata: tcp_nodata.as_nanos() as u64,
+            udp: udp.as_nanos() as u64,
+        };
         self
     }
     /// The link layer of the packets.
@@ -570,31 +596,15 @@ impl IPRewriter {
         crate::hash::xorshift64_star(&mut self.rng)
     }
 
-    /// Idle, closed and probation lifetimes of a protocol.
-    #[inline(always)]
-    fn life(&self, proto: u8, flags: u8) -> u64 {
-        if proto == proto::TCP {
-            lifetime(flags, self.tcp_done, self.tcp_nodata, self.tcp_timeout)
-        } else {
-            self.udp_timeout
-        }
-    }
-
-    /// Sets closing bits `bits` on the partner of mapping `m` of `key` too (a flow's FIN, RST and
-    /// establishment are rare events: the other direction's mapping is looked up only then).
-    fn mirror(&mut self, key: &FlowId, m: &Mapping, bits: u8, now: Timestamp) {
+    /// Gives the partner of mapping `m` of `key` the same closing state (a flow's FIN, RST,
+    /// establishment and restart are rare events: the other direction's mapping is looked up only
+    /// then).
+    fn sync_partner(&mut self, key: &FlowId, m: &Mapping, now: Timestamp) {
         let (pk, _) = partner(key, m, 0);
-        let h = self.hash(&pk);
-        let life = |f: u8| {
-            if key.proto == proto::TCP {
-                lifetime(f, self.tcp_done, self.tcp_nodata, self.tcp_timeout)
-            } else {
-                self.udp_timeout
-            }
-        };
+        let (h, t, bits) = (self.hash(&pk), self.lifetimes, m.flags & closing::MASK);
         self.table.update(h, &pk, |p| {
-            p.flags |= bits;
-            (now.add_nanos(life(p.flags)), ())
+            p.flags = (p.flags & !closing::MASK) | bits;
+            (now.add_nanos(t.of(key.proto, p.flags)), ())
         });
     }
 
@@ -681,7 +691,7 @@ impl IPRewriter {
         };
         let (rk, rm) = partner(&id, &m, rout);
         let rh = self.hash(&rk);
-        let exp = now.add_nanos(self.life(id.proto, flags));
+        let exp = now.add_nanos(self.lifetimes.of(id.proto, flags));
         // The table keeps pairs whole: an entry evicted to make room takes its partner with it, and
         // if the room for the reply cost the flow's own mapping, both are gone (`None`).
         let placed = if installed {
@@ -692,9 +702,7 @@ impl IPRewriter {
                 && self.table.insert(rh, rk, rm, now, exp).is_some()
         };
         if !placed || self.table.find(hash, &id).is_none() {
-            if let Some(e) = self.table.find(hash, &id) {
-                self.table.remove(e, RemoveReason::Deleted, now);
-            }
+            self.remove_flow(&id, now);
             return None;
         }
         Some(m)
@@ -786,12 +794,7 @@ impl IPRewriter {
         let now = p.anno.timestamp;
         let m = match self.table.find(hash, &id) {
             Some(e) => {
-                let (done, nodata, idle, udp) = (
-                    self.tcp_done,
-                    self.tcp_nodata,
-                    self.tcp_timeout,
-                    self.udp_timeout,
-                );
+                let t = self.lifetimes;
                 let m = self.table.value_mut(e)?;
                 let before = m.flags;
                 let reply = m.flags & flag::REPLY != 0;
@@ -812,27 +815,10 @@ impl IPRewriter {
                 {
                     m.flags &= !closing::MASK;
                 }
-                let life = if id.proto == proto::TCP {
-                    lifetime(m.flags, done, nodata, idle)
-                } else {
-                    udp
-                };
                 let m = *m;
-                self.table.touch(e, now.add_nanos(life));
-                let changed = (m.flags ^ before) & closing::MASK;
-                if changed != 0 {
-                    let bits = m.flags & closing::MASK;
-                    if bits & changed == changed {
-                        self.mirror(&id, &m, changed, now);
-                    } else {
-                        // Bits cleared (a reused port): the partner starts over too.
-                        let (pk, _) = partner(&id, &m, 0);
-                        let h = self.hash(&pk);
-                        self.table.update(h, &pk, |pm| {
-                            pm.flags &= !closing::MASK;
-                            (now.add_nanos(nodata), ())
-                        });
-                    }
+                self.table.touch(e, now.add_nanos(t.of(id.proto, m.flags)));
+                if (m.flags ^ before) & closing::MASK != 0 {
+                    self.sync_partner(&id, &m, now);
                 }
                 m
             }
@@ -1032,11 +1018,8 @@ impl Element for IPRewriter {
         let c = &self.counts;
         Some(match name {
             "table_size" => self.table.len().to_string(),
-            "size" => {
-                let mut n = 0u64;
-                self.table.for_each(|_, m| n += u64::from(!m.is_reply()));
-                n.to_string()
-            }
+            // The table keeps pairs whole: two mappings a flow.
+            "size" => (self.table.len() / 2).to_string(),
             "capacity" => self.capacity.to_string(),
             "mapping_failures" => c.mapping_failures.to_string(),
             "new_flows" => c.new_flows.to_string(),
