@@ -62,7 +62,7 @@ impl Batch {
     ) {
         match pool.take_shell() {
             Some(shell) => self.pkts.push(shell),
-            None => self.pkts.push(Packet::SHELL),
+            None => self.pkts.push(Packet::shell()),
         }
         if let Some(p) = self.pkts.last_mut() {
             p.fill_in(pool, data, timestamp, l3);
@@ -88,6 +88,57 @@ impl Batch {
                 break;
             };
             p.fill_in(pool, data, timestamp, l3);
+            k += 1;
+        }
+        pool.return_unfilled(&mut self.pkts, start + k);
+        k
+    }
+    /// A zero-copy source's loop over a burst: appends up to `most` packets for the frames `next` returns
+    /// (each a slice of `region`'s bytes, with its timestamp) until it returns `None`; returns how many. A
+    /// frame shorter than `copy_below` bytes is copied into a pooled buffer (as
+    /// [`fill_copies`](Self::fill_copies) does: for a small frame the copy costs less than sharing, and the
+    /// packet is writable); a longer one is borrowed from `region` with up to `headroom` bytes of the region
+    /// before it as headroom ([`Packet::borrowed`]). `l3` is the network header's offset in every frame, if
+    /// known. A slice that is not part of the region is copied.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_frames<'d>(
+        &mut self,
+        pool: &mut crate::pool::LocalPool<'_>,
+        most: usize,
+        l3: Option<usize>,
+        region: &std::sync::Arc<crate::region_unsafe::Region>,
+        copy_below: usize,
+        headroom: usize,
+        mut next: impl FnMut() -> Option<(&'d [u8], crate::packet::Timestamp)>,
+    ) -> usize {
+        let start = self.pkts.len();
+        pool.lend_shells(&mut self.pkts, most);
+        let base = region.bytes().as_ptr() as usize;
+        let mut k = 0;
+        while let Some(p) = self.pkts.get_mut(start + k) {
+            let Some((data, timestamp)) = next() else {
+                break;
+            };
+            let at = (data.as_ptr() as usize).wrapping_sub(base);
+            let borrowed = data.len() >= copy_below
+                && match p.borrow_in(region, at..at.wrapping_add(data.len()), headroom) {
+                    Some(old) => {
+                        if let Some(b) = old {
+                            pool.give(b);
+                        }
+                        true
+                    }
+                    None => false,
+                };
+            if borrowed {
+                p.anno.timestamp = timestamp;
+                let head = p.headroom();
+                p.anno
+                    .set_l3_offset(l3.and_then(|o| u16::try_from(head + o).ok()));
+            } else {
+                p.fill_in(pool, data, timestamp, l3);
+            }
             k += 1;
         }
         pool.return_unfilled(&mut self.pkts, start + k);

@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod packet;
 pub mod pool;
 pub mod prefetch_unsafe;
+pub mod region_unsafe;
 pub mod registry;
 pub mod router;
 pub mod state;

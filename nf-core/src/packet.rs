@@ -10,10 +10,12 @@
 
 use crate::checksum;
 use crate::pool;
+use crate::region_unsafe::Region;
 use crate::wire::field::{ipv4 as v4f, ipv6 as v6f, tcp as tcpf, udp as udpf};
 use bytes::BytesMut;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// A point in time, in nanoseconds since the Unix epoch (the timestamp annotation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -302,24 +304,42 @@ pub enum Link {
 /// IANA protocol numbers (the wire layer's [`ip_proto`](crate::wire::ip_proto), by its older name).
 pub use crate::wire::ip_proto as proto;
 
-/// A network packet: an owned, pooled frame with headroom and annotations (64 bytes: one cache line).
+/// A network packet: a frame with headroom and annotations (64 bytes: one cache line), in a pooled buffer of
+/// its own or borrowed from a shared [`Region`] (zero copy).
 ///
-/// The buffer is a `BytesMut` whose every byte is initialised (its length is its capacity); the packet's
-/// data is `buffer[head..tail]`. Filling a packet is one copy, with no length bookkeeping in the buffer.
+/// An owned packet's buffer is a `BytesMut` whose every byte is initialised (its length is its capacity);
+/// the packet's data is `buffer[head..tail]`. Filling it is one copy, with no length bookkeeping in the
+/// buffer. A borrowed packet's buffer is the bytes of its region from its frame's headroom to the end of its
+/// data ([`Packet::borrowed`]): reading it is reading the region (a mapped capture, a ring block), and the
+/// first write of any kind copies the buffer into a pooled one at the same offsets (copy-on-write), so that
+/// header offsets the caller holds stay valid ([`Packet::is_borrowed`]; the copies are counted in
+/// [`pool::PoolStats::unshared`]).
 pub struct Packet {
-    /// `None` only after the buffer was given back (`release_in`), so that dropping costs nothing more.
-    buf: Option<BytesMut>,
+    buf: Storage,
     head: u32,
     tail: u32,
     /// The packet's annotations.
     pub anno: Annotations,
 }
 
+/// Where a packet's bytes are: 32 bytes, as the `Option<BytesMut>` it replaced (the borrowed variant fits
+/// beside the pooled buffer's non-null pointer, which tells the two apart).
+enum Storage {
+    /// A pooled buffer (an empty `BytesMut`, which owns no memory, once it was given back).
+    Pooled(BytesMut),
+    /// The bytes of a shared region: the buffer is `region.bytes()[base..base + tail]`.
+    Borrowed(Arc<Region>, usize),
+}
+
+const _: () = assert!(std::mem::size_of::<Packet>() == 64);
+
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
-        if let Some(b) = self.buf.take() {
-            pool::give(b);
+        if let Storage::Pooled(b) = &mut self.buf
+            && b.capacity() != 0
+        {
+            pool::give(std::mem::take(b));
         }
     }
 }
@@ -336,7 +356,16 @@ impl fmt::Debug for Packet {
 
 impl Clone for Packet {
     /// A copy of the data (with the same headroom) and annotations in a pooled buffer.
+    /// A borrowed packet's clone borrows the same bytes (no copy; each copies on its own first write).
     fn clone(&self) -> Self {
+        if let Storage::Borrowed(r, base) = &self.buf {
+            return Packet {
+                buf: Storage::Borrowed(r.clone(), *base),
+                head: self.head,
+                tail: self.tail,
+                anno: self.anno,
+            };
+        }
         let mut p = Packet::with_headroom(self.head as usize, self.data());
         p.anno = self.anno;
         if p.head != self.head {
@@ -387,28 +416,101 @@ impl Packet {
         let tail = head + data.len();
         copy_small(&mut buf[head..tail], data);
         Packet {
-            buf: Some(buf),
+            buf: Storage::Pooled(buf),
             head: head as u32,
             tail: tail as u32,
             anno: Annotations::default(),
         }
     }
 
-    /// The whole buffer (empty only after the buffer was released).
+    /// A packet whose data is `region.bytes()[frame]`, borrowed (no copy), with the up to `headroom` bytes
+    /// of the region before it as headroom (what they hold is not the packet's: headroom is free space, and
+    /// writing into it, as any write, first copies the packet). `None` if `frame` is not within the region.
+    ///
+    /// Holding the packet holds the region: it is released when its last packet (and its source) let go.
+    #[inline]
+    pub fn borrowed(
+        region: &Arc<Region>,
+        frame: std::ops::Range<usize>,
+        headroom: usize,
+    ) -> Option<Packet> {
+        let mut p = Packet::shell();
+        p.borrow_in(region, frame, headroom)?;
+        Some(p)
+    }
+
+    /// Makes this packet (a shell, or one a pool kept) a borrowed view of `region.bytes()[frame]` (see
+    /// [`Packet::borrowed`]) with fresh annotations, and hands back the pooled buffer it held (`Some(None)`
+    /// when it held none); `None` (and the packet unchanged) if `frame` is not within the region or longer
+    /// than a packet can be.
+    #[inline(always)]
+    pub(crate) fn borrow_in(
+        &mut self,
+        region: &Arc<Region>,
+        frame: std::ops::Range<usize>,
+        headroom: usize,
+    ) -> Option<Option<BytesMut>> {
+        let head = headroom.min(frame.start).min(u16::MAX as usize / 2);
+        let len = frame.end.checked_sub(frame.start)?;
+        if frame.end > region.len() || len > u32::MAX as usize / 2 {
+            return None;
+        }
+        let old = std::mem::replace(
+            &mut self.buf,
+            Storage::Borrowed(region.clone(), frame.start - head),
+        );
+        self.head = head as u32;
+        self.tail = (head + len) as u32;
+        self.anno = Annotations::NONE;
+        Some(match old {
+            Storage::Pooled(b) if b.capacity() != 0 => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Whether the packet's bytes are borrowed from a shared [`Region`] (not yet copied by a write).
+    #[inline]
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.buf, Storage::Borrowed(..))
+    }
+
+    /// The buffer: a pooled packet's whole buffer, a borrowed packet's up to the end of its data.
     #[inline(always)]
     fn raw(&self) -> &[u8] {
         match &self.buf {
-            Some(b) => b,
-            None => &[],
+            Storage::Pooled(b) => b,
+            Storage::Borrowed(r, base) => r
+                .bytes()
+                .get(*base..*base + self.tail as usize)
+                .unwrap_or(&[]),
         }
     }
 
+    /// The buffer, writable: a borrowed packet is copied first (see [`Packet::unshare`]).
     #[inline(always)]
     fn raw_mut(&mut self) -> &mut [u8] {
-        match &mut self.buf {
-            Some(b) => b,
-            None => &mut [],
+        if self.is_borrowed() {
+            self.unshare();
         }
+        match &mut self.buf {
+            Storage::Pooled(b) => b,
+            Storage::Borrowed(..) => &mut [],
+        }
+    }
+
+    /// Copies a borrowed packet's data into a pooled buffer at the same offsets (headroom, header offsets
+    /// and the offsets a caller's [`HeaderInfo`] holds all stay valid); nothing for an owned packet.
+    #[cold]
+    #[inline(never)]
+    pub fn unshare(&mut self) {
+        if !self.is_borrowed() {
+            return;
+        }
+        let (head, tail) = (self.head as usize, self.tail as usize);
+        let mut nb = pool::take(tail);
+        copy_small(&mut nb[head..tail], self.data());
+        self.buf = Storage::Pooled(nb);
+        pool::count_unshared();
     }
 
     /// A packet holding a copy of `data`, with [`pool::DEFAULT_HEADROOM`] bytes of headroom, in a pooled buffer.
@@ -427,12 +529,15 @@ impl Packet {
     }
 
     /// A packet with no buffer (a placeholder that is filled in place: see [`Packet::fill_in`]).
-    pub(crate) const SHELL: Packet = Packet {
-        buf: None,
-        head: 0,
-        tail: 0,
-        anno: Annotations::NONE,
-    };
+    #[inline(always)]
+    pub(crate) fn shell() -> Packet {
+        Packet {
+            buf: Storage::Pooled(BytesMut::new()),
+            head: 0,
+            tail: 0,
+            anno: Annotations::NONE,
+        }
+    }
 
     /// Makes a shell ([`Packet::SHELL`], or a packet the pool kept whole) a copy of `data`, with its timestamp and, if known, its
     /// network-header offset from the start of `data`, field by field where it lies (see
@@ -447,14 +552,17 @@ impl Packet {
     ) {
         let head = pool::DEFAULT_HEADROOM;
         let tail = head + data.len();
-        if !matches!(&self.buf, Some(b) if b.len() >= tail) {
-            // A shell, or a kept packet whose buffer is too small: its buffer back, a fitting one in.
-            if let Some(old) = self.buf.take() {
+        if !matches!(&self.buf, Storage::Pooled(b) if b.len() >= tail) {
+            // A shell, a borrowed packet, or a kept packet whose buffer is too small: a fitting buffer in,
+            // the old one back.
+            if let Storage::Pooled(old) =
+                std::mem::replace(&mut self.buf, Storage::Pooled(pool.take(tail)))
+                && old.capacity() != 0
+            {
                 pool.give(old);
             }
-            self.buf = Some(pool.take(tail));
         }
-        if let Some(b) = self.buf.as_mut() {
+        if let Storage::Pooled(b) = &mut self.buf {
             copy_small(&mut b[head..tail], data);
         }
         self.head = head as u32;
@@ -471,21 +579,24 @@ impl Packet {
     /// Whether the pool can keep this packet whole: its buffer is a whole buffer of a pooled size.
     #[inline(always)]
     pub(crate) fn poolable(&self) -> bool {
-        matches!(&self.buf, Some(b)
+        matches!(&self.buf, Storage::Pooled(b)
             if (pool::BUFFER_SIZE..=2 * pool::BUFFER_SIZE).contains(&b.capacity())
                 && b.len() == b.capacity())
     }
 
-    /// Takes the buffer out (the packet is an empty shell after).
+    /// Takes a pooled buffer out, or lets go of a borrowed region (the packet is an empty shell after).
     #[inline(always)]
     pub(crate) fn take_buffer(&mut self) -> Option<BytesMut> {
-        self.buf.take()
+        match std::mem::replace(&mut self.buf, Storage::Pooled(BytesMut::new())) {
+            Storage::Pooled(b) if b.capacity() != 0 => Some(b),
+            _ => None,
+        }
     }
 
     /// Gives the packet's buffer to a pool borrowed for a whole batch (what dropping does, cheaper).
     #[inline]
     pub fn release_in(mut self, pool: &mut pool::LocalPool<'_>) {
-        if let Some(b) = self.buf.take() {
+        if let Some(b) = self.take_buffer() {
             pool.give(b);
         }
     }
@@ -510,7 +621,7 @@ impl Packet {
         let cap = buf.capacity();
         buf.resize(cap, 0);
         Packet {
-            buf: Some(buf),
+            buf: Storage::Pooled(buf),
             head: head as u32,
             tail: tail as u32,
             anno: Annotations::default(),
@@ -583,11 +694,16 @@ impl Packet {
 
     /// Moves the data into a new buffer with `front` bytes of headroom and room for `back` more bytes.
     fn reallocate(&mut self, front: usize, back: usize) {
+        if self.is_borrowed() {
+            pool::count_unshared();
+        }
         let len = self.len();
         let mut nb = pool::take(front + len + back);
         copy_small(&mut nb[front..front + len], self.data());
         let delta = front as isize - self.head as isize;
-        if let Some(old) = self.buf.replace(nb) {
+        if let Storage::Pooled(old) = std::mem::replace(&mut self.buf, Storage::Pooled(nb))
+            && old.capacity() != 0
+        {
             pool::give(old);
         }
         self.head = front as u32;
@@ -618,6 +734,20 @@ impl Packet {
             });
         }
         self.head += n as u32;
+        Ok(())
+    }
+
+    /// Moves the data start `n` bytes back into the headroom, keeping the bytes there (what `Strip` took
+    /// off reappears); writes nothing, so a borrowed packet stays borrowed. Fails if the headroom is short.
+    #[inline]
+    pub fn unpull(&mut self, n: usize) -> Result<(), PacketError> {
+        if n > self.head as usize {
+            return Err(PacketError::TooShort {
+                need: n,
+                have: self.head as usize,
+            });
+        }
+        self.head -= n as u32;
         Ok(())
     }
 
@@ -657,7 +787,8 @@ impl Packet {
     /// Gives up the packet's buffer (cut at the end of the data) and the offset of its data. The buffer
     /// does not return to the pool.
     pub fn into_parts(mut self) -> (BytesMut, usize) {
-        let mut buf = self.buf.take().unwrap_or_default();
+        self.unshare();
+        let mut buf = self.take_buffer().unwrap_or_default();
         buf.truncate(self.tail as usize);
         (buf, self.head as usize)
     }

@@ -18,7 +18,7 @@ pub const DEFAULT_HEADROOM: usize = 128;
 pub const MAX_POOLED: usize = 2048;
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), shells: Vec::new(), stats: PoolStats { allocated: 0, reused: 0, recycled: 0, freed: 0 } }) };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), shells: Vec::new(), stats: PoolStats { allocated: 0, reused: 0, recycled: 0, freed: 0, unshared: 0 } }) };
 }
 
 struct Pool {
@@ -42,6 +42,8 @@ pub struct PoolStats {
     pub recycled: u64,
     /// Buffers freed because the pool was full or they did not fit it.
     pub freed: u64,
+    /// Borrowed packets copied into a pooled buffer by a write (copy-on-write; see [`Packet::unshare`]).
+    pub unshared: u64,
 }
 
 impl std::ops::Sub for PoolStats {
@@ -52,6 +54,7 @@ impl std::ops::Sub for PoolStats {
             reused: self.reused.saturating_sub(o.reused),
             recycled: self.recycled.saturating_sub(o.recycled),
             freed: self.freed.saturating_sub(o.freed),
+            unshared: self.unshared.saturating_sub(o.unshared),
         }
     }
 }
@@ -62,6 +65,7 @@ impl std::ops::AddAssign for PoolStats {
         self.reused += o.reused;
         self.recycled += o.recycled;
         self.freed += o.freed;
+        self.unshared += o.unshared;
     }
 }
 
@@ -78,6 +82,16 @@ impl std::iter::Sum for PoolStats {
 /// The calling thread's pool counters.
 pub fn stats() -> PoolStats {
     POOL.try_with(|p| p.borrow().stats).unwrap_or_default()
+}
+
+/// Counts a borrowed packet's copy-on-write in the calling thread's pool counters.
+#[inline]
+pub(crate) fn count_unshared() {
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.stats.unshared += 1;
+        }
+    });
 }
 
 /// Fills the calling thread's pool with `n` buffers (up to [`MAX_POOLED`]) so that a run starts warm.
@@ -205,7 +219,7 @@ impl LocalPool<'_> {
             }
             p.stats.reused += k as u64;
         }
-        pkts.resize_with(want, || Packet::SHELL);
+        pkts.resize_with(want, Packet::shell);
     }
 
     /// Cuts `pkts` to its first `filled`; the packets after go back to the pool (or are dropped).
@@ -228,15 +242,26 @@ impl LocalPool<'_> {
     }
 
     /// Takes every packet of `pkts` back: whole, in one copy, when they all hold whole pooled buffers and
-    /// there is room; else buffer by buffer. Leaves `pkts` empty.
+    /// there is room; else the whole ones kept one by one and the others' buffers given back (a borrowed
+    /// packet lets go of its region). Leaves `pkts` empty.
     #[inline]
     pub(crate) fn keep_packets(&mut self, pkts: &mut Vec<Packet>) {
         if let Some(p) = self.pool.as_mut()
             && p.shells.len() + p.bufs.len() + pkts.len() <= MAX_POOLED
-            && pkts.iter().all(Packet::poolable)
         {
-            p.stats.recycled += pkts.len() as u64;
-            p.shells.append(pkts);
+            if pkts.iter().all(Packet::poolable) {
+                p.stats.recycled += pkts.len() as u64;
+                p.shells.append(pkts);
+                return;
+            }
+            // A mixed batch (borrowed packets among pooled ones, as a source that copies only small frames
+            // gives): the pooled ones kept whole, the borrowed ones dropped.
+            for pk in pkts.drain(..) {
+                if pk.poolable() {
+                    p.stats.recycled += 1;
+                    p.shells.push(pk);
+                }
+            }
             return;
         }
         for pk in pkts.iter_mut() {

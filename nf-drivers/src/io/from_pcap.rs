@@ -3,10 +3,28 @@
 use super::pcap::{CaptureFile, Cursor, Scanned};
 use nf_core::element::ElementClass;
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
+use nf_core::region_unsafe::Region;
 use nf_core::{Args, ConfigError};
 use nf_core::{Element, Outputs, Timestamp};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Frames shorter than this are copied by default (Linux drivers' `rx_copybreak` idea): copying a small
+/// frame costs less than counting a reference to the mapped file for it, and leaves it writable.
+pub const DEFAULT_COPYBREAK: usize = 256;
+
+/// Headroom a borrowed packet is given in front of its frame (bytes of the file before it: free space
+/// until written, when the packet is copied with it).
+const HEADROOM: usize = nf_core::pool::DEFAULT_HEADROOM;
+
+/// A capture shared by the shards of a run, as the owner of a [`Region`].
+struct SharedCapture(Arc<CaptureFile>);
+
+impl AsRef<[u8]> for SharedCapture {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
 
 /// How many times to read the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,9 +35,16 @@ pub enum Passes {
     Forever,
 }
 
-/// Reads packets from a pcap or pcapng file (mapped into memory and read sequentially) into pooled
-/// buffers, a batch per scheduling round, with the capture timestamps as timestamp annotations. For raw-IP
-/// and Linux-cooked captures the network-header annotation is set.
+/// Reads packets from a pcap or pcapng file (mapped into memory and read sequentially), a batch per
+/// scheduling round, with the capture timestamps as timestamp annotations. For raw-IP and Linux-cooked
+/// captures the network-header annotation is set.
+///
+/// Zero copy: a frame of `COPYBREAK` bytes or more (default 256) becomes a packet that points into the
+/// mapped file ([`Packet::borrowed`](nf_core::Packet::borrowed)): nothing is copied unless an element
+/// writes to it, and then only that packet, once (copy-on-write; counted in the pool's `unshared`). The
+/// mapping stays until the last such packet is dropped, however long the graph or the user holds it. A
+/// shorter frame is copied into a pooled buffer, which costs less than sharing for a small frame.
+/// `COPYBREAK 0` borrows every frame.
 ///
 /// When the file is exhausted the source is done and, with `STOP true` (the default, as Click's `STOP`),
 /// the run ends once the graph drains. `LOOP` reads the file again (timestamps keep increasing across
@@ -38,7 +63,8 @@ pub enum Passes {
 ///
 /// # Arguments
 /// `FILE` (mandatory); `STOP` (default true); `LOOP` (`true` for forever, or a number of passes; default 1);
-/// `BURST` (default 32); `TIMING` (default false: when true, replay at the capture's pace).
+/// `BURST` (default 32); `TIMING` (default false: when true, replay at the capture's pace); `COPYBREAK`
+/// (bytes, default 256: shorter frames are copied, longer ones borrowed from the mapped file).
 ///
 /// # Handlers
 /// `count`, `byte_count`, `passes` (read); `error` (read: the failure that ended the source, if any).
@@ -66,6 +92,11 @@ pub struct FromPcap {
     path: PathBuf,
     /// The capture, mapped once per run: the shards of a sharded run share one mapping.
     file: Option<Arc<CaptureFile>>,
+    /// The capture's bytes as a region its packets borrow (one per shard, so that the shards' packets do
+    /// not count their references on one cache line).
+    region: Option<Arc<Region>>,
+    /// Frames shorter than this are copied; longer ones borrowed from the mapped file.
+    copy_below: usize,
     cursor: Option<Cursor>,
     stop: bool,
     passes: Passes,
@@ -104,6 +135,8 @@ impl FromPcap {
         FromPcap {
             path: path.into(),
             file: None,
+            region: None,
+            copy_below: DEFAULT_COPYBREAK,
             cursor: None,
             stop: true,
             passes: Passes::Count(1),
@@ -142,6 +175,12 @@ impl FromPcap {
     /// Replay at the capture's pace.
     pub fn timing(mut self, t: bool) -> Self {
         self.timing = t;
+        self
+    }
+    /// Frames shorter than `bytes` are copied into pooled buffers, longer ones are borrowed from the mapped
+    /// file (zero copy); 0 borrows every frame, `usize::MAX` copies every one.
+    pub fn copybreak(mut self, bytes: usize) -> Self {
+        self.copy_below = bytes;
         self
     }
     /// Packets read.
@@ -229,6 +268,7 @@ impl Element for FromPcap {
         };
         self.cursor = Some(f.cursor().map_err(|e| e.to_string())?);
         self.l3 = f.link().network_offset();
+        self.region = Some(Arc::new(Region::new(SharedCapture(f.clone()))));
         self.file = Some(f);
         self.shard = (ctx.shard, ctx.shards);
         Ok(())
@@ -246,15 +286,16 @@ impl Element for FromPcap {
         if self.done || self.cursor.is_none() {
             return TaskStatus::Done;
         }
-        let Some(file) = self.file.take() else {
+        let (Some(file), Some(region)) = (self.file.take(), self.region.take()) else {
             return TaskStatus::Done;
         };
         let status = if self.shard.1 > 1 && !self.timing && !self.own_file {
-            self.read_batch_sharded(&file, out)
+            self.read_batch_sharded(&file, &region, out)
         } else {
-            self.read_batch(&file, ctx, out)
+            self.read_batch(&file, &region, ctx, out)
         };
         self.file = Some(file);
+        self.region = Some(region);
         status
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
@@ -279,7 +320,12 @@ impl FromPcap {
     /// packet. First the round's records are scanned and this shard's kept, branch-free (whether a record is
     /// this shard's is a coin toss to the branch predictor: a mispredicted branch per record cost more than
     /// the scan itself); then the kept ones are copied into packets.
-    fn read_batch_sharded(&mut self, file: &CaptureFile, out: &mut Outputs) -> TaskStatus {
+    fn read_batch_sharded(
+        &mut self,
+        file: &CaptureFile,
+        region: &Arc<Region>,
+        out: &mut Outputs,
+    ) -> TaskStatus {
         let (me, n) = self.shard;
         let burst = self.burst;
         if self.selected.len() < burst + 1 {
@@ -340,15 +386,16 @@ impl FromPcap {
             }
         }
         let o = out.port(0);
-        let data = file.bytes();
         let mut bytes = 0u64;
         let cursor = self.cursor.as_ref();
         if let (Some(h), Some(c)) = (last_hdr, cursor) {
             self.last_ts = c.timestamp_at(file, h);
         }
         let mut picked = self.selected[..k].iter();
+        let copy_below = self.copy_below;
+        let data = file.bytes();
         nf_core::pool::with_local(|pool| {
-            o.fill_copies(pool, k, self.l3, || {
+            o.fill_frames(pool, k, self.l3, region, copy_below, HEADROOM, || {
                 let s = picked.next()?;
                 let stamp = match (s.header_at, cursor) {
                     (Some(h), Some(c)) => Timestamp(c.timestamp_at(file, h).0 + s.time),
@@ -378,15 +425,16 @@ impl FromPcap {
     fn read_batch(
         &mut self,
         file: &CaptureFile,
+        region: &Arc<Region>,
         ctx: &mut TaskContext<'_>,
         out: &mut Outputs,
     ) -> TaskStatus {
         let (me, n) = self.shard;
         let o = out.port(0);
         let mut bytes = 0u64;
-        let (burst, l3) = (self.burst, self.l3);
+        let (burst, l3, copy_below) = (self.burst, self.l3, self.copy_below);
         let produced = nf_core::pool::with_local(|pool| {
-            o.fill_copies(pool, burst, l3, || {
+            o.fill_frames(pool, burst, l3, region, copy_below, HEADROOM, || {
                 loop {
                     let Some(cursor) = self.cursor.as_mut() else {
                         self.done = true;
@@ -432,7 +480,7 @@ impl FromPcap {
 impl ElementClass for FromPcap {
     const NAME: &'static str = "FromPcap";
     const DOC: &'static str =
-        "reads packets from a pcap/pcapng file (FILE, STOP, LOOP, BURST, TIMING)";
+        "reads packets from a pcap/pcapng file (FILE, STOP, LOOP, BURST, TIMING, COPYBREAK)";
     fn configure(a: &mut Args) -> Result<Self, ConfigError> {
         let file: String = a.read_mp("FILE")?;
         let stop: bool = a.read_or("STOP", true)?;
@@ -452,10 +500,12 @@ impl ElementClass for FromPcap {
         };
         let burst: usize = a.read_or("BURST", 32)?;
         let timing: bool = a.read_or("TIMING", false)?;
+        let copybreak: usize = a.read_or("COPYBREAK", DEFAULT_COPYBREAK)?;
         Ok(FromPcap::new(file)
             .stop(stop)
             .passes(passes)
             .burst(burst)
-            .timing(timing))
+            .timing(timing)
+            .copybreak(copybreak))
     }
 }

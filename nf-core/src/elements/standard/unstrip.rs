@@ -44,10 +44,9 @@ impl Element for Unstrip {
     fn push(&mut self, _port: usize, batch: &mut Batch, out: &mut Outputs) {
         let n = self.n;
         for p in batch.iter_mut() {
-            if p.headroom() >= n {
-                // The stripped bytes are still there: only move the data start back.
-                let _ = p.push(n);
-            } else {
+            // The stripped bytes are still there: only the data start moves back (a borrowed packet is not
+            // copied). With too little headroom, zeroes in a larger buffer.
+            if p.unpull(n).is_err() {
                 p.push(n).fill(0);
             }
         }
