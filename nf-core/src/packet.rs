@@ -10,7 +10,7 @@
 
 use crate::checksum;
 use crate::pool;
-use crate::region_unsafe::Region;
+use crate::region_unsafe::{Lease, Region};
 use crate::wire::field::{ipv4 as v4f, ipv6 as v6f, tcp as tcpf, udp as udpf};
 use bytes::BytesMut;
 use std::fmt;
@@ -327,8 +327,9 @@ pub struct Packet {
 enum Storage {
     /// A pooled buffer (an empty `BytesMut`, which owns no memory, once it was given back).
     Pooled(BytesMut),
-    /// The bytes of a shared region: the buffer is `region.bytes()[base..base + tail]`.
-    Borrowed(Arc<Region>, usize),
+    /// The bytes of a shared region: the buffer is the lease's bytes (headroom and data as the packet was
+    /// made; the data may have shrunk since).
+    Borrowed(Lease),
 }
 
 const _: () = assert!(std::mem::size_of::<Packet>() == 64);
@@ -358,9 +359,9 @@ impl Clone for Packet {
     /// A copy of the data (with the same headroom) and annotations in a pooled buffer.
     /// A borrowed packet's clone borrows the same bytes (no copy; each copies on its own first write).
     fn clone(&self) -> Self {
-        if let Storage::Borrowed(r, base) = &self.buf {
+        if let Storage::Borrowed(l) = &self.buf {
             return Packet {
-                buf: Storage::Borrowed(r.clone(), *base),
+                buf: Storage::Borrowed(l.clone()),
                 head: self.head,
                 tail: self.tail,
                 anno: self.anno,
@@ -452,13 +453,11 @@ impl Packet {
     ) -> Option<Option<BytesMut>> {
         let head = headroom.min(frame.start).min(u16::MAX as usize / 2);
         let len = frame.end.checked_sub(frame.start)?;
-        if frame.end > region.len() || len > u32::MAX as usize / 2 {
+        if len > u32::MAX as usize / 2 {
             return None;
         }
-        let old = std::mem::replace(
-            &mut self.buf,
-            Storage::Borrowed(region.clone(), frame.start - head),
-        );
+        let lease = Lease::new(region, frame.start - head, head + len)?;
+        let old = std::mem::replace(&mut self.buf, Storage::Borrowed(lease));
         self.head = head as u32;
         self.tail = (head + len) as u32;
         self.anno = Annotations::NONE;
@@ -474,15 +473,13 @@ impl Packet {
         matches!(self.buf, Storage::Borrowed(..))
     }
 
-    /// The buffer: a pooled packet's whole buffer, a borrowed packet's up to the end of its data.
+    /// The buffer: a pooled packet's whole buffer, a borrowed packet's leased bytes (its headroom and data
+    /// as it was made; writing past the data, as any write, copies it first).
     #[inline(always)]
     fn raw(&self) -> &[u8] {
         match &self.buf {
             Storage::Pooled(b) => b,
-            Storage::Borrowed(r, base) => r
-                .bytes()
-                .get(*base..*base + self.tail as usize)
-                .unwrap_or(&[]),
+            Storage::Borrowed(l) => l.bytes(),
         }
     }
 
@@ -507,10 +504,9 @@ impl Packet {
             return;
         }
         let (head, tail) = (self.head as usize, self.tail as usize);
-        let mut nb = pool::take(tail);
+        let mut nb = pool::take_unsharing(tail);
         copy_small(&mut nb[head..tail], self.data());
         self.buf = Storage::Pooled(nb);
-        pool::count_unshared();
     }
 
     /// A packet holding a copy of `data`, with [`pool::DEFAULT_HEADROOM`] bytes of headroom, in a pooled buffer.
@@ -694,11 +690,12 @@ impl Packet {
 
     /// Moves the data into a new buffer with `front` bytes of headroom and room for `back` more bytes.
     fn reallocate(&mut self, front: usize, back: usize) {
-        if self.is_borrowed() {
-            pool::count_unshared();
-        }
         let len = self.len();
-        let mut nb = pool::take(front + len + back);
+        let mut nb = if self.is_borrowed() {
+            pool::take_unsharing(front + len + back)
+        } else {
+            pool::take(front + len + back)
+        };
         copy_small(&mut nb[front..front + len], self.data());
         let delta = front as isize - self.head as isize;
         if let Storage::Pooled(old) = std::mem::replace(&mut self.buf, Storage::Pooled(nb))

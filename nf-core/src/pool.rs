@@ -84,16 +84,6 @@ pub fn stats() -> PoolStats {
     POOL.try_with(|p| p.borrow().stats).unwrap_or_default()
 }
 
-/// Counts a borrowed packet's copy-on-write in the calling thread's pool counters.
-#[inline]
-pub(crate) fn count_unshared() {
-    let _ = POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            p.stats.unshared += 1;
-        }
-    });
-}
-
 /// Fills the calling thread's pool with `n` buffers (up to [`MAX_POOLED`]) so that a run starts warm.
 pub fn prefill(n: usize) {
     let _ = POOL.try_with(|p| {
@@ -294,6 +284,19 @@ pub fn with_local<R>(f: impl FnOnce(&mut LocalPool<'_>) -> R) -> R {
 pub(crate) fn take(capacity: usize) -> BytesMut {
     POOL.try_with(|p| match p.try_borrow_mut() {
         Ok(mut p) => p.take(capacity),
+        Err(_) => fresh(capacity.max(BUFFER_SIZE)),
+    })
+    .unwrap_or_else(|_| fresh(capacity.max(BUFFER_SIZE)))
+}
+
+/// [`take`], for a borrowed packet's copy-on-write: counted as `unshared` in the same borrow of the pool.
+#[inline]
+pub(crate) fn take_unsharing(capacity: usize) -> BytesMut {
+    POOL.try_with(|p| match p.try_borrow_mut() {
+        Ok(mut p) => {
+            p.stats.unshared += 1;
+            p.take(capacity)
+        }
         Err(_) => fresh(capacity.max(BUFFER_SIZE)),
     })
     .unwrap_or_else(|_| fresh(capacity.max(BUFFER_SIZE)))

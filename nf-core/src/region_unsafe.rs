@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Bytes shared by the packets that borrow them, owned by what holds them (see the module's docs).
 ///
@@ -74,6 +75,54 @@ impl Region {
     }
 }
 
+/// A packet's hold on a run of a region's bytes: the region's handle and a pointer to the run, so that
+/// reading a borrowed packet is a slice from a pointer and a length held in the packet itself (no load
+/// through the region per access).
+pub(crate) struct Lease {
+    /// Held only to keep the bytes alive.
+    _region: Arc<Region>,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a lease is a region handle (`Send + Sync`) plus a pointer into that region's bytes, which are only
+// read; see `Region`'s impls.
+unsafe impl Send for Lease {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Lease {}
+
+impl Lease {
+    /// The bytes `start..start + len` of `region`, held; `None` if they are not all within it.
+    #[inline(always)]
+    pub(crate) fn new(region: &Arc<Region>, start: usize, len: usize) -> Option<Lease> {
+        let bytes = region.bytes().get(start..start.checked_add(len)?)?;
+        Some(Lease {
+            _region: region.clone(),
+            ptr: NonNull::new(bytes.as_ptr().cast_mut()).unwrap_or(NonNull::dangling()),
+            len,
+        })
+    }
+
+    /// The leased bytes.
+    #[inline(always)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` was checked to lie within the region's bytes when the lease was made
+        // (or `ptr` is dangling and `len` 0); the lease holds the region, whose bytes stay where they are,
+        // unchanged, for as long as it lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Clone for Lease {
+    fn clone(&self) -> Self {
+        Lease {
+            _region: self._region.clone(),
+            ptr: self.ptr,
+            len: self.len,
+        }
+    }
+}
+
 impl fmt::Debug for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Region").field("len", &self.len).finish()
@@ -83,7 +132,6 @@ impl fmt::Debug for Region {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     struct Tracked(Vec<u8>, Arc<AtomicBool>);
@@ -116,5 +164,22 @@ mod tests {
         assert_eq!(r.bytes(), &[7u8; 40]);
         let e = Region::new(Vec::<u8>::new());
         assert!(e.is_empty() && e.bytes().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_within_its_region_or_refused() {
+        let r = Arc::new(Region::new((0u8..100).collect::<Vec<u8>>()));
+        let l = Lease::new(&r, 10, 5).unwrap();
+        assert_eq!(l.bytes(), &[10, 11, 12, 13, 14]);
+        assert_eq!(l.clone().bytes(), l.bytes());
+        assert!(Lease::new(&r, 96, 5).is_none());
+        assert!(Lease::new(&r, usize::MAX, 2).is_none());
+        assert!(Lease::new(&r, 100, 0).is_some_and(|l| l.bytes().is_empty()));
+        assert_eq!(Arc::strong_count(&r), 2, "the region and the lease");
     }
 }
