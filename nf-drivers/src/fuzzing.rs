@@ -85,6 +85,40 @@ pub fn packet(data: &[u8]) {
             let _ = p.dec_ttl(&h);
         }
     }
+    borrowed_twin(data);
+}
+
+/// The same reads and writes on a packet borrowed from a region (zero copy) and on an owned copy give the
+/// same bytes, offsets and errors; the writes copy the borrowed one and leave the region as it was.
+fn borrowed_twin(data: &[u8]) {
+    let mut bytes = vec![0x5a; 40];
+    bytes.extend_from_slice(data);
+    let region = std::sync::Arc::new(nf_core::region_unsafe::Region::new(bytes.clone()));
+    let Some(mut b) = Packet::borrowed(&region, 40..bytes.len(), 40) else {
+        panic!("a frame within the region is borrowed");
+    };
+    let mut o = Packet::with_headroom(40, data);
+    assert_eq!(b.data(), o.data());
+    assert_eq!(b.headroom(), o.headroom());
+    let hb = b.locate_key(Link::Ethernet);
+    let ho = o.locate_key(Link::Ethernet);
+    assert_eq!(hb, ho, "borrowed and owned locate alike");
+    assert!(b.is_borrowed(), "reading copies nothing");
+    if let Ok((h, Some(k))) = hb {
+        let to = std::net::SocketAddr::new(k.dst(), 8080);
+        assert_eq!(b.set_dst_endpoint(&h, to), o.set_dst_endpoint(&h, to));
+        let _ = (b.dec_ttl(&h), o.dec_ttl(&h));
+    }
+    if b.pull(14).is_ok() {
+        let _ = o.pull(14);
+        assert_eq!(b.unpull(14), o.unpull(14));
+    }
+    b.push(4).copy_from_slice(&[1, 2, 3, 4]);
+    o.push(4).copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(b.data(), o.data(), "the same writes, the same bytes");
+    assert_eq!(b.anno, o.anno);
+    assert!(!b.is_borrowed());
+    assert_eq!(region.bytes(), &bytes[..], "the region is never written");
 }
 
 /// The IPClassifier expression language: an expression (up to a NUL byte) evaluated on the packet after.

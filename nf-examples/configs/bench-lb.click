@@ -1,7 +1,9 @@
 // Benchmark: nf lb's graph over a capture (`FILE=x.pcap`, from `nf pcap gen`): client packets (to port
 // 80) through the balancer's DNAT towards five backends, replies (from port 80) back through it with the
 // VIP restored. The capture was not taken behind this balancer, so replies are matched by client only.
-src :: FromPcap($FILE, BURST 64);
+// Frames shorter than COPYBREAK bytes are copied, longer ones borrowed from the mapped file.
+define($COPYBREAK 256);
+src :: FromPcap($FILE, BURST 64, COPYBREAK $COPYBREAK);
 src -> dir :: Classifier(34/0050, -);
 lb :: LoadBalancer(VIP 192.168.0.1:80, LOOSE_VIP true, STRICT_REPLIES false, SEED 1,
                    BACKENDS 10.1.0.1:8080 10.1.0.2:8080 10.1.0.3:8080 10.1.0.4:8080 10.1.0.5:8080);

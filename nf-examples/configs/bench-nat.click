@@ -3,7 +3,9 @@
 // 1024-65535 each; the capture's replies (from port 80) were not taken behind this NAT, so each is
 // mapped by the second input's pattern as a flow of its own (its source rewritten) and then looked up
 // like any: every packet of both directions is a table hit and a rewrite, as in bench-lb.click.
-src :: FromPcap($FILE, BURST 64);
+// Frames shorter than COPYBREAK bytes are copied, longer ones borrowed from the mapped file.
+define($COPYBREAK 256);
+src :: FromPcap($FILE, BURST 64, COPYBREAK $COPYBREAK);
 src -> dir :: Classifier(34/0050, -);
 rw :: IPRewriter(pattern 192.0.2.1 1024-65535 - - 0 1, pattern 192.0.2.2 - - - 1 0, SEED 1);
 dir[0] -> [1]rw;
