@@ -139,6 +139,17 @@ impl PacketSocket {
         self.ifindex
     }
 
+    /// The socket's descriptor (for its rings).
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Whether the kernel leaves out the frames this host sends (a ring then holds only received ones).
+    pub(crate) fn kernel_skips_outgoing(&self) -> bool {
+        self.kernel_skips || !self.skip_outgoing
+    }
+
     /// Receives up to `bufs.len()` frames, each into one buffer; `lens[i]` is the frame's full length (it
     /// may exceed the buffer: the frame was truncated). Returns how many (0: nothing waiting).
     pub fn recv_batch(&self, bufs: &mut [&mut [u8]], lens: &mut [usize]) -> io::Result<usize> {

@@ -1,8 +1,11 @@
 //! `FromDevice`: a live Ethernet interface's frames over AF_PACKET, a burst per `recvmmsg`.
 
 use super::af_packet_unsafe::PacketSocket;
+use super::ring_unsafe::{RxRing, RxRingConfig, block_frame, block_frames};
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
+use nf_core::region_unsafe::Region;
 use nf_core::{Element, Outputs, Packet, Timestamp};
+use std::sync::Arc;
 
 use nf_core::element::ElementClass;
 use nf_core::{Args, ConfigError};
@@ -11,9 +14,16 @@ use nf_core::{Args, ConfigError};
 const FRAME: usize = 2048 - 128;
 
 /// Receives every frame of an interface (AF_PACKET, promiscuous to what the interface sees; frames this
-/// host sends on it are not seen) and pushes them on output 0, a burst per `recvmmsg`. Sharded
-/// (`nf run --shards N`), each shard's socket joins one `PACKET_FANOUT_HASH` group: the kernel hands each
-/// flow to one shard.
+/// host sends on it are not seen) and pushes them on output 0. Sharded (`nf run --shards N`), each shard's
+/// socket joins one `PACKET_FANOUT_HASH` group: the kernel hands each flow to one shard.
+///
+/// Zero copy (`RING true`, the default): the socket's frames arrive in a `PACKET_RX_RING` (TPACKET_V3)
+/// mapped once, in blocks the kernel fills and hands over whole; a frame of `COPYBREAK` bytes or more
+/// becomes a packet that points into its block (no copy, no system call per burst), shorter ones are copied.
+/// A block goes back to the kernel when its last packet is dropped. The kernel fills blocks in ring order,
+/// so a graph that holds packets long would stall it: while half the ring's blocks are held, frames are
+/// copied instead (counted in `copied_held`). Where a ring cannot be had (an old kernel), or with
+/// `RING false`, frames are read with `recvmmsg`, a burst per system call, and copied.
 ///
 /// On virtual interfaces (veth, tap) the kernel leaves checksums to offload: turn it off on the hosts
 /// whose traffic crosses the graph (`ethtool -K IFACE tx off`), or frames arrive with partial checksums
@@ -23,10 +33,13 @@ const FRAME: usize = 2048 - 128;
 /// No input, one push output. A task.
 ///
 /// # Arguments
-/// `DEVNAME` (mandatory); `BURST` (default 32, at most 64).
+/// `DEVNAME` (mandatory); `BURST` (default 32, at most 64); `RING` (default true); `COPYBREAK` (bytes,
+/// default 256).
 ///
 /// # Handlers
-/// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors` (read).
+/// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors`, `ring` (true when the ring is
+/// in use), `borrowed` (frames handed out in place), `copied_held` (frames copied because too many blocks
+/// were held) (read).
 ///
 /// # Example
 /// A graph between two interfaces (run as root: `nf run bridge.click`); building it checks the
@@ -41,7 +54,14 @@ const FRAME: usize = 2048 - 128;
 pub struct FromDevice {
     ifname: String,
     burst: usize,
+    use_ring: bool,
+    copy_below: usize,
     sock: Option<PacketSocket>,
+    ring: Option<RxRing>,
+    /// The block being read: its region, the offset of its next frame header, frames left.
+    block: Option<(Arc<Region>, usize, usize)>,
+    borrowed: u64,
+    copied_held: u64,
     slab: Vec<u8>,
     lens: Vec<usize>,
     count: u64,
@@ -66,7 +86,13 @@ impl FromDevice {
         FromDevice {
             ifname: ifname.into(),
             burst: 32,
+            use_ring: true,
+            copy_below: 256,
             sock: None,
+            ring: None,
+            block: None,
+            borrowed: 0,
+            copied_held: 0,
             slab: Vec::new(),
             lens: Vec::new(),
             count: 0,
@@ -81,6 +107,82 @@ impl FromDevice {
         self.burst = n.clamp(1, 64);
         self
     }
+    /// Receive through a `PACKET_RX_RING` (zero copy) when the kernel offers one (the default), or with
+    /// `recvmmsg`.
+    pub fn ring(mut self, on: bool) -> Self {
+        self.use_ring = on;
+        self
+    }
+    /// Frames shorter than `bytes` are copied out of the ring, longer ones borrowed.
+    pub fn copybreak(mut self, bytes: usize) -> Self {
+        self.copy_below = bytes;
+        self
+    }
+
+    /// A burst from the ring: frames of the block being read (the next one the kernel handed over when it
+    /// is done), borrowed or copied. Returns how many were pushed.
+    fn read_ring(&mut self, out: &mut Outputs) -> usize {
+        let o = out.port(0);
+        let mut pushed = 0;
+        let Some(ring) = self.ring.as_mut() else {
+            return 0;
+        };
+        let frame_room = ring.config().frame_size;
+        // Copy instead of borrowing while half the ring is held by packets.
+        let crowded = ring.held() > ring.config().blocks / 2;
+        nf_core::pool::with_local(|pool| {
+            while pushed < self.burst {
+                if self.block.as_ref().is_none_or(|b| b.2 == 0) {
+                    self.block = None;
+                    let Some(region) = ring.next_block() else {
+                        break;
+                    };
+                    match block_frames(region.bytes()) {
+                        Some((n, first)) if n > 0 => self.block = Some((region, first, n)),
+                        _ => continue,
+                    }
+                }
+                let Some((region, at, left)) = self.block.as_mut() else {
+                    break;
+                };
+                let Some(f) = block_frame(region.bytes(), *at) else {
+                    // A header the kernel did not write as documented: the rest of the block is skipped.
+                    self.errors += 1;
+                    *left = 0;
+                    continue;
+                };
+                *left -= 1;
+                *at += f.next;
+                if f.next == 0 {
+                    *left = 0;
+                }
+                if f.snaplen < f.len || f.len > frame_room {
+                    self.truncated += 1;
+                    continue;
+                }
+                let frame = f.start..f.start + f.snaplen;
+                let p = if f.snaplen >= self.copy_below && !crowded {
+                    self.borrowed += 1;
+                    // The frame's header in front of it is its headroom.
+                    Packet::borrowed(region, frame, nf_core::pool::DEFAULT_HEADROOM)
+                } else {
+                    self.copied_held += u64::from(crowded && f.snaplen >= self.copy_below);
+                    region
+                        .bytes()
+                        .get(frame)
+                        .map(|d| Packet::from_slice_in(pool, d))
+                };
+                if let Some(mut p) = p {
+                    p.anno.timestamp = Timestamp(f.nanos);
+                    self.count += 1;
+                    self.bytes += f.snaplen as u64;
+                    o.push(p);
+                    pushed += 1;
+                }
+            }
+        });
+        pushed
+    }
 }
 
 const FROM_HANDLERS: &[HandlerSpec] = &[
@@ -88,6 +190,12 @@ const FROM_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("byte_count", "bytes received"),
     HandlerSpec::read("truncated", "frames longer than the buffer, dropped"),
     HandlerSpec::read("errors", "receive errors"),
+    HandlerSpec::read("ring", "whether frames come through a PACKET_RX_RING"),
+    HandlerSpec::read("borrowed", "frames handed out in place (zero copy)"),
+    HandlerSpec::read(
+        "copied_held",
+        "frames copied because too many ring blocks were held",
+    ),
 ];
 
 impl Element for FromDevice {
@@ -107,15 +215,34 @@ impl Element for FromDevice {
             s.join_fanout(group)
                 .map_err(|e| format!("FromDevice({}): fanout: {e}", self.ifname))?;
         }
+        if self.use_ring && s.kernel_skips_outgoing() {
+            // Best effort: without a ring (an old kernel, a locked-memory limit) frames come by recvmmsg.
+            self.ring = RxRing::new(s.as_fd(), RxRingConfig::default()).ok();
+        }
         self.sock = Some(s);
-        self.slab = vec![0u8; FRAME * self.burst];
-        self.lens = vec![0; self.burst];
+        if self.ring.is_none() {
+            self.slab = vec![0u8; FRAME * self.burst];
+            self.lens = vec![0; self.burst];
+        }
         Ok(())
     }
     fn is_task(&self) -> bool {
         true
     }
     fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+        if self.ring.is_some() {
+            if self.read_ring(out) > 0 {
+                self.idle = 0;
+                return TaskStatus::Busy;
+            }
+            self.idle += 1;
+            if self.idle > 16
+                && let Some(sock) = self.sock.as_ref()
+            {
+                sock.wait_readable(1);
+            }
+            return TaskStatus::Idle;
+        }
         let Some(sock) = self.sock.as_ref() else {
             return TaskStatus::Done;
         };
@@ -167,10 +294,16 @@ impl Element for FromDevice {
             && old.ifname == self.ifname
             && old.sock.is_some()
         {
-            // The new socket goes to the old element, closed with it off the router's thread.
+            // The new socket goes to the old element, closed with it off the router's thread; the ring
+            // (and the block being read) comes with the socket it belongs to.
             std::mem::swap(&mut self.sock, &mut old.sock);
+            std::mem::swap(&mut self.ring, &mut old.ring);
+            std::mem::swap(&mut self.block, &mut old.block);
+            std::mem::swap(&mut self.slab, &mut old.slab);
+            std::mem::swap(&mut self.lens, &mut old.lens);
             (self.count, self.bytes, self.truncated, self.errors) =
                 (old.count, old.bytes, old.truncated, old.errors);
+            (self.borrowed, self.copied_held) = (old.borrowed, old.copied_held);
         }
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
@@ -182,6 +315,9 @@ impl Element for FromDevice {
             "byte_count" => Some(self.bytes.to_string()),
             "truncated" => Some(self.truncated.to_string()),
             "errors" => Some(self.errors.to_string()),
+            "ring" => Some(self.ring.is_some().to_string()),
+            "borrowed" => Some(self.borrowed.to_string()),
+            "copied_held" => Some(self.copied_held.to_string()),
             _ => None,
         }
     }
@@ -189,10 +325,16 @@ impl Element for FromDevice {
 
 impl ElementClass for FromDevice {
     const NAME: &'static str = "FromDevice";
-    const DOC: &'static str = "receives an interface's frames over AF_PACKET (DEVNAME, BURST)";
+    const DOC: &'static str =
+        "receives an interface's frames over AF_PACKET (DEVNAME, BURST, RING, COPYBREAK)";
     fn configure(a: &mut Args) -> Result<Self, ConfigError> {
         let dev: String = a.read_mp("DEVNAME")?;
         let burst: usize = a.read_or("BURST", 32)?;
-        Ok(FromDevice::new(dev).burst(burst))
+        let ring: bool = a.read_or("RING", true)?;
+        let copybreak: usize = a.read_or("COPYBREAK", 256)?;
+        Ok(FromDevice::new(dev)
+            .burst(burst)
+            .ring(ring)
+            .copybreak(copybreak))
     }
 }

@@ -9,6 +9,7 @@ mod from_tap;
 mod mmap_unsafe;
 pub mod pcap;
 pub(crate) mod poll_unsafe;
+pub(crate) mod ring_unsafe;
 mod tap;
 mod to_device;
 mod to_pcap;
