@@ -61,22 +61,32 @@ fn frames(n: usize, size: SizeMix) -> Vec<Vec<u8>> {
     (0..n).map(|_| g.next_frame().to_vec()).collect()
 }
 
-/// A router sending `frames` out of `dev` once.
-fn sender(dev: &str, frames: &[Vec<u8>]) -> Router {
+/// A router sending `frames` out of `dev` once (through a TX ring, or with sendmmsg).
+fn sender_with(dev: &str, frames: &[Vec<u8>], ring: bool) -> Router {
     let mut g = Graph::new();
     let src = g.add(
         "src",
         Replay::from_frames(frames).limit(frames.len() as u64),
     );
-    let out = g.add("out", ToDevice::new(dev));
+    let out = g.add("out", ToDevice::new(dev).ring(ring));
     g.connect(src.id(), 0, out.id(), 0);
-    Router::new(g).unwrap()
+    let r = Router::new(g).unwrap();
+    assert_eq!(r.read_handler("out", "ring").unwrap(), ring.to_string());
+    r
+}
+
+fn sender(dev: &str, frames: &[Vec<u8>]) -> Router {
+    sender_with(dev, frames, true)
 }
 
 /// A router receiving from `dev` into a `Keep`.
 fn receiver(dev: &str, kept: &Arc<Mutex<Vec<Packet>>>) -> Router {
+    receiver_with(dev, kept, true)
+}
+
+fn receiver_with(dev: &str, kept: &Arc<Mutex<Vec<Packet>>>, ring: bool) -> Router {
     let mut g = Graph::new();
-    let src = g.add("src", FromDevice::new(dev).copybreak(100));
+    let src = g.add("src", FromDevice::new(dev).copybreak(100).ring(ring));
     let k = g.add("k", Keep(kept.clone()));
     g.connect(src.id(), 0, k.id(), 0);
     Router::new(g).unwrap()
@@ -97,27 +107,34 @@ fn handler(r: &Router, h: &str) -> u64 {
 
 #[test]
 fn frames_arrive_in_the_ring_in_place_whole_and_in_order() {
-    let v = Veth::new("o");
-    let sent = frames(3000, SizeMix::Imix);
-    let kept = Arc::new(Mutex::new(Vec::new()));
-    let mut rx = receiver(&v.0, &kept);
-    assert_eq!(rx.read_handler("src", "ring").unwrap(), "true");
-    let mut tx = sender(&v.1, &sent);
-    exchange(&mut tx, &mut rx, &kept, sent.len());
-    let got = std::mem::take(&mut *kept.lock().unwrap());
-    assert_eq!(got.len(), sent.len(), "every frame once");
-    for (i, (p, f)) in got.iter().zip(&sent).enumerate() {
-        assert_eq!(p.data(), &f[..], "frame {i}");
+    // Both rings (receive and transmit), then each alone, then neither (recvmmsg and sendmmsg).
+    for (rx_ring, tx_ring) in [(true, true), (true, false), (false, true), (false, false)] {
+        let v = Veth::new("o");
+        let sent = frames(3000, SizeMix::Imix);
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let mut rx = receiver_with(&v.0, &kept, rx_ring);
+        assert_eq!(rx.read_handler("src", "ring").unwrap(), rx_ring.to_string());
+        let mut tx = sender_with(&v.1, &sent, tx_ring);
+        exchange(&mut tx, &mut rx, &kept, sent.len());
+        let got = std::mem::take(&mut *kept.lock().unwrap());
+        let case = format!("rx ring {rx_ring}, tx ring {tx_ring}");
+        assert_eq!(got.len(), sent.len(), "{case}: every frame once");
         assert_eq!(
-            p.is_borrowed(),
-            f.len() >= 100,
-            "frame {i}: {} bytes",
-            f.len()
+            tx.read_handler("out", "count").unwrap(),
+            sent.len().to_string()
         );
+        for (i, (p, f)) in got.iter().zip(&sent).enumerate() {
+            assert_eq!(p.data(), &f[..], "{case}: frame {i}");
+            assert_eq!(
+                p.is_borrowed(),
+                rx_ring && f.len() >= 100,
+                "{case}: frame {i}"
+            );
+        }
+        let borrowed = got.iter().filter(|p| p.is_borrowed()).count() as u64;
+        assert_eq!(handler(&rx, "borrowed"), borrowed);
+        assert_eq!(handler(&rx, "copied_held"), 0);
     }
-    let borrowed = got.iter().filter(|p| p.is_borrowed()).count() as u64;
-    assert_eq!(handler(&rx, "borrowed"), borrowed);
-    assert_eq!(handler(&rx, "copied_held"), 0);
 }
 
 #[test]

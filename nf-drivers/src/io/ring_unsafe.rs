@@ -288,3 +288,103 @@ pub(crate) fn block_frame(block: &[u8], at: usize) -> Option<RxFrame> {
         next,
     })
 }
+
+/// Offset of a TX frame's data in its slot: the aligned `tpacket2_hdr` (the kernel's `tp_hdrlen` minus the
+/// `sockaddr_ll` it reserves for receive rings only).
+const TX_DATA: usize = 32;
+
+/// A TPACKET_V2 transmit ring on a socket: frame slots the process fills (status `TP_STATUS_AVAILABLE`)
+/// and marks `TP_STATUS_SEND_REQUEST`; one `send` then has the kernel send every marked slot.
+pub(crate) struct TxRing {
+    map: Mapping,
+    fd: std::os::fd::RawFd,
+    frame_size: usize,
+    frames: usize,
+    next: usize,
+}
+
+impl std::fmt::Debug for TxRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxRing")
+            .field("frames", &self.frames)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl TxRing {
+    /// Switches the socket to TPACKET_V2 and maps a transmit ring of `frames` slots of `frame_size` bytes
+    /// (the socket must outlive the ring: it is the socket's element that owns both).
+    pub(crate) fn new(fd: BorrowedFd<'_>, frame_size: usize, frames: usize) -> io::Result<TxRing> {
+        let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        setopt(fd, libc::PACKET_VERSION, &version)?;
+        let block = 64 << 10;
+        let per_block = block / frame_size;
+        let blocks = frames.div_ceil(per_block.max(1));
+        let req = libc::tpacket_req {
+            tp_block_size: block as u32,
+            tp_block_nr: blocks as u32,
+            tp_frame_size: frame_size as u32,
+            tp_frame_nr: (blocks * per_block) as u32,
+        };
+        setopt(fd, libc::PACKET_TX_RING, &req)?;
+        let map = Mapping::new(fd, block * blocks)?;
+        Ok(TxRing {
+            map,
+            fd: fd.as_raw_fd(),
+            frame_size,
+            frames: blocks * per_block,
+            next: 0,
+        })
+    }
+
+    /// The largest frame a slot takes.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.frame_size - TX_DATA
+    }
+
+    /// Copies `frame` into the next free slot and marks it for sending; false if the ring is full (every
+    /// slot still the kernel's) or the frame is larger than a slot.
+    pub(crate) fn put(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > self.max_frame() {
+            return false;
+        }
+        let at = self.next * self.frame_size;
+        let status = self.map.status(at);
+        let s = status.load(Ordering::Acquire);
+        if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING) != 0 {
+            return false;
+        }
+        // SAFETY: slot `next` lies within the mapping (`frames` slots of `frame_size` bytes); its status is
+        // neither SEND_REQUEST nor SENDING (read with Acquire ordering), so the kernel has finished with it
+        // and touches it again only after the Release store below; `frame` fits after the slot's header
+        // (checked above). No other reference to the slot exists: the ring is `&mut self`.
+        unsafe {
+            let dst = self.map.ptr.as_ptr().add(at + TX_DATA);
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+            let hdr = self.map.ptr.as_ptr().add(at);
+            // tp_len and tp_snaplen, after the status word.
+            hdr.add(4).cast::<u32>().write(frame.len() as u32);
+            hdr.add(8).cast::<u32>().write(frame.len() as u32);
+        }
+        status.store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.next = (self.next + 1) % self.frames;
+        true
+    }
+
+    /// Has the kernel send every slot marked since the last flush (one system call, not waiting).
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        // SAFETY: a send with no buffer on a socket descriptor that the ring's owner keeps open; the
+        // kernel reads the marked slots of the mapped ring.
+        let r = unsafe { libc::send(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(()),
+                _ => Err(e),
+            };
+        }
+        Ok(())
+    }
+}

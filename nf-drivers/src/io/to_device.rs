@@ -1,23 +1,29 @@
 //! `ToDevice`: frames out of a live Ethernet interface over AF_PACKET, a batch per `sendmmsg`.
 
 use super::af_packet_unsafe::PacketSocket;
+use super::ring_unsafe::TxRing;
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
 use nf_core::{Batch, Element, Outputs};
 
 use nf_core::element::ElementClass;
 use nf_core::{Args, ConfigError};
 
-/// Sends every packet it gets out of an interface (AF_PACKET), a batch per `sendmmsg`. Frames the
-/// kernel has no room for are counted and dropped, never queued without bound.
+/// Sends every packet it gets out of an interface (AF_PACKET). Frames the kernel has no room for are
+/// counted and dropped, never queued without bound.
+///
+/// With `RING true` (the default) a batch is copied into the slots of a `PACKET_TX_RING` mapped once
+/// (the one copy a send needs, straight from the packets, borrowed or not) and sent with one system call
+/// that copies nothing; a full ring drops. Where a ring cannot be had, or with `RING false`, a batch goes
+/// per `sendmmsg`.
 ///
 /// # Ports
 /// One input (push, or pull: then a task pulling `BURST` at a time), no output.
 ///
 /// # Arguments
-/// `DEVNAME` (mandatory); `BURST` (pull context, default 32).
+/// `DEVNAME` (mandatory); `BURST` (pull context, default 32); `RING` (default true).
 ///
 /// # Handlers
-/// `count`, `byte_count`, `dropped`, `errors` (read).
+/// `count`, `byte_count`, `dropped`, `errors`, `ring` (true when the ring is in use) (read).
 ///
 /// # Example
 /// A graph between two interfaces (run as root: `nf run bridge.click`); building it checks the
@@ -33,6 +39,8 @@ pub struct ToDevice {
     ifname: String,
     burst: usize,
     sock: Option<PacketSocket>,
+    use_ring: bool,
+    ring: Option<TxRing>,
     pulling: bool,
     scratch: Batch,
     count: u64,
@@ -57,6 +65,8 @@ impl ToDevice {
             ifname: ifname.into(),
             burst: 32,
             sock: None,
+            use_ring: true,
+            ring: None,
             pulling: false,
             scratch: Batch::new(),
             count: 0,
@@ -71,7 +81,38 @@ impl ToDevice {
         self
     }
 
+    /// Send through a `PACKET_TX_RING` when the kernel offers one (the default), or with `sendmmsg`.
+    pub fn ring(mut self, on: bool) -> Self {
+        self.use_ring = on;
+        self
+    }
+
     fn send(&mut self, batch: &mut Batch) {
+        if let Some(ring) = self.ring.as_mut() {
+            let mut flushed = false;
+            for p in batch.iter() {
+                let mut ok = ring.put(p.data());
+                if !ok && !flushed && p.len() <= ring.max_frame() {
+                    // Full: have the kernel send what is marked, then try once more.
+                    flushed = true;
+                    if ring.flush().is_err() {
+                        self.errors += 1;
+                    }
+                    ok = ring.put(p.data());
+                }
+                if ok {
+                    self.count += 1;
+                    self.bytes += p.len() as u64;
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            if ring.flush().is_err() {
+                self.errors += 1;
+            }
+            batch.clear();
+            return;
+        }
         let Some(sock) = self.sock.as_ref() else {
             self.dropped += batch.len() as u64;
             batch.clear();
@@ -103,6 +144,7 @@ const TO_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read("byte_count", "bytes sent"),
     HandlerSpec::read("dropped", "frames the kernel had no room for"),
     HandlerSpec::read("errors", "send errors"),
+    HandlerSpec::read("ring", "whether frames go through a PACKET_TX_RING"),
 ];
 
 impl Element for ToDevice {
@@ -115,6 +157,10 @@ impl Element for ToDevice {
     fn initialize(&mut self, ctx: &InitContext<'_>) -> Result<(), String> {
         let s = PacketSocket::open(&self.ifname)
             .map_err(|e| format!("ToDevice({}): {e}", self.ifname))?;
+        if self.use_ring {
+            // Best effort: without a ring, sendmmsg.
+            self.ring = TxRing::new(s.as_fd(), 2048, 1024).ok();
+        }
         self.sock = Some(s);
         self.pulling = ctx.pull_inputs & 1 != 0;
         Ok(())
@@ -144,6 +190,7 @@ impl Element for ToDevice {
         {
             // The new socket goes to the old element, closed with it off the router's thread.
             std::mem::swap(&mut self.sock, &mut old.sock);
+            std::mem::swap(&mut self.ring, &mut old.ring);
             (self.count, self.bytes, self.dropped, self.errors) =
                 (old.count, old.bytes, old.dropped, old.errors);
         }
@@ -157,6 +204,7 @@ impl Element for ToDevice {
             "byte_count" => Some(self.bytes.to_string()),
             "dropped" => Some(self.dropped.to_string()),
             "errors" => Some(self.errors.to_string()),
+            "ring" => Some(self.ring.is_some().to_string()),
             _ => None,
         }
     }
@@ -164,10 +212,12 @@ impl Element for ToDevice {
 
 impl ElementClass for ToDevice {
     const NAME: &'static str = "ToDevice";
-    const DOC: &'static str = "sends frames out of an interface over AF_PACKET (DEVNAME, BURST)";
+    const DOC: &'static str =
+        "sends frames out of an interface over AF_PACKET (DEVNAME, BURST, RING)";
     fn configure(a: &mut Args) -> Result<Self, ConfigError> {
         let dev: String = a.read_mp("DEVNAME")?;
         let burst: usize = a.read_or("BURST", 32)?;
-        Ok(ToDevice::new(dev).burst(burst))
+        let ring: bool = a.read_or("RING", true)?;
+        Ok(ToDevice::new(dev).burst(burst).ring(ring))
     }
 }
