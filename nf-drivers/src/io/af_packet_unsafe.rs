@@ -251,6 +251,26 @@ impl PacketSocket {
         Ok(sent)
     }
 
+    /// Frames the kernel dropped for this socket since the last call (its receive queue or ring full),
+    /// from `PACKET_STATISTICS` (which the kernel resets on every read).
+    pub(crate) fn take_drops(&self) -> u64 {
+        // The larger of the two layouts (TPACKET_V3's adds a freeze count after packets and drops).
+        let mut st = [0u32; 3];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `st`, which is live and that large, and
+        // stores the length it wrote into `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r < 0 { 0 } else { u64::from(st[1]) }
+    }
+
     /// Waits until a frame can be read, at most `timeout_ms` milliseconds.
     pub fn wait_readable(&self, timeout_ms: i32) {
         use std::os::fd::AsFd;

@@ -39,7 +39,7 @@ const FRAME: usize = 2048 - 128;
 /// # Handlers
 /// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors`, `ring` (true when the ring is
 /// in use), `borrowed` (frames handed out in place), `copied_held` (frames copied because too many blocks
-/// were held) (read).
+/// were held), `kernel_drops` (frames the kernel dropped, its queue or ring full) (read).
 ///
 /// # Example
 /// A graph between two interfaces (run as root: `nf run bridge.click`); building it checks the
@@ -62,6 +62,8 @@ pub struct FromDevice {
     block: Option<(Arc<Region>, usize, usize)>,
     borrowed: u64,
     copied_held: u64,
+    /// Frames the kernel dropped (read from the socket when the handler is read).
+    kernel_drops: std::cell::Cell<u64>,
     slab: Vec<u8>,
     lens: Vec<usize>,
     count: u64,
@@ -93,6 +95,7 @@ impl FromDevice {
             block: None,
             borrowed: 0,
             copied_held: 0,
+            kernel_drops: std::cell::Cell::new(0),
             slab: Vec::new(),
             lens: Vec::new(),
             count: 0,
@@ -195,6 +198,10 @@ const FROM_HANDLERS: &[HandlerSpec] = &[
     HandlerSpec::read(
         "copied_held",
         "frames copied because too many ring blocks were held",
+    ),
+    HandlerSpec::read(
+        "kernel_drops",
+        "frames the kernel dropped: its queue or ring was full",
     ),
 ];
 
@@ -318,6 +325,11 @@ impl Element for FromDevice {
             "ring" => Some(self.ring.is_some().to_string()),
             "borrowed" => Some(self.borrowed.to_string()),
             "copied_held" => Some(self.copied_held.to_string()),
+            "kernel_drops" => {
+                let more = self.sock.as_ref().map_or(0, PacketSocket::take_drops);
+                self.kernel_drops.set(self.kernel_drops.get() + more);
+                Some(self.kernel_drops.get().to_string())
+            }
             _ => None,
         }
     }

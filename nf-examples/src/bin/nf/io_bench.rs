@@ -1,5 +1,6 @@
 //! `nf bench rx`: how many frames per second a receive path takes from an interface: the SDK's
-//! `FromDevice` (AF_PACKET, `recvmmsg` bursts) or smoltcp's `RawSocket` (one frame per call).
+//! `FromDevice` (AF_PACKET: a `PACKET_RX_RING` read in place, or `recvmmsg` bursts) or smoltcp's
+//! `RawSocket` (one frame per call).
 
 use nf_core::{Registry, Router};
 use smoltcp::phy::{Device, Medium, RawSocket, RxToken};
@@ -19,6 +20,9 @@ pub struct RxArgs {
     /// Use smoltcp's RawSocket instead of FromDevice.
     #[arg(long)]
     smoltcp: bool,
+    /// FromDevice with `recvmmsg` bursts instead of its receive ring.
+    #[arg(long)]
+    no_ring: bool,
 }
 
 /// Receives from the interface for the given seconds and prints frames/s.
@@ -43,7 +47,10 @@ pub fn bench_rx(o: RxArgs, reg: &Registry) -> Result<(), String> {
         }
         (frames, bytes, t0.elapsed().as_secs_f64())
     } else {
-        let text = format!("FromDevice({dev}, BURST 64) -> c :: Counter -> Discard;");
+        let text = format!(
+            "src :: FromDevice({dev}, BURST 64, RING {}) -> c :: Counter -> Discard;",
+            !o.no_ring
+        );
         let cfg = nf_core::Config::parse("bench-rx", &text, &Default::default())
             .map_err(|e| e.to_string())?;
         let mut r =
@@ -57,20 +64,29 @@ pub fn bench_rx(o: RxArgs, reg: &Registry) -> Result<(), String> {
         let t0 = Instant::now();
         r.run().map_err(|e| e.to_string())?;
         let dt = t0.elapsed().as_secs_f64();
+        let get_src = |h: &str| -> u64 {
+            r.read_handler("src", h)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
         let get = |h: &str| -> u64 {
             r.read_handler("c", h)
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
+        println!("kernel drops: {}", get_src("kernel_drops"));
         (get("count"), get("byte_count"), dt)
     };
     println!(
         "{} on {dev}: {frames} frames, {:.3} Mframes/s, {:.1} MB/s over {dt:.2} s",
         if use_smoltcp {
             "smoltcp RawSocket"
-        } else {
+        } else if o.no_ring {
             "FromDevice (AF_PACKET recvmmsg)"
+        } else {
+            "FromDevice (AF_PACKET PACKET_RX_RING)"
         },
         frames as f64 / dt / 1e6,
         bytes as f64 / dt / 1e6
