@@ -253,11 +253,17 @@ impl Batch {
             }
             return;
         }
-        for (p, &port) in self.pkts.drain(..).zip(&ports[..n]) {
-            if port != NONE {
-                out.push(usize::from(port), p);
+        // The dropped packets go back to the pool whole, in one borrow of it for the batch.
+        let pkts = &mut self.pkts;
+        crate::pool::with_local(|pool| {
+            for (p, &port) in pkts.drain(..).zip(&ports[..n]) {
+                if port != NONE {
+                    out.push(usize::from(port), p);
+                } else {
+                    pool.keep_one(p);
+                }
             }
-        }
+        });
     }
 
     /// [`classify_to`](Self::classify_to) for batches larger than its array of choices: one packet at a

@@ -231,6 +231,23 @@ impl LocalPool<'_> {
         }
     }
 
+    /// Takes one packet back: kept whole when it holds a whole pooled buffer and there is room, else its
+    /// buffer given back (a borrowed packet lets go of its region).
+    #[inline]
+    pub(crate) fn keep_one(&mut self, mut pk: Packet) {
+        if let Some(p) = self.pool.as_mut()
+            && pk.poolable()
+            && p.shells.len() + p.bufs.len() < MAX_POOLED
+        {
+            p.stats.recycled += 1;
+            p.shells.push(pk);
+            return;
+        }
+        if let Some(b) = pk.take_buffer() {
+            self.give(b);
+        }
+    }
+
     /// Takes every packet of `pkts` back: whole, in one copy, when they all hold whole pooled buffers and
     /// there is room; else the whole ones kept one by one and the others' buffers given back (a borrowed
     /// packet lets go of its region). Leaves `pkts` empty.
