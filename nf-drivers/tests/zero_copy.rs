@@ -182,3 +182,49 @@ fn damaged_files_end_the_run_with_an_error_after_the_whole_records() {
         }
     }
 }
+
+/// `COPYBREAK auto` (the default): frames of mixed sizes are all borrowed once a burst has shown the mix
+/// (a batch of copied and borrowed packets costs more than the copies save), frames all small are all
+/// copied.
+#[test]
+fn the_default_borrows_mixed_traffic_whole_and_copies_small_frames() {
+    let mixed = tmp("auto-imix.pcap");
+    let frames = imix(&mixed, 640);
+    let small = tmp("auto-64.pcap");
+    {
+        let mut g = TrafficGen::new(TrafficConfig {
+            flows: 40,
+            ..Default::default()
+        });
+        let mut w =
+            PcapFileWriter::create(&small, 65535, true, pcap_file::DataLink::ETHERNET).unwrap();
+        for i in 0..640 {
+            w.write(Timestamp(i), g.next_frame()).unwrap();
+        }
+        w.close().unwrap();
+    }
+    for (path, want_borrowed) in [(&mixed, true), (&small, false)] {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let mut g = Graph::new();
+        let src = g.add("src", FromPcap::new(path).burst(32));
+        let k = g.add("k", Keep(kept.clone()));
+        g.connect(src.id(), 0, k.id(), 0);
+        Router::new(g).unwrap().run().unwrap();
+        let held = kept.lock().unwrap();
+        assert_eq!(held.len(), 640);
+        // The first burst goes by the threshold (256 bytes); every later one by what the last one held.
+        for (i, p) in held.iter().enumerate().skip(32) {
+            assert_eq!(
+                p.is_borrowed(),
+                want_borrowed,
+                "{}: packet {i}",
+                path.display()
+            );
+        }
+        if want_borrowed {
+            for (p, f) in held.iter().zip(&frames).take(32) {
+                assert_eq!(p.is_borrowed(), f.len() >= 256);
+            }
+        }
+    }
+}

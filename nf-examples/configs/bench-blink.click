@@ -1,7 +1,7 @@
 // Benchmark: BlinkDetector over 100 monitored prefixes (98 /24s, a /16 and 192.168.0.0/24: every packet of
 // the generated traffic matches one) on a capture (`FILE=x.pcap`); every next hop goes to Discard.
-// Frames shorter than COPYBREAK bytes are copied, longer ones borrowed from the mapped file.
-define($COPYBREAK 256);
+// COPYBREAK: auto, or the size (bytes) from which frames are borrowed from the mapped file, not copied.
+define($COPYBREAK auto);
 src :: FromPcap($FILE, BURST 64, COPYBREAK $COPYBREAK);
 src -> blink :: BlinkDetector(
     PREFIX 10.0.0.0/24 1 2 3,

@@ -1,5 +1,5 @@
 // Benchmark: read a capture and drop every packet (`nf run ... FILE=x.pcap`).
-// Frames shorter than COPYBREAK bytes are copied, longer ones borrowed from the mapped file.
-define($COPYBREAK 256);
+// COPYBREAK: auto, or the size (bytes) from which frames are borrowed from the mapped file, not copied.
+define($COPYBREAK auto);
 src :: FromPcap($FILE, BURST 64, COPYBREAK $COPYBREAK);
 src -> Discard;

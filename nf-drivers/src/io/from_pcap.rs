@@ -13,6 +13,12 @@ use std::sync::Arc;
 /// frame costs less than counting a reference to the mapped file for it, and leaves it writable.
 pub const DEFAULT_COPYBREAK: usize = 256;
 
+/// With the default (`COPYBREAK auto`), a burst borrows every frame when more than one in this many of the
+/// previous burst's frames were borrowed: a batch that mixes copied and borrowed packets costs a
+/// mispredicted branch or two per packet (which way each frame goes is a coin toss), more than the copies
+/// of its small frames save.
+const MIXED: usize = 4;
+
 /// Headroom a borrowed packet is given in front of its frame (bytes of the file before it: free space
 /// until written, when the packet is copied with it).
 const HEADROOM: usize = nf_core::pool::DEFAULT_HEADROOM;
@@ -39,12 +45,14 @@ pub enum Passes {
 /// scheduling round, with the capture timestamps as timestamp annotations. For raw-IP and Linux-cooked
 /// captures the network-header annotation is set.
 ///
-/// Zero copy: a frame of `COPYBREAK` bytes or more (default 256) becomes a packet that points into the
-/// mapped file ([`Packet::borrowed`](nf_core::Packet::borrowed)): nothing is copied unless an element
-/// writes to it, and then only that packet, once (copy-on-write; counted in the pool's `unshared`). The
-/// mapping stays until the last such packet is dropped, however long the graph or the user holds it. A
-/// shorter frame is copied into a pooled buffer, which costs less than sharing for a small frame.
-/// `COPYBREAK 0` borrows every frame.
+/// Zero copy: a frame of `COPYBREAK` bytes or more becomes a packet that points into the mapped file
+/// ([`Packet::borrowed`](nf_core::Packet::borrowed)): nothing is copied unless an element writes to it,
+/// and then only that packet, once (copy-on-write; counted in the pool's `unshared`). The mapping stays
+/// until the last such packet is dropped, however long the graph or the user holds it. A shorter frame is
+/// copied into a pooled buffer, which costs less than sharing for a small frame. `COPYBREAK auto` (the
+/// default) copies frames under 256 bytes unless more than a quarter of the previous burst's frames were
+/// longer: then the burst borrows every frame, as a batch mixing copied and borrowed packets costs more
+/// than the copies save. `COPYBREAK 0` borrows every frame; a number fixes the threshold.
 ///
 /// When the file is exhausted the source is done and, with `STOP true` (the default, as Click's `STOP`),
 /// the run ends once the graph drains. `LOOP` reads the file again (timestamps keep increasing across
@@ -64,7 +72,7 @@ pub enum Passes {
 /// # Arguments
 /// `FILE` (mandatory); `STOP` (default true); `LOOP` (`true` for forever, or a number of passes; default 1);
 /// `BURST` (default 32); `TIMING` (default false: when true, replay at the capture's pace); `COPYBREAK`
-/// (bytes, default 256: shorter frames are copied, longer ones borrowed from the mapped file).
+/// (`auto`, the default, or bytes: shorter frames are copied, longer ones borrowed from the mapped file).
 ///
 /// # Handlers
 /// `count`, `byte_count`, `passes` (read); `error` (read: the failure that ended the source, if any).
@@ -97,6 +105,10 @@ pub struct FromPcap {
     region: Option<Arc<Region>>,
     /// Frames shorter than this are copied; longer ones borrowed from the mapped file.
     copy_below: usize,
+    /// `COPYBREAK auto`: a burst after one of mixed sizes borrows every frame.
+    adaptive: bool,
+    /// The last burst was mixed (`adaptive` only).
+    borrow_all: bool,
     cursor: Option<Cursor>,
     stop: bool,
     passes: Passes,
@@ -137,6 +149,8 @@ impl FromPcap {
             file: None,
             region: None,
             copy_below: DEFAULT_COPYBREAK,
+            adaptive: true,
+            borrow_all: false,
             cursor: None,
             stop: true,
             passes: Passes::Count(1),
@@ -178,10 +192,31 @@ impl FromPcap {
         self
     }
     /// Frames shorter than `bytes` are copied into pooled buffers, longer ones are borrowed from the mapped
-    /// file (zero copy); 0 borrows every frame, `usize::MAX` copies every one.
+    /// file (zero copy); 0 borrows every frame, `usize::MAX` copies every one. Without this call the
+    /// threshold is [`DEFAULT_COPYBREAK`] and adapts: a burst after a mixed one borrows every frame.
     pub fn copybreak(mut self, bytes: usize) -> Self {
         self.copy_below = bytes;
+        self.adaptive = false;
         self
+    }
+
+    /// The threshold for this burst, and the count of the frames it borrows, to update
+    /// [`FromPcap::borrow_all`] with after the burst.
+    #[inline]
+    fn copy_below_now(&self) -> usize {
+        if self.adaptive && self.borrow_all {
+            0
+        } else {
+            self.copy_below
+        }
+    }
+
+    /// After a burst of `n` frames of which `large` were at least the threshold long.
+    #[inline]
+    fn after_burst(&mut self, n: usize, large: usize) {
+        if self.adaptive && n > 0 {
+            self.borrow_all = large * MIXED > n;
+        }
     }
     /// Packets read.
     pub fn count(&self) -> u64 {
@@ -392,7 +427,9 @@ impl FromPcap {
             self.last_ts = c.timestamp_at(file, h);
         }
         let mut picked = self.selected[..k].iter();
-        let copy_below = self.copy_below;
+        let copy_below = self.copy_below_now();
+        let threshold = self.copy_below;
+        let mut large = 0;
         let data = file.bytes();
         nf_core::pool::with_local(|pool| {
             o.fill_frames(pool, k, self.l3, region, copy_below, HEADROOM, || {
@@ -402,10 +439,12 @@ impl FromPcap {
                     _ => Timestamp(s.time),
                 };
                 bytes += u64::from(s.len);
+                large += usize::from(s.len as usize >= threshold);
                 data.get(s.frame_at..s.frame_at + s.len as usize)
                     .map(|frame| (frame, stamp))
             });
         });
+        self.after_burst(k, large);
         self.end_round(k, bytes)
     }
 
@@ -432,7 +471,9 @@ impl FromPcap {
         let (me, n) = self.shard;
         let o = out.port(0);
         let mut bytes = 0u64;
-        let (burst, l3, copy_below) = (self.burst, self.l3, self.copy_below);
+        let (burst, l3, copy_below) = (self.burst, self.l3, self.copy_below_now());
+        let threshold = self.copy_below;
+        let mut large = 0;
         let produced = nf_core::pool::with_local(|pool| {
             o.fill_frames(pool, burst, l3, region, copy_below, HEADROOM, || {
                 loop {
@@ -458,6 +499,7 @@ impl FromPcap {
                             }
                             self.last_ts = r.timestamp;
                             bytes += r.data.len() as u64;
+                            large += usize::from(r.data.len() >= threshold);
                             return Some((r.data, Timestamp(r.timestamp.0 + self.pass_offset)));
                         }
                         Ok(None) => {
@@ -473,6 +515,7 @@ impl FromPcap {
                 }
             })
         });
+        self.after_burst(produced, large);
         self.end_round(produced, bytes)
     }
 }
@@ -500,12 +543,22 @@ impl ElementClass for FromPcap {
         };
         let burst: usize = a.read_or("BURST", 32)?;
         let timing: bool = a.read_or("TIMING", false)?;
-        let copybreak: usize = a.read_or("COPYBREAK", DEFAULT_COPYBREAK)?;
-        Ok(FromPcap::new(file)
+        let copybreak: String = a.read_or("COPYBREAK", "auto".to_string())?;
+        let src = FromPcap::new(file)
             .stop(stop)
             .passes(passes)
             .burst(burst)
-            .timing(timing)
-            .copybreak(copybreak))
+            .timing(timing);
+        Ok(match copybreak.as_str() {
+            "auto" => src,
+            n => match n.parse::<usize>() {
+                Ok(bytes) => src.copybreak(bytes),
+                Err(_) => {
+                    return Err(a.error(format!(
+                        "COPYBREAK must be auto or a number of bytes, not `{n}`"
+                    )));
+                }
+            },
+        })
     }
 }
