@@ -16,7 +16,7 @@ mod to_pcap;
 mod to_tap;
 
 pub use from_device::FromDevice;
-pub use from_pcap::{FromPcap, Passes};
+pub use from_pcap::{DEFAULT_COPYBREAK, FromPcap, Passes};
 pub use from_tap::FromTap;
 pub use to_device::ToDevice;
 pub use to_pcap::ToPcap;
