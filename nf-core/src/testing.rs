@@ -105,3 +105,31 @@ impl crate::Element for Recorder {
         }
     }
 }
+
+/// Packets a [`Keep`] holds, shared with the test that reads them.
+pub type Kept = std::sync::Arc<std::sync::Mutex<Vec<crate::Packet>>>;
+
+/// A sink (one push input) that keeps every packet it is given, whole, past the run and the router: to
+/// check what a source handed out (a borrowed packet still reads its region after its source is gone) or
+/// to hold packets as a slow graph would.
+#[derive(Debug, Default)]
+pub struct Keep(pub Kept);
+
+impl crate::Element for Keep {
+    fn class_name(&self) -> &'static str {
+        "Keep"
+    }
+    fn ports(&self) -> crate::PortSpec {
+        crate::PortSpec::new(
+            crate::PortCount::exactly(1),
+            crate::PortCount::exactly(0),
+            "h/",
+        )
+    }
+    fn push(&mut self, _port: usize, batch: &mut crate::Batch, _out: &mut crate::Outputs) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(batch.drain());
+    }
+}

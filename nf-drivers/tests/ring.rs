@@ -3,8 +3,9 @@
 //! the ring gets copies once half the ring is held, and every frame it holds keeps its bytes.
 
 use nf_core::elements::standard::Replay;
+use nf_core::testing::Keep;
 use nf_core::traffic::{SizeMix, TrafficConfig, TrafficGen};
-use nf_core::{Batch, Element, Graph, Outputs, Packet, PortCount, PortSpec, Router};
+use nf_core::{Graph, Packet, Router};
 use nf_drivers::io::{FromDevice, ToDevice};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -34,21 +35,6 @@ impl Veth {
 impl Drop for Veth {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
-
-/// A sink that keeps every packet it is given.
-struct Keep(Arc<Mutex<Vec<Packet>>>);
-
-impl Element for Keep {
-    fn class_name(&self) -> &'static str {
-        "Keep"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::exactly(0), "h/")
-    }
-    fn push(&mut self, _port: usize, batch: &mut Batch, _out: &mut Outputs) {
-        self.0.lock().unwrap().extend(batch.drain());
     }
 }
 

@@ -3,8 +3,9 @@
 //! only the packet it changes, `ToPcap` writes borrowed packets as they are, and damaged files end the run
 //! with an error, never a read outside the file.
 
+use nf_core::testing::Keep;
 use nf_core::traffic::{SizeMix, TrafficConfig, TrafficGen};
-use nf_core::{Batch, Element, Graph, Outputs, Packet, PortCount, PortSpec, Router, Timestamp};
+use nf_core::{Graph, Router, Timestamp};
 use nf_drivers::io::pcap::{CaptureFile, PcapFileWriter};
 use nf_drivers::io::{FromPcap, ToPcap};
 use std::path::{Path, PathBuf};
@@ -33,22 +34,6 @@ fn imix(path: &Path, n: u64) -> Vec<Vec<u8>> {
     }
     w.close().unwrap();
     frames
-}
-
-/// A sink that keeps every packet it is given (past the end of the run and of the router).
-#[derive(Default)]
-struct Keep(Arc<Mutex<Vec<Packet>>>);
-
-impl Element for Keep {
-    fn class_name(&self) -> &'static str {
-        "Keep"
-    }
-    fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::exactly(0), "h/")
-    }
-    fn push(&mut self, _port: usize, batch: &mut Batch, _out: &mut Outputs) {
-        self.0.lock().unwrap().extend(batch.drain());
-    }
 }
 
 /// Whether this process has `path` mapped.
