@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mux", mux),
     ("conntrack", conntrack),
     ("nat", nat),
+    ("ring_block", ring_block),
 ];
 
 /// The configuration language: parse, check and build never panic.
@@ -984,5 +985,34 @@ pub fn conntrack(data: &[u8]) {
             live.insert(*k, (c.origin_reversed, n));
         });
         last = live;
+    }
+}
+
+/// A receive ring's block as the kernel hands it over (`tpacket_block_desc`, then `tpacket3_hdr`s and
+/// frames): the headers are read as `FromDevice` reads them, every frame found lies within the block, the
+/// walk ends, and a packet borrowed for each frame reads exactly its bytes.
+pub fn ring_block(data: &[u8]) {
+    use crate::io::ring_unsafe::{block_frame, block_frames};
+    let region = std::sync::Arc::new(nf_core::region_unsafe::Region::new(data.to_vec()));
+    let block = region.bytes();
+    let Some((n, mut at)) = block_frames(block) else {
+        return;
+    };
+    // FromDevice walks at most the frames the block says it holds, and stops at a last header.
+    for _ in 0..n.min(4096) {
+        let Some(f) = block_frame(block, at) else {
+            break;
+        };
+        assert!(
+            f.start + f.snaplen <= block.len(),
+            "a frame within the block"
+        );
+        if let Some(p) = Packet::borrowed(&region, f.start..f.start + f.snaplen, 128) {
+            assert_eq!(p.data(), &block[f.start..f.start + f.snaplen]);
+        }
+        if f.next == 0 {
+            break;
+        }
+        at += f.next;
     }
 }
