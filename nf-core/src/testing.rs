@@ -87,16 +87,19 @@ pub fn merged_shard_records(seen: &[Recorded], min: usize) -> Vec<(u64, Vec<u8>)
 #[derive(Debug)]
 pub struct Recorder(pub Recorded);
 
+/// One push input, no output: the test sinks' ports.
+const SINK: crate::PortSpec = crate::PortSpec::new(
+    crate::PortCount::exactly(1),
+    crate::PortCount::exactly(0),
+    "h/",
+);
+
 impl crate::Element for Recorder {
     fn class_name(&self) -> &'static str {
         "Recorder"
     }
     fn ports(&self) -> crate::PortSpec {
-        crate::PortSpec::new(
-            crate::PortCount::exactly(1),
-            crate::PortCount::exactly(0),
-            "h/",
-        )
+        SINK
     }
     fn push(&mut self, _port: usize, batch: &mut crate::Batch, _out: &mut crate::Outputs) {
         let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -120,11 +123,7 @@ impl crate::Element for Keep {
         "Keep"
     }
     fn ports(&self) -> crate::PortSpec {
-        crate::PortSpec::new(
-            crate::PortCount::exactly(1),
-            crate::PortCount::exactly(0),
-            "h/",
-        )
+        SINK
     }
     fn push(&mut self, _port: usize, batch: &mut crate::Batch, _out: &mut crate::Outputs) {
         self.0

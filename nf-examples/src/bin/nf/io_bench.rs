@@ -64,20 +64,14 @@ pub fn bench_rx(o: RxArgs, reg: &Registry) -> Result<(), String> {
         let t0 = Instant::now();
         r.run().map_err(|e| e.to_string())?;
         let dt = t0.elapsed().as_secs_f64();
-        let get_src = |h: &str| -> u64 {
-            r.read_handler("src", h)
+        let get = |element: &str, h: &str| -> u64 {
+            r.read_handler(element, h)
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        let get = |h: &str| -> u64 {
-            r.read_handler("c", h)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        println!("kernel drops: {}", get_src("kernel_drops"));
-        (get("count"), get("byte_count"), dt)
+        println!("kernel drops: {}", get("src", "kernel_drops"));
+        (get("c", "count"), get("c", "byte_count"), dt)
     };
     println!(
         "{} on {dev}: {frames} frames, {:.3} Mframes/s, {:.1} MB/s over {dt:.2} s",
