@@ -265,6 +265,7 @@ pub struct InitContext<'a> {
 pub struct Cohort {
     shared:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<dyn Any + Send + Sync>>>,
+    steering: std::sync::OnceLock<std::sync::Arc<crate::indirection::Steering>>,
 }
 
 impl std::fmt::Debug for Cohort {
@@ -275,6 +276,22 @@ impl std::fmt::Debug for Cohort {
 }
 
 impl Cohort {
+    /// A cohort for a run of `shards` shards, with the run's [`Steering`](crate::indirection::Steering).
+    pub fn for_shards(shards: usize) -> Self {
+        let c = Cohort::default();
+        let _ = c
+            .steering
+            .set(std::sync::Arc::new(crate::indirection::Steering::new(
+                shards,
+            )));
+        c
+    }
+
+    /// The run's steering (its indirection table and bucket moves), if the run has one.
+    pub fn steering(&self) -> Option<&std::sync::Arc<crate::indirection::Steering>> {
+        self.steering.get()
+    }
+
     /// The object shared under `name`, made by `make` if no copy asked before. `None` if `name` holds an
     /// object of another type (the shards' graphs differ there).
     pub fn shared<T: Any + Send + Sync>(
@@ -410,6 +427,13 @@ pub trait Element: AsAny + Send {
     fn write_handler(&mut self, name: &str, value: &str) -> Result<(), String> {
         let _ = value;
         Err(format!("no write handler `{name}`"))
+    }
+
+    /// The element's per-flow state as something a bucket move can carry to another shard (see
+    /// [`Migrate`](crate::indirection::Migrate)); `None` (the default) for an element whose state, if any,
+    /// need not follow its flows.
+    fn migrate(&mut self) -> Option<&mut dyn crate::indirection::Migrate> {
+        None
     }
 
     /// Takes over the state of `old`, the element of the same name and class in the graph this one's

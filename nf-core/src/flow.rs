@@ -2,6 +2,7 @@
 
 use crate::hash::HashKey;
 use crate::hash::toeplitz;
+use crate::indirection::{BUCKETS, Indirection, bucket_of};
 use crate::packet::{HeaderInfo, Link, Packet, PacketError, proto, read_addr};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -496,9 +497,9 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-/// The shard (`0..shards`) that owns the flow of an Ethernet frame, by its symmetric RSS hash, as a NIC's
-/// RSS would choose a receive queue: both directions of a flow map to the same shard. Non-IP frames go to
-/// shard 0.
+/// The shard (`0..shards`) that owns the flow of an Ethernet frame under static RSS (the
+/// [`Indirection`] table filled round robin), by its symmetric RSS hash, as a NIC's RSS would choose a
+/// receive queue: both directions of a flow map to the same shard. Non-IP frames go to shard 0.
 #[inline(always)]
 pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
     frame_shard_by(toeplitz::symmetric(), frame, shards)
@@ -508,35 +509,29 @@ pub fn frame_shard(frame: &[u8], shards: usize) -> usize {
 /// loop over many frames).
 #[inline(always)]
 pub fn frame_shard_by(rss: &toeplitz::Toeplitz, frame: &[u8], shards: usize) -> usize {
-    FrameSharder::new(rss, shards).shard(frame)
+    shard_of(FrameHasher::new(rss).hash(frame), shards)
 }
 
-/// [`frame_shard`] prepared for a loop over many frames: the number of shards and the symmetric hash's
+/// The symmetric flow hash of Ethernet frames, prepared for a loop over many frames: the symmetric hash's
 /// folded tables are taken once, so that a scan loop holds them in registers (reloading the hasher's
 /// table pointer for every frame, and the spills around it, cost a shard's scan of a capture ~10 %).
 #[derive(Clone, Copy, Debug)]
-pub struct FrameSharder<'a> {
+pub struct FrameHasher<'a> {
     folded: Option<&'a [[u32; 256]; 2]>,
-    shards: usize,
 }
 
-impl<'a> FrameSharder<'a> {
-    /// For `shards` shards with the symmetric hasher `rss` ([`toeplitz::symmetric`]).
+impl<'a> FrameHasher<'a> {
+    /// With the symmetric hasher `rss` ([`toeplitz::symmetric`]).
     #[inline]
-    pub fn new(rss: &'a toeplitz::Toeplitz, shards: usize) -> Self {
-        FrameSharder {
+    pub fn new(rss: &'a toeplitz::Toeplitz) -> Self {
+        FrameHasher {
             folded: rss.folded_tables(),
-            shards,
         }
     }
 
-    /// The shard of an Ethernet frame (as [`frame_shard`]).
+    /// The symmetric RSS hash of an Ethernet frame's flow (0 for a frame that is not IP).
     #[inline(always)]
-    pub fn shard(&self, frame: &[u8]) -> usize {
-        let shards = self.shards;
-        if shards <= 1 {
-            return 0;
-        }
+    pub fn hash(&self, frame: &[u8]) -> u32 {
         // Fast path: untagged IPv4 without options, not a fragment, TCP or UDP: the addresses and ports
         // hashed in place (the input `rss_hash` builds), folded to one 16-bit word first, which the
         // symmetric key's hash depends on alone (see `Toeplitz`): a dozen instructions instead of twelve
@@ -558,29 +553,65 @@ impl<'a> FrameSharder<'a> {
                 // 32-bit loads: the low half of `f` is the words' XOR with its bytes swapped.
                 let a = le32(26) ^ le32(30) ^ le32(34);
                 let [even, odd] = ((a ^ (a >> 16)) as u16).swap_bytes().to_be_bytes();
-                let hash = t[0][usize::from(even)] ^ t[1][usize::from(odd)];
-                return shard_of(hash, shards);
+                return t[0][usize::from(even)] ^ t[1][usize::from(odd)];
             }
         }
-        frame_shard_general(frame, shards)
+        frame_hash_general(frame)
     }
 }
 
-/// [`frame_shard`] for every other frame (kept out of line: the fast path is inlined into scan loops).
+/// The shard of Ethernet frames under an [`Indirection`] table, prepared for a scan loop (see
+/// [`FrameHasher`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameSharder<'a> {
+    hasher: FrameHasher<'a>,
+    table: &'a [u16; BUCKETS],
+}
+
+impl<'a> FrameSharder<'a> {
+    /// With the symmetric hasher `rss` ([`toeplitz::symmetric`]) and the table `table`.
+    #[inline]
+    pub fn new(rss: &'a toeplitz::Toeplitz, table: &'a Indirection) -> Self {
+        FrameSharder {
+            hasher: FrameHasher::new(rss),
+            table: table.as_array(),
+        }
+    }
+
+    /// The shard of an Ethernet frame.
+    #[inline(always)]
+    pub fn shard(&self, frame: &[u8]) -> usize {
+        self.owner(self.bucket(frame))
+    }
+
+    /// The bucket of an Ethernet frame's flow.
+    #[inline(always)]
+    pub fn bucket(&self, frame: &[u8]) -> usize {
+        bucket_of(self.hasher.hash(frame))
+    }
+
+    /// The shard of a bucket.
+    #[inline(always)]
+    pub fn owner(&self, bucket: usize) -> usize {
+        usize::from(self.table[bucket % BUCKETS])
+    }
+}
+
+/// [`FrameHasher::hash`] for every other frame (kept out of line: the fast path is inlined into scan loops).
 #[inline(never)]
-fn frame_shard_general(frame: &[u8], shards: usize) -> usize {
-    let h = crate::packet::ethernet_payload_offset(frame)
+fn frame_hash_general(frame: &[u8]) -> u32 {
+    crate::packet::ethernet_payload_offset(frame)
         .ok()
         .and_then(|l3| crate::packet::locate_ip(frame, l3).ok())
         .and_then(|h| FlowKey::from_headers(frame, &h))
-        .map_or(0, |k| k.rss_hash());
-    shard_of(h, shards)
+        .map_or(0, |k| k.rss_hash())
 }
 
-/// Maps a 32-bit hash to one of `shards` (multiply-shift: uses the hash's high bits).
+/// The shard of a symmetric flow hash under static RSS over `shards` shards (the [`Indirection`] table
+/// filled round robin: the hash's bucket modulo `shards`).
 #[inline]
 pub fn shard_of(hash: u32, shards: usize) -> usize {
-    ((u64::from(hash) * shards as u64) >> 32) as usize
+    bucket_of(hash) % shards.max(1)
 }
 
 /// Computes (and caches in the annotation) the packet's symmetric flow hash; `None` for non-IP packets.
@@ -633,7 +664,11 @@ mod tests {
                 _ => f[14] = 0x46,  // IPv4 options
             }
             for n in [2, 3, 8] {
-                assert_eq!(frame_shard(&f, n), frame_shard_general(&f, n), "frame {i}");
+                assert_eq!(
+                    frame_shard(&f, n),
+                    shard_of(frame_hash_general(&f), n),
+                    "frame {i}"
+                );
             }
         }
     }

@@ -41,6 +41,7 @@ pub mod flow;
 pub mod graph;
 pub mod hash;
 pub mod huge_pages_unsafe;
+pub mod indirection;
 pub mod lpm;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -13,6 +13,7 @@ use crate::element::{
 use crate::error::{ConfigError, ConfigErrors, Error, SourceFile, Span};
 use crate::flow::{flow_hash, shard_of};
 use crate::graph::{ElementId, Graph};
+use crate::indirection::Steering;
 use crate::packet::{Link, Timestamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -159,6 +160,8 @@ pub struct Router {
     shard: (usize, usize),
     now: Timestamp,
     dispatch: Option<Dispatch>,
+    /// The run's steering (sharded runs): bucket moves to export and import between rounds.
+    steer: Option<Arc<crate::indirection::Steering>>,
     rounds: u64,
     /// Packets and batches that entered the graph.
     run_stats: RunStats,
@@ -556,6 +559,9 @@ impl Router {
             shard: (shard, shards),
             now: Timestamp::now(),
             dispatch: None,
+            steer: cohort
+                .filter(|_| shards > 1)
+                .and_then(|c| c.steering().cloned()),
             rounds: 0,
             run_stats: RunStats::default(),
             swaps: (0, 0),
@@ -919,7 +925,68 @@ impl Router {
             }
         }
         self.forward(t);
+        if let Some(s) = &self.steer
+            && s.exports_due(self.shard.0)
+        {
+            self.hand_over();
+        }
         status
+    }
+
+    /// Exports the state of the buckets this shard has just given away (every packet of theirs it took
+    /// is through the graph) and posts it to their new owners.
+    #[cold]
+    fn hand_over(&mut self) {
+        let Some(steer) = self.steer.clone() else {
+            return;
+        };
+        let due = steer.take_due(self.shard.0);
+        let mut dests: Vec<u16> = due.iter().map(|m| m.to).collect();
+        dests.sort_unstable();
+        dests.dedup();
+        for to in dests {
+            let moves: Vec<_> = due.iter().filter(|m| m.to == to).copied().collect();
+            let buckets: crate::indirection::BucketSet =
+                moves.iter().map(|m| usize::from(m.bucket)).collect();
+            let state = self
+                .nodes
+                .iter_mut()
+                .filter_map(|n| {
+                    let m = n.elem.migrate()?;
+                    Some((n.name.clone(), m.export_buckets(&buckets)))
+                })
+                .collect();
+            steer.post(
+                usize::from(to),
+                crate::indirection::Handoff {
+                    moves,
+                    state,
+                    at: std::time::Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Imports the state other shards handed this one with their buckets.
+    #[cold]
+    fn take_handoffs(&mut self) {
+        let Some(steer) = self.steer.clone() else {
+            return;
+        };
+        for h in steer.take_mail(self.shard.0) {
+            let mut entries = 0;
+            for (name, state) in h.state {
+                if let Some(m) = self
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.name == name)
+                    .and_then(|n| n.elem.migrate())
+                {
+                    entries += m.import_buckets(state);
+                }
+            }
+            steer.imported(self.shard.0, &h.moves, entries);
+        }
     }
 
     fn run_timers(&mut self) {
@@ -941,6 +1008,11 @@ impl Router {
     pub fn run_round(&mut self) -> bool {
         self.now = Timestamp::now();
         self.rounds += 1;
+        if let Some(s) = &self.steer
+            && s.has_mail(self.shard.0)
+        {
+            self.take_handoffs();
+        }
         if !self.timers.is_empty() {
             self.run_timers();
         }
@@ -1246,6 +1318,7 @@ const CONTROL_EVERY: u64 = 16;
 pub struct ShardedRouter {
     routers: Vec<Router>,
     stop: StopHandle,
+    steering: Arc<Steering>,
     /// Kept between the shards' allocations (see [`ShardedRouter::new`]).
     _separators: Vec<Box<[u8]>>,
 }
@@ -1270,7 +1343,7 @@ impl ShardedRouter {
     ) -> Result<Self, Error> {
         let shards = shards.max(1);
         let mut routers = Vec::with_capacity(shards);
-        let cohort = Cohort::default();
+        let cohort = Cohort::for_shards(shards);
         let mut separators = Vec::with_capacity(shards);
         for s in 0..shards {
             routers.push(Router::new_shard_in(make(s)?, s, shards, Some(&cohort))?);
@@ -1316,9 +1389,26 @@ impl ShardedRouter {
                 });
             }
         }
+        let steering = cohort
+            .steering()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Steering::new(shards)));
+        let followers = steering.followers();
+        let why_not = routers.iter().enumerate().find_map(|(s, r)| {
+            let sources = r.tasks.iter().filter(|&&t| r.nodes[t].is_source).count();
+            let following = followers.get(s).copied().unwrap_or(0) as usize;
+            (sources != 1 || following != 1).then(|| {
+                format!(
+                    "every shard needs exactly one source, and one that cuts its input into epochs \
+                     (FromPcap over one file, Replay); shard {s} has {sources} source(s), {following} such"
+                )
+            })
+        });
+        steering.allow_moves(why_not);
         Ok(ShardedRouter {
             routers,
             stop,
+            steering,
             _separators: separators,
         })
     }
@@ -1357,6 +1447,12 @@ impl ShardedRouter {
     /// What the runs did to the shards' buffer pools, summed.
     pub fn pool_stats(&self) -> crate::pool::PoolStats {
         self.routers.iter().map(Router::pool_stats).sum()
+    }
+
+    /// The run's steering: its indirection table, bucket moves and their counters (moves are allowed
+    /// when every shard's one source cuts its input into epochs; see [`crate::indirection`]).
+    pub fn steering(&self) -> &Arc<Steering> {
+        &self.steering
     }
 
     /// The shards' routers.

@@ -268,6 +268,19 @@ pub const MAX_TABLE_CAPACITY: usize = 1 << 28;
 pub use crate::table::PROBE_LIMIT;
 use crate::table::{Placed, RawTable};
 
+/// An entry on its way to another shard ([`StateTable::export_where`], [`StateTable::import`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved<K, V> {
+    /// Its hash under the process's table key.
+    pub hash: u32,
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// When it expires.
+    pub expires: Timestamp,
+}
+
 /// A handle to an entry (its slot), valid until the next insert, install or removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef(u32);
@@ -836,6 +849,68 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
         for s in self.raw.iter() {
             f(&s.key, &s.value);
         }
+    }
+
+    /// Removes the entries `pick` chooses and returns them with their hash and expiry, unreported (a
+    /// bucket move: the flows go on, on another shard; see [`import`](Self::import)). Tables of paired
+    /// entries take each chosen entry's partner along.
+    pub fn export_where(&mut self, mut pick: impl FnMut(&K, &V) -> bool) -> Vec<Moved<K, V>> {
+        let chosen: Vec<(u32, K)> = self
+            .raw
+            .iter()
+            .filter(|s| pick(&s.key, &s.value))
+            .map(|s| (s.hash, s.key.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(chosen.len());
+        for (hash, key) in chosen {
+            let Some(e) = self.find(hash, &key) else {
+                continue;
+            };
+            let Some(s) = self.raw.take(e.0 as usize) else {
+                continue;
+            };
+            if let Some(p) = self.pairing.as_ref().map(|p| p.partner) {
+                let (h, k) = p(&s.key, &s.value, self.key);
+                if let Some(j) = self.find(h, &k)
+                    && let Some(t) = self.raw.take(j.0 as usize)
+                {
+                    out.push(Moved {
+                        hash: t.hash,
+                        key: t.key,
+                        value: t.value,
+                        expires: t.expires,
+                    });
+                }
+            }
+            out.push(Moved {
+                hash: s.hash,
+                key: s.key,
+                value: s.value,
+                expires: s.expires,
+            });
+        }
+        out
+    }
+
+    /// Takes in entries [`export_where`](Self::export_where) removed from this table's copy on another
+    /// shard (same process, so the same hash key), keeping their expiry; returns how many it holds after.
+    /// An entry that finds no room is dropped, counted in [`TableStats::rejected`]. Not reported.
+    pub fn import(&mut self, entries: Vec<Moved<K, V>>, now: Timestamp) -> usize {
+        let mut taken = 0;
+        for m in entries {
+            let installs = self.stats.installs;
+            if self
+                .install(m.hash, m.key, m.value, now, m.expires)
+                .is_some()
+            {
+                taken += 1;
+            } else {
+                self.stats.rejected += 1;
+            }
+            // A move is not an install from outside.
+            self.stats.installs = installs;
+        }
+        taken
     }
 
     /// The farthest any entry lies from where its probe starts (slots): always under [`PROBE_LIMIT`].

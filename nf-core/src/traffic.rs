@@ -55,6 +55,28 @@ impl crate::args::FromArg for Protocols {
     }
 }
 
+/// How packets spread over the flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// Every flow sends as many packets.
+    #[default]
+    Even,
+    /// `flows` flows (the first ones) carry `percent` % of the packets between them; the rest share
+    /// what is left evenly (elephants and mice).
+    Heavy {
+        /// How many heavy flows.
+        flows: usize,
+        /// Their share of the packets, 1 to 99.
+        percent: u8,
+    },
+    /// Flows chosen so that static RSS over two shards
+    /// ([`frame_shard`](crate::flow::frame_shard)`(frame, 2)`) gives shard 0 `percent` % of the packets.
+    ShardSkew {
+        /// Shard 0's share of the packets, 0 to 100.
+        percent: u8,
+    },
+}
+
 /// How the traffic looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrafficConfig {
@@ -68,6 +90,8 @@ pub struct TrafficConfig {
     pub seed: u64,
     /// Generate replies (server to client) as well as requests.
     pub bidirectional: bool,
+    /// How packets spread over the flows.
+    pub spread: Spread,
 }
 
 impl Default for TrafficConfig {
@@ -78,6 +102,7 @@ impl Default for TrafficConfig {
             protocols: Protocols::Mixed,
             seed: 1,
             bidirectional: true,
+            spread: Spread::Even,
         }
     }
 }
@@ -125,35 +150,45 @@ impl TrafficGen {
     /// A generator for `cfg`.
     pub fn new(cfg: TrafficConfig) -> Self {
         let n = cfg.flows.max(1);
-        let flows = (0..n)
-            .map(|i| {
-                let i32 = i as u32;
-                let tcp = match cfg.protocols {
-                    Protocols::Tcp => true,
-                    Protocols::Udp => false,
-                    Protocols::Mixed => i % 2 == 0,
-                };
-                Flow {
-                    tcp,
-                    client: (
-                        Ipv4Addr::from(0x0a00_0000 | (i32 % 0xfffe + 1)),
-                        1024 + (i32.wrapping_mul(7919) % 60000) as u16,
-                    ),
-                    server: (
-                        Ipv4Addr::from(0xc0a8_0000 | (i32 % 254 + 1)),
-                        if tcp { 80 } else { 53 },
-                    ),
-                    sent: 0,
-                    cseq: i32.wrapping_mul(2654435761),
-                    sseq: i32.wrapping_mul(40503).wrapping_add(17),
+        let flows: Vec<Flow> = match cfg.spread {
+            Spread::ShardSkew { percent } => {
+                // The first flows of each static shard, as many of each as the share asks.
+                let want0 = (n * usize::from(percent.min(100))).div_ceil(100);
+                let want = [want0, n - want0];
+                let mut have = [0usize; 2];
+                let mut v = Vec::with_capacity(n);
+                let mut i = 0;
+                while v.len() < n && i < 0xfffe * 64 {
+                    let f = Self::flow(&cfg, i);
+                    let s = crate::flow::shard_of(f.key().rss_hash(), 2);
+                    if have[s] < want[s] {
+                        have[s] += 1;
+                        v.push(f);
+                    }
+                    i += 1;
                 }
-            })
-            .collect();
+                v
+            }
+            _ => (0..n).map(|i| Self::flow(&cfg, i)).collect(),
+        };
+        let n = flows.len().max(1);
+        // Each flow's place in a round's order, once per packet it sends in a round.
+        let order = match cfg.spread {
+            Spread::Heavy { flows: k, percent } if k > 0 && k < n => {
+                let p = u64::from(percent.clamp(1, 99));
+                let light = (n - k) as u64;
+                let weight = ((p * light) / ((100 - p) * k as u64)).max(1) as usize;
+                (0..n as u32)
+                    .flat_map(|i| std::iter::repeat_n(i, if (i as usize) < k { weight } else { 1 }))
+                    .collect()
+            }
+            _ => (0..n as u32).collect(),
+        };
         let mut g = TrafficGen {
             cfg,
             flows,
             rng: cfg.seed | 1,
-            order: (0..n as u32).collect(),
+            order,
             pos: 0,
             imix: 0,
             frame: Vec::with_capacity(1600),
@@ -162,6 +197,45 @@ impl TrafficGen {
         g
     }
 
+    /// Flow number `i` of `cfg`.
+    fn flow(cfg: &TrafficConfig, i: usize) -> Flow {
+        let i32 = i as u32;
+        let tcp = match cfg.protocols {
+            Protocols::Tcp => true,
+            Protocols::Udp => false,
+            Protocols::Mixed => i.is_multiple_of(2),
+        };
+        Flow {
+            tcp,
+            client: (
+                Ipv4Addr::from(0x0a00_0000 | (i32 % 0xfffe + 1)),
+                1024 + (i32.wrapping_mul(7919) % 60000) as u16,
+            ),
+            server: (
+                Ipv4Addr::from(0xc0a8_0000 | (i32 % 254 + 1)),
+                if tcp { 80 } else { 53 },
+            ),
+            sent: 0,
+            cseq: i32.wrapping_mul(2654435761),
+            sseq: i32.wrapping_mul(40503).wrapping_add(17),
+        }
+    }
+}
+
+impl Flow {
+    /// The flow's five-tuple (client to server).
+    fn key(&self) -> crate::FlowKey {
+        crate::FlowKey::new(
+            if self.tcp { 6 } else { 17 },
+            self.client.0.into(),
+            self.client.1,
+            self.server.0.into(),
+            self.server.1,
+        )
+    }
+}
+
+impl TrafficGen {
     fn next_rand(&mut self) -> u64 {
         crate::hash::xorshift64_star(&mut self.rng)
     }

@@ -47,7 +47,8 @@ pub fn packet(data: &[u8]) {
     // reads the ports' bytes in place, hashes them: the frame then goes where its flow's whole packets go.)
     let rss = nf_core::hash::toeplitz::symmetric();
     for shards in [2, 3] {
-        let fast = nf_core::flow::FrameSharder::new(rss, shards).shard(data);
+        let table = nf_core::indirection::Indirection::round_robin(shards);
+        let fast = nf_core::flow::FrameSharder::new(rss, &table).shard(data);
         let key = Packet::from_slice(data).locate_key(Link::Ethernet).ok();
         if let Some((h, Some(k))) = key
             && h.l4.is_some()

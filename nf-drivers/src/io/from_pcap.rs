@@ -3,6 +3,7 @@
 use super::pcap::{CaptureFile, Cursor, Scanned};
 use nf_core::element::ElementClass;
 use nf_core::element::{HandlerSpec, InitContext, PortSpec, TaskContext, TaskStatus};
+use nf_core::indirection::{BUCKETS, Indirection, Steering};
 use nf_core::region_unsafe::Region;
 use nf_core::{Args, ConfigError};
 use nf_core::{Element, Outputs, Timestamp};
@@ -18,6 +19,11 @@ pub const DEFAULT_COPYBREAK: usize = 256;
 /// mispredicted branch or two per packet (which way each frame goes is a coin toss), more than the copies
 /// of its small frames save.
 const MIXED: usize = 4;
+
+/// Bytes of the file in an epoch of a sharded run's input (see [`nf_core::indirection`]): a bucket move
+/// waits for the next boundary, so this bounds how long a move takes to start (~30 µs of this machine's
+/// scan) while the boundaries cost nothing measurable (a lock per shard every 256 KiB).
+pub const EPOCH_BYTES: usize = 256 * 1024;
 
 /// Headroom a borrowed packet is given in front of its frame (bytes of the file before it: free space
 /// until written, when the packet is copied with it).
@@ -130,6 +136,20 @@ pub struct FromPcap {
     selected: Vec<Scanned>,
     /// Each shard reads a file of its own (the name held [`super::pcap::SHARD_PLACEHOLDER`]).
     own_file: bool,
+    /// A sharded scan: the run's steering, which this copy follows by epochs of the file.
+    steer: Option<Arc<Steering>>,
+    /// This shard's copy of the indirection table.
+    table: Indirection,
+    /// The epoch entered last.
+    epoch: u64,
+    /// The offset (in this pass) at which the next epoch starts.
+    next_boundary: usize,
+    /// Holding the input at a boundary until an incoming bucket's state is imported.
+    holding: bool,
+    /// Counting packets per bucket for the run's controller (while it runs).
+    counting: bool,
+    /// This epoch's packets per bucket (while `counting`).
+    counts: Box<[u32; BUCKETS]>,
 }
 
 impl std::fmt::Debug for FromPcap {
@@ -169,6 +189,13 @@ impl FromPcap {
             done: false,
             selected: Vec::new(),
             own_file: false,
+            steer: None,
+            table: Indirection::round_robin(1),
+            epoch: 0,
+            next_boundary: EPOCH_BYTES,
+            holding: false,
+            counting: false,
+            counts: Box::new([0; BUCKETS]),
         }
     }
     /// Ends the run when exhausted.
@@ -244,6 +271,8 @@ impl FromPcap {
                 .saturating_sub(self.first_ts.map_or(0, |t| t.0))
                 + 1_000;
             self.pass_offset += span;
+            // A pass starts an epoch.
+            self.next_boundary = 0;
         }
         more
     }
@@ -306,6 +335,15 @@ impl Element for FromPcap {
         self.region = Some(Arc::new(Region::new(SharedCapture(f.clone()))));
         self.file = Some(f);
         self.shard = (ctx.shard, ctx.shards);
+        self.table = Indirection::round_robin(ctx.shards);
+        if ctx.shards > 1
+            && !self.timing
+            && !self.own_file
+            && let Some(st) = ctx.cohort.and_then(|c| c.steering())
+        {
+            st.follow(ctx.shard);
+            self.steer = Some(st.clone());
+        }
         Ok(())
     }
     fn is_task(&self) -> bool {
@@ -361,14 +399,25 @@ impl FromPcap {
         region: &Arc<Region>,
         out: &mut Outputs,
     ) -> TaskStatus {
-        let (me, n) = self.shard;
+        let me = self.shard.0;
         let burst = self.burst;
         if self.selected.len() < burst + 1 {
             self.selected.resize(burst + 1, Scanned::default());
         }
+        if self.holding {
+            // At a boundary, waiting for the state of a bucket this shard takes over.
+            if self
+                .steer
+                .as_ref()
+                .is_some_and(|s| s.awaiting(me) || s.too_far_ahead(self.epoch))
+            {
+                return TaskStatus::Idle;
+            }
+            self.holding = false;
+        }
         let base = file.bytes().as_ptr() as usize;
         let mut k = 0;
-        let sharder = nf_core::flow::FrameSharder::new(nf_core::hash::toeplitz::symmetric(), n);
+        let rss = nf_core::hash::toeplitz::symmetric();
         // The last record scanned (its header, for its timestamp), when it came from `scan_pcap`.
         let mut last_hdr = None;
         while k < burst {
@@ -376,12 +425,47 @@ impl FromPcap {
                 self.done = true;
                 break;
             };
-            let (kept, walked) = cursor.scan_pcap(
-                file,
-                &mut self.selected[k..=burst],
-                self.pass_offset,
-                |frame| sharder.shard(frame) == me,
-            );
+            let mut limit = usize::MAX;
+            if let Some(st) = &self.steer {
+                let pos = cursor.position();
+                if pos >= self.next_boundary {
+                    self.epoch += 1;
+                    self.next_boundary = (pos / EPOCH_BYTES + 1) * EPOCH_BYTES;
+                    let counts = self.counting.then_some(&mut *self.counts);
+                    let hold = st.enter_counted(me, self.epoch, &mut self.table, counts);
+                    self.counting = st.balancing();
+                    if hold {
+                        self.holding = true;
+                        break;
+                    }
+                }
+                limit = self.next_boundary;
+            }
+            let sharder = nf_core::flow::FrameSharder::new(rss, &self.table);
+            let (kept, walked) = if self.counting {
+                // For the controller: this shard's packets per bucket (branch-free, as the choice).
+                let counts = &mut *self.counts;
+                cursor.scan_pcap(
+                    file,
+                    &mut self.selected[k..=burst],
+                    self.pass_offset,
+                    limit,
+                    |frame| {
+                        let b = sharder.bucket(frame);
+                        let mine = sharder.owner(b) == me;
+                        counts[b] += u32::from(mine);
+                        mine
+                    },
+                )
+            } else {
+                cursor.scan_pcap(
+                    file,
+                    &mut self.selected[k..=burst],
+                    self.pass_offset,
+                    limit,
+                    |frame| sharder.shard(frame) == me,
+                )
+            };
             k += kept;
             if let Some((first, last)) = walked {
                 if self.first_ts.is_none() {
@@ -392,13 +476,18 @@ impl FromPcap {
             if k >= burst {
                 break;
             }
+            if cursor.position() >= limit {
+                // An epoch boundary: crossed at the top of the loop.
+                continue;
+            }
             // Something the scan leaves to the general reader: another format, a record to diagnose, the end.
             if let Some(h) = last_hdr.take() {
                 self.last_ts = cursor.timestamp_at(file, h);
             }
             match cursor.next(file) {
                 Ok(Some(r)) => {
-                    let mine = nf_core::flow::frame_shard(r.data, n) == me;
+                    let mine =
+                        nf_core::flow::FrameSharder::new(rss, &self.table).shard(r.data) == me;
                     self.first_ts.get_or_insert(r.timestamp);
                     self.last_ts = r.timestamp;
                     self.selected[k] = Scanned {

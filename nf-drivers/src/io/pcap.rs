@@ -384,14 +384,16 @@ impl Cursor {
     /// choice is made without a branch (whether a packet is this shard's is a coin toss to the branch
     /// predictor). Timestamps are not decoded (see [`Cursor::timestamp_at`]). Returns the number kept and
     /// the header offsets of the first and last records walked. Stops early, for [`Cursor::next`] to deal
-    /// with, at anything but a plain record (pcapng, a record to diagnose, the end of the file). `out`
-    /// needs one slot more than the records it may keep.
+    /// with, at anything but a plain record (pcapng, a record to diagnose, the end of the file), and
+    /// before a record whose header starts at `limit` or after (an epoch boundary). `out` needs one slot
+    /// more than the records it may keep.
     #[inline(always)]
     pub(crate) fn scan_pcap(
         &mut self,
         file: &CaptureFile,
         out: &mut [Scanned],
         tag: u64,
+        limit: usize,
         keep: impl FnMut(&[u8]) -> bool,
     ) -> (usize, Option<(usize, usize)>) {
         if self.pcap.is_none() || out.len() < 2 {
@@ -399,9 +401,9 @@ impl Cursor {
         }
         // One loop per byte order: the order is then a constant in the loop, not a flag read per record.
         if self.big_endian {
-            self.scan_records::<true>(file, out, tag, keep)
+            self.scan_records::<true>(file, out, tag, limit, keep)
         } else {
-            self.scan_records::<false>(file, out, tag, keep)
+            self.scan_records::<false>(file, out, tag, limit, keep)
         }
     }
 
@@ -412,6 +414,7 @@ impl Cursor {
         file: &CaptureFile,
         out: &mut [Scanned],
         tag: u64,
+        limit: usize,
         mut keep: impl FnMut(&[u8]) -> bool,
     ) -> (usize, Option<(usize, usize)>) {
         let data = file.bytes();
@@ -421,7 +424,7 @@ impl Cursor {
         let first = pos;
         let mut last = None;
         let room = out.len() - 1;
-        while k < room {
+        while k < room && pos < limit {
             let Some(&[a, b, c, d]) = data.get(pos + 8..pos + 12) else {
                 break;
             };

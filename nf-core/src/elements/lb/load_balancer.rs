@@ -7,9 +7,10 @@ use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::{Endpoint, FlowKey};
+use crate::indirection::{BucketSet, Exported, Migrate, bucket_of};
 use crate::packet::{Link, Packet, Timestamp};
 use crate::state::Installer;
-use crate::state::{RemoveReason, StateTable, Stateful, WhenFull};
+use crate::state::{Moved, RemoveReason, StateTable, Stateful, WhenFull};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::Receiver;
 
@@ -51,6 +52,9 @@ pub struct LbEntry {
     /// client's second packet: the ACK completing a handshake, or any packet after an adopted or UDP flow's
     /// first), or installed established.
     pub closing: u8,
+    /// The flow's bucket of the symmetric flow hash (what moves with it between shards; see
+    /// [`crate::indirection`]).
+    pub bucket: u16,
 }
 
 /// What a minion's follower tells its balancer.
@@ -679,6 +683,12 @@ impl LoadBalancer {
         })
     }
 
+    /// The bucket of an installed flow (one that came without a packet): its client with the VIP.
+    fn bucket_for(&self, k: &ClientKey) -> u16 {
+        let key = FlowKey::new(k.proto, k.ip, k.port, self.vip.ip(), self.vip.port());
+        bucket_of(key.rss_hash()) as u16
+    }
+
     /// Installs up to `max` queued mappings (before a batch: a bounded delay for its packets; at a
     /// timer tick, when no traffic comes, a whole queue's worth).
     fn apply_installs(&mut self, now: Timestamp, max: usize) {
@@ -690,12 +700,17 @@ impl LoadBalancer {
             let Some(Ok(i)) = rx.as_ref().map(|r| r.try_recv()) else {
                 break;
             };
+            let bucket = match &i {
+                LbInstall::Set(k, _) => self.bucket_for(k),
+                _ => 0,
+            };
             let (census, backends) = (&mut self.census, &self.backends);
             match i {
                 LbInstall::Set(k, backend) => {
                     let e = LbEntry {
                         backend: backend.into(),
                         closing: ESTABLISHED,
+                        bucket,
                     };
                     let installed = self.table.install_with(
                         k.hash(),
@@ -834,6 +849,7 @@ impl LoadBalancer {
                 let e = LbEntry {
                     backend: b,
                     closing: 0,
+                    bucket: bucket_of(p.anno.flow_hash().unwrap_or_else(|| key.rss_hash())) as u16,
                 };
                 let (census, backends) = (&mut self.census, &self.backends);
                 let placed = self.table.insert_with(
@@ -903,6 +919,40 @@ impl LoadBalancer {
         }
         self.counts.replies += 1;
         true
+    }
+}
+
+/// A bucket move takes the flows' backends along; the census of flows per backend follows them.
+impl Migrate for LoadBalancer {
+    fn export_buckets(&mut self, buckets: &BucketSet) -> Exported {
+        let moved = self
+            .table
+            .export_where(|_, e| buckets.contains(usize::from(e.bucket)));
+        for m in &moved {
+            census_count(&mut self.census, &self.backends, m.value.backend, false);
+        }
+        Exported::new(moved)
+    }
+    fn import_buckets(&mut self, state: Exported) -> usize {
+        let moved = state.take::<Moved<ClientKey, LbEntry>>();
+        let mut taken = 0;
+        for m in moved {
+            let b = m.value.backend;
+            let (census, backends) = (&mut self.census, &self.backends);
+            let placed = self.table.install_with(
+                m.hash,
+                m.key,
+                m.value,
+                Timestamp(0),
+                m.expires,
+                |_, old| census_count(census, backends, old.backend, false),
+            );
+            if placed.is_some() {
+                census_count(census, backends, b, true);
+                taken += 1;
+            }
+        }
+        taken
     }
 }
 
@@ -982,6 +1032,9 @@ const HANDLERS: &[HandlerSpec] = &[
 ];
 
 impl Element for LoadBalancer {
+    fn migrate(&mut self) -> Option<&mut dyn Migrate> {
+        Some(self)
+    }
     fn class_name(&self) -> &'static str {
         Self::NAME
     }

@@ -58,6 +58,7 @@ impl InfiniteSource {
             protocols,
             seed: 1,
             bidirectional: false,
+            spread: Default::default(),
         });
         let templates = (0..flows).map(|_| g.next_frame().to_vec()).collect();
         Self::from_templates(templates)

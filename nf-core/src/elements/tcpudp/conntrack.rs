@@ -6,8 +6,9 @@ use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::FlowKey;
+use crate::indirection::{BucketSet, Exported, Migrate};
 use crate::packet::{Link, Packet, Timestamp, proto};
-use crate::state::{Installer, StateTable, Stateful, WhenFull};
+use crate::state::{Installer, Moved, StateTable, Stateful, WhenFull};
 use std::sync::mpsc::Receiver;
 
 /// TCP connection states (as Linux conntrack names them).
@@ -441,6 +442,20 @@ pub fn next_state(s: ProtoState, reply: bool, flags: u8) -> ProtoState {
     }
 }
 
+/// A bucket move takes the connections along, with their state and expiry.
+impl Migrate for ConnTrack {
+    fn export_buckets(&mut self, buckets: &BucketSet) -> Exported {
+        Exported::new(
+            self.table
+                .export_where(|k, _| buckets.holds_hash(k.rss_hash())),
+        )
+    }
+    fn import_buckets(&mut self, state: Exported) -> usize {
+        self.table
+            .import(state.take::<Moved<FlowKey, Connection>>(), Timestamp(0))
+    }
+}
+
 impl Stateful for ConnTrack {
     type Key = FlowKey;
     type Value = Connection;
@@ -473,6 +488,9 @@ const HANDLERS: &[HandlerSpec] = &[
 ];
 
 impl Element for ConnTrack {
+    fn migrate(&mut self) -> Option<&mut dyn Migrate> {
+        Some(self)
+    }
     fn class_name(&self) -> &'static str {
         Self::NAME
     }

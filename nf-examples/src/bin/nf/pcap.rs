@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use nf_core::Timestamp;
-use nf_core::traffic::{Protocols, SizeMix, TrafficConfig, TrafficGen};
+use nf_core::traffic::{Protocols, SizeMix, Spread, TrafficConfig, TrafficGen};
 use std::path::PathBuf;
 
 /// Capture-file tools.
@@ -95,6 +95,18 @@ pub struct GenArgs {
     /// Seed of the packet order.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Skew by shard: choose the flows so that static RSS over two shards gives shard 0 this share of
+    /// the packets (percent; 50 is even), as a capture that overloads one core.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100),
+          conflicts_with = "heavy")]
+    skew: Option<u8>,
+    /// Elephants: this many flows carry --heavy-share of the packets between them.
+    #[arg(long, value_name = "FLOWS")]
+    heavy: Option<usize>,
+    /// The heavy flows' share of the packets (percent).
+    #[arg(long, value_name = "PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(1..=99))]
+    heavy_share: u8,
     /// Output file.
     out: PathBuf,
 }
@@ -123,6 +135,14 @@ fn gen_capture(o: GenArgs) -> Result<(), String> {
         protocols: o.proto.into(),
         seed: o.seed,
         bidirectional: true,
+        spread: match (o.skew, o.heavy) {
+            (Some(percent), _) => Spread::ShardSkew { percent },
+            (None, Some(flows)) => Spread::Heavy {
+                flows,
+                percent: o.heavy_share,
+            },
+            (None, None) => Spread::Even,
+        },
     };
     let mut g = TrafficGen::new(cfg);
     let mut w = nf_drivers::io::pcap::PcapFileWriter::create(

@@ -19,6 +19,11 @@ pub struct RunArgs {
     /// Run N copies of the graph on N threads, packets dispatched by flow hash.
     #[arg(long, default_value_t = 1)]
     shards: usize,
+    /// With --shards: a controller moves buckets of flows (with their state) from busier to idler shards
+    /// while the run goes (Metron's, RSS++'s rebalancing; needs one source per shard that follows
+    /// epochs: FromPcap over one file, Replay).
+    #[arg(long, requires = "shards")]
+    rebalance: bool,
     /// Also print the run time, the packet rate and the buffer pools' counters.
     #[arg(long)]
     stats: bool,
@@ -34,6 +39,16 @@ pub fn run(o: RunArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let reg = registry();
     let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
+    if o.rebalance {
+        let Runner::Sharded(s) = &r else {
+            return Err("--rebalance needs --shards 2 or more".into());
+        };
+        let st = s.steering();
+        if let Some(why) = st.why_fixed() {
+            return Err(format!("--rebalance: {why}"));
+        }
+        st.set_balance(Some(nf_core::indirection::Balance::default()));
+    }
     let _ops = o.control.start_on(
         &mut r,
         &Source {
@@ -61,6 +76,25 @@ pub fn run(o: RunArgs) -> Result<(), String> {
             secs * 1e9 / n.max(1) as f64,
             o.shards.max(1)
         );
+        if let Runner::Sharded(s) = &r {
+            let st = s.steering().stats();
+            let per: Vec<String> = s
+                .shards()
+                .iter()
+                .map(|r| r.run_stats().packets.to_string())
+                .collect();
+            eprintln!(
+                "shards: packets {}; moves {} ({} by the controller, {} looks), {} entries moved, \
+                 inputs held {:.3} ms (longest {:.3} ms)",
+                per.join(" / "),
+                st.completed,
+                st.rebalanced,
+                st.decisions,
+                st.entries_moved,
+                st.held_ns as f64 / 1e6,
+                st.max_held_ns as f64 / 1e6
+            );
+        }
         let p = r.pool_stats();
         eprintln!(
             "buffer pool{}: allocated {} reused {} recycled {} freed {}",
