@@ -876,6 +876,28 @@ impl ControlPort {
     }
 
     fn answer(&self, router: &mut Router, op: Op) -> Answer {
+        // The run's steering (`steering.NAME`), unless an element is called `steering`.
+        let steer = |h: &str| -> Option<String> {
+            let name = h.strip_prefix("steering.")?;
+            (router.find("steering").is_none() && router.steering().is_some())
+                .then(|| name.to_string())
+        };
+        match &op {
+            Op::Read(h, _) => {
+                if let Some(name) = steer(h) {
+                    return steering_read(router, &name);
+                }
+            }
+            Op::Write(h, value) => {
+                if let Some(name) = steer(h) {
+                    if self.read_only {
+                        return Answer::err(530, "Permission denied (a read-only control socket)");
+                    }
+                    return steering_write(router, &name, value);
+                }
+            }
+            _ => {}
+        }
         match op {
             Op::Read(h, params) => match split_handler(router, &h) {
                 Err(a) => a,
@@ -1008,6 +1030,106 @@ impl ControlPort {
             _ => return Answer::err(511, format!("No global handler named '{h}'")),
         };
         Answer::data(200, format!("Read handler '{h}' OK"), data)
+    }
+}
+
+/// `READ steering.NAME`: the run's indirection table and moves (the same on every shard).
+fn steering_read(router: &Router, name: &str) -> Answer {
+    let Some(st) = router.steering() else {
+        return Answer::err(511, format!("No handler named 'steering.{name}'"));
+    };
+    let data = match name {
+        "table" => st.table().to_text(),
+        "buckets" => st
+            .table()
+            .buckets_per_shard()
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
+        "loads" => {
+            let shares = st.shares();
+            let per: Vec<String> = shares
+                .iter()
+                .map(|&s| format!("{}.{}%", s / 10, s % 10))
+                .collect();
+            format!(
+                "controller {}; shares at its last look: {}",
+                if st.balance().is_some() { "on" } else { "off" },
+                per.join(" / ")
+            )
+        }
+        "moves" => {
+            let s = st.stats();
+            format!(
+                "scheduled {} completed {} in_flight {} by_controller {} looks {} entries_moved {} \
+                 held_ms {:.3} longest_held_ms {:.3}",
+                s.scheduled,
+                s.completed,
+                st.in_flight().len(),
+                s.rebalanced,
+                s.decisions,
+                s.entries_moved,
+                s.held_ns as f64 / 1e6,
+                s.max_held_ns as f64 / 1e6
+            )
+        }
+        "epochs" => st
+            .epochs()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
+        "movable" => match st.why_fixed() {
+            None => "yes".into(),
+            Some(why) => format!("no: {why}"),
+        },
+        _ => return Answer::err(511, format!("No handler named 'steering.{name}'")),
+    };
+    Answer::data(200, format!("Read handler 'steering.{name}' OK"), data)
+}
+
+/// `WRITE steering.move BUCKET SHARD` and `WRITE steering.balance on|off`: carried out by shard 0 (every
+/// shard is asked; the others answer OK).
+fn steering_write(router: &Router, name: &str, value: &str) -> Answer {
+    let Some(st) = router.steering() else {
+        return Answer::err(511, format!("No handler named 'steering.{name}'"));
+    };
+    let ok = || Answer::err(200, format!("Write handler 'steering.{name}' OK"));
+    let first = router.shard().0 == 0;
+    match name {
+        "move" => {
+            let w: Vec<&str> = value.split_whitespace().collect();
+            let parsed = match w.as_slice() {
+                [b, s] => b.parse::<usize>().ok().zip(s.parse::<usize>().ok()),
+                _ => None,
+            };
+            let Some((bucket, shard)) = parsed else {
+                return Answer::err(520, "usage: WRITE steering.move BUCKET SHARD");
+            };
+            if !first {
+                return ok();
+            }
+            match st.request_move(bucket, shard) {
+                Ok(_) => ok(),
+                Err(e) => Answer::err(520, e.to_string()),
+            }
+        }
+        "balance" => {
+            let on = match value.trim() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                v => return Answer::err(520, format!("balance is on or off, not `{v}`")),
+            };
+            if on && let Some(why) = st.why_fixed() {
+                return Answer::err(520, format!("this run cannot move buckets: {why}"));
+            }
+            if first {
+                st.set_balance(on.then(crate::indirection::Balance::default));
+            }
+            ok()
+        }
+        _ => Answer::err(511, format!("No write handler named 'steering.{name}'")),
     }
 }
 

@@ -242,6 +242,19 @@ impl Exported {
         }
     }
 
+    /// `value` (any shape: several tables' entries, say) holding `entries` entries, for another shard.
+    pub fn with<T: Any + Send>(entries: usize, value: T) -> Self {
+        Exported {
+            entries,
+            state: Box::new(value),
+        }
+    }
+
+    /// The value [`with`](Self::with) wrapped, if it is a `T`.
+    pub fn take_as<T: Any + Send>(self) -> Option<T> {
+        self.state.downcast::<T>().ok().map(|b| *b)
+    }
+
     /// The entries back, if they are a `Vec<T>`; empty otherwise.
     pub fn take<T: Any + Send>(self) -> Vec<T> {
         self.state
@@ -306,21 +319,25 @@ pub struct SteerStats {
 pub struct Balance {
     /// Epochs between two looks.
     pub every: u64,
-    /// Epochs of counts a look weighs.
+    /// Counted epochs a look weighs (the last ones every shard has finished).
     pub window: usize,
     /// Most moves a look makes.
     pub max_moves: usize,
     /// Imbalance tolerated (hysteresis): 0.05 lets the busiest shard carry 5 % over the mean.
     pub tolerance: f64,
+    /// Sources count packets per bucket in one epoch of this many (1: every epoch): counting costs the
+    /// scan a few instructions a frame, and a sample of the input shows its spread as well.
+    pub sample: u64,
 }
 
 impl Default for Balance {
     fn default() -> Self {
         Balance {
-            every: 1,
-            window: 8,
+            every: 4,
+            window: 4,
             max_moves: 64,
             tolerance: 0.04,
+            sample: 4,
         }
     }
 }
@@ -339,9 +356,11 @@ pub struct Steering {
     lead_limit: AtomicU64,
 }
 
-/// While the controller runs, how many epochs a shard may run ahead of the slowest. A move takes effect
-/// where both its shards are, so the lead of an idle shard over a busy one delays every move by as
-/// much; the idle shard would wait at the end of the run anyway.
+/// While the controller is moving load (from the start until a look finds the shards within its
+/// tolerance and no move in flight), how many epochs a shard may run ahead of the slowest. A move takes
+/// effect where both its shards are, so the lead of an idle shard over a busy one delays every move by as
+/// much; the idle shard would wait at the end of the run anyway. Once balanced, shards run free (a bound
+/// then only costs: each shard's little stalls, measured at 8 % on uniform traffic).
 pub const MAX_LEAD: u64 = 4;
 
 impl std::fmt::Debug for Steering {
@@ -384,6 +403,9 @@ struct Plan {
     looked: u64,
     /// Each shard's share of the packets at the controller's last look (per mille).
     shares: Vec<u32>,
+    /// Whether shards' leads are bounded: from the start until a look finds the load within the
+    /// tolerance with no move in flight (see [`MAX_LEAD`]).
+    bound: bool,
 }
 
 /// One shard's side of the steering, on a cache line of its own (flags polled every round).
@@ -430,6 +452,7 @@ impl Steering {
                 counts: VecDeque::new(),
                 looked: 0,
                 shares: vec![0; shards],
+                bound: true,
             }),
             lanes: (0..shards).map(|_| Lane::default()).collect(),
             movable: AtomicBool::new(false),
@@ -559,12 +582,12 @@ impl Steering {
     /// Sets how far shards may run ahead (bounded while the controller runs).
     fn update_lead(&self, p: &Plan) {
         let limit = match p.balance {
-            Some(_) => p
+            Some(_) if p.bound => p
                 .entered
                 .iter()
                 .min()
                 .map_or(u64::MAX, |m| m.saturating_add(MAX_LEAD)),
-            None => u64::MAX,
+            _ => u64::MAX,
         };
         self.lead_limit.store(limit, Ordering::Release);
     }
@@ -584,6 +607,14 @@ impl Steering {
     /// Whether the controller runs (sources then count packets per bucket for it).
     pub fn balancing(&self) -> bool {
         self.movable() && lock(&self.plan).balance.is_some()
+    }
+
+    /// Whether sources count packets per bucket in `epoch` (the controller runs, and samples it).
+    pub fn counts_epoch(&self, epoch: u64) -> bool {
+        self.movable()
+            && lock(&self.plan)
+                .balance
+                .is_some_and(|b| epoch.is_multiple_of(b.sample.max(1)))
     }
 
     /// Each shard's share of the packets (per mille) when the controller last looked.
@@ -631,11 +662,8 @@ impl Steering {
             return;
         }
         p.looked = finished;
-        while p
-            .counts
-            .front()
-            .is_some_and(|(e, _)| *e + (b.window as u64) <= finished)
-        {
+        let weighed = p.counts.iter().filter(|(e, _)| *e <= finished).count();
+        for _ in b.window.max(1)..weighed {
             p.counts.pop_front();
         }
         let mut load = [0u64; BUCKETS];
@@ -660,6 +688,7 @@ impl Steering {
             .map(|&l| (l * 1000 / total) as u32)
             .collect();
         let mean = total as f64 / self.shards as f64;
+        let mut balanced = false;
         for _ in 0..b.max_moves {
             let (hi, &max) = shard_load
                 .iter()
@@ -672,6 +701,7 @@ impl Steering {
                 .min_by_key(|&(_, l)| *l)
                 .unwrap_or((0, &0));
             if (max as f64) <= mean * (1.0 + b.tolerance) || hi == lo {
+                balanced = true;
                 break;
             }
             let gap = max - min;
@@ -697,6 +727,7 @@ impl Steering {
             shard_load[hi] -= load[k];
             shard_load[lo] += load[k];
         }
+        p.bound = !balanced || !p.moving.is_empty();
     }
 
     /// Called by a shard's source as it enters `epoch` (before it takes any frame of it): applies the

@@ -573,6 +573,16 @@ impl Router {
         self.stop.clone()
     }
 
+    /// This router's shard index and the number of shards.
+    pub fn shard(&self) -> (usize, usize) {
+        self.shard
+    }
+
+    /// In a sharded run, the run's steering (its indirection table and bucket moves).
+    pub fn steering(&self) -> Option<&Arc<Steering>> {
+        self.steer.as_ref()
+    }
+
     /// What this router's runs did to its thread's buffer pool (buffers allocated, reused, recycled,
     /// freed).
     pub fn pool_stats(&self) -> crate::pool::PoolStats {

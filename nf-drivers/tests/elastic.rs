@@ -306,3 +306,73 @@ fn a_run_that_cannot_follow_epochs_refuses_moves() {
     let err = sh.steering().request_move(3, 0).unwrap_err();
     assert!(err.to_string().contains("epochs"), "{err}");
 }
+
+/// The control socket shows the run's table and moves, moves a bucket on request and turns the
+/// controller on and off.
+#[test]
+fn the_control_socket_reads_and_moves_buckets() {
+    use nf_core::control::{Client, ControlConfig, ControlServer, Listen};
+    use std::time::Duration;
+    let path = tmp("control.pcap");
+    gen_pcap(&path, 20_000, 500);
+    let text = format!(
+        "FromPcap({}, LOOP true) -> ct :: ConnTrack -> Discard;",
+        path.display()
+    );
+    let cfg = Config::parse("t", &text, &Default::default()).unwrap();
+    let reg = nf_drivers::registry();
+    let mut sh = ShardedRouter::new(2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    let server = ControlServer::start_sharded(
+        &mut sh,
+        &[Listen::parse("tcp:127.0.0.1:0").unwrap()],
+        ControlConfig::default(),
+    )
+    .unwrap();
+    let stop = sh.stop_handle();
+    let run = std::thread::spawn(move || {
+        sh.run().unwrap();
+        sh
+    });
+    let t = Duration::from_secs(10);
+    let mut c = Client::connect(&server.local_addrs()[0], t).unwrap();
+    let mut read = |h: &str| c.read(h).unwrap().data.unwrap_or_default();
+    assert_eq!(read("steering.movable"), "yes");
+    assert_eq!(read("steering.buckets"), "256 / 256");
+    assert!(read("steering.table").starts_with("0:0 1:1 2:0 "));
+    assert!(read("steering.loads").starts_with("controller off"));
+    let mut write = |h: &str, v: &str| c.command(&format!("WRITE {h} {v}"), None).unwrap();
+    assert_eq!(write("steering.move", "0 1").code, 200);
+    let refused = write("steering.move", "0 7");
+    assert_eq!(refused.code, 520, "{refused:?}");
+    assert_eq!(write("steering.move", "zero").code, 520);
+    let mut c = Client::connect(&server.local_addrs()[0], t).unwrap();
+    let mut read = |h: &str| c.read(h).unwrap().data.unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let moves = read("steering.moves");
+        if moves.contains("completed 1 ") || std::time::Instant::now() > deadline {
+            assert!(
+                moves.starts_with("scheduled 1 completed 1 in_flight 0"),
+                "{moves}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read("steering.buckets"), "255 / 257");
+    assert!(read("steering.table").starts_with("0-1:1 2:0 3:1 "));
+    let mut c = Client::connect(&server.local_addrs()[0], t).unwrap();
+    assert_eq!(
+        c.command("WRITE steering.balance on", None).unwrap().code,
+        200
+    );
+    let loads = c.read("steering.loads").unwrap().data.unwrap_or_default();
+    assert!(loads.starts_with("controller on"), "{loads}");
+    assert_eq!(
+        c.command("WRITE steering.balance off", None).unwrap().code,
+        200
+    );
+    stop.stop();
+    let sh = run.join().unwrap();
+    assert!(sh.steering().stats().completed >= 1);
+}

@@ -433,7 +433,7 @@ impl FromPcap {
                     self.next_boundary = (pos / EPOCH_BYTES + 1) * EPOCH_BYTES;
                     let counts = self.counting.then_some(&mut *self.counts);
                     let hold = st.enter_counted(me, self.epoch, &mut self.table, counts);
-                    self.counting = st.balancing();
+                    self.counting = st.counts_epoch(self.epoch);
                     if hold {
                         self.holding = true;
                         break;

@@ -9,8 +9,9 @@ use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::FlowKey;
+use crate::indirection::{BucketSet, Exported, Migrate};
 use crate::packet::{Link, Packet};
-use crate::state::{StateTable, Stateful, WhenFull};
+use crate::state::{Moved, StateTable, Stateful, WhenFull};
 use crate::wire::{Ipv4Packet, Ipv4Repr, ip_proto};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -309,7 +310,30 @@ fn parse_v4_list(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     Ok(v)
 }
 
+/// Both tables' entries follow their bucket: a trusted flow stays trusted on its new shard.
+impl Migrate for AnantaMux {
+    fn export_buckets(&mut self, buckets: &BucketSet) -> Exported {
+        let pick = |k: &FlowKey, _: &MuxEntry| buckets.holds_hash(k.rss_hash());
+        let trusted = self.trusted.export_where(pick);
+        let untrusted = self.untrusted.export_where(pick);
+        Exported::with(trusted.len() + untrusted.len(), (trusted, untrusted))
+    }
+    fn import_buckets(&mut self, state: Exported) -> usize {
+        type Tables = (Vec<Moved<FlowKey, MuxEntry>>, Vec<Moved<FlowKey, MuxEntry>>);
+        let Some((trusted, untrusted)) = state.take_as::<Tables>() else {
+            return 0;
+        };
+        self.trusted.import(trusted, crate::packet::Timestamp(0))
+            + self
+                .untrusted
+                .import(untrusted, crate::packet::Timestamp(0))
+    }
+}
+
 impl Element for AnantaMux {
+    fn migrate(&mut self) -> Option<&mut dyn Migrate> {
+        Some(self)
+    }
     fn class_name(&self) -> &'static str {
         Self::NAME
     }

@@ -16,8 +16,9 @@ use crate::element::ElementClass;
 use crate::element::{Element, HandlerSpec, InitContext, PortCount, PortSpec};
 use crate::error::ConfigError;
 use crate::flow::FlowKey;
+use crate::indirection::{BucketSet, Exported, Migrate};
 use crate::packet::{Link, Packet, Timestamp};
-use crate::state::{StateTable, WhenFull};
+use crate::state::{Moved, StateTable, WhenFull};
 use crate::wire::tcp_flags::{ACK, SYN};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -289,7 +290,25 @@ const HANDLERS: &[HandlerSpec] = &[
     },
 ];
 
+/// A flow's chosen PoP follows its bucket (the per-destination measurements stay with each shard: they
+/// describe paths, not flows).
+impl Migrate for PoPSelector {
+    fn export_buckets(&mut self, buckets: &BucketSet) -> Exported {
+        Exported::new(
+            self.flows
+                .export_where(|k, _| buckets.holds_hash(k.rss_hash())),
+        )
+    }
+    fn import_buckets(&mut self, state: Exported) -> usize {
+        self.flows
+            .import(state.take::<Moved<FlowKey, FlowEntry>>(), Timestamp(0))
+    }
+}
+
 impl Element for PoPSelector {
+    fn migrate(&mut self) -> Option<&mut dyn Migrate> {
+        Some(self)
+    }
     fn class_name(&self) -> &'static str {
         Self::NAME
     }
