@@ -134,6 +134,57 @@ impl PacketSocket {
         Ok(())
     }
 
+    /// Joins fanout group `group` in classic-BPF mode with `prog` deciding each frame's socket (the
+    /// group's sockets are numbered in the order they joined): see [`super::fanout`].
+    pub fn join_fanout_cbpf(&self, group: u16, prog: &[super::fanout::Insn]) -> io::Result<()> {
+        let arg: libc::c_int =
+            libc::c_int::from(group) | (libc::PACKET_FANOUT_CBPF as libc::c_int) << 16;
+        // SAFETY: the option value points to a live c_int of the length given.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&arg as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+        self.set_fanout_program(prog)
+    }
+
+    /// Replaces the fanout group's program (every socket of the group follows it at once). When this
+    /// returns, every frame the old program steered is in its socket's queue (the kernel waits for its
+    /// readers to finish before it frees the old program).
+    pub fn set_fanout_program(&self, prog: &[super::fanout::Insn]) -> io::Result<()> {
+        let mut filters: Vec<libc::sock_filter> = prog
+            .iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        let len = u16::try_from(filters.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "program too long"))?;
+        let fprog = libc::sock_fprog {
+            len,
+            filter: filters.as_mut_ptr(),
+        };
+        // SAFETY: the option value points to a live sock_fprog of the length given, whose filter points
+        // to `len` live instructions; the kernel copies them before returning.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT_DATA,
+                (&fprog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })?;
+        Ok(())
+    }
+
     /// The interface index.
     pub fn ifindex(&self) -> i32 {
         self.ifindex

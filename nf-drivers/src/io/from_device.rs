@@ -15,7 +15,12 @@ const FRAME: usize = 2048 - 128;
 
 /// Receives every frame of an interface (AF_PACKET, promiscuous to what the interface sees; frames this
 /// host sends on it are not seen) and pushes them on output 0. Sharded (`nf run --shards N`), each shard's
-/// socket joins one `PACKET_FANOUT_HASH` group: the kernel hands each flow to one shard.
+/// socket joins one fanout group: the kernel hands each flow to one shard. With `FANOUT table` (the
+/// default) a classic BPF program computes each frame's bucket of the symmetric flow hash and sends it to
+/// the shard the run's indirection table names (`nf_core::indirection`; the program is
+/// `nf_drivers::io::fanout`'s): the same shard a sharded file reader picks, and no frame crosses cores.
+/// With `FANOUT hash` the kernel spreads flows by its own hash (`PACKET_FANOUT_HASH`) and the runtime
+/// hands each packet on to the shard that owns its flow.
 ///
 /// Zero copy (`RING true`, the default): the socket's frames arrive in a `PACKET_RX_RING` (TPACKET_V3)
 /// mapped once, in blocks the kernel fills and hands over whole; a frame of `COPYBREAK` bytes or more
@@ -34,7 +39,7 @@ const FRAME: usize = 2048 - 128;
 ///
 /// # Arguments
 /// `DEVNAME` (mandatory); `BURST` (default 32, at most 64); `RING` (default true); `COPYBREAK` (bytes,
-/// default 256).
+/// default 256); `FANOUT` (`table`, the default, or `hash`: how shards share the interface).
 ///
 /// # Handlers
 /// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors`, `ring` (true when the ring is
@@ -71,6 +76,11 @@ pub struct FromDevice {
     truncated: u64,
     errors: u64,
     idle: u32,
+    /// In a sharded run: follow the run's indirection table (a `PACKET_FANOUT_CBPF` program), or the
+    /// kernel's own flow hash (`PACKET_FANOUT_HASH`, the runtime then re-dispatches by flow).
+    by_table: bool,
+    /// Whether this shard's socket steers by the table (joined with the program).
+    steered: bool,
 }
 
 impl std::fmt::Debug for FromDevice {
@@ -103,7 +113,17 @@ impl FromDevice {
             truncated: 0,
             errors: 0,
             idle: 0,
+            by_table: true,
+            steered: false,
         }
+    }
+
+    /// In a sharded run, whether the kernel dispatches frames by the run's indirection table (a classic
+    /// BPF fanout program: no frame crosses cores; the default) or by its own flow hash, the runtime then
+    /// handing each packet to its shard.
+    pub fn fanout_by_table(mut self, yes: bool) -> Self {
+        self.by_table = yes;
+        self
     }
     /// Frames per system call (1..=64).
     pub fn burst(mut self, n: usize) -> Self {
@@ -217,10 +237,19 @@ impl Element for FromDevice {
             .map_err(|e| format!("FromDevice({}): {e}", self.ifname))?;
         if ctx.shards > 1 {
             // One socket per shard in a fanout group: the kernel steers each flow to one shard. The
-            // group id is this process's and this interface's.
+            // group id is this process's and this interface's. The shards initialize in order, so
+            // shard `i`'s socket is the group's `i`th, the index the table's program returns.
             let group = (std::process::id() as u16) ^ (s.ifindex() as u16).rotate_left(8);
-            s.join_fanout(group)
-                .map_err(|e| format!("FromDevice({}): fanout: {e}", self.ifname))?;
+            let fanout = if self.by_table {
+                let table = nf_core::indirection::Indirection::round_robin(ctx.shards);
+                let prog = super::fanout::program(&table)
+                    .ok_or_else(|| format!("FromDevice({}): fanout program", self.ifname))?;
+                s.join_fanout_cbpf(group, &prog)
+            } else {
+                s.join_fanout(group)
+            };
+            fanout.map_err(|e| format!("FromDevice({}): fanout: {e}", self.ifname))?;
+            self.steered = self.by_table;
         }
         if self.use_ring && s.kernel_skips_outgoing() {
             // Best effort: without a ring (an old kernel, a locked-memory limit) frames come by recvmmsg.
@@ -235,6 +264,9 @@ impl Element for FromDevice {
     }
     fn is_task(&self) -> bool {
         true
+    }
+    fn shards_itself(&self) -> bool {
+        self.steered
     }
     fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
         if self.ring.is_some() {
@@ -344,9 +376,16 @@ impl ElementClass for FromDevice {
         let burst: usize = a.read_or("BURST", 32)?;
         let ring: bool = a.read_or("RING", true)?;
         let copybreak: usize = a.read_or("COPYBREAK", 256)?;
+        let fanout: String = a.read_or("FANOUT", "table".to_string())?;
+        let by_table = match fanout.as_str() {
+            "table" => true,
+            "hash" => false,
+            o => return Err(a.error(format!("FANOUT is table or hash, not `{o}`"))),
+        };
         Ok(FromDevice::new(dev)
             .burst(burst)
             .ring(ring)
-            .copybreak(copybreak))
+            .copybreak(copybreak)
+            .fanout_by_table(by_table))
     }
 }

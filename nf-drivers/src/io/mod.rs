@@ -3,6 +3,7 @@
 //! `ToTap`).
 
 pub(crate) mod af_packet_unsafe;
+pub mod fanout;
 mod from_device;
 mod from_pcap;
 mod from_tap;
