@@ -60,8 +60,11 @@ fn index(f: &[u8]) -> u32 {
     u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
 }
 
+/// Each shard's recorded frames (timestamp and bytes).
+type PerShard = Vec<Vec<(u64, Vec<u8>)>>;
+
 /// What one mode saw: frames each shard's socket received, and each shard's recorded frames.
-fn run_mode(by_table: bool, sent: &[Vec<u8>]) -> (Vec<u64>, Vec<Vec<(u64, Vec<u8>)>>) {
+fn run_mode(by_table: bool, sent: &[Vec<u8>]) -> (Vec<u64>, PerShard) {
     let v = Veth::new(if by_table { "t" } else { "h" });
     let seen: Vec<Recorded> = (0..2).map(|_| Default::default()).collect();
     let mut rx = ShardedRouter::new(2, |s| {
