@@ -276,6 +276,15 @@ pub struct Handoff {
     pub at: Instant,
 }
 
+/// What a live source learns as it enters an epoch ([`Steering::enter_live`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entered {
+    /// Buckets it takes over: their frames wait until their state is imported.
+    pub incoming: BucketSet,
+    /// Whether it gives buckets away (to export once drained).
+    pub outgoing: bool,
+}
+
 /// Why a move was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SteerError {
@@ -354,6 +363,8 @@ pub struct Steering {
     /// While the controller runs: the last epoch a shard may enter before the slowest catches up
     /// ([`MAX_LEAD`] past the slowest shard's).
     lead_limit: AtomicU64,
+    /// Live sources: the last epoch whose table the kernel's fanout program follows.
+    swapped: AtomicU64,
 }
 
 /// While the controller is moving load (from the start until a look finds the shards within its
@@ -403,6 +414,8 @@ struct Plan {
     looked: u64,
     /// Each shard's share of the packets at the controller's last look (per mille).
     shares: Vec<u32>,
+    /// The last epoch whose fanout program swap a live source claimed.
+    swap_claimed: u64,
     /// Whether shards' leads are bounded: from the start until a look finds the load within the
     /// tolerance with no move in flight (see [`MAX_LEAD`]).
     bound: bool,
@@ -424,6 +437,8 @@ struct Lane {
 #[derive(Default)]
 struct LaneInner {
     due: Vec<Move>,
+    /// A live source's outgoing moves, exported once it has drained what the old program sent it.
+    deferred: Vec<Move>,
     mailbox: Vec<Handoff>,
     /// When the shard started waiting for a handoff.
     held_since: Option<Instant>,
@@ -453,11 +468,13 @@ impl Steering {
                 looked: 0,
                 shares: vec![0; shards],
                 bound: true,
+                swap_claimed: 0,
             }),
             lanes: (0..shards).map(|_| Lane::default()).collect(),
             movable: AtomicBool::new(false),
             version: AtomicU64::new(0),
             lead_limit: AtomicU64::new(u64::MAX),
+            swapped: AtomicU64::new(0),
         }
     }
 
@@ -527,7 +544,7 @@ impl Steering {
         lock(&self.plan).entered.clone()
     }
 
-    /// Schedules moving `bucket` to shard `to`, at the first epoch neither shard has entered. Returns
+    /// Schedules moving `bucket` to shard `to`, at the first epoch no shard has entered. Returns
     /// the move, or `None` if `to` owns the bucket already.
     pub fn request_move(&self, bucket: usize, to: usize) -> Result<Option<Move>, SteerError> {
         if bucket >= BUCKETS || to >= self.shards {
@@ -552,7 +569,9 @@ impl Steering {
         if from == to {
             return None;
         }
-        let epoch = p.entered[from].max(p.entered[to]) + 1;
+        // After every shard's epoch: each shard's copy of the table then takes every move in order (a
+        // live source installs its copy in the kernel).
+        let epoch = p.entered.iter().copied().max().unwrap_or(0) + 1;
         let m = Move {
             bucket: bucket as u16,
             from: from as u16,
@@ -747,6 +766,19 @@ impl Steering {
         local: &mut Indirection,
         counts: Option<&mut [u32; BUCKETS]>,
     ) -> bool {
+        self.enter_with(shard, epoch, local, counts, None)
+    }
+
+    /// The common part of [`enter_counted`](Self::enter_counted) and
+    /// [`enter_live`](Self::enter_live): the latter defers the exports and collects the incoming buckets.
+    fn enter_with(
+        &self,
+        shard: usize,
+        epoch: u64,
+        local: &mut Indirection,
+        counts: Option<&mut [u32; BUCKETS]>,
+        mut live: Option<&mut Entered>,
+    ) -> bool {
         let Some(lane) = self.lanes.get(shard) else {
             return false;
         };
@@ -768,9 +800,15 @@ impl Steering {
             } else if usize::from(x.m.to) == shard {
                 local.set(usize::from(x.m.bucket), usize::from(x.m.to));
                 x.to_entered = true;
+                if let Some(l) = live.as_deref_mut() {
+                    l.incoming.insert(usize::from(x.m.bucket));
+                }
             }
         }
-        if !due.is_empty() {
+        if let Some(l) = live.as_deref_mut() {
+            l.outgoing = !due.is_empty();
+            lock(&lane.inner).deferred.extend(due);
+        } else if !due.is_empty() {
             lock(&lane.inner).due.extend(due);
             lane.due.store(true, Ordering::Release);
         }
@@ -781,6 +819,66 @@ impl Steering {
             self.update_lead(&p);
         }
         hold || self.too_far_ahead(epoch)
+    }
+
+    /// For a live source (whose input has no position all shards share, `FromDevice`): the first epoch
+    /// after `after` that has moves scheduled, if any. A live source enters only such epochs, one at a
+    /// time: the next once the kernel follows the last ([`swapped`](Self::swapped)) and its own exports
+    /// are released.
+    pub fn next_epoch(&self, after: u64) -> Option<u64> {
+        lock(&self.plan)
+            .moving
+            .iter()
+            .map(|x| x.m.epoch)
+            .filter(|&e| e > after)
+            .min()
+    }
+
+    /// A live source enters `epoch` (see [`next_epoch`](Self::next_epoch)): the moves apply to its
+    /// `local` table; the buckets it takes over are returned (hold their frames until
+    /// [`awaiting`](Self::awaiting) is false: they arrive once the program is swapped); its outgoing
+    /// moves wait for [`release`](Self::release).
+    pub fn enter_live(&self, shard: usize, epoch: u64, local: &mut Indirection) -> Entered {
+        let mut e = Entered::default();
+        self.enter_with(shard, epoch, local, None, Some(&mut e));
+        e
+    }
+
+    /// Whether every shard has entered `epoch`; if so, and no one claimed its swap yet, the caller now
+    /// has: it installs the fanout program of its table, then calls [`mark_swapped`](Self::mark_swapped).
+    pub fn claim_swap(&self, epoch: u64) -> bool {
+        let mut p = lock(&self.plan);
+        if p.swap_claimed >= epoch || p.entered.iter().any(|&e| e < epoch) {
+            return false;
+        }
+        p.swap_claimed = epoch;
+        true
+    }
+
+    /// The kernel follows the table of `epoch` (its program is installed).
+    pub fn mark_swapped(&self, epoch: u64) {
+        self.swapped.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The last epoch whose table the kernel follows.
+    pub fn swapped(&self) -> u64 {
+        self.swapped.load(Ordering::Acquire)
+    }
+
+    /// A live source has drained every frame the old program sent it: its outgoing moves of `epoch` and
+    /// before are exported (by its router, after this round's packets).
+    pub fn release(&self, shard: usize, epoch: u64) {
+        let Some(lane) = self.lanes.get(shard) else {
+            return;
+        };
+        let mut l = lock(&lane.inner);
+        let (now, later): (Vec<Move>, Vec<Move>) =
+            l.deferred.drain(..).partition(|m| m.epoch <= epoch);
+        l.deferred = later;
+        if !now.is_empty() {
+            l.due.extend(now);
+            lane.due.store(true, Ordering::Release);
+        }
     }
 
     /// Completes `shard`'s incoming moves that are entered and imported, and sets whether it must hold

@@ -44,7 +44,17 @@ const FRAME: usize = 2048 - 128;
 /// # Handlers
 /// `count`, `byte_count`, `truncated` (frames too long, dropped), `errors`, `ring` (true when the ring is
 /// in use), `borrowed` (frames handed out in place), `copied_held` (frames copied because too many blocks
-/// were held), `kernel_drops` (frames the kernel dropped, its queue or ring full) (read).
+/// were held), `kernel_drops` (frames the kernel dropped, its queue or ring full), `held` (frames of
+/// buckets this shard took over, held until their state came), `held_dropped` (over 8192 held),
+/// `swaps` (fanout program swaps this shard made) (read).
+///
+/// # Bucket moves
+/// With `FANOUT table`, a bucket moved between shards (`nf_core::indirection`) moves in the kernel too:
+/// every shard acknowledges the move, then one installs the new program (the kernel's swap is atomic:
+/// when it returns, every frame the old program steered is in its socket's ring). The old owner reads
+/// its ring until it is empty after the ring's block timeout has passed, then its router hands the
+/// bucket's state over; the new owner holds the bucket's frames (only those) until the state is in,
+/// then lets them go first, in order.
 ///
 /// # Example
 /// A graph between two interfaces (run as root: `nf run bridge.click`); building it checks the
@@ -81,6 +91,40 @@ pub struct FromDevice {
     by_table: bool,
     /// Whether this shard's socket steers by the table (joined with the program).
     steered: bool,
+    /// Bucket moves (live): see [`Live`].
+    live: Option<Box<Live>>,
+}
+
+/// Most frames a shard holds for buckets it takes over while their state is on its way (more are
+/// dropped, counted in `held_dropped`).
+const MAX_HELD: usize = 8192;
+
+/// How long after a fanout program swap a shard waits before it counts its ring as drained of what the
+/// old program sent it: the block the kernel was filling is handed over by the ring's block timeout
+/// (1 ms), so twice that and a margin.
+const RING_DRAIN: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// A steered shard's part in bucket moves: the run's steering, its copy of the table, the epoch it
+/// entered, what it still owes for it, and the frames it holds for buckets it takes over.
+struct Live {
+    steer: Arc<nf_core::indirection::Steering>,
+    shard: usize,
+    table: nf_core::indirection::Indirection,
+    epoch: u64,
+    /// Entered `epoch` and not done with it: the swap to see, and (giving buckets away) the drain.
+    pending: bool,
+    outgoing: bool,
+    /// When the swap was seen plus the drain time: a read after it that finds the ring empty drains.
+    drain_at: Option<std::time::Instant>,
+    incoming: nf_core::indirection::BucketSet,
+    held: std::collections::VecDeque<Packet>,
+    scratch: Vec<Packet>,
+    held_total: u64,
+    held_dropped: u64,
+    swaps: u64,
+    swap_errors: u64,
+    /// The steering's version when it was last asked for a new epoch.
+    seen: u64,
 }
 
 impl std::fmt::Debug for FromDevice {
@@ -115,6 +159,7 @@ impl FromDevice {
             idle: 0,
             by_table: true,
             steered: false,
+            live: None,
         }
     }
 
@@ -140,6 +185,199 @@ impl FromDevice {
     pub fn copybreak(mut self, bytes: usize) -> Self {
         self.copy_below = bytes;
         self
+    }
+
+    /// Bucket moves, between two receives: enters the next epoch that has moves once the kernel follows
+    /// the last one; swaps the group's fanout program when every shard has entered (one shard does it);
+    /// after the swap, a shard giving buckets away waits for its ring to drain (see [`RING_DRAIN`]).
+    fn follow_moves(&mut self) {
+        let ring = self.ring.is_some();
+        let Some(l) = self.live.as_deref_mut() else {
+            return;
+        };
+        let st = l.steer.clone();
+        // The next epoch once this one is done: the kernel follows it, this shard's exports are
+        // released, and the frames it held for buckets it took over are through (a bucket it holds
+        // frames of may move on in the next epoch: its frames must reach its state first).
+        if !l.pending
+            && l.held.is_empty()
+            && !st.awaiting(l.shard)
+            && st.swapped() >= l.epoch
+            && st.version() != l.seen
+        {
+            l.seen = st.version();
+            if let Some(e) = st.next_epoch(l.epoch) {
+                let entered = st.enter_live(l.shard, e, &mut l.table);
+                l.epoch = e;
+                l.pending = true;
+                l.outgoing = entered.outgoing;
+                l.drain_at = None;
+                for b in entered.incoming.iter() {
+                    l.incoming.insert(b);
+                }
+            }
+        }
+        if !l.pending {
+            return;
+        }
+        if st.swapped() < l.epoch && st.claim_swap(l.epoch) {
+            let done = super::fanout::program(&l.table)
+                .and_then(|prog| self.sock.as_ref()?.set_fanout_program(&prog).ok());
+            if done.is_some() {
+                l.swaps += 1;
+            } else {
+                l.swap_errors += 1;
+            }
+            st.mark_swapped(l.epoch);
+        }
+        if st.swapped() >= l.epoch {
+            if !l.outgoing {
+                l.pending = false;
+                l.seen = u64::MAX;
+            } else if l.drain_at.is_none() {
+                let wait = if ring {
+                    RING_DRAIN
+                } else {
+                    std::time::Duration::ZERO
+                };
+                l.drain_at = Some(std::time::Instant::now() + wait);
+            }
+        }
+    }
+
+    /// After a receive of `got` frames: a shard giving buckets away that has drained releases their
+    /// export; frames of buckets this shard takes over wait (in order, bounded) until their state is in,
+    /// then go first. Returns how many held frames it let go.
+    fn hold_and_release(&mut self, out: &mut Outputs, got: usize) -> usize {
+        let burst = self.burst;
+        let Some(l) = self.live.as_deref_mut() else {
+            return 0;
+        };
+        if l.pending
+            && l.outgoing
+            && got < burst
+            && l.drain_at.is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            l.steer.release(l.shard, l.epoch);
+            l.outgoing = false;
+            l.pending = false;
+            l.drain_at = None;
+            l.seen = u64::MAX;
+        }
+        if l.incoming.is_empty() {
+            return 0;
+        }
+        let o = out.port(0);
+        l.scratch.extend(o.drain());
+        let hasher = nf_core::flow::FrameHasher::new(nf_core::hash::toeplitz::symmetric());
+        for p in l.scratch.drain(..) {
+            if l.incoming.holds_hash(hasher.hash(p.data())) {
+                if l.held.len() < MAX_HELD {
+                    l.held.push_back(p);
+                    l.held_total += 1;
+                } else {
+                    l.held_dropped += 1;
+                }
+            } else {
+                o.push(p);
+            }
+        }
+        let mut emitted = 0;
+        if !l.steer.awaiting(l.shard) {
+            while emitted < nf_core::BATCH_SIZE {
+                let Some(p) = l.held.pop_front() else {
+                    break;
+                };
+                o.push(p);
+                emitted += 1;
+            }
+            if l.held.is_empty() {
+                l.incoming = Default::default();
+            }
+        }
+        emitted
+    }
+
+    /// One round's receive: frames from the ring (or `recvmmsg`) into output 0. Returns the status and
+    /// how many frames came.
+    fn receive(&mut self, out: &mut Outputs) -> (TaskStatus, usize) {
+        if self.ring.is_some() {
+            let got = self.read_ring(out);
+            if got > 0 {
+                self.idle = 0;
+                return (TaskStatus::Busy, got);
+            }
+            self.idle += 1;
+            if self.idle > 16
+                && let Some(sock) = self.sock.as_ref()
+            {
+                sock.wait_readable(1);
+            }
+            return (TaskStatus::Idle, 0);
+        }
+        let Some(sock) = self.sock.as_ref() else {
+            return (TaskStatus::Done, 0);
+        };
+        let mut bufs: [&mut [u8]; 64] = std::array::from_fn(|_| -> &mut [u8] { &mut [] });
+        let mut n = 0;
+        for (slot, chunk) in bufs.iter_mut().zip(self.slab.chunks_exact_mut(FRAME)) {
+            *slot = chunk;
+            n += 1;
+        }
+        let got = match sock.recv_batch(&mut bufs[..n], &mut self.lens) {
+            Ok(g) => g,
+            Err(_) => {
+                self.errors += 1;
+                0
+            }
+        };
+        if got == 0 {
+            // Nothing waiting: after a few empty rounds, sleep in poll() for up to a millisecond rather
+            // than spin (the router's other tasks still run between rounds).
+            self.idle += 1;
+            if self.idle > 16 {
+                sock.wait_readable(1);
+            }
+            return (TaskStatus::Idle, 0);
+        }
+        self.idle = 0;
+        let now = Timestamp::now();
+        let o = out.port(0);
+        nf_core::pool::with_local(|pool| {
+            for (buf, &len) in bufs.iter().zip(&self.lens).take(got) {
+                if len > FRAME {
+                    self.truncated += 1;
+                    continue;
+                }
+                let mut p = Packet::from_slice_in(pool, &buf[..len]);
+                p.anno.timestamp = now;
+                self.count += 1;
+                self.bytes += len as u64;
+                o.push(p);
+            }
+        });
+        (TaskStatus::Busy, got)
+    }
+
+    /// A new configuration's source on the same interface keeps reading the old one's socket: the
+    /// frames that arrived while the new graph was built are in its queue (and in the new socket's,
+    /// which is closed): none lost, none twice.
+    fn take_socket(&mut self, old: &mut dyn Element) {
+        if let Some(old) = old.as_any_mut().downcast_mut::<FromDevice>()
+            && old.ifname == self.ifname
+            && old.sock.is_some()
+        {
+            // The new socket goes to the old element, closed with it off the router's thread; the ring
+            // (and the block being read) comes with the socket it belongs to.
+            std::mem::swap(&mut self.sock, &mut old.sock);
+            std::mem::swap(&mut self.ring, &mut old.ring);
+            std::mem::swap(&mut self.block, &mut old.block);
+            std::mem::swap(&mut self.slab, &mut old.slab);
+            std::mem::swap(&mut self.lens, &mut old.lens);
+            (self.count, self.bytes, self.truncated, self.errors) =
+                (old.count, old.bytes, old.truncated, old.errors);
+            (self.borrowed, self.copied_held) = (old.borrowed, old.copied_held);
+        }
     }
 
     /// A burst from the ring: frames of the block being read (the next one the kernel handed over when it
@@ -223,6 +461,12 @@ const FROM_HANDLERS: &[HandlerSpec] = &[
         "kernel_drops",
         "frames the kernel dropped: its queue or ring was full",
     ),
+    HandlerSpec::read(
+        "held",
+        "frames held for buckets taken over until their state came",
+    ),
+    HandlerSpec::read("held_dropped", "frames dropped: too many held"),
+    HandlerSpec::read("swaps", "fanout program swaps this shard made"),
 ];
 
 impl Element for FromDevice {
@@ -250,6 +494,28 @@ impl Element for FromDevice {
             };
             fanout.map_err(|e| format!("FromDevice({}): fanout: {e}", self.ifname))?;
             self.steered = self.by_table;
+            if self.steered
+                && let Some(st) = ctx.cohort.and_then(|c| c.steering())
+            {
+                st.follow(ctx.shard);
+                self.live = Some(Box::new(Live {
+                    steer: st.clone(),
+                    shard: ctx.shard,
+                    table: nf_core::indirection::Indirection::round_robin(ctx.shards),
+                    epoch: 0,
+                    pending: false,
+                    outgoing: false,
+                    drain_at: None,
+                    incoming: Default::default(),
+                    held: Default::default(),
+                    scratch: Vec::new(),
+                    held_total: 0,
+                    held_dropped: 0,
+                    swaps: 0,
+                    swap_errors: 0,
+                    seen: u64::MAX,
+                }));
+            }
         }
         if self.use_ring && s.kernel_skips_outgoing() {
             // Best effort: without a ring (an old kernel, a locked-memory limit) frames come by recvmmsg.
@@ -269,81 +535,22 @@ impl Element for FromDevice {
         self.steered
     }
     fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
-        if self.ring.is_some() {
-            if self.read_ring(out) > 0 {
-                self.idle = 0;
-                return TaskStatus::Busy;
-            }
-            self.idle += 1;
-            if self.idle > 16
-                && let Some(sock) = self.sock.as_ref()
-            {
-                sock.wait_readable(1);
-            }
-            return TaskStatus::Idle;
+        if self.live.is_none() {
+            return self.receive(out).0;
         }
-        let Some(sock) = self.sock.as_ref() else {
-            return TaskStatus::Done;
-        };
-        let mut bufs: [&mut [u8]; 64] = std::array::from_fn(|_| -> &mut [u8] { &mut [] });
-        let mut n = 0;
-        for (slot, chunk) in bufs.iter_mut().zip(self.slab.chunks_exact_mut(FRAME)) {
-            *slot = chunk;
-            n += 1;
+        self.follow_moves();
+        let (status, got) = self.receive(out);
+        let emitted = self.hold_and_release(out, got);
+        if emitted > 0 {
+            TaskStatus::Busy
+        } else {
+            status
         }
-        let got = match sock.recv_batch(&mut bufs[..n], &mut self.lens) {
-            Ok(g) => g,
-            Err(_) => {
-                self.errors += 1;
-                0
-            }
-        };
-        if got == 0 {
-            // Nothing waiting: after a few empty rounds, sleep in poll() for up to a millisecond rather
-            // than spin (the router's other tasks still run between rounds).
-            self.idle += 1;
-            if self.idle > 16 {
-                sock.wait_readable(1);
-            }
-            return TaskStatus::Idle;
-        }
-        self.idle = 0;
-        let now = Timestamp::now();
-        let o = out.port(0);
-        nf_core::pool::with_local(|pool| {
-            for (buf, &len) in bufs.iter().zip(&self.lens).take(got) {
-                if len > FRAME {
-                    self.truncated += 1;
-                    continue;
-                }
-                let mut p = Packet::from_slice_in(pool, &buf[..len]);
-                p.anno.timestamp = now;
-                self.count += 1;
-                self.bytes += len as u64;
-                o.push(p);
-            }
-        });
-        TaskStatus::Busy
     }
-    /// A new configuration's source on the same interface keeps reading the old one's socket: the
-    /// frames that arrived while the new graph was built are in its queue (and in the new socket's,
-    /// which is closed): none lost, none twice.
+    /// A take-over keeps the socket (see [`FromDevice::take_socket`]); a sharded router is never
+    /// swapped, so nothing of the bucket moves' state goes with it.
     fn take_state(&mut self, old: &mut dyn Element) {
-        if let Some(old) = old.as_any_mut().downcast_mut::<FromDevice>()
-            && old.ifname == self.ifname
-            && old.sock.is_some()
-        {
-            // The new socket goes to the old element, closed with it off the router's thread; the ring
-            // (and the block being read) comes with the socket it belongs to.
-            std::mem::swap(&mut self.sock, &mut old.sock);
-            std::mem::swap(&mut self.ring, &mut old.ring);
-            std::mem::swap(&mut self.block, &mut old.block);
-            std::mem::swap(&mut self.slab, &mut old.slab);
-            std::mem::swap(&mut self.lens, &mut old.lens);
-            (self.count, self.bytes, self.truncated, self.errors) =
-                (old.count, old.bytes, old.truncated, old.errors);
-            (self.borrowed, self.copied_held) = (old.borrowed, old.copied_held);
-        }
+        self.take_socket(old);
     }
     fn handlers(&self) -> &'static [HandlerSpec] {
         FROM_HANDLERS
@@ -353,9 +560,14 @@ impl Element for FromDevice {
             "count" => Some(self.count.to_string()),
             "byte_count" => Some(self.bytes.to_string()),
             "truncated" => Some(self.truncated.to_string()),
-            "errors" => Some(self.errors.to_string()),
+            "errors" => {
+                Some((self.errors + self.live.as_ref().map_or(0, |l| l.swap_errors)).to_string())
+            }
             "ring" => Some(self.ring.is_some().to_string()),
             "borrowed" => Some(self.borrowed.to_string()),
+            "held" => Some(self.live.as_ref().map_or(0, |l| l.held_total).to_string()),
+            "held_dropped" => Some(self.live.as_ref().map_or(0, |l| l.held_dropped).to_string()),
+            "swaps" => Some(self.live.as_ref().map_or(0, |l| l.swaps).to_string()),
             "copied_held" => Some(self.copied_held.to_string()),
             "kernel_drops" => {
                 let more = self.sock.as_ref().map_or(0, PacketSocket::take_drops);
