@@ -805,7 +805,7 @@ impl Steering {
                 }
             }
         }
-        if let Some(l) = live.as_deref_mut() {
+        if let Some(l) = live {
             l.outgoing = !due.is_empty();
             lock(&lane.inner).deferred.extend(due);
         } else if !due.is_empty() {
