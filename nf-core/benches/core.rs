@@ -226,5 +226,41 @@ fn compression(c: &mut Criterion) {
     eprintln!("compression ratio on these packets: {:.2}", s.ratio());
 }
 
-criterion_group!(benches, bench, maglev, compression);
+/// A bucket move's state: `ConnTrack`'s entries of 64 buckets (an eighth) exported from one copy and
+/// imported into another, 100,000 connections in the table.
+fn migrate(c: &mut Criterion) {
+    use nf_core::elements::tcpudp::ConnTrack;
+    use nf_core::indirection::{BucketSet, Migrate};
+    let tracked = || {
+        let mut ct = ConnTrack::new(200_000);
+        let mut g = TrafficGen::new(TrafficConfig {
+            flows: 100_000,
+            bidirectional: false,
+            ..Default::default()
+        });
+        for _ in 0..100_000 {
+            let mut p = g.next_packet();
+            ct.track(&mut p);
+        }
+        ct
+    };
+    let buckets: BucketSet = (0..64).collect();
+    let moved = tracked().export_buckets(&buckets).entries as u64;
+    let mut g = c.benchmark_group("migrate");
+    g.throughput(Throughput::Elements(moved));
+    g.sample_size(20);
+    g.bench_function("conntrack: export 64 buckets and import them", |b| {
+        b.iter_batched(
+            || (tracked(), ConnTrack::new(200_000)),
+            |(mut from, mut to)| {
+                let e = from.export_buckets(&buckets);
+                black_box(to.import_buckets(e))
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, maglev, compression, migrate);
 criterion_main!(benches);
