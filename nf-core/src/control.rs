@@ -1080,6 +1080,7 @@ fn steering_read(router: &Router, name: &str) -> Answer {
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join(" / "),
+        "shards" => st.active_shards().to_string(),
         "movable" => match st.why_fixed() {
             None => "yes".into(),
             Some(why) => format!("no: {why}"),
@@ -1089,8 +1090,8 @@ fn steering_read(router: &Router, name: &str) -> Answer {
     Answer::data(200, format!("Read handler 'steering.{name}' OK"), data)
 }
 
-/// `WRITE steering.move BUCKET SHARD` and `WRITE steering.balance on|off`: carried out by shard 0 (every
-/// shard is asked; the others answer OK).
+/// `WRITE steering.move BUCKET SHARD`, `WRITE steering.balance on|off` and `WRITE steering.shards N`:
+/// carried out by shard 0 (every shard is asked; the others answer OK).
 fn steering_write(router: &Router, name: &str, value: &str) -> Answer {
     let Some(st) = router.steering() else {
         return Answer::err(511, format!("No handler named 'steering.{name}'"));
@@ -1128,6 +1129,18 @@ fn steering_write(router: &Router, name: &str, value: &str) -> Answer {
                 st.set_balance(on.then(crate::indirection::Balance::default));
             }
             ok()
+        }
+        "shards" => {
+            let Ok(n) = value.trim().parse::<usize>() else {
+                return Answer::err(520, "usage: WRITE steering.shards N");
+            };
+            if !first {
+                return ok();
+            }
+            match st.set_shards(n) {
+                Ok(_) => ok(),
+                Err(e) => Answer::err(520, e.to_string()),
+            }
         }
         _ => Answer::err(511, format!("No write handler named 'steering.{name}'")),
     }

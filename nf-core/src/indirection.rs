@@ -416,6 +416,8 @@ struct Plan {
     shares: Vec<u32>,
     /// The last epoch whose fanout program swap a live source claimed.
     swap_claimed: u64,
+    /// Shards that take buckets (`0..active`); the others own none.
+    active: usize,
     /// Whether shards' leads are bounded: from the start until a look finds the load within the
     /// tolerance with no move in flight (see [`MAX_LEAD`]).
     bound: bool,
@@ -469,6 +471,7 @@ impl Steering {
                 shares: vec![0; shards],
                 bound: true,
                 swap_claimed: 0,
+                active: shards,
             }),
             lanes: (0..shards).map(|_| Lane::default()).collect(),
             movable: AtomicBool::new(false),
@@ -590,6 +593,66 @@ impl Steering {
         Some(m)
     }
 
+    /// Before a run starts: only shards `0..active` take buckets (the table round robin over them); the
+    /// others wait for [`set_shards`](Self::set_shards) to give them some.
+    pub fn set_initial_shards(&self, active: usize) {
+        let mut p = lock(&self.plan);
+        let active = active.clamp(1, self.shards);
+        p.active = active;
+        p.table = Indirection::round_robin(active);
+        self.update_lead(&p);
+    }
+
+    /// Shards that take buckets: `0..n`.
+    pub fn active_shards(&self) -> usize {
+        lock(&self.plan).active
+    }
+
+    /// Runs on `n` shards (`0..n`, at most as many as the run was built with): buckets move off the
+    /// shards being retired and onto the ones being added, with their flows' state, until each of the
+    /// `n` owns an even share (512 / n buckets, the fewest moves to get there). Returns the moves.
+    pub fn set_shards(&self, n: usize) -> Result<Vec<Move>, SteerError> {
+        if n == 0 || n > self.shards {
+            return Err(SteerError::OutOfRange(format!(
+                "{n} shards: this run has 1 to {}",
+                self.shards
+            )));
+        }
+        let mut p = lock(&self.plan);
+        if let Some(why) = &p.fixed {
+            return Err(SteerError::Fixed(why.clone()));
+        }
+        if let Some(x) = p.moving.front() {
+            return Err(SteerError::Moving(usize::from(x.m.bucket)));
+        }
+        p.active = n;
+        let mut owned: Vec<Vec<usize>> = vec![Vec::new(); self.shards];
+        for b in 0..BUCKETS {
+            owned[p.table.owner(b)].push(b);
+        }
+        let share = |s: usize| BUCKETS / n + usize::from(s < BUCKETS % n);
+        // Buckets to place: every one of a retired shard, and the excess of an active one.
+        let mut spare: Vec<usize> = Vec::new();
+        for (s, bs) in owned.iter_mut().enumerate() {
+            let keep = if s < n { share(s).min(bs.len()) } else { 0 };
+            spare.extend(bs.drain(keep..));
+        }
+        let mut moves = Vec::new();
+        for (s, bs) in owned.iter_mut().enumerate().take(n) {
+            while bs.len() < share(s) {
+                let Some(b) = spare.pop() else {
+                    break;
+                };
+                bs.push(b);
+                if let Some(m) = self.schedule(&mut p, b, s) {
+                    moves.push(m);
+                }
+            }
+        }
+        self.update_lead(&p);
+        Ok(moves)
+    }
+
     /// Turns the controller on with `balance`, or off (`None`). Off by default.
     pub fn set_balance(&self, balance: Option<Balance>) {
         let mut p = lock(&self.plan);
@@ -600,13 +663,16 @@ impl Steering {
 
     /// Sets how far shards may run ahead (bounded while the controller runs).
     fn update_lead(&self, p: &Plan) {
-        let limit = match p.balance {
-            Some(_) if p.bound => p
-                .entered
+        // Bounded while the controller moves load, and in a run with shards that own no bucket (they
+        // would race through the input, and a move onto one lands where it is).
+        let bounded = (p.balance.is_some() && p.bound) || p.active < self.shards;
+        let limit = if bounded {
+            p.entered
                 .iter()
                 .min()
-                .map_or(u64::MAX, |m| m.saturating_add(MAX_LEAD)),
-            _ => u64::MAX,
+                .map_or(u64::MAX, |m| m.saturating_add(MAX_LEAD))
+        } else {
+            u64::MAX
         };
         self.lead_limit.store(limit, Ordering::Release);
     }
@@ -706,7 +772,7 @@ impl Steering {
             .iter()
             .map(|&l| (l * 1000 / total) as u32)
             .collect();
-        let mean = total as f64 / self.shards as f64;
+        let mean = total as f64 / p.active.max(1) as f64;
         let mut balanced = false;
         for _ in 0..b.max_moves {
             let (hi, &max) = shard_load
@@ -714,7 +780,8 @@ impl Steering {
                 .enumerate()
                 .max_by_key(|&(_, l)| *l)
                 .unwrap_or((0, &0));
-            let (lo, &min) = shard_load
+            let active = p.active.max(1);
+            let (lo, &min) = shard_load[..active.min(shard_load.len())]
                 .iter()
                 .enumerate()
                 .min_by_key(|&(_, l)| *l)
@@ -816,6 +883,8 @@ impl Steering {
         if p.balance.is_some() {
             // Moves the look schedules start at a later epoch than this one: this shard meets them then.
             self.look(&mut p);
+        }
+        if p.balance.is_some() || p.active < self.shards {
             self.update_lead(&p);
         }
         hold || self.too_far_ahead(epoch)
@@ -1070,6 +1139,37 @@ mod tests {
         assert_eq!(b.owner(2), 1);
         assert!(s.in_flight().is_empty());
         assert_eq!(s.stats().completed, 1);
+    }
+
+    #[test]
+    fn shards_are_added_and_removed_with_the_fewest_moves() {
+        let s = Steering::new(4);
+        s.set_initial_shards(2);
+        s.allow_moves(None);
+        assert_eq!(s.table().buckets_per_shard(), vec![256, 256]);
+        let moves = s.set_shards(3).unwrap();
+        assert_eq!(moves.len(), 170, "a third of the buckets, to the new shard");
+        assert!(moves.iter().all(|m| m.to == 2));
+        assert_eq!(s.table().buckets_per_shard(), vec![171, 171, 170]);
+        assert_eq!(
+            s.set_shards(1),
+            Err(SteerError::Moving(usize::from(moves[0].bucket)))
+        );
+        // Complete the moves (every shard enters their epoch; the old owners export, the new imports).
+        let mut t = Indirection::round_robin(2);
+        for sh in 0..4 {
+            s.enter(sh, moves[0].epoch, &mut t);
+        }
+        for sh in 0..2 {
+            let due = s.take_due(sh);
+            s.imported(2, &due, 0);
+        }
+        assert!(s.in_flight().is_empty());
+        let moves = s.set_shards(1).unwrap();
+        assert_eq!(moves.len(), 341);
+        assert_eq!(s.table().buckets_per_shard(), vec![512]);
+        assert_eq!(s.active_shards(), 1);
+        assert!(matches!(s.set_shards(5), Err(SteerError::OutOfRange(_))));
     }
 
     #[test]

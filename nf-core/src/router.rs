@@ -1141,7 +1141,11 @@ impl Router {
                 .pop()
                 .unwrap_or_else(|| Batch::with_capacity(BATCH_SIZE));
             for mut pkt in b.drain() {
-                let dest = shard_of(flow_hash(&mut pkt, Link::Ethernet).unwrap_or(0), nsh);
+                let hash = flow_hash(&mut pkt, Link::Ethernet).unwrap_or(0);
+                let dest = match &d.table {
+                    Some(t) => t.shard_of(hash),
+                    None => shard_of(hash, nsh),
+                };
                 if dest == me {
                     keep.push(pkt);
                 } else {
@@ -1306,6 +1310,8 @@ struct Transfer {
 }
 
 struct Dispatch {
+    /// The run's table as it started (a run whose sources hand packets over cannot move buckets).
+    table: Option<crate::indirection::Indirection>,
     tx: Vec<SyncSender<Transfer>>,
     rx: Receiver<Transfer>,
     ret_tx: Vec<Sender<Batch>>,
@@ -1349,11 +1355,26 @@ impl ShardedRouter {
     /// Builds `shards` routers, each from the graph `make(shard)` returns.
     pub fn new(
         shards: usize,
+        make: impl FnMut(usize) -> Result<Graph, Error>,
+    ) -> Result<Self, Error> {
+        Self::new_elastic(shards, shards, make)
+    }
+
+    /// Builds `max` routers, of which the first `active` take flows at the start; the others take some
+    /// once [`Steering::set_shards`] (or `WRITE steering.shards N`) adds them, and shards removed give
+    /// theirs back, with their flows' state. A shard that owns no bucket receives nothing (a capture's
+    /// reader still walks the file, to keep its place).
+    pub fn new_elastic(
+        max: usize,
+        active: usize,
         mut make: impl FnMut(usize) -> Result<Graph, Error>,
     ) -> Result<Self, Error> {
-        let shards = shards.max(1);
+        let shards = max.max(1);
         let mut routers = Vec::with_capacity(shards);
         let cohort = Cohort::for_shards(shards);
+        if let Some(st) = cohort.steering() {
+            st.set_initial_shards(active);
+        }
         let mut separators = Vec::with_capacity(shards);
         for s in 0..shards {
             routers.push(Router::new_shard_in(make(s)?, s, shards, Some(&cohort))?);
@@ -1388,6 +1409,7 @@ impl ShardedRouter {
             r.stop = stop.clone();
             if shards > 1 {
                 r.dispatch = Some(Dispatch {
+                    table: cohort.steering().map(|st| st.table()),
                     tx: txs.clone(),
                     rx,
                     ret_tx: rtxs.clone(),

@@ -376,3 +376,66 @@ fn the_control_socket_reads_and_moves_buckets() {
     let sh = run.join().unwrap();
     assert!(sh.steering().stats().completed >= 1);
 }
+
+/// A run built with three shards starts on two, grows to three, then shrinks to one while packets flow:
+/// the added shard takes a third of the flows, the removed ones hand theirs over, and every packet
+/// leaves as in a one-shard run.
+#[test]
+fn shards_are_added_and_removed_while_the_run_goes() {
+    let path = tmp("grow.pcap");
+    gen_pcap(&path, 60_000, 2_000);
+    let reference = Arc::new(Journal::default());
+    let mut one = Router::new(config(&path).build(&registry(&reference)).unwrap()).unwrap();
+    one.run().unwrap();
+    let reference = std::mem::take(&mut *reference.seen.lock().unwrap());
+
+    let journal = Arc::new(Journal::default());
+    let reg = registry(&journal);
+    let cfg = config(&path);
+    let mut sh = ShardedRouter::new_elastic(3, 2, |_| Ok(cfg.build(&reg)?)).unwrap();
+    let steering = sh.steering().clone();
+    assert_eq!(steering.table().buckets_per_shard(), vec![256, 256]);
+    let changer = {
+        let steering = steering.clone();
+        std::thread::spawn(move || {
+            // Each change once the last one's moves are done (a change refuses while buckets move).
+            let mut log = Vec::new();
+            for n in [3, 1] {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    match steering.set_shards(n) {
+                        Ok(m) => {
+                            log.push((n, m.len()));
+                            break;
+                        }
+                        Err(_) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(std::time::Duration::from_millis(1))
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            log
+        })
+    };
+    sh.run().unwrap();
+    let log = changer.join().unwrap();
+    let stats = steering.stats();
+    let per: Vec<u64> = sh.shards().iter().map(|r| r.run_stats().packets).collect();
+    eprintln!("changes {log:?}, {stats:?}, packets per shard {per:?}");
+    assert_eq!(log, vec![(3, 170), (1, 341)]);
+    assert!(per[2] > 0, "the added shard took flows: {per:?}");
+    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
+    assert_eq!(seen.len(), reference.len(), "every packet once");
+    let by_ts: HashMap<u64, &Seen> = reference.iter().map(|s| (s.ts, s)).collect();
+    for s in &seen {
+        assert_eq!(s.tag, by_ts[&s.ts].tag, "packet {} of {:?}", s.ts, s.flow);
+    }
+    // At the end, one shard takes everything: the last packets all ran on it.
+    if stats.completed == stats.scheduled {
+        let last = seen.iter().max_by_key(|s| s.order).map(|s| s.shard);
+        assert_eq!(last, Some(0));
+        assert_eq!(steering.table().buckets_per_shard(), vec![512]);
+    }
+}

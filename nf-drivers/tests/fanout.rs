@@ -358,3 +358,108 @@ fn buckets_move_between_live_shards_with_their_connections() {
     }
     assert!(moved > 0, "no flow changed shards");
 }
+
+/// A live run built with two shards starts on one; the second is added, then removed, while TCP flows run:
+/// the kernel's program follows, and no connection loses its state.
+#[test]
+fn a_live_shard_is_added_and_removed_with_its_connections() {
+    use std::sync::Arc;
+    let v = Veth::new("g");
+    let mut g = TrafficGen::new(TrafficConfig {
+        flows: 300,
+        size: SizeMix::Fixed(128),
+        protocols: nf_core::traffic::Protocols::Tcp,
+        ..Default::default()
+    });
+    let sent: Vec<Vec<u8>> = (0..24_000)
+        .map(|i| {
+            let mut f = g.next_frame().to_vec();
+            let at = f.len() - 4;
+            f[at..].copy_from_slice(&(i as u32).to_be_bytes());
+            f
+        })
+        .collect();
+    let journal = Arc::new(Journal::default());
+    let mut rx = ShardedRouter::new_elastic(2, 1, |s| {
+        let mut g = Graph::new();
+        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
+        let ct = g.add("ct", nf_core::elements::tcpudp::ConnTrack::new(10_000));
+        let ok = g.add(
+            "ok",
+            Log {
+                journal: journal.clone(),
+                shard: s,
+                tracked: true,
+            },
+        );
+        let bad = g.add(
+            "bad",
+            Log {
+                journal: journal.clone(),
+                shard: s,
+                tracked: false,
+            },
+        );
+        g.connect(src.id(), 0, ct.id(), 0);
+        g.connect(ct.id(), 0, ok.id(), 0);
+        g.connect(ct.id(), 1, bad.id(), 0);
+        Ok(g)
+    })
+    .unwrap();
+    let steering = rx.steering().clone();
+    let stop = rx.stop_handle();
+    let run = std::thread::spawn(move || {
+        rx.run().unwrap();
+        rx
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut g = Graph::new();
+    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
+    let out = g.add("out", ToDevice::new(&v.1)).id();
+    g.connect(idle, 0, out, 0);
+    let mut tx = Router::new(g).unwrap();
+    let mut changes = Vec::new();
+    for (k, chunk) in sent.chunks(200).enumerate() {
+        for part in chunk.chunks(32) {
+            let mut b = nf_core::Batch::new();
+            for f in part {
+                b.push(nf_core::Packet::from_slice(f));
+            }
+            tx.push_batch(out, 0, &mut b);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        // Two shards after a fifth of the traffic, one again after three fifths (once the moves are done).
+        let want = if (24..72).contains(&k) { 2 } else { 1 };
+        if steering.active_shards() != want
+            && let Ok(m) = steering.set_shards(want)
+        {
+            changes.push((want, m.len()));
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while journal.seen.lock().unwrap().len() < sent.len() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.stop();
+    let _rx = run.join().unwrap();
+    let stats = steering.stats();
+    eprintln!("changes {changes:?}, {stats:?}");
+    assert_eq!(changes, vec![(2, 256), (1, 256)]);
+    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
+    assert_eq!(seen.len(), sent.len(), "every frame once");
+    let untracked = seen.iter().filter(|l| !l.tracked).count();
+    assert_eq!(untracked, 0, "a connection lost its state");
+    let on_second = seen.iter().filter(|l| l.shard == 1).count();
+    assert!(on_second > 1000, "the added shard took flows: {on_second}");
+    let mut by_flow: HashMap<Vec<u8>, Vec<&Logged>> = HashMap::new();
+    for l in &seen {
+        by_flow.entry(l.flow.clone()).or_default().push(l);
+    }
+    for (_, mut v) in by_flow {
+        v.sort_by_key(|l| l.order);
+        assert!(
+            v.windows(2).all(|w| w[0].index < w[1].index),
+            "a flow out of order"
+        );
+    }
+}

@@ -485,7 +485,11 @@ impl Element for FromDevice {
             // shard `i`'s socket is the group's `i`th, the index the table's program returns.
             let group = (std::process::id() as u16) ^ (s.ifindex() as u16).rotate_left(8);
             let fanout = if self.by_table {
-                let table = nf_core::indirection::Indirection::round_robin(ctx.shards);
+                // The run's table (a run may start with fewer shards taking flows than it has).
+                let table = ctx.cohort.and_then(|c| c.steering()).map_or_else(
+                    || nf_core::indirection::Indirection::round_robin(ctx.shards),
+                    |st| st.table(),
+                );
                 let prog = super::fanout::program(&table)
                     .ok_or_else(|| format!("FromDevice({}): fanout program", self.ifname))?;
                 s.join_fanout_cbpf(group, &prog)
@@ -501,7 +505,7 @@ impl Element for FromDevice {
                 self.live = Some(Box::new(Live {
                     steer: st.clone(),
                     shard: ctx.shard,
-                    table: nf_core::indirection::Indirection::round_robin(ctx.shards),
+                    table: st.table(),
                     epoch: 0,
                     pending: false,
                     outgoing: false,

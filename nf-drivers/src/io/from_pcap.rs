@@ -342,6 +342,7 @@ impl Element for FromPcap {
             && let Some(st) = ctx.cohort.and_then(|c| c.steering())
         {
             st.follow(ctx.shard);
+            self.table = st.table();
             self.steer = Some(st.clone());
         }
         Ok(())

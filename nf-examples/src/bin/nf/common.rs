@@ -366,12 +366,25 @@ pub enum Runner {
 impl Runner {
     /// Builds `cfg` once, or once per shard.
     pub fn build(cfg: &Config, reg: &Registry, shards: usize) -> Result<Runner, Error> {
-        if shards <= 1 {
+        Self::build_elastic(cfg, reg, shards, shards)
+    }
+
+    /// Builds `cfg` once, or once per shard for up to `max` shards of which `shards` take flows at the
+    /// start (see [`ShardedRouter::new_elastic`]).
+    pub fn build_elastic(
+        cfg: &Config,
+        reg: &Registry,
+        shards: usize,
+        max: usize,
+    ) -> Result<Runner, Error> {
+        if shards <= 1 && max <= 1 {
             Ok(Runner::One(Box::new(Router::new(cfg.build(reg)?)?)))
         } else {
-            Ok(Runner::Sharded(ShardedRouter::new(shards, |_| {
-                Ok(cfg.build(reg)?)
-            })?))
+            Ok(Runner::Sharded(ShardedRouter::new_elastic(
+                max.max(shards),
+                shards,
+                |_| Ok(cfg.build(reg)?),
+            )?))
         }
     }
 

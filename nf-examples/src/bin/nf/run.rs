@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// epochs: FromPcap over one file, Replay).
     #[arg(long, requires = "shards")]
     rebalance: bool,
+    /// Build this many shards, of which --shards take flows at the start: `WRITE steering.shards N` on
+    /// the control socket adds or removes shards while the run goes (their flows move with their state).
+    #[arg(long, value_name = "N")]
+    max_shards: Option<usize>,
     /// Also print the run time, the packet rate and the buffer pools' counters.
     #[arg(long)]
     stats: bool,
@@ -38,7 +42,14 @@ pub struct RunArgs {
 pub fn run(o: RunArgs) -> Result<(), String> {
     let cfg = load_config(&o.config, &o.params)?;
     let reg = registry();
-    let mut r = Runner::build(&cfg, &reg, o.shards).map_err(|e| e.to_string())?;
+    let max = o.max_shards.unwrap_or(o.shards);
+    if max < o.shards {
+        return Err(format!(
+            "--max-shards {max} is fewer than --shards {}",
+            o.shards
+        ));
+    }
+    let mut r = Runner::build_elastic(&cfg, &reg, o.shards, max).map_err(|e| e.to_string())?;
     if o.rebalance {
         let Runner::Sharded(s) = &r else {
             return Err("--rebalance needs --shards 2 or more".into());
