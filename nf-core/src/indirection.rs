@@ -318,6 +318,8 @@ pub struct SteerStats {
     pub decisions: u64,
     /// Moves the controller made (also counted in `scheduled`).
     pub rebalanced: u64,
+    /// Shards the controller added or removed.
+    pub scaled: u64,
 }
 
 /// How the controller balances load (Metron's controller, RSS++'s rebalancing): it looks at the packets
@@ -337,6 +339,8 @@ pub struct Balance {
     /// Sources count packets per bucket in one epoch of this many (1: every epoch): counting costs the
     /// scan a few instructions a frame, and a sample of the input shows its spread as well.
     pub sample: u64,
+    /// Live runs: scale between this floor and ceiling of shards (`None`: the shard count stays).
+    pub scale: Option<(usize, usize)>,
 }
 
 impl Default for Balance {
@@ -347,6 +351,7 @@ impl Default for Balance {
             max_moves: 64,
             tolerance: 0.04,
             sample: 4,
+            scale: None,
         }
     }
 }
@@ -366,6 +371,9 @@ pub struct Steering {
     /// Live sources: the last epoch whose table the kernel's fanout program follows.
     swapped: AtomicU64,
 }
+
+/// How often the controller of a live run looks at the loads its shards report.
+pub const LIVE_LOOK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// While the controller is moving load (from the start until a look finds the shards within its
 /// tolerance and no move in flight), how many epochs a shard may run ahead of the slowest. A move takes
@@ -418,6 +426,12 @@ struct Plan {
     swap_claimed: u64,
     /// Shards that take buckets (`0..active`); the others own none.
     active: usize,
+    /// Live runs: packets per bucket reported since the controller's last look.
+    live_load: Box<[u64; BUCKETS]>,
+    /// Live runs: each shard's share of busy rounds since the last look.
+    live_busy: Vec<Option<f64>>,
+    /// Live runs: when the controller last looked.
+    live_looked: Option<Instant>,
     /// Whether shards' leads are bounded: from the start until a look finds the load within the
     /// tolerance with no move in flight (see [`MAX_LEAD`]).
     bound: bool,
@@ -472,6 +486,9 @@ impl Steering {
                 bound: true,
                 swap_claimed: 0,
                 active: shards,
+                live_load: Box::new([0; BUCKETS]),
+                live_busy: vec![None; shards],
+                live_looked: None,
             }),
             lanes: (0..shards).map(|_| Lane::default()).collect(),
             movable: AtomicBool::new(false),
@@ -757,6 +774,15 @@ impl Steering {
                 *l += u64::from(n);
             }
         }
+        p.bound = !self.rebalance(p, &load, b);
+    }
+
+    /// The controller's moves for bucket loads `load`: each shard's load under the planned table, then
+    /// moves from the most to the least loaded active shard while the imbalance is over the tolerance. A
+    /// bucket is moved only if that lowers the busiest shard's load (its load is under the gap), the
+    /// largest such first, up to half the gap. Returns whether the shards are balanced with nothing
+    /// moving.
+    fn rebalance(&self, p: &mut Plan, load: &[u64; BUCKETS], b: Balance) -> bool {
         p.stats.decisions += 1;
         let mut shard_load = vec![0u64; self.shards];
         for (bucket, &l) in load.iter().enumerate() {
@@ -766,7 +792,7 @@ impl Steering {
         }
         let total: u64 = shard_load.iter().sum();
         if total == 0 {
-            return;
+            return p.moving.is_empty();
         }
         p.shares = shard_load
             .iter()
@@ -813,7 +839,54 @@ impl Steering {
             shard_load[hi] -= load[k];
             shard_load[lo] += load[k];
         }
-        p.bound = !balanced || !p.moving.is_empty();
+        balanced && p.moving.is_empty()
+    }
+
+    /// A live source's report (`FromDevice`, while the controller runs): the packets per bucket it took
+    /// since its last report (`counts`, zeroed) and the share of its rounds that found work. At most every
+    /// [`LIVE_LOOK`], with every active shard reported since the last look and no move in flight, the
+    /// controller looks: it scales (with [`Balance::scale`]: a shard more when every active shard is busy
+    /// over 90 % of its rounds, one fewer when all are under 30 %, within the floor and the ceiling),
+    /// else it balances the buckets' loads as for a capture.
+    pub fn report_live(&self, shard: usize, counts: &mut [u32; BUCKETS], busy: f64) {
+        let mut p = lock(&self.plan);
+        let Some(b) = p.balance else {
+            return;
+        };
+        for (l, c) in p.live_load.iter_mut().zip(counts.iter_mut()) {
+            *l += u64::from(*c);
+            *c = 0;
+        }
+        if let Some(x) = p.live_busy.get_mut(shard) {
+            *x = Some(busy);
+        }
+        let active = p.active;
+        let due = p.live_looked.is_none_or(|t| t.elapsed() >= LIVE_LOOK);
+        let all = p.live_busy.iter().take(active).all(Option::is_some);
+        if !due || !all || !p.moving.is_empty() {
+            return;
+        }
+        p.live_looked = Some(Instant::now());
+        let busy: Vec<f64> = p.live_busy.iter().take(active).flatten().copied().collect();
+        p.live_busy.iter_mut().for_each(|x| *x = None);
+        let load = std::mem::replace(&mut *p.live_load, [0; BUCKETS]);
+        if let Some((floor, ceiling)) = b.scale {
+            let want = if busy.iter().all(|&x| x > 0.9) && active < ceiling.min(self.shards) {
+                Some(active + 1)
+            } else if busy.iter().all(|&x| x < 0.3) && active > floor.max(1) {
+                Some(active - 1)
+            } else {
+                None
+            };
+            if let Some(n) = want {
+                drop(p);
+                if self.set_shards(n).is_ok() {
+                    lock(&self.plan).stats.scaled += 1;
+                }
+                return;
+            }
+        }
+        self.rebalance(&mut p, &load, b);
     }
 
     /// Called by a shard's source as it enters `epoch` (before it takes any frame of it): applies the

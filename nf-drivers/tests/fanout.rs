@@ -463,3 +463,103 @@ fn a_live_shard_is_added_and_removed_with_its_connections() {
         );
     }
 }
+
+/// The controller of a live run: it balances traffic that the static table splits 85/15, adds the
+/// second shard while the first is busy, and removes it when traffic stops.
+#[test]
+fn the_live_controller_balances_and_scales() {
+    use nf_core::indirection::Balance;
+    use std::sync::Arc;
+    let v = Veth::new("c");
+    let mut g = TrafficGen::new(TrafficConfig {
+        flows: 400,
+        size: SizeMix::Fixed(128),
+        protocols: nf_core::traffic::Protocols::Udp,
+        spread: nf_core::traffic::Spread::ShardSkew { percent: 85 },
+        ..Default::default()
+    });
+    let sent: Vec<Vec<u8>> = (0..40_000)
+        .map(|i| {
+            let mut f = g.next_frame().to_vec();
+            let at = f.len() - 4;
+            f[at..].copy_from_slice(&(i as u32).to_be_bytes());
+            f
+        })
+        .collect();
+    let journal = Arc::new(Journal::default());
+    let mut rx = ShardedRouter::new_elastic(2, 2, |s| {
+        let mut g = Graph::new();
+        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
+        let log = g.add(
+            "log",
+            Log {
+                journal: journal.clone(),
+                shard: s,
+                tracked: true,
+            },
+        );
+        g.connect(src.id(), 0, log.id(), 0);
+        Ok(g)
+    })
+    .unwrap();
+    let steering = rx.steering().clone();
+    steering.set_balance(Some(Balance::default()));
+    let stop = rx.stop_handle();
+    let run = std::thread::spawn(move || {
+        rx.run().unwrap();
+        rx
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut g = Graph::new();
+    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
+    let out = g.add("out", ToDevice::new(&v.1)).id();
+    g.connect(idle, 0, out, 0);
+    let mut tx = Router::new(g).unwrap();
+    let send = |tx: &mut Router, frames: &[Vec<u8>]| {
+        for chunk in frames.chunks(200) {
+            for part in chunk.chunks(32) {
+                let mut b = nf_core::Batch::new();
+                for f in part {
+                    b.push(nf_core::Packet::from_slice(f));
+                }
+                tx.push_batch(out, 0, &mut b);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    send(&mut tx, &sent);
+    let until = Instant::now() + Duration::from_secs(10);
+    while journal.seen.lock().unwrap().len() < sent.len() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = steering.stats();
+    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
+    assert_eq!(seen.len(), sent.len(), "every frame once");
+    // The last quarter of the frames, by their index: balanced.
+    let late: Vec<&Logged> = seen.iter().filter(|l| l.index >= 30_000).collect();
+    let first = late.iter().filter(|l| l.shard == 0).count();
+    eprintln!(
+        "{stats:?}; last quarter on shard 0: {first} of {}",
+        late.len()
+    );
+    assert!(stats.rebalanced > 0, "{stats:?}");
+    assert!(
+        (first * 100 / late.len()) < 65,
+        "still skewed: {first} of {}",
+        late.len()
+    );
+    // Scaling: idle, the controller (floor 1) takes the second shard out.
+    steering.set_balance(Some(Balance {
+        scale: Some((1, 2)),
+        ..Balance::default()
+    }));
+    let until = Instant::now() + Duration::from_secs(5);
+    while steering.active_shards() != 1 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(steering.active_shards(), 1, "idle: one shard");
+    assert_eq!(steering.table().buckets_per_shard(), vec![512]);
+    stop.stop();
+    let _rx = run.join().unwrap();
+    assert!(steering.stats().scaled >= 1);
+}

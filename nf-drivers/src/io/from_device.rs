@@ -93,6 +93,8 @@ pub struct FromDevice {
     steered: bool,
     /// Bucket moves (live): see [`Live`].
     live: Option<Box<Live>>,
+    /// Time spent waiting for frames (a live shard's idleness, for the run's controller).
+    waited_ns: u64,
 }
 
 /// Most frames a shard holds for buckets it takes over while their state is on its way (more are
@@ -125,7 +127,15 @@ struct Live {
     swap_errors: u64,
     /// The steering's version when it was last asked for a new epoch.
     seen: u64,
+    /// For the run's controller (while it runs): packets per bucket since the last report, and when
+    /// the last report went.
+    counting: bool,
+    counts: Box<[u32; nf_core::indirection::BUCKETS]>,
+    reported: Option<Timestamp>,
 }
+
+/// How often a live shard reports its load to the run's controller.
+const REPORT_EVERY_NS: u64 = 10_000_000;
 
 impl std::fmt::Debug for FromDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,6 +170,7 @@ impl FromDevice {
             by_table: true,
             steered: false,
             live: None,
+            waited_ns: 0,
         }
     }
 
@@ -245,6 +256,35 @@ impl FromDevice {
         }
     }
 
+    /// While the run's controller runs: counts the `got` frames just received by bucket, and every
+    /// [`REPORT_EVERY_NS`] reports them with the share of the time not spent waiting for frames.
+    fn report_load(&mut self, now: Timestamp, out: &mut Outputs, got: usize) {
+        let Some(l) = self.live.as_deref_mut() else {
+            return;
+        };
+        if l.counting && got > 0 {
+            let hasher = nf_core::flow::FrameHasher::new(nf_core::hash::toeplitz::symmetric());
+            let b = out.port(0);
+            let from = b.len().saturating_sub(got);
+            for p in &b.as_slice()[from..] {
+                l.counts[nf_core::indirection::bucket_of(hasher.hash(p.data()))] += 1;
+            }
+        }
+        let last = *l.reported.get_or_insert(now);
+        if now.since(last) < REPORT_EVERY_NS {
+            return;
+        }
+        l.reported = Some(now);
+        if l.counting {
+            // Busy: the share of the interval not spent waiting for frames.
+            let waited = std::mem::take(&mut self.waited_ns) as f64;
+            let busy = 1.0 - (waited / now.since(last).max(1) as f64).min(1.0);
+            l.steer.report_live(l.shard, &mut l.counts, busy);
+        }
+        self.waited_ns = 0;
+        l.counting = l.steer.balancing();
+    }
+
     /// After a receive of `got` frames: a shard giving buckets away that has drained releases their
     /// export; frames of buckets this shard takes over wait (in order, bounded) until their state is in,
     /// then go first. Returns how many held frames it let go.
@@ -311,7 +351,9 @@ impl FromDevice {
             if self.idle > 16
                 && let Some(sock) = self.sock.as_ref()
             {
+                let t = std::time::Instant::now();
                 sock.wait_readable(1);
+                self.waited_ns += t.elapsed().as_nanos() as u64;
             }
             return (TaskStatus::Idle, 0);
         }
@@ -336,7 +378,9 @@ impl FromDevice {
             // than spin (the router's other tasks still run between rounds).
             self.idle += 1;
             if self.idle > 16 {
+                let t = std::time::Instant::now();
                 sock.wait_readable(1);
+                self.waited_ns += t.elapsed().as_nanos() as u64;
             }
             return (TaskStatus::Idle, 0);
         }
@@ -518,6 +562,9 @@ impl Element for FromDevice {
                     swaps: 0,
                     swap_errors: 0,
                     seen: u64::MAX,
+                    counting: false,
+                    counts: Box::new([0; nf_core::indirection::BUCKETS]),
+                    reported: None,
                 }));
             }
         }
@@ -538,12 +585,13 @@ impl Element for FromDevice {
     fn shards_itself(&self) -> bool {
         self.steered
     }
-    fn run_task(&mut self, _ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
+    fn run_task(&mut self, ctx: &mut TaskContext<'_>, out: &mut Outputs) -> TaskStatus {
         if self.live.is_none() {
             return self.receive(out).0;
         }
         self.follow_moves();
         let (status, got) = self.receive(out);
+        self.report_load(ctx.now(), out, got);
         let emitted = self.hold_and_release(out, got);
         if emitted > 0 {
             TaskStatus::Busy

@@ -25,7 +25,8 @@ pub struct RunArgs {
     #[arg(long, requires = "shards")]
     rebalance: bool,
     /// Build this many shards, of which --shards take flows at the start: `WRITE steering.shards N` on
-    /// the control socket adds or removes shards while the run goes (their flows move with their state).
+    /// the control socket adds or removes shards while the run goes (their flows move with their state);
+    /// with --rebalance, a live run (FromDevice) scales by itself between 1 and this many.
     #[arg(long, value_name = "N")]
     max_shards: Option<usize>,
     /// Also print the run time, the packet rate and the buffer pools' counters.
@@ -58,7 +59,12 @@ pub fn run(o: RunArgs) -> Result<(), String> {
         if let Some(why) = st.why_fixed() {
             return Err(format!("--rebalance: {why}"));
         }
-        st.set_balance(Some(nf_core::indirection::Balance::default()));
+        // With --max-shards, a live run also scales: a shard more while every shard is busy, one fewer
+        // while all are idle, between 1 and --max-shards.
+        st.set_balance(Some(nf_core::indirection::Balance {
+            scale: o.max_shards.map(|m| (1, m)),
+            ..Default::default()
+        }));
     }
     let _ops = o.control.start_on(
         &mut r,
