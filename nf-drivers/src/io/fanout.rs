@@ -263,10 +263,11 @@ fn search(a: &mut Asm, runs: &[(usize, usize)]) {
     }
 }
 
-/// Runs `prog` on a frame as the kernel would for a fanout decision (for tests): `net` is the offset of
-/// the network header in `frame`, `proto` the frame's ethertype. A load out of the frame ends the program
-/// with 0, as in the kernel. `None` for an instruction this module never emits.
-pub fn interpret(prog: &[Insn], frame: &[u8], net: usize, proto: u16) -> Option<u32> {
+/// Runs `prog` on a frame as the kernel would for a fanout decision (the tests' reference): `net` is the
+/// offset of the network header in `frame`, `proto` the frame's ethertype. A load out of the frame ends
+/// the program with 0, as in the kernel. `None` for an instruction this module never emits.
+#[cfg(test)]
+fn interpret(prog: &[Insn], frame: &[u8], net: usize, proto: u16) -> Option<u32> {
     let (mut acc, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
     let load = |k: u32, size: usize, plus: u32| -> Option<Option<u32>> {
         if k == AD_PROTOCOL {

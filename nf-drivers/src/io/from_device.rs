@@ -599,7 +599,7 @@ impl Element for FromDevice {
             status
         }
     }
-    /// A take-over keeps the socket (see [`FromDevice::take_socket`]); a sharded router is never
+    /// A take-over keeps the socket (see `FromDevice::take_socket`); a sharded router is never
     /// swapped, so nothing of the bucket moves' state goes with it.
     fn take_state(&mut self, old: &mut dyn Element) {
         self.take_socket(old);
