@@ -58,7 +58,6 @@ const JGE: u16 = 0x30;
 const JSET: u16 = 0x40;
 const K: u16 = 0x00;
 const X: u16 = 0x08;
-const RET_A: u16 = 0x10;
 const TAX: u16 = 0x00;
 
 /// `SKF_NET_OFF`: offsets from the network header.
@@ -325,7 +324,6 @@ fn interpret(prog: &[Insn], frame: &[u8], net: usize, proto: u16) -> Option<u32>
                 pc += usize::from(if taken { i.jt } else { i.jf });
             }
             c if c == RET | K => return Some(i.k),
-            c if c == RET | RET_A => return Some(acc),
             _ => return None,
         }
     }
