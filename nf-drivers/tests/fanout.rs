@@ -563,3 +563,77 @@ fn the_live_controller_balances_and_scales() {
     let _rx = run.join().unwrap();
     assert!(steering.stats().scaled >= 1);
 }
+
+/// A sink that takes its time (a busy graph: the shard never waits for frames).
+struct Slow;
+
+impl nf_core::Element for Slow {
+    fn class_name(&self) -> &'static str {
+        "Slow"
+    }
+    fn ports(&self) -> nf_core::PortSpec {
+        nf_core::PortSpec::new(
+            nf_core::PortCount::exactly(1),
+            nf_core::PortCount::exactly(0),
+            "h/",
+        )
+    }
+    fn push(&mut self, _: usize, batch: &mut nf_core::Batch, _: &mut nf_core::Outputs) {
+        let until = Instant::now() + Duration::from_micros(40 * batch.len() as u64);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        batch.clear();
+    }
+}
+
+/// Scaling up: a run on one of two shards whose graph cannot keep up gets its second shard.
+#[test]
+fn the_live_controller_adds_a_shard_when_every_shard_is_busy() {
+    use nf_core::indirection::Balance;
+    let v = Veth::new("u");
+    let sent = frames(20_000);
+    let mut rx = ShardedRouter::new_elastic(2, 1, |_| {
+        let mut g = Graph::new();
+        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
+        let slow = g.add("slow", Slow);
+        g.connect(src.id(), 0, slow.id(), 0);
+        Ok(g)
+    })
+    .unwrap();
+    let steering = rx.steering().clone();
+    steering.set_balance(Some(Balance {
+        scale: Some((1, 2)),
+        ..Balance::default()
+    }));
+    let stop = rx.stop_handle();
+    let run = std::thread::spawn(move || {
+        rx.run().unwrap();
+        rx
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut g = Graph::new();
+    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
+    let out = g.add("out", ToDevice::new(&v.1)).id();
+    g.connect(idle, 0, out, 0);
+    let mut tx = Router::new(g).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut rounds = sent.chunks(200).cycle();
+    while steering.active_shards() != 2 && Instant::now() < until {
+        if let Some(chunk) = rounds.next() {
+            for part in chunk.chunks(32) {
+                let mut b = nf_core::Batch::new();
+                for f in part {
+                    b.push(nf_core::Packet::from_slice(f));
+                }
+                tx.push_batch(out, 0, &mut b);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stop.stop();
+    let _rx = run.join().unwrap();
+    let stats = steering.stats();
+    assert_eq!(steering.active_shards(), 2, "busy: two shards ({stats:?})");
+    assert!(stats.scaled >= 1, "{stats:?}");
+}
