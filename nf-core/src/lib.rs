@@ -11,6 +11,9 @@
 //!   [`Config`] parses Click's language; [`Registry`] names the classes; [`Router`] and [`ShardedRouter`] run.
 //! - [`state`]: the `StateSink` seam through which state leaves a stateful element, and the bounded
 //!   [`StateTable`](state::StateTable) it lives in.
+//! - [`indirection`]: the table from buckets of the flow hash to shards, bucket moves that carry their
+//!   flows' state ([`Migrate`](indirection::Migrate)), the controller that rebalances shards under load
+//!   and adds or removes them.
 //!
 //! ```
 //! use nf_core::{Config, Registry, Router};

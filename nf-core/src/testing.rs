@@ -87,8 +87,8 @@ pub fn merged_shard_records(seen: &[Recorded], min: usize) -> Vec<(u64, Vec<u8>)
 #[derive(Debug)]
 pub struct Recorder(pub Recorded);
 
-/// One push input, no output: the test sinks' ports.
-const SINK: crate::PortSpec = crate::PortSpec::new(
+/// One push input, no output: the test sinks' ports (also for sinks a test writes itself).
+pub const SINK: crate::PortSpec = crate::PortSpec::new(
     crate::PortCount::exactly(1),
     crate::PortCount::exactly(0),
     "h/",

@@ -4,7 +4,7 @@
 //! processed in their order by one shard at a time.
 
 use nf_core::batch::{Batch, Outputs};
-use nf_core::element::{Element, PortCount, PortSpec};
+use nf_core::element::{Element, PortSpec};
 use nf_core::traffic::{Spread, TrafficConfig, TrafficGen};
 use nf_core::{Config, FlowKey, Link, Packet, Registry, Router, ShardedRouter, Timestamp};
 use nf_drivers::io::pcap::PcapFileWriter;
@@ -75,7 +75,7 @@ impl Element for Log {
         "Log"
     }
     fn ports(&self) -> PortSpec {
-        PortSpec::new(PortCount::exactly(1), PortCount::exactly(0), "h/")
+        nf_core::testing::SINK
     }
     fn initialize(&mut self, ctx: &nf_core::InitContext<'_>) -> Result<(), String> {
         self.shard = ctx.shard;

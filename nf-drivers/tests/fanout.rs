@@ -9,34 +9,12 @@ use nf_core::traffic::{SizeMix, TrafficConfig, TrafficGen};
 use nf_core::{Graph, Router, ShardedRouter};
 use nf_drivers::io::{FromDevice, ToDevice};
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A veth pair, deleted when dropped.
-struct Veth(String, String);
-
-impl Veth {
-    fn new(tag: &str) -> Veth {
-        let a = format!("nff{}{tag}a", std::process::id() % 100_000);
-        let b = format!("nff{}{tag}b", std::process::id() % 100_000);
-        let ip = |args: &[&str]| {
-            let s = Command::new("ip").args(args).status().unwrap();
-            assert!(s.success(), "ip {args:?}");
-        };
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        for d in [&a, &b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{d}/disable_ipv6"), "1");
-            ip(&["link", "set", d, "up"]);
-        }
-        Veth(a, b)
-    }
+mod support {
+    pub mod veth;
 }
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
+use support::veth::Veth;
 
 /// `n` frames over 400 flows, each numbered in its last four bytes (the frame's index).
 fn frames(n: usize) -> Vec<Vec<u8>> {
@@ -65,7 +43,7 @@ type PerShard = Vec<Vec<(u64, Vec<u8>)>>;
 
 /// What one mode saw: frames each shard's socket received, and each shard's recorded frames.
 fn run_mode(by_table: bool, sent: &[Vec<u8>]) -> (Vec<u64>, PerShard) {
-    let v = Veth::new(if by_table { "t" } else { "h" });
+    let v = Veth::new("nff", if by_table { "t" } else { "h" });
     let seen: Vec<Recorded> = (0..2).map(|_| Default::default()).collect();
     let mut rx = ShardedRouter::new(2, |s| {
         let mut g = Graph::new();
@@ -174,11 +152,7 @@ impl nf_core::Element for Log {
         "Log"
     }
     fn ports(&self) -> nf_core::PortSpec {
-        nf_core::PortSpec::new(
-            nf_core::PortCount::exactly(1),
-            nf_core::PortCount::exactly(0),
-            "h/",
-        )
+        nf_core::testing::SINK
     }
     fn push(&mut self, _: usize, batch: &mut nf_core::Batch, _: &mut nf_core::Outputs) {
         let mut v = self.journal.seen.lock().unwrap();
@@ -206,52 +180,62 @@ impl nf_core::Element for Log {
     }
 }
 
-/// Buckets move between two live shards while TCP flows run through a connection tracker: the kernel's
-/// program follows each move, the old owner hands the connections over, the new owner holds the
-/// bucket's frames until they arrive, and no connection loses its state (no mid-stream packet is
-/// untracked) or its order.
-#[test]
-fn buckets_move_between_live_shards_with_their_connections() {
-    use std::sync::Arc;
-    let v = Veth::new("m");
+/// `n` TCP frames (`flows` flows, `spread` over them), each numbered in its last four bytes.
+fn numbered(
+    n: usize,
+    flows: usize,
+    protocols: nf_core::traffic::Protocols,
+    spread: nf_core::traffic::Spread,
+) -> Vec<Vec<u8>> {
     let mut g = TrafficGen::new(TrafficConfig {
-        flows: 300,
+        flows,
         size: SizeMix::Fixed(128),
-        protocols: nf_core::traffic::Protocols::Tcp,
+        protocols,
+        spread,
         ..Default::default()
     });
-    let sent: Vec<Vec<u8>> = (0..24_000)
+    (0..n)
         .map(|i| {
             let mut f = g.next_frame().to_vec();
             let at = f.len() - 4;
             f[at..].copy_from_slice(&(i as u32).to_be_bytes());
             f
         })
-        .collect();
-    let journal = Arc::new(Journal::default());
-    let mut rx = ShardedRouter::new(2, |s| {
+        .collect()
+}
+
+/// A sharded receiver on `dev`, `active` of `max` shards taking flows, each `FromDevice -> ConnTrack`
+/// with tracked and untracked packets journaled (`tracked: false` with `ct` off: every packet journaled as
+/// tracked, straight from the device). Started on a thread of its own.
+fn live_receiver(
+    dev: &str,
+    max: usize,
+    active: usize,
+    journal: &std::sync::Arc<Journal>,
+    ct: bool,
+) -> (
+    std::sync::Arc<nf_core::indirection::Steering>,
+    nf_core::StopHandle,
+    std::thread::JoinHandle<ShardedRouter>,
+) {
+    let mut rx = ShardedRouter::new_elastic(max, active, |s| {
         let mut g = Graph::new();
-        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
-        let ct = g.add("ct", nf_core::elements::tcpudp::ConnTrack::new(10_000));
-        let ok = g.add(
-            "ok",
-            Log {
-                journal: journal.clone(),
-                shard: s,
-                tracked: true,
-            },
-        );
-        let bad = g.add(
-            "bad",
-            Log {
-                journal: journal.clone(),
-                shard: s,
-                tracked: false,
-            },
-        );
-        g.connect(src.id(), 0, ct.id(), 0);
-        g.connect(ct.id(), 0, ok.id(), 0);
-        g.connect(ct.id(), 1, bad.id(), 0);
+        let src = g.add("src", FromDevice::new(dev).copybreak(64));
+        let log = |tracked| Log {
+            journal: journal.clone(),
+            shard: s,
+            tracked,
+        };
+        let ok = g.add("ok", log(true));
+        if ct {
+            let ct = g.add("ct", nf_core::elements::tcpudp::ConnTrack::new(10_000));
+            let bad = g.add("bad", log(false));
+            g.connect(src.id(), 0, ct.id(), 0);
+            g.connect(ct.id(), 0, ok.id(), 0);
+            g.connect(ct.id(), 1, bad.id(), 0);
+        } else {
+            g.connect(src.id(), 0, ok.id(), 0);
+        }
         Ok(g)
     })
     .unwrap();
@@ -263,27 +247,93 @@ fn buckets_move_between_live_shards_with_their_connections() {
         rx
     });
     std::thread::sleep(Duration::from_millis(100));
+    (steering, stop, run)
+}
+
+/// Sends frames out of an interface, a batch at a time.
+struct Sender {
+    tx: Router,
+    out: usize,
+}
+
+impl Sender {
+    fn new(dev: &str) -> Sender {
+        let mut g = Graph::new();
+        let idle = g.add("idle", nf_core::elements::standard::Idle).id();
+        let out = g.add("out", ToDevice::new(dev)).id();
+        g.connect(idle, 0, out, 0);
+        Sender {
+            tx: Router::new(g).unwrap(),
+            out,
+        }
+    }
+    fn send(&mut self, frames: &[Vec<u8>]) {
+        for part in frames.chunks(32) {
+            let mut b = nf_core::Batch::new();
+            for f in part {
+                b.push(nf_core::Packet::from_slice(f));
+            }
+            self.tx.push_batch(self.out, 0, &mut b);
+        }
+    }
+    fn sent(&self) -> String {
+        self.tx.read_handler("out", "count").unwrap()
+    }
+}
+
+/// Waits until `journal` holds `n` packets (or 10 s passed), then takes them.
+fn collect(journal: &Journal, n: usize) -> Vec<Logged> {
+    let until = Instant::now() + Duration::from_secs(10);
+    while journal.seen.lock().unwrap().len() < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::mem::take(&mut *journal.seen.lock().unwrap())
+}
+
+/// Every flow's packets processed in their order (by the journal's global order).
+fn assert_flows_in_order(seen: &[Logged]) -> usize {
+    let mut by_flow: HashMap<Vec<u8>, Vec<&Logged>> = HashMap::new();
+    for l in seen {
+        by_flow.entry(l.flow.clone()).or_default().push(l);
+    }
+    let mut moved = 0;
+    for (_, mut v) in by_flow {
+        v.sort_by_key(|l| l.order);
+        assert!(
+            v.windows(2).all(|w| w[0].index < w[1].index),
+            "a flow out of order"
+        );
+        moved += usize::from(v.iter().any(|l| l.shard != v[0].shard));
+    }
+    moved
+}
+
+/// Buckets move between two live shards while TCP flows run through a connection tracker: the kernel's
+/// program follows each move, the old owner hands the connections over, the new owner holds the
+/// bucket's frames until they arrive, and no connection loses its state (no mid-stream packet is
+/// untracked) or its order.
+#[test]
+fn buckets_move_between_live_shards_with_their_connections() {
+    let v = Veth::new("nff", "m");
+    let sent = numbered(
+        24_000,
+        300,
+        nf_core::traffic::Protocols::Tcp,
+        Default::default(),
+    );
+    let journal = std::sync::Arc::new(Journal::default());
+    let (steering, stop, run) = live_receiver(&v.0, 2, 2, &journal, true);
     // The sender, on a thread of its own, in chunks a millisecond apart; two bucket moves requested
     // every few milliseconds meanwhile.
     let sender = {
         let (dev, sent) = (v.1.clone(), sent.clone());
         std::thread::spawn(move || {
-            let mut g = Graph::new();
-            let idle = g.add("idle", nf_core::elements::standard::Idle).id();
-            let out = g.add("out", ToDevice::new(&dev)).id();
-            g.connect(idle, 0, out, 0);
-            let mut tx = Router::new(g).unwrap();
+            let mut tx = Sender::new(&dev);
             for chunk in sent.chunks(200) {
-                for part in chunk.chunks(32) {
-                    let mut b = nf_core::Batch::new();
-                    for f in part {
-                        b.push(nf_core::Packet::from_slice(f));
-                    }
-                    tx.push_batch(out, 0, &mut b);
-                }
+                tx.send(chunk);
                 std::thread::sleep(Duration::from_millis(1));
             }
-            tx.read_handler("out", "count").unwrap()
+            tx.sent()
         })
     };
     let mut requested = 0;
@@ -305,35 +355,18 @@ fn buckets_move_between_live_shards_with_their_connections() {
         sent.len().to_string(),
         "every frame sent"
     );
-    let until = Instant::now() + Duration::from_secs(10);
-    while journal.seen.lock().unwrap().len() < sent.len() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let seen = collect(&journal, sent.len());
     stop.stop();
     let rx = run.join().unwrap();
     let stats = steering.stats();
-    let held: u64 = rx
-        .shards()
-        .iter()
-        .map(|r| {
-            r.read_handler("src", "held")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    let swaps: u64 = rx
-        .shards()
-        .iter()
-        .map(|r| {
-            r.read_handler("src", "swaps")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let sum = |h: &str| -> u64 {
+        rx.shards()
+            .iter()
+            .map(|r| r.read_handler("src", h).unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let (held, swaps) = (sum("held"), sum("swaps"));
     eprintln!("requested {requested}, {stats:?}, held {held}, program swaps {swaps}");
-    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
     assert_eq!(seen.len(), sent.len(), "every frame once");
     let untracked = seen.iter().filter(|l| !l.tracked).count();
     assert_eq!(untracked, 0, "a connection lost its state");
@@ -343,90 +376,26 @@ fn buckets_move_between_live_shards_with_their_connections() {
         "{stats:?}, held {held}"
     );
     assert!(swaps > 0);
-    let mut by_flow: HashMap<Vec<u8>, Vec<&Logged>> = HashMap::new();
-    for l in &seen {
-        by_flow.entry(l.flow.clone()).or_default().push(l);
-    }
-    let mut moved = 0;
-    for (_, mut v) in by_flow {
-        v.sort_by_key(|l| l.order);
-        assert!(
-            v.windows(2).all(|w| w[0].index < w[1].index),
-            "a flow out of order"
-        );
-        moved += usize::from(v.iter().any(|l| l.shard != v[0].shard));
-    }
-    assert!(moved > 0, "no flow changed shards");
+    assert!(assert_flows_in_order(&seen) > 0, "no flow changed shards");
 }
 
 /// A live run built with two shards starts on one; the second is added, then removed, while TCP flows run:
 /// the kernel's program follows, and no connection loses its state.
 #[test]
 fn a_live_shard_is_added_and_removed_with_its_connections() {
-    use std::sync::Arc;
-    let v = Veth::new("g");
-    let mut g = TrafficGen::new(TrafficConfig {
-        flows: 300,
-        size: SizeMix::Fixed(128),
-        protocols: nf_core::traffic::Protocols::Tcp,
-        ..Default::default()
-    });
-    let sent: Vec<Vec<u8>> = (0..24_000)
-        .map(|i| {
-            let mut f = g.next_frame().to_vec();
-            let at = f.len() - 4;
-            f[at..].copy_from_slice(&(i as u32).to_be_bytes());
-            f
-        })
-        .collect();
-    let journal = Arc::new(Journal::default());
-    let mut rx = ShardedRouter::new_elastic(2, 1, |s| {
-        let mut g = Graph::new();
-        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
-        let ct = g.add("ct", nf_core::elements::tcpudp::ConnTrack::new(10_000));
-        let ok = g.add(
-            "ok",
-            Log {
-                journal: journal.clone(),
-                shard: s,
-                tracked: true,
-            },
-        );
-        let bad = g.add(
-            "bad",
-            Log {
-                journal: journal.clone(),
-                shard: s,
-                tracked: false,
-            },
-        );
-        g.connect(src.id(), 0, ct.id(), 0);
-        g.connect(ct.id(), 0, ok.id(), 0);
-        g.connect(ct.id(), 1, bad.id(), 0);
-        Ok(g)
-    })
-    .unwrap();
-    let steering = rx.steering().clone();
-    let stop = rx.stop_handle();
-    let run = std::thread::spawn(move || {
-        rx.run().unwrap();
-        rx
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut g = Graph::new();
-    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
-    let out = g.add("out", ToDevice::new(&v.1)).id();
-    g.connect(idle, 0, out, 0);
-    let mut tx = Router::new(g).unwrap();
+    let v = Veth::new("nff", "g");
+    let sent = numbered(
+        24_000,
+        300,
+        nf_core::traffic::Protocols::Tcp,
+        Default::default(),
+    );
+    let journal = std::sync::Arc::new(Journal::default());
+    let (steering, stop, run) = live_receiver(&v.0, 2, 1, &journal, true);
+    let mut tx = Sender::new(&v.1);
     let mut changes = Vec::new();
     for (k, chunk) in sent.chunks(200).enumerate() {
-        for part in chunk.chunks(32) {
-            let mut b = nf_core::Batch::new();
-            for f in part {
-                b.push(nf_core::Packet::from_slice(f));
-            }
-            tx.push_batch(out, 0, &mut b);
-        }
+        tx.send(chunk);
         std::thread::sleep(Duration::from_millis(1));
         // Two shards after a fifth of the traffic, one again after three fifths (once the moves are done).
         let want = if (24..72).contains(&k) { 2 } else { 1 };
@@ -436,32 +405,18 @@ fn a_live_shard_is_added_and_removed_with_its_connections() {
             changes.push((want, m.len()));
         }
     }
-    let until = Instant::now() + Duration::from_secs(10);
-    while journal.seen.lock().unwrap().len() < sent.len() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let seen = collect(&journal, sent.len());
     stop.stop();
     let _rx = run.join().unwrap();
     let stats = steering.stats();
     eprintln!("changes {changes:?}, {stats:?}");
     assert_eq!(changes, vec![(2, 256), (1, 256)]);
-    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
     assert_eq!(seen.len(), sent.len(), "every frame once");
     let untracked = seen.iter().filter(|l| !l.tracked).count();
     assert_eq!(untracked, 0, "a connection lost its state");
     let on_second = seen.iter().filter(|l| l.shard == 1).count();
     assert!(on_second > 1000, "the added shard took flows: {on_second}");
-    let mut by_flow: HashMap<Vec<u8>, Vec<&Logged>> = HashMap::new();
-    for l in &seen {
-        by_flow.entry(l.flow.clone()).or_default().push(l);
-    }
-    for (_, mut v) in by_flow {
-        v.sort_by_key(|l| l.order);
-        assert!(
-            v.windows(2).all(|w| w[0].index < w[1].index),
-            "a flow out of order"
-        );
-    }
+    assert_flows_in_order(&seen);
 }
 
 /// The controller of a live run: it balances traffic that the static table splits 85/15, adds the
@@ -469,71 +424,23 @@ fn a_live_shard_is_added_and_removed_with_its_connections() {
 #[test]
 fn the_live_controller_balances_and_scales() {
     use nf_core::indirection::Balance;
-    use std::sync::Arc;
-    let v = Veth::new("c");
-    let mut g = TrafficGen::new(TrafficConfig {
-        flows: 400,
-        size: SizeMix::Fixed(128),
-        protocols: nf_core::traffic::Protocols::Udp,
-        spread: nf_core::traffic::Spread::ShardSkew { percent: 85 },
-        ..Default::default()
-    });
-    let sent: Vec<Vec<u8>> = (0..40_000)
-        .map(|i| {
-            let mut f = g.next_frame().to_vec();
-            let at = f.len() - 4;
-            f[at..].copy_from_slice(&(i as u32).to_be_bytes());
-            f
-        })
-        .collect();
-    let journal = Arc::new(Journal::default());
-    let mut rx = ShardedRouter::new_elastic(2, 2, |s| {
-        let mut g = Graph::new();
-        let src = g.add("src", FromDevice::new(&v.0).copybreak(64));
-        let log = g.add(
-            "log",
-            Log {
-                journal: journal.clone(),
-                shard: s,
-                tracked: true,
-            },
-        );
-        g.connect(src.id(), 0, log.id(), 0);
-        Ok(g)
-    })
-    .unwrap();
-    let steering = rx.steering().clone();
+    let v = Veth::new("nff", "c");
+    let sent = numbered(
+        40_000,
+        400,
+        nf_core::traffic::Protocols::Udp,
+        nf_core::traffic::Spread::ShardSkew { percent: 85 },
+    );
+    let journal = std::sync::Arc::new(Journal::default());
+    let (steering, stop, run) = live_receiver(&v.0, 2, 2, &journal, false);
     steering.set_balance(Some(Balance::default()));
-    let stop = rx.stop_handle();
-    let run = std::thread::spawn(move || {
-        rx.run().unwrap();
-        rx
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut g = Graph::new();
-    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
-    let out = g.add("out", ToDevice::new(&v.1)).id();
-    g.connect(idle, 0, out, 0);
-    let mut tx = Router::new(g).unwrap();
-    let send = |tx: &mut Router, frames: &[Vec<u8>]| {
-        for chunk in frames.chunks(200) {
-            for part in chunk.chunks(32) {
-                let mut b = nf_core::Batch::new();
-                for f in part {
-                    b.push(nf_core::Packet::from_slice(f));
-                }
-                tx.push_batch(out, 0, &mut b);
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    };
-    send(&mut tx, &sent);
-    let until = Instant::now() + Duration::from_secs(10);
-    while journal.seen.lock().unwrap().len() < sent.len() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
+    let mut tx = Sender::new(&v.1);
+    for chunk in sent.chunks(200) {
+        tx.send(chunk);
+        std::thread::sleep(Duration::from_micros(500));
     }
+    let seen = collect(&journal, sent.len());
     let stats = steering.stats();
-    let seen = std::mem::take(&mut *journal.seen.lock().unwrap());
     assert_eq!(seen.len(), sent.len(), "every frame once");
     // The last quarter of the frames, by their index: balanced.
     let late: Vec<&Logged> = seen.iter().filter(|l| l.index >= 30_000).collect();
@@ -548,6 +455,7 @@ fn the_live_controller_balances_and_scales() {
         "still skewed: {first} of {}",
         late.len()
     );
+    assert_flows_in_order(&seen);
     // Scaling: idle, the controller (floor 1) takes the second shard out.
     steering.set_balance(Some(Balance {
         scale: Some((1, 2)),
@@ -572,11 +480,7 @@ impl nf_core::Element for Slow {
         "Slow"
     }
     fn ports(&self) -> nf_core::PortSpec {
-        nf_core::PortSpec::new(
-            nf_core::PortCount::exactly(1),
-            nf_core::PortCount::exactly(0),
-            "h/",
-        )
+        nf_core::testing::SINK
     }
     fn push(&mut self, _: usize, batch: &mut nf_core::Batch, _: &mut nf_core::Outputs) {
         let until = Instant::now() + Duration::from_micros(40 * batch.len() as u64);
@@ -591,7 +495,7 @@ impl nf_core::Element for Slow {
 #[test]
 fn the_live_controller_adds_a_shard_when_every_shard_is_busy() {
     use nf_core::indirection::Balance;
-    let v = Veth::new("u");
+    let v = Veth::new("nff", "u");
     let sent = frames(20_000);
     let mut rx = ShardedRouter::new_elastic(2, 1, |_| {
         let mut g = Graph::new();
@@ -612,22 +516,12 @@ fn the_live_controller_adds_a_shard_when_every_shard_is_busy() {
         rx
     });
     std::thread::sleep(Duration::from_millis(100));
-    let mut g = Graph::new();
-    let idle = g.add("idle", nf_core::elements::standard::Idle).id();
-    let out = g.add("out", ToDevice::new(&v.1)).id();
-    g.connect(idle, 0, out, 0);
-    let mut tx = Router::new(g).unwrap();
+    let mut tx = Sender::new(&v.1);
     let until = Instant::now() + Duration::from_secs(5);
     let mut rounds = sent.chunks(200).cycle();
     while steering.active_shards() != 2 && Instant::now() < until {
         if let Some(chunk) = rounds.next() {
-            for part in chunk.chunks(32) {
-                let mut b = nf_core::Batch::new();
-                for f in part {
-                    b.push(nf_core::Packet::from_slice(f));
-                }
-                tx.push_batch(out, 0, &mut b);
-            }
+            tx.send(chunk);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -7,36 +7,13 @@ use nf_core::testing::Keep;
 use nf_core::traffic::{SizeMix, TrafficConfig, TrafficGen};
 use nf_core::{Graph, Packet, Router};
 use nf_drivers::io::{FromDevice, ToDevice};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A veth pair, deleted when dropped.
-struct Veth(String, String);
-
-impl Veth {
-    fn new(tag: &str) -> Veth {
-        let a = format!("nfr{}{tag}a", std::process::id() % 100_000);
-        let b = format!("nfr{}{tag}b", std::process::id() % 100_000);
-        let ip = |args: &[&str]| {
-            let s = Command::new("ip").args(args).status().unwrap();
-            assert!(s.success(), "ip {args:?}");
-        };
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        for d in [&a, &b] {
-            // No IPv6 chatter (router solicitations, MLD) on the test's link.
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{d}/disable_ipv6"), "1");
-            ip(&["link", "set", d, "up"]);
-        }
-        Veth(a, b)
-    }
+mod support {
+    pub mod veth;
 }
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
+use support::veth::Veth;
 
 fn frames(n: usize, size: SizeMix) -> Vec<Vec<u8>> {
     let mut g = TrafficGen::new(TrafficConfig {
@@ -95,7 +72,7 @@ fn handler(r: &Router, h: &str) -> u64 {
 fn frames_arrive_in_the_ring_in_place_whole_and_in_order() {
     // Both rings (receive and transmit), then each alone, then neither (recvmmsg and sendmmsg).
     for (rx_ring, tx_ring) in [(true, true), (true, false), (false, true), (false, false)] {
-        let v = Veth::new("o");
+        let v = Veth::new("nfr", "o");
         let sent = frames(3000, SizeMix::Imix);
         let kept = Arc::new(Mutex::new(Vec::new()));
         let mut rx = receiver_with(&v.0, &kept, rx_ring);
@@ -125,7 +102,7 @@ fn frames_arrive_in_the_ring_in_place_whole_and_in_order() {
 
 #[test]
 fn a_graph_holding_packets_gets_copies_and_every_held_frame_keeps_its_bytes() {
-    let v = Veth::new("h");
+    let v = Veth::new("nfr", "h");
     let kept = Arc::new(Mutex::new(Vec::new()));
     let mut rx = receiver(&v.0, &kept);
     // Rounds of a few large frames, each round apart by more than the ring's block timeout, so that each

@@ -119,8 +119,18 @@ impl PacketSocket {
     /// Joins fanout group `group` in hash mode: the kernel spreads the interface's frames over the
     /// group's sockets by flow hash (one socket per shard: flow-affine dispatch without a copy).
     pub fn join_fanout(&self, group: u16) -> io::Result<()> {
-        let arg: libc::c_int =
-            libc::c_int::from(group) | (libc::PACKET_FANOUT_HASH as libc::c_int) << 16;
+        self.join_fanout_mode(group, libc::PACKET_FANOUT_HASH)
+    }
+
+    /// Joins fanout group `group` in classic-BPF mode with `prog` deciding each frame's socket (the
+    /// group's sockets are numbered in the order they joined): see [`super::fanout`].
+    pub fn join_fanout_cbpf(&self, group: u16, prog: &[super::fanout::Insn]) -> io::Result<()> {
+        self.join_fanout_mode(group, libc::PACKET_FANOUT_CBPF)?;
+        self.set_fanout_program(prog)
+    }
+
+    fn join_fanout_mode(&self, group: u16, mode: libc::c_uint) -> io::Result<()> {
+        let arg: libc::c_int = libc::c_int::from(group) | (mode as libc::c_int) << 16;
         // SAFETY: the option value points to a live c_int of the length given.
         check(unsafe {
             libc::setsockopt(
@@ -132,24 +142,6 @@ impl PacketSocket {
             )
         })?;
         Ok(())
-    }
-
-    /// Joins fanout group `group` in classic-BPF mode with `prog` deciding each frame's socket (the
-    /// group's sockets are numbered in the order they joined): see [`super::fanout`].
-    pub fn join_fanout_cbpf(&self, group: u16, prog: &[super::fanout::Insn]) -> io::Result<()> {
-        let arg: libc::c_int =
-            libc::c_int::from(group) | (libc::PACKET_FANOUT_CBPF as libc::c_int) << 16;
-        // SAFETY: the option value points to a live c_int of the length given.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_FANOUT,
-                (&arg as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        self.set_fanout_program(prog)
     }
 
     /// Replaces the fanout group's program (every socket of the group follows it at once). When this
