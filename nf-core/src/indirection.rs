@@ -373,7 +373,12 @@ pub struct Steering {
 }
 
 /// How often the controller of a live run looks at the loads its shards report.
-pub const LIVE_LOOK: std::time::Duration = std::time::Duration::from_millis(20);
+pub const LIVE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A live look's limits: live counts are noisier than a capture's epochs, and each move pauses its bucket
+/// for a ring drain, so it moves fewer buckets a look and tolerates more imbalance.
+const LIVE_MAX_MOVES: usize = 16;
+const LIVE_TOLERANCE: f64 = 0.10;
 
 /// While the controller is moving load (from the start until a look finds the shards within its
 /// tolerance and no move in flight), how many epochs a shard may run ahead of the slowest. A move takes
@@ -843,9 +848,9 @@ impl Steering {
     }
 
     /// A live source's report (`FromDevice`, while the controller runs): the packets per bucket it took
-    /// since its last report (`counts`, zeroed) and the share of its rounds that found work. At most every
+    /// since its last report (`counts`, zeroed) and the share of its time it was busy. At most every
     /// [`LIVE_LOOK`], with every active shard reported since the last look and no move in flight, the
-    /// controller looks: it scales (with [`Balance::scale`]: a shard more when every active shard is busy
+    /// controller looks (at most 16 moves a look, 10 % of imbalance tolerated): it scales (with [`Balance::scale`]: a shard more when every active shard is busy
     /// over 90 % of its rounds, one fewer when all are under 30 %, within the floor and the ceiling),
     /// else it balances the buckets' loads as for a capture.
     pub fn report_live(&self, shard: usize, counts: &mut [u32; BUCKETS], busy: f64) {
@@ -886,7 +891,12 @@ impl Steering {
                 return;
             }
         }
-        self.rebalance(&mut p, &load, b);
+        let live = Balance {
+            max_moves: b.max_moves.min(LIVE_MAX_MOVES),
+            tolerance: b.tolerance.max(LIVE_TOLERANCE),
+            ..b
+        };
+        self.rebalance(&mut p, &load, live);
     }
 
     /// Called by a shard's source as it enters `epoch` (before it takes any frame of it): applies the

@@ -46,7 +46,9 @@ const FRAME: usize = 2048 - 128;
 /// in use), `borrowed` (frames handed out in place), `copied_held` (frames copied because too many blocks
 /// were held), `kernel_drops` (frames the kernel dropped, its queue or ring full), `held` (frames of
 /// buckets this shard took over, held until their state came), `held_dropped` (over 8192 held),
-/// `swaps` (fanout program swaps this shard made) (read).
+/// `swaps` (fanout program swaps this shard made), `ring_wait_p99_ms` (99th percentile of the time frames
+/// sat in the ring before the graph took them, one frame in 16 sampled: a shard that falls behind shows
+/// here first) (read).
 ///
 /// # Bucket moves
 /// With `FANOUT table`, a bucket moved between shards (`nf_core::indirection`) moves in the kernel too:
@@ -95,7 +97,14 @@ pub struct FromDevice {
     live: Option<Box<Live>>,
     /// Time spent waiting for frames (a live shard's idleness, for the run's controller).
     waited_ns: u64,
+    /// How long frames sat in the ring before the graph took them (one in [`AGE_SAMPLE`]), by power of
+    /// two of nanoseconds.
+    ages: [u64; 40],
+    aged: u32,
 }
+
+/// One frame in this many has its time in the ring recorded (`ring_wait_p99_ms`).
+const AGE_SAMPLE: u32 = 16;
 
 /// Most frames a shard holds for buckets it takes over while their state is on its way (more are
 /// dropped, counted in `held_dropped`).
@@ -171,6 +180,8 @@ impl FromDevice {
             steered: false,
             live: None,
             waited_ns: 0,
+            ages: [0; 40],
+            aged: 0,
         }
     }
 
@@ -338,6 +349,20 @@ impl FromDevice {
         emitted
     }
 
+    /// The 99th percentile of the sampled times frames sat in the ring, in nanoseconds (the upper bound
+    /// of its power-of-two bucket); 0 before any sample.
+    pub fn ring_wait_p99_ns(&self) -> u64 {
+        let total: u64 = self.ages.iter().sum();
+        let mut seen = 0;
+        for (i, &n) in self.ages.iter().enumerate() {
+            seen += n;
+            if seen * 100 >= total * 99 && total > 0 {
+                return 2u64 << i;
+            }
+        }
+        0
+    }
+
     /// One round's receive: frames from the ring (or `recvmmsg`) into output 0. Returns the status and
     /// how many frames came.
     fn receive(&mut self, out: &mut Outputs) -> (TaskStatus, usize) {
@@ -433,6 +458,7 @@ impl FromDevice {
             return 0;
         };
         let frame_room = ring.config().frame_size;
+        let now = Timestamp::now();
         // Copy instead of borrowing while half the ring is held by packets.
         let crowded = ring.held() > ring.config().blocks / 2;
         nf_core::pool::with_local(|pool| {
@@ -479,6 +505,11 @@ impl FromDevice {
                 };
                 if let Some(mut p) = p {
                     p.anno.timestamp = Timestamp(f.nanos);
+                    self.aged = self.aged.wrapping_add(1);
+                    if self.aged.is_multiple_of(AGE_SAMPLE) {
+                        let age = now.since(Timestamp(f.nanos)).max(1);
+                        self.ages[(63 - age.leading_zeros() as usize).min(39)] += 1;
+                    }
                     self.count += 1;
                     self.bytes += f.snaplen as u64;
                     o.push(p);
@@ -511,6 +542,10 @@ const FROM_HANDLERS: &[HandlerSpec] = &[
     ),
     HandlerSpec::read("held_dropped", "frames dropped: too many held"),
     HandlerSpec::read("swaps", "fanout program swaps this shard made"),
+    HandlerSpec::text(
+        "ring_wait_p99_ms",
+        "99th percentile of the time frames sat in the ring (sampled), milliseconds",
+    ),
 ];
 
 impl Element for FromDevice {
@@ -620,6 +655,7 @@ impl Element for FromDevice {
             "held" => Some(self.live.as_ref().map_or(0, |l| l.held_total).to_string()),
             "held_dropped" => Some(self.live.as_ref().map_or(0, |l| l.held_dropped).to_string()),
             "swaps" => Some(self.live.as_ref().map_or(0, |l| l.swaps).to_string()),
+            "ring_wait_p99_ms" => Some(format!("{:.3}", self.ring_wait_p99_ns() as f64 / 1e6)),
             "copied_held" => Some(self.copied_held.to_string()),
             "kernel_drops" => {
                 let more = self.sock.as_ref().map_or(0, PacketSocket::take_drops);
