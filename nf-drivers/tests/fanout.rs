@@ -531,3 +531,27 @@ fn the_live_controller_adds_a_shard_when_every_shard_is_busy() {
     assert_eq!(steering.active_shards(), 2, "busy: two shards ({stats:?})");
     assert!(stats.scaled >= 1, "{stats:?}");
 }
+
+/// Sharded, the receiving sockets skip what this host sends on the interface, as a single socket does
+/// (a fanout group has a receive hook of its own: it needs the group's flag).
+#[test]
+fn sharded_receivers_skip_frames_sent_on_their_interface() {
+    let v = Veth::new("nff", "x");
+    let journal = std::sync::Arc::new(Journal::default());
+    let (_steering, stop, run) = live_receiver(&v.0, 2, 2, &journal, false);
+    let out = frames(500);
+    // Sent out of the receivers' own interface: not for them.
+    Sender::new(&v.0).send(&out);
+    // Arriving on it from the other end: theirs.
+    Sender::new(&v.1).send(&out);
+    let seen = collect(&journal, out.len());
+    std::thread::sleep(Duration::from_millis(100));
+    let late = std::mem::take(&mut *journal.seen.lock().unwrap());
+    stop.stop();
+    run.join().unwrap();
+    assert_eq!(
+        seen.len() + late.len(),
+        out.len(),
+        "only the arriving frames"
+    );
+}

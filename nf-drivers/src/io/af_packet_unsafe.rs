@@ -129,19 +129,28 @@ impl PacketSocket {
         self.set_fanout_program(prog)
     }
 
+    /// Joins a fanout group in `mode`, skipping the frames this host sends (a group has a receive hook of
+    /// its own, on which the socket's `PACKET_IGNORE_OUTGOING` has no effect: without the group's flag
+    /// every shard would see what a `ToDevice` sends on the interface). A kernel without the flag (before
+    /// 4.20) is joined without it.
     fn join_fanout_mode(&self, group: u16, mode: libc::c_uint) -> io::Result<()> {
-        let arg: libc::c_int = libc::c_int::from(group) | (mode as libc::c_int) << 16;
-        // SAFETY: the option value points to a live c_int of the length given.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_FANOUT,
-                (&arg as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        Ok(())
+        let join = |flags: libc::c_uint| {
+            let arg: libc::c_int = libc::c_int::from(group) | ((mode | flags) as libc::c_int) << 16;
+            // SAFETY: the option value points to a live c_int of the length given.
+            check(unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_FANOUT,
+                    (&arg as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })
+        };
+        match join(libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => join(0).map(|_| ()),
+            r => r.map(|_| ()),
+        }
     }
 
     /// Replaces the fanout group's program (every socket of the group follows it at once). When this
