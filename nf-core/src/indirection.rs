@@ -1255,6 +1255,45 @@ mod tests {
         assert!(matches!(s.set_shards(5), Err(SteerError::OutOfRange(_))));
     }
 
+    proptest::proptest! {
+        /// From any table, `set_shards(n)` leaves every one of the `n` shards an even share (512 / n,
+        /// one more for the first 512 % n) and none to the others, moving only what it must: the buckets
+        /// of the shards beyond `n` and each active shard's excess.
+        #[test]
+        fn set_shards_reaches_an_even_share_with_the_fewest_moves(
+            owners in proptest::collection::vec(0usize..6, BUCKETS),
+            n in 1usize..=6,
+        ) {
+            let s = Steering::new(6);
+            s.allow_moves(None);
+            {
+                let mut p = lock(&s.plan);
+                for (b, &o) in owners.iter().enumerate() {
+                    p.table.set(b, o);
+                }
+            }
+            let before = s.table();
+            let moves = s.set_shards(n).unwrap();
+            let after = s.table();
+            let per = after.buckets_per_shard();
+            for sh in 0..6 {
+                let want = if sh < n { BUCKETS / n + usize::from(sh < BUCKETS % n) } else { 0 };
+                proptest::prop_assert_eq!(per.get(sh).copied().unwrap_or(0), want);
+            }
+            let mut must = 0;
+            for sh in 0..6 {
+                let had = before.buckets_of(sh).len();
+                let share = if sh < n { BUCKETS / n + usize::from(sh < BUCKETS % n) } else { 0 };
+                must += had.saturating_sub(share);
+            }
+            proptest::prop_assert_eq!(moves.len(), must);
+            for m in &moves {
+                proptest::prop_assert_eq!(before.owner(usize::from(m.bucket)), usize::from(m.from));
+                proptest::prop_assert_eq!(after.owner(usize::from(m.bucket)), usize::from(m.to));
+            }
+        }
+    }
+
     #[test]
     fn exported_entries_come_back_typed() {
         let e = Exported::new(vec![1u32, 2, 3]);

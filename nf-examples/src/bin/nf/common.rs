@@ -447,7 +447,14 @@ pub fn stop_on_signal(stop: nf_core::StopHandle) {
 }
 
 /// The classes whose `count` handler counts the packets a run took in.
-const SOURCES: &[&str] = &["FromPcap", "Replay", "InfiniteSource", "RatedSource"];
+const SOURCES: &[&str] = &[
+    "FromPcap",
+    "Replay",
+    "InfiniteSource",
+    "RatedSource",
+    "FromDevice",
+    "FromTap",
+];
 
 /// Packets the run's sources produced.
 pub fn source_packets(h: &[HandlerValue]) -> u64 {
