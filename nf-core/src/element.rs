@@ -276,14 +276,10 @@ impl std::fmt::Debug for Cohort {
 }
 
 impl Cohort {
-    /// A cohort for a run of `shards` shards, with the run's [`Steering`](crate::indirection::Steering).
-    pub fn for_shards(shards: usize) -> Self {
+    /// A cohort for a run whose shards share `steering`.
+    pub fn with_steering(steering: std::sync::Arc<crate::indirection::Steering>) -> Self {
         let c = Cohort::default();
-        let _ = c
-            .steering
-            .set(std::sync::Arc::new(crate::indirection::Steering::new(
-                shards,
-            )));
+        let _ = c.steering.set(steering);
         c
     }
 

@@ -272,8 +272,6 @@ pub struct Handoff {
     pub moves: Vec<Move>,
     /// Entries by element name.
     pub state: Vec<(String, Exported)>,
-    /// When the old owner exported them.
-    pub at: Instant,
 }
 
 /// What a live source learns as it enters an epoch ([`Steering::enter_live`]).
@@ -1192,7 +1190,6 @@ mod tests {
             Handoff {
                 moves: due,
                 state: vec![],
-                at: Instant::now(),
             },
         );
         assert!(s.has_mail(1));

@@ -968,11 +968,7 @@ impl Router {
                 .collect();
             steer.post(
                 usize::from(to),
-                crate::indirection::Handoff {
-                    moves,
-                    state,
-                    at: std::time::Instant::now(),
-                },
+                crate::indirection::Handoff { moves, state },
             );
         }
     }
@@ -1371,10 +1367,9 @@ impl ShardedRouter {
     ) -> Result<Self, Error> {
         let shards = max.max(1);
         let mut routers = Vec::with_capacity(shards);
-        let cohort = Cohort::for_shards(shards);
-        if let Some(st) = cohort.steering() {
-            st.set_initial_shards(active);
-        }
+        let steering = Arc::new(Steering::new(shards));
+        steering.set_initial_shards(active);
+        let cohort = Cohort::with_steering(steering.clone());
         let mut separators = Vec::with_capacity(shards);
         for s in 0..shards {
             routers.push(Router::new_shard_in(make(s)?, s, shards, Some(&cohort))?);
@@ -1409,7 +1404,7 @@ impl ShardedRouter {
             r.stop = stop.clone();
             if shards > 1 {
                 r.dispatch = Some(Dispatch {
-                    table: cohort.steering().map(|st| st.table()),
+                    table: Some(steering.table()),
                     tx: txs.clone(),
                     rx,
                     ret_tx: rtxs.clone(),
@@ -1421,10 +1416,6 @@ impl ShardedRouter {
                 });
             }
         }
-        let steering = cohort
-            .steering()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Steering::new(shards)));
         let followers = steering.followers();
         let why_not = routers.iter().enumerate().find_map(|(s, r)| {
             let sources = r.tasks.iter().filter(|&&t| r.nodes[t].is_source).count();
@@ -1432,7 +1423,8 @@ impl ShardedRouter {
             (sources != 1 || following != 1).then(|| {
                 format!(
                     "every shard needs exactly one source, and one that cuts its input into epochs \
-                     (FromPcap over one file, Replay); shard {s} has {sources} source(s), {following} such"
+                     (FromPcap over one file, FromDevice with FANOUT table); shard {s} has {sources} \
+                     source(s), {following} such"
                 )
             })
         });

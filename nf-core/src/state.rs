@@ -894,20 +894,39 @@ impl<K: Eq + Clone, V> StateTable<K, V> {
 
     /// Takes in entries [`export_where`](Self::export_where) removed from this table's copy on another
     /// shard (same process, so the same hash key), keeping their expiry; returns how many it holds after.
-    /// An entry that finds no room is dropped, counted in [`TableStats::rejected`]. Not reported.
+    /// An entry that finds no room is dropped, counted in [`TableStats::rejected`]. Not reported, and
+    /// not counted as installs (a move is not state from outside).
     pub fn import(&mut self, entries: Vec<Moved<K, V>>, now: Timestamp) -> usize {
+        self.import_with(entries, now, |_, _| {}, |_| {})
+    }
+
+    /// [`import`](Self::import), telling `removed` of every entry that leaves the table to make room (or
+    /// is replaced), and `placed` of every value taken in: an element that keeps a tally of its entries
+    /// (the balancer's flows per backend) keeps it true.
+    pub fn import_with(
+        &mut self,
+        entries: Vec<Moved<K, V>>,
+        now: Timestamp,
+        mut removed: impl FnMut(&K, &V),
+        mut placed: impl FnMut(&V),
+    ) -> usize {
         let mut taken = 0;
         for m in entries {
             let installs = self.stats.installs;
-            if self
-                .install(m.hash, m.key, m.value, now, m.expires)
-                .is_some()
-            {
-                taken += 1;
-            } else {
-                self.stats.rejected += 1;
+            let Moved {
+                hash,
+                key,
+                value,
+                expires,
+            } = m;
+            let e = self.install_with(hash, key, value, now, expires, &mut removed);
+            match e.and_then(|e| self.get(e)) {
+                Some((_, v)) => {
+                    placed(v);
+                    taken += 1;
+                }
+                None => self.stats.rejected += 1,
             }
-            // A move is not an install from outside.
             self.stats.installs = installs;
         }
         taken

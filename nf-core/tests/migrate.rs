@@ -65,3 +65,30 @@ fn stateful_elements_move_their_buckets_entries() {
         |r| r.element_by_name_mut::<PoPSelector>("x").unwrap(),
     );
 }
+
+/// Entries taken in by a move are neither installs (state from outside) nor lost from the balancer's
+/// tally of flows per backend.
+#[test]
+fn a_balancers_moved_flows_keep_its_counts_true() {
+    use nf_core::state::Stateful;
+    let text = "InfiniteSource(LIMIT 4000, FLOWS 200, PROTO tcp, STOP true)
+           -> x :: LoadBalancer(VIP 192.168.0.1:80, LOOSE_VIP true, BACKENDS 10.1.0.1:80 10.1.0.2:80)
+           -> Discard; Idle -> [1]x[1] -> Discard;";
+    let mut a = router(text);
+    a.run().unwrap();
+    let mut b = router(&text.replace("LIMIT 4000", "LIMIT 0"));
+    b.run().unwrap();
+    let all: BucketSet = (0..BUCKETS).collect();
+    let before = a.read_handler("x", "backends").unwrap();
+    let moved = a
+        .element_by_name_mut::<LoadBalancer>("x")
+        .unwrap()
+        .export_buckets(&all);
+    let n = moved.entries;
+    let lb = b.element_by_name_mut::<LoadBalancer>("x").unwrap();
+    assert_eq!(lb.import_buckets(moved), n);
+    assert_eq!(lb.table().stats().installs, 0);
+    assert_eq!(b.read_handler("x", "backends").unwrap(), before);
+    assert_eq!(b.read_handler("x", "flows").unwrap(), n.to_string());
+    assert!(a.read_handler("x", "backends").unwrap().contains("=0"));
+}

@@ -34,8 +34,7 @@ fn frames(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn index(f: &[u8]) -> u32 {
-    let at = f.len() - 4;
-    u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+    bytes::Buf::get_u32(&mut &f[f.len() - 4..])
 }
 
 /// Each shard's recorded frames (timestamp and bytes).

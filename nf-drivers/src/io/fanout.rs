@@ -280,7 +280,7 @@ fn interpret(prog: &[Insn], frame: &[u8], net: usize, proto: u16) -> Option<u32>
         Some(
             frame
                 .get(at..at + size)
-                .map(|b| b.iter().fold(0u32, |v, &byte| (v << 8) | u32::from(byte))),
+                .map(|mut b| bytes::Buf::get_uint(&mut b, size) as u32),
         )
     };
     while let Some(i) = prog.get(pc) {
@@ -336,7 +336,7 @@ mod tests {
     use nf_core::traffic::{Protocols, SizeMix, TrafficConfig, TrafficGen};
 
     fn decide(prog: &[Insn], frame: &[u8]) -> usize {
-        let proto = u16::from_be_bytes([frame[12], frame[13]]);
+        let proto = nf_core::wire::EthernetFrame::new_checked(frame).map_or(0, |e| e.ethertype());
         interpret(prog, frame, 14, proto).expect("a valid program") as usize
     }
 

@@ -934,23 +934,16 @@ impl Migrate for LoadBalancer {
         Exported::new(moved)
     }
     fn import_buckets(&mut self, state: Exported) -> usize {
-        let moved = state.take::<Moved<ClientKey, LbEntry>>();
-        let mut taken = 0;
-        for m in moved {
-            let b = m.value.backend;
-            let (census, backends) = (&mut self.census, &self.backends);
-            let placed = self.table.install_with(
-                m.hash,
-                m.key,
-                m.value,
-                Timestamp(0),
-                m.expires,
-                |_, old| census_count(census, backends, old.backend, false),
-            );
-            if placed.is_some() {
-                census_count(census, backends, b, true);
-                taken += 1;
-            }
+        let (census, backends) = (&mut self.census, &self.backends);
+        let mut placed = Vec::new();
+        let taken = self.table.import_with(
+            state.take::<Moved<ClientKey, LbEntry>>(),
+            Timestamp(0),
+            |_, old| census_count(census, backends, old.backend, false),
+            |v| placed.push(v.backend),
+        );
+        for b in placed {
+            census_count(census, backends, b, true);
         }
         taken
     }
